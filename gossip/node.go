@@ -1,0 +1,386 @@
+// Package gossip is homing's control plane: it tells the other hosts of a POP which
+// sessions this host owns and learns theirs (patent US11616716B1, FIG. 4 and FIG. 5).
+//
+// Flow through a Node:
+//
+//	probe ─LocalAdd/LocalDelete─▶ owners map ──localUpd──▶ [sender] ─Apply─▶ Table
+//	                               │  (linger FIFO ▶ [linger] ▶ delete)   │
+//	                               └──queue (bounded)────────────────────▶ │ batch into datagram,
+//	                                                                        │ token bucket, seal, Conn.Send
+//	Conn.Recv ─▶ [receiver] ─Open (size, magic, version, tag)─▶ peer sequence/incarnation
+//	               │ heartbeat ─▶ membership ─Publish/Withdraw─▶ Templates
+//	               └ records ──▶ owners map (conflict rules) ─Apply (one per datagram)─▶ Table
+//	[housekeeper]: heartbeat every interval, peers down after missed heartbeats,
+//	               their sessions dropped after the grace, discovery file polling.
+//
+// Goroutines (started by Run): receiver, sender, linger, housekeeper.
+//
+// Locks, always taken in this order:
+//   - Node.peersMu protects the peer states (membership, sequence tracking, pending
+//     drops), the discovery list, and serialises Templates calls.
+//   - Node.mu protects the ownership map (the source of truth the Table mirrors), the
+//     linger state, the record queue and the pending local updates, and serialises
+//     Table.Apply calls, so that the table sees updates in the order the map took them.
+//   - Node.sendMu protects the sequence counter and the sealer, so that sequence
+//     numbers go out in increasing order whichever goroutine sends.
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/homing-dev/homing/session"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxDatagram       = 1400
+	DefaultFlushDelay        = 200 * time.Microsecond
+	DefaultMaxRate           = 20000
+	DefaultMaxQueue          = 1 << 16
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultDownAfter         = 3
+	DefaultGrace             = 5 * time.Second
+	DefaultLinger            = 60 * time.Second
+	DefaultDiscoveryPoll     = time.Second
+	DefaultTunnelPort        = 6080
+)
+
+// Config configures a Node. Zero fields take the defaults above.
+type Config struct {
+	// HostID is this host's id, 1..65535, unique in the POP.
+	HostID uint16
+	// Addr is this host's primary address (tunnel destination); AltAddr an optional
+	// address of the other family.
+	Addr, AltAddr netip.Addr
+	// MAC is the MAC address of the host's NIC port.
+	MAC net.HardwareAddr
+	// TunnelPort is the UDP port this host decapsulates GUE on (default 6080).
+	TunnelPort uint16
+	// Domain names the L2 domain of the host (at most 63 printable ASCII bytes).
+	Domain string
+
+	// Group, Port, Interface and TTL describe the multicast transport (see Listen).
+	Group     netip.Addr
+	Port      uint16
+	Interface string
+	TTL       int
+
+	// Keys signs and checks datagrams. Without keys New returns ErrNoKey unless
+	// Insecure is set, in which case tags are zero and not checked.
+	Keys     *KeyRing
+	Insecure bool
+
+	// MaxDatagram is the largest datagram sent and accepted (UDP payload bytes,
+	// default 1400: a 1500 MTU minus IPv6 and UDP headers with room to spare).
+	MaxDatagram int
+	// FlushDelay bounds how long a record waits in a datagram that is not full.
+	FlushDelay time.Duration
+	// MaxRate bounds record datagrams per second (token bucket of MaxBurst).
+	// Heartbeats are not counted against it.
+	MaxRate  int
+	MaxBurst int // default MaxRate/50, at least 1
+	// MaxQueue bounds the records waiting to be sent; beyond it LocalAdd and
+	// LocalDelete return ErrQueueFull and Stats.QueueOverflow counts.
+	MaxQueue int
+
+	// HeartbeatInterval is the heartbeat period; a peer is down after DownAfter
+	// intervals without a heartbeat, and its sessions are dropped Grace later unless
+	// it returns with the same incarnation.
+	HeartbeatInterval time.Duration
+	DownAfter         int
+	Grace             time.Duration
+	// Linger delays the announcement of a local delete (TIME_WAIT); negative means
+	// no linger.
+	Linger time.Duration
+
+	// DiscoveryFile, if set, lists the hosts of the POP (see ReadDiscovery); hosts
+	// not in it are ignored. It is polled every DiscoveryPoll.
+	DiscoveryFile string
+	DiscoveryPoll time.Duration
+
+	// Incarnation identifies this run of the host; 0 means the start time in unix
+	// nanoseconds. It must grow from one run to the next.
+	Incarnation uint64
+
+	// OnConverge, if set, is called after each received records datagram is applied,
+	// from the receiver goroutine; it must be quick.
+	OnConverge func(ConvergeSample)
+	// Logger receives rare events (peers up and down, errors); nil discards.
+	Logger *slog.Logger
+}
+
+// ConvergeSample measures one applied records datagram: Sent is the sender's timestamp
+// (the time its oldest record was queued, on the sender's clock), Applied the time the
+// records were in this host's table. Clock offset between hosts adds to the difference.
+type ConvergeSample struct {
+	From    uint16
+	Records int
+	Sent    time.Time
+	Applied time.Time
+}
+
+// Stats are a node's counters. Gauges are marked; everything else only grows.
+type Stats struct {
+	DatagramsSent, BytesSent, HeartbeatsSent, RecordsSent, SendErrors     uint64
+	DatagramsReceived, BytesReceived, HeartbeatsReceived, RecordsReceived uint64
+	RecvErrors                                                            uint64
+
+	// Reject reasons, one counter each.
+	BadMagic, BadVersion, UnknownType, Truncated, Oversize, AuthFailures, Malformed uint64
+
+	OwnDatagrams uint64 // datagrams carrying our own host id, ignored
+	UnknownHost  uint64 // datagrams from hosts not in the discovery file
+	Mismatch     uint64 // heartbeats whose address disagrees with the discovery file
+	SeqGaps      uint64 // datagrams missed: sum of sequence jumps
+	Replays      uint64 // datagrams with an old sequence number or incarnation, dropped
+
+	ForeignRecords uint64 // records naming an owner other than their sender, skipped
+	StaleRecords   uint64 // records that lost to the current owner (older epoch, other owner)
+	RecordsApplied uint64 // peers' records that changed the table
+	LocalUpdates   uint64 // local adds and deletes written to the table
+	GraceDrops     uint64 // sessions dropped because their owner went away
+	TableErrors    uint64
+	TemplateErrors uint64
+
+	QueueOverflow   uint64 // records refused because the send queue was full
+	QueueLen        uint64 // gauge: records waiting to be sent
+	PeersUp         uint64 // gauge
+	Sessions        uint64 // gauge: entries in the ownership map
+	DiscoveryErrors uint64
+}
+
+// Errors of the local API.
+var (
+	ErrQueueFull  = errors.New("gossip send queue full")
+	ErrInvalidKey = errors.New("invalid session key")
+	ErrConfig     = errors.New("invalid gossip config")
+)
+
+// entry is one session in the ownership map: its owner and the owner's incarnation at
+// the time we learnt it (a peer's entries of an ended incarnation go after the grace).
+type entry struct {
+	owner session.Owner
+	inc   uint64
+}
+
+type queued struct {
+	rec session.Update // Delete false: add
+	at  int64          // unix ns when queued
+}
+
+// Node is one host's gossip control plane.
+type Node struct {
+	cfg       Config
+	conn      Conn
+	table     Table
+	templates Templates
+	log       *slog.Logger
+	inc       uint64
+
+	stats Stats // updated with atomic operations only
+
+	mu         sync.Mutex
+	owners     map[session.Key]entry
+	lastEpoch  uint64
+	lingering  map[session.Key]uint64 // key -> generation of its pending delete
+	lingerFIFO []lingerItem           // deadlines in increasing order
+	lingerGen  uint64
+	queue      []queued
+	localUpd   []session.Update
+	updBuf     []session.Update // receiver's scratch
+
+	queued   atomic.Int64 // records in queue or the sender's backlog
+	wakeSend chan struct{}
+	wakeLing chan struct{}
+
+	peersMu   sync.Mutex
+	peers     map[uint16]*peerState
+	drops     []pendingDrop
+	discovery discoveryList // nil: every host is allowed
+
+	discMod  time.Time // of the discovery file last read; housekeeper (or New) only
+	discSize int64
+
+	sendMu sync.Mutex
+	seq    uint64
+	sealer *Sealer
+
+	running atomic.Bool
+}
+
+// New returns a Node that gossips over conn and programs table and templates. Call Run
+// to start it; LocalAdd and LocalDelete may be called before.
+func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error) {
+	if cfg.Keys == nil && !cfg.Insecure {
+		return nil, ErrNoKey
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		conn:      conn,
+		table:     table,
+		templates: templates,
+		log:       cfg.Logger,
+		inc:       cfg.Incarnation,
+		owners:    make(map[session.Key]entry),
+		lingering: make(map[session.Key]uint64),
+		wakeSend:  make(chan struct{}, 1),
+		wakeLing:  make(chan struct{}, 1),
+		peers:     make(map[uint16]*peerState),
+		sealer:    NewSealer(cfg.Keys),
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.DiscoveryFile != "" {
+		if err := n.pollDiscovery(time.Now(), true); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (c *Config) setDefaults() error {
+	bad := func(what string, v any) error { return fmt.Errorf("%s %v: %w", what, v, ErrConfig) }
+	if c.HostID == 0 {
+		return bad("host id", 0)
+	}
+	hb := Heartbeat{Host: c.HostID, Addr: c.Addr, AltAddr: c.AltAddr, MAC: c.MAC, Domain: c.Domain}
+	if err := hb.Check(); err != nil {
+		return fmt.Errorf("host announcement: %w: %w", err, ErrConfig)
+	}
+	if c.TunnelPort == 0 {
+		c.TunnelPort = DefaultTunnelPort
+	}
+	if c.MaxDatagram == 0 {
+		c.MaxDatagram = DefaultMaxDatagram
+	}
+	if c.MaxDatagram < Overhead+RecordAdd6Len || c.MaxDatagram > MaxDatagramLen {
+		return bad("max datagram", c.MaxDatagram)
+	}
+	if c.FlushDelay <= 0 {
+		c.FlushDelay = DefaultFlushDelay
+	}
+	if c.MaxRate <= 0 {
+		c.MaxRate = DefaultMaxRate
+	}
+	if c.MaxBurst <= 0 {
+		c.MaxBurst = max(1, c.MaxRate/50)
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = DefaultMaxQueue
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.DownAfter <= 0 {
+		c.DownAfter = DefaultDownAfter
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.DiscoveryPoll <= 0 {
+		c.DiscoveryPoll = DefaultDiscoveryPoll
+	}
+	if c.Incarnation == 0 {
+		c.Incarnation = uint64(time.Now().UnixNano())
+	}
+	return nil
+}
+
+// MulticastConfig returns the transport part of the configuration.
+func (c *Config) MulticastConfig() MulticastConfig {
+	return MulticastConfig{Group: netip.AddrPortFrom(c.Group, c.Port), Interface: c.Interface, TTL: c.TTL}
+}
+
+// HostID returns the node's host id.
+func (n *Node) HostID() uint16 { return n.cfg.HostID }
+
+// Incarnation returns the node's incarnation.
+func (n *Node) Incarnation() uint64 { return n.inc }
+
+// Stats returns a snapshot of the counters.
+func (n *Node) Stats() Stats {
+	var s Stats
+	src := reflect.ValueOf(&n.stats).Elem()
+	dst := reflect.ValueOf(&s).Elem()
+	for i := range src.NumField() {
+		p := src.Field(i).Addr().Interface().(*uint64)
+		dst.Field(i).SetUint(atomic.LoadUint64(p))
+	}
+	s.QueueLen = uint64(max(0, n.queued.Load()))
+	return s
+}
+
+func inc(p *uint64)             { atomic.AddUint64(p, 1) }
+func add(p *uint64, v int)      { atomic.AddUint64(p, uint64(v)) }
+func setGauge(p *uint64, v int) { atomic.StoreUint64(p, uint64(v)) }
+
+// Run runs the node until ctx is done, then closes the Conn. It returns nil after a
+// cancellation; it may be called once.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return errors.New("gossip node already ran")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { n.receiver(ctx); cancel() })
+	wg.Go(func() { n.sender(ctx) })
+	wg.Go(func() { n.linger(ctx) })
+	wg.Go(func() { n.housekeeper(ctx) })
+	<-ctx.Done()
+	err := n.conn.Close()
+	wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("gossip close: %w", err)
+	}
+	return nil
+}
+
+// Owner returns the current owner of k in the node's view.
+func (n *Node) Owner(k session.Key) (session.Owner, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.owners[k]
+	return e.owner, ok
+}
+
+// Peers returns the peers that are up.
+func (n *Node) Peers() []Peer {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	var ps []Peer
+	for _, p := range n.peers {
+		if p.state == peerUp {
+			ps = append(ps, p.info)
+		}
+	}
+	return ps
+}
+
+// applyLocked writes ups to the table. n.mu is held.
+func (n *Node) applyLocked(ups []session.Update) {
+	if len(ups) == 0 {
+		return
+	}
+	if err := n.table.Apply(ups); err != nil {
+		inc(&n.stats.TableErrors)
+		n.log.Error("gossip table apply", "updates", len(ups), "err", err)
+	}
+	setGauge(&n.stats.Sessions, len(n.owners))
+}

@@ -1,0 +1,177 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/homing-dev/homing/session"
+)
+
+// A records body is a sequence of records back to back, each starting with a kind byte:
+//
+//	kind: bit 7 = IPv6 key, bits 6..4 = 0 (reserved), bits 3..0 = op (1 add, 2 delete)
+//
+// IPv4 add, 22 bytes (IPv6: addresses are 16 bytes each, 46 bytes):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|   kind 0x01   |     proto     |      source (client) port     |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|        destination port       |                               |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+  source (client) address      +
+//	|                               |                               |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+  destination (VIP) address    +
+//	|                               |         owner host id         |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                     epoch (48 bits)                           |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// A delete is the same without the epoch: 16 bytes for IPv4, 40 for IPv6.
+
+// Op is a record's operation.
+type Op uint8
+
+// Record operations.
+const (
+	OpAdd    Op = 1
+	OpDelete Op = 2
+)
+
+const (
+	kindIPv6   = 0x80
+	kindOpMask = 0x0f
+
+	recFixed = 1 + 1 + 2 + 2 // kind, proto, ports
+	ownerLen = 2
+	epochLen = 6
+
+	// RecordAdd4Len .. RecordDelete6Len are the encoded sizes of each record kind.
+	RecordAdd4Len    = recFixed + 8 + ownerLen + epochLen
+	RecordDelete4Len = recFixed + 8 + ownerLen
+	RecordAdd6Len    = recFixed + 32 + ownerLen + epochLen
+	RecordDelete6Len = recFixed + 32 + ownerLen
+)
+
+// Record is one ownership record: add (Key, Owner.Host, Owner.Epoch) or delete (Key,
+// Owner.Host; the epoch is not carried and decodes as 0).
+type Record struct {
+	Op    Op
+	Key   session.Key
+	Owner session.Owner
+}
+
+// Len returns the encoded size of r.
+func (r Record) Len() int {
+	n := recFixed + ownerLen + 8
+	if !r.Key.Is4() {
+		n += 24
+	}
+	if r.Op == OpAdd {
+		n += epochLen
+	}
+	return n
+}
+
+// AppendRecord appends r's encoding to b. r must be valid (see Record.Check).
+func AppendRecord(b []byte, r Record) []byte {
+	kind := uint8(r.Op)
+	if !r.Key.Is4() {
+		kind |= kindIPv6
+	}
+	b = append(b, kind, r.Key.Proto)
+	b = binary.BigEndian.AppendUint16(b, r.Key.SrcPort)
+	b = binary.BigEndian.AppendUint16(b, r.Key.DstPort)
+	b = r.Key.Src.AppendTo(b)
+	b = r.Key.Dst.AppendTo(b)
+	b = binary.BigEndian.AppendUint16(b, r.Owner.Host)
+	if r.Op == OpAdd {
+		e := r.Owner.Epoch
+		b = append(b, byte(e>>40), byte(e>>32), byte(e>>24), byte(e>>16), byte(e>>8), byte(e))
+	}
+	return b
+}
+
+// Check reports whether r can be encoded: a known op, a valid key, an epoch in 48 bits.
+func (r Record) Check() error {
+	if r.Op != OpAdd && r.Op != OpDelete {
+		return fmt.Errorf("record op %d: %w", r.Op, ErrMalformed)
+	}
+	if !r.Key.Valid() {
+		return fmt.Errorf("record key %v: %w", r.Key, ErrMalformed)
+	}
+	if r.Owner.Epoch > session.MaxEpoch {
+		return fmt.Errorf("record epoch %#x: %w", r.Owner.Epoch, ErrMalformed)
+	}
+	return nil
+}
+
+// ParseRecord decodes the record at the start of b and returns it with its length.
+// Errors wrap ErrMalformed.
+func ParseRecord(b []byte) (Record, int, error) {
+	var r Record
+	if len(b) < 1 {
+		return r, 0, fmt.Errorf("empty record: %w", ErrMalformed)
+	}
+	kind := b[0]
+	if kind&0x70 != 0 {
+		return r, 0, fmt.Errorf("record kind %#02x: reserved bits: %w", kind, ErrMalformed)
+	}
+	r.Op = Op(kind & kindOpMask)
+	addrLen := 4
+	if kind&kindIPv6 != 0 {
+		addrLen = 16
+	}
+	n := recFixed + 2*addrLen + ownerLen
+	switch r.Op {
+	case OpAdd:
+		n += epochLen
+	case OpDelete:
+	default:
+		return r, 0, fmt.Errorf("record op %d: %w", r.Op, ErrMalformed)
+	}
+	if len(b) < n {
+		return r, 0, fmt.Errorf("record of %d bytes, %d left: %w", n, len(b), ErrMalformed)
+	}
+	r.Key.Proto = b[1]
+	r.Key.SrcPort = binary.BigEndian.Uint16(b[2:])
+	r.Key.DstPort = binary.BigEndian.Uint16(b[4:])
+	p := b[recFixed:]
+	if addrLen == 4 {
+		r.Key.Src = netip.AddrFrom4([4]byte(p[0:4]))
+		r.Key.Dst = netip.AddrFrom4([4]byte(p[4:8]))
+	} else {
+		r.Key.Src = netip.AddrFrom16([16]byte(p[0:16]))
+		r.Key.Dst = netip.AddrFrom16([16]byte(p[16:32]))
+	}
+	p = p[2*addrLen:]
+	r.Owner.Host = binary.BigEndian.Uint16(p)
+	if r.Op == OpAdd {
+		p = p[ownerLen:]
+		r.Owner.Epoch = uint64(p[0])<<40 | uint64(p[1])<<32 | uint64(p[2])<<24 |
+			uint64(p[3])<<16 | uint64(p[4])<<8 | uint64(p[5])
+	}
+	if !r.Key.Valid() {
+		return r, 0, fmt.Errorf("record key %v: %w", r.Key, ErrMalformed)
+	}
+	return r, n, nil
+}
+
+// ParseRecords decodes a whole records body, appending to dst. Either every record
+// decodes or the body is rejected (the error wraps ErrMalformed).
+func ParseRecords(dst []Record, body []byte) ([]Record, error) {
+	start := len(dst)
+	if len(body) == 0 {
+		return dst, fmt.Errorf("empty records body: %w", ErrMalformed)
+	}
+	for off := 0; off < len(body); {
+		r, n, err := ParseRecord(body[off:])
+		if err != nil {
+			return dst[:start], fmt.Errorf("record at body offset %d: %w", off, err)
+		}
+		dst = append(dst, r)
+		off += n
+	}
+	return dst, nil
+}

@@ -1,0 +1,190 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/homing-dev/homing/session"
+)
+
+// receiver is the goroutine that reads, checks and applies datagrams.
+func (n *Node) receiver(ctx context.Context) {
+	buf := make([]byte, MaxDatagramLen+1) // one more byte than acceptable: oversize shows
+	op := NewOpener(n.cfg.Keys, n.cfg.MaxDatagram)
+	var recs []Record
+	for {
+		m, _, err := n.conn.Recv(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			inc(&n.stats.RecvErrors)
+			n.log.Warn("gossip receive", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		recs = n.handle(op, Datagram(buf[:m]), recs[:0])
+	}
+}
+
+// countReject counts a decoder error under its reason.
+func (n *Node) countReject(err error) {
+	p := &n.stats.Malformed
+	switch {
+	case errors.Is(err, ErrBadMagic):
+		p = &n.stats.BadMagic
+	case errors.Is(err, ErrBadVersion):
+		p = &n.stats.BadVersion
+	case errors.Is(err, ErrUnknownType):
+		p = &n.stats.UnknownType
+	case errors.Is(err, ErrTruncated):
+		p = &n.stats.Truncated
+	case errors.Is(err, ErrOversize):
+		p = &n.stats.Oversize
+	case errors.Is(err, ErrBadTag):
+		p = &n.stats.AuthFailures
+	}
+	inc(p)
+}
+
+// handle processes one datagram. recs is scratch space, returned for reuse.
+func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
+	inc(&n.stats.DatagramsReceived)
+	add(&n.stats.BytesReceived, len(d))
+	if err := op.Open(d); err != nil {
+		n.countReject(err)
+		return recs
+	}
+	h := d.Header()
+	if h.Sender == n.cfg.HostID {
+		inc(&n.stats.OwnDatagrams)
+		return recs
+	}
+	var hb Heartbeat
+	var err error
+	switch h.Type {
+	case TypeHeartbeat:
+		hb, err = ParseHeartbeat(d.Body())
+		if err == nil && (hb.Host != h.Sender || hb.Incarnation != h.Incarnation) {
+			err = ErrMalformed
+		}
+	case TypeRecords:
+		recs, err = ParseRecords(recs, d.Body())
+	}
+	if err != nil {
+		inc(&n.stats.Malformed)
+		return recs
+	}
+	now := time.Now()
+	n.peersMu.Lock()
+	if !n.admitLocked(h, now) {
+		n.peersMu.Unlock()
+		return recs
+	}
+	if h.Type == TypeHeartbeat {
+		n.heartbeatLocked(h, &hb, now)
+		n.peersMu.Unlock()
+		inc(&n.stats.HeartbeatsReceived)
+		return recs
+	}
+	n.peersMu.Unlock()
+	n.applyRecords(h, recs)
+	return recs
+}
+
+// wins reports whether claim a beats claim b: a newer epoch wins; at equal epochs the
+// lower host id wins.
+func wins(a, b session.Owner) bool {
+	return a.Epoch > b.Epoch || (a.Epoch == b.Epoch && a.Host < b.Host)
+}
+
+// applyRecords merges a peer's records into the ownership map and writes the changes to
+// the table in one Apply.
+func (n *Node) applyRecords(h Header, recs []Record) {
+	n.mu.Lock()
+	ups := n.updBuf[:0]
+	for _, r := range recs {
+		if r.Owner.Host != h.Sender {
+			inc(&n.stats.ForeignRecords)
+			continue
+		}
+		cur, ok := n.owners[r.Key]
+		switch r.Op {
+		case OpAdd:
+			if ok && cur.owner == r.Owner {
+				cur.inc = h.Incarnation // idempotent repeat; the claim now lives in this incarnation
+				n.owners[r.Key] = cur
+				continue
+			}
+			if ok && !wins(r.Owner, cur.owner) {
+				inc(&n.stats.StaleRecords)
+				continue
+			}
+			n.owners[r.Key] = entry{owner: r.Owner, inc: h.Incarnation}
+			ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
+		case OpDelete:
+			if !ok || cur.owner.Host != r.Owner.Host {
+				inc(&n.stats.StaleRecords)
+				continue
+			}
+			delete(n.owners, r.Key)
+			ups = append(ups, session.Update{Key: r.Key, Owner: cur.owner, Delete: true})
+		}
+	}
+	n.applyLocked(ups)
+	clear(ups)
+	n.updBuf = ups[:0]
+	n.mu.Unlock()
+	add(&n.stats.RecordsReceived, len(recs))
+	add(&n.stats.RecordsApplied, len(ups))
+	if f := n.cfg.OnConverge; f != nil {
+		f(ConvergeSample{From: h.Sender, Records: len(recs), Sent: time.Unix(0, h.Timestamp), Applied: time.Now()})
+	}
+}
+
+// admitLocked checks the sender against the discovery list and its sequence numbers:
+// per sender and incarnation, sequence numbers must grow; a jump counts the datagrams
+// missed; a higher incarnation starts over (and the older incarnation's sessions go
+// after the grace). n.peersMu is held.
+func (n *Node) admitLocked(h Header, now time.Time) bool {
+	if n.discovery != nil {
+		if _, ok := n.discovery[h.Sender]; !ok {
+			inc(&n.stats.UnknownHost)
+			return false
+		}
+	}
+	p := n.peers[h.Sender]
+	if p == nil {
+		n.peers[h.Sender] = &peerState{state: peerNew, inc: h.Incarnation, highest: h.Seq, lastHB: now}
+		return true
+	}
+	switch {
+	case h.Incarnation < p.inc:
+		inc(&n.stats.Replays)
+		return false
+	case h.Incarnation > p.inc:
+		n.log.Info("gossip peer restarted", "host", h.Sender, "incarnation", h.Incarnation)
+		n.scheduleDropLocked(h.Sender, p.inc, now)
+		p.inc, p.highest = h.Incarnation, h.Seq
+		if p.state == peerNew {
+			p.lastHB = now
+		}
+		return true
+	}
+	if h.Seq <= p.highest {
+		inc(&n.stats.Replays)
+		return false
+	}
+	if h.Seq > p.highest+1 {
+		atomic.AddUint64(&n.stats.SeqGaps, h.Seq-p.highest-1)
+	}
+	p.highest = h.Seq
+	return true
+}

@@ -1,0 +1,188 @@
+package gossip
+
+import (
+	"context"
+	"time"
+
+	"github.com/homing-dev/homing/session"
+)
+
+// tokenBucket bounds datagrams per second. Owned by the sender goroutine.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newTokenBucket(rate, burst int) tokenBucket {
+	return tokenBucket{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
+}
+
+func (b *tokenBucket) refill(now time.Time) {
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+}
+
+// take takes a token if there is one.
+func (b *tokenBucket) take(now time.Time) bool {
+	b.refill(now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
+}
+
+// wait returns how long until a token is available.
+func (b *tokenBucket) wait(now time.Time) time.Duration {
+	b.refill(now)
+	if b.tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+// batch is the records datagram being built by the sender goroutine.
+type batch struct {
+	dg     []byte    // header space + records so far; cap MaxDatagram
+	recs   int       // records in dg
+	opened time.Time // when the first record went in
+	oldest int64     // when the oldest record in dg was queued (unix ns)
+}
+
+// sender is the goroutine that writes local updates to the table and batches the
+// queued records into datagrams: a datagram goes out when the next record would not
+// fit, or FlushDelay after its first record, whichever comes first, and only when the
+// token bucket has a token. While it waits for tokens, records stay in the bounded
+// queue (LocalAdd counts and reports what does not fit).
+func (n *Node) sender(ctx context.Context) {
+	max := n.cfg.MaxDatagram
+	b := batch{dg: make([]byte, HeaderLen, max)}
+	bucket := newTokenBucket(n.cfg.MaxRate, n.cfg.MaxBurst)
+	var backlog []queued
+	var updSpare []session.Update
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		// Pull: apply pending local updates, take the queue.
+		n.mu.Lock()
+		if len(n.localUpd) > 0 {
+			ups := n.localUpd
+			n.localUpd = updSpare[:0]
+			n.applyLocked(ups)
+			clear(ups)
+			updSpare = ups
+		}
+		if len(n.queue) > 0 {
+			backlog = append(backlog, n.queue...)
+			clear(n.queue)
+			n.queue = n.queue[:0]
+		}
+		n.mu.Unlock()
+
+		// Place records, flushing full datagrams while tokens last.
+		now := time.Now()
+		i, blocked := 0, false
+		for i < len(backlog) {
+			q := backlog[i]
+			r := Record{Op: OpAdd, Key: q.rec.Key, Owner: q.rec.Owner}
+			if q.rec.Delete {
+				r.Op = OpDelete
+			}
+			if len(b.dg)+r.Len()+TagLen > max {
+				if !bucket.take(now) {
+					blocked = true
+					break
+				}
+				n.flush(&b)
+				continue
+			}
+			if b.recs == 0 {
+				b.opened, b.oldest = now, q.at
+			}
+			b.dg = AppendRecord(b.dg, r)
+			b.recs++
+			i++
+		}
+		n.queued.Add(-int64(i))
+		if i > 0 {
+			rest := copy(backlog, backlog[i:])
+			clear(backlog[rest:])
+			backlog = backlog[:rest]
+		}
+
+		// Flush on delay; decide how long to sleep.
+		wait := time.Duration(-1)
+		if blocked {
+			wait = bucket.wait(now)
+		} else if b.recs > 0 {
+			if d := b.opened.Add(n.cfg.FlushDelay).Sub(now); d > 0 {
+				wait = d
+			} else if bucket.take(now) {
+				n.flush(&b)
+			} else {
+				wait = bucket.wait(now)
+			}
+		}
+		if wait >= 0 {
+			timer.Reset(max1(wait))
+		}
+		select {
+		case <-ctx.Done():
+			if b.recs > 0 {
+				n.flush(&b)
+			}
+			return
+		case <-n.wakeSend:
+		case <-timer.C:
+		}
+	}
+}
+
+func max1(d time.Duration) time.Duration { return max(d, time.Microsecond) }
+
+// flush seals and sends the batch and empties it.
+func (n *Node) flush(b *batch) {
+	recs := b.recs
+	b.dg = b.dg[:len(b.dg)+TagLen]
+	if n.send(Header{Type: TypeRecords, Timestamp: b.oldest}, b.dg) {
+		add(&n.stats.RecordsSent, recs)
+	}
+	b.dg = b.dg[:HeaderLen]
+	b.recs = 0
+}
+
+// send assigns the next sequence number, seals d (its body in place, room for the tag
+// at the end) and sends it. It reports whether the Conn took it.
+func (n *Node) send(h Header, d Datagram) bool {
+	h.Sender, h.Incarnation = n.cfg.HostID, n.inc
+	n.sendMu.Lock()
+	n.seq++
+	h.Seq = n.seq
+	n.sealer.Seal(d, h)
+	err := n.conn.Send(d)
+	n.sendMu.Unlock()
+	if err != nil {
+		inc(&n.stats.SendErrors)
+		n.log.Warn("gossip send", "type", h.Type, "err", err)
+		return false
+	}
+	inc(&n.stats.DatagramsSent)
+	add(&n.stats.BytesSent, len(d))
+	return true
+}
+
+// sendHeartbeat announces this host. Heartbeats do not take tokens.
+func (n *Node) sendHeartbeat(buf []byte) []byte {
+	hb := Heartbeat{
+		Host: n.cfg.HostID, Incarnation: n.inc, Addr: n.cfg.Addr, AltAddr: n.cfg.AltAddr,
+		MAC: n.cfg.MAC, TunnelPort: n.cfg.TunnelPort, Domain: n.cfg.Domain,
+	}
+	buf = AppendHeartbeat(append(buf[:0], make([]byte, HeaderLen)...), &hb)
+	buf = append(buf, make([]byte, TagLen)...)
+	if n.send(Header{Type: TypeHeartbeat, Timestamp: time.Now().UnixNano()}, buf) {
+		inc(&n.stats.HeartbeatsSent)
+	}
+	return buf
+}
