@@ -1,0 +1,64 @@
+# homing — build, test and benchmark.
+#
+#   make deps    install what the build and the tests need (Debian 12, root; idempotent)
+#   make build   build bin/homingd and bin/homingctl
+#   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
+#   make bench   data-plane benchmarks (Mpps ratios measured side by side), see docs/PERFORMANCE.md
+#   make generate  rebuild the committed eBPF objects with Debian's clang
+
+SHELL := /bin/bash
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+export CGO_ENABLED := 1
+
+APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
+	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod
+
+PKGS := ./...
+# Go test timeout per package.
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all deps build test check unit bench bench-smoke generate fuzz clean demo
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "deps: all Debian packages present"; fi
+	@$(GO) version >/dev/null || { echo "deps: Go toolchain not found" >&2; exit 1; }
+	@$(GO) mod download
+
+build:
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/...
+
+check:
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+# The whole suite. Root-only tests (netns, DPDK vdevs on interfaces, BPF) run when root;
+# with CI=true a missing prerequisite fails the test instead of skipping it.
+unit:
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 $(PKGS)
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./gossip/... ./config/... ./session/... ./internal/golden/...
+
+test: deps build check unit bench-smoke
+
+bench: deps
+	$(GO) run ./cmd/homing-bench
+
+bench-smoke:
+	$(GO) run ./cmd/homing-bench -smoke
+
+generate:
+	$(GO) generate ./probe/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef HOMING_BENCH_H
+#define HOMING_BENCH_H
+#include <stdint.h>
+#include "pipeline.h"
+
+enum homing_bench_mode {
+	HOMING_BENCH_BARE = 0,     /* rx -> generator -> tx: the cost of moving packets */
+	HOMING_BENCH_PIPELINE = 1, /* rx -> generator -> pipeline -> tx */
+};
+
+/* One benchmark run on one lcore over one port (net_null or net_ring): every received
+ * mbuf gets a flow written into it by the generator (Ethernet/IPv4/TCP of a session
+ * drawn at random from keys), then is either sent back out (bare) or processed by the
+ * pipeline first; both outputs of the pipeline go to the same port. */
+struct homing_bench {
+	struct homing_lcore *lc;   /* dp and counters; lc->nic_port = lc->tap_port = port */
+	const struct homing_key4 *keys;
+	uint32_t n_keys;
+	uint32_t mode;
+	uint64_t packets;          /* stop after this many */
+	uint64_t seed;
+	/* results */
+	uint64_t done;
+	uint64_t cycles;
+	uint64_t tsc_hz;
+};
+
+int homing_bench_main(void *arg);
+#endif

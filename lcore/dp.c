@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Control-plane side of the data plane: creation, VIPs and header templates.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+#include <rte_udp.h>
+
+#include "pipeline.h"
+
+struct homing_dp *
+homing_dp_create(struct homing_table *t, uint16_t self_id)
+{
+	struct homing_dp *dp = rte_zmalloc("homing_dp", sizeof(*dp), RTE_CACHE_LINE_SIZE);
+	if (dp == NULL)
+		return NULL;
+	dp->tmpl = rte_zmalloc("homing_tmpl", sizeof(struct homing_tmpl) * HOMING_MAX_HOSTS,
+			       RTE_CACHE_LINE_SIZE);
+	if (dp->tmpl == NULL) {
+		rte_free(dp);
+		return NULL;
+	}
+	for (unsigned i = 0; i < HOMING_MAX_HOSTS; i++)
+		rte_seqlock_init(&dp->tmpl[i].lock);
+	dp->table = t;
+	dp->self_id = self_id;
+	return dp;
+}
+
+void
+homing_dp_free(struct homing_dp *dp)
+{
+	if (dp == NULL)
+		return;
+	rte_free(dp->tmpl);
+	rte_free(dp);
+}
+
+int
+homing_dp_add_vip4(struct homing_dp *dp, uint32_t net, uint32_t mask)
+{
+	if (dp->n_vip4 >= HOMING_MAX_VIPS)
+		return -ENOSPC;
+	dp->vip4[dp->n_vip4].net = net & mask;
+	dp->vip4[dp->n_vip4].mask = mask;
+	dp->n_vip4++;
+	return 0;
+}
+
+int
+homing_dp_add_vip6(struct homing_dp *dp, const uint8_t *net, const uint8_t *mask)
+{
+	struct homing_vip6 *v;
+	if (dp->n_vip6 >= HOMING_MAX_VIPS)
+		return -ENOSPC;
+	v = &dp->vip6[dp->n_vip6];
+	for (int i = 0; i < 16; i++) {
+		v->mask[i] = mask[i];
+		v->net[i] = net[i] & mask[i];
+	}
+	dp->n_vip6++;
+	return 0;
+}
+
+int
+homing_tmpl_set(struct homing_dp *dp, uint16_t id, const uint8_t *dst_mac,
+		const uint8_t *src_mac, int af, const uint8_t *src_ip, const uint8_t *dst_ip,
+		uint16_t dport)
+{
+	uint8_t hdr[HOMING_TMPL_MAX];
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)hdr;
+	struct rte_udp_hdr *udp;
+	struct homing_tmpl *t;
+	uint32_t csb = 0;
+	uint8_t len;
+
+	if (id == 0 || id >= HOMING_MAX_HOSTS || (af != 4 && af != 6))
+		return -EINVAL;
+	memset(hdr, 0, sizeof(hdr));
+	memcpy(&eth->dst_addr, dst_mac, RTE_ETHER_ADDR_LEN);
+	memcpy(&eth->src_addr, src_mac, RTE_ETHER_ADDR_LEN);
+	if (af == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+		ip->version_ihl = RTE_IPV4_VHL_DEF;
+		ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+		ip->time_to_live = 64;
+		ip->next_proto_id = IPPROTO_UDP;
+		memcpy(&ip->src_addr, src_ip, 4);
+		memcpy(&ip->dst_addr, dst_ip, 4);
+		csb = rte_raw_cksum(ip, sizeof(*ip)); /* total_length and checksum are 0 */
+		udp = (struct rte_udp_hdr *)(ip + 1);
+		len = RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) + HOMING_GUE_LEN;
+	} else {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
+		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+		ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+		ip->proto = IPPROTO_UDP;
+		ip->hop_limits = 64;
+		memcpy(ip->src_addr, src_ip, 16);
+		memcpy(ip->dst_addr, dst_ip, 16);
+		udp = (struct rte_udp_hdr *)(ip + 1);
+		len = RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) + HOMING_GUE_LEN;
+	}
+	udp->dst_port = rte_cpu_to_be_16(dport);
+	/* GUE variant 0: version 0, C 0, Hlen 0; protocol set per packet; flags 0. */
+
+	t = &dp->tmpl[id];
+	rte_seqlock_write_lock(&t->lock);
+	memcpy(t->hdr, hdr, sizeof(hdr));
+	t->len = len;
+	t->af = (uint8_t)af;
+	t->csum_base = csb;
+	t->valid = 1;
+	rte_seqlock_write_unlock(&t->lock);
+	return 0;
+}
+
+void
+homing_tmpl_clear(struct homing_dp *dp, uint16_t id)
+{
+	struct homing_tmpl *t;
+	if (id == 0 || id >= HOMING_MAX_HOSTS)
+		return;
+	t = &dp->tmpl[id];
+	rte_seqlock_write_lock(&t->lock);
+	t->valid = 0;
+	rte_seqlock_write_unlock(&t->lock);
+}
+
+void
+homing_dp_stop(struct homing_dp *dp)
+{
+	__atomic_store_n(&dp->stop, 1, __ATOMIC_RELEASE);
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef HOMING_FRAMES_H
+#define HOMING_FRAMES_H
+#include <stdint.h>
+#include <rte_mempool.h>
+#include "pipeline.h"
+
+/* Runs n frames (concatenated in `in`) through the pipeline in bursts. Outputs are
+ * concatenated in `out` with their lengths and port (0 NIC, 1 TAP). Returns 0 or -ENOMEM. */
+int homing_run_frames(struct homing_lcore *lc, struct rte_mempool *pool, const uint8_t *in,
+		      const uint32_t *in_lens, uint32_t n, uint8_t *out, uint32_t out_cap,
+		      uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out);
+#endif

@@ -1,0 +1,264 @@
+// Package lcore runs homing's per-packet pipeline (C, pipeline.c) on DPDK worker lcores.
+// Go creates the shared data plane, publishes header templates, starts and stops the
+// lcores and reads their counters; it never touches a packet. See pipeline.h for the
+// pipeline's flow and its concurrency rules.
+package lcore
+
+/*
+#cgo pkg-config: libdpdk
+#cgo CFLAGS: -O3 -DALLOW_EXPERIMENTAL_API -Wall -Wno-address-of-packed-member
+#include <stdlib.h>
+#include "pipeline.h"
+#include "frames.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/homing-dev/homing/dpdk"
+)
+
+// MaxHosts bounds host ids: 1..MaxHosts-1.
+const MaxHosts = C.HOMING_MAX_HOSTS
+
+// MaxVIPs is the number of VIP prefixes per address family.
+const MaxVIPs = C.HOMING_MAX_VIPS
+
+// Burst is the number of packets per rx burst.
+const Burst = C.HOMING_BURST
+
+// Errors.
+var (
+	ErrRunning    = errors.New("lcore: data plane is running")
+	ErrNotRunning = errors.New("lcore: data plane is not running")
+)
+
+// Config is the data plane's fixed configuration.
+type Config struct {
+	SelfID     uint16
+	Self4      netip.Addr // this host's IPv4 address (tunnel endpoint), or invalid
+	Self6      netip.Addr // this host's IPv6 address, or invalid
+	TunnelPort uint16
+	VIPs       []netip.Prefix
+	// Table is the struct homing_table * of table.Table.Ptr().
+	Table unsafe.Pointer
+}
+
+// Template is what a peer's header template is built from.
+type Template struct {
+	ID         uint16
+	SrcMAC     net.HardwareAddr // this host's NIC MAC
+	DstMAC     net.HardwareAddr // the peer's MAC (same domain) or the gateway's
+	Src, Dst   netip.Addr       // outer IP source (this host) and destination (the peer)
+	TunnelPort uint16           // the peer's GUE port
+}
+
+// Worker assigns one lcore to one queue pair of the NIC and TAP ports.
+type Worker struct {
+	Lcore uint
+	NIC   dpdk.Port
+	TAP   dpdk.Port
+	Queue uint16
+}
+
+// DataPlane is the shared state of all lcores of one daemon.
+type DataPlane struct {
+	mu      sync.Mutex // serialises template writers and Start/Stop
+	dp      *C.struct_homing_dp
+	lcores  []*C.struct_homing_lcore
+	workers []Worker
+	running atomic.Bool
+}
+
+// New creates the data plane. The table must outlive it.
+func New(c Config) (*DataPlane, error) {
+	if c.SelfID == 0 || int(c.SelfID) >= MaxHosts {
+		return nil, fmt.Errorf("lcore: self id %d out of 1..%d", c.SelfID, MaxHosts-1)
+	}
+	if c.Table == nil {
+		return nil, errors.New("lcore: no table")
+	}
+	if !c.Self4.Is4() && !c.Self6.Is6() {
+		return nil, errors.New("lcore: no host address")
+	}
+	dp := C.homing_dp_create((*C.struct_homing_table)(c.Table), C.uint16_t(c.SelfID))
+	if dp == nil {
+		return nil, errors.New("lcore: out of memory for the data plane")
+	}
+	d := &DataPlane{dp: dp}
+	if c.Self4.Is4() {
+		a := c.Self4.As4()
+		dp.self4 = *(*C.uint32_t)(unsafe.Pointer(&a[0]))
+	}
+	if c.Self6.Is6() && !c.Self6.Is4In6() {
+		a := c.Self6.As16()
+		for i := range a {
+			dp.self6[i] = C.uint8_t(a[i])
+		}
+		dp.has_self6 = 1
+	}
+	dp.tunnel_port = C.uint16_t(c.TunnelPort>>8 | c.TunnelPort<<8)
+	for _, p := range c.VIPs {
+		if err := d.addVIP(p); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func (d *DataPlane) addVIP(p netip.Prefix) error {
+	p = p.Masked()
+	mask := net.CIDRMask(p.Bits(), p.Addr().BitLen())
+	var ret C.int
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		ret = C.homing_dp_add_vip4(d.dp, *(*C.uint32_t)(unsafe.Pointer(&a[0])), *(*C.uint32_t)(unsafe.Pointer(&mask[0])))
+	} else {
+		a := p.Addr().As16()
+		ret = C.homing_dp_add_vip6(d.dp, (*C.uint8_t)(unsafe.Pointer(&a[0])), (*C.uint8_t)(unsafe.Pointer(&mask[0])))
+	}
+	if ret != 0 {
+		return fmt.Errorf("lcore: VIP %s: more than %d VIP prefixes of its family", p, MaxVIPs)
+	}
+	return nil
+}
+
+// SetTemplate publishes (or replaces) the header template of peer t.ID. From then on the
+// lcores forward the peer's sessions to it.
+func (d *DataPlane) SetTemplate(t Template) error {
+	if t.ID == 0 || int(t.ID) >= MaxHosts {
+		return fmt.Errorf("lcore: template for host id %d out of 1..%d", t.ID, MaxHosts-1)
+	}
+	if len(t.SrcMAC) != 6 || len(t.DstMAC) != 6 {
+		return fmt.Errorf("lcore: template for host %d: MACs must be 6 bytes", t.ID)
+	}
+	if !t.Src.IsValid() || !t.Dst.IsValid() || t.Src.Is4() != t.Dst.Is4() {
+		return fmt.Errorf("lcore: template for host %d: outer addresses %v -> %v not of one family", t.ID, t.Src, t.Dst)
+	}
+	af := 6
+	src, dst := t.Src.AsSlice(), t.Dst.AsSlice()
+	if t.Src.Is4() {
+		af = 4
+	}
+	buf := C.malloc(C.size_t(12 + 32))
+	defer C.free(buf)
+	b := unsafe.Slice((*byte)(buf), 12+32)
+	copy(b[0:6], t.DstMAC)
+	copy(b[6:12], t.SrcMAC)
+	copy(b[12:28], src)
+	copy(b[28:44], dst)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ret := C.homing_tmpl_set(d.dp, C.uint16_t(t.ID), (*C.uint8_t)(buf), (*C.uint8_t)(unsafe.Add(buf, 6)),
+		C.int(af), (*C.uint8_t)(unsafe.Add(buf, 12)), (*C.uint8_t)(unsafe.Add(buf, 28)), C.uint16_t(t.TunnelPort))
+	if ret != 0 {
+		return fmt.Errorf("lcore: template for host %d: errno %d", t.ID, -ret)
+	}
+	return nil
+}
+
+// ClearTemplate withdraws peer id's template: its sessions go to the local kernel.
+func (d *DataPlane) ClearTemplate(id uint16) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	C.homing_tmpl_clear(d.dp, C.uint16_t(id))
+}
+
+// TemplateValid reports whether peer id has a published template.
+func (d *DataPlane) TemplateValid(id uint16) bool {
+	if id == 0 || int(id) >= MaxHosts {
+		return false
+	}
+	t := (*C.struct_homing_tmpl)(unsafe.Add(unsafe.Pointer(d.dp.tmpl), uintptr(id)*C.sizeof_struct_homing_tmpl))
+	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&t.lock)))&1 == 0 && t.valid != 0
+}
+
+// Start launches the poll loop on every worker. idleSleepMaxUs bounds the idle backoff
+// (0: busy polling).
+func (d *DataPlane) Start(workers []Worker, idleSleepMaxUs uint32) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running.Load() {
+		return ErrRunning
+	}
+	if len(workers) == 0 {
+		return errors.New("lcore: no workers")
+	}
+	d.freeLcores()
+	d.dp.stop = 0
+	for _, w := range workers {
+		lc := (*C.struct_homing_lcore)(C.aligned_alloc(64, C.sizeof_struct_homing_lcore))
+		if lc == nil {
+			d.freeLcores()
+			return errors.New("lcore: out of memory")
+		}
+		*lc = C.struct_homing_lcore{}
+		lc.dp = d.dp
+		lc.nic_port = C.uint16_t(w.NIC.ID)
+		lc.tap_port = C.uint16_t(w.TAP.ID)
+		lc.queue = C.uint16_t(w.Queue)
+		lc.idle_sleep_max_us = C.uint32_t(idleSleepMaxUs)
+		lc.lcore_id = C.uint32_t(w.Lcore)
+		d.lcores = append(d.lcores, lc)
+	}
+	for i, w := range workers {
+		if err := dpdk.Launch(unsafe.Pointer(C.homing_lcore_main), unsafe.Pointer(d.lcores[i]), w.Lcore); err != nil {
+			C.homing_dp_stop(d.dp)
+			for _, v := range workers[:i] {
+				dpdk.Wait(v.Lcore)
+			}
+			d.freeLcores()
+			return err
+		}
+	}
+	d.workers = workers
+	d.running.Store(true)
+	return nil
+}
+
+// Stop asks every lcore to return and waits for them. Counters stay readable.
+func (d *DataPlane) Stop() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.running.Load() {
+		return ErrNotRunning
+	}
+	C.homing_dp_stop(d.dp)
+	var errs []error
+	for _, w := range d.workers {
+		if ret := dpdk.Wait(w.Lcore); ret != 0 {
+			errs = append(errs, fmt.Errorf("lcore %d returned %d (QSBR registration failed?)", w.Lcore, ret))
+		}
+	}
+	d.running.Store(false)
+	return errors.Join(errs...)
+}
+
+func (d *DataPlane) freeLcores() {
+	for _, lc := range d.lcores {
+		C.free(unsafe.Pointer(lc))
+	}
+	d.lcores = nil
+}
+
+// Close stops the lcores if needed and frees the data plane.
+func (d *DataPlane) Close() {
+	if d.running.Load() {
+		_ = d.Stop()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.freeLcores()
+	if d.dp != nil {
+		C.homing_dp_free(d.dp)
+		d.dp = nil
+	}
+}

@@ -1,0 +1,587 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * The per-packet pipeline: classification, bulk lookup, GUE encapsulation and
+ * decapsulation, and the poll loop. See pipeline.h for the flow and the concurrency rules.
+ */
+#include <string.h>
+
+#include <rte_branch_prediction.h>
+#include <rte_byteorder.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_hash_crc.h>
+#include <rte_ip.h>
+#include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "pipeline.h"
+
+/* What happens to a NIC packet, decided per packet in the parse pass. */
+enum action {
+	A_TAP = 0,  /* to the kernel, counted in the cls_* counter given by cls[] */
+	A_LOOKUP4,  /* VIP session, IPv4 key built, decided after the bulk lookup */
+	A_LOOKUP6,
+	A_DECAP4,   /* GUE for us, outer IPv4 */
+	A_DECAP6,   /* GUE for us, outer IPv6 */
+	A_NIC,      /* encapsulated, to the NIC */
+	A_DROP,
+};
+
+/* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words). */
+#define CLS(field) ((uint8_t)(offsetof(struct homing_lcore_stats, field) / sizeof(uint64_t)))
+
+#define ETH_LEN RTE_ETHER_HDR_LEN
+#define TUN_V4_LEN (sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
+#define TUN_V6_LEN (sizeof(struct rte_ipv6_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
+
+#define IPV4_MF_OFF_MASK (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)
+
+struct burst_meta {
+	uint8_t act;
+	uint8_t cls;
+	uint8_t inner_af;   /* encap: 4/6 inner family; decap: 4/6 inner family */
+	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
+};
+
+static inline int
+vip4_match(const struct homing_dp *dp, uint32_t dst)
+{
+	for (unsigned i = 0; i < dp->n_vip4; i++)
+		if ((dst & dp->vip4[i].mask) == dp->vip4[i].net)
+			return 1;
+	return 0;
+}
+
+static inline int
+vip6_match(const struct homing_dp *dp, const uint8_t *dst)
+{
+	for (unsigned i = 0; i < dp->n_vip6; i++) {
+		const struct homing_vip6 *v = &dp->vip6[i];
+		unsigned b;
+		for (b = 0; b < 16; b++)
+			if ((dst[b] & v->mask[b]) != v->net[b])
+				break;
+		if (b == 16)
+			return 1;
+	}
+	return 0;
+}
+
+/* Validates a GUE header and its inner packet (avail bytes after the UDP header).
+ * Returns the inner family (4/6) and sets *inner_len, or 0 if invalid. */
+static inline int
+gue_check(const uint8_t *gue, uint32_t avail, uint16_t *inner_len)
+{
+	const uint8_t *in = gue + HOMING_GUE_LEN;
+
+	if (avail < HOMING_GUE_LEN || gue[0] != 0 || gue[2] != 0 || gue[3] != 0)
+		return 0;
+	avail -= HOMING_GUE_LEN;
+	if (gue[1] == IPPROTO_IPIP) {
+		uint32_t ihl, tot;
+		if (avail < sizeof(struct rte_ipv4_hdr) || (in[0] >> 4) != 4)
+			return 0;
+		ihl = (in[0] & 0xf) * 4u;
+		tot = ((uint32_t)in[2] << 8) | in[3];
+		if (ihl < sizeof(struct rte_ipv4_hdr) || tot < ihl || tot > avail)
+			return 0;
+		*inner_len = (uint16_t)tot;
+		return 4;
+	}
+	if (gue[1] == IPPROTO_IPV6) {
+		uint32_t plen;
+		if (avail < sizeof(struct rte_ipv6_hdr) || (in[0] >> 4) != 6)
+			return 0;
+		plen = ((uint32_t)in[4] << 8) | in[5];
+		if (sizeof(struct rte_ipv6_hdr) + plen > avail)
+			return 0;
+		*inner_len = (uint16_t)(sizeof(struct rte_ipv6_hdr) + plen);
+		return 6;
+	}
+	return 0;
+}
+
+/* Checks the L4 header of a TCP/UDP packet of l4_len bytes. Returns 0 if malformed,
+ * 1 if it is a TCP SYN without ACK, 2 otherwise. */
+static inline int
+l4_check(const uint8_t *l4, uint32_t l4_len, uint8_t proto)
+{
+	if (proto == IPPROTO_TCP) {
+		const struct rte_tcp_hdr *tcp = (const struct rte_tcp_hdr *)l4;
+		if (l4_len < sizeof(*tcp) || (tcp->data_off >> 4) < 5 ||
+		    (uint32_t)(tcp->data_off >> 4) * 4 > l4_len)
+			return 0;
+		if ((tcp->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG)
+			return 1;
+		return 2;
+	}
+	if (l4_len < sizeof(struct rte_udp_hdr))
+		return 0;
+	return 2;
+}
+
+static inline void
+parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
+       struct homing_key4 *key)
+{
+	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
+	const uint8_t *l4;
+	uint32_t tot, l4_len;
+	int r;
+
+	if (unlikely(len < ETH_LEN + sizeof(*ip) || (ip->version_ihl >> 4) != 4)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	if (unlikely((ip->version_ihl & 0xf) != 5)) {
+		bm->cls = (ip->version_ihl & 0xf) < 5 ? CLS(cls_malformed) : CLS(cls_ipopt);
+		return;
+	}
+	tot = rte_be_to_cpu_16(ip->total_length);
+	if (unlikely(tot < sizeof(*ip) || ETH_LEN + tot > len)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	if (unlikely(ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK))) {
+		bm->cls = CLS(cls_frag);
+		return;
+	}
+	if (ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP) {
+		bm->cls = CLS(cls_other);
+		return;
+	}
+	l4 = (const uint8_t *)(ip + 1);
+	l4_len = tot - sizeof(*ip);
+	r = l4_check(l4, l4_len, ip->next_proto_id);
+	if (unlikely(r == 0)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	if (ip->next_proto_id == IPPROTO_UDP && ip->dst_addr == dp->self4 &&
+	    ((const struct rte_udp_hdr *)l4)->dst_port == dp->tunnel_port) {
+		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
+		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+		int af;
+		if (ulen < sizeof(*udp) || ulen > l4_len ||
+		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
+			bm->cls = CLS(cls_gue_bad);
+			return;
+		}
+		bm->inner_af = (uint8_t)af;
+		bm->act = A_DECAP4;
+		return;
+	}
+	if (r == 1) {
+		bm->cls = CLS(cls_syn);
+		return;
+	}
+	if (!vip4_match(dp, ip->dst_addr)) {
+		bm->cls = CLS(cls_other);
+		return;
+	}
+	key->src = ip->src_addr;
+	key->dst = ip->dst_addr;
+	key->sport = ((const uint16_t *)l4)[0];
+	key->dport = ((const uint16_t *)l4)[1];
+	key->proto = ip->next_proto_id;
+	key->pad[0] = key->pad[1] = key->pad[2] = 0;
+	bm->ip_len = (uint16_t)tot;
+	bm->inner_af = 4;
+	bm->act = A_LOOKUP4;
+}
+
+static inline void
+parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
+       struct homing_key6 *key)
+{
+	const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + ETH_LEN);
+	const uint8_t *l4;
+	uint32_t plen;
+	int r;
+
+	if (unlikely(len < ETH_LEN + sizeof(*ip) || (d[ETH_LEN] >> 4) != 6)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	plen = rte_be_to_cpu_16(ip->payload_len);
+	if (unlikely(ETH_LEN + sizeof(*ip) + plen > len)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	switch (ip->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		break;
+	case IPPROTO_FRAGMENT:
+		bm->cls = CLS(cls_frag);
+		return;
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_AH:
+	case IPPROTO_ESP:
+	case 135: /* mobility */
+	case 139: /* HIP */
+	case 140: /* shim6 */
+		bm->cls = CLS(cls_ipopt);
+		return;
+	default:
+		bm->cls = CLS(cls_other);
+		return;
+	}
+	l4 = (const uint8_t *)(ip + 1);
+	r = l4_check(l4, plen, ip->proto);
+	if (unlikely(r == 0)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	if (ip->proto == IPPROTO_UDP && dp->has_self6 &&
+	    ((const struct rte_udp_hdr *)l4)->dst_port == dp->tunnel_port &&
+	    memcmp(ip->dst_addr, dp->self6, 16) == 0) {
+		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
+		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+		int af;
+		if (ulen < sizeof(*udp) || ulen > plen ||
+		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
+			bm->cls = CLS(cls_gue_bad);
+			return;
+		}
+		bm->inner_af = (uint8_t)af;
+		bm->act = A_DECAP6;
+		return;
+	}
+	if (r == 1) {
+		bm->cls = CLS(cls_syn);
+		return;
+	}
+	if (!vip6_match(dp, ip->dst_addr)) {
+		bm->cls = CLS(cls_other);
+		return;
+	}
+	memcpy(key->src, ip->src_addr, 16);
+	memcpy(key->dst, ip->dst_addr, 16);
+	key->sport = ((const uint16_t *)l4)[0];
+	key->dport = ((const uint16_t *)l4)[1];
+	key->proto = ip->proto;
+	key->pad[0] = key->pad[1] = key->pad[2] = 0;
+	bm->ip_len = (uint16_t)(sizeof(*ip) + plen);
+	bm->inner_af = 6;
+	bm->act = A_LOOKUP6;
+}
+
+static inline void
+parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
+      struct homing_key4 *k4, struct homing_key6 *k6)
+{
+	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
+	uint32_t len = rte_pktmbuf_data_len(m);
+	uint16_t et;
+
+	bm->act = A_TAP;
+	if (unlikely(len < ETH_LEN || m->nb_segs != 1)) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
+	et = ((const struct rte_ether_hdr *)d)->ether_type;
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
+		parse4(dp, d, len, bm, k4);
+	else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
+		parse6(dp, d, len, bm, k6);
+	else
+		bm->cls = CLS(cls_other);
+}
+
+/* Strips the outer IP/UDP/GUE headers, keeping the outer MAC addresses. */
+static inline void
+decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
+{
+	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
+	uint32_t strip = outer_l3 + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN;
+	uint16_t et = bm->inner_af == 4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6;
+	uint32_t want;
+
+	memcpy(d + strip, d, 2 * RTE_ETHER_ADDR_LEN);
+	*(uint16_t *)(d + strip + 2 * RTE_ETHER_ADDR_LEN) = rte_cpu_to_be_16(et);
+	rte_pktmbuf_adj(m, (uint16_t)strip);
+	want = ETH_LEN + bm->ip_len;
+	if (rte_pktmbuf_data_len(m) > want)
+		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - want));
+}
+
+static inline uint16_t
+flow_sport(const void *key, uint32_t key_len)
+{
+	uint32_t h = rte_hash_crc(key, key_len, 0x9e3779b9);
+	h ^= h >> 16;
+	return rte_cpu_to_be_16((uint16_t)(HOMING_SPORT_BASE + (h & HOMING_SPORT_MASK)));
+}
+
+/* Prepends owner's template in place of the Ethernet header. Returns 0 (encapsulated),
+ * -1 (owner has no live template: packet untouched) or -2 (no headroom). */
+static inline int
+encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
+      uint16_t owner, const struct burst_meta *bm, uint16_t sport)
+{
+	const struct homing_tmpl *t;
+	uint8_t *h;
+	uint32_t sn, tlen, csb, af;
+
+	if (unlikely(owner >= HOMING_MAX_HOSTS || owner == 0))
+		return -1;
+	t = &dp->tmpl[owner];
+	if (rte_pktmbuf_data_len(m) > ETH_LEN + bm->ip_len)
+		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ETH_LEN - bm->ip_len));
+	for (;;) {
+		sn = rte_seqlock_read_begin(&t->lock);
+		tlen = t->len;
+		if (unlikely(!t->valid || tlen <= ETH_LEN || tlen > HOMING_TMPL_MAX)) {
+			if (rte_seqlock_read_retry(&t->lock, sn))
+				continue;
+			return -1;
+		}
+		h = (uint8_t *)rte_pktmbuf_prepend(m, (uint16_t)(tlen - ETH_LEN));
+		if (unlikely(h == NULL)) {
+			if (rte_seqlock_read_retry(&t->lock, sn))
+				continue;
+			return -2;
+		}
+		memcpy(h, t->hdr, tlen);
+		af = t->af;
+		csb = t->csum_base;
+		if (likely(!rte_seqlock_read_retry(&t->lock, sn)))
+			break;
+		rte_pktmbuf_adj(m, (uint16_t)(tlen - ETH_LEN));
+		st->tmpl_retries++;
+	}
+	/* GUE protocol: the inner family. */
+	h[tlen - 3] = bm->inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	if (af == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(h + ETH_LEN);
+		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+		uint16_t tot = rte_cpu_to_be_16((uint16_t)(TUN_V4_LEN + bm->ip_len));
+		uint32_t sum = csb + tot;
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		ip->total_length = tot;
+		ip->hdr_checksum = (uint16_t)~sum;
+		udp->src_port = sport;
+		udp->dgram_len = rte_cpu_to_be_16(
+			(uint16_t)(sizeof(*udp) + HOMING_GUE_LEN + bm->ip_len));
+	} else {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(h + ETH_LEN);
+		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+		uint16_t plen = rte_cpu_to_be_16(
+			(uint16_t)(sizeof(*udp) + HOMING_GUE_LEN + bm->ip_len));
+		ip->payload_len = plen;
+		udp->src_port = sport;
+		udp->dgram_len = plen;
+		udp->dgram_cksum = 0;
+		udp->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip, ETH_LEN + sizeof(*ip));
+	}
+	m->ol_flags = 0;
+	m->packet_type = 0;
+	return 0;
+}
+
+void
+homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+			 struct rte_mbuf **nic_out, uint16_t *n_nic,
+			 struct rte_mbuf **tap_out, uint16_t *n_tap)
+{
+	const struct homing_dp *dp = lc->dp;
+	struct homing_lcore_stats *st = &lc->stats;
+	uint64_t *cnt = (uint64_t *)st;
+	struct burst_meta bm[HOMING_BURST];
+	struct homing_key4 k4[HOMING_BURST];
+	struct homing_key6 k6[HOMING_BURST];
+	const void *kp[HOMING_BURST];
+	uint8_t idx4[HOMING_BURST], idx6[HOMING_BURST];
+	uint64_t vals[HOMING_BURST], hits;
+	uint32_t n4 = 0, n6 = 0, i, j;
+	uint16_t nn = 0, nt = 0;
+
+	RTE_BUILD_BUG_ON(HOMING_BURST > HOMING_TABLE_LOOKUP_MAX);
+	if (n > HOMING_BURST)
+		n = HOMING_BURST;
+
+	for (i = 0; i < n && i < HOMING_PREFETCH_OFFSET; i++)
+		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
+	for (i = 0; i < n; i++) {
+		if (i + HOMING_PREFETCH_OFFSET < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + HOMING_PREFETCH_OFFSET], void *));
+		parse(dp, pkts[i], &bm[i], &k4[n4], &k6[n6]);
+		if (bm[i].act == A_LOOKUP4)
+			idx4[n4++] = (uint8_t)i;
+		else if (bm[i].act == A_LOOKUP6)
+			idx6[n6++] = (uint8_t)i;
+	}
+
+	if (n4 != 0) {
+		for (j = 0; j < n4; j++)
+			kp[j] = &k4[j];
+		hits = 0;
+		homing_table_lookup4_bulk(dp->table, kp, n4, &hits, vals);
+		for (j = 0; j < n4; j++) {
+			struct burst_meta *b = &bm[idx4[j]];
+			b->act = A_TAP;
+			if (!(hits & (1ULL << j))) {
+				b->cls = CLS(cls_miss);
+			} else if (HOMING_VAL_OWNER(vals[j]) == dp->self_id) {
+				b->cls = CLS(cls_local);
+			} else {
+				int r = encap(dp, st, pkts[idx4[j]], HOMING_VAL_OWNER(vals[j]), b,
+					      flow_sport(&k4[j], sizeof(k4[j])));
+				if (r == 0) {
+					b->act = A_NIC;
+					b->cls = CLS(cls_redirect);
+				} else if (r == -1) {
+					b->cls = CLS(cls_dead_owner);
+				} else {
+					b->act = A_DROP;
+					b->cls = CLS(cls_redirect);
+					st->drop_headroom++;
+				}
+			}
+		}
+	}
+	if (n6 != 0) {
+		for (j = 0; j < n6; j++)
+			kp[j] = &k6[j];
+		hits = 0;
+		homing_table_lookup6_bulk(dp->table, kp, n6, &hits, vals);
+		for (j = 0; j < n6; j++) {
+			struct burst_meta *b = &bm[idx6[j]];
+			b->act = A_TAP;
+			if (!(hits & (1ULL << j))) {
+				b->cls = CLS(cls_miss);
+			} else if (HOMING_VAL_OWNER(vals[j]) == dp->self_id) {
+				b->cls = CLS(cls_local);
+			} else {
+				int r = encap(dp, st, pkts[idx6[j]], HOMING_VAL_OWNER(vals[j]), b,
+					      flow_sport(&k6[j], sizeof(k6[j])));
+				if (r == 0) {
+					b->act = A_NIC;
+					b->cls = CLS(cls_redirect);
+				} else if (r == -1) {
+					b->cls = CLS(cls_dead_owner);
+				} else {
+					b->act = A_DROP;
+					b->cls = CLS(cls_redirect);
+					st->drop_headroom++;
+				}
+			}
+		}
+	}
+
+	/* Final pass in arrival order, so that each output keeps the input order. */
+	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		switch (bm[i].act) {
+		case A_DECAP4:
+			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
+			st->cls_decap++;
+			tap_out[nt++] = m;
+			break;
+		case A_DECAP6:
+			decap(m, sizeof(struct rte_ipv6_hdr), &bm[i]);
+			st->cls_decap++;
+			tap_out[nt++] = m;
+			break;
+		case A_NIC:
+			cnt[bm[i].cls]++;
+			nic_out[nn++] = m;
+			break;
+		case A_DROP:
+			cnt[bm[i].cls]++;
+			rte_pktmbuf_free(m);
+			break;
+		default:
+			cnt[bm[i].cls]++;
+			tap_out[nt++] = m;
+			break;
+		}
+	}
+	st->rx_nic += n;
+	*n_nic = nn;
+	*n_tap = nt;
+}
+
+/* Sends n packets, retrying a full queue a few times; frees and counts what is left. */
+static inline void
+tx_all(uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint16_t n, uint64_t *sent,
+       uint64_t *dropped)
+{
+	uint16_t s = 0;
+	for (int tries = 0; s < n && tries < 8; tries++)
+		s += rte_eth_tx_burst(port, q, pkts + s, n - s);
+	*sent += s;
+	if (unlikely(s < n)) {
+		*dropped += n - s;
+		rte_pktmbuf_free_bulk(pkts + s, n - s);
+	}
+}
+
+int
+homing_lcore_main(void *arg)
+{
+	struct homing_lcore *lc = arg;
+	struct homing_dp *dp = lc->dp;
+	struct homing_lcore_stats *st = &lc->stats;
+	struct rte_rcu_qsbr *qsbr = dp->table->qsbr;
+	struct rte_mbuf *pkts[HOMING_BURST], *nic_out[HOMING_BURST], *tap_out[HOMING_BURST];
+	uint64_t start, t0;
+	uint32_t idle = 0, sleep_us = 0;
+	uint16_t n, nn, nt;
+
+	if (rte_rcu_qsbr_thread_register(qsbr, lc->lcore_id) != 0)
+		return -1;
+	rte_rcu_qsbr_thread_online(qsbr, lc->lcore_id);
+	start = rte_rdtsc();
+	while (!__atomic_load_n(&dp->stop, __ATOMIC_RELAXED)) {
+		uint32_t moved = 0;
+		t0 = rte_rdtsc();
+		n = rte_eth_rx_burst(lc->nic_port, lc->queue, pkts, HOMING_BURST);
+		if (n != 0) {
+			homing_process_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
+			if (nn != 0)
+				tx_all(lc->nic_port, lc->queue, nic_out, nn, &st->tx_nic,
+				       &st->drop_nic_tx);
+			if (nt != 0)
+				tx_all(lc->tap_port, lc->queue, tap_out, nt, &st->tx_tap,
+				       &st->drop_tap_tx);
+			moved += n;
+		}
+		n = rte_eth_rx_burst(lc->tap_port, lc->queue, pkts, HOMING_BURST);
+		if (n != 0) {
+			st->from_kernel += n;
+			tx_all(lc->nic_port, lc->queue, pkts, n, &st->tx_nic, &st->drop_nic_tx);
+			moved += n;
+		}
+		rte_rcu_qsbr_quiescent(qsbr, lc->lcore_id);
+		if ((++st->loops & 1023) == 0)
+			st->total_cycles = rte_rdtsc() - start;
+		if (moved != 0) {
+			st->busy_cycles += rte_rdtsc() - t0;
+			idle = 0;
+			sleep_us = 0;
+			continue;
+		}
+		st->idle_loops++;
+		if (lc->idle_sleep_max_us != 0 && ++idle > HOMING_IDLE_SPINS) {
+			sleep_us = sleep_us == 0 ? HOMING_IDLE_SLEEP_MIN_US : sleep_us * 2;
+			if (sleep_us > lc->idle_sleep_max_us)
+				sleep_us = lc->idle_sleep_max_us;
+			rte_rcu_qsbr_thread_offline(qsbr, lc->lcore_id);
+			rte_delay_us_sleep(sleep_us);
+			rte_rcu_qsbr_thread_online(qsbr, lc->lcore_id);
+			st->sleeps++;
+		}
+	}
+	st->total_cycles = rte_rdtsc() - start;
+	rte_rcu_qsbr_thread_offline(qsbr, lc->lcore_id);
+	rte_rcu_qsbr_thread_unregister(qsbr, lc->lcore_id);
+	return 0;
+}

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * homing's per-packet pipeline, run on every worker lcore.
+ *
+ *            NIC rx queue q                                 TAP rx queue q
+ *                 |                                               |
+ *     parse + classify (whole burst, prefetched)                  |
+ *                 |                                               |
+ *   +-------------+--------------+--------------+                 |
+ *   |             |              |              |                 |
+ *  GUE for us   SYN / not a    VIP TCP/UDP     (other)            |
+ *  (decap)      VIP / other    -> bulk lookup                     |
+ *   |             |          owner live peer?                     |
+ *   |             |          yes        no                        |
+ *   |             |           |          |                        |
+ *   v             v           v          v                        v
+ *  TAP tx q <-----+----    encap     TAP tx q                NIC tx q
+ *                          (template)
+ *                             v
+ *                          NIC tx q
+ *
+ * Concurrency rules:
+ *  - struct homing_dp is shared by all lcores and written by the Go control plane only
+ *    through the functions below: the ownership table (lock-free readers, QSBR for
+ *    deletes, see table/homing_table.h) and the header templates (one rte_seqlock per
+ *    peer slot, so that an lcore never copies half a template). VIPs and addresses are
+ *    set before the lcores start and never change while they run.
+ *  - struct homing_lcore is owned by one lcore: its counters are written by that lcore
+ *    only and read by Go (aligned 64-bit loads, never torn on x86-64).
+ *  - dp->stop is the only flag the lcores poll; Go sets it and waits for them.
+ */
+#ifndef HOMING_PIPELINE_H
+#define HOMING_PIPELINE_H
+
+#include <stdint.h>
+#include <rte_common.h>
+#include <rte_mbuf.h>
+#include <rte_seqlock.h>
+
+#include "../table/homing_table.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Packets per rx burst (<= 64, the bulk-lookup limit). */
+#define HOMING_BURST 32
+/* How many packets ahead the parser prefetches. */
+#define HOMING_PREFETCH_OFFSET 3
+/* Host ids are 1..HOMING_MAX_HOSTS-1; one template slot each. */
+#define HOMING_MAX_HOSTS 4096
+/* VIP prefixes per family. */
+#define HOMING_MAX_VIPS 16
+/* Largest header template: Ethernet + IPv6 + UDP + GUE = 66 bytes. */
+#define HOMING_TMPL_MAX 80
+/* Empty polls before the lcore starts sleeping. */
+#define HOMING_IDLE_SPINS 512
+/* First sleep of the idle backoff, microseconds (doubles up to the configured bound). */
+#define HOMING_IDLE_SLEEP_MIN_US 1
+/* GUE source ports are 49152 + (flow hash mod 16384). */
+#define HOMING_SPORT_BASE 49152
+#define HOMING_SPORT_MASK 0x3fff
+/* GUE header (variant 0, no options) length. */
+#define HOMING_GUE_LEN 4
+
+/* One header template (outer Ethernet + IP + UDP + GUE), per peer host id. */
+struct homing_tmpl {
+	rte_seqlock_t lock;
+	uint8_t valid;      /* 0: peer not live, never forward to it */
+	uint8_t af;         /* 4 or 6: outer IP family */
+	uint8_t len;        /* 46 (IPv4) or 66 (IPv6) */
+	uint8_t pad;
+	uint32_t csum_base; /* IPv4: one's complement sum of the header with tot_len = 0 */
+	uint8_t hdr[HOMING_TMPL_MAX];
+} __rte_cache_aligned;
+
+/* Counters of one lcore. Every packet received is counted in exactly one cls_* counter
+ * (NIC side) or in from_kernel (TAP side). */
+struct homing_lcore_stats {
+	uint64_t rx_nic;          /* packets received from the NIC */
+	uint64_t from_kernel;     /* packets received from the TAP (kernel) */
+	uint64_t tx_nic;          /* packets sent to the NIC (redirected + from kernel) */
+	uint64_t tx_tap;          /* packets sent to the kernel */
+	/* classification of NIC packets */
+	uint64_t cls_redirect;    /* VIP session owned by a live peer: encapsulated */
+	uint64_t cls_local;       /* VIP session owned here */
+	uint64_t cls_miss;        /* VIP session unknown */
+	uint64_t cls_dead_owner;  /* VIP session owned by a peer without a template */
+	uint64_t cls_syn;         /* SYN without ACK */
+	uint64_t cls_decap;       /* GUE for this host: decapsulated */
+	uint64_t cls_gue_bad;     /* UDP to our tunnel port with an invalid GUE/inner header */
+	uint64_t cls_other;       /* not for the pipeline: ARP, ICMP, non-VIP, VLAN, ... */
+	uint64_t cls_frag;        /* IPv4 fragments */
+	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
+	uint64_t cls_malformed;   /* truncated or inconsistent headers, multi-segment */
+	/* drops */
+	uint64_t drop_nic_tx;     /* NIC tx queue full */
+	uint64_t drop_tap_tx;     /* TAP tx queue full */
+	uint64_t drop_headroom;   /* no headroom to prepend a template */
+	/* loop accounting */
+	uint64_t loops;
+	uint64_t idle_loops;
+	uint64_t sleeps;
+	uint64_t busy_cycles;     /* TSC cycles of loops that moved packets */
+	uint64_t total_cycles;    /* TSC cycles since start */
+	uint64_t tmpl_retries;    /* template copies retried because a writer was active */
+} __rte_cache_aligned;
+
+struct homing_vip4 {
+	uint32_t net;  /* network order */
+	uint32_t mask; /* network order */
+};
+
+struct homing_vip6 {
+	uint8_t net[16];
+	uint8_t mask[16];
+};
+
+/* The data plane shared by all lcores of one daemon. */
+struct homing_dp {
+	struct homing_table *table;
+	struct homing_tmpl *tmpl;  /* HOMING_MAX_HOSTS slots */
+	uint32_t self4;            /* network order; 0 = none */
+	uint8_t self6[16];         /* all zero = none */
+	uint8_t has_self6;
+	uint8_t n_vip4, n_vip6;
+	uint16_t self_id;
+	uint16_t tunnel_port;      /* network order */
+	struct homing_vip4 vip4[HOMING_MAX_VIPS];
+	struct homing_vip6 vip6[HOMING_MAX_VIPS];
+	volatile uint32_t stop;
+};
+
+/* One worker lcore. */
+struct homing_lcore {
+	struct homing_lcore_stats stats;
+	struct homing_dp *dp;
+	uint16_t nic_port, tap_port, queue;
+	uint32_t idle_sleep_max_us; /* 0: busy poll */
+	uint32_t lcore_id;          /* QSBR thread id */
+} __rte_cache_aligned;
+
+/* Data plane lifecycle (control plane side). */
+struct homing_dp *homing_dp_create(struct homing_table *t, uint16_t self_id);
+void homing_dp_free(struct homing_dp *dp);
+/* Asks every lcore running on dp to return. */
+void homing_dp_stop(struct homing_dp *dp);
+int homing_dp_add_vip4(struct homing_dp *dp, uint32_t net, uint32_t mask);
+int homing_dp_add_vip6(struct homing_dp *dp, const uint8_t *net, const uint8_t *mask);
+
+/* Publishes the template for peer id: outer Ethernet dst/src, outer IP src/dst of family af
+ * (4: 4-byte addresses, 6: 16-byte addresses), UDP destination port (host order). */
+int homing_tmpl_set(struct homing_dp *dp, uint16_t id, const uint8_t *dst_mac,
+		    const uint8_t *src_mac, int af, const uint8_t *src_ip, const uint8_t *dst_ip,
+		    uint16_t dport);
+/* Withdraws peer id's template: its sessions go to the local kernel from now on. */
+void homing_tmpl_clear(struct homing_dp *dp, uint16_t id);
+
+/* The poll loop (lcore_function_t); arg is a struct homing_lcore *. */
+int homing_lcore_main(void *arg);
+
+/* Processes one burst of NIC packets: every packet ends up in nic_out, tap_out or is freed
+ * (counted). Used by the poll loop, the tests and the fuzzer. */
+void homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+			      struct rte_mbuf **nic_out, uint16_t *n_nic,
+			      struct rte_mbuf **tap_out, uint16_t *n_tap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HOMING_PIPELINE_H */
