@@ -55,8 +55,8 @@ func TestExampleConfigs(t *testing.T) {
 			if c.Source != f || c.Host.ID == 0 || !c.Host.Address.IsValid() || len(c.Host.VIPs) == 0 {
 				t.Errorf("incomplete config: %+v", c.Host)
 			}
-			if args := c.EALArgs(); len(args) < 5 {
-				t.Errorf("EALArgs = %q", args)
+			if len(c.VDevs()) == 0 || c.DPDK.CPUList() == "" {
+				t.Errorf("VDevs %q, CPUs %q", c.VDevs(), c.DPDK.CPUList())
 			}
 		})
 	}
@@ -264,7 +264,7 @@ func TestErrors(t *testing.T) {
 		{"mac long", replace(t, "[host]", "[host]\nmac = \"02:00:00:00:00:00:00:01\""), `t.toml: host.mac: "02:00:00:00:00:00:00:01" is not a 6-byte Ethernet address`, ErrInvalid},
 		{"mac multicast", replace(t, "[host]", "[host]\nmac = \"01:00:5e:00:00:01\""), `t.toml: host.mac: 01:00:5e:00:00:01 is a multicast address`, ErrInvalid},
 		{"gateway family", replace(t, "[host]", "[host]\ngateway = \"2001:2::1\""), `t.toml: host.gateway: 2001:2::1 is not of host.address's family (198.18.0.17)`, ErrConflict},
-		{"domain", replace(t, "[host]", "[host]\ndomain = \"a b\""), `t.toml: host.domain: "a b" must be 1..64 characters of A-Z a-z 0-9 . _ -`, ErrInvalid},
+		{"domain", replace(t, "[host]", "[host]\ndomain = \"a b\""), `t.toml: host.domain: "a b" must be 1..63 characters of A-Z a-z 0-9 . _ -`, ErrInvalid},
 		{"no vips", replace(t, `vips = ["198.19.255.1"]`, "vips = []"), "t.toml: host.vips: at least one VIP is required", ErrMissing},
 		{"vip host bits", replace(t, `["198.19.255.1"]`, `["198.19.255.1/24"]`), `t.toml: host.vips[0]: "198.19.255.1/24" has host bits set (did you mean 198.19.255.0/24?)`, ErrInvalid},
 		{"vip dup", replace(t, `["198.19.255.1"]`, `["198.19.255.1", "198.19.255.1/32"]`), `t.toml: host.vips[1]: duplicate VIP 198.19.255.1/32`, ErrConflict},
@@ -485,19 +485,23 @@ func TestCPUList(t *testing.T) {
 	}
 }
 
-func TestEALArgs(t *testing.T) {
-	c := mustParse(t, minimal+"[dpdk]\ncpus = \"0-1\"\nworkers = 2\nextra_args = [\"--vdev=net_null9\"]\n")
-	want := []string{"homingd", "--file-prefix=homing-7", "-m", "256", "--log-level=notice", "--lcores=(0-2)@(0-1)",
-		"--no-huge", "--no-shconf", "--no-pci", "--vdev=net_af_packet0,iface=eth0", "--vdev=net_tap0,iface=homing0",
-		"--vdev=net_null9"}
-	if got := c.EALArgs(); !slices.Equal(got, want) {
-		t.Errorf("EALArgs =\n%q\nwant\n%q", got, want)
+func TestEALHelpers(t *testing.T) {
+	c := mustParse(t, minimal+"[dpdk]\ncpus = \"0-1,3\"\n")
+	if got := c.VDevs(); !slices.Equal(got, []string{"net_af_packet0,iface=eth0", "net_tap0,iface=homing0"}) {
+		t.Errorf("VDevs = %q", got)
 	}
-	c = mustParse(t, replace(t, `device = "net_af_packet0,iface=eth0"`, `pci = "0000:01:00.0"`)+"[dpdk]\nhugepages = true\ncpus = \"2\"\n")
-	want = []string{"homingd", "--file-prefix=homing-7", "-m", "256", "--log-level=notice", "--lcores=(0-1)@(2)",
-		"--in-memory", "-a", "0000:01:00.0", "--vdev=net_tap0,iface=homing0"}
-	if got := c.EALArgs(); !slices.Equal(got, want) {
-		t.Errorf("EALArgs =\n%q\nwant\n%q", got, want)
+	if got := c.PCIDevices(); got != nil {
+		t.Errorf("PCIDevices = %q", got)
+	}
+	if got := c.DPDK.CPUList(); got != "0-1,3" {
+		t.Errorf("CPUList = %q", got)
+	}
+	c = mustParse(t, replace(t, `device = "net_af_packet0,iface=eth0"`, `pci = "0000:01:00.0"`))
+	if got := c.VDevs(); !slices.Equal(got, []string{"net_tap0,iface=homing0"}) {
+		t.Errorf("VDevs = %q", got)
+	}
+	if got := c.PCIDevices(); !slices.Equal(got, []string{"0000:01:00.0"}) {
+		t.Errorf("PCIDevices = %q", got)
 	}
 	if c.NICPortName() != "0000:01:00.0" || c.KernelPortName() != "net_tap0" {
 		t.Errorf("port names %q %q", c.NICPortName(), c.KernelPortName())

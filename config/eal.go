@@ -1,9 +1,6 @@
 package config
 
-import (
-	"runtime"
-	"strconv"
-)
+import "runtime"
 
 // Mempool sizing. The default dpdk.mbufs covers every descriptor of both ports (the
 // NIC and the kernel port, each with dpdk.workers rx and tx queues of nic.rx_desc and
@@ -29,41 +26,26 @@ func computeMbufs(workers, rxDesc, txDesc int) int {
 
 func numCPU() int { return runtime.NumCPU() }
 
-// EALArgs returns the rte_eal_init arguments (argv[0] is "homingd") for c:
-//
-//   - --file-prefix, -m, --log-level from [dpdk];
-//   - --no-huge --no-shconf without hugepages, --in-memory with them (no hugetlbfs
-//     needs to be mounted);
-//   - --lcores=(0-W)@(cpus): lcore 0 (main) and W workers, each allowed to float on
-//     every CPU of dpdk.cpus, so several daemons can share a laptop's cores;
-//   - the NIC: -a <pci>, or --no-pci --vdev=<nic.device>;
-//   - the kernel port: --vdev=<kernel.device>;
-//   - dpdk.extra_args last.
-//
-// Port ids depend on probe order; look ports up by name (the vdev name, or the PCI
-// address) rather than by id.
-func (c *Config) EALArgs() []string {
-	d := c.DPDK
-	args := []string{
-		"homingd",
-		"--file-prefix=" + d.FilePrefix,
-		"-m", strconv.Itoa(d.MemoryMB),
-		"--log-level=" + d.LogLevel,
-		"--lcores=(0-" + strconv.Itoa(d.Workers) + ")@(" + FormatCPUList(d.CPUs) + ")",
+// VDevs returns the --vdev arguments for the EAL: nic.device (unless the NIC is a PCI
+// device), then kernel.device.
+func (c *Config) VDevs() []string {
+	var v []string
+	if c.NIC.Device != "" {
+		v = append(v, c.NIC.Device)
 	}
-	if d.Hugepages {
-		args = append(args, "--in-memory")
-	} else {
-		args = append(args, "--no-huge", "--no-shconf")
-	}
-	if c.NIC.PCI != "" {
-		args = append(args, "-a", c.NIC.PCI)
-	} else {
-		args = append(args, "--no-pci", "--vdev="+c.NIC.Device)
-	}
-	args = append(args, "--vdev="+c.Kernel.Device)
-	return append(args, d.ExtraArgs...)
+	return append(v, c.Kernel.Device)
 }
+
+// PCIDevices returns the -a arguments for the EAL: nic.pci, if set.
+func (c *Config) PCIDevices() []string {
+	if c.NIC.PCI == "" {
+		return nil
+	}
+	return []string{c.NIC.PCI}
+}
+
+// CPUList returns dpdk.cpus in Linux list form ("0-1,4").
+func (d DPDK) CPUList() string { return FormatCPUList(d.CPUs) }
 
 // NICPortName is the name DPDK gives the NIC port: the vdev name
 // ("net_af_packet0") or the PCI address.

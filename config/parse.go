@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/sys/unix"
 
 	"github.com/homing-dev/homing/session"
 )
@@ -136,13 +137,13 @@ func (c *checker) oneOf(key, v string, allowed ...string) {
 	c.fail(ErrInvalid, key, "must be one of %s, got %q", strings.Join(allowed, "|"), v)
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
 
 func validName(s string) bool { return nameRE.MatchString(s) }
 
 func (c *checker) name(key, s string) {
 	if !validName(s) {
-		c.fail(ErrInvalid, key, "%q must be 1..64 characters of A-Z a-z 0-9 . _ -", s)
+		c.fail(ErrInvalid, key, "%q must be 1..63 characters of A-Z a-z 0-9 . _ -", s)
 	}
 }
 
@@ -788,8 +789,19 @@ func FormatCPUList(cpus []int) string {
 
 const maxCPU = 1023
 
-// onlineCPUs returns the online CPUs, or 0..NumCPU-1 if sysfs cannot tell.
+// onlineCPUs returns the CPUs this process may run on (its affinity mask, which
+// respects taskset and cpusets), else the online CPUs, else 0..NumCPU-1.
 func onlineCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err == nil && set.Count() > 0 {
+		var out []int
+		for i := 0; i <= maxCPU; i++ {
+			if set.IsSet(i) {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
 	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		if cpus, err := ParseCPUList(string(b)); err == nil && len(cpus) > 0 {
 			return cpus
