@@ -124,10 +124,10 @@ func AppendHeartbeat(b []byte, h *Heartbeat) []byte {
 	b = append(b, flags, uint8(len(h.Domain)))
 	b = binary.BigEndian.AppendUint64(b, h.Incarnation)
 	if v4.IsValid() {
-		b = v4.AppendTo(b)
+		b = appendAddr(b, v4)
 	}
 	if v6.IsValid() {
-		b = v6.AppendTo(b)
+		b = appendAddr(b, v6)
 	}
 	return append(b, h.Domain...)
 }

@@ -54,6 +54,11 @@ func LoadKeyFile(path string) (*KeyRing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip key file: %w", err)
 	}
+	return ParseKeys(b, path)
+}
+
+// ParseKeys parses the contents of a key file (see LoadKeyFile); path names it in errors.
+func ParseKeys(b []byte, path string) (*KeyRing, error) {
 	var keys [][]byte
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for line := 1; sc.Scan(); line++ {

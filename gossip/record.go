@@ -83,8 +83,8 @@ func AppendRecord(b []byte, r Record) []byte {
 	b = append(b, kind, r.Key.Proto)
 	b = binary.BigEndian.AppendUint16(b, r.Key.SrcPort)
 	b = binary.BigEndian.AppendUint16(b, r.Key.DstPort)
-	b = r.Key.Src.AppendTo(b)
-	b = r.Key.Dst.AppendTo(b)
+	b = appendAddr(b, r.Key.Src)
+	b = appendAddr(b, r.Key.Dst)
 	b = binary.BigEndian.AppendUint16(b, r.Owner.Host)
 	if r.Op == OpAdd {
 		e := r.Owner.Epoch
@@ -174,4 +174,14 @@ func ParseRecords(dst []Record, body []byte) ([]Record, error) {
 		off += n
 	}
 	return dst, nil
+}
+
+// appendAddr appends a's 4 (IPv4) or 16 bytes, without zone.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		a4 := a.As4()
+		return append(b, a4[:]...)
+	}
+	a16 := a.As16()
+	return append(b, a16[:]...)
 }
