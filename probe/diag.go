@@ -18,6 +18,7 @@ import (
 // TCP states as sock_diag reports them (include/net/tcp_states.h).
 const (
 	tcpEstablished = 1
+	tcpSynRecv     = 3
 	tcpFinWait1    = 4
 	tcpFinWait2    = 5
 	tcpCloseWait   = 8

@@ -366,3 +366,79 @@ func TestProbeSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestProbeLost overflows a one-page ring buffer before anything reads it: the
+// kernel counts the Adds it could not deliver, Run's start-up listing announces
+// those connections all the same, and each connection gets exactly one Delete
+// when it closes (from the ring, or from the sock_diag poll for those whose Add
+// was lost) unless that Delete is counted lost. Close ends Run with ErrClosed.
+func TestProbeLost(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip")
+	ns := testNetns(t)
+	cg := testCgroup(t)
+	h := startHelper(t, ns, cg)
+	vip := netip.AddrPortFrom(vip4, 8080)
+	h.do("listen %s", vip)
+
+	var p *Probe
+	inNetns(t, ns, func() {
+		var err error
+		p, err = Open(Config{CgroupPath: cg, VIPs: testVIPs, RingBytes: os.Getpagesize(), ResyncInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+	})
+	defer p.Close()
+
+	const n = 200
+	keys := h.dial("all", n, client4, vip)
+	lostAdds := p.Lost()
+	if lostAdds == 0 || lostAdds >= n {
+		t.Fatalf("lost %d of %d adds, want some but not all with a one-page ring", lostAdds, n)
+	}
+
+	c := &collector{done: make(chan error, 1)}
+	go func() {
+		c.done <- p.Run(context.Background(), func(e Event) {
+			c.mu.Lock()
+			c.events = append(c.events, e)
+			c.mu.Unlock()
+		})
+	}()
+	c.waitFor(t, "adds", Add, keys)
+
+	h.do("close all client-first")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(c.keys(Delete))+int(p.Lost()-lostAdds) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	dels := c.keys(Delete)
+	lostDels := p.Lost() - lostAdds
+	if len(dels)+int(lostDels) != n {
+		t.Fatalf("%d deletes and %d lost for %d connections", len(dels), lostDels, n)
+	}
+	if lostDels == 0 && !slices.Equal(dels, c.keys(Add)) {
+		t.Fatalf("deletes %v\nfor adds %v", dels, c.keys(Add))
+	}
+	for i, k := range dels {
+		if !slices.Contains(keys, k) || (i > 0 && dels[i-1] == k) {
+			t.Fatalf("unexpected or repeated delete %v", k)
+		}
+	}
+	t.Logf("%d connections: %d adds lost in the kernel (announced from sock_diag), %d deletes lost",
+		n, lostAdds, lostDels)
+
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Run after Close returned %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+}
