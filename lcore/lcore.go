@@ -6,7 +6,7 @@ package lcore
 
 /*
 #cgo pkg-config: libdpdk
-#cgo CFLAGS: -O3 -DALLOW_EXPERIMENTAL_API -Wall -Wno-address-of-packed-member
+#cgo CFLAGS: -O3 -DALLOW_EXPERIMENTAL_API -Wall -Wno-address-of-packed-member -Wno-stringop-overflow
 #include <stdlib.h>
 #include "pipeline.h"
 #include "frames.h"

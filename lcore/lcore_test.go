@@ -168,7 +168,7 @@ func TestTemplateWithdraw(t *testing.T) {
 	}
 	nic, kernel, st := run(t, e, [][]byte{frame})
 	if len(nic) != 0 || len(kernel) != 1 || !bytes.Equal(kernel[0], frame) || st.DeadOwner != 1 {
-		t.Fatalf("withdrawn: nic %d kernel %d stats %+v", len(nic), len(kernel), st)
+		t.Fatalf("withdrawn: nic %d kernel %d stats %+v\n in %x\nout %x", len(nic), len(kernel), st, frame, kernel)
 	}
 	p := golden.Peers[0]
 	if err := e.dp.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC,

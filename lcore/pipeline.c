@@ -332,8 +332,6 @@ encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf
 	if (unlikely(owner >= HOMING_MAX_HOSTS || owner == 0))
 		return -1;
 	t = &dp->tmpl[owner];
-	if (rte_pktmbuf_data_len(m) > ETH_LEN + bm->ip_len)
-		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - ETH_LEN - bm->ip_len));
 	for (;;) {
 		sn = rte_seqlock_read_begin(&t->lock);
 		tlen = t->len;
@@ -356,6 +354,9 @@ encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf
 		rte_pktmbuf_adj(m, (uint16_t)(tlen - ETH_LEN));
 		st->tmpl_retries++;
 	}
+	/* Ethernet padding is not carried. */
+	if (rte_pktmbuf_data_len(m) > tlen + bm->ip_len)
+		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - tlen - bm->ip_len));
 	/* GUE protocol: the inner family. */
 	h[tlen - 3] = bm->inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	if (af == 4) {
