@@ -118,3 +118,13 @@ func TestKindString(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkParseEvent(b *testing.B) {
+	raw := appendEvent(nil, Event{Kind: Add, Cookie: 7, Key: key("2001:2::100", 40000, "2001:2::1", 443)})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseEvent(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
