@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/dpdk"
 	"github.com/homing-dev/homing/kni"
@@ -79,13 +81,21 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.tap, err = dpdk.PortByName(cfg.KernelPortName()); err != nil {
 		return d, fmt.Errorf("kernel port: %w", err)
 	}
-	if cfg.Host.MAC != nil {
-		if err = d.nic.SetMAC(cfg.Host.MAC); err != nil {
-			return d, err
-		}
-	}
 	if d.MAC, err = d.nic.MAC(); err != nil {
 		return d, err
+	}
+	if cfg.Host.MAC != nil {
+		// host.mac overrides the NIC's own address. A PMD that cannot change it (net_pcap)
+		// keeps its own; the data plane then uses host.mac in its templates and for the
+		// kernel interface, and relies on the NIC being promiscuous.
+		if err = d.nic.SetMAC(cfg.Host.MAC); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return d, err
+		}
+		if err != nil && !cfg.NIC.Promiscuous {
+			return d, fmt.Errorf("%s: host.mac: the NIC cannot take %s and nic.promiscuous is off", cfg.Source, cfg.Host.MAC)
+		}
+		d.MAC = cfg.Host.MAC
+		err = nil
 	}
 	q := cfg.DPDK.Workers
 	if err = d.nic.Start(dpdk.PortConfig{RxQueues: q, TxQueues: q, RxDesc: cfg.NIC.RxDesc, TxDesc: cfg.NIC.TxDesc,

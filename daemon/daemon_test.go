@@ -60,6 +60,9 @@ id = %d
 address = %q
 mac = %q
 tunnel_port = %d
+[[peers]]  # owns S7 but its MAC is unknown: no template, its sessions stay local
+id = %d
+address = "198.18.0.17"
 [gossip]
 enabled = false
 [probe]
@@ -67,7 +70,7 @@ enabled = false
 [metrics]
 listen = ""
 `, golden.Self.ID, golden.Self.Addr, golden.Self.MAC, golden.VIPs[0], golden.VIPs[1], os.Getpid(),
-		nicIn, nicOut, kernelIn, kernelOut, golden.Self.Port, p.ID, p.Addr, p.MAC, p.Port)
+		nicIn, nicOut, kernelIn, kernelOut, golden.Self.Port, p.ID, p.Addr, p.MAC, p.Port, golden.DeadPeer)
 	for _, s := range golden.Sessions {
 		proto := "tcp"
 		if s.Key.Proto == 17 {
