@@ -1,0 +1,5 @@
+package table
+
+import "syscall"
+
+const syscall_EINVAL = syscall.EINVAL

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Test harness for the ownership table: see table_selftest.h.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_common.h>
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_pause.h>
+#include <rte_rcu_qsbr.h>
+
+#include "homing_table.h"
+#include "table_selftest.h"
+
+#define SELFTEST_BURST 32
+
+static uint32_t
+fnv1a(const void *p, uint32_t len)
+{
+	const uint8_t *b = p;
+	uint32_t h = 2166136261u;
+	uint32_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+uint64_t
+homing_selftest_val(const void *key, uint32_t len, uint32_t gen)
+{
+	uint32_t m = fnv1a(key, len);
+
+	return HOMING_VAL(m & 0xffff, ((uint64_t)gen << 16) | (m >> 16));
+}
+
+static int
+val_ok(const void *key, uint32_t len, uint64_t v)
+{
+	uint32_t m = fnv1a(key, len);
+
+	return HOMING_VAL_OWNER(v) == (m & 0xffff) && (HOMING_VAL_EPOCH(v) & 0xffff) == (m >> 16);
+}
+
+static void
+add64(uint64_t *p, uint64_t n)
+{
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+/* One burst from keys[*off...] (wrapping); returns hits and adds to r's counters. */
+static void
+burst(struct homing_selftest_reader *r, int v6, const uint8_t *keys, uint32_t nkeys,
+      uint32_t *off)
+{
+	const void *kp[SELFTEST_BURST];
+	uint64_t vals[SELFTEST_BURST], hits = 0, bad = 0;
+	uint32_t len = v6 ? sizeof(struct homing_key6) : sizeof(struct homing_key4);
+	uint32_t i, n = RTE_MIN((uint32_t)SELFTEST_BURST, nkeys);
+
+	for (i = 0; i < n; i++) {
+		kp[i] = keys + (size_t)*off * len;
+		if (++*off == nkeys)
+			*off = 0;
+	}
+	if (v6)
+		homing_table_lookup6_bulk(r->t, kp, n, &hits, vals);
+	else
+		homing_table_lookup4_bulk(r->t, kp, n, &hits, vals);
+	for (i = 0; i < n; i++)
+		if ((hits & (1ULL << i)) && !val_ok(kp[i], len, vals[i]))
+			bad++;
+	add64(&r->lookups, n);
+	add64(&r->hits, (uint64_t)__builtin_popcountll(hits));
+	if (bad)
+		add64(&r->mismatches, bad);
+}
+
+int
+homing_selftest_reader(void *arg)
+{
+	struct homing_selftest_reader *r = arg;
+	struct rte_rcu_qsbr *q = r->t->qsbr;
+	unsigned int lcore = rte_lcore_id();
+	uint32_t off4 = 0, off6 = 0;
+
+	r->lcore = lcore;
+	if (rte_rcu_qsbr_thread_register(q, lcore) != 0) {
+		__atomic_store_n(&r->status, -rte_errno, __ATOMIC_RELEASE);
+		return -1;
+	}
+	rte_rcu_qsbr_thread_online(q, lcore);
+	__atomic_store_n(&r->running, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&r->pause, __ATOMIC_ACQUIRE)) {
+			/* Online, not quiescent: the writer must not recycle anything. */
+			__atomic_store_n(&r->running, 2, __ATOMIC_RELEASE);
+			rte_pause();
+			continue;
+		}
+		__atomic_store_n(&r->running, 1, __ATOMIC_RELAXED);
+		if (r->n4)
+			burst(r, 0, (const uint8_t *)r->keys4, r->n4, &off4);
+		if (r->n6)
+			burst(r, 1, (const uint8_t *)r->keys6, r->n6, &off6);
+		rte_rcu_qsbr_quiescent(q, lcore);
+		add64(&r->loops, 1);
+	}
+	rte_rcu_qsbr_thread_offline(q, lcore);
+	rte_rcu_qsbr_thread_unregister(q, lcore);
+	__atomic_store_n(&r->running, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+uint64_t
+homing_selftest_bench(const struct homing_table *t, int v6, const void *keys, uint32_t nkeys,
+		      uint64_t n, uint64_t *cycles)
+{
+	const uint8_t *kb = keys;
+	uint32_t len = v6 ? sizeof(struct homing_key6) : sizeof(struct homing_key4);
+	const void *kp[SELFTEST_BURST];
+	uint64_t vals[SELFTEST_BURST], hits, total = 0, done = 0, start;
+	uint32_t off = 0, i, b;
+
+	start = rte_rdtsc();
+	while (done < n) {
+		b = (uint32_t)RTE_MIN((uint64_t)SELFTEST_BURST, n - done);
+		for (i = 0; i < b; i++) {
+			kp[i] = kb + (size_t)off * len;
+			if (++off == nkeys)
+				off = 0;
+		}
+		hits = 0;
+		if (v6)
+			homing_table_lookup6_bulk(t, kp, b, &hits, vals);
+		else
+			homing_table_lookup4_bulk(t, kp, b, &hits, vals);
+		total += (uint64_t)__builtin_popcountll(hits);
+		done += b;
+	}
+	*cycles = rte_rdtsc() - start;
+	return total;
+}
+
+int
+homing_selftest_lookup_repeat(const struct homing_table *t, int v6, const void *key, uint32_t n)
+{
+	const void *kp[HOMING_TABLE_LOOKUP_MAX];
+	uint64_t vals[HOMING_TABLE_LOOKUP_MAX], hits = 0;
+	uint32_t i;
+
+	if (n == 0 || n > HOMING_TABLE_LOOKUP_MAX)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		kp[i] = key;
+	if (v6)
+		return homing_table_lookup6_bulk(t, kp, n, &hits, vals);
+	return homing_table_lookup4_bulk(t, kp, n, &hits, vals);
+}
+
+uint64_t
+homing_selftest_heap_allocated(void)
+{
+	struct rte_malloc_socket_stats st;
+	uint64_t total = 0;
+	unsigned int i;
+
+	for (i = 0; i < rte_socket_count(); i++) {
+		if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0)
+			total += st.heap_allocsz_bytes;
+	}
+	return total;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Test harness for the ownership table (compiled into the package because _test.go
+ * files cannot use cgo; used only by its tests and benchmarks).
+ *
+ * Values written by the tests are derived from their key (homing_selftest_val): owner =
+ * low 16 bits of FNV-1a(key bytes), epoch = (generation << 16) | high 16 bits. A reader
+ * that ever returned the value of another key (a slot recycled under it) sees a
+ * mismatch with probability 1 - 2^-32.
+ */
+#ifndef HOMING_TABLE_SELFTEST_H
+#define HOMING_TABLE_SELFTEST_H
+
+#include <stdint.h>
+#include "homing_table.h"
+
+struct homing_selftest_reader {
+	/* Set by the launcher. */
+	const struct homing_table *t;
+	const struct homing_key4 *keys4;
+	const struct homing_key6 *keys6;
+	uint32_t n4, n6;
+	/* Control, written by Go (atomics). */
+	uint32_t stop;  /* return */
+	uint32_t pause; /* stay online but stop reporting quiescent states */
+	/* Written by the reader (atomics). */
+	uint32_t running; /* 1 once registered and online, 2 when paused */
+	int32_t status;   /* 0, or negative errno of registration */
+	uint32_t lcore;
+	uint64_t loops, lookups, hits, mismatches;
+};
+
+/* lcore_function_t: registers on t->qsbr with its lcore id, looks up bursts of 32 keys
+ * (IPv4 then IPv6) and checks every hit, reporting a quiescent state once per loop. */
+int homing_selftest_reader(void *arg);
+
+/* Value the tests store for key (bytes, len) at generation gen. */
+uint64_t homing_selftest_val(const void *key, uint32_t len, uint32_t gen);
+
+/* Bulk lookups of n keys in bursts of 32 from keys (a shuffled array of nkeys IPv4 or
+ * IPv6 keys), timed with rte_rdtsc. Returns the hits; *cycles receives the TSC delta. */
+uint64_t homing_selftest_bench(const struct homing_table *t, int v6, const void *keys,
+			       uint32_t nkeys, uint64_t n, uint64_t *cycles);
+
+/* Looks the same key up n times in one homing_table_lookup{4,6}_bulk call; returns the
+ * number of hits. */
+int homing_selftest_lookup_repeat(const struct homing_table *t, int v6, const void *key,
+				  uint32_t n);
+
+/* Bytes allocated on every rte_malloc heap socket. */
+uint64_t homing_selftest_heap_allocated(void);
+
+#endif
