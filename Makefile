@@ -12,7 +12,8 @@ export PATH := /usr/local/go/bin:$(PATH)
 export CGO_ENABLED := 1
 
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
-	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod
+	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
+	iputils-ping
 
 PKGS := ./...
 # Go test timeout per package.

@@ -92,6 +92,9 @@ device = "net_af_packet0,iface=eth0,qpairs=1"
 device = "net_tap0,iface=hmgtap0"
 name = "hmgtap0"
 addresses = ["198.18.0.11/24"]
+[table]
+capacity4 = 65536
+capacity6 = 4096
 [gossip]
 enabled = false
 [probe]
@@ -125,7 +128,7 @@ socket = %q
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _ := exec.Command("ip", "-n", host, "-br", "addr", "show", "dev", "hmgtap0").CombinedOutput()
-		if strings.Contains(string(out), "198.18.0.11/24") && strings.Contains(string(out), "UP") {
+		if strings.Contains(string(out), "198.18.0.11/24") && !strings.Contains(string(out), "DOWN") {
 			break
 		}
 		if time.Now().After(deadline) {
