@@ -22,8 +22,14 @@ const (
 // Snaplen is the snapshot length of the pcap files written here.
 const Snaplen = 65535
 
-// ErrLinkType is returned by ReadPcap for a file that is not Ethernet.
-var ErrLinkType = errors.New("pcap link type is not Ethernet")
+// ReadPcap errors.
+var (
+	ErrLinkType = errors.New("pcap link type is not Ethernet")
+	ErrSnaplen  = errors.New("beyond the pcap snaplen")
+)
+
+// maxSnaplen is the largest snaplen ReadPcap accepts (tcpdump's default).
+const maxSnaplen = 262144
 
 // pcapEpoch is the timestamp of the first frame: the files are byte-for-byte reproducible.
 var pcapEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -50,7 +56,8 @@ func WritePcaps(dir string) (nicIn, kernelIn string, err error) {
 }
 
 // WritePcap writes frames to a new pcap file at path (Ethernet, snaplen 65535,
-// microsecond timestamps one microsecond apart).
+// microsecond timestamps one microsecond apart). A frame longer than the snaplen is an
+// error.
 func WritePcap(path string, frames [][]byte) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -72,6 +79,9 @@ func writePcap(w io.Writer, frames [][]byte) error {
 		return err
 	}
 	for i, fr := range frames {
+		if len(fr) > Snaplen {
+			return fmt.Errorf("%w: frame %d is %d bytes, snaplen %d", ErrSnaplen, i, len(fr), Snaplen)
+		}
 		ci := gopacket.CaptureInfo{
 			Timestamp:     pcapEpoch.Add(time.Duration(i) * time.Microsecond),
 			CaptureLength: len(fr),
@@ -107,6 +117,10 @@ func readPcap(r io.Reader) ([][]byte, error) {
 	}
 	if lt := pr.LinkType(); lt != layers.LinkTypeEthernet {
 		return nil, fmt.Errorf("%w: %v", ErrLinkType, lt)
+	}
+	if sl := pr.Snaplen(); sl > maxSnaplen {
+		// A frame is allocated at its captured length: refuse absurd bounds up front.
+		return nil, fmt.Errorf("%w: snaplen %d > %d", ErrSnaplen, sl, maxSnaplen)
 	}
 	var frames [][]byte
 	for {
