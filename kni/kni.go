@@ -17,7 +17,8 @@
 //     of the POP has it), and never uses a VIP as an ARP source;
 //  4. sets it up;
 //  5. adds the addresses, then the VIPs as /32 or /128 with IFA_F_NOPREFIXROUTE, so that
-//     they add nothing but their local route;
+//     they add nothing but their local route, and waits (bounded) until every IPv6
+//     one routes locally;
 //  6. adds the routes (a route through a gateway needs the gateway's subnet, which an
 //     address of step 5 brings).
 //
@@ -260,6 +261,17 @@ func (i *Iface) configure(link netlink.Link, spec Spec) error {
 		}
 	}
 
+	// The kernel inserts an IPv6 address's local route from a work queue, even without
+	// DAD: wait until each one routes locally, so that the address takes traffic when
+	// Configure returns.
+	for a := range have {
+		if a.Is6() {
+			if err := i.waitLocal(a); err != nil {
+				return err
+			}
+		}
+	}
+
 	for _, r := range spec.Routes {
 		nr := &netlink.Route{
 			LinkIndex: i.index,
@@ -284,6 +296,23 @@ func (i *Iface) configure(link netlink.Link, spec Spec) error {
 		i.routes = append(i.routes, nr)
 	}
 	return nil
+}
+
+// localWait bounds how long Configure waits for an IPv6 address to become local.
+const localWait = 2 * time.Second
+
+func (i *Iface) waitLocal(a netip.Addr) error {
+	deadline := time.Now().Add(localWait)
+	for {
+		rs, err := i.h.RouteGet(net.IP(a.AsSlice()))
+		if err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return i.errorf("address %s is not local after %s (route lookup: %v)", a, localWait, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Remove deletes the routes, VIPs and addresses Configure added, in reverse order.

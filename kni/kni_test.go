@@ -97,8 +97,12 @@ func TestConfigureAndRemove(t *testing.T) {
 		}
 		defer closeTAP()
 		lo, _ := netlink.LinkByName("lo")
-		if err := netlink.LinkSetUp(lo); err != nil {
-			t.Errorf("lo up: %v", err)
+		tap, _ := netlink.LinkByName("homing0")
+		// net_tap brings the TAP up when DPDK starts the port, before Configure runs.
+		for _, l := range []netlink.Link{lo, tap} {
+			if err := netlink.LinkSetUp(l); err != nil {
+				t.Errorf("%s up: %v", l.Attrs().Name, err)
+			}
 		}
 
 		iface, err := Configure("homing0", spec)
