@@ -53,6 +53,7 @@ const (
 	DefaultLinger            = 60 * time.Second
 	DefaultDiscoveryPoll     = time.Second
 	DefaultTunnelPort        = 6080
+	DefaultGossipPort        = 6081
 )
 
 // Config configures a Node. Zero fields take the defaults above.
@@ -69,7 +70,8 @@ type Config struct {
 	// Domain names the L2 domain of the host (at most 63 printable ASCII bytes).
 	Domain string
 
-	// Group, Port, Interface and TTL describe the multicast transport (see Listen).
+	// Group, Port (default 6081), Interface and TTL (default 1) describe the multicast
+	// transport: ListenMulticast(cfg.MulticastConfig()) opens it.
 	Group     netip.Addr
 	Port      uint16
 	Interface string
@@ -305,7 +307,11 @@ func (c *Config) setDefaults() error {
 
 // MulticastConfig returns the transport part of the configuration.
 func (c *Config) MulticastConfig() MulticastConfig {
-	return MulticastConfig{Group: netip.AddrPortFrom(c.Group, c.Port), Interface: c.Interface, TTL: c.TTL}
+	port := c.Port
+	if port == 0 {
+		port = DefaultGossipPort
+	}
+	return MulticastConfig{Group: netip.AddrPortFrom(c.Group, port), Interface: c.Interface, TTL: c.TTL}
 }
 
 // HostID returns the node's host id.

@@ -113,7 +113,11 @@ func absent(tb *gossiptest.Table, k session.Key) func() bool {
 const wait = 5 * time.Second
 
 func TestClusterAnnounceAndDelete(t *testing.T) {
-	_, ms := cluster(t, 3, nil)
+	var mu sync.Mutex
+	var samples []gossip.ConvergeSample
+	_, ms := cluster(t, 3, func(c *gossip.Config) {
+		c.OnConverge = func(s gossip.ConvergeSample) { mu.Lock(); samples = append(samples, s); mu.Unlock() }
+	})
 	for _, m := range ms {
 		gossiptest.WaitFor(t, wait, "peers up", func() bool { return m.node.Stats().PeersUp == 2 })
 	}
@@ -152,6 +156,16 @@ func TestClusterAnnounceAndDelete(t *testing.T) {
 	if _, ok := ms[1].table.Get(k6); !ok {
 		t.Error("IPv6 session lost")
 	}
+	mu.Lock()
+	for _, c := range samples {
+		if c.From != 1 || c.Records < 1 || c.Applied.Before(c.Sent) || c.Applied.Sub(c.Sent) > wait {
+			t.Errorf("convergence sample %+v", c)
+		}
+	}
+	if len(samples) < 4 { // two peers, at least the add and the delete datagrams
+		t.Errorf("%d convergence samples", len(samples))
+	}
+	mu.Unlock()
 	s := ms[1].node.Stats()
 	if s.RecordsApplied != 3 || s.AuthFailures != 0 || s.Replays != 0 || s.DatagramsReceived == 0 {
 		t.Errorf("node 2 stats %+v", s)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/homing-dev/homing/session"
 )
@@ -271,17 +272,24 @@ func TestKeyFile(t *testing.T) {
 
 func TestTokenBucket(t *testing.T) {
 	b := newTokenBucket(100, 2)
-	now := testTime
-	if !b.take(now) || !b.take(now) || b.take(now) {
-		t.Fatal("burst of 2 not honoured")
+	takes := func(at time.Time) int {
+		n := 0
+		for b.take(at) {
+			n++
+		}
+		return n
 	}
-	if w := b.wait(now); w < 9e6 || w > 11e6 {
+	now := testTime
+	if n := takes(now); n != 2 {
+		t.Fatalf("%d tokens at start, want the burst of 2", n)
+	}
+	if w := b.wait(now); w < 9*time.Millisecond || w > 11*time.Millisecond {
 		t.Errorf("wait %v, want 10ms", w)
 	}
-	if !b.take(now.Add(10e6)) || b.take(now.Add(10e6)) {
-		t.Error("one token after 10ms at 100/s")
+	if n := takes(now.Add(10 * time.Millisecond)); n != 1 {
+		t.Errorf("%d tokens after 10ms at 100/s, want 1", n)
 	}
-	if !b.take(now.Add(1e9)) || !b.take(now.Add(1e9)) || b.take(now.Add(1e9)) {
-		t.Error("refill capped at burst")
+	if n := takes(now.Add(time.Second)); n != 2 {
+		t.Errorf("%d tokens after 1s, want the burst of 2", n)
 	}
 }
