@@ -151,9 +151,14 @@ func checkPort(cases []Case, port Port, out [][]byte) []Problem {
 		}
 	}
 
-	// 2. Pair each remaining frame with the unmatched expectation it resembles most.
+	// 2. Pair each remaining frame with the unmatched expectation it resembles most,
+	// unless it is recognisably something else: some case's input that should have been
+	// transformed, or some case's output (a duplicate, or meant for the other port).
 	for j, f := range out {
 		if matched[j] != nil {
+			continue
+		}
+		if _, what := identify(cases, port, f); what != "" {
 			continue
 		}
 		var best *slot
@@ -167,7 +172,7 @@ func checkPort(cases []Case, port Port, out [][]byte) []Problem {
 				best, bestD = s, d
 			}
 		}
-		if best != nil && bestD*4 <= max(len(f), len(best.c.Want.Frame)) {
+		if best != nil && bestD*8 <= max(len(f), len(best.c.Want.Frame)) {
 			best.pos, matched[j] = j, best
 		}
 	}
@@ -272,25 +277,29 @@ func distance(w Want, f []byte) int {
 func unexpected(cases []Case, port Port, pos int, f []byte) Problem {
 	p := Problem{Port: port, Pos: pos, Field: "unexpected frame", Want: "nothing", Got: summarize(f, layers.LayerTypeEthernet),
 		Detail: hexdump(f, 64)}
+	if c, what := identify(cases, port, f); c != nil {
+		p.Case, p.Want = c.Name, "nothing: "+what
+	}
+	return p
+}
+
+// identify recognises a frame output on port as some case's input that should have been
+// transformed, or as some case's expected output (a second copy, or for the other port).
+func identify(cases []Case, port Port, f []byte) (*Case, string) {
 	for i := range cases {
 		c := &cases[i]
 		switch {
 		case bytes.Equal(f, c.Frame) && c.Want.Kind != ToKernel && c.Want.Kind != ToNIC:
-			p.Want = fmt.Sprintf("nothing: this is the unchanged input of case %s, which wants %s on the %s port (%s)",
+			return c, fmt.Sprintf("this is the unchanged input of case %s, which wants %s on the %s port (%s)",
 				c.Name, c.Want.Kind, c.Want.Out(), c.Why)
-			p.Case = c.Name
-			return p
 		case matchKey(c.Want.Kind, f) == matchKey(c.Want.Kind, c.Want.Frame):
 			if c.Want.Out() != port {
-				p.Want = fmt.Sprintf("nothing: this is case %s's output, expected on the %s port", c.Name, c.Want.Out())
-			} else {
-				p.Want = fmt.Sprintf("nothing: a second copy of case %s's output", c.Name)
+				return c, fmt.Sprintf("this is case %s's output, expected on the %s port", c.Name, c.Want.Out())
 			}
-			p.Case = c.Name
-			return p
+			return c, fmt.Sprintf("a second copy of case %s's output", c.Name)
 		}
 	}
-	return p
+	return nil, ""
 }
 
 // compareBytes reports how an output frame differs from an exact expectation.

@@ -26,7 +26,15 @@
 //	kernel rx: everything                               -> NIC port, unchanged
 //	Order is preserved per (input port, output port) pair.
 //
-// The vectors are plain Go values: nothing here touches DPDK.
+// Check reports every mismatch as a Problem naming the case, the output port and position,
+// the field (e.g. "ipv4.checksum (offset 24)", "inner.tcp.seq (offset 40)", "order",
+// "missing") with want/got values and a marked hex dump of small differences.
+//
+// The vectors are plain Go values: nothing here touches DPDK. For tools outside Go the
+// inputs are also committed as testdata/nic-in.pcap and testdata/kernel-in.pcap, with the
+// verdict of every frame in testdata/cases.txt (a test keeps them in step with Cases;
+// "go test ./internal/golden -run TestCommittedTestdata -update" rewrites them). FuzzSeeds
+// returns every input frame for seeding a classifier's fuzz corpus.
 package golden
 
 import (

@@ -413,6 +413,27 @@ func TestMutationsFail(t *testing.T) {
 	}
 }
 
+// A pipeline that forwards without classifying: every problem names the case and its
+// verdict.
+func TestPassThroughPipelineFails(t *testing.T) {
+	nicIn, kernelIn := refInputs()
+	err := Check(kernelIn, nicIn)
+	var me *MismatchError
+	if !errors.As(err, &me) {
+		t.Fatalf("pass-through accepted: %v", err)
+	}
+	for _, w := range []string{
+		"kernel[1] s1-data-1: unexpected frame: want nothing: this is the unchanged input of case s1-data-1, which wants encap on the nic port",
+		"nic s1-data-1: missing: want encap frame",
+		"kernel gue-inner-ipv6: missing: want decap frame",
+		"nic (no case): frame count: want 16, got 5",
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not mention %q:\n%v", w, err)
+		}
+	}
+}
+
 func TestPcapRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	nicPath, kernelPath, err := WritePcaps(dir)
