@@ -372,7 +372,7 @@ func compareEncap(c *Case, port Port, pos int, f []byte) []Problem {
 	if err != nil {
 		add("decap", "the inner packet of "+c.Name, err.Error(), hexdump(f, 96))
 	}
-	if (err == nil || errors.Is(err, ErrBadInner)) && !bytes.Equal(inner, w.Inner) {
+	if (err == nil || errors.Is(err, errBadInner)) && !bytes.Equal(inner, w.Inner) {
 		first := layers.LayerTypeIPv4
 		if len(w.Inner) > 0 && w.Inner[0]>>4 == 6 {
 			first = layers.LayerTypeIPv6

@@ -45,10 +45,10 @@ const (
 	gueProtoIPv6 = 41
 )
 
-// Decapsulation errors.
+// Decapsulation errors (reported inside Check problems).
 var (
-	ErrNotEncap = errors.New("not a GUE-encapsulated frame")
-	ErrBadInner = errors.New("bad inner packet")
+	errNotEncap = errors.New("not a GUE-encapsulated frame")
+	errBadInner = errors.New("bad inner packet")
 )
 
 // ipPacket returns the IP packet a frame carries, without its Ethernet header and without
@@ -99,52 +99,52 @@ func encapFrame(owner Host, inner []byte) []byte {
 // the structure only; Check compares the field values.
 func decapGUE(frame []byte) (proto byte, inner []byte, err error) {
 	if len(frame) < offInner {
-		return 0, nil, fmt.Errorf("%w: %d bytes, less than the %d of the outer headers", ErrNotEncap, len(frame), offInner)
+		return 0, nil, fmt.Errorf("%w: %d bytes, less than the %d of the outer headers", errNotEncap, len(frame), offInner)
 	}
 	if et := binary.BigEndian.Uint16(frame[offEthType:]); et != uint16(layers.EthernetTypeIPv4) {
-		return 0, nil, fmt.Errorf("%w: EtherType %#04x", ErrNotEncap, et)
+		return 0, nil, fmt.Errorf("%w: EtherType %#04x", errNotEncap, et)
 	}
 	ip := frame[offIP:]
 	if ip[0] != 0x45 {
-		return 0, nil, fmt.Errorf("%w: IPv4 version/IHL byte %#02x, want 0x45", ErrNotEncap, ip[0])
+		return 0, nil, fmt.Errorf("%w: IPv4 version/IHL byte %#02x, want 0x45", errNotEncap, ip[0])
 	}
 	if ip[9] != byte(layers.IPProtocolUDP) {
-		return 0, nil, fmt.Errorf("%w: IP protocol %d", ErrNotEncap, ip[9])
+		return 0, nil, fmt.Errorf("%w: IP protocol %d", errNotEncap, ip[9])
 	}
 	if ff := binary.BigEndian.Uint16(ip[6:]); ff&0x3fff != 0 {
-		return 0, nil, fmt.Errorf("%w: fragment (flags/offset %#04x)", ErrNotEncap, ff)
+		return 0, nil, fmt.Errorf("%w: fragment (flags/offset %#04x)", errNotEncap, ff)
 	}
 	total := int(binary.BigEndian.Uint16(ip[2:]))
 	if total < offInner-offIP || total > len(ip) {
-		return 0, nil, fmt.Errorf("%w: IPv4 total length %d for %d bytes after Ethernet", ErrNotEncap, total, len(ip))
+		return 0, nil, fmt.Errorf("%w: IPv4 total length %d for %d bytes after Ethernet", errNotEncap, total, len(ip))
 	}
 	udpLen := int(binary.BigEndian.Uint16(frame[offUDPLen:]))
 	if udpLen != total-20 {
-		return 0, nil, fmt.Errorf("%w: UDP length %d, IPv4 total length %d - 20 = %d", ErrNotEncap, udpLen, total, total-20)
+		return 0, nil, fmt.Errorf("%w: UDP length %d, IPv4 total length %d - 20 = %d", errNotEncap, udpLen, total, total-20)
 	}
 	gue := frame[offGUE:]
 	if gue[0] != 0 || gue[2] != 0 || gue[3] != 0 {
-		return 0, nil, fmt.Errorf("%w: GUE header % x, want 00 pp 00 00", ErrNotEncap, gue[:4])
+		return 0, nil, fmt.Errorf("%w: GUE header % x, want 00 pp 00 00", errNotEncap, gue[:4])
 	}
 	proto = gue[1]
 	inner = frame[offInner : offIP+total]
 	switch proto {
 	case gueProtoIPv4:
 		if len(inner) < 20 || inner[0]>>4 != 4 {
-			return proto, inner, fmt.Errorf("%w: GUE protocol 4 but inner packet is not IPv4", ErrBadInner)
+			return proto, inner, fmt.Errorf("%w: GUE protocol 4 but inner packet is not IPv4", errBadInner)
 		}
 		if n := int(binary.BigEndian.Uint16(inner[2:])); n != len(inner) {
-			return proto, inner, fmt.Errorf("%w: inner IPv4 total length %d, %d bytes carried", ErrBadInner, n, len(inner))
+			return proto, inner, fmt.Errorf("%w: inner IPv4 total length %d, %d bytes carried", errBadInner, n, len(inner))
 		}
 	case gueProtoIPv6:
 		if len(inner) < 40 || inner[0]>>4 != 6 {
-			return proto, inner, fmt.Errorf("%w: GUE protocol 41 but inner packet is not IPv6", ErrBadInner)
+			return proto, inner, fmt.Errorf("%w: GUE protocol 41 but inner packet is not IPv6", errBadInner)
 		}
 		if n := 40 + int(binary.BigEndian.Uint16(inner[4:])); n != len(inner) {
-			return proto, inner, fmt.Errorf("%w: inner IPv6 length 40+%d, %d bytes carried", ErrBadInner, n-40, len(inner))
+			return proto, inner, fmt.Errorf("%w: inner IPv6 length 40+%d, %d bytes carried", errBadInner, n-40, len(inner))
 		}
 	default:
-		return proto, inner, fmt.Errorf("%w: GUE protocol %d", ErrNotEncap, proto)
+		return proto, inner, fmt.Errorf("%w: GUE protocol %d", errNotEncap, proto)
 	}
 	return proto, inner, nil
 }

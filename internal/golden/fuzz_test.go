@@ -20,7 +20,7 @@ func FuzzDecapGUE(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		proto, inner, err := decapGUE(frame)
 		if err != nil {
-			if !errors.Is(err, ErrNotEncap) && !errors.Is(err, ErrBadInner) {
+			if !errors.Is(err, errNotEncap) && !errors.Is(err, errBadInner) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return
