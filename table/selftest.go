@@ -5,6 +5,7 @@ package table
 
 /*
 #include <stdlib.h>
+#include <rte_cycles.h>
 #include "table_selftest.h"
 
 static void st_store(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -141,22 +142,37 @@ func (tr *testReader) free() {
 	tr.r = nil
 }
 
-// benchLookup looks up n keys (bursts of 32, in the order given, wrapping) on the
-// calling thread and returns the hits and TSC cycles spent.
-func benchLookup(t *Table, keys []session.Key, n uint64) (hits, cycles uint64) {
-	if len(keys) == 0 {
-		return 0, 0
+// cKeyArray is a C array of keys of one family, for benchLookup.
+type cKeyArray struct {
+	p  unsafe.Pointer
+	n  int
+	v6 bool
+}
+
+func newCKeyArray(keys []session.Key) *cKeyArray {
+	klen, v6 := keyLen4, false
+	if len(keys) > 0 && !keys[0].Is4() {
+		klen, v6 = keyLen6, true
 	}
-	klen, v6 := keyLen4, C.int(0)
-	if !keys[0].Is4() {
-		klen, v6 = keyLen6, 1
+	return &cKeyArray{p: cKeys(keys, klen), n: len(keys), v6: v6}
+}
+
+func (a *cKeyArray) free() { C.free(a.p) }
+
+// benchLookup looks up n keys of a (bursts of 32, in order, wrapping) on the calling
+// thread and returns the hits and the TSC cycles spent.
+func benchLookup(t *Table, a *cKeyArray, n uint64) (hits, cycles uint64) {
+	v6 := C.int(0)
+	if a.v6 {
+		v6 = 1
 	}
-	p := cKeys(keys, klen)
-	defer C.free(p)
 	var cyc C.uint64_t
-	h := C.homing_selftest_bench((*C.struct_homing_table)(t.Ptr()), v6, p, C.uint32_t(len(keys)), C.uint64_t(n), &cyc)
+	h := C.homing_selftest_bench((*C.struct_homing_table)(t.Ptr()), v6, a.p, C.uint32_t(a.n), C.uint64_t(n), &cyc)
 	return uint64(h), uint64(cyc)
 }
+
+// tscHz is the TSC frequency.
+func tscHz() uint64 { return uint64(C.rte_get_tsc_hz()) }
 
 // lookupRepeat looks k up n times in a single bulk lookup and returns the hits.
 func lookupRepeat(t *Table, k session.Key, n int) int {

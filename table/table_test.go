@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func key6n(i int) session.Key {
 }
 
 func add(k session.Key, o session.Owner) session.Update { return session.Update{Key: k, Owner: o} }
-func del(k session.Key) session.Update                 { return session.Update{Key: k, Delete: true} }
+func del(k session.Key) session.Update                  { return session.Update{Key: k, Delete: true} }
 
 func apply(t *testing.T, tab *Table, ups []session.Update, want Result) {
 	t.Helper()
@@ -233,13 +234,13 @@ func TestInvalid(t *testing.T) {
 	} {
 		b := append([]byte(nil), kb[:keyLen4]...)
 		mut(b)
-		if r := tab.rawWrite(b, false, 1); r != -int(syscall_EINVAL) {
+		if r := tab.rawWrite(b, false, 1); r != -int(syscall.EINVAL) {
 			t.Errorf("add4 % x: %d", b, r)
 		}
-		if r := tab.rawWrite(b, true, 0); r != -int(syscall_EINVAL) {
+		if r := tab.rawWrite(b, true, 0); r != -int(syscall.EINVAL) {
 			t.Errorf("del4 % x: %d", b, r)
 		}
-		if r := tab.rawGet(b); r != -int(syscall_EINVAL) {
+		if r := tab.rawGet(b); r != -int(syscall.EINVAL) {
 			t.Errorf("get4 % x: %d", b, r)
 		}
 	}
@@ -247,13 +248,13 @@ func TestInvalid(t *testing.T) {
 	for _, off := range []int{37, 39} {
 		b := append([]byte(nil), kb[:]...)
 		b[off] = 1
-		if r := tab.rawWrite(b, false, 1); r != -int(syscall_EINVAL) {
+		if r := tab.rawWrite(b, false, 1); r != -int(syscall.EINVAL) {
 			t.Errorf("add6 pad[%d]: %d", off, r)
 		}
 	}
 	b := append([]byte(nil), kb[:]...)
 	b[36] = 58
-	if r := tab.rawWrite(b, false, 1); r != -int(syscall_EINVAL) {
+	if r := tab.rawWrite(b, false, 1); r != -int(syscall.EINVAL) {
 		t.Errorf("add6 proto 58: %d", r)
 	}
 	if r := tab.rawWrite(kb[:], false, 1); r != 0 {

@@ -1,5 +1,0 @@
-package table
-
-import "syscall"
-
-const syscall_EINVAL = syscall.EINVAL
