@@ -38,6 +38,7 @@ type Daemon struct {
 	Table  *table.Table
 	DP     *lcore.DataPlane
 	MAC    net.HardwareAddr // the NIC's MAC: the kernel interface's too
+	ctl    *control
 	closed bool
 }
 
@@ -162,6 +163,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err = d.DP.Start(ws, uint32(cfg.DPDK.IdleSleepMax/time.Microsecond)); err != nil {
 		return d, err
 	}
+	if err = d.startControl(); err != nil {
+		return d, err
+	}
 	log.Info("data plane running", "host", cfg.Host.ID, "address", cfg.Host.Address,
 		"mac", d.MAC.String(), "workers", len(ws), "nic", d.nic.Name, "kernel", d.tap.Name)
 	return d, nil
@@ -185,6 +189,9 @@ func (d *Daemon) Stop() error {
 func (d *Daemon) teardown() error {
 	d.closed = true
 	var errs []error
+	if err := d.stopControl(); err != nil {
+		errs = append(errs, err)
+	}
 	if d.DP != nil {
 		d.DP.Close()
 	}
@@ -224,3 +231,5 @@ func (d *Daemon) teardown() error {
 	}
 	return errors.Join(errs...)
 }
+
+var timeNow = time.Now

@@ -81,10 +81,16 @@ func run(nSessions int, packets uint64, rounds int, huge bool) error {
 	vip := netip.AddrFrom4([4]byte{198, 19, 255, 1})
 	var remote, local []session.Key
 	batch := make([]session.Update, 0, 4096)
+	seen := make(map[session.Key]bool, nSessions)
 	for i := 0; i < nSessions; i++ {
 		a := rng.Uint32()
 		k := session.Key{Src: netip.AddrFrom4([4]byte{198, 18, byte(a >> 8), byte(a)}), Dst: vip,
 			SrcPort: uint16(1024 + rng.IntN(60000)), DstPort: 443, Proto: session.TCP}
+		if seen[k] {
+			i--
+			continue
+		}
+		seen[k] = true
 		owner := uint16(peerID)
 		if i%2 == 1 {
 			owner = selfID
@@ -125,13 +131,13 @@ func run(nSessions int, packets uint64, rounds int, huge bool) error {
 		{"bare rx->tx loop (same generator)", lcore.BenchBare, remote, nil},
 		{"100 % redirected (hit + encapsulation)", lcore.BenchPipeline, remote, func(s lcore.Stats) error {
 			if s.Redirect != s.RxNIC {
-				return fmt.Errorf("%d of %d packets redirected", s.Redirect, s.RxNIC)
+				return fmt.Errorf("%d of %d packets redirected: %+v", s.Redirect, s.RxNIC, s)
 			}
 			return nil
 		}},
 		{"100 % local (owned here -> kernel path)", lcore.BenchPipeline, local, func(s lcore.Stats) error {
 			if s.Local != s.RxNIC {
-				return fmt.Errorf("%d of %d packets local", s.Local, s.RxNIC)
+				return fmt.Errorf("%d of %d packets local: %+v", s.Local, s.RxNIC, s)
 			}
 			return nil
 		}},
