@@ -22,7 +22,9 @@ type Conn interface {
 
 // Table is the ownership table the node programs (the data plane's rte_hash in the
 // daemon). The node calls Apply once per batch: per received datagram, per flush of
-// local updates, per expiry sweep. Calls are serialised by the node.
+// local updates, per expiry sweep. Calls are serialised by the node, in the order the
+// node's ownership map took the updates. Apply must not keep the slice after it
+// returns: the node reuses it.
 type Table interface {
 	Apply(updates []session.Update) error
 }
