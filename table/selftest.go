@@ -60,6 +60,7 @@ func cKeys(keys []session.Key, klen int) unsafe.Pointer {
 // readerCounts is what the reader harness counted.
 type readerCounts struct {
 	Loops, Lookups, Hits, Mismatches uint64
+	Held, Reused                     uint64 // positions held, and found recycled
 }
 
 // testReader is the C reader harness running on a worker lcore.
@@ -71,6 +72,12 @@ type testReader struct {
 // startReader launches the reader harness on lcore over keys (either family), and waits
 // until it is registered and online.
 func startReader(t *Table, keys []session.Key, lcore uint) (*testReader, error) {
+	return startReaderHold(t, keys, lcore, 0)
+}
+
+// startReaderHold is startReader with the reader also holding one hit per loop for
+// hold (see table_selftest.h).
+func startReaderHold(t *Table, keys []session.Key, lcore uint, hold time.Duration) (*testReader, error) {
 	var k4, k6 []session.Key
 	for _, k := range keys {
 		if k.Is4() {
@@ -84,6 +91,7 @@ func startReader(t *Table, keys []session.Key, lcore uint) (*testReader, error) 
 	r.keys4 = (*C.struct_homing_key4)(cKeys(k4, keyLen4))
 	r.keys6 = (*C.struct_homing_key6)(cKeys(k6, keyLen6))
 	r.n4, r.n6 = C.uint32_t(len(k4)), C.uint32_t(len(k6))
+	r.hold_ns = C.uint32_t(hold.Nanoseconds())
 	tr := &testReader{r: r, lcore: lcore}
 	if err := dpdk.Launch(C.st_reader_fn(), unsafe.Pointer(r), lcore); err != nil {
 		tr.free()
@@ -123,6 +131,8 @@ func (tr *testReader) counts() readerCounts {
 		Lookups:    uint64(C.st_load64(&tr.r.lookups)),
 		Hits:       uint64(C.st_load64(&tr.r.hits)),
 		Mismatches: uint64(C.st_load64(&tr.r.mismatches)),
+		Held:       uint64(C.st_load64(&tr.r.held)),
+		Reused:     uint64(C.st_load64(&tr.r.reused)),
 	}
 }
 

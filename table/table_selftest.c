@@ -54,10 +54,32 @@ add64(uint64_t *p, uint64_t n)
 	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
-/* One burst from keys[*off...] (wrapping); returns hits and adds to r's counters. */
+/* Looks key up by position, holds it hold_ns, and checks its slot still holds it. */
+static void
+hold(struct homing_selftest_reader *r, const struct rte_hash *h, const void *key,
+     uint32_t len, uint64_t hold_cycles)
+{
+	const void *slot = NULL;
+	void *data = NULL;
+	int32_t pos = rte_hash_lookup_data(h, key, &data);
+	uint64_t end;
+
+	if (pos < 0)
+		return;
+	end = rte_rdtsc() + hold_cycles;
+	while (rte_rdtsc() < end)
+		rte_pause();
+	/* Sets slot to the key stored at pos (then fails if that key was deleted). */
+	rte_hash_get_key_with_position(h, pos, (void **)&slot);
+	add64(&r->held, 1);
+	if (slot == NULL || memcmp(slot, key, len) != 0)
+		add64(&r->reused, 1);
+}
+
+/* One burst from keys[*off...] (wrapping); adds to r's counters. */
 static void
 burst(struct homing_selftest_reader *r, int v6, const uint8_t *keys, uint32_t nkeys,
-      uint32_t *off)
+      uint32_t *off, uint64_t hold_cycles)
 {
 	const void *kp[SELFTEST_BURST];
 	uint64_t vals[SELFTEST_BURST], hits = 0, bad = 0;
@@ -76,6 +98,10 @@ burst(struct homing_selftest_reader *r, int v6, const uint8_t *keys, uint32_t nk
 	for (i = 0; i < n; i++)
 		if ((hits & (1ULL << i)) && !val_ok(kp[i], len, vals[i]))
 			bad++;
+	if (hold_cycles != 0 && hits != 0) {
+		i = (uint32_t)__builtin_ctzll(hits);
+		hold(r, v6 ? r->t->h6 : r->t->h4, kp[i], len, hold_cycles);
+	}
 	add64(&r->lookups, n);
 	add64(&r->hits, (uint64_t)__builtin_popcountll(hits));
 	if (bad)
@@ -89,6 +115,7 @@ homing_selftest_reader(void *arg)
 	struct rte_rcu_qsbr *q = r->t->qsbr;
 	unsigned int lcore = rte_lcore_id();
 	uint32_t off4 = 0, off6 = 0;
+	uint64_t hold_cycles = rte_get_tsc_hz() / 1000000000.0 * r->hold_ns;
 
 	r->lcore = lcore;
 	if (rte_rcu_qsbr_thread_register(q, lcore) != 0) {
@@ -106,9 +133,9 @@ homing_selftest_reader(void *arg)
 		}
 		__atomic_store_n(&r->running, 1, __ATOMIC_RELAXED);
 		if (r->n4)
-			burst(r, 0, (const uint8_t *)r->keys4, r->n4, &off4);
+			burst(r, 0, (const uint8_t *)r->keys4, r->n4, &off4, hold_cycles);
 		if (r->n6)
-			burst(r, 1, (const uint8_t *)r->keys6, r->n6, &off6);
+			burst(r, 1, (const uint8_t *)r->keys6, r->n6, &off6, hold_cycles);
 		rte_rcu_qsbr_quiescent(q, lcore);
 		add64(&r->loops, 1);
 	}

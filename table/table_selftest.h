@@ -23,11 +23,15 @@ struct homing_selftest_reader {
 	/* Control, written by Go (atomics). */
 	uint32_t stop;  /* return */
 	uint32_t pause; /* stay online but stop reporting quiescent states */
+	/* Once per loop the reader also looks one hit up by position, holds it hold_ns
+	 * (like a long burst), then checks that the key slot at that position still holds
+	 * its key: a slot recycled while a reader holds it counts in `reused`. */
+	uint32_t hold_ns;
 	/* Written by the reader (atomics). */
 	uint32_t running; /* 1 once registered and online, 2 when paused */
 	int32_t status;   /* 0, or negative errno of registration */
 	uint32_t lcore;
-	uint64_t loops, lookups, hits, mismatches;
+	uint64_t loops, lookups, hits, mismatches, held, reused;
 };
 
 /* lcore_function_t: registers on t->qsbr with its lcore id, looks up bursts of 32 keys

@@ -399,7 +399,7 @@ func TestFull(t *testing.T) {
 func TestReclaim(t *testing.T) {
 	const capacity = 1024
 	tab := newTable(t, capacity, 64)
-	tab.setReclaimWait(20 * time.Millisecond)
+	tab.setReclaimWait(time.Second) // generous: the machine may be loaded
 	in := fill(t, tab)
 	rd, err := startReader(tab, in, readerLcore)
 	if err != nil {
@@ -436,6 +436,7 @@ func TestReclaim(t *testing.T) {
 	// The reader stays online without reporting: the deleted slots stay deferred, the
 	// adds are refused, the table is unchanged but for the deletes.
 	rd.pause(true)
+	tab.setReclaimWait(20 * time.Millisecond)
 	ups := replace(10)
 	res, err := tab.ApplyBatch(ups)
 	if !errors.Is(err, ErrFull) || res != (Result{Deleted: 10, Full: 10}) {
@@ -446,8 +447,13 @@ func TestReclaim(t *testing.T) {
 	}
 	checkAll(t, tab, in[:len(in)-10], 1)
 
+	if st := tab.Stats(); st.ReclaimTimeouts != 1 || st.ReclaimWaits < 1 {
+		t.Fatalf("stats %+v", st)
+	}
+
 	// Once it reports again, the same adds succeed.
 	rd.pause(false)
+	tab.setReclaimWait(time.Second)
 	apply(t, tab, ups[10:], Result{Added: 10})
 	checkAll(t, tab, in, 1)
 	if v4, _ := tab.Len(); v4 != capacity {
@@ -478,7 +484,7 @@ func TestConcurrentChurn(t *testing.T) {
 	for i := range universe {
 		keys = append(keys, key4n(i), key6n(i))
 	}
-	rd, err := startReader(tab, keys, readerLcore)
+	rd, err := startReaderHold(tab, keys, readerLcore, 50*time.Microsecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,12 +545,14 @@ func TestConcurrentChurn(t *testing.T) {
 	}
 	c := rd.stop()
 	stopped = true
-	t.Logf("%d ops; reader: %d loops, %d lookups, %d hits, %d mismatches; stats %+v",
-		ops, c.Loops, c.Lookups, c.Hits, c.Mismatches, tab.Stats())
+	t.Logf("%d ops; reader: %+v; stats %+v", ops, c, tab.Stats())
 	if c.Mismatches != 0 {
-		t.Fatalf("reader saw %d values of another key", c.Mismatches)
+		t.Errorf("reader saw %d values of another key", c.Mismatches)
 	}
-	if c.Loops < 100 || c.Hits == 0 {
+	if c.Reused != 0 {
+		t.Errorf("%d of %d key slots held by the reader were recycled under it", c.Reused, c.Held)
+	}
+	if c.Loops < 100 || c.Hits == 0 || c.Held == 0 {
 		t.Fatalf("reader made too little progress: %+v", c)
 	}
 	got := entries(tab)
@@ -578,5 +586,63 @@ func TestMemSize(t *testing.T) {
 		if diff > 0.02*float64(want)+64<<10 {
 			t.Errorf("capacity %d+%d: heap grew %d bytes, MemSize says %d", c[0], c[1], got, want)
 		}
+	}
+}
+
+// TestGoroutines calls the Table from several goroutines at once (for the race detector
+// and the mutex), each on its own keys, while another iterates.
+func TestGoroutines(t *testing.T) {
+	tab := newTable(t, 1<<14, 1<<14)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tab.Entries(func(k session.Key, o session.Owner) bool {
+				if o.Host != selftestOwner(k, 1).Host {
+					t.Errorf("entry %v: %v", k, o)
+				}
+				return true
+			})
+			tab.Len()
+			tab.Stats()
+		}
+	}()
+	var writers sync.WaitGroup
+	for g := range 4 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for r := range 20 {
+				var ups []session.Update
+				for i := range 200 {
+					k := key4n(g<<20 | i)
+					if g%2 == 1 {
+						k = key6n(g<<20 | i)
+					}
+					ups = append(ups, session.Update{Key: k, Owner: selftestOwner(k, 1), Delete: r%2 == 1})
+				}
+				res, err := tab.ApplyBatch(ups)
+				if err != nil || res.Added+res.Deleted != len(ups) {
+					t.Errorf("goroutine %d round %d: %+v %v", g, r, res, err)
+					return
+				}
+				if o, ok := tab.Lookup(ups[0].Key); ok != (r%2 == 0) || (ok && o != ups[0].Owner) {
+					t.Errorf("goroutine %d round %d: lookup %v %v", g, r, o, ok)
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	wg.Wait()
+	if v4, v6 := tab.Len(); v4 != 0 || v6 != 0 {
+		t.Fatalf("len %d %d", v4, v6)
 	}
 }
