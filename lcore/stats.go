@@ -9,13 +9,13 @@ import "unsafe"
 
 // Stats are one lcore's counters (see struct homing_lcore_stats in pipeline.h).
 type Stats struct {
-	Lcore                                          uint
-	RxNIC, FromKernel, TxNIC, TxTAP                uint64
-	Redirect, Local, Miss, DeadOwner, SYN, Decap   uint64
-	GUEBad, Other, Frag, IPOpt, Malformed          uint64
-	DropNICTx, DropTAPTx, DropHeadroom             uint64
-	Loops, IdleLoops, Sleeps, BusyCycles, Cycles   uint64
-	TemplateRetries                                uint64
+	Lcore                                        uint
+	RxNIC, FromKernel, TxNIC, TxTAP              uint64
+	Redirect, Local, Miss, DeadOwner, SYN, Decap uint64
+	GUEBad, Other, Frag, IPOpt, Malformed        uint64
+	DropNICTx, DropTAPTx, DropHeadroom           uint64
+	Loops, IdleLoops, Sleeps, BusyCycles, Cycles uint64
+	TemplateRetries                              uint64
 }
 
 // ToKernel is the number of NIC packets handed to the kernel (every class but
