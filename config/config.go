@@ -161,6 +161,9 @@ type Route struct {
 // Tunnel is the GUE encapsulation.
 type Tunnel struct {
 	Port uint16 // GUE UDP destination port
+	// Redirect enables forwarding to other owners. false hands every packet to the local
+	// kernel as plain ECMP would (the lab's baseline); decapsulation still works.
+	Redirect bool
 }
 
 // Table sizes the ownership tables.
@@ -246,7 +249,7 @@ func Default() *Config {
 			Name:   DefaultKernelName,
 			MTU:    DefaultMTU,
 		},
-		Tunnel: Tunnel{Port: DefaultTunnelPort},
+		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true},
 		Table:  Table{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: Gossip{
 			Enabled:           true,

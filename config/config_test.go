@@ -125,6 +125,7 @@ mtu = 1400
 
 [tunnel]
 port = 7000
+redirect = false
 
 [table]
 capacity4 = 100

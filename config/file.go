@@ -70,7 +70,8 @@ type fileRoute struct {
 }
 
 type fileTunnel struct {
-	Port int `toml:"port"`
+	Port     int  `toml:"port"`
+	Redirect bool `toml:"redirect"`
 }
 
 type fileTable struct {
@@ -142,7 +143,7 @@ func defaultFile() fileConfig {
 		},
 		NIC:    fileNIC{MTU: DefaultMTU, Promiscuous: true, RxDesc: DefaultRxDesc, TxDesc: DefaultTxDesc},
 		Kernel: fileKernel{Name: DefaultKernelName},
-		Tunnel: fileTunnel{Port: DefaultTunnelPort},
+		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true},
 		Table:  fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: fileGossip{
 			Enabled:           true,

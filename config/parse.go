@@ -274,6 +274,7 @@ func (c *checker) build(r *fileConfig) *Config {
 	c.dpdk(cfg, &r.DPDK)
 	c.kernel(cfg, &r.Kernel)
 	cfg.Tunnel.Port = c.port("tunnel.port", r.Tunnel.Port)
+	cfg.Tunnel.Redirect = r.Tunnel.Redirect
 	cfg.Table.Capacity4 = r.Table.Capacity4
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)

@@ -128,7 +128,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.Table, err = table.New("homing", uint32(cfg.Table.Capacity4), uint32(cfg.Table.Capacity6), -1); err != nil {
 		return d, err
 	}
-	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr()}
+	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
+		NoRedirect: !cfg.Tunnel.Redirect}
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address
 	} else {

@@ -49,6 +49,9 @@ type Config struct {
 	VIPs       []netip.Prefix
 	// Table is the struct homing_table * of table.Table.Ptr().
 	Table unsafe.Pointer
+	// NoRedirect hands every VIP packet to the local kernel without a lookup, as plain
+	// ECMP would (the lab's baseline). Decapsulation still works.
+	NoRedirect bool
 }
 
 // Template is what a peer's header template is built from.
@@ -105,6 +108,9 @@ func New(c Config) (*DataPlane, error) {
 		dp.has_self6 = 1
 	}
 	dp.tunnel_port = C.uint16_t(c.TunnelPort>>8 | c.TunnelPort<<8)
+	if c.NoRedirect {
+		dp.no_redirect = 1
+	}
 	for _, p := range c.VIPs {
 		if err := d.addVIP(p); err != nil {
 			d.Close()

@@ -281,3 +281,41 @@ func FuzzClassifier(f *testing.F) {
 		}
 	})
 }
+
+// TestNoRedirect: with redirection off, a peer's session goes to the kernel unchanged and
+// is counted; decapsulation still works.
+func TestNoRedirect(t *testing.T) {
+	e := setup(t)
+	tbl, err := table.New("lcore-noredir", 64, 64, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Close()
+	var vips []netip.Prefix
+	for _, v := range golden.VIPs {
+		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
+	}
+	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
+		VIPs: vips, Table: tbl.Ptr(), NoRedirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	p := golden.Peers[0]
+	if err := dp.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC, Src: golden.Self.Addr, Dst: p.Addr, TunnelPort: p.Port}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tbl.ApplyBatch([]session.Update{{Key: golden.S1, Owner: session.Owner{Host: 2, Epoch: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	frame := dataFrame(golden.S1, []byte("plain ecmp"))
+	f := dp.NewFrames(e.pool)
+	defer f.Close()
+	out, err := f.Run([][]byte{frame})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Stats(); len(out) != 1 || out[0].ToNIC || !bytes.Equal(out[0].Data, frame) || st.NoRedirect != 1 {
+		t.Fatalf("outputs %d, stats %+v", len(out), st)
+	}
+}

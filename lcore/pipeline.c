@@ -414,6 +414,11 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 		if (i + HOMING_PREFETCH_OFFSET < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + HOMING_PREFETCH_OFFSET], void *));
 		parse(dp, pkts[i], &bm[i], &k4[n4], &k6[n6]);
+		if (unlikely(dp->no_redirect) && (bm[i].act == A_LOOKUP4 || bm[i].act == A_LOOKUP6)) {
+			bm[i].act = A_TAP;
+			bm[i].cls = CLS(cls_no_redirect);
+			continue;
+		}
 		if (bm[i].act == A_LOOKUP4)
 			idx4[n4++] = (uint8_t)i;
 		else if (bm[i].act == A_LOOKUP6)

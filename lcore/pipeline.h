@@ -93,6 +93,7 @@ struct homing_lcore_stats {
 	uint64_t cls_frag;        /* IPv4 fragments */
 	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
 	uint64_t cls_malformed;   /* truncated or inconsistent headers, multi-segment */
+	uint64_t cls_no_redirect; /* VIP session, not looked up: redirection is off */
 	/* drops */
 	uint64_t drop_nic_tx;     /* NIC tx queue full */
 	uint64_t drop_tap_tx;     /* TAP tx queue full */
@@ -123,6 +124,7 @@ struct homing_dp {
 	uint32_t self4;            /* network order; 0 = none */
 	uint8_t self6[16];         /* all zero = none */
 	uint8_t has_self6;
+	uint8_t no_redirect;       /* 1: VIP packets go to the kernel without a lookup */
 	uint8_t n_vip4, n_vip6;
 	uint16_t self_id;
 	uint16_t tunnel_port;      /* network order */

@@ -13,6 +13,7 @@ type Stats struct {
 	RxNIC, FromKernel, TxNIC, TxTAP              uint64
 	Redirect, Local, Miss, DeadOwner, SYN, Decap uint64
 	GUEBad, Other, Frag, IPOpt, Malformed        uint64
+	NoRedirect                                   uint64
 	DropNICTx, DropTAPTx, DropHeadroom           uint64
 	Loops, IdleLoops, Sleeps, BusyCycles, Cycles uint64
 	TemplateRetries                              uint64
@@ -21,7 +22,7 @@ type Stats struct {
 // ToKernel is the number of NIC packets handed to the kernel (every class but
 // redirected).
 func (s Stats) ToKernel() uint64 {
-	return s.Local + s.Miss + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed
+	return s.Local + s.Miss + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect
 }
 
 // Add sums two counter sets (Lcore is kept from s).
@@ -30,6 +31,7 @@ func (s Stats) Add(o Stats) Stats {
 		s.RxNIC + o.RxNIC, s.FromKernel + o.FromKernel, s.TxNIC + o.TxNIC, s.TxTAP + o.TxTAP,
 		s.Redirect + o.Redirect, s.Local + o.Local, s.Miss + o.Miss, s.DeadOwner + o.DeadOwner, s.SYN + o.SYN, s.Decap + o.Decap,
 		s.GUEBad + o.GUEBad, s.Other + o.Other, s.Frag + o.Frag, s.IPOpt + o.IPOpt, s.Malformed + o.Malformed,
+		s.NoRedirect + o.NoRedirect,
 		s.DropNICTx + o.DropNICTx, s.DropTAPTx + o.DropTAPTx, s.DropHeadroom + o.DropHeadroom,
 		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
 		s.TemplateRetries + o.TemplateRetries}
@@ -44,7 +46,7 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		Redirect: uint64(c.cls_redirect), Local: uint64(c.cls_local), Miss: uint64(c.cls_miss),
 		DeadOwner: uint64(c.cls_dead_owner), SYN: uint64(c.cls_syn), Decap: uint64(c.cls_decap),
 		GUEBad: uint64(c.cls_gue_bad), Other: uint64(c.cls_other), Frag: uint64(c.cls_frag),
-		IPOpt: uint64(c.cls_ipopt), Malformed: uint64(c.cls_malformed),
+		IPOpt: uint64(c.cls_ipopt), Malformed: uint64(c.cls_malformed), NoRedirect: uint64(c.cls_no_redirect),
 		DropNICTx: uint64(c.drop_nic_tx), DropTAPTx: uint64(c.drop_tap_tx), DropHeadroom: uint64(c.drop_headroom),
 		Loops: uint64(c.loops), IdleLoops: uint64(c.idle_loops), Sleeps: uint64(c.sleeps),
 		BusyCycles: uint64(c.busy_cycles), Cycles: uint64(c.total_cycles), TemplateRetries: uint64(c.tmpl_retries),
