@@ -18,7 +18,8 @@ import (
 
 // The EAL can start once per process: tests and benchmarks that need it call needEAL,
 // and TestMain cleans it up. 2 GB of --no-huge memory costs nothing until used (the
-// 10M-session benchmark takes about 1 GB).
+// 10M-session benchmark takes about 1 GB); HOMING_TEST_HUGEPAGES=1 uses 512 MB of
+// hugepages instead (reserve 256 2 MB pages first).
 var eal struct {
 	once sync.Once
 	err  error
@@ -30,12 +31,18 @@ func needEAL(tb testing.TB) {
 	tb.Helper()
 	testenv.RequireRoot(tb)
 	eal.once.Do(func() {
-		eal.err = dpdk.Init(dpdk.EALConfig{
+		c := dpdk.EALConfig{
 			FilePrefix: fmt.Sprintf("hmg-table-%d", os.Getpid()),
 			Workers:    1,
 			MemoryMB:   2048,
 			LogLevel:   "error",
-		})
+		}
+		if os.Getenv("HOMING_TEST_HUGEPAGES") == "1" {
+			// Benchmarks are meant for hugepages; 512 MB holds the 1M-session tables
+			// (not the 10M ones of BenchmarkMemory).
+			c.Hugepages, c.MemoryMB = true, 512
+		}
+		eal.err = dpdk.Init(c)
 	})
 	if eal.err != nil {
 		tb.Fatal(eal.err)
