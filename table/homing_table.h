@@ -13,7 +13,10 @@
  * Reader contract (lcore/): register the lcore on t->qsbr with its lcore id as thread id,
  * go online, call homing_table_lookup{4,6}_bulk inside the loop, and call
  * rte_rcu_qsbr_quiescent(t->qsbr, lcore_id) once per loop iteration (outside any lookup).
- * Go offline before sleeping.
+ * Go offline before sleeping. A reader that stays online without reporting holds every
+ * deleted slot back: once the free slots run out, adds wait up to reclaim_wait_us (once
+ * per batch) and then fail with -ENOSPC. Go offline and unregister before the table is
+ * freed. Bursts may have up to 64 keys (see homing_table_lookup_bulk_ below).
  *
  * Keys are in network byte order, in the client -> VIP direction of the 5-tuple.
  */
