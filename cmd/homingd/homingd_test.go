@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,13 +54,23 @@ func TestBadConfig(t *testing.T) {
 // and ICMP cross the data plane in both directions. After SIGTERM the TAP and every
 // runtime file are gone.
 func TestPingThroughTAP(t *testing.T) {
+	t.Run("1-worker-nohuge", func(t *testing.T) { testPing(t, 1, false) })
+	t.Run("2-workers-hugepages", func(t *testing.T) { testPing(t, 2, true) })
+}
+
+func testPing(t *testing.T, workers int, huge bool) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
 	testenv.RequireCommand(t, "nft")
 	testenv.RequireCommand(t, "ping")
 	bin := buildHomingd(t)
-	host := fmt.Sprintf("hmg-ping-h-%d", os.Getpid())
-	nb := fmt.Sprintf("hmg-ping-n-%d", os.Getpid())
+	freeBefore := 0
+	if huge {
+		reserveHugepages(t, 160)
+		freeBefore = freeHugepages()
+	}
+	host := fmt.Sprintf("hmg-ping-h-%d-%d", os.Getpid(), workers)
+	nb := fmt.Sprintf("hmg-ping-n-%d-%d", os.Getpid(), workers)
 	sh(t, "ip", "netns", "add", host)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", host).Run() })
 	sh(t, "ip", "netns", "add", nb)
@@ -74,7 +85,7 @@ func TestPingThroughTAP(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "h.toml")
-	prefix := fmt.Sprintf("hmg-ping-%d", os.Getpid())
+	prefix := fmt.Sprintf("hmg-ping-%d-%d", os.Getpid(), workers)
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
 [host]
 id = 1
@@ -82,12 +93,13 @@ address = "198.18.0.11"
 vips = ["198.19.255.1"]
 [dpdk]
 file_prefix = %q
+hugepages = %v
 memory_mb = 128
-workers = 1
+workers = %d
 idle_sleep_max_us = 100
 log_level = "warning"
 [nic]
-device = "net_af_packet0,iface=eth0,qpairs=1"
+device = "net_af_packet0,iface=eth0,qpairs=%d"
 [kernel]
 device = "net_tap0,iface=hmgtap0"
 name = "hmgtap0"
@@ -103,7 +115,7 @@ enabled = false
 listen = ""
 [control]
 socket = %q
-`, prefix, filepath.Join(dir, "ctl.sock"))), 0o644); err != nil {
+`, prefix, huge, workers, workers, filepath.Join(dir, "ctl.sock"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -153,5 +165,40 @@ socket = %q
 	}
 	if _, err := os.Stat("/var/run/dpdk/" + prefix); !os.IsNotExist(err) {
 		t.Errorf("EAL runtime directory left behind: %v", err)
+	}
+	if huge {
+		if after := freeHugepages(); after < freeBefore {
+			t.Errorf("hugepages not given back: %d free before, %d after", freeBefore, after)
+		}
+	}
+}
+
+func freeHugepages() int {
+	b, _ := os.ReadFile("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+	v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return v
+}
+
+// reserveHugepages makes sure n free 2 MB pages exist, and gives back what it added.
+func reserveHugepages(t *testing.T, n int) {
+	t.Helper()
+	const nr = "/proc/sys/vm/nr_hugepages"
+	const free = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+	readInt := func(p string) int {
+		b, _ := os.ReadFile(p)
+		v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return v
+	}
+	have := readInt(free)
+	if have >= n {
+		return
+	}
+	total := readInt(nr)
+	if err := os.WriteFile(nr, []byte(strconv.Itoa(total+n-have)), 0o644); err != nil {
+		testenv.Missing(t, "2 MB hugepages: "+err.Error())
+	}
+	t.Cleanup(func() { _ = os.WriteFile(nr, []byte(strconv.Itoa(total)), 0o644) })
+	if got := readInt(free); got < n {
+		testenv.Missing(t, fmt.Sprintf("2 MB hugepages: only %d of %d could be reserved", got, n))
 	}
 }
