@@ -1,0 +1,139 @@
+package ctl
+
+import "time"
+
+// Commands and their arguments and results. Field names are the JSON of `homingctl
+// --json`, a stable interface for scripts: fields may be added, never renamed.
+const (
+	CmdStatus   = "status"   // no arguments; Status
+	CmdPeers    = "peers"    // no arguments; []Peer
+	CmdLookup   = "lookup"   // LookupArgs; Lookup
+	CmdSessions = "sessions" // SessionsArgs; Sessions
+	CmdStats    = "stats"    // no arguments; Stats
+)
+
+// Status is the daemon's identity and health.
+type Status struct {
+	HostID        uint16    `json:"host_id"`
+	Name          string    `json:"name"`
+	Address       string    `json:"address"`
+	MAC           string    `json:"mac"`
+	Domain        string    `json:"domain"`
+	VIPs          []string  `json:"vips"`
+	Version       string    `json:"version"`
+	PID           int       `json:"pid"`
+	Started       time.Time `json:"started"`
+	Uptime        string    `json:"uptime"`
+	ConfigFile    string    `json:"config_file"`
+	Workers       int       `json:"workers"`
+	NIC           string    `json:"nic"`
+	Kernel        string    `json:"kernel"`
+	Redirect      bool      `json:"redirect"`
+	Gossip        bool      `json:"gossip"`
+	Incarnation   uint64    `json:"incarnation,omitempty"`
+	PeersUp       int       `json:"peers_up"`
+	StaticPeers   int       `json:"static_peers"`
+	Sessions4     int       `json:"sessions_ipv4"`
+	Sessions6     int       `json:"sessions_ipv6"`
+	Capacity4     int       `json:"capacity_ipv4"`
+	Capacity6     int       `json:"capacity_ipv6"`
+	Metrics       string    `json:"metrics"`
+	LogLevel      string    `json:"log_level"`
+	KeyRotation   bool      `json:"key_rotation"` // a second gossip key is accepted
+	LastReload    time.Time `json:"last_reload,omitzero"`
+	LastReloadErr string    `json:"last_reload_error,omitempty"`
+}
+
+// Peer is a host this daemon forwards to, learned by gossip or configured.
+type Peer struct {
+	ID          uint16 `json:"id"`
+	Address     string `json:"address"`
+	MAC         string `json:"mac,omitempty"`
+	TunnelPort  uint16 `json:"tunnel_port"`
+	Domain      string `json:"domain,omitempty"`
+	Source      string `json:"source"` // "gossip", "static" or "static+gossip"
+	Up          bool   `json:"up"`     // a header template exists: packets are forwarded to it
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	Sessions    int    `json:"sessions"` // entries it owns in the table (-1: not counted)
+}
+
+// LookupArgs names one session, client→VIP.
+type LookupArgs struct {
+	Proto  string `json:"proto"`  // tcp or udp
+	Client string `json:"client"` // address:port
+	VIP    string `json:"vip"`    // address:port
+}
+
+// Lookup is the data plane's view of one session.
+type Lookup struct {
+	Session string `json:"session"`
+	Found   bool   `json:"found"`
+	Owner   uint16 `json:"owner,omitempty"`
+	Epoch   uint64 `json:"epoch,omitempty"`
+	// Verdict is what the data plane does with the session's packets (SYNs always go
+	// to the local kernel).
+	Verdict string `json:"verdict"`
+}
+
+// SessionsArgs filters the table.
+type SessionsArgs struct {
+	Owner *uint16 `json:"owner,omitempty"`
+	VIP   string  `json:"vip,omitempty"`   // address or address:port
+	Limit int     `json:"limit,omitempty"` // 0: DefaultLimit; negative: no limit
+}
+
+// DefaultLimit is the number of sessions listed unless asked otherwise.
+const DefaultLimit = 1000
+
+// Session is one table entry.
+type Session struct {
+	Proto  string `json:"proto"`
+	Client string `json:"client"`
+	VIP    string `json:"vip"`
+	Owner  uint16 `json:"owner"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+// Sessions is a filtered listing of the table.
+type Sessions struct {
+	Sessions  []Session `json:"sessions"`
+	Matched   int       `json:"matched"`   // entries that matched the filter
+	Truncated bool      `json:"truncated"` // Matched > len(Sessions)
+}
+
+// LcoreStats are one lcore's counters.
+type LcoreStats struct {
+	Lcore        uint              `json:"lcore"`
+	RxNIC        uint64            `json:"rx_nic"`
+	RxKernel     uint64            `json:"rx_kernel"`
+	TxNIC        uint64            `json:"tx_nic"`
+	TxKernel     uint64            `json:"tx_kernel"`
+	Redirected   uint64            `json:"redirected"`
+	Decapsulated uint64            `json:"decapsulated"`
+	Classes      map[string]uint64 `json:"classes"`
+	Drops        map[string]uint64 `json:"drops"`
+	BusyRatio    float64           `json:"busy_ratio"`
+}
+
+// PortStats are a DPDK port's counters.
+type PortStats struct {
+	Name      string `json:"name"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxMissed  uint64 `json:"rx_missed"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+	RxNoMbuf  uint64 `json:"rx_nombuf"`
+}
+
+// Stats are every counter, as the metrics show them.
+type Stats struct {
+	Lcores []LcoreStats      `json:"lcores"`
+	Ports  []PortStats       `json:"ports"`
+	Table  map[string]uint64 `json:"table"`
+	Gossip map[string]uint64 `json:"gossip,omitempty"` // absent when gossip is off
+	Reject map[string]uint64 `json:"gossip_rejected,omitempty"`
+	Owners map[string]int    `json:"owners,omitempty"` // entries per owner host id
+}
