@@ -16,10 +16,16 @@ import (
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|                          MAC (6 bytes)                        |
 //	+                               +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                               |  addr flags   |  domain len   |
+//	|                               |     flags     |  domain len   |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|                                                               |
 //	+                   incarnation (64 bits)                       +
+//	|                                                               |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|        digest: session count (32 bits, if flag 0x08)          |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|        digest: sum of session hashes (64 bits, if flag 0x08)   |
+//	+                                                               +
 //	|                                                               |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|        IPv4 address (4 bytes, if flag 0x01)                   |
@@ -29,9 +35,10 @@ import (
 //	|        domain (domain len bytes, printable ASCII)             |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //
-// addr flags: 0x01 IPv4 address present, 0x02 IPv6 address present, 0x04 the IPv6
-// address is the primary (tunnel) address; other bits must be zero. The primary address
-// must be present. Host id and incarnation repeat the header's and must equal them.
+// flags: 0x01 IPv4 address present, 0x02 IPv6 address present, 0x04 the IPv6 address is
+// the primary (tunnel) address, 0x08 a digest of the sender's own sessions is present
+// (see Digest); other bits must be zero. The primary address must be present. Host id
+// and incarnation repeat the header's and must equal them.
 const (
 	hbHostOff     = 0
 	hbPortOff     = 2
@@ -44,6 +51,7 @@ const (
 	hbHas4     = 0x01
 	hbHas6     = 0x02
 	hbPrimary6 = 0x04
+	hbDigest   = 0x08
 
 	// MaxDomainLen is the longest domain name a heartbeat carries.
 	MaxDomainLen = 63
@@ -60,6 +68,10 @@ type Heartbeat struct {
 	MAC        net.HardwareAddr // 6 bytes
 	TunnelPort uint16
 	Domain     string
+	// Digest, if HasDigest, summarises the sessions the sender owned when every record
+	// it sent before this heartbeat was sent (see Node's sender).
+	Digest    Digest
+	HasDigest bool
 }
 
 // Check reports whether h can be encoded.
@@ -94,6 +106,9 @@ func validDomain(s string) bool {
 // Len returns the encoded size of h.
 func (h *Heartbeat) Len() int {
 	n := hbFixedLen + len(h.Domain)
+	if h.HasDigest {
+		n += DigestLen
+	}
 	for _, a := range []netip.Addr{h.Addr, h.AltAddr} {
 		if a.Is4() {
 			n += 4
@@ -118,11 +133,18 @@ func AppendHeartbeat(b []byte, h *Heartbeat) []byte {
 	if h.Addr.Is6() {
 		flags |= hbPrimary6
 	}
+	if h.HasDigest {
+		flags |= hbDigest
+	}
 	b = binary.BigEndian.AppendUint16(b, h.Host)
 	b = binary.BigEndian.AppendUint16(b, h.TunnelPort)
 	b = append(b, h.MAC[:6]...)
 	b = append(b, flags, uint8(len(h.Domain)))
 	b = binary.BigEndian.AppendUint64(b, h.Incarnation)
+	if h.HasDigest {
+		b = binary.BigEndian.AppendUint32(b, h.Digest.Count)
+		b = binary.BigEndian.AppendUint64(b, h.Digest.Sum)
+	}
 	if v4.IsValid() {
 		b = appendAddr(b, v4)
 	}
@@ -139,7 +161,7 @@ func ParseHeartbeat(b []byte) (Heartbeat, error) {
 		return h, fmt.Errorf("heartbeat of %d bytes: %w", len(b), ErrMalformed)
 	}
 	flags := b[hbFlagsOff]
-	if flags&^(hbHas4|hbHas6|hbPrimary6) != 0 {
+	if flags&^(hbHas4|hbHas6|hbPrimary6|hbDigest) != 0 {
 		return h, fmt.Errorf("heartbeat flags %#02x: %w", flags, ErrMalformed)
 	}
 	want := hbFixedLen + int(b[hbDomainLnOff])
@@ -149,6 +171,9 @@ func ParseHeartbeat(b []byte) (Heartbeat, error) {
 	if flags&hbHas6 != 0 {
 		want += 16
 	}
+	if flags&hbDigest != 0 {
+		want += DigestLen
+	}
 	if len(b) != want {
 		return h, fmt.Errorf("heartbeat of %d bytes, fields say %d: %w", len(b), want, ErrMalformed)
 	}
@@ -157,6 +182,11 @@ func ParseHeartbeat(b []byte) (Heartbeat, error) {
 	h.MAC = net.HardwareAddr(append([]byte(nil), b[hbMACOff:hbMACOff+6]...))
 	h.Incarnation = binary.BigEndian.Uint64(b[hbIncOff:])
 	p := b[hbFixedLen:]
+	if flags&hbDigest != 0 {
+		h.HasDigest = true
+		h.Digest = Digest{Count: binary.BigEndian.Uint32(p), Sum: binary.BigEndian.Uint64(p[4:])}
+		p = p[DigestLen:]
+	}
 	var v4, v6 netip.Addr
 	if flags&hbHas4 != 0 {
 		v4, p = netip.AddrFrom4([4]byte(p[:4])), p[4:]

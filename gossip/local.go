@@ -37,7 +37,7 @@ func (n *Node) LocalAdd(k session.Key) error {
 	n.mu.Lock()
 	delete(n.lingering, k)
 	o := session.Owner{Host: n.cfg.HostID, Epoch: n.nextEpoch()}
-	n.owners[k] = entry{owner: o, inc: n.inc}
+	n.putLocked(k, entry{owner: o, inc: n.inc})
 	u := session.Update{Key: k, Owner: o}
 	n.localUpd = append(n.localUpd, u)
 	err := n.enqueueLocked(u)
@@ -77,7 +77,7 @@ func (n *Node) LocalDelete(k session.Key) error {
 
 // deleteLocalLocked removes the own entry k and queues its delete. n.mu is held.
 func (n *Node) deleteLocalLocked(k session.Key) error {
-	delete(n.owners, k)
+	n.delLocked(k)
 	u := session.Update{Key: k, Owner: session.Owner{Host: n.cfg.HostID}, Delete: true}
 	n.localUpd = append(n.localUpd, u)
 	inc(&n.stats.LocalUpdates)

@@ -29,6 +29,14 @@ type peerState struct {
 	inc     uint64    // current incarnation
 	highest uint64    // highest sequence number seen in inc
 	lastHB  time.Time // last heartbeat (first datagram for peerNew)
+
+	// Repair (with Config.Repair).
+	covered    uint64    // sequence number of the last snapshot applied in inc
+	needRepair bool      // a repair is wanted ...
+	needAt     uint64    // ... since the datagram of this sequence number in inc
+	repairing  bool      // a repair is in flight
+	lastRepair time.Time // start of the last repair
+	digestMiss int       // consecutive heartbeats whose digest disagreed
 }
 
 // pendingDrop drops the sessions of host id learnt in incarnation inc at time at.
@@ -50,8 +58,14 @@ func (n *Node) heartbeatLocked(h Header, hb *Heartbeat, now time.Time) {
 		TunnelPort: hb.TunnelPort, Domain: hb.Domain, Incarnation: hb.Incarnation,
 	}
 	p.lastHB = now
+	if hb.HasDigest {
+		n.compareDigestLocked(h, p, hb.Digest)
+	}
 	if p.state == peerUp && p.info.equal(info) {
 		return
+	}
+	if n.cfg.Repair {
+		n.wake(n.wakeRepair) // a peer that came up may have a repair waiting
 	}
 	if p.state != peerUp {
 		n.log.Info("gossip peer up", "host", info.ID, "addr", info.Addr, "incarnation", info.Incarnation)
@@ -110,12 +124,11 @@ func (n *Node) cancelDropLocked(id uint16, inc uint64) {
 	}
 }
 
-// housekeeper is the goroutine that sends heartbeats, takes silent peers down, drops
-// their sessions after the grace and polls the discovery file.
+// housekeeper is the goroutine that takes silent peers down, drops their sessions after
+// the grace and polls the discovery file (the sender sends the heartbeats).
 func (n *Node) housekeeper(ctx context.Context) {
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
-	buf := n.sendHeartbeat(nil)
 	lastPoll := time.Now()
 	for {
 		select {
@@ -124,7 +137,6 @@ func (n *Node) housekeeper(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		buf = n.sendHeartbeat(buf)
 		if n.cfg.DiscoveryFile != "" && now.Sub(lastPoll) >= n.cfg.DiscoveryPoll {
 			lastPoll = now
 			_ = n.pollDiscovery(now, false) // errors are counted and logged
@@ -164,7 +176,7 @@ func (n *Node) checkPeers(now time.Time) {
 	var ups []session.Update
 	for k, e := range n.owners {
 		if due[hostInc{e.owner.Host, e.inc}] {
-			delete(n.owners, k)
+			n.delLocked(k)
 			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
 		}
 	}

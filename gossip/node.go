@@ -27,6 +27,7 @@ package gossip
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,10 @@ const (
 	DefaultDiscoveryPoll     = time.Second
 	DefaultTunnelPort        = 6080
 	DefaultGossipPort        = 6081
+	DefaultRepairInterval    = time.Second
+	DefaultRepairTimeout     = 5 * time.Second
+	DefaultRepairMaxRecords  = 1 << 20
+	DefaultRepairConcurrency = 4
 )
 
 // Config configures a Node. Zero fields take the defaults above.
@@ -116,6 +121,35 @@ type Config struct {
 	// nanoseconds. It must grow from one run to the next.
 	Incarnation uint64
 
+	// Repair turns on the unicast repair exchange (anti-entropy, see repair.go): the
+	// node fetches a peer's sessions when it sees a gap in the peer's sequence numbers,
+	// a new peer, a new incarnation of a peer, or a digest mismatch that persists over
+	// two heartbeats; and it answers peers' requests on RepairListener.
+	Repair bool
+	// RepairListener accepts repair connections (ListenRepair opens one on this host's
+	// address and RepairPort); nil: the node answers no request. Run closes it.
+	RepairListener net.Listener
+	// RepairDialer connects to peers' repair listeners; nil: TCP (net.Dialer).
+	RepairDialer Dialer
+	// RepairPort is the TCP port peers' repair listeners use (default: Port, 6081:
+	// the gossip port is UDP, so TCP on the same number is free).
+	RepairPort uint16
+	// RepairInterval is the least time between the starts of two repairs from one
+	// peer (default 1 s). A server refuses a requester's second request within half
+	// of it.
+	RepairInterval time.Duration
+	// RepairTimeout bounds one repair exchange, connection included (default 5 s).
+	RepairTimeout time.Duration
+	// RepairMaxRecords caps the records of one answer (default 1<<20, about 23 MB of
+	// IPv4 records); an answer cut at the cap adds sessions but removes none.
+	RepairMaxRecords int
+	// RepairConcurrency bounds the repairs in flight, and separately the answers being
+	// served, at once (default 4).
+	RepairConcurrency int
+	// NoDigest turns off the comparison of heartbeat digests with the local view
+	// (heartbeats carry digests anyway).
+	NoDigest bool
+
 	// OnConverge, if set, is called after each received records datagram is applied,
 	// from the receiver goroutine; it must be quick.
 	OnConverge func(ConvergeSample)
@@ -161,6 +195,24 @@ type Stats struct {
 	PeersUp         uint64 // gauge
 	Sessions        uint64 // gauge: entries in the ownership map
 	DiscoveryErrors uint64
+
+	// Repair, as the client (the host that fetches a peer's sessions).
+	RepairsStarted, RepairsCompleted, RepairsFailed uint64
+	RepairAuthFailures                             uint64 // answers (frames) with a bad tag
+	RepairMismatches                               uint64 // answers not for this request: nonce, sender, incarnation, frame order, foreign owner
+	RepairMalformed                                uint64 // answers that do not decode
+	RepairRecords                                  uint64 // records received in complete answers
+	RepairRemoved                                  uint64 // entries removed because a full answer did not list them
+	RepairBytes                                    uint64 // bytes of frames received
+	RepairTruncated                                uint64 // answers cut at the server's record cap
+	RepairSuperseded                               uint64 // multicast datagrams dropped: a snapshot already covered them
+	DigestMismatches                               uint64 // heartbeats whose digest differed from our view of the sender
+	// Repair, as the server.
+	RepairsServed      uint64 // answers sent in full
+	RepairServeRejects uint64 // requests that failed authentication or checks (tag, nonce, target, sender)
+	RepairServeRefused uint64 // connections refused: too many at once, or a requester asking too often
+	RepairServeErrors  uint64 // connections that failed (timeouts, resets)
+	RepairBytesSent    uint64
 }
 
 // Errors of the local API.
@@ -175,6 +227,7 @@ var (
 type entry struct {
 	owner session.Owner
 	inc   uint64
+	rep   uint32 // generation of the last repair snapshot that listed it
 }
 
 type queued struct {
@@ -202,6 +255,9 @@ type Node struct {
 	queue      []queued
 	localUpd   []session.Update
 	updBuf     []session.Update // receiver's scratch
+	digests    map[uint16]*Digest      // per owner host, over owners
+	tracks     map[uint16]*repairTrack // peers with a repair in flight
+	repGen     uint32
 
 	queued   atomic.Int64 // records in queue or the sender's backlog
 	wakeSend chan struct{}
@@ -218,6 +274,16 @@ type Node struct {
 	sendMu sync.Mutex
 	seq    uint64
 	sealer *Sealer
+
+	// Repair. inFlight is protected by peersMu; served by servedMu.
+	inFlight   int
+	wakeRepair chan struct{}
+	dialer     Dialer
+	nonce      func([]byte)
+	reqSeq     atomic.Uint64
+	serveSem   chan struct{}
+	servedMu   sync.Mutex
+	served     map[uint16]time.Time // requester -> last answer started
 
 	running atomic.Bool
 }
@@ -244,6 +310,17 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		wakeLing:  make(chan struct{}, 1),
 		peers:     make(map[uint16]*peerState),
 		sealer:    NewSealer(cfg.Keys),
+		digests:   make(map[uint16]*Digest),
+		tracks:    make(map[uint16]*repairTrack),
+
+		wakeRepair: make(chan struct{}, 1),
+		dialer:     cfg.RepairDialer,
+		nonce:      func(b []byte) { _, _ = rand.Read(b) },
+		serveSem:   make(chan struct{}, cfg.RepairConcurrency),
+		served:     make(map[uint16]time.Time),
+	}
+	if n.dialer == nil {
+		n.dialer = &net.Dialer{}
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -301,6 +378,24 @@ func (c *Config) setDefaults() error {
 	if c.DiscoveryPoll <= 0 {
 		c.DiscoveryPoll = DefaultDiscoveryPoll
 	}
+	if c.RepairPort == 0 {
+		c.RepairPort = c.Port
+		if c.RepairPort == 0 {
+			c.RepairPort = DefaultGossipPort
+		}
+	}
+	if c.RepairInterval <= 0 {
+		c.RepairInterval = DefaultRepairInterval
+	}
+	if c.RepairTimeout <= 0 {
+		c.RepairTimeout = DefaultRepairTimeout
+	}
+	if c.RepairMaxRecords <= 0 {
+		c.RepairMaxRecords = DefaultRepairMaxRecords
+	}
+	if c.RepairConcurrency <= 0 {
+		c.RepairConcurrency = DefaultRepairConcurrency
+	}
 	if c.Incarnation == 0 {
 		c.Incarnation = uint64(time.Now().UnixNano())
 	}
@@ -351,8 +446,17 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.sender(ctx) })
 	wg.Go(func() { n.linger(ctx) })
 	wg.Go(func() { n.housekeeper(ctx) })
+	if n.cfg.Repair {
+		wg.Go(func() { n.repairer(ctx, &wg) })
+		if n.cfg.RepairListener != nil {
+			wg.Go(func() { n.repairServer(ctx, &wg) })
+		}
+	}
 	<-ctx.Done()
 	err := n.conn.Close()
+	if l := n.cfg.RepairListener; l != nil {
+		l.Close()
+	}
 	wg.Wait()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("gossip close: %w", err)

@@ -110,10 +110,14 @@ func wins(a, b session.Owner) bool {
 func (n *Node) applyRecords(h Header, recs []Record) {
 	n.mu.Lock()
 	ups := n.updBuf[:0]
+	tr := n.tracks[h.Sender]
 	for _, r := range recs {
 		if r.Owner.Host != h.Sender {
 			inc(&n.stats.ForeignRecords)
 			continue
+		}
+		if tr != nil {
+			tr.touch(r.Key, h.Seq)
 		}
 		cur, ok := n.owners[r.Key]
 		switch r.Op {
@@ -127,14 +131,14 @@ func (n *Node) applyRecords(h Header, recs []Record) {
 				inc(&n.stats.StaleRecords)
 				continue
 			}
-			n.owners[r.Key] = entry{owner: r.Owner, inc: h.Incarnation}
+			n.putLocked(r.Key, entry{owner: r.Owner, inc: h.Incarnation})
 			ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
 		case OpDelete:
 			if !ok || cur.owner.Host != r.Owner.Host {
 				inc(&n.stats.StaleRecords)
 				continue
 			}
-			delete(n.owners, r.Key)
+			n.delLocked(r.Key)
 			ups = append(ups, session.Update{Key: r.Key, Owner: cur.owner, Delete: true})
 		}
 	}
@@ -162,7 +166,9 @@ func (n *Node) admitLocked(h Header, now time.Time) bool {
 	}
 	p := n.peers[h.Sender]
 	if p == nil {
-		n.peers[h.Sender] = &peerState{state: peerNew, inc: h.Incarnation, highest: h.Seq, lastHB: now}
+		p = &peerState{state: peerNew, inc: h.Incarnation, highest: h.Seq, lastHB: now}
+		n.peers[h.Sender] = p
+		n.wantRepairLocked(p, h.Seq)
 		return true
 	}
 	switch {
@@ -172,18 +178,26 @@ func (n *Node) admitLocked(h Header, now time.Time) bool {
 	case h.Incarnation > p.inc:
 		n.log.Info("gossip peer restarted", "host", h.Sender, "incarnation", h.Incarnation)
 		n.scheduleDropLocked(h.Sender, p.inc, now)
-		p.inc, p.highest = h.Incarnation, h.Seq
+		p.inc, p.highest, p.covered, p.digestMiss = h.Incarnation, h.Seq, 0, 0
 		if p.state == peerNew {
 			p.lastHB = now
 		}
+		n.wantRepairLocked(p, h.Seq)
 		return true
 	}
 	if h.Seq <= p.highest {
 		inc(&n.stats.Replays)
 		return false
 	}
-	if h.Seq > p.highest+1 {
-		atomic.AddUint64(&n.stats.SeqGaps, h.Seq-p.highest-1)
+	if h.Seq <= p.covered {
+		// Not seen before, but a repair snapshot taken after it was sent is applied.
+		p.highest = h.Seq
+		inc(&n.stats.RepairSuperseded)
+		return false
+	}
+	if last := max(p.highest, p.covered); h.Seq > last+1 {
+		atomic.AddUint64(&n.stats.SeqGaps, h.Seq-last-1)
+		n.wantRepairLocked(p, h.Seq)
 	}
 	p.highest = h.Seq
 	return true

@@ -45,10 +45,11 @@ func (b *tokenBucket) wait(now time.Time) time.Duration {
 
 // batch is the records datagram being built by the sender goroutine.
 type batch struct {
-	dg     []byte    // header space + records so far; cap MaxDatagram
-	recs   int       // records in dg
-	opened time.Time // when the first record went in
-	oldest int64     // when the oldest record in dg was queued (unix ns)
+	dg      []byte    // header space + records so far; cap MaxDatagram
+	recs    int       // records in dg
+	opened  time.Time // when the first record went in
+	oldest  int64     // when the oldest record in dg was queued (unix ns)
+	flushes uint64    // datagrams flushed so far
 }
 
 // sender is the goroutine that writes local updates to the table and batches the
@@ -56,6 +57,15 @@ type batch struct {
 // fit, or FlushDelay after its first record, whichever comes first, and only when the
 // token bucket has a token. While it waits for tokens, records stay in the bounded
 // queue (LocalAdd counts and reports what does not fit).
+//
+// The sender also sends the heartbeats, every HeartbeatInterval, so that a heartbeat's
+// digest is exact: the digest of the own sessions is read whenever the queue is taken;
+// when every record taken so far has been sent, that digest describes exactly what the
+// datagrams sent so far announced, and it stays so until the next datagram goes out
+// with records still behind it. A heartbeat carries the last such digest, or none if
+// records taken before the last datagram are still waiting (a long FlushDelay, or no
+// tokens). A receiver that got every datagram before the heartbeat then holds the same
+// sessions for this host (conflicting claims by other hosts aside).
 func (n *Node) sender(ctx context.Context) {
 	max := n.cfg.MaxDatagram
 	b := batch{dg: make([]byte, HeaderLen, max)}
@@ -64,9 +74,16 @@ func (n *Node) sender(ctx context.Context) {
 	var updSpare []session.Update
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	hbTick := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer hbTick.Stop()
+	var hbBuf []byte
+	hbDue := true
+	var exact Digest // see above
+	exactOK := false
 	for {
 		// Pull: apply pending local updates, take the queue.
 		n.mu.Lock()
+		digest := *n.digestLocked(n.cfg.HostID)
 		if len(n.localUpd) > 0 {
 			ups := n.localUpd
 			n.localUpd = updSpare[:0]
@@ -83,6 +100,7 @@ func (n *Node) sender(ctx context.Context) {
 
 		// Place records, flushing full datagrams while tokens last.
 		now := time.Now()
+		flushes := b.flushes
 		i, blocked := 0, false
 		for i < len(backlog) {
 			q := backlog[i]
@@ -125,6 +143,15 @@ func (n *Node) sender(ctx context.Context) {
 				wait = bucket.wait(now)
 			}
 		}
+		if b.recs == 0 && len(backlog) == 0 {
+			exact, exactOK = digest, true
+		} else if b.flushes != flushes {
+			exactOK = false
+		}
+		if hbDue {
+			hbBuf = n.sendHeartbeat(hbBuf, exact, exactOK)
+			hbDue = false
+		}
 		if wait >= 0 {
 			timer.Reset(max1(wait))
 		}
@@ -136,6 +163,8 @@ func (n *Node) sender(ctx context.Context) {
 			return
 		case <-n.wakeSend:
 		case <-timer.C:
+		case <-hbTick.C:
+			hbDue = true
 		}
 	}
 }
@@ -151,6 +180,7 @@ func (n *Node) flush(b *batch) {
 	}
 	b.dg = b.dg[:HeaderLen]
 	b.recs = 0
+	b.flushes++
 }
 
 // send assigns the next sequence number, seals d (its body in place, room for the tag
@@ -173,11 +203,13 @@ func (n *Node) send(h Header, d Datagram) bool {
 	return true
 }
 
-// sendHeartbeat announces this host. Heartbeats do not take tokens.
-func (n *Node) sendHeartbeat(buf []byte) []byte {
+// sendHeartbeat announces this host, with digest if hasDigest. Heartbeats do not take
+// tokens.
+func (n *Node) sendHeartbeat(buf []byte, digest Digest, hasDigest bool) []byte {
 	hb := Heartbeat{
 		Host: n.cfg.HostID, Incarnation: n.inc, Addr: n.cfg.Addr, AltAddr: n.cfg.AltAddr,
 		MAC: n.cfg.MAC, TunnelPort: n.cfg.TunnelPort, Domain: n.cfg.Domain,
+		Digest: digest, HasDigest: hasDigest,
 	}
 	buf = AppendHeartbeat(append(buf[:0], make([]byte, HeaderLen)...), &hb)
 	buf = append(buf, make([]byte, TagLen)...)

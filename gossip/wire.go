@@ -73,11 +73,15 @@ const Version uint8 = 1
 // Type is a datagram's message type.
 type Type uint8
 
-// Message types. Types 3 (repair request) and 4 (repair response) are reserved for the
-// anti-entropy exchange; until it exists they are rejected as unknown.
+// Message types. Heartbeats and records are multicast datagrams; the repair types are
+// frames of the unicast repair exchange (see repairwire.go) and are unknown types on
+// multicast, as datagram types are on a repair stream.
 const (
-	TypeHeartbeat Type = 1
-	TypeRecords   Type = 2
+	TypeHeartbeat       Type = 1
+	TypeRecords         Type = 2
+	TypeRepairRequest   Type = 3
+	TypeRepairResponse  Type = 4
+	TypeRepairChallenge Type = 5
 )
 
 func (t Type) String() string {
@@ -86,11 +90,21 @@ func (t Type) String() string {
 		return "heartbeat"
 	case TypeRecords:
 		return "records"
+	case TypeRepairRequest:
+		return "repair-request"
+	case TypeRepairResponse:
+		return "repair-response"
+	case TypeRepairChallenge:
+		return "repair-challenge"
 	}
 	return fmt.Sprintf("type%d", uint8(t))
 }
 
+// known reports whether t is a multicast datagram type.
 func (t Type) known() bool { return t == TypeHeartbeat || t == TypeRecords }
+
+// stream reports whether t is a repair frame type.
+func (t Type) stream() bool { return t >= TypeRepairRequest && t <= TypeRepairChallenge }
 
 // Reject reasons. Every decoder error wraps exactly one of them, so that receivers can
 // count each reason separately (errors.Is).

@@ -4,6 +4,8 @@
 package gossiptest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -274,3 +276,102 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Net is an in-memory stream network for the repair exchange: Listen registers a
+// listener at an address, DialContext (Net is a gossip.Dialer) connects to it with a
+// net.Pipe. Dialing an address nobody listens on is refused.
+type Net struct {
+	mu        sync.Mutex // protects listeners and refuse
+	listeners map[netip.AddrPort]*Listener
+	refuse    func(to netip.AddrPort) bool
+	dials     atomic.Uint64
+}
+
+var _ gossip.Dialer = (*Net)(nil)
+
+// NewNet returns an empty network.
+func NewNet() *Net { return &Net{listeners: make(map[netip.AddrPort]*Listener)} }
+
+// ErrRefused is returned by DialContext when nobody listens at the address.
+var ErrRefused = errors.New("gossiptest: connection refused")
+
+// Listen returns a listener at addr, replacing any listener there.
+func (nt *Net) Listen(addr netip.AddrPort) *Listener {
+	l := &Listener{net: nt, addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+	nt.mu.Lock()
+	nt.listeners[addr] = l
+	nt.mu.Unlock()
+	return l
+}
+
+// SetRefuse installs a function that refuses dials to the addresses it returns true for
+// (nil: refuse none).
+func (nt *Net) SetRefuse(f func(to netip.AddrPort) bool) {
+	nt.mu.Lock()
+	nt.refuse = f
+	nt.mu.Unlock()
+}
+
+// Dials returns the number of DialContext calls.
+func (nt *Net) Dials() uint64 { return nt.dials.Load() }
+
+// DialContext connects to the listener at address ("ip:port"); network is ignored.
+func (nt *Net) DialContext(ctx context.Context, _, address string) (net.Conn, error) {
+	nt.dials.Add(1)
+	to, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return nil, err
+	}
+	nt.mu.Lock()
+	l, refuse := nt.listeners[to], nt.refuse
+	nt.mu.Unlock()
+	if l == nil || (refuse != nil && refuse(to)) {
+		return nil, fmt.Errorf("dial %s: %w", to, ErrRefused)
+	}
+	client, server := net.Pipe()
+	select {
+	case l.ch <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, fmt.Errorf("dial %s: %w", to, ErrRefused)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Listener is a net.Listener on a Net.
+type Listener struct {
+	net    *Net
+	addr   netip.AddrPort
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// Accept waits for the next connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops the listener.
+func (l *Listener) Close() error {
+	l.once.Do(func() {
+		close(l.closed)
+		l.net.mu.Lock()
+		if l.net.listeners[l.addr] == l {
+			delete(l.net.listeners, l.addr)
+		}
+		l.net.mu.Unlock()
+	})
+	return nil
+}
+
+// Addr returns the listener's address.
+func (l *Listener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.addr) }

@@ -1,0 +1,372 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/homing-dev/homing/session"
+)
+
+// Repair (anti-entropy). Multicast loses datagrams and a host that starts late has seen
+// none of what was announced before; so a receiver fetches a peer's own sessions over
+// an authenticated unicast stream and reconciles (repairwire.go has the exchange):
+//
+//	receiver (client)                               peer (server)
+//	admit: gap, new peer, new incarnation ─┐
+//	heartbeat: digest differs twice ───────┴▶ needRepair
+//	[repairer] at most one per peer, RepairInterval apart, RepairConcurrency at once
+//	  track the peer's multicast records ──▶ dial ───────▶ [repair server] accept (bounded)
+//	                                  ◀── challenge (server nonce)
+//	                 request (nonces, target) ──▶ check tag, nonce, target, sender
+//	                                               snapshot own sessions under n.mu,
+//	                                               S = highest sequence number sent
+//	                                  ◀── response frames (client nonce, S, records)
+//	  reconcile under peersMu + mu:
+//	    snapshot records: the usual conflict rules, except keys the peer's multicast
+//	    touched after S (newer than the snapshot);
+//	    the peer's entries the snapshot does not list and multicast did not touch after
+//	    S: removed (a full snapshot only);
+//	    datagrams of the peer up to S not yet received: dropped when they come.
+//
+// Restart: a new incarnation of a peer triggers a repair; its snapshot lists what the
+// new incarnation owns, so entries of the old incarnation that it did not re-announce
+// go when the snapshot is applied, or at the latest Grace after the new incarnation
+// was seen (membership.go), whichever comes first.
+
+// Dialer opens repair connections; *net.Dialer is one.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// ListenRepair opens the TCP listener a node answers repair requests on; addr is this
+// host's address and the repair port. Like the multicast socket, it belongs to the
+// network namespace of the thread that opens it.
+func ListenRepair(addr netip.AddrPort) (net.Listener, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("gossip repair listen %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// Repair errors (the client side). Each failed repair counts in RepairsFailed and,
+// for these reasons, in one more counter.
+var (
+	// ErrRepairMismatch: an authenticated answer that is not for this request (wrong
+	// nonce, sender, incarnation, frame order, or records of another owner).
+	ErrRepairMismatch = errors.New("repair answer does not match the request")
+	// ErrRepairTooLarge: an answer with more records than RepairMaxRecords.
+	ErrRepairTooLarge = errors.New("repair answer too large")
+	errPeerGone       = errors.New("peer restarted or left during the repair")
+)
+
+// repairTrack records, while a repair from a peer is in flight, the keys the peer's
+// multicast records touched and the highest sequence number that touched each.
+// Protected by Node.mu.
+type repairTrack struct{ keys map[session.Key]uint64 }
+
+func (t *repairTrack) touch(k session.Key, seq uint64) {
+	if t.keys[k] < seq {
+		t.keys[k] = seq
+	}
+}
+
+// after reports whether k was touched by a datagram after sequence number s.
+func (t *repairTrack) after(k session.Key, s uint64) bool { return t != nil && t.keys[k] > s }
+
+// wantRepairLocked marks that a repair from p is needed since the datagram of sequence
+// number seq. n.peersMu is held.
+func (n *Node) wantRepairLocked(p *peerState, seq uint64) {
+	if !n.cfg.Repair {
+		return
+	}
+	if !p.needRepair || seq < p.needAt {
+		p.needAt = seq
+	}
+	p.needRepair = true
+	n.wake(n.wakeRepair)
+}
+
+// compareDigestLocked compares a peer's heartbeat digest with our view of its sessions;
+// a mismatch on two heartbeats in a row asks for a repair. n.peersMu is held.
+func (n *Node) compareDigestLocked(h Header, p *peerState, d Digest) {
+	if !n.cfg.Repair || n.cfg.NoDigest || p.needRepair || p.repairing {
+		p.digestMiss = 0
+		return
+	}
+	n.mu.Lock()
+	mine := *n.digestLocked(h.Sender)
+	n.mu.Unlock()
+	if mine == d {
+		p.digestMiss = 0
+		return
+	}
+	inc(&n.stats.DigestMismatches)
+	p.digestMiss++
+	if p.digestMiss >= 2 {
+		n.log.Info("gossip digest mismatch", "host", h.Sender, "peer", d.Count, "ours", mine.Count)
+		p.digestMiss = 0
+		n.wantRepairLocked(p, h.Seq)
+	}
+}
+
+// repairJob is one repair from one peer.
+type repairJob struct {
+	id   uint16
+	addr netip.AddrPort
+	inc  uint64
+}
+
+// repairer is the goroutine that starts repairs: for each peer that is up and needs
+// one, with none in flight and the last one RepairInterval ago, up to
+// RepairConcurrency at once. Each repair runs in a goroutine of its own, in wg.
+func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
+	t := time.NewTicker(min(n.cfg.HeartbeatInterval, n.cfg.RepairInterval))
+	defer t.Stop()
+	for {
+		for _, job := range n.dueRepairs(time.Now()) {
+			wg.Go(func() { n.repair(ctx, job) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wakeRepair:
+		case <-t.C:
+		}
+	}
+}
+
+// dueRepairs marks the repairs to start now as in flight and returns them.
+func (n *Node) dueRepairs(now time.Time) []repairJob {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	var jobs []repairJob
+	for id, p := range n.peers {
+		if n.inFlight >= n.cfg.RepairConcurrency {
+			break
+		}
+		if !p.needRepair || p.repairing || p.state != peerUp || now.Sub(p.lastRepair) < n.cfg.RepairInterval {
+			continue
+		}
+		p.needRepair, p.repairing, p.lastRepair = false, true, now
+		n.inFlight++
+		// Track the peer's multicast from now: the snapshot is taken later.
+		n.mu.Lock()
+		n.tracks[id] = &repairTrack{keys: make(map[session.Key]uint64)}
+		n.mu.Unlock()
+		jobs = append(jobs, repairJob{id: id, addr: netip.AddrPortFrom(p.info.Addr, n.cfg.RepairPort), inc: p.inc})
+	}
+	return jobs
+}
+
+// repair fetches a peer's sessions and reconciles; on failure the peer is marked for
+// another repair (RepairInterval later).
+func (n *Node) repair(ctx context.Context, job repairJob) {
+	inc(&n.stats.RepairsStarted)
+	start := time.Now()
+	snap, err := n.fetch(ctx, job)
+	if err == nil {
+		err = n.reconcile(job, snap)
+	}
+	n.mu.Lock()
+	delete(n.tracks, job.id)
+	n.mu.Unlock()
+	n.peersMu.Lock()
+	n.inFlight--
+	p := n.peers[job.id]
+	if p != nil {
+		p.repairing = false
+		if err != nil && p.state == peerUp && !p.needRepair {
+			p.needRepair, p.needAt = true, p.highest
+		}
+	}
+	n.peersMu.Unlock()
+	if err != nil {
+		inc(&n.stats.RepairsFailed)
+		switch {
+		case errors.Is(err, ErrBadTag):
+			inc(&n.stats.RepairAuthFailures)
+		case errors.Is(err, ErrRepairMismatch):
+			inc(&n.stats.RepairMismatches)
+		case errors.Is(err, ErrMalformed), errors.Is(err, ErrTruncated), errors.Is(err, ErrBadMagic),
+			errors.Is(err, ErrBadVersion), errors.Is(err, ErrUnknownType), errors.Is(err, ErrOversize),
+			errors.Is(err, ErrRepairTooLarge):
+			inc(&n.stats.RepairMalformed)
+		}
+		if ctx.Err() == nil {
+			n.log.Warn("gossip repair failed", "host", job.id, "addr", job.addr, "err", err)
+		}
+	} else {
+		inc(&n.stats.RepairsCompleted)
+		n.log.Debug("gossip repair", "host", job.id, "records", len(snap.recs), "took", time.Since(start))
+	}
+	n.wake(n.wakeRepair)
+}
+
+// snapshot is a peer's authenticated answer.
+type snapshot struct {
+	seq       uint64 // S: the peer's highest sequence number sent at snapshot time
+	recs      []Record
+	truncated bool
+}
+
+// fetch runs the client side of the exchange with job's peer.
+func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RepairTimeout)
+	defer cancel()
+	c, err := n.dialer.DialContext(ctx, "tcp", job.addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("repair dial %s: %w", job.addr, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	op := NewOpener(n.cfg.Keys, 0)
+	read := func(buf []byte, max int, want Type) (Datagram, []byte, error) {
+		d, buf, err := ReadFrame(c, buf, max)
+		if err == nil {
+			add(&n.stats.RepairBytes, len(d))
+			err = op.OpenFrame(d)
+		}
+		if err != nil {
+			return nil, buf, err
+		}
+		if d.Type() != want || d.Sender() != job.id || d.Incarnation() != job.inc {
+			return nil, buf, fmt.Errorf("%v from host %d incarnation %d, want %v from %d incarnation %d: %w",
+				d.Type(), d.Sender(), d.Incarnation(), want, job.id, job.inc, ErrRepairMismatch)
+		}
+		return d, buf, nil
+	}
+
+	d, buf, err := read(nil, Overhead+NonceLen, TypeRepairChallenge)
+	if err != nil {
+		return nil, fmt.Errorf("repair challenge: %w", err)
+	}
+	req := RepairRequest{Target: job.id}
+	if req.ServerNonce, err = ParseRepairChallenge(d.Body()); err != nil {
+		return nil, err
+	}
+	n.nonce(req.ClientNonce[:])
+	f := AppendRepairRequest(make([]byte, HeaderLen, Overhead+RepairRequestLen), &req)
+	f = f[:len(f)+TagLen]
+	NewSealer(n.cfg.Keys).Seal(f, Header{Type: TypeRepairRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
+		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
+	if _, err := c.Write(f); err != nil {
+		return nil, fmt.Errorf("repair request: %w", err)
+	}
+
+	snap := &snapshot{}
+	for i := uint32(0); ; i++ {
+		d, buf, err = read(buf, MaxFrameLen, TypeRepairResponse)
+		if err != nil {
+			return nil, fmt.Errorf("repair response frame %d: %w", i, err)
+		}
+		if i == 0 {
+			snap.seq = d.Seq()
+		}
+		before := len(snap.recs)
+		var r RepairResponse
+		r, snap.recs, err = ParseRepairResponse(snap.recs, d.Body())
+		if err != nil {
+			return nil, err
+		}
+		if r.Nonce != req.ClientNonce || r.Index != i || d.Seq() != snap.seq {
+			return nil, fmt.Errorf("repair response frame %d: index %d, sequence %d (first %d), nonce %x: %w",
+				i, r.Index, d.Seq(), snap.seq, r.Nonce[:4], ErrRepairMismatch)
+		}
+		for _, rec := range snap.recs[before:] {
+			if rec.Owner.Host != job.id {
+				return nil, fmt.Errorf("repair record owned by %d from host %d: %w", rec.Owner.Host, job.id, ErrRepairMismatch)
+			}
+		}
+		if len(snap.recs) > n.cfg.RepairMaxRecords {
+			return nil, fmt.Errorf("%d records > %d: %w", len(snap.recs), n.cfg.RepairMaxRecords, ErrRepairTooLarge)
+		}
+		if r.Last {
+			snap.truncated = r.Truncated
+			return snap, nil
+		}
+	}
+}
+
+// reconcileChunk bounds the updates of one Table.Apply during a reconcile.
+const reconcileChunk = 8192
+
+// reconcile applies a peer's snapshot (see the comment at the top of this file).
+func (n *Node) reconcile(job repairJob, snap *snapshot) error {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	p := n.peers[job.id]
+	if p == nil || p.inc != job.inc {
+		return errPeerGone
+	}
+	n.mu.Lock()
+	tr := n.tracks[job.id]
+	n.repGen++
+	gen := n.repGen
+	var ups []session.Update
+	flush := func(force bool) {
+		if len(ups) >= reconcileChunk || (force && len(ups) > 0) {
+			n.applyLocked(ups)
+			ups = ups[:0]
+		}
+	}
+	applied, stale := 0, 0
+	for _, r := range snap.recs {
+		if tr.after(r.Key, snap.seq) {
+			continue // the peer's multicast since the snapshot is newer
+		}
+		cur, ok := n.owners[r.Key]
+		if ok && cur.owner == r.Owner {
+			cur.inc, cur.rep = job.inc, gen
+			n.owners[r.Key] = cur
+			continue
+		}
+		if ok && !wins(r.Owner, cur.owner) {
+			stale++
+			continue
+		}
+		n.putLocked(r.Key, entry{owner: r.Owner, inc: job.inc, rep: gen})
+		ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
+		applied++
+		flush(false)
+	}
+	removed := 0
+	if !snap.truncated {
+		for k, e := range n.owners {
+			if e.owner.Host != job.id || e.rep == gen || tr.after(k, snap.seq) {
+				continue
+			}
+			n.delLocked(k)
+			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
+			removed++
+			flush(false)
+		}
+	}
+	flush(true)
+	n.mu.Unlock()
+	if snap.seq > p.highest && snap.seq > p.covered {
+		p.covered = snap.seq
+	}
+	if p.needRepair && p.needAt <= snap.seq {
+		p.needRepair = false
+	}
+	p.digestMiss = 0
+	add(&n.stats.RepairRecords, len(snap.recs))
+	add(&n.stats.RecordsApplied, applied)
+	add(&n.stats.StaleRecords, stale)
+	add(&n.stats.RepairRemoved, removed)
+	if snap.truncated {
+		inc(&n.stats.RepairTruncated)
+	}
+	return nil
+}

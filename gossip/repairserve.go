@@ -1,0 +1,171 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// repairServer is the goroutine that accepts repair connections and answers each in a
+// goroutine of its own (in wg), at most RepairConcurrency at once; connections beyond
+// are closed at once (RepairServeRefused).
+func (n *Node) repairServer(ctx context.Context, wg *sync.WaitGroup) {
+	l := n.cfg.RepairListener
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			inc(&n.stats.RepairServeErrors)
+			n.log.Warn("gossip repair accept", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case n.serveSem <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-n.serveSem }()
+				n.serve(ctx, c)
+			})
+		default:
+			inc(&n.stats.RepairServeRefused)
+			c.Close()
+		}
+	}
+}
+
+// errRefused: a requester asking again within RepairInterval/2.
+var errRefused = errors.New("repair requested too often")
+
+// serve answers one repair connection and counts the outcome.
+func (n *Node) serve(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RepairTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	sent, err := n.answer(c)
+	add(&n.stats.RepairBytesSent, sent)
+	switch {
+	case err == nil:
+		inc(&n.stats.RepairsServed)
+	case errors.Is(err, errRefused):
+		inc(&n.stats.RepairServeRefused)
+	case errors.Is(err, ErrBadTag), errors.Is(err, ErrRepairMismatch), errors.Is(err, ErrMalformed),
+		errors.Is(err, ErrTruncated), errors.Is(err, ErrBadMagic), errors.Is(err, ErrBadVersion),
+		errors.Is(err, ErrUnknownType), errors.Is(err, ErrOversize):
+		inc(&n.stats.RepairServeRejects)
+		n.log.Warn("gossip repair request rejected", "remote", c.RemoteAddr(), "err", err)
+	default:
+		inc(&n.stats.RepairServeErrors)
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			n.log.Warn("gossip repair serve", "remote", c.RemoteAddr(), "err", err)
+		}
+	}
+}
+
+// answer runs the server side of the exchange and returns the bytes it wrote.
+func (n *Node) answer(c net.Conn) (int, error) {
+	sealer := NewSealer(n.cfg.Keys)
+	sent := 0
+	write := func(f []byte, h Header) error {
+		h.Sender, h.Incarnation = n.cfg.HostID, n.inc
+		sealer.Seal(f, h)
+		m, err := c.Write(f)
+		sent += m
+		return err
+	}
+	var nonce [NonceLen]byte
+	n.nonce(nonce[:])
+	f := append(make([]byte, HeaderLen, Overhead+NonceLen), nonce[:]...)
+	if err := write(f[:len(f)+TagLen], Header{Type: TypeRepairChallenge, Timestamp: time.Now().UnixNano()}); err != nil {
+		return sent, fmt.Errorf("repair challenge: %w", err)
+	}
+
+	d, _, err := ReadFrame(c, nil, Overhead+RepairRequestLen)
+	if err == nil {
+		err = NewOpener(n.cfg.Keys, 0).OpenFrame(d)
+	}
+	if err != nil {
+		return sent, fmt.Errorf("repair request: %w", err)
+	}
+	req, err := ParseRepairRequest(d.Body())
+	if err != nil {
+		return sent, err
+	}
+	from := d.Sender()
+	if d.Type() != TypeRepairRequest || req.ServerNonce != nonce || req.Target != n.cfg.HostID || from == n.cfg.HostID || from == 0 {
+		return sent, fmt.Errorf("repair %v from %d for host %d: %w", d.Type(), from, req.Target, ErrRepairMismatch)
+	}
+	n.peersMu.Lock()
+	_, listed := n.discovery[from]
+	listed = listed || n.discovery == nil
+	n.peersMu.Unlock()
+	if !listed {
+		return sent, fmt.Errorf("repair request from unlisted host %d: %w", from, ErrRepairMismatch)
+	}
+	now := time.Now()
+	n.servedMu.Lock()
+	last, ok := n.served[from]
+	if !ok || now.Sub(last) >= n.cfg.RepairInterval/2 {
+		n.served[from] = now
+	}
+	n.servedMu.Unlock()
+	if ok && now.Sub(last) < n.cfg.RepairInterval/2 {
+		return sent, fmt.Errorf("host %d: %w", from, errRefused)
+	}
+
+	// Snapshot: the own sessions, and the last sequence number sent. Every datagram
+	// up to it carried records already in the map (the map changes before a record is
+	// queued), so the snapshot is at least as new as all of them.
+	limit := n.cfg.RepairMaxRecords
+	n.mu.Lock()
+	n.sendMu.Lock()
+	seq := n.seq
+	n.sendMu.Unlock()
+	recs := make([]Record, 0, min(limit, 1024))
+	truncated := false
+	for k, e := range n.owners {
+		if e.owner.Host != n.cfg.HostID {
+			continue
+		}
+		if len(recs) == limit {
+			truncated = true
+			break
+		}
+		recs = append(recs, Record{Op: OpAdd, Key: k, Owner: e.owner})
+	}
+	n.mu.Unlock()
+
+	h := Header{Type: TypeRepairResponse, Seq: seq, Timestamp: now.UnixNano()}
+	resp := RepairResponse{Nonce: req.ClientNonce}
+	buf := make([]byte, 0, MaxFrameLen)
+	for i := 0; ; resp.Index++ {
+		f := AppendRepairResponse(buf[:HeaderLen], &resp)
+		for ; i < len(recs) && len(f)+recs[i].Len()+TagLen <= MaxFrameLen; i++ {
+			f = AppendRecord(f, recs[i])
+		}
+		if i == len(recs) {
+			resp.Last, resp.Truncated = true, truncated
+			// Rewrite the response header in place with the flags; the records stay.
+			f = AppendRepairResponse(f[:HeaderLen], &resp)[:len(f)]
+		}
+		if err := write(f[:len(f)+TagLen], h); err != nil {
+			return sent, fmt.Errorf("repair response: %w", err)
+		}
+		if resp.Last {
+			return sent, nil
+		}
+	}
+}
