@@ -198,15 +198,15 @@ type Stats struct {
 
 	// Repair, as the client (the host that fetches a peer's sessions).
 	RepairsStarted, RepairsCompleted, RepairsFailed uint64
-	RepairAuthFailures                             uint64 // answers (frames) with a bad tag
-	RepairMismatches                               uint64 // answers not for this request: nonce, sender, incarnation, frame order, foreign owner
-	RepairMalformed                                uint64 // answers that do not decode
-	RepairRecords                                  uint64 // records received in complete answers
-	RepairRemoved                                  uint64 // entries removed because a full answer did not list them
-	RepairBytes                                    uint64 // bytes of frames received
-	RepairTruncated                                uint64 // answers cut at the server's record cap
-	RepairSuperseded                               uint64 // multicast datagrams dropped: a snapshot already covered them
-	DigestMismatches                               uint64 // heartbeats whose digest differed from our view of the sender
+	RepairAuthFailures                              uint64 // answers (frames) with a bad tag
+	RepairMismatches                                uint64 // answers not for this request: nonce, sender, incarnation, frame order, foreign owner
+	RepairMalformed                                 uint64 // answers that do not decode
+	RepairRecords                                   uint64 // records received in complete answers
+	RepairRemoved                                   uint64 // entries removed because a full answer did not list them
+	RepairBytes                                     uint64 // bytes of frames received
+	RepairTruncated                                 uint64 // answers cut at the server's record cap
+	RepairSuperseded                                uint64 // multicast datagrams dropped: a snapshot already covered them
+	DigestMismatches                                uint64 // heartbeats whose digest differed from our view of the sender
 	// Repair, as the server.
 	RepairsServed      uint64 // answers sent in full
 	RepairServeRejects uint64 // requests that failed authentication or checks (tag, nonce, target, sender)
@@ -254,7 +254,7 @@ type Node struct {
 	lingerGen  uint64
 	queue      []queued
 	localUpd   []session.Update
-	updBuf     []session.Update // receiver's scratch
+	updBuf     []session.Update        // receiver's scratch
 	digests    map[uint16]*Digest      // per owner host, over owners
 	tracks     map[uint16]*repairTrack // peers with a repair in flight
 	repGen     uint32
