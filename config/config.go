@@ -35,6 +35,8 @@ const (
 	DefaultTxDesc            = 1024
 	DefaultKernelName        = "homing0"
 	DefaultTunnelPort        = 6080
+	DefaultParkHold          = 2 * time.Millisecond
+	DefaultParkSize          = 1024
 	DefaultCapacity4         = 1 << 20
 	DefaultCapacity6         = 1 << 18
 	DefaultGossipGroup       = "239.193.0.1"
@@ -164,6 +166,11 @@ type Tunnel struct {
 	// Redirect enables forwarding to other owners. false hands every packet to the local
 	// kernel as plain ECMP would (the lab's baseline); decapsulation still works.
 	Redirect bool
+	// ParkHold is how long a packet of an unknown VIP session is held (and looked up
+	// again when the table changes) before it goes to the local kernel; 0 = off.
+	ParkHold time.Duration
+	// ParkSize bounds the packets held per worker lcore.
+	ParkSize int
 }
 
 // Table sizes the ownership tables.
@@ -249,7 +256,7 @@ func Default() *Config {
 			Name:   DefaultKernelName,
 			MTU:    DefaultMTU,
 		},
-		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true},
+		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold, ParkSize: DefaultParkSize},
 		Table:  Table{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: Gossip{
 			Enabled:           true,

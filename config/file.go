@@ -70,8 +70,10 @@ type fileRoute struct {
 }
 
 type fileTunnel struct {
-	Port     int  `toml:"port"`
-	Redirect bool `toml:"redirect"`
+	Port     int    `toml:"port"`
+	Redirect bool   `toml:"redirect"`
+	ParkHold string `toml:"park_hold"`
+	ParkSize int    `toml:"park_size"`
 }
 
 type fileTable struct {
@@ -143,7 +145,7 @@ func defaultFile() fileConfig {
 		},
 		NIC:    fileNIC{MTU: DefaultMTU, Promiscuous: true, RxDesc: DefaultRxDesc, TxDesc: DefaultTxDesc},
 		Kernel: fileKernel{Name: DefaultKernelName},
-		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true},
+		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold.String(), ParkSize: DefaultParkSize},
 		Table:  fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: fileGossip{
 			Enabled:           true,

@@ -275,6 +275,14 @@ func (c *checker) build(r *fileConfig) *Config {
 	c.kernel(cfg, &r.Kernel)
 	cfg.Tunnel.Port = c.port("tunnel.port", r.Tunnel.Port)
 	cfg.Tunnel.Redirect = r.Tunnel.Redirect
+	if strings.TrimSpace(r.Tunnel.ParkHold) != "0" {
+		cfg.Tunnel.ParkHold = c.duration("tunnel.park_hold", r.Tunnel.ParkHold)
+		if cfg.Tunnel.ParkHold > time.Second {
+			c.fail(ErrInvalid, "tunnel.park_hold", "at most 1s, got %s", r.Tunnel.ParkHold)
+		}
+	}
+	cfg.Tunnel.ParkSize = r.Tunnel.ParkSize
+	c.intRange("tunnel.park_size", r.Tunnel.ParkSize, 1, 4096)
 	cfg.Table.Capacity4 = r.Table.Capacity4
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)

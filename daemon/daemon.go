@@ -161,7 +161,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	for i, l := range workers {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
-	if err = d.DP.Start(ws, uint32(cfg.DPDK.IdleSleepMax/time.Microsecond)); err != nil {
+	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize}); err != nil {
 		return d, err
 	}
 	if err = d.startControl(); err != nil {

@@ -6,10 +6,27 @@
 #include <errno.h>
 #include <string.h>
 
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 
 #include "pipeline.h"
 #include "frames.h"
+
+/* Copies a packet into the output buffers and frees it. */
+static void
+emit_copy(struct rte_mbuf *m, uint8_t port, uint8_t *out, uint32_t out_cap, uint32_t *ooff,
+	  uint32_t *out_lens, uint8_t *out_port, uint32_t *no)
+{
+	uint32_t len = rte_pktmbuf_data_len(m);
+	if (*ooff + len <= out_cap) {
+		memcpy(out + *ooff, rte_pktmbuf_mtod(m, void *), len);
+		*ooff += len;
+		out_lens[*no] = len;
+		out_port[*no] = port;
+		(*no)++;
+	}
+	rte_pktmbuf_free(m);
+}
 
 int
 homing_run_frames(struct homing_lcore *lc, struct rte_mempool *pool, const uint8_t *in,
@@ -37,20 +54,27 @@ homing_run_frames(struct homing_lcore *lc, struct rte_mempool *pool, const uint8
 		}
 		homing_process_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
 		/* Outputs of one burst: NIC ones first, then TAP ones (order kept per port). */
-		for (uint16_t k = 0; k < nn + nt; k++) {
-			struct rte_mbuf *m = k < nn ? nic[k] : tap[k - nn];
-			uint32_t len = rte_pktmbuf_data_len(m);
-			if (ooff + len <= out_cap) {
-				memcpy(out + ooff, rte_pktmbuf_mtod(m, void *), len);
-				ooff += len;
-				out_lens[no] = len;
-				out_port[no] = k < nn ? 0 : 1;
-				no++;
-			}
-			rte_pktmbuf_free(m);
-		}
+		for (uint16_t k = 0; k < nn + nt; k++)
+			emit_copy(k < nn ? nic[k] : tap[k - nn], k < nn ? 0 : 1, out, out_cap, &ooff,
+				  out_lens, out_port, &no);
 		done += b;
 	}
+	*n_out = no;
+	return 0;
+}
+
+int
+homing_service_frames(struct homing_lcore *lc, int flush, uint8_t *out, uint32_t out_cap,
+		      uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out)
+{
+	static struct rte_mbuf *rel[HOMING_PARK_MAX];
+	static uint8_t to_nic[HOMING_PARK_MAX];
+	uint32_t n, ooff = 0, no = 0;
+
+	n = flush ? homing_park_flush(lc, rel, to_nic)
+		  : homing_park_service(lc, rte_rdtsc(), rel, to_nic);
+	for (uint32_t i = 0; i < n; i++)
+		emit_copy(rel[i], to_nic[i] ? 0 : 1, out, out_cap, &ooff, out_lens, out_port, &no);
 	*n_out = no;
 	return 0;
 }

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"errors"
+	"time"
 	"unsafe"
 
 	"github.com/homing-dev/homing/dpdk"
@@ -69,22 +70,48 @@ func (f *Frames) Run(frames [][]byte) ([]Output, error) {
 	if ret != 0 {
 		return nil, errors.New("lcore: out of mbufs")
 	}
-	res := make([]Output, 0, int(nOut))
-	o := unsafe.Slice((*byte)(out), outCap)
-	off = 0
-	for i := 0; i < int(nOut); i++ {
-		l := int(outLens[i])
-		res = append(res, Output{ToNIC: outPort[i] == 0, Data: append([]byte(nil), o[off:off+l]...)})
-		off += l
+	return collect(out, outLens[:nOut], outPort[:nOut]), nil
+}
+
+// SetPark turns the runner's park on (see Options.ParkHold). Call it once, before Run.
+func (f *Frames) SetPark(hold time.Duration, size int) error { return setPark(f.lc, hold, size) }
+
+// Parked is the number of packets held in the park.
+func (f *Frames) Parked() int { return int(f.lc.park_count) }
+
+// Service looks the parked packets up again (as the poll loop does each iteration) and
+// returns what was released; flush releases everything to the kernel.
+func (f *Frames) Service(flush bool) []Output {
+	const capBytes = C.HOMING_PARK_MAX * 2048
+	mem := C.malloc(C.size_t(capBytes + C.HOMING_PARK_MAX*5))
+	defer C.free(mem)
+	lens := (*C.uint32_t)(unsafe.Add(mem, capBytes))
+	ports := (*C.uint8_t)(unsafe.Add(mem, capBytes+C.HOMING_PARK_MAX*4))
+	var n C.uint32_t
+	fl := C.int(0)
+	if flush {
+		fl = 1
 	}
-	return res, nil
+	C.homing_service_frames(f.lc, fl, (*C.uint8_t)(mem), capBytes, lens, ports, &n)
+	return collect(mem, unsafe.Slice((*uint32)(unsafe.Pointer(lens)), int(n)), unsafe.Slice((*byte)(unsafe.Pointer(ports)), int(n)))
+}
+
+func collect(out unsafe.Pointer, lens []uint32, ports []byte) []Output {
+	res := make([]Output, 0, len(lens))
+	off := 0
+	for i, l := range lens {
+		res = append(res, Output{ToNIC: ports[i] == 0, Data: C.GoBytes(unsafe.Add(out, off), C.int(l))})
+		off += int(l)
+	}
+	return res
 }
 
 // Stats returns the runner's counters.
 func (f *Frames) Stats() Stats { return statsOf(0, &f.lc.stats) }
 
-// Close frees the runner.
+// Close frees the runner (parked packets go back to the pool).
 func (f *Frames) Close() {
-	C.free(unsafe.Pointer(f.lc))
+	f.Service(true)
+	freeLcore(f.lc)
 	f.lc = nil
 }

@@ -8,6 +8,7 @@ package lcore
 #cgo pkg-config: libdpdk
 #cgo CFLAGS: -O3 -DALLOW_EXPERIMENTAL_API -Wall -Wno-address-of-packed-member -Wno-stringop-overflow
 #include <stdlib.h>
+#include <rte_cycles.h>
 #include "pipeline.h"
 #include "frames.h"
 */
@@ -20,6 +21,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/homing-dev/homing/dpdk"
@@ -187,9 +189,49 @@ func (d *DataPlane) TemplateValid(id uint16) bool {
 	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&t.lock)))&1 == 0 && t.valid != 0
 }
 
-// Start launches the poll loop on every worker. idleSleepMaxUs bounds the idle backoff
-// (0: busy polling).
-func (d *DataPlane) Start(workers []Worker, idleSleepMaxUs uint32) error {
+// Options tune the poll loops.
+type Options struct {
+	// IdleSleepMax bounds the idle backoff; 0 is pure busy polling.
+	IdleSleepMax time.Duration
+	// ParkHold is how long a packet of an unknown VIP session is held, and looked up
+	// again whenever the table changes, before it goes to the local kernel; 0 turns the
+	// park off.
+	ParkHold time.Duration
+	// ParkSize bounds the packets held per lcore (1..MaxPark); when the park is full,
+	// packets go to the kernel as before.
+	ParkSize int
+}
+
+// MaxPark is the largest ParkSize.
+const MaxPark = C.HOMING_PARK_MAX
+
+// setPark configures lc's park.
+func setPark(lc *C.struct_homing_lcore, hold time.Duration, size int) error {
+	if hold <= 0 {
+		return nil
+	}
+	if size < 1 || size > MaxPark {
+		return fmt.Errorf("lcore: park size %d out of 1..%d", size, MaxPark)
+	}
+	lc.park = (*C.struct_homing_park_slot)(C.calloc(C.size_t(size), C.sizeof_struct_homing_park_slot))
+	if lc.park == nil {
+		return errors.New("lcore: out of memory for the park")
+	}
+	lc.park_max = C.uint32_t(size)
+	lc.park_tsc = C.uint64_t(float64(C.rte_get_tsc_hz()) * hold.Seconds())
+	if lc.park_tsc == 0 {
+		lc.park_tsc = 1
+	}
+	return nil
+}
+
+func freeLcore(lc *C.struct_homing_lcore) {
+	C.free(unsafe.Pointer(lc.park))
+	C.free(unsafe.Pointer(lc))
+}
+
+// Start launches the poll loop on every worker.
+func (d *DataPlane) Start(workers []Worker, o Options) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.running.Load() {
@@ -211,9 +253,13 @@ func (d *DataPlane) Start(workers []Worker, idleSleepMaxUs uint32) error {
 		lc.nic_port = C.uint16_t(w.NIC.ID)
 		lc.tap_port = C.uint16_t(w.TAP.ID)
 		lc.queue = C.uint16_t(w.Queue)
-		lc.idle_sleep_max_us = C.uint32_t(idleSleepMaxUs)
+		lc.idle_sleep_max_us = C.uint32_t(o.IdleSleepMax / time.Microsecond)
 		lc.lcore_id = C.uint32_t(w.Lcore)
 		d.lcores = append(d.lcores, lc)
+		if err := setPark(lc, o.ParkHold, o.ParkSize); err != nil {
+			d.freeLcores()
+			return err
+		}
 	}
 	for i, w := range workers {
 		if err := dpdk.Launch(unsafe.Pointer(C.homing_lcore_main), unsafe.Pointer(d.lcores[i]), w.Lcore); err != nil {
@@ -250,7 +296,7 @@ func (d *DataPlane) Stop() error {
 
 func (d *DataPlane) freeLcores() {
 	for _, lc := range d.lcores {
-		C.free(unsafe.Pointer(lc))
+		freeLcore(lc)
 	}
 	d.lcores = nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -317,5 +318,71 @@ func TestNoRedirect(t *testing.T) {
 	}
 	if st := f.Stats(); len(out) != 1 || out[0].ToNIC || !bytes.Equal(out[0].Data, frame) || st.NoRedirect != 1 {
 		t.Fatalf("outputs %d, stats %+v", len(out), st)
+	}
+}
+
+// TestPark: a packet of an unknown VIP session is held; it is released to its owner as
+// soon as the session shows up, to the kernel when the hold time is over, and straight
+// to the kernel when the park is full.
+func TestPark(t *testing.T) {
+	e := setup(t)
+	const hold = 20 * time.Millisecond
+	f := e.dp.NewFrames(e.pool)
+	defer f.Close()
+	if err := f.SetPark(hold, 4); err != nil {
+		t.Fatal(err)
+	}
+	key := func(port uint16) session.Key {
+		k := golden.S4
+		k.SrcPort = port
+		return k
+	}
+	// Six packets of unknown sessions: four are parked, two go to the kernel (park full).
+	var in [][]byte
+	for p := uint16(42000); p < 42006; p++ {
+		in = append(in, dataFrame(key(p), []byte("parked")))
+	}
+	out, err := f.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := f.Stats()
+	if len(out) != 2 || f.Parked() != 4 || st.ParkIn != 4 || st.ParkFull != 2 || st.Miss != 2 {
+		t.Fatalf("outputs %d parked %d stats %+v", len(out), f.Parked(), st)
+	}
+	// Nothing changed and nothing expired: nothing released.
+	if rel := f.Service(false); len(rel) != 0 {
+		t.Fatalf("released %d without a table change", len(rel))
+	}
+	// Two sessions show up: one owned by the live peer, one owned here.
+	if _, err := e.tbl.ApplyBatch([]session.Update{
+		{Key: key(42000), Owner: session.Owner{Host: 2, Epoch: 1}},
+		{Key: key(42001), Owner: session.Owner{Host: golden.Self.ID, Epoch: 1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = e.tbl.ApplyBatch([]session.Update{{Key: key(42000), Delete: true}, {Key: key(42001), Delete: true}})
+	}()
+	rel := f.Service(false)
+	if len(rel) != 2 || !rel[0].ToNIC || rel[1].ToNIC || !bytes.Equal(rel[1].Data, in[1]) || !bytes.Equal(rel[0].Data[46:], in[0][14:]) {
+		t.Fatalf("after the table change: %d released", len(rel))
+	}
+	st = f.Stats()
+	if st.ParkRedirect != 1 || st.ParkLocal != 1 || st.Redirect != 1 || st.Local != 1 || f.Parked() != 2 {
+		t.Fatalf("stats %+v parked %d", st, f.Parked())
+	}
+	// The other two expire after the hold time, in order, unchanged.
+	time.Sleep(hold + 5*time.Millisecond)
+	rel = f.Service(false)
+	if len(rel) != 2 || rel[0].ToNIC || !bytes.Equal(rel[0].Data, in[2]) || !bytes.Equal(rel[1].Data, in[3]) {
+		t.Fatalf("expiry: %d released", len(rel))
+	}
+	st = f.Stats()
+	if st.ParkExpired != 2 || st.Miss != 4 || f.Parked() != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if got := st.Redirect + st.ToKernel(); got != st.RxNIC {
+		t.Fatalf("%d of %d packets counted", got, st.RxNIC)
 	}
 }

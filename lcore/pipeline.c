@@ -28,6 +28,7 @@ enum action {
 	A_DECAP6,   /* GUE for us, outer IPv6 */
 	A_NIC,      /* encapsulated, to the NIC */
 	A_DROP,
+	A_PARKED,   /* held in the park: counted when released */
 };
 
 /* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words). */
@@ -387,6 +388,165 @@ encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf
 	return 0;
 }
 
+/* Decides a packet whose session was found: to the owner (encapsulated), to the kernel
+ * (owned here, or the owner is not live), or dropped (no headroom). Sets b->act, b->cls. */
+static inline void
+decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
+       struct burst_meta *b, uint64_t val, const void *key, uint32_t af)
+{
+	uint16_t owner = HOMING_VAL_OWNER(val);
+	int r;
+
+	b->act = A_TAP;
+	if (owner == dp->self_id) {
+		b->cls = CLS(cls_local);
+		return;
+	}
+	r = encap(dp, st, m, owner, b,
+		  flow_sport(key, af == 4 ? sizeof(struct homing_key4) : sizeof(struct homing_key6)));
+	if (likely(r == 0)) {
+		b->act = A_NIC;
+		b->cls = CLS(cls_redirect);
+	} else if (r == -1) {
+		b->cls = CLS(cls_dead_owner);
+	} else {
+		b->act = A_DROP;
+		b->cls = CLS(cls_redirect);
+		st->drop_headroom++;
+	}
+}
+
+/* Resolves one looked-up packet of the burst: decided if found, else parked if the park
+ * is on and has room, else to the kernel. */
+static inline void
+resolve(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, int hit,
+	uint64_t val, const void *key, uint32_t af, uint64_t now)
+{
+	struct homing_park_slot *s;
+
+	if (hit) {
+		decide(lc->dp, &lc->stats, m, b, val, key, af);
+		return;
+	}
+	b->act = A_TAP;
+	b->cls = CLS(cls_miss);
+	if (lc->park_tsc == 0)
+		return;
+	if (unlikely(lc->park_count >= lc->park_max)) {
+		lc->stats.park_full++;
+		return;
+	}
+	s = &lc->park[lc->park_count++];
+	s->m = m;
+	s->deadline = now + lc->park_tsc;
+	s->ip_len = b->ip_len;
+	s->af = (uint8_t)af;
+	if (af == 4)
+		s->k4 = *(const struct homing_key4 *)key;
+	else
+		s->k6 = *(const struct homing_key6 *)key;
+	lc->stats.park_in++;
+	b->act = A_PARKED;
+}
+
+uint32_t
+homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out,
+		    uint8_t *to_nic)
+{
+	const struct homing_dp *dp = lc->dp;
+	struct homing_lcore_stats *st = &lc->stats;
+	uint64_t *cnt = (uint64_t *)st;
+	uint32_t count = lc->park_count, keep = 0, nout = 0, i, j;
+	uint64_t gen;
+	int relook;
+
+	if (count == 0)
+		return 0;
+	gen = __atomic_load_n(&dp->table->gen, __ATOMIC_ACQUIRE);
+	relook = gen != lc->park_gen;
+	if (!relook && lc->park[0].deadline > now)
+		return 0;
+	lc->park_gen = gen;
+	for (i = 0; i < count; i += HOMING_BURST) {
+		uint32_t n = RTE_MIN((uint32_t)HOMING_BURST, count - i);
+		const void *kp4[HOMING_BURST], *kp6[HOMING_BURST];
+		uint8_t i4[HOMING_BURST], i6[HOMING_BURST];
+		uint64_t v4[HOMING_BURST], v6[HOMING_BURST], h4 = 0, h6 = 0;
+		uint64_t hit = 0, val[HOMING_BURST];
+		uint32_t n4 = 0, n6 = 0;
+
+		if (relook) {
+			for (j = 0; j < n; j++) {
+				struct homing_park_slot *s = &lc->park[i + j];
+				if (s->af == 4) {
+					i4[n4] = (uint8_t)j;
+					kp4[n4++] = &s->k4;
+				} else {
+					i6[n6] = (uint8_t)j;
+					kp6[n6++] = &s->k6;
+				}
+			}
+			if (n4 != 0)
+				homing_table_lookup4_bulk(dp->table, kp4, n4, &h4, v4);
+			if (n6 != 0)
+				homing_table_lookup6_bulk(dp->table, kp6, n6, &h6, v6);
+			for (j = 0; j < n4; j++)
+				if ((h4 >> j) & 1) {
+					hit |= 1ULL << i4[j];
+					val[i4[j]] = v4[j];
+				}
+			for (j = 0; j < n6; j++)
+				if ((h6 >> j) & 1) {
+					hit |= 1ULL << i6[j];
+					val[i6[j]] = v6[j];
+				}
+		}
+		for (j = 0; j < n; j++) {
+			struct homing_park_slot *s = &lc->park[i + j];
+			struct burst_meta b = { .ip_len = s->ip_len, .inner_af = s->af };
+			if ((hit >> j) & 1) {
+				decide(dp, st, s->m, &b, val[j], &s->k4, s->af);
+				cnt[b.cls]++;
+				if (b.act == A_NIC)
+					st->park_redirect++;
+				else
+					st->park_local++;
+				if (b.act == A_DROP) {
+					rte_pktmbuf_free(s->m);
+					continue;
+				}
+			} else if (s->deadline <= now) {
+				b.act = A_TAP;
+				st->cls_miss++;
+				st->park_expired++;
+			} else {
+				if (keep != i + j)
+					lc->park[keep] = *s;
+				keep++;
+				continue;
+			}
+			to_nic[nout] = b.act == A_NIC;
+			out[nout++] = s->m;
+		}
+	}
+	lc->park_count = keep;
+	return nout;
+}
+
+uint32_t
+homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_nic)
+{
+	uint32_t n = lc->park_count;
+	for (uint32_t i = 0; i < n; i++) {
+		out[i] = lc->park[i].m;
+		to_nic[i] = 0;
+	}
+	lc->stats.cls_miss += n;
+	lc->stats.park_expired += n;
+	lc->park_count = 0;
+	return n;
+}
+
 void
 homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 			 struct rte_mbuf **nic_out, uint16_t *n_nic,
@@ -425,60 +585,25 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			idx6[n6++] = (uint8_t)i;
 	}
 
-	if (n4 != 0) {
-		for (j = 0; j < n4; j++)
-			kp[j] = &k4[j];
-		hits = 0;
-		homing_table_lookup4_bulk(dp->table, kp, n4, &hits, vals);
-		for (j = 0; j < n4; j++) {
-			struct burst_meta *b = &bm[idx4[j]];
-			b->act = A_TAP;
-			if (!(hits & (1ULL << j))) {
-				b->cls = CLS(cls_miss);
-			} else if (HOMING_VAL_OWNER(vals[j]) == dp->self_id) {
-				b->cls = CLS(cls_local);
-			} else {
-				int r = encap(dp, st, pkts[idx4[j]], HOMING_VAL_OWNER(vals[j]), b,
-					      flow_sport(&k4[j], sizeof(k4[j])));
-				if (r == 0) {
-					b->act = A_NIC;
-					b->cls = CLS(cls_redirect);
-				} else if (r == -1) {
-					b->cls = CLS(cls_dead_owner);
-				} else {
-					b->act = A_DROP;
-					b->cls = CLS(cls_redirect);
-					st->drop_headroom++;
-				}
-			}
+	if (n4 != 0 || n6 != 0) {
+		uint64_t now = lc->park_tsc != 0 ? rte_rdtsc() : 0;
+		if (n4 != 0) {
+			for (j = 0; j < n4; j++)
+				kp[j] = &k4[j];
+			hits = 0;
+			homing_table_lookup4_bulk(dp->table, kp, n4, &hits, vals);
+			for (j = 0; j < n4; j++)
+				resolve(lc, pkts[idx4[j]], &bm[idx4[j]], (hits >> j) & 1, vals[j],
+					&k4[j], 4, now);
 		}
-	}
-	if (n6 != 0) {
-		for (j = 0; j < n6; j++)
-			kp[j] = &k6[j];
-		hits = 0;
-		homing_table_lookup6_bulk(dp->table, kp, n6, &hits, vals);
-		for (j = 0; j < n6; j++) {
-			struct burst_meta *b = &bm[idx6[j]];
-			b->act = A_TAP;
-			if (!(hits & (1ULL << j))) {
-				b->cls = CLS(cls_miss);
-			} else if (HOMING_VAL_OWNER(vals[j]) == dp->self_id) {
-				b->cls = CLS(cls_local);
-			} else {
-				int r = encap(dp, st, pkts[idx6[j]], HOMING_VAL_OWNER(vals[j]), b,
-					      flow_sport(&k6[j], sizeof(k6[j])));
-				if (r == 0) {
-					b->act = A_NIC;
-					b->cls = CLS(cls_redirect);
-				} else if (r == -1) {
-					b->cls = CLS(cls_dead_owner);
-				} else {
-					b->act = A_DROP;
-					b->cls = CLS(cls_redirect);
-					st->drop_headroom++;
-				}
-			}
+		if (n6 != 0) {
+			for (j = 0; j < n6; j++)
+				kp[j] = &k6[j];
+			hits = 0;
+			homing_table_lookup6_bulk(dp->table, kp, n6, &hits, vals);
+			for (j = 0; j < n6; j++)
+				resolve(lc, pkts[idx6[j]], &bm[idx6[j]], (hits >> j) & 1, vals[j],
+					&k6[j], 6, now);
 		}
 	}
 
@@ -503,6 +628,8 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 		case A_DROP:
 			cnt[bm[i].cls]++;
 			rte_pktmbuf_free(m);
+			break;
+		case A_PARKED:
 			break;
 		default:
 			cnt[bm[i].cls]++;
@@ -530,6 +657,29 @@ tx_all(uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint16_t n, uint64_t *
 	}
 }
 
+/* Sends what the park released: NIC-bound and kernel-bound packets in their order. */
+static void
+park_emit(struct homing_lcore *lc, struct rte_mbuf **out, const uint8_t *to_nic, uint32_t n)
+{
+	struct homing_lcore_stats *st = &lc->stats;
+	struct rte_mbuf *nic[HOMING_BURST], *tap[HOMING_BURST];
+	uint16_t nn = 0, nt = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (to_nic[i])
+			nic[nn++] = out[i];
+		else
+			tap[nt++] = out[i];
+		if (nn == HOMING_BURST || nt == HOMING_BURST || i + 1 == n) {
+			if (nn != 0)
+				tx_all(lc->nic_port, lc->queue, nic, nn, &st->tx_nic, &st->drop_nic_tx);
+			if (nt != 0)
+				tx_all(lc->tap_port, lc->queue, tap, nt, &st->tx_tap, &st->drop_tap_tx);
+			nn = nt = 0;
+		}
+	}
+}
+
 int
 homing_lcore_main(void *arg)
 {
@@ -538,6 +688,8 @@ homing_lcore_main(void *arg)
 	struct homing_lcore_stats *st = &lc->stats;
 	struct rte_rcu_qsbr *qsbr = dp->table->qsbr;
 	struct rte_mbuf *pkts[HOMING_BURST], *nic_out[HOMING_BURST], *tap_out[HOMING_BURST];
+	struct rte_mbuf *park_out[HOMING_PARK_MAX];
+	uint8_t park_to_nic[HOMING_PARK_MAX];
 	uint64_t start, t0;
 	uint32_t idle = 0, sleep_us = 0;
 	uint16_t n, nn, nt;
@@ -549,6 +701,13 @@ homing_lcore_main(void *arg)
 	while (!__atomic_load_n(&dp->stop, __ATOMIC_RELAXED)) {
 		uint32_t moved = 0;
 		t0 = rte_rdtsc();
+		if (lc->park_count != 0) {
+			uint32_t r = homing_park_service(lc, t0, park_out, park_to_nic);
+			if (r != 0) {
+				park_emit(lc, park_out, park_to_nic, r);
+				moved += r;
+			}
+		}
 		n = rte_eth_rx_burst(lc->nic_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
 			homing_process_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
@@ -576,7 +735,7 @@ homing_lcore_main(void *arg)
 			continue;
 		}
 		st->idle_loops++;
-		if (lc->idle_sleep_max_us != 0 && ++idle > HOMING_IDLE_SPINS) {
+		if (lc->idle_sleep_max_us != 0 && lc->park_count == 0 && ++idle > HOMING_IDLE_SPINS) {
 			sleep_us = sleep_us == 0 ? HOMING_IDLE_SLEEP_MIN_US : sleep_us * 2;
 			if (sleep_us > lc->idle_sleep_max_us)
 				sleep_us = lc->idle_sleep_max_us;
@@ -586,6 +745,8 @@ homing_lcore_main(void *arg)
 			st->sleeps++;
 		}
 	}
+	if (lc->park_count != 0)
+		park_emit(lc, park_out, park_to_nic, homing_park_flush(lc, park_out, park_to_nic));
 	st->total_cycles = rte_rdtsc() - start;
 	rte_rcu_qsbr_thread_offline(qsbr, lc->lcore_id);
 	rte_rcu_qsbr_thread_unregister(qsbr, lc->lcore_id);

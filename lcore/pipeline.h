@@ -60,6 +60,8 @@ extern "C" {
 /* GUE source ports are 49152 + (flow hash mod 16384). */
 #define HOMING_SPORT_BASE 49152
 #define HOMING_SPORT_MASK 0x3fff
+/* Upper bound of the per-lcore park (packets of unknown VIP sessions held briefly). */
+#define HOMING_PARK_MAX 4096
 /* GUE header (variant 0, no options) length. */
 #define HOMING_GUE_LEN 4
 
@@ -105,6 +107,12 @@ struct homing_lcore_stats {
 	uint64_t busy_cycles;     /* TSC cycles of loops that moved packets */
 	uint64_t total_cycles;    /* TSC cycles since start */
 	uint64_t tmpl_retries;    /* template copies retried because a writer was active */
+	/* the park: VIP packets of unknown sessions held until the session shows up */
+	uint64_t park_in;         /* packets parked */
+	uint64_t park_redirect;   /* released to a live peer (also counted in cls_redirect) */
+	uint64_t park_local;      /* released: owned here (also in cls_local / cls_dead_owner) */
+	uint64_t park_expired;    /* released to the kernel after the hold time (also cls_miss) */
+	uint64_t park_full;       /* not parked: park full (counted in cls_miss) */
 } __rte_cache_aligned;
 
 struct homing_vip4 {
@@ -133,6 +141,18 @@ struct homing_dp {
 	volatile uint32_t stop;
 };
 
+/* A parked packet and what it needs to be looked up again. */
+struct homing_park_slot {
+	struct rte_mbuf *m;
+	uint64_t deadline;          /* TSC */
+	uint16_t ip_len;
+	uint8_t af;                 /* 4 or 6: key family and inner family */
+	union {
+		struct homing_key4 k4;
+		struct homing_key6 k6;
+	};
+};
+
 /* One worker lcore. */
 struct homing_lcore {
 	struct homing_lcore_stats stats;
@@ -140,6 +160,12 @@ struct homing_lcore {
 	uint16_t nic_port, tap_port, queue;
 	uint32_t idle_sleep_max_us; /* 0: busy poll */
 	uint32_t lcore_id;          /* QSBR thread id */
+	/* the park (owned by this lcore; configured before start) */
+	uint64_t park_tsc;          /* hold time in TSC cycles; 0: park off */
+	uint32_t park_max;          /* slots in park, <= HOMING_PARK_MAX */
+	uint32_t park_count;        /* parked packets: park[0..park_count) in arrival order */
+	uint64_t park_gen;          /* table generation at the last look */
+	struct homing_park_slot *park;
 } __rte_cache_aligned;
 
 /* Data plane lifecycle (control plane side). */
@@ -160,6 +186,15 @@ void homing_tmpl_clear(struct homing_dp *dp, uint16_t id);
 
 /* The poll loop (lcore_function_t); arg is a struct homing_lcore *. */
 int homing_lcore_main(void *arg);
+
+/* Looks the parked packets up again if the table changed, and releases those whose session
+ * showed up (encapsulated or to the kernel) or whose hold time is over (to the kernel).
+ * Released packets are written to out[] with to_nic[i] = 1 for the NIC, 0 for the kernel;
+ * out must hold HOMING_PARK_MAX. Returns the number released. */
+uint32_t homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out,
+			     uint8_t *to_nic);
+/* Releases every parked packet to the kernel (at stop). Same outputs. */
+uint32_t homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_nic);
 
 /* Processes one burst of NIC packets: every packet ends up in nic_out, tap_out or is freed
  * (counted). Used by the poll loop, the tests and the fuzzer. */

@@ -17,6 +17,8 @@ type Stats struct {
 	DropNICTx, DropTAPTx, DropHeadroom           uint64
 	Loops, IdleLoops, Sleeps, BusyCycles, Cycles uint64
 	TemplateRetries                              uint64
+	ParkIn, ParkRedirect, ParkLocal, ParkExpired uint64
+	ParkFull                                     uint64
 }
 
 // ToKernel is the number of NIC packets handed to the kernel (every class but
@@ -34,7 +36,9 @@ func (s Stats) Add(o Stats) Stats {
 		s.NoRedirect + o.NoRedirect,
 		s.DropNICTx + o.DropNICTx, s.DropTAPTx + o.DropTAPTx, s.DropHeadroom + o.DropHeadroom,
 		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
-		s.TemplateRetries + o.TemplateRetries}
+		s.TemplateRetries + o.TemplateRetries,
+		s.ParkIn + o.ParkIn, s.ParkRedirect + o.ParkRedirect, s.ParkLocal + o.ParkLocal, s.ParkExpired + o.ParkExpired,
+		s.ParkFull + o.ParkFull}
 }
 
 func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
@@ -50,6 +54,8 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		DropNICTx: uint64(c.drop_nic_tx), DropTAPTx: uint64(c.drop_tap_tx), DropHeadroom: uint64(c.drop_headroom),
 		Loops: uint64(c.loops), IdleLoops: uint64(c.idle_loops), Sleeps: uint64(c.sleeps),
 		BusyCycles: uint64(c.busy_cycles), Cycles: uint64(c.total_cycles), TemplateRetries: uint64(c.tmpl_retries),
+		ParkIn: uint64(c.park_in), ParkRedirect: uint64(c.park_redirect), ParkLocal: uint64(c.park_local),
+		ParkExpired: uint64(c.park_expired), ParkFull: uint64(c.park_full),
 	}
 }
 

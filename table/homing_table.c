@@ -337,6 +337,8 @@ write_batch(struct homing_table *t, const struct family *f, const void *keys,
 		if (results != NULL)
 			results[i] = r;
 	}
+	if (ok != 0)
+		__atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
 	return ok;
 }
 

@@ -103,6 +103,9 @@ struct homing_table {
 	/* How long an add that finds no free slot, while deleted slots still wait for the
 	 * readers in the defer queue, waits for a grace period (once per batch). */
 	uint32_t reclaim_wait_us;
+	/* Bumped (release) after every write batch that changed something: readers that hold
+	 * packets for a missing session (lcore's park) look again only when it moved. */
+	uint64_t gen;
 };
 
 /* Creates both hashes and the QSBR variable (sized for RTE_MAX_LCORE threads).
