@@ -52,6 +52,7 @@ device = "net_pcap1,rx_pcap=%s,tx_pcap=%s"
 addresses = []
 [tunnel]
 port = %d
+park_hold = "0"  # the park delays unknown sessions: tested in lcore, off here to keep order
 [table]
 capacity4 = 1024
 capacity6 = 1024
