@@ -1,0 +1,185 @@
+// Command homing-lab runs homing's POP lab: a router, a client and hosts in network
+// namespaces on this machine, a homingd on every host (package lab).
+//
+//	homing-lab demo [-hosts 3] [-conns 300]   the demo: connections through ECMP changes,
+//	                                          with homing and with plain ECMP
+//	homing-lab up [-hosts 3] [-baseline]      bring the lab up and keep it until Ctrl-C
+//	homing-lab cleanup                        remove what a crashed lab left behind
+//
+// It needs root. The demo finds homingd next to its own executable or on PATH
+// (-homingd to name it).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/homing-dev/homing/lab"
+)
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `usage:
+  homing-lab demo [-hosts 3] [-conns 300] [-step 3s] [-homingd PATH] [-keep]
+  homing-lab up [-hosts 3] [-baseline] [-homingd PATH]
+  homing-lab cleanup
+`)
+	os.Exit(2)
+}
+
+func main() {
+	lab.ServeFromEnv() // the echo service the lab starts in each host (hidden "serve")
+	if len(os.Args) < 2 {
+		usage()
+	}
+	switch os.Args[1] {
+	case "demo":
+		os.Exit(demo(os.Args[2:]))
+	case "up":
+		os.Exit(up(os.Args[2:]))
+	case "cleanup":
+		if err := lab.Cleanup(os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "homing-lab cleanup:", err)
+			os.Exit(1)
+		}
+	case "serve":
+		// Started by the lab with lab.ServeEnv set: ServeFromEnv above has run it.
+		fmt.Fprintln(os.Stderr, "homing-lab serve: run by the lab only")
+		os.Exit(2)
+	default:
+		usage()
+	}
+}
+
+func demo(args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ExitOnError)
+	hosts := fs.Int("hosts", 3, "hosts at the start (one more is added)")
+	conns := fs.Int("conns", 300, "long-lived client connections")
+	step := fs.Duration("step", 3*time.Second, "traffic after each step")
+	homingd := fs.String("homingd", "", "homingd executable (default: next to this one, then PATH)")
+	keep := fs.Bool("keep", false, "keep the labs' directories (configs, logs)")
+	_ = fs.Parse(args)
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "homing-lab demo: needs root (network namespaces, DPDK, eBPF)")
+		return 1
+	}
+	if *hosts < 1 || *hosts >= lab.MaxHosts {
+		fmt.Fprintf(os.Stderr, "homing-lab demo: -hosts must be 1..%d\n", lab.MaxHosts-1)
+		return 2
+	}
+	bin, err := findHomingd(*homingd)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "homing-lab demo:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := lab.Cleanup(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "homing-lab demo: cleanup of an earlier run:", err)
+	}
+	t0 := time.Now()
+	fmt.Printf("homing-lab demo: a POP in network namespaces: router (multipath route to the VIP, L4 hash),\n"+
+		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v.\n"+
+		"Steps: drain h1 (it keeps running), restore it, add h%d, new router hash seed.\n\n",
+		*hosts, *conns, lab.MinGap, lab.MaxGap, *hosts+1)
+	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep}
+	var runs []*lab.Result
+	failed := false
+	for _, redirect := range []bool{true, false} {
+		r, err := sc.Run(ctx, redirect)
+		runs = append(runs, r)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "homing-lab demo:", err)
+			if r != nil && r.Logs != "" {
+				fmt.Fprintln(os.Stderr, r.Logs)
+			}
+			failed = true
+			break
+		}
+	}
+	fmt.Println()
+	lab.Table(os.Stdout, runs...)
+	fmt.Printf("\n(alive: connections exchanging data at the end of the step; reset: connections reset during it)\n")
+	for _, r := range runs {
+		if r.Redirect && len(r.Ended) > 0 {
+			fmt.Println("\nconnections that ended with homing:")
+			for _, e := range r.Ended {
+				fmt.Println("  " + e)
+			}
+			if r.Logs != "" {
+				fmt.Println(r.Logs)
+			}
+		}
+	}
+	fmt.Printf("demo took %.0fs\n", time.Since(t0).Seconds())
+	if failed || errors.Is(ctx.Err(), context.Canceled) {
+		return 1
+	}
+	return 0
+}
+
+// findHomingd looks for homingd: the flag, next to this executable, then PATH.
+func findHomingd(flagged string) (string, error) {
+	if flagged != "" {
+		return filepath.Abs(flagged)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "homingd")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("homingd")
+	if err != nil {
+		return "", errors.New("homingd not found: build it (make build) or give -homingd")
+	}
+	return filepath.Abs(p)
+}
+
+// up brings a lab up, prints how to look at it, and waits for Ctrl-C.
+func up(args []string) int {
+	fs := flag.NewFlagSet("up", flag.ExitOnError)
+	hosts := fs.Int("hosts", 3, "hosts")
+	baseline := fs.Bool("baseline", false, "tunnel.redirect = false (plain ECMP)")
+	homingd := fs.String("homingd", "", "homingd executable (default: next to this one, then PATH)")
+	_ = fs.Parse(args)
+	if *hosts < 1 || *hosts > lab.MaxHosts {
+		fmt.Fprintf(os.Stderr, "homing-lab up: -hosts must be 1..%d\n", lab.MaxHosts)
+		return 2
+	}
+	bin, err := findHomingd(*homingd)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "homing-lab up:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	l, err := lab.New(lab.Options{Homingd: bin, Redirect: !*baseline, Log: os.Stdout, KeepDir: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "homing-lab up:", err)
+		return 1
+	}
+	defer l.Close()
+	ns := make([]int, *hosts)
+	for i := range ns {
+		ns[i] = i + 1
+	}
+	if err = l.AddHosts(ctx, ns...); err == nil {
+		err = l.SetRoute(ns)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "homing-lab up:", err)
+		return 1
+	}
+	fmt.Printf("lab %s is up; Ctrl-C tears it down. Try:\n  ip netns exec %s curl -s telnet://%s:%d\n  ip -n %s route\n",
+		l.ID, l.NS("cli"), lab.VIP, lab.ServicePort, l.NS("rtr"))
+	<-ctx.Done()
+	return 0
+}

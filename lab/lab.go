@@ -1,0 +1,584 @@
+// Package lab builds a point of presence (POP) of network namespaces on one machine and
+// runs homing in it: the demo (`homing-lab demo`) and the end-to-end test use it.
+//
+// Topology (addresses in 198.18.0.0/15 only):
+//
+//	  cli (198.18.100.2) ── vcli ┐
+//	                              rtr: br0 198.18.0.1/24, 198.18.100.1/24 on vcli
+//	                              │    VIP 198.19.255.1/32 multipath (L4 hash) via 198.18.0.1N
+//	        ┌──────── vh1 ── vh2 ── vh3 ── vh4 (enslaved to br0)
+//	        │          │      │      │
+//	h1..hN: eth0 (the host's NIC, taken by homingd's DPDK net_af_packet; an nftables
+//	        netdev ingress drop keeps the kernel off it), homing0 (homingd's TAP: the
+//	        host address 198.18.0.1N, the VIP, the default route), an echo service on the
+//	        VIP port 80 in the host's own cgroup, which homingd's sock_ops probe watches.
+//
+// Every name the lab creates carries its id, "hlab<pid>x<seq>": namespaces
+// "<id>-rtr", "<id>-cli", "<id>-h<N>", the cgroup directory <cgroup root>/<id>/h<N>, the
+// DPDK file prefix "<id>-h<N>" and the temporary directory "<tmp>/<id>-*". Close removes
+// all of it; Cleanup removes what a crashed run (a dead <pid>) left behind.
+//
+// Processes: the lab starts homingd and the echo service of each host with nsenter
+// (only the network namespace changes: `ip netns exec` would remount /sys and hide the
+// cgroup hierarchy the probe attaches to). Client sockets are created in cli by
+// goroutines locked to an OS thread that has entered cli's namespace; a socket keeps
+// the namespace it was created in.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Addresses of the lab.
+var (
+	VIP        = netip.MustParseAddr("198.19.255.1")
+	RouterLAN  = netip.MustParseAddr("198.18.0.1")
+	RouterCLI  = netip.MustParseAddr("198.18.100.1")
+	ClientAddr = netip.MustParseAddr("198.18.100.2")
+)
+
+// The router's ECMP hash: the L4 5-tuple, computed from the packet's headers with the
+// router's seed. Policy 1 (L4) would take the hash a local socket already put on the
+// skb (its sk_txhash, carried across the veth from cli) instead of hashing the headers:
+// the router's seed would then change nothing, and a client's retransmission timeout
+// (which picks a new txhash) would move its connection. Policy 3 with the fields source
+// and destination address, protocol, source and destination port (0x37) always hashes
+// the headers, as a router does.
+const (
+	hashPolicy = "3"
+	hashFields = "0x0037"
+)
+
+// ServicePort is the TCP port of the echo service on the VIP.
+const ServicePort = 80
+
+// MaxHosts is the largest number of hosts a lab holds.
+const MaxHosts = 9
+
+// Prefix starts every name the lab creates.
+const Prefix = "hlab"
+
+// Errors.
+var (
+	ErrHost    = errors.New("bad host number")
+	ErrStarted = errors.New("host already started")
+	ErrExited  = errors.New("process exited")
+	ErrTimeout = errors.New("timed out")
+)
+
+// HostAddr is host n's address on the POP LAN, 198.18.0.1n.
+func HostAddr(n int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + n)}) }
+
+// Options configure a lab.
+type Options struct {
+	// Homingd is the homingd executable.
+	Homingd string
+	// Serve is the command line that runs the echo service (see ServeEnv); the lab runs
+	// it in the host's network namespace and cgroup. Default: this executable with the
+	// argument "serve" (homing-lab's hidden subcommand).
+	Serve []string
+	// Redirect is tunnel.redirect of every homingd: false is the plain-ECMP baseline.
+	Redirect bool
+	// Log receives the lab's progress lines (nil: none).
+	Log io.Writer
+	// KeepDir keeps the temporary directory (configs, logs) at Close.
+	KeepDir bool
+}
+
+var labSeq atomic.Int32
+
+// Lab is one POP. Its methods are not safe for concurrent use, except Dial.
+type Lab struct {
+	ID   string // hlab<pid>x<seq>
+	Dir  string // temporary directory: configs, key file, logs
+	opts Options
+
+	cgroupRoot string // <unified>/<id>
+	keyFile    string
+	hosts      map[int]*Host
+	routed     []int // hosts in the VIP's multipath route
+	closed     bool
+}
+
+// Host is one POP host: its namespace, cgroup, homingd and echo service.
+type Host struct {
+	N       int
+	NS      string
+	Cgroup  string
+	Config  string
+	LogFile string
+	homingd *proc
+	serve   *proc
+}
+
+// proc is a process the lab started.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid after done
+	out  *os.File
+}
+
+// New builds the router and the client namespaces; hosts come with AddHost.
+func New(opts Options) (l *Lab, err error) {
+	if opts.Homingd == "" {
+		return nil, errors.New("lab: no homingd executable")
+	}
+	if len(opts.Serve) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		opts.Serve = []string{exe, "serve"}
+	}
+	id := fmt.Sprintf("%s%dx%d", Prefix, os.Getpid(), labSeq.Add(1))
+	l = &Lab{ID: id, opts: opts, hosts: map[int]*Host{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	if l.Dir, err = os.MkdirTemp("", id+"-"); err != nil {
+		return l, fmt.Errorf("lab: %w", err)
+	}
+	root, err := CgroupRoot()
+	if err != nil {
+		return l, err
+	}
+	l.cgroupRoot = filepath.Join(root, id)
+	if err = os.Mkdir(l.cgroupRoot, 0o755); err != nil {
+		return l, fmt.Errorf("lab: cgroup: %w", err)
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	l.keyFile = filepath.Join(l.Dir, "gossip.key")
+	if err = os.WriteFile(l.keyFile, []byte("# lab gossip key\n"+hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return l, fmt.Errorf("lab: %w", err)
+	}
+
+	rtr, cli := l.NS("rtr"), l.NS("cli")
+	script := [][]string{
+		{"ip", "netns", "add", rtr},
+		{"ip", "netns", "add", cli},
+		{"ip", "-n", rtr, "link", "set", "lo", "up"},
+		{"ip", "-n", cli, "link", "set", "lo", "up"},
+		{"ip", "netns", "exec", rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+			"net.ipv4.conf.default.rp_filter=0", "net.ipv4.fib_multipath_hash_policy=" + hashPolicy,
+			"net.ipv4.fib_multipath_hash_fields=" + hashFields,
+			"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"},
+		{"ip", "netns", "exec", cli, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"},
+		{"ip", "-n", rtr, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
+		{"ip", "-n", rtr, "addr", "add", RouterLAN.String() + "/24", "dev", "br0"},
+		{"ip", "-n", rtr, "link", "set", "br0", "up"},
+		{"ip", "-n", rtr, "link", "add", "vcli", "type", "veth", "peer", "name", "eth0", "netns", cli},
+		{"ip", "-n", rtr, "addr", "add", RouterCLI.String() + "/24", "dev", "vcli"},
+		{"ip", "-n", rtr, "link", "set", "vcli", "up"},
+		{"ip", "-n", cli, "addr", "add", ClientAddr.String() + "/24", "dev", "eth0"},
+		{"ip", "-n", cli, "link", "set", "eth0", "up"},
+		{"ip", "-n", cli, "route", "add", "default", "via", RouterCLI.String()},
+	}
+	for _, c := range script {
+		if err = run(c...); err != nil {
+			return l, err
+		}
+	}
+	if err = txChecksumOff(cli, "eth0"); err != nil {
+		return l, err
+	}
+	l.logf("lab %s: router and client namespaces up (files in %s)", id, l.Dir)
+	return l, nil
+}
+
+// NS is the name of the lab's namespace role ("rtr", "cli", "h1", ...).
+func (l *Lab) NS(role string) string { return l.ID + "-" + role }
+
+func (l *Lab) logf(format string, a ...any) {
+	if l.opts.Log != nil {
+		fmt.Fprintf(l.opts.Log, format+"\n", a...)
+	}
+}
+
+// Host returns host n, or nil.
+func (l *Lab) Host(n int) *Host { return l.hosts[n] }
+
+// Hosts are the started hosts' numbers, in order.
+func (l *Lab) Hosts() []int {
+	var ns []int
+	for n := 1; n <= MaxHosts; n++ {
+		if l.hosts[n] != nil {
+			ns = append(ns, n)
+		}
+	}
+	return ns
+}
+
+// hostConfig is homingd's configuration of host n.
+func (l *Lab) hostConfig(n int, cgroup string) string {
+	return fmt.Sprintf(`# homingd of lab %[1]s host h%[2]d (generated by package lab)
+[host]
+id = %[2]d
+name = "h%[2]d"
+address = %[3]q
+domain = "lab"
+vips = [%[4]q]
+
+[dpdk]
+file_prefix = "%[1]s-h%[2]d"
+memory_mb = 192
+workers = 1
+idle_sleep_max_us = 200
+log_level = "warning"
+
+[nic]
+device = "net_af_packet0,iface=eth0,qpairs=1"
+rx_desc = 512
+tx_desc = 512
+
+[kernel]
+device = "net_tap0,iface=homing0"
+name = "homing0"
+addresses = ["%[3]s/24"]
+routes = [{ to = "0.0.0.0/0", via = %[5]q }]
+
+[tunnel]
+redirect = %[6]t
+
+[table]
+capacity4 = 65536
+capacity6 = 1024
+
+[gossip]
+group = "239.193.0.1"
+key_file = %[7]q
+
+[probe]
+cgroup = %[8]q
+
+[metrics]
+listen = ""
+
+[control]
+socket = %[9]q
+`, l.ID, n, HostAddr(n), VIP, RouterLAN, l.opts.Redirect, l.keyFile, cgroup,
+		filepath.Join(l.Dir, fmt.Sprintf("h%d.sock", n)))
+}
+
+// AddHosts creates hosts (each 1..MaxHosts) and starts their homingd and echo
+// services, all at once. It returns when every service listens on the VIP and every
+// host has learned every other running host from gossip. The new hosts are not in the
+// router's route until SetRoute names them.
+func (l *Lab) AddHosts(ctx context.Context, ns ...int) error {
+	start := time.Now()
+	for _, n := range ns {
+		if err := l.prepareHost(n); err != nil {
+			return err
+		}
+	}
+	for _, n := range ns {
+		h := l.hosts[n]
+		if err := waitLog(ctx, h.homingd, h.LogFile, "data plane running", 30*time.Second); err != nil {
+			return fmt.Errorf("h%d: homingd: %w\n%s", n, err, Tail(h.LogFile, 20))
+		}
+		serveLog := filepath.Join(l.Dir, fmt.Sprintf("h%d-serve.log", n))
+		env := []string{fmt.Sprintf("%s=%s", ServeEnv, netip.AddrPortFrom(VIP, ServicePort))}
+		var err error
+		if h.serve, err = l.start(fmt.Sprintf("h%d echo", n), serveLog, h.NS, h.Cgroup, env, l.opts.Serve[0], l.opts.Serve[1:]...); err != nil {
+			return err
+		}
+		if err = waitLog(ctx, h.serve, serveLog, ServeReady, 10*time.Second); err != nil {
+			return fmt.Errorf("h%d: echo service: %w\n%s", n, err, Tail(serveLog, 20))
+		}
+	}
+	if err := l.waitPeers(ctx, 10*time.Second); err != nil {
+		return err
+	}
+	for _, n := range ns {
+		l.logf("  h%d up: homingd pid %d, echo service on %s:%d in cgroup %s", n, l.hosts[n].homingd.cmd.Process.Pid,
+			VIP, ServicePort, l.hosts[n].Cgroup)
+	}
+	l.logf("  hosts %v up, gossip membership complete (%.1fs)", ns, time.Since(start).Seconds())
+	return nil
+}
+
+// prepareHost creates host n's namespace, NIC, drop rule, cgroup and configuration, and
+// starts its homingd.
+func (l *Lab) prepareHost(n int) (err error) {
+	if n < 1 || n > MaxHosts {
+		return fmt.Errorf("%w: %d", ErrHost, n)
+	}
+	if l.hosts[n] != nil {
+		return fmt.Errorf("%w: h%d", ErrStarted, n)
+	}
+	h := &Host{N: n, NS: l.NS(fmt.Sprintf("h%d", n)), Cgroup: filepath.Join(l.cgroupRoot, fmt.Sprintf("h%d", n)),
+		Config: filepath.Join(l.Dir, fmt.Sprintf("h%d.toml", n)), LogFile: filepath.Join(l.Dir, fmt.Sprintf("h%d.log", n))}
+	l.hosts[n] = h
+	rtr, port := l.NS("rtr"), fmt.Sprintf("vh%d", n)
+	script := [][]string{
+		{"ip", "netns", "add", h.NS},
+		{"ip", "-n", h.NS, "link", "set", "lo", "up"},
+		{"ip", "-n", rtr, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.NS},
+		{"ip", "-n", rtr, "link", "set", port, "master", "br0", "up"},
+		{"ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"},
+		{"ip", "-n", h.NS, "link", "set", "eth0", "up"},
+	}
+	for _, c := range script {
+		if err = run(c...); err != nil {
+			return err
+		}
+	}
+	nft := "add table netdev homing\n" +
+		"add chain netdev homing in { type filter hook ingress device eth0 priority 0; policy drop; }\n"
+	if err = runIn(nft, "ip", "netns", "exec", h.NS, "nft", "-f", "-"); err != nil {
+		return err
+	}
+	if err = os.Mkdir(h.Cgroup, 0o755); err != nil {
+		return fmt.Errorf("h%d: cgroup: %w", n, err)
+	}
+	if err = os.WriteFile(h.Config, []byte(l.hostConfig(n, h.Cgroup)), 0o644); err != nil {
+		return fmt.Errorf("h%d: %w", n, err)
+	}
+	h.homingd, err = l.start(fmt.Sprintf("h%d homingd", n), h.LogFile, h.NS, "", nil, l.opts.Homingd, "-config", h.Config)
+	return err
+}
+
+// waitPeers waits until every running host's log says that every other host is up
+// (gossip membership: each has the others' MACs for its tunnel templates).
+func (l *Lab) waitPeers(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		missing := ""
+		for _, n := range l.Hosts() {
+			b, _ := os.ReadFile(l.hosts[n].LogFile)
+			for _, m := range l.Hosts() {
+				if m != n && !bytes.Contains(b, []byte(fmt.Sprintf("msg=\"peer up\" peer=%d ", m))) {
+					missing += fmt.Sprintf(" h%d→h%d", n, m)
+				}
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if err := l.Check(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: gossip membership incomplete, not up:%s", ErrTimeout, missing)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// start runs a command in namespace ns (and cgroup dir cgroup if not empty), its output
+// appended to logFile.
+func (l *Lab) start(name, logFile, ns, cgroup string, env []string, exe string, args ...string) (*proc, error) {
+	out, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=" + netnsPath(ns), "--", exe}, args...)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
+	// SIGTERM if this process dies: homingd then removes its TAP and runtime files.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if cgroup != "" {
+		cg, err := os.Open(cgroup)
+		if err != nil {
+			out.Close()
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		defer cg.Close()
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cg.Fd())
+	}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), out: out}
+	go func() { // process reaper
+		p.err = cmd.Wait()
+		out.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, waits up to grace, then SIGKILL.
+func (p *proc) stop(grace time.Duration) error {
+	if p == nil || p.exited() {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("%s: killed after %v", p.name, grace)
+}
+
+// waitLog waits until file contains want, the process exits, or the time is up.
+func waitLog(ctx context.Context, p *proc, file, want string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if b, err := os.ReadFile(file); err == nil && bytes.Contains(b, []byte(want)) {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("%w: %v", ErrExited, p.err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w waiting for %q", ErrTimeout, want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Check reports a host process that has exited.
+func (l *Lab) Check() error {
+	var errs []error
+	for _, n := range l.Hosts() {
+		h := l.hosts[n]
+		for _, p := range []*proc{h.homingd, h.serve} {
+			if p != nil && p.exited() {
+				errs = append(errs, fmt.Errorf("%s: %w: %v", p.name, ErrExited, p.err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetRoute makes the router's route to the VIP a multipath route over the given hosts
+// (ip route replace): leaving a running host out drains it.
+func (l *Lab) SetRoute(hosts []int) error {
+	args := []string{"ip", "-n", l.NS("rtr"), "route", "replace", VIP.String() + "/32"}
+	for _, n := range hosts {
+		if l.hosts[n] == nil {
+			return fmt.Errorf("%w: h%d not started", ErrHost, n)
+		}
+		args = append(args, "nexthop", "via", HostAddr(n).String(), "dev", "br0")
+	}
+	if err := run(args...); err != nil {
+		return err
+	}
+	l.routed = append(l.routed[:0], hosts...)
+	return nil
+}
+
+// Routed are the hosts of the VIP's route.
+func (l *Lab) Routed() []int { return append([]int(nil), l.routed...) }
+
+// Rehash sets a new net.ipv4.fib_multipath_hash_seed on the router, as after a router
+// restart: most flows move to another host.
+func (l *Lab) Rehash(seed uint32) error {
+	return run("ip", "netns", "exec", l.NS("rtr"), "sysctl", "-qw",
+		"net.ipv4.fib_multipath_hash_seed="+strconv.FormatUint(uint64(seed), 10))
+}
+
+// Close stops every process and removes every namespace, cgroup, runtime file and (unless
+// KeepDir) the temporary directory. It is idempotent.
+func (l *Lab) Close() error {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, h := range l.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var es []error
+			if err := h.serve.stop(2 * time.Second); err != nil {
+				es = append(es, err)
+			}
+			if err := h.homingd.stop(10 * time.Second); err != nil {
+				es = append(es, fmt.Errorf("%w\n%s", err, Tail(h.LogFile, 10)))
+			}
+			mu.Lock()
+			errs = append(errs, es...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// Whatever still runs in the lab's namespaces (nothing, normally) goes too.
+	if err := removeLab(l.ID, l.cgroupRoot); err != nil {
+		errs = append(errs, err)
+	}
+	if l.Dir != "" && !l.opts.KeepDir {
+		if err := os.RemoveAll(l.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func netnsPath(ns string) string { return filepath.Join(netnsDir, ns) }
+
+const netnsDir = "/var/run/netns"
+
+// run runs a command and returns its output in the error.
+func run(args ...string) error { return runIn("", args...) }
+
+func runIn(stdin string, args ...string) error {
+	cmd := exec.Command(args[0], args[1:]...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Tail returns the last n lines of a file (for failure reports).
+func Tail(file string, n int) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Sprintf("(%s: %v)", file, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + filepath.Base(file) + ": " + strings.Join(lines, "\n  "+filepath.Base(file)+": ")
+}

@@ -1,0 +1,274 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario is the run the demo and the end-to-end test share: a lab of Hosts hosts,
+// Conns long-lived client connections to the VIP, then in turn a drain of h1 (it keeps
+// running), its return, a new host, and a new router hash seed. After each step the
+// traffic runs for Step and the connections are counted.
+type Scenario struct {
+	Hosts   int           // hosts at the start (default 3); one more is added
+	Conns   int           // client connections (default 300)
+	Homingd string        // homingd executable
+	Serve   []string      // Options.Serve
+	Settle  time.Duration // after the last connect, before the first step (default 2s)
+	Step    time.Duration // traffic after each step (default 3s)
+	Log     io.Writer     // progress (nil: none)
+	KeepDir bool          // keep each lab's directory (configs, logs)
+}
+
+// StepResult counts the connections at the end of one step.
+type StepResult struct {
+	Name      string
+	Alive     int    // exchanging data in the last AliveWindow
+	Stalled   int    // open, but no exchange in the last AliveWindow
+	Reset     int    // reset during this step
+	Failed    int    // ended by another error during this step
+	Corrupted uint64 // corrupted echoed bytes during this step
+}
+
+// Result is one run of the scenario.
+type Result struct {
+	Redirect  bool
+	LabID     string
+	Conns     int
+	Steps     []StepResult
+	Exchanges uint64        // completed echo exchanges over the run
+	Elapsed   time.Duration // the whole run, lab setup and teardown included
+	Ended     []string      // the first connections that ended, with their errors
+	Logs      string        // tails of the hosts' logs when something ended or failed
+}
+
+// TotalReset sums the resets of every step.
+func (r *Result) TotalReset() (n int) {
+	for _, s := range r.Steps {
+		n += s.Reset + s.Failed
+	}
+	return n
+}
+
+func (s *Scenario) defaults() {
+	if s.Hosts == 0 {
+		s.Hosts = 3
+	}
+	if s.Conns == 0 {
+		s.Conns = 300
+	}
+	if s.Settle == 0 {
+		s.Settle = 2 * time.Second
+	}
+	if s.Step == 0 {
+		s.Step = 3 * time.Second
+	}
+}
+
+func (s *Scenario) logf(format string, a ...any) {
+	if s.Log != nil {
+		fmt.Fprintf(s.Log, format+"\n", a...)
+	}
+}
+
+// Run builds a lab with tunnel.redirect = redirect, runs the scenario and tears the lab
+// down. The Result holds what was measured up to an error.
+func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err error) {
+	s.defaults()
+	t0 := time.Now()
+	res = &Result{Redirect: redirect, Conns: s.Conns}
+	mode := "homing (tunnel.redirect = true)"
+	if !redirect {
+		mode = "plain ECMP (tunnel.redirect = false)"
+	}
+	s.logf("== %s: %d hosts, %d connections", mode, s.Hosts, s.Conns)
+	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir})
+	if err != nil {
+		return res, err
+	}
+	res.LabID = l.ID
+	defer func() {
+		if err != nil || res.TotalReset() > 0 && redirect {
+			res.Logs = l.logTails(15)
+		}
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
+		}
+		res.Elapsed = time.Since(t0)
+		s.logf("  lab %s removed; run took %.1fs", l.ID, res.Elapsed.Seconds())
+	}()
+	hosts := make([]int, s.Hosts)
+	for i := range hosts {
+		hosts[i] = i + 1
+	}
+	if err = l.AddHosts(ctx, hosts...); err != nil {
+		return res, err
+	}
+	if err = l.SetRoute(hosts); err != nil {
+		return res, err
+	}
+	t := time.Now()
+	fleet, err := Dial(ctx, l.NS("cli"), netip.AddrPortFrom(VIP, ServicePort).String(), s.Conns, 16)
+	if err != nil {
+		return res, fmt.Errorf("connect: %w", err)
+	}
+	fleet.Start()
+	defer fleet.Stop()
+	s.logf("  %d connections from %s to %s:%d open (%.1fs); settling %v", s.Conns, ClientAddr, VIP, ServicePort,
+		time.Since(t).Seconds(), s.Settle)
+	if err = sleep(ctx, s.Settle); err != nil {
+		return res, err
+	}
+
+	prev := fleet.Counts()
+	measure := func(name string) error {
+		if err := s.watch(ctx, l, fleet, name, prev); err != nil {
+			return err
+		}
+		now := fleet.Counts()
+		res.Steps = append(res.Steps, StepResult{Name: name, Alive: now.Alive, Stalled: now.Stalled,
+			Reset: now.Reset - prev.Reset, Failed: now.Failed - prev.Failed, Corrupted: now.Corrupted - prev.Corrupted})
+		prev = now
+		return nil
+	}
+	if err = measure("steady"); err != nil {
+		return res, err
+	}
+	drained := hosts[0]
+	rest := slices.DeleteFunc(slices.Clone(hosts), func(n int) bool { return n == drained })
+	if err = l.SetRoute(rest); err != nil {
+		return res, err
+	}
+	if err = measure(fmt.Sprintf("drain h%d", drained)); err != nil {
+		return res, err
+	}
+	if err = l.SetRoute(hosts); err != nil {
+		return res, err
+	}
+	if err = measure(fmt.Sprintf("restore h%d", drained)); err != nil {
+		return res, err
+	}
+	extra := s.Hosts + 1
+	if err = l.AddHosts(ctx, extra); err != nil {
+		return res, err
+	}
+	hosts = append(hosts, extra)
+	if err = l.SetRoute(hosts); err != nil {
+		return res, err
+	}
+	if err = measure(fmt.Sprintf("add h%d", extra)); err != nil {
+		return res, err
+	}
+	seed := rand.Uint32() | 1
+	if err = l.Rehash(seed); err != nil {
+		return res, err
+	}
+	if err = measure("rehash router"); err != nil {
+		return res, err
+	}
+	c := fleet.Counts()
+	res.Exchanges = c.Exchanges
+	for i, cn := range fleet.Ended() {
+		if i == 10 {
+			res.Ended = append(res.Ended, fmt.Sprintf("... %d more", len(fleet.Ended())-10))
+			break
+		}
+		res.Ended = append(res.Ended, fmt.Sprintf("connection %d from %s: %v", cn.ID, cn.Local, cn.Err()))
+	}
+	return res, l.Check()
+}
+
+// watch lets the traffic run for one step, printing a progress line each second.
+func (s *Scenario) watch(ctx context.Context, l *Lab, f *Fleet, name string, start Counts) error {
+	end := time.Now().Add(s.Step)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			break
+		}
+		if err := sleep(ctx, min(left, time.Second)); err != nil {
+			return err
+		}
+		c := f.Counts()
+		if s.Log != nil {
+			fmt.Fprintf(s.Log, "\r  %-14s alive %5d  stalled %4d  reset %4d  corrupted bytes %d   ", name, c.Alive, c.Stalled,
+				c.Reset+c.Failed-start.Reset-start.Failed, c.Corrupted-start.Corrupted)
+		}
+		if err := l.Check(); err != nil {
+			return err
+		}
+	}
+	if s.Log != nil {
+		fmt.Fprintln(s.Log)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// logTails are the last lines of every host's log.
+func (l *Lab) logTails(n int) string {
+	var b strings.Builder
+	for _, h := range l.Hosts() {
+		b.WriteString(Tail(l.hosts[h].LogFile, n))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Table prints the results of runs side by side, one row per step.
+func Table(w io.Writer, runs ...*Result) {
+	fmt.Fprintf(w, "%-16s", "step")
+	for _, r := range runs {
+		name := "homing"
+		if !r.Redirect {
+			name = "plain ECMP"
+		}
+		fmt.Fprintf(w, " | %-30s", fmt.Sprintf("%s (%d conns)", name, r.Conns))
+	}
+	fmt.Fprintf(w, "\n%-16s", "")
+	for range runs {
+		fmt.Fprintf(w, " | %7s %7s %14s", "alive", "reset", "corrupt bytes")
+	}
+	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 16))
+	for range runs {
+		fmt.Fprintf(w, "-+-%s", strings.Repeat("-", 30))
+	}
+	fmt.Fprintln(w)
+	rows := 0
+	for _, r := range runs {
+		rows = max(rows, len(r.Steps))
+	}
+	for i := range rows {
+		name := ""
+		for _, r := range runs {
+			if i < len(r.Steps) {
+				name = r.Steps[i].Name
+			}
+		}
+		fmt.Fprintf(w, "%-16s", name)
+		for _, r := range runs {
+			if i >= len(r.Steps) {
+				fmt.Fprintf(w, " | %30s", "")
+				continue
+			}
+			st := r.Steps[i]
+			fmt.Fprintf(w, " | %7d %7d %14d", st.Alive, st.Reset+st.Failed, st.Corrupted)
+		}
+		fmt.Fprintln(w)
+	}
+}
