@@ -27,7 +27,9 @@ func main() {
 	packets := flag.Uint64("packets", 20_000_000, "packets per case and round")
 	rounds := flag.Int("rounds", 3, "rounds (the median is reported)")
 	huge := flag.Bool("hugepages", true, "use 2 MB hugepages (reserved here if needed); false: --no-huge")
+	only := flag.String("case", "", "run only this case (bare, redirect, local): for instruction counts under callgrind")
 	flag.Parse()
+	onlyCase = *only
 	if *smoke {
 		*sessions, *packets, *rounds, *huge = 1<<16, 200_000, 1, false
 	}
@@ -41,6 +43,8 @@ const (
 	selfID = 1
 	peerID = 2
 )
+
+var onlyCase string
 
 func run(nSessions int, packets uint64, rounds int, huge bool) error {
 	mem := 256 + nSessions/1024*2
@@ -141,6 +145,19 @@ func run(nSessions int, packets uint64, rounds int, huge bool) error {
 			}
 			return nil
 		}},
+	}
+	if onlyCase != "" {
+		ids := map[string]int{"bare": 0, "redirect": 1, "local": 2}
+		i, ok := ids[onlyCase]
+		if !ok {
+			return fmt.Errorf("-case %q: want bare, redirect or local", onlyCase)
+		}
+		res, err := dp.Bench(worker, port, cases[i].mode, cases[i].flows, packets, 1)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: %d packets, %.2f Mpps\n", cases[i].name, res.Packets, res.Mpps())
+		return nil
 	}
 	results := make([][]float64, len(cases))
 	for r := 0; r < rounds; r++ {
