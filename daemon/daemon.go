@@ -168,6 +168,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err = d.startControl(); err != nil {
 		return d, err
 	}
+	if err = d.startOps(); err != nil {
+		return d, err
+	}
 	log.Info("data plane running", "host", cfg.Host.ID, "address", cfg.Host.Address,
 		"mac", d.MAC.String(), "workers", len(ws), "nic", d.nic.Name, "kernel", d.tap.Name)
 	return d, nil
@@ -190,6 +193,7 @@ func (d *Daemon) Stop() error {
 
 func (d *Daemon) teardown() error {
 	d.closed = true
+	d.stopOps()
 	var errs []error
 	if err := d.stopControl(); err != nil {
 		errs = append(errs, err)
