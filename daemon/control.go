@@ -81,7 +81,8 @@ func (d *Daemon) startControl() (err error) {
 			Keys: keys, Insecure: cfg.Gossip.Insecure, MaxDatagram: cfg.Gossip.MaxDatagram, FlushDelay: cfg.Gossip.FlushDelay,
 			MaxRate: cfg.Gossip.MaxRate, HeartbeatInterval: cfg.Gossip.HeartbeatInterval, DownAfter: cfg.Gossip.DownAfter,
 			Grace: cfg.Gossip.Grace, Linger: cfg.Gossip.Linger, DiscoveryFile: cfg.Gossip.DiscoveryFile, Logger: d.Log.With("part", "gossip"),
-		}, c.conn, d.Table, templates{d})
+			OnConverge: d.onConverge,
+		}, d.gossipConn(c.conn, keys), d.Table, templates{d})
 		if err != nil {
 			c.conn.Close()
 			c.conn = nil
