@@ -3,6 +3,10 @@
 // else to the local kernel through a TAP interface.
 //
 //	homingd -config /etc/homing/homingd.toml
+//
+// Signals: SIGINT and SIGTERM stop it cleanly; SIGHUP re-reads the configuration file
+// and applies what can change live (static peers and sessions, gossip keys, log level;
+// see docs/OPERATIONS.md).
 package main
 
 import (
@@ -11,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/homing-dev/homing/config"
@@ -31,16 +36,26 @@ func main() {
 		fmt.Printf("%s: ok\n", *path)
 		return
 	}
-	log := newLogger(cfg)
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
+	slog.SetDefault(log)
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		os.Exit(1)
 	}
+	d.SetLogLevel(level)
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info("stopping", "signal", s.String())
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			reload(d, *path, log)
+			continue
+		}
+		log.Info("stopping", "signal", s.String())
+		break
+	}
 	if err := d.Stop(); err != nil {
 		log.Error("stop", "err", err)
 		os.Exit(1)
@@ -48,12 +63,23 @@ func main() {
 	log.Info("stopped")
 }
 
-func newLogger(cfg *config.Config) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+// reload re-reads the configuration file and applies what can change live; a file
+// that does not parse, or that changes keys only a restart applies, is refused and the
+// configuration in force stays.
+func reload(d *daemon.Daemon, path string, log *slog.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("reload refused: invalid configuration, keeping the one in force", "file", path, "err", err)
+		return
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	changes, err := d.Reload(cfg)
+	if err != nil {
+		log.Error("reload refused, keeping the configuration in force", "file", path, "err", err, "applied", changes)
+		return
+	}
+	if len(changes) == 0 {
+		log.Info("reload: nothing changed", "file", path)
+		return
+	}
+	log.Info("reload applied", "file", path, "changes", strings.Join(changes, "; "))
 }
