@@ -19,8 +19,9 @@ const (
 	// Delete: an added connection's socket closed (reset, or its last state before
 	// TIME_WAIT or CLOSE).
 	Delete Kind = 2
-	// Tentative is reserved for a request socket (SYN received, handshake not
-	// complete); the probe does not emit it yet.
+	// Tentative: a SYN to a VIP was taken by a listener (request socket, SYN-ACK
+	// sent, handshake not complete). An Add follows if the handshake completes;
+	// nothing follows otherwise.
 	Tentative Kind = 3
 )
 

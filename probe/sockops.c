@@ -10,6 +10,11 @@
 //                           and, when netns_cookie != 0, socket in that netns:
 //                           mark the socket in `added` (socket-local storage),
 //                           emit EVENT_ADD, then enable STATE_CB on the socket.
+//   TIMEOUT_INIT            on a request socket (a SYN to a listener), local address
+//                           a VIP: emit EVENT_TENTATIVE (the handshake is in flight;
+//                           the control plane claims the session for a short time so
+//                           that a rehashed final ACK reaches this host). No mark:
+//                           an unconfirmed tentative claim expires in the control plane.
 //   STATE_CB                new state TCP_CLOSE, socket marked in `added`:
 //                           unmark it and emit EVENT_DELETE.
 //
@@ -55,7 +60,7 @@
 // Event kinds; keep in sync with probe/event.go.
 #define EVENT_ADD 1
 #define EVENT_DELETE 2
-#define EVENT_TENTATIVE 3 // reserved: a request socket (SYN received), not emitted yet
+#define EVENT_TENTATIVE 3 // a request socket: SYN received on a VIP, SYN-ACK about to go
 
 // Tunables.
 #define MAX_VIPS 4096 // prefixes per family
@@ -207,7 +212,7 @@ static __always_inline int emit(struct bpf_sock_ops *skops, __u8 kind)
 {
 	struct event e = {};
 
-	if (!fill(skops, &e) && kind == EVENT_ADD)
+	if (!fill(skops, &e) && kind != EVENT_DELETE)
 		return -1;
 	e.kind = kind;
 	e.proto = IPPROTO_TCP;
@@ -242,6 +247,16 @@ int homing_sockops(struct bpf_sock_ops *skops)
 			break;
 		}
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_TIMEOUT_INIT:
+		// Called with the request socket when a listener takes a SYN (the SYN-ACK
+		// timeout), and with full sockets for active opens. reply stays 0: the
+		// kernel keeps its default timeout.
+		if (skops->is_fullsock)
+			break;
+		if (netns_cookie != 0 && bpf_get_netns_cookie(skops) != netns_cookie)
+			break;
+		emit(skops, EVENT_TENTATIVE);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		// args[0] is the old state, args[1] the new one.
