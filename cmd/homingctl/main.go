@@ -1,0 +1,405 @@
+// Command homingctl asks a running homingd about its state over the daemon's control
+// socket (control.socket in its configuration).
+//
+//	homingctl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]
+//
+//	status                                   identity, uptime, table fill, gossip, last reload
+//	peers                                    static and gossip peers, whether packets are forwarded to them
+//	lookup PROTO CLIENT-IP:PORT VIP-IP:PORT  one session's owner and what the data plane does with it
+//	sessions [--owner N] [--vip ADDR[:PORT]] [--limit N]
+//	                                         table entries (1000 unless --limit; -1 lists all)
+//	stats                                    every counter: lcores, ports, table, gossip
+//
+// Tables for people by default; --json prints the daemon's answer as JSON for scripts.
+// Exit status: 0 ok, 1 error (including "homingd is not running"), 2 usage.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/homing-dev/homing/config"
+	"github.com/homing-dev/homing/ctl"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `usage: homingctl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]
+
+commands:
+  status                                     the daemon's identity and health
+  peers                                      peers and whether packets are forwarded to them
+  lookup PROTO CLIENT-IP:PORT VIP-IP:PORT    one session's owner and verdict
+  sessions [--owner N] [--vip ADDR[:PORT]] [--limit N]
+                                             table entries (default limit 1000, -1: all)
+  stats                                      lcore, port, table and gossip counters
+
+options (anywhere on the line):
+  --socket PATH   control socket (default: control.socket of --config, else ` + config.DefaultControlSocket + `)
+  --config FILE   read control.socket from homingd's configuration file
+  --json          print JSON instead of tables
+  --timeout D     how long to wait for the daemon (default 5s)
+`
+
+// opts are the command line, flags taken from anywhere on it.
+type opts struct {
+	socket, config string
+	json           bool
+	timeout        time.Duration
+	owner          *uint16
+	vip            string
+	limit          int
+	args           []string
+}
+
+func parse(argv []string) (opts, error) {
+	o := opts{timeout: 5 * time.Second}
+	for i := 0; i < len(argv); i++ {
+		a := argv[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			o.args = append(o.args, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		need := func() (string, error) {
+			if hasVal {
+				return val, nil
+			}
+			if i+1 >= len(argv) {
+				return "", fmt.Errorf("--%s needs a value", name)
+			}
+			i++
+			return argv[i], nil
+		}
+		var err error
+		var v string
+		switch name {
+		case "json":
+			o.json = true
+		case "socket", "s":
+			o.socket, err = need()
+		case "config", "c":
+			o.config, err = need()
+		case "timeout":
+			if v, err = need(); err == nil {
+				o.timeout, err = time.ParseDuration(v)
+			}
+		case "owner":
+			if v, err = need(); err == nil {
+				var n uint64
+				if n, err = strconv.ParseUint(v, 10, 16); err == nil {
+					id := uint16(n)
+					o.owner = &id
+				} else {
+					err = fmt.Errorf("--owner %q: want a host id", v)
+				}
+			}
+		case "vip":
+			o.vip, err = need()
+		case "limit":
+			if v, err = need(); err == nil {
+				if o.limit, err = strconv.Atoi(v); err != nil {
+					err = fmt.Errorf("--limit %q: want a number", v)
+				}
+			}
+		case "h", "help":
+			return o, errUsage
+		default:
+			return o, fmt.Errorf("unknown option %s", a)
+		}
+		if err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+var errUsage = errors.New("usage")
+
+func run(argv []string, stdout, stderr io.Writer) int {
+	o, err := parse(argv)
+	if err == nil && len(o.args) == 0 {
+		err = errUsage
+	}
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(stderr, "homingctl:", err)
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	socket := o.socket
+	if socket == "" && o.config != "" {
+		cfg, err := config.Load(o.config)
+		if err != nil {
+			fmt.Fprintln(stderr, "homingctl:", err)
+			return 1
+		}
+		socket = cfg.Control.Socket
+	}
+	if socket == "" {
+		socket = config.DefaultControlSocket
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+
+	cmd, rest := o.args[0], o.args[1:]
+	var args, result any
+	var print func(w io.Writer)
+	switch cmd {
+	case ctl.CmdStatus, ctl.CmdPeers, ctl.CmdStats:
+		if len(rest) > 0 {
+			return usageError(stderr, cmd+" takes no arguments")
+		}
+		switch cmd {
+		case ctl.CmdStatus:
+			var r ctl.Status
+			result, print = &r, func(w io.Writer) { printStatus(w, &r) }
+		case ctl.CmdPeers:
+			var r []ctl.Peer
+			result, print = &r, func(w io.Writer) { printPeers(w, r) }
+		default:
+			var r ctl.Stats
+			result, print = &r, func(w io.Writer) { printStats(w, &r) }
+		}
+	case ctl.CmdLookup:
+		if len(rest) != 3 {
+			return usageError(stderr, "lookup needs PROTO CLIENT-IP:PORT VIP-IP:PORT, e.g. lookup tcp 198.18.100.2:40000 198.19.255.1:443")
+		}
+		var r ctl.Lookup
+		args = ctl.LookupArgs{Proto: rest[0], Client: rest[1], VIP: rest[2]}
+		result, print = &r, func(w io.Writer) { printLookup(w, &r) }
+	case ctl.CmdSessions:
+		if len(rest) > 0 {
+			return usageError(stderr, "sessions takes options only: --owner N, --vip ADDR[:PORT], --limit N")
+		}
+		var r ctl.Sessions
+		args = ctl.SessionsArgs{Owner: o.owner, VIP: o.vip, Limit: o.limit}
+		result, print = &r, func(w io.Writer) { printSessions(w, &r) }
+	default:
+		return usageError(stderr, fmt.Sprintf("unknown command %q", cmd))
+	}
+
+	var raw json.RawMessage
+	if err := ctl.Call(ctx, socket, cmd, args, &raw); err != nil {
+		fmt.Fprintln(stderr, "homingctl:", err)
+		return 1
+	}
+	if o.json {
+		var buf strings.Builder
+		if err := jsonIndent(&buf, raw); err != nil {
+			fmt.Fprintln(stderr, "homingctl:", err)
+			return 1
+		}
+		fmt.Fprint(stdout, buf.String())
+		return 0
+	}
+	if err := json.Unmarshal(raw, result); err != nil {
+		fmt.Fprintln(stderr, "homingctl: decoding the daemon's answer:", err)
+		return 1
+	}
+	print(stdout)
+	return 0
+}
+
+func usageError(w io.Writer, msg string) int {
+	fmt.Fprintln(w, "homingctl:", msg)
+	fmt.Fprint(w, usage)
+	return 2
+}
+
+func jsonIndent(w io.Writer, raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printStatus(w io.Writer, s *ctl.Status) {
+	t := table(w)
+	fmt.Fprintf(t, "host\t%d (%s)  %s  %s  domain %s\n", s.HostID, s.Name, s.Address, s.MAC, s.Domain)
+	fmt.Fprintf(t, "version\t%s  pid %d  up %s\n", s.Version, s.PID, s.Uptime)
+	reload := "never reloaded"
+	if !s.LastReload.IsZero() {
+		reload = "last reload " + s.LastReload.Local().Format(time.DateTime) + ": ok"
+		if s.LastReloadErr != "" {
+			reload = "last reload " + s.LastReload.Local().Format(time.DateTime) + ": REFUSED: " + s.LastReloadErr
+		}
+	}
+	fmt.Fprintf(t, "config\t%s  (%s)\n", s.ConfigFile, reload)
+	fmt.Fprintf(t, "data plane\t%d workers, nic %s, kernel %s, redirect %s\n", s.Workers, s.NIC, s.Kernel, onOff(s.Redirect))
+	fmt.Fprintf(t, "vips\t%s\n", strings.Join(s.VIPs, " "))
+	if s.Gossip {
+		rot := ""
+		if s.KeyRotation {
+			rot = ", key rotation (second key accepted)"
+		}
+		fmt.Fprintf(t, "gossip\ton, incarnation %d, %d peers up%s\n", s.Incarnation, s.PeersUp, rot)
+	} else {
+		fmt.Fprintf(t, "gossip\toff\n")
+	}
+	fmt.Fprintf(t, "static peers\t%d\n", s.StaticPeers)
+	fmt.Fprintf(t, "table\t%d IPv4 of %d, %d IPv6 of %d\n", s.Sessions4, s.Capacity4, s.Sessions6, s.Capacity6)
+	m := s.Metrics
+	if m == "" {
+		m = "off"
+	}
+	fmt.Fprintf(t, "metrics\t%s\n", m)
+	fmt.Fprintf(t, "log level\t%s\n", s.LogLevel)
+	t.Flush()
+}
+
+func printPeers(w io.Writer, ps []ctl.Peer) {
+	if len(ps) == 0 {
+		fmt.Fprintln(w, "no peers")
+		return
+	}
+	t := table(w)
+	fmt.Fprintln(t, "ID\tADDRESS\tMAC\tTUNNEL PORT\tDOMAIN\tSOURCE\tFORWARDING\tSESSIONS")
+	for _, p := range ps {
+		mac := p.MAC
+		if mac == "" {
+			mac = "-"
+		}
+		fmt.Fprintf(t, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", p.ID, p.Address, mac, p.TunnelPort, p.Domain, p.Source, yesNo(p.Up), p.Sessions)
+	}
+	t.Flush()
+}
+
+func printLookup(w io.Writer, l *ctl.Lookup) {
+	t := table(w)
+	fmt.Fprintf(t, "session\t%s\n", l.Session)
+	if l.Found {
+		fmt.Fprintf(t, "owner\thost %d (epoch %d)\n", l.Owner, l.Epoch)
+	} else {
+		fmt.Fprintf(t, "owner\tnot in the table\n")
+	}
+	fmt.Fprintf(t, "verdict\t%s\n", l.Verdict)
+	t.Flush()
+}
+
+func printSessions(w io.Writer, s *ctl.Sessions) {
+	if len(s.Sessions) > 0 {
+		t := table(w)
+		fmt.Fprintln(t, "PROTO\tCLIENT\tVIP\tOWNER\tEPOCH")
+		for _, x := range s.Sessions {
+			fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%d\n", x.Proto, x.Client, x.VIP, x.Owner, x.Epoch)
+		}
+		t.Flush()
+	}
+	if s.Truncated {
+		fmt.Fprintf(w, "%d sessions match, %d shown (--limit N, -1 for all)\n", s.Matched, len(s.Sessions))
+	} else {
+		fmt.Fprintf(w, "%d sessions\n", s.Matched)
+	}
+}
+
+func printStats(w io.Writer, s *ctl.Stats) {
+	t := table(w)
+	fmt.Fprintln(t, "LCORE\tRX NIC\tRX KERNEL\tTX NIC\tTX KERNEL\tREDIRECTED\tDECAPSULATED\tDROPPED\tBUSY")
+	for _, l := range s.Lcores {
+		var drops uint64
+		for _, v := range l.Drops {
+			drops += v
+		}
+		fmt.Fprintf(t, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f%%\n", l.Lcore, l.RxNIC, l.RxKernel, l.TxNIC, l.TxKernel,
+			l.Redirected, l.Decapsulated, drops, 100*l.BusyRatio)
+	}
+	t.Flush()
+	fmt.Fprintln(w)
+	// Classes and drops: one row per name, one column per lcore.
+	if len(s.Lcores) > 0 {
+		t = table(w)
+		fmt.Fprint(t, "NIC PACKETS BY CLASS")
+		for _, l := range s.Lcores {
+			fmt.Fprintf(t, "\tLCORE %d", l.Lcore)
+		}
+		fmt.Fprintln(t)
+		for _, name := range sortedKeys(s.Lcores[0].Classes) {
+			fmt.Fprint(t, name)
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.Classes[name])
+			}
+			fmt.Fprintln(t)
+		}
+		for _, name := range sortedKeys(s.Lcores[0].Drops) {
+			fmt.Fprint(t, "drop "+name)
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.Drops[name])
+			}
+			fmt.Fprintln(t)
+		}
+		t.Flush()
+		fmt.Fprintln(w)
+	}
+	t = table(w)
+	fmt.Fprintln(t, "PORT\tRX PACKETS\tTX PACKETS\tRX BYTES\tTX BYTES\tRX MISSED\tRX ERRORS\tTX ERRORS\tRX NO MBUF")
+	for _, p := range s.Ports {
+		fmt.Fprintf(t, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.RxPackets, p.TxPackets, p.RxBytes, p.TxBytes,
+			p.RxMissed, p.RxErrors, p.TxErrors, p.RxNoMbuf)
+	}
+	t.Flush()
+	printMap(w, "table", s.Table)
+	if len(s.Owners) > 0 {
+		owners := map[string]uint64{}
+		for k, v := range s.Owners {
+			owners["owner "+k] = uint64(v)
+		}
+		printMap(w, "table entries by owner", owners)
+	}
+	if s.Gossip != nil {
+		printMap(w, "gossip", s.Gossip)
+		printMap(w, "gossip datagrams rejected", s.Reject)
+	} else {
+		fmt.Fprintln(w, "\ngossip off")
+	}
+}
+
+func printMap(w io.Writer, title string, m map[string]uint64) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s\n", title)
+	t := table(w)
+	for _, k := range sortedKeys(m) {
+		fmt.Fprintf(t, "  %s\t%d\n", strings.ReplaceAll(k, "_", " "), m[k])
+	}
+	t.Flush()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
