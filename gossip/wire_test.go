@@ -133,7 +133,11 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 	v6primary.Addr, v6primary.AltAddr = v6primary.AltAddr, v6primary.Addr
 	v4only := testHeartbeat()
 	v4only.AltAddr, v4only.Domain = netip.Addr{}, ""
-	for _, hb := range []Heartbeat{testHeartbeat(), v6only, v6primary, v4only} {
+	digest := v6primary
+	digest.Digest, digest.HasDigest = Digest{Count: 7, Sum: 1<<63 | 5}, true
+	zeroDigest := v4only
+	zeroDigest.HasDigest = true
+	for _, hb := range []Heartbeat{testHeartbeat(), v6only, v6primary, v4only, digest, zeroDigest} {
 		if err := hb.Check(); err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +151,7 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 		}
 		if got.Host != hb.Host || got.Incarnation != hb.Incarnation || got.Addr != hb.Addr ||
 			got.AltAddr != hb.AltAddr || !bytes.Equal(got.MAC, hb.MAC) || got.TunnelPort != hb.TunnelPort ||
-			got.Domain != hb.Domain {
+			got.Domain != hb.Domain || got.Digest != hb.Digest || got.HasDigest != hb.HasDigest {
 			t.Errorf("got %+v, want %+v", got, hb)
 		}
 	}
@@ -161,7 +165,8 @@ func TestHeartbeatRejects(t *testing.T) {
 		"short":           good[:hbFixedLen-1],
 		"truncated":       good[:len(good)-1],
 		"trailing":        append(bytes.Clone(good), 'x'),
-		"flags":           mod(func(b []byte) []byte { b[hbFlagsOff] |= 0x08; return b }),
+		"flags":           mod(func(b []byte) []byte { b[hbFlagsOff] |= 0x10; return b }),
+		"digest flag":     mod(func(b []byte) []byte { b[hbFlagsOff] |= hbDigest; return b }),
 		"no primary":      mod(func(b []byte) []byte { b[hbFlagsOff] = hbPrimary6; return b[:len(b)-16-4] }),
 		"domain control":  mod(func(b []byte) []byte { b[len(b)-1] = '\n'; return b }),
 		"domain too long": AppendHeartbeat(nil, &Heartbeat{Addr: hb.Addr, MAC: hb.MAC, Domain: strings.Repeat("d", 64)}),
