@@ -3,6 +3,7 @@ package gossip_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -60,21 +61,18 @@ func inNetns(name string, f func() error) error {
 	return <-errc
 }
 
-// TestMulticastNetns runs three nodes in three network namespaces on one bridge, over
-// the real multicast transport.
-func TestMulticastNetns(t *testing.T) {
+// bridgeLab creates hosts network namespaces with eth0 on one bridge, host i at
+// 198.18.50.i/24, and returns their names.
+func bridgeLab(t *testing.T, hosts int) []string {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
-	prefix := fmt.Sprintf("hmg-gossip-%d", os.Getpid())
+	prefix := fmt.Sprintf("hmg-gossip-%d-%s", os.Getpid(), strings.ToLower(t.Name()[4:8]))
 	br := prefix + "-br"
 	ipCmd(t, "netns", "add", br)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", br).Run() })
 	ipCmd(t, "-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
 	ipCmd(t, "-n", br, "link", "set", "br0", "up")
-
-	const hosts = 3
-	group := netip.MustParseAddr("239.77.0.1")
-	var ms []*member
+	var names []string
 	for i := 1; i <= hosts; i++ {
 		ns := fmt.Sprintf("%s-h%d", prefix, i)
 		ipCmd(t, "netns", "add", ns)
@@ -85,32 +83,70 @@ func TestMulticastNetns(t *testing.T) {
 		ipCmd(t, "-n", ns, "addr", "add", fmt.Sprintf("198.18.50.%d/24", i), "dev", "eth0")
 		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
 		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+		names = append(names, ns)
+	}
+	return names
+}
 
-		cfg := fastConfig(t, uint16(i))
-		cfg.Group, cfg.Port, cfg.Interface = group, 6081, "eth0"
-		var conn *gossip.MulticastConn
-		if err := inNetns(ns, func() error {
-			var err error
-			conn, err = gossip.ListenMulticast(cfg.MulticastConfig())
-			return err
-		}); err != nil {
-			t.Fatalf("host %d: %v", i, err)
-		}
-		m := &member{table: gossiptest.NewTable(), tmpl: gossiptest.NewTemplates(), done: make(chan struct{})}
+// startNetns runs a node with cfg in namespace ns over real multicast (and, with
+// cfg.Repair, a TCP repair listener on its address and a dialer in ns).
+func startNetns(t *testing.T, ns string, cfg gossip.Config) *member {
+	var conn *gossip.MulticastConn
+	if err := inNetns(ns, func() error {
 		var err error
-		if m.node, err = gossip.New(cfg, conn, m.table, m.tmpl); err != nil {
-			t.Fatal(err)
+		if conn, err = gossip.ListenMulticast(cfg.MulticastConfig()); err != nil {
+			return err
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		m.cancel = cancel
-		go func() {
-			defer close(m.done)
-			if err := m.node.Run(ctx); err != nil {
-				t.Errorf("node %d: %v", i, err)
-			}
-		}()
-		t.Cleanup(m.stop)
-		ms = append(ms, m)
+		if cfg.Repair {
+			cfg.RepairListener, err = gossip.ListenRepair(netip.AddrPortFrom(cfg.Addr, cfg.Port))
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("host %d: %v", cfg.HostID, err)
+	}
+	if cfg.Repair {
+		cfg.RepairDialer = nsDialer(ns)
+	}
+	m := &member{table: gossiptest.NewTable(), tmpl: gossiptest.NewTemplates(), done: make(chan struct{})}
+	var err error
+	if m.node, err = gossip.New(cfg, conn, m.table, m.tmpl); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() {
+		defer close(m.done)
+		if err := m.node.Run(ctx); err != nil {
+			t.Errorf("node %d: %v", cfg.HostID, err)
+		}
+	}()
+	t.Cleanup(m.stop)
+	return m
+}
+
+// nsDialer dials TCP from a network namespace.
+type nsDialer string
+
+func (ns nsDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(string(ns), func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// TestMulticastNetns runs three nodes in three network namespaces on one bridge, over
+// the real multicast transport.
+func TestMulticastNetns(t *testing.T) {
+	const hosts = 3
+	group := netip.MustParseAddr("239.77.0.1")
+	var ms []*member
+	for i, ns := range bridgeLab(t, hosts) {
+		cfg := fastConfig(t, uint16(i+1))
+		cfg.Group, cfg.Port, cfg.Interface = group, 6081, "eth0"
+		ms = append(ms, startNetns(t, ns, cfg))
 	}
 
 	for _, m := range ms {
@@ -143,4 +179,43 @@ func TestMulticastNetns(t *testing.T) {
 	if _, err := gossip.ListenMulticast(gossip.MulticastConfig{Group: netip.MustParseAddrPort("239.77.0.1:6081"), Interface: "hmg-nonexistent"}); err == nil {
 		t.Error("missing interface accepted")
 	}
+}
+
+// TestRepairNetns: three hosts on a bridge, real multicast and TCP repair; the third
+// starts after the first two announced their sessions and learns every one by repair.
+func TestRepairNetns(t *testing.T) {
+	const perHost = 2000
+	names := bridgeLab(t, 3)
+	cfg := func(id uint16) gossip.Config {
+		c := fastConfig(t, id)
+		c.Group, c.Port, c.Interface = netip.MustParseAddr("239.77.0.2"), 6081, "eth0"
+		c.Repair, c.RepairInterval = true, 100*time.Millisecond
+		return c
+	}
+	var ms []*member
+	for i := range 2 {
+		ms = append(ms, startNetns(t, names[i], cfg(uint16(i+1))))
+	}
+	for i, m := range ms {
+		for j := range perHost {
+			if err := m.node.LocalAdd(key(i<<16 | j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	converged(t, ms, 2*perHost, 10*time.Second)
+	late := startNetns(t, names[2], cfg(3))
+	ms = append(ms, late)
+	took := converged(t, ms, 2*perHost, 10*time.Second)
+	s := late.node.Stats()
+	if s.RepairsCompleted < 2 || s.RepairRecords < 2*perHost || s.RecordsReceived != 0 {
+		t.Errorf("late joiner stats %+v", s)
+	}
+	for _, m := range ms[:2] {
+		if s := m.node.Stats(); s.RepairsServed == 0 || s.RepairServeRejects+s.RepairServeErrors != 0 {
+			t.Errorf("node %d: served %d, rejected %d, errors %d", m.node.HostID(), s.RepairsServed, s.RepairServeRejects, s.RepairServeErrors)
+		}
+	}
+	t.Logf("late joiner learnt %d sessions over TCP repair %v after its start (%d repairs, %d bytes)",
+		late.table.Len(), took.Round(time.Millisecond), s.RepairsCompleted, s.RepairBytes)
 }
