@@ -60,6 +60,31 @@ func CgroupRoot() (string, error) {
 	return "", errors.New("lab: no cgroup2 hierarchy mounted")
 }
 
+// Remains lists what is left of lab id: its namespaces, its cgroup, its DPDK runtime
+// and temporary directories, and those of pids that still run. After Close it is empty.
+func Remains(id string, pids []int) []string {
+	var out []string
+	root, _ := CgroupRoot()
+	for _, dir := range []string{netnsDir, root, dpdkRunDir, os.TempDir()} {
+		if dir == "" {
+			continue
+		}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if labID(e.Name()) == id {
+				out = append(out, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	for _, p := range pids {
+		if alive(p) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
+			out = append(out, fmt.Sprintf("process %d (%s)", p, strings.TrimSpace(string(comm))))
+		}
+	}
+	return out
+}
+
 // Leftovers lists what labs of dead processes left: namespaces, cgroup directories,
 // DPDK runtime directories and temporary directories.
 func Leftovers() []string {

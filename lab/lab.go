@@ -113,6 +113,7 @@ type Lab struct {
 	keyFile    string
 	hosts      map[int]*Host
 	routed     []int // hosts in the VIP's multipath route
+	pids       []int // every process started
 	closed     bool
 }
 
@@ -417,6 +418,7 @@ func (l *Lab) start(name, logFile, ns, cgroup string, env []string, exe string, 
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), out: out}
+	l.pids = append(l.pids, cmd.Process.Pid)
 	go func() { // process reaper
 		p.err = cmd.Wait()
 		out.Close()
@@ -502,6 +504,9 @@ func (l *Lab) SetRoute(hosts []int) error {
 	l.routed = append(l.routed[:0], hosts...)
 	return nil
 }
+
+// PIDs are the processes the lab started (homingd and echo services).
+func (l *Lab) PIDs() []int { return append([]int(nil), l.pids...) }
 
 // Routed are the hosts of the VIP's route.
 func (l *Lab) Routed() []int { return append([]int(nil), l.routed...) }

@@ -23,7 +23,8 @@ type Scenario struct {
 	Serve   []string      // Options.Serve
 	Settle  time.Duration // after the last connect, before the first step (default 2s)
 	Step    time.Duration // traffic after each step (default 3s)
-	Log     io.Writer     // progress (nil: none)
+	Log     io.Writer     // progress lines (nil: none)
+	Live    bool          // also a live counter line each second, redrawn with \r (a terminal)
 	KeepDir bool          // keep each lab's directory (configs, logs)
 }
 
@@ -46,6 +47,7 @@ type Result struct {
 	Exchanges uint64        // completed echo exchanges over the run
 	Elapsed   time.Duration // the whole run, lab setup and teardown included
 	Ended     []string      // the first connections that ended, with their errors
+	PIDs      []int         // every process the lab started
 	Logs      string        // tails of the hosts' logs when something ended or failed
 }
 
@@ -101,6 +103,7 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		if cerr := l.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
 		}
+		res.PIDs = l.PIDs()
 		res.Elapsed = time.Since(t0)
 		s.logf("  lab %s removed; run took %.1fs", l.ID, res.Elapsed.Seconds())
 	}()
@@ -185,8 +188,13 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	return res, l.Check()
 }
 
-// watch lets the traffic run for one step, printing a progress line each second.
+// watch lets the traffic run for one step, then prints the step's line.
 func (s *Scenario) watch(ctx context.Context, l *Lab, f *Fleet, name string, start Counts) error {
+	line := func() string {
+		c := f.Counts()
+		return fmt.Sprintf("  %-14s alive %5d  stalled %4d  reset %4d  corrupted bytes %d", name, c.Alive, c.Stalled,
+			c.Reset+c.Failed-start.Reset-start.Failed, c.Corrupted-start.Corrupted)
+	}
 	end := time.Now().Add(s.Step)
 	for {
 		left := time.Until(end)
@@ -196,18 +204,17 @@ func (s *Scenario) watch(ctx context.Context, l *Lab, f *Fleet, name string, sta
 		if err := sleep(ctx, min(left, time.Second)); err != nil {
 			return err
 		}
-		c := f.Counts()
-		if s.Log != nil {
-			fmt.Fprintf(s.Log, "\r  %-14s alive %5d  stalled %4d  reset %4d  corrupted bytes %d   ", name, c.Alive, c.Stalled,
-				c.Reset+c.Failed-start.Reset-start.Failed, c.Corrupted-start.Corrupted)
+		if s.Live && s.Log != nil {
+			fmt.Fprintf(s.Log, "\r%s ", line())
 		}
 		if err := l.Check(); err != nil {
 			return err
 		}
 	}
-	if s.Log != nil {
-		fmt.Fprintln(s.Log)
+	if s.Live && s.Log != nil {
+		fmt.Fprint(s.Log, "\r")
 	}
+	s.logf("%s", line())
 	return nil
 }
 

@@ -89,7 +89,8 @@ func demo(args []string) int {
 		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v.\n"+
 		"Steps: drain h1 (it keeps running), restore it, add h%d, new router hash seed.\n\n",
 		*hosts, *conns, lab.MinGap, lab.MaxGap, *hosts+1)
-	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep}
+	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep,
+		Live: isTerminal(os.Stdout)}
 	var runs []*lab.Result
 	failed := false
 	for _, redirect := range []bool{true, false} {
@@ -123,6 +124,12 @@ func demo(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// isTerminal reports whether f is a character device (a terminal, for the live line).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // findHomingd looks for homingd: the flag, next to this executable, then PATH.

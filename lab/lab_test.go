@@ -1,0 +1,224 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/homing-dev/homing/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	ServeFromEnv() // the echo service, when the lab runs this binary in a host
+	os.Exit(m.Run())
+}
+
+// lineLog turns the scenario's progress lines into t.Log lines.
+type lineLog struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *lineLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		w.t.Log(strings.TrimRight(line, "\n"))
+	}
+}
+
+// buildHomingd builds cmd/homingd into a temporary directory.
+func buildHomingd(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "homingd")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/homing-dev/homing/cmd/homingd")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build homingd: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestPOP is the end-to-end proof: 1000 long-lived connections through a drain, a
+// return, a new host and a router rehash keep every connection and every byte with
+// homing, while plain ECMP (tunnel.redirect = false) in the same run loses connections;
+// and nothing of either lab is left afterwards.
+func TestPOP(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
+		testenv.RequireCommand(t, c)
+	}
+	if _, err := CgroupRoot(); err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := Scenario{Conns: 1000, Homingd: buildHomingd(t), Serve: []string{exe}, Log: &lineLog{t: t}}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	var runs []*Result
+	for _, redirect := range []bool{true, false} {
+		r, err := sc.Run(ctx, redirect)
+		runs = append(runs, r)
+		if err != nil {
+			t.Fatalf("redirect=%v: %v\n%s", redirect, err, r.Logs)
+		}
+		if rest := Remains(r.LabID, r.PIDs); len(rest) > 0 {
+			t.Errorf("lab %s left behind: %s", r.LabID, strings.Join(rest, ", "))
+		}
+	}
+	var table bytes.Buffer
+	Table(&table, runs...)
+	t.Logf("both runs in %.0fs:\n%s", time.Since(t0).Seconds(), table.String())
+
+	homing, plain := runs[0], runs[1]
+	if len(homing.Steps) != 5 || len(plain.Steps) != 5 {
+		t.Fatalf("steps: homing %d, plain %d, want 5 each", len(homing.Steps), len(plain.Steps))
+	}
+	for _, st := range homing.Steps {
+		if st.Reset != 0 || st.Failed != 0 || st.Corrupted != 0 || st.Alive != sc.Conns {
+			t.Errorf("homing, step %q: %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes; want every connection alive and intact",
+				st.Name, st.Alive, sc.Conns, st.Stalled, st.Reset, st.Failed, st.Corrupted)
+		}
+	}
+	if t.Failed() {
+		for _, e := range homing.Ended {
+			t.Log(e)
+		}
+		t.Logf("host logs:\n%s", homing.Logs)
+	}
+	// The baseline must lose connections where ECMP moves them, or the proof proves
+	// nothing: a drain of 1 of 3 hosts moves about half of them with hash-threshold.
+	if plain.TotalReset() == 0 {
+		t.Errorf("plain ECMP lost no connection: the scenario does not move any")
+	}
+	if st := plain.Steps[1]; st.Reset < sc.Conns/5 {
+		t.Errorf("plain ECMP, step %q: %d reset, want at least %d", st.Name, st.Reset, sc.Conns/5)
+	}
+	for _, r := range runs {
+		for _, st := range r.Steps {
+			if st.Corrupted != 0 {
+				t.Errorf("redirect=%v, step %q: %d corrupted bytes", r.Redirect, st.Name, st.Corrupted)
+			}
+		}
+		if r.Exchanges == 0 {
+			t.Errorf("redirect=%v: no exchange completed", r.Redirect)
+		}
+	}
+}
+
+// TestCleanup leaves a lab as a crashed run would (its owner pid dead: a child process
+// that has exited) and checks that Cleanup removes it, and that it leaves the labs of
+// live processes alone.
+func TestCleanup(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip")
+	root, err := CgroupRoot()
+	if err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	child := exec.Command("true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := child.Process.Pid
+	deadID := Prefix + strconv.Itoa(dead) + "x1"
+	liveID := Prefix + strconv.Itoa(os.Getpid()) + "x99"
+	made := func(id string) []string {
+		ns := id + "-rtr"
+		if err := run("ip", "netns", "add", ns); err != nil {
+			t.Fatal(err)
+		}
+		cg := filepath.Join(root, id)
+		if err := os.MkdirAll(filepath.Join(cg, "h1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		runDir := filepath.Join(dpdkRunDir, id+"-h1")
+		if err := os.MkdirAll(runDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		tmp, err := os.MkdirTemp("", id+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []string{netnsPath(ns), cg, runDir, tmp}
+	}
+	deadPaths := made(deadID)
+	livePaths := made(liveID)
+	t.Cleanup(func() { _ = removeLab(liveID, filepath.Join(root, liveID)); _ = os.RemoveAll(livePaths[3]) })
+	t.Cleanup(func() { _ = removeLab(deadID, filepath.Join(root, deadID)); _ = os.RemoveAll(deadPaths[3]) })
+	// A process in the dead lab's namespace, as homingd would be after a crash.
+	sleeper := exec.Command("nsenter", "--net="+netnsPath(deadID+"-rtr"), "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = sleeper.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); <-exited })
+
+	if got := Remains(deadID, nil); len(got) != 4 {
+		t.Fatalf("before cleanup: %v, want 4 paths", got)
+	}
+	var log bytes.Buffer
+	if err := Cleanup(&log); err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), deadID) {
+		t.Errorf("cleanup log does not name %s:\n%s", deadID, log.String())
+	}
+	if got := Remains(deadID, nil); len(got) != 0 {
+		t.Errorf("after cleanup, left of %s: %v", deadID, got)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Errorf("the process in %s-rtr still runs", deadID)
+	}
+	for _, p := range livePaths {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("cleanup removed %s of a live lab: %v", p, err)
+		}
+	}
+}
+
+func TestOwnerPID(t *testing.T) {
+	for name, want := range map[string]int{
+		"hlab123x1-rtr":      123,
+		"hlab123x12":         123,
+		"hlab4x2-1234567":    4,
+		"hlab-rtr":           0,
+		"hlabx1":             0,
+		"hlab12-rtr":         0,
+		"hmg-probe-1":        0,
+		"xhlab123x1-rtr":     0,
+		"hlab99999999999x1":  99999999999,
+		"hlab123x1-h1.toml":  123,
+		"hlab123x10-h1":      123,
+		"hlab123abc":         0,
+		"hlab123x":           0,
+		"hlab123x1hlab456x2": 123,
+	} {
+		if got := ownerPID(name); got != want {
+			t.Errorf("ownerPID(%q) = %d, want %d", name, got, want)
+		}
+	}
+	if got := labID("hlab123x10-h1"); got != "hlab123x10" {
+		t.Errorf("labID = %q", got)
+	}
+}
