@@ -49,6 +49,9 @@ const (
 	DefaultDownAfter         = 3
 	DefaultGrace             = 5 * time.Second
 	DefaultLinger            = 60 * time.Second
+	DefaultRepairInterval    = time.Second
+	DefaultRepairTimeout     = 5 * time.Second
+	DefaultRepairMaxRecords  = 1 << 20
 	DefaultCgroup            = "/sys/fs/cgroup/unified"
 	DefaultMetricsListen     = "127.0.0.1:9370"
 	DefaultControlSocket     = "/run/homing/homingd.sock"
@@ -211,6 +214,12 @@ type Gossip struct {
 	Grace             time.Duration
 	Linger            time.Duration
 	DiscoveryFile     string
+	Repair            bool   // unicast repair (anti-entropy) of lost gossip
+	RepairPort        uint16 // TCP port of the repair listeners; default Port
+	RepairInterval    time.Duration
+	RepairTimeout     time.Duration
+	RepairMaxRecords  int
+	Digest            bool // compare heartbeat digests (repair on silent divergence)
 }
 
 // Probe is the sock_ops probe.
@@ -271,6 +280,12 @@ func Default() *Config {
 			DownAfter:         DefaultDownAfter,
 			Grace:             DefaultGrace,
 			Linger:            DefaultLinger,
+			Repair:            true,
+			RepairPort:        DefaultGossipPort,
+			RepairInterval:    DefaultRepairInterval,
+			RepairTimeout:     DefaultRepairTimeout,
+			RepairMaxRecords:  DefaultRepairMaxRecords,
+			Digest:            true,
 		},
 		Probe:   Probe{Enabled: true, Cgroup: DefaultCgroup},
 		Metrics: Metrics{Listen: DefaultMetricsListen},

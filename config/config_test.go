@@ -171,6 +171,12 @@ down_after = 5
 grace = "1m"
 linger = "2m30s"
 discovery_file = "/var/lib/homing/peers"
+repair = false
+repair_port = 7003
+repair_interval = "250ms"
+repair_timeout = "2s"
+repair_max_records = 5000
+digest = false
 
 [probe]
 enabled = false
@@ -216,7 +222,8 @@ format = "json"
 		},
 		Gossip: Gossip{Enabled: true, Group: netip.MustParseAddr("ff02::1:6"), Port: 7002, Interface: "eth9", TTL: 2,
 			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, MaxRate: 5, HeartbeatInterval: time.Second,
-			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers"},
+			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
+			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000},
 		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled"},
 		Metrics: Metrics{Listen: "[::1]:0"},
 		Control: Control{Socket: "/tmp/x.sock"},
@@ -340,6 +347,9 @@ func TestErrors(t *testing.T) {
 		{"datagram mtu", replace(t, "insecure = true", "insecure = true\nmax_datagram = 1480"), "t.toml: gossip.max_datagram: 1480 plus 28 bytes of IP and UDP headers exceeds the kernel MTU 1500", ErrConflict},
 		{"ttl", replace(t, "insecure = true", "insecure = true\nttl = 0"), "t.toml: gossip.ttl: must be 1..255, got 0", ErrInvalid},
 		{"down after", replace(t, "insecure = true", "insecure = true\ndown_after = 0"), "t.toml: gossip.down_after: must be 1..1000, got 0", ErrInvalid},
+		{"repair port", replace(t, "insecure = true", "insecure = true\nrepair_port = 65536"), "t.toml: gossip.repair_port: must be 1..65535, got 65536", ErrInvalid},
+		{"repair records", replace(t, "insecure = true", "insecure = true\nrepair_max_records = 0"), "t.toml: gossip.repair_max_records: must be 1..67108864, got 0", ErrInvalid},
+		{"repair timeout", replace(t, "insecure = true", "insecure = true\nrepair_timeout = \"0s\""), "t.toml: gossip.repair_timeout: must be > 0, got 0s", ErrInvalid},
 		{"cgroup", minimal + "[probe]\ncgroup = \"sys/fs\"\n", `t.toml: probe.cgroup: "sys/fs" must be an absolute path`, ErrInvalid},
 		{"metrics", minimal + "[metrics]\nlisten = \"9370\"\n", `t.toml: metrics.listen: "9370" is not host:port ("" disables metrics)`, ErrInvalid},
 		{"control", minimal + "[control]\nsocket = \"\"\n", "t.toml: control.socket: must not be empty", ErrMissing},

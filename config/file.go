@@ -112,6 +112,12 @@ type fileGossip struct {
 	Grace             string `toml:"grace"`
 	Linger            string `toml:"linger"`
 	DiscoveryFile     string `toml:"discovery_file"`
+	Repair            bool   `toml:"repair"`
+	RepairPort        int    `toml:"repair_port"`
+	RepairInterval    string `toml:"repair_interval"`
+	RepairTimeout     string `toml:"repair_timeout"`
+	RepairMaxRecords  int    `toml:"repair_max_records"`
+	Digest            bool   `toml:"digest"`
 }
 
 type fileProbe struct {
@@ -159,6 +165,11 @@ func defaultFile() fileConfig {
 			DownAfter:         DefaultDownAfter,
 			Grace:             DefaultGrace.String(),
 			Linger:            DefaultLinger.String(),
+			Repair:            true,
+			RepairInterval:    DefaultRepairInterval.String(),
+			RepairTimeout:     DefaultRepairTimeout.String(),
+			RepairMaxRecords:  DefaultRepairMaxRecords,
+			Digest:            true,
 		},
 		Probe:   fileProbe{Enabled: true, Cgroup: DefaultCgroup},
 		Metrics: fileMetrics{Listen: DefaultMetricsListen},

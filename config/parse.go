@@ -745,6 +745,15 @@ func (c *checker) gossip(cfg *Config, g *fileGossip) {
 	out.Grace = c.duration("gossip.grace", g.Grace)
 	out.Linger = c.duration("gossip.linger", g.Linger)
 	out.DiscoveryFile = g.DiscoveryFile
+	out.Repair, out.Digest = g.Repair, g.Digest
+	out.RepairPort = out.Port
+	if g.RepairPort != 0 {
+		out.RepairPort = c.port("gossip.repair_port", g.RepairPort)
+	}
+	out.RepairInterval = c.duration("gossip.repair_interval", g.RepairInterval)
+	out.RepairTimeout = c.duration("gossip.repair_timeout", g.RepairTimeout)
+	out.RepairMaxRecords = g.RepairMaxRecords
+	c.intRange("gossip.repair_max_records", g.RepairMaxRecords, 1, 1<<26)
 }
 
 // ParseCPUList parses a Linux CPU list ("0-1", "0,2,4-7") into sorted, unique CPU ids.
