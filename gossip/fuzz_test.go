@@ -80,6 +80,8 @@ func FuzzHeartbeat(f *testing.F) {
 	hb.AltAddr, hb.Domain = hb.Addr, ""
 	hb.Addr = testHeartbeat().AltAddr
 	f.Add(AppendHeartbeat(nil, &hb))
+	hb.Digest, hb.HasDigest = Digest{Count: 3, Sum: 0xfeedface}, true
+	f.Add(AppendHeartbeat(nil, &hb))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h, err := ParseHeartbeat(body)
 		if err != nil {
@@ -152,7 +154,9 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte(seal(nil, Header{Type: TypeRecords, Sender: 2, Incarnation: 7, Seq: 9},
 		AppendRecord(AppendRecord(nil, Record{Op: OpAdd, Key: key4(1), Owner: session.Owner{Host: 2, Epoch: 3}}),
 			Record{Op: OpDelete, Key: key4(1), Owner: session.Owner{Host: 2}}))))
-	n, err := New(Config{HostID: 1, Addr: hb.Addr, MAC: hb.MAC, Insecure: true}, nopConn{}, nopTable{}, nopTemplates{})
+	hb.Digest, hb.HasDigest = Digest{Count: 1, Sum: 2}, true
+	f.Add([]byte(seal(nil, Header{Type: TypeHeartbeat, Sender: 3, Incarnation: 42, Seq: 2}, AppendHeartbeat(nil, &hb))))
+	n, err := New(Config{HostID: 1, Addr: hb.Addr, MAC: hb.MAC, Insecure: true, Repair: true}, nopConn{}, nopTable{}, nopTemplates{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -10,10 +10,15 @@
 //	Conn.Recv ─▶ [receiver] ─Open (size, magic, version, tag)─▶ peer sequence/incarnation
 //	               │ heartbeat ─▶ membership ─Publish/Withdraw─▶ Templates
 //	               └ records ──▶ owners map (conflict rules) ─Apply (one per datagram)─▶ Table
-//	[housekeeper]: heartbeat every interval, peers down after missed heartbeats,
-//	               their sessions dropped after the grace, discovery file polling.
+//	[sender] also: heartbeat every interval, with the digest of the own sessions.
+//	[housekeeper]: peers down after missed heartbeats, their sessions dropped after
+//	               the grace, discovery file polling.
+//	[repairer] (Config.Repair): gaps, new peers and incarnations, digest mismatches
+//	           ─▶ one goroutine per repair: fetch the peer's snapshot over a stream,
+//	           reconcile (repair.go). [repair server]: one goroutine per answer.
 //
-// Goroutines (started by Run): receiver, sender, linger, housekeeper.
+// Goroutines (started by Run): receiver, sender, linger, housekeeper; with Repair,
+// repairer, repair server, and one per repair in flight and per answer.
 //
 // Locks, always taken in this order:
 //   - Node.peersMu protects the peer states (membership, sequence tracking, pending
@@ -21,8 +26,11 @@
 //   - Node.mu protects the ownership map (the source of truth the Table mirrors), the
 //     linger state, the record queue and the pending local updates, and serialises
 //     Table.Apply calls, so that the table sees updates in the order the map took them.
+//     It also protects the per-host digests and the repair tracks.
 //   - Node.sendMu protects the sequence counter and the sealer, so that sequence
-//     numbers go out in increasing order whichever goroutine sends.
+//     numbers go out in increasing order whichever goroutine sends. A repair
+//     snapshot reads the counter with Node.mu held.
+//   - Node.servedMu (a leaf) protects the repair server's per-requester times.
 package gossip
 
 import (
