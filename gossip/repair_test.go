@@ -513,7 +513,9 @@ func TestRepairBounded(t *testing.T) {
 	mb := start(t, hub, b)
 	time.Sleep(time.Second)
 	s := mb.node.Stats()
-	if s.RepairsStarted < 3 || s.RepairsStarted > 6 || s.RepairsFailed != s.RepairsStarted {
+	// At most one attempt at once and one per interval: 1 + 1s/200ms, minus one the
+	// scheduler may miss; the last may still be in flight.
+	if s.RepairsStarted < 2 || s.RepairsStarted > 6 || s.RepairsCompleted != 0 || s.RepairsFailed+1 < s.RepairsStarted {
 		t.Errorf("%d repairs started, %d failed in 1s at one per 200ms", s.RepairsStarted, s.RepairsFailed)
 	}
 	nt.SetRefuse(nil)
