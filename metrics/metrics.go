@@ -225,7 +225,7 @@ var (
 	// table
 	dTabEntries  = newDesc("table", "entries", "Sessions in the ownership table, by address family.", gauge, "family")
 	dTabCap      = newDesc("table", "capacity", "Configured capacity of the ownership table, by address family.", gauge, "family")
-	dTabOwner    = newDesc("table", "owner_entries", "Sessions in the ownership table by owner host id (counted by iterating the table, at most once per 10 s).", gauge, "owner")
+	dTabOwner    = newDesc("table", "owner_entries", "Sessions in the ownership table by owner host id (counted by iterating the table when it changed, using at most 1% of a core).", gauge, "owner")
 	dTabInserts  = newDesc("table", "inserts_total", "Sessions added to the table.", cnt)
 	dTabUpdates  = newDesc("table", "updates_total", "Existing sessions overwritten (owner or epoch changed).", cnt)
 	dTabDeletes  = newDesc("table", "deletes_total", "Sessions removed from the table.", cnt)
