@@ -43,6 +43,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/homing-dev/homing/ctl"
 )
 
 // Addresses of the lab.
@@ -269,6 +271,12 @@ capacity6 = 1024
 [gossip]
 group = "239.193.0.1"
 key_file = %[7]q
+# A peer is down after 2 s without heartbeats (the default, 3 x 100 ms, flaps when
+# several daemons and the clients share two loaded cores: a down owner's packets go to
+# the local kernel, which resets them).
+heartbeat_interval = "100ms"
+down_after = 20
+grace = "30s"
 
 [probe]
 cgroup = %[8]q
@@ -279,7 +287,7 @@ listen = ""
 [control]
 socket = %[9]q
 `, l.ID, n, HostAddr(n), VIP, RouterLAN, l.opts.Redirect, l.keyFile, cgroup,
-		filepath.Join(l.Dir, fmt.Sprintf("h%d.sock", n)))
+		l.socket(n))
 }
 
 // AddHosts creates hosts (each 1..MaxHosts) and starts their homingd and echo
@@ -587,3 +595,66 @@ func Tail(file string, n int) string {
 	}
 	return "  " + filepath.Base(file) + ": " + strings.Join(lines, "\n  "+filepath.Base(file)+": ")
 }
+
+// Status asks host n's homingd for its status over its control socket.
+func (l *Lab) Status(ctx context.Context, n int) (ctl.Status, error) {
+	var st ctl.Status
+	h := l.hosts[n]
+	if h == nil {
+		return st, fmt.Errorf("%w: h%d not started", ErrHost, n)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := ctl.Call(ctx, l.socket(n), ctl.CmdStatus, nil, &st)
+	return st, err
+}
+
+// Redirected is the number of packets every host's data plane has tunnelled to another
+// host so far.
+func (l *Lab) Redirected(ctx context.Context) (uint64, error) {
+	var sum uint64
+	for _, n := range l.Hosts() {
+		var st ctl.Stats
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := ctl.Call(c, l.socket(n), ctl.CmdStats, nil, &st)
+		cancel()
+		if err != nil {
+			return sum, fmt.Errorf("h%d: %w", n, err)
+		}
+		for _, lc := range st.Lcores {
+			sum += lc.Redirected
+		}
+	}
+	return sum, nil
+}
+
+// WaitSessions waits until the tables of hosts hold at least want IPv4 sessions each, or
+// limit passes. It returns each host's count either way, and ErrTimeout in the second case.
+func (l *Lab) WaitSessions(ctx context.Context, hosts []int, want int, limit time.Duration) (map[int]int, error) {
+	deadline := time.Now().Add(limit)
+	got := map[int]int{}
+	for {
+		done := true
+		for _, n := range hosts {
+			st, err := l.Status(ctx, n)
+			if err != nil {
+				return got, fmt.Errorf("h%d: %w", n, err)
+			}
+			got[n] = st.Sessions4
+			if st.Sessions4 < want {
+				done = false
+			}
+		}
+		if done {
+			return got, nil
+		}
+		if time.Now().After(deadline) {
+			return got, fmt.Errorf("%w: sessions per host %v, want %d", ErrTimeout, got, want)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return got, err
+		}
+	}
+}
+
+func (l *Lab) socket(n int) string { return filepath.Join(l.Dir, fmt.Sprintf("h%d.sock", n)) }

@@ -97,6 +97,19 @@ func TestPOP(t *testing.T) {
 				st.Name, st.Alive, sc.Conns, st.Stalled, st.Reset, st.Failed, st.Corrupted)
 		}
 	}
+	if homing.Stalled != 0 {
+		t.Errorf("homing: %d connections open but exchanging nothing at the end", homing.Stalled)
+	}
+	// The drain moves about half of the connections: their packets must have gone through
+	// the tunnel; with redirection off nothing may.
+	if st := homing.Steps[1]; st.Tunnelled == 0 {
+		t.Errorf("homing, step %q: no packet tunnelled", st.Name)
+	}
+	for _, st := range plain.Steps {
+		if st.Tunnelled != 0 {
+			t.Errorf("plain ECMP, step %q: %d packets tunnelled with tunnel.redirect = false", st.Name, st.Tunnelled)
+		}
+	}
 	if t.Failed() {
 		for _, e := range homing.Ended {
 			t.Log(e)

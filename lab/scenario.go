@@ -21,7 +21,7 @@ type Scenario struct {
 	Conns   int           // client connections (default 300)
 	Homingd string        // homingd executable
 	Serve   []string      // Options.Serve
-	Settle  time.Duration // after the last connect, before the first step (default 2s)
+	Settle  time.Duration // wait for the hosts' tables to hold every session, at most (default 10s)
 	Step    time.Duration // traffic after each step (default 3s)
 	Log     io.Writer     // progress lines (nil: none)
 	Live    bool          // also a live counter line each second, redrawn with \r (a terminal)
@@ -31,11 +31,12 @@ type Scenario struct {
 // StepResult counts the connections at the end of one step.
 type StepResult struct {
 	Name      string
-	Alive     int    // exchanging data in the last AliveWindow
-	Stalled   int    // open, but no exchange in the last AliveWindow
+	Alive     int    // still open at the end of the step
+	Stalled   int    // of those, with no exchange in the last AliveWindow
 	Reset     int    // reset during this step
 	Failed    int    // ended by another error during this step
 	Corrupted uint64 // corrupted echoed bytes during this step
+	Tunnelled uint64 // packets the hosts' data planes tunnelled to another host during this step
 }
 
 // Result is one run of the scenario.
@@ -45,6 +46,7 @@ type Result struct {
 	Conns     int
 	Steps     []StepResult
 	Exchanges uint64        // completed echo exchanges over the run
+	Stalled   int           // connections open at the end that exchanged nothing for 5 s
 	Elapsed   time.Duration // the whole run, lab setup and teardown included
 	Ended     []string      // the first connections that ended, with their errors
 	PIDs      []int         // every process the lab started
@@ -67,7 +69,7 @@ func (s *Scenario) defaults() {
 		s.Conns = 300
 	}
 	if s.Settle == 0 {
-		s.Settle = 2 * time.Second
+		s.Settle = 10 * time.Second
 	}
 	if s.Step == 0 {
 		s.Step = 3 * time.Second
@@ -124,21 +126,22 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	}
 	fleet.Start()
 	defer fleet.Stop()
-	s.logf("  %d connections from %s to %s:%d open (%.1fs); settling %v", s.Conns, ClientAddr, VIP, ServicePort,
-		time.Since(t).Seconds(), s.Settle)
-	if err = sleep(ctx, s.Settle); err != nil {
+	s.logf("  %d connections from %s to %s:%d open (%.1fs)", s.Conns, ClientAddr, VIP, ServicePort, time.Since(t).Seconds())
+	if err = s.converge(ctx, l, hosts, s.Conns); err != nil {
 		return res, err
 	}
-
 	prev := fleet.Counts()
+	prevTun, _ := l.Redirected(ctx)
 	measure := func(name string) error {
 		if err := s.watch(ctx, l, fleet, name, prev); err != nil {
 			return err
 		}
 		now := fleet.Counts()
-		res.Steps = append(res.Steps, StepResult{Name: name, Alive: now.Alive, Stalled: now.Stalled,
-			Reset: now.Reset - prev.Reset, Failed: now.Failed - prev.Failed, Corrupted: now.Corrupted - prev.Corrupted})
-		prev = now
+		tun, _ := l.Redirected(ctx)
+		res.Steps = append(res.Steps, StepResult{Name: name, Alive: now.Alive + now.Stalled, Stalled: now.Stalled,
+			Reset: now.Reset - prev.Reset, Failed: now.Failed - prev.Failed, Corrupted: now.Corrupted - prev.Corrupted,
+			Tunnelled: tun - prevTun})
+		prev, prevTun = now, tun
 		return nil
 	}
 	if err = measure("steady"); err != nil {
@@ -162,6 +165,10 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	if err = l.AddHosts(ctx, extra); err != nil {
 		return res, err
 	}
+	c := fleet.Counts()
+	if err = s.converge(ctx, l, []int{extra}, c.Alive+c.Stalled); err != nil {
+		return res, err
+	}
 	hosts = append(hosts, extra)
 	if err = l.SetRoute(hosts); err != nil {
 		return res, err
@@ -176,7 +183,17 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	if err = measure("rehash router"); err != nil {
 		return res, err
 	}
-	c := fleet.Counts()
+	// Every connection still open must still exchange data: a stalled one is black-holed.
+	for end := time.Now().Add(5 * time.Second); ; {
+		c = fleet.Counts()
+		if c.Stalled == 0 || time.Now().After(end) {
+			break
+		}
+		if err = sleep(ctx, 100*time.Millisecond); err != nil {
+			return res, err
+		}
+	}
+	res.Stalled = c.Stalled
 	res.Exchanges = c.Exchanges
 	for i, cn := range fleet.Ended() {
 		if i == 10 {
@@ -186,6 +203,45 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		res.Ended = append(res.Ended, fmt.Sprintf("connection %d from %s: %v", cn.ID, cn.Local, cn.Err()))
 	}
 	return res, l.Check()
+}
+
+// converge waits until the tables of hosts hold want sessions each (the connections'
+// owners have announced them, and every host has learned them), asking each homingd
+// over its control socket. It says how long that took, or what was missing after
+// Settle: the scenario then goes on, and the steps show the consequences.
+func (s *Scenario) converge(ctx context.Context, l *Lab, hosts []int, want int) error {
+	t := time.Now()
+	got, err := l.WaitSessions(ctx, hosts, want, s.Settle)
+	switch {
+	case err == nil:
+		s.logf("  tables of %s hold the %d sessions (%.2fs)", hostList(hosts), want, time.Since(t).Seconds())
+	case errors.Is(err, ErrTimeout):
+		s.logf("  after %v the tables hold fewer than %d sessions: %s", s.Settle, want, sessionCounts(got))
+	default:
+		return err
+	}
+	return nil
+}
+
+func hostList(hosts []int) string {
+	var b strings.Builder
+	for i, n := range hosts {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "h%d", n)
+	}
+	return b.String()
+}
+
+func sessionCounts(got map[int]int) string {
+	var b strings.Builder
+	for n := 1; n <= MaxHosts; n++ {
+		if c, ok := got[n]; ok {
+			fmt.Fprintf(&b, " h%d %d", n, c)
+		}
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // watch lets the traffic run for one step, then prints the step's line.
@@ -239,21 +295,22 @@ func (l *Lab) logTails(n int) string {
 
 // Table prints the results of runs side by side, one row per step.
 func Table(w io.Writer, runs ...*Result) {
-	fmt.Fprintf(w, "%-16s", "step")
+	const colw = 39
+	fmt.Fprintf(w, "%-14s", "step")
 	for _, r := range runs {
 		name := "homing"
 		if !r.Redirect {
 			name = "plain ECMP"
 		}
-		fmt.Fprintf(w, " | %-30s", fmt.Sprintf("%s (%d conns)", name, r.Conns))
+		fmt.Fprintf(w, " | %-*s", colw, fmt.Sprintf("%s, %d connections", name, r.Conns))
 	}
-	fmt.Fprintf(w, "\n%-16s", "")
+	fmt.Fprintf(w, "\n%-14s", "")
 	for range runs {
-		fmt.Fprintf(w, " | %7s %7s %14s", "alive", "reset", "corrupt bytes")
+		fmt.Fprintf(w, " | %6s %6s %12s %12s", "alive", "reset", "bad bytes", "tunnelled")
 	}
-	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 16))
+	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 14))
 	for range runs {
-		fmt.Fprintf(w, "-+-%s", strings.Repeat("-", 30))
+		fmt.Fprintf(w, "-+-%s", strings.Repeat("-", colw))
 	}
 	fmt.Fprintln(w)
 	rows := 0
@@ -267,14 +324,14 @@ func Table(w io.Writer, runs ...*Result) {
 				name = r.Steps[i].Name
 			}
 		}
-		fmt.Fprintf(w, "%-16s", name)
+		fmt.Fprintf(w, "%-14s", name)
 		for _, r := range runs {
 			if i >= len(r.Steps) {
-				fmt.Fprintf(w, " | %30s", "")
+				fmt.Fprintf(w, " | %*s", colw, "")
 				continue
 			}
 			st := r.Steps[i]
-			fmt.Fprintf(w, " | %7d %7d %14d", st.Alive, st.Reset+st.Failed, st.Corrupted)
+			fmt.Fprintf(w, " | %6d %6d %12d %12d", st.Alive, st.Reset+st.Failed, st.Corrupted, st.Tunnelled)
 		}
 		fmt.Fprintln(w)
 	}

@@ -107,7 +107,8 @@ func demo(args []string) int {
 	}
 	fmt.Println()
 	lab.Table(os.Stdout, runs...)
-	fmt.Printf("\n(alive: connections exchanging data at the end of the step; reset: connections reset during it)\n")
+	fmt.Printf("\nalive: connections still open at the end of the step; reset: connections reset during it;\n" +
+		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE.\n")
 	for _, r := range runs {
 		if r.Redirect && len(r.Ended) > 0 {
 			fmt.Println("\nconnections that ended with homing:")
