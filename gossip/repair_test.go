@@ -257,7 +257,9 @@ func TestRepairRestart(t *testing.T) {
 				t.Fatalf("node %d: session %d: %+v %v", m.node.HostID(), j, o, ok)
 			}
 		}
-		if s := m.node.Stats(); s.RepairRemoved != n-kept || s.GraceDrops != 0 {
+		// At least the old incarnation's sessions that were not re-announced (a snapshot
+		// taken while host 3 was still re-adding removes a few that come back after).
+		if s := m.node.Stats(); s.RepairRemoved < n-kept || s.GraceDrops != 0 {
 			t.Errorf("node %d: %d removed by repair, %d by the grace", m.node.HostID(), s.RepairRemoved, s.GraceDrops)
 		}
 	}
