@@ -96,6 +96,11 @@ func demo(args []string) int {
 	for _, redirect := range []bool{true, false} {
 		r, err := sc.Run(ctx, redirect)
 		runs = append(runs, r)
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "homing-lab demo: interrupted; the lab is removed")
+			failed = true
+			break
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "homing-lab demo:", err)
 			if r != nil && r.Logs != "" {
@@ -111,12 +116,9 @@ func demo(args []string) int {
 		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE.\n")
 	for _, r := range runs {
 		if r.Redirect && len(r.Ended) > 0 {
-			fmt.Println("\nconnections that ended with homing:")
-			for _, e := range r.Ended {
+			fmt.Printf("\nconnections that ended with homing (%d), the first:\n", r.TotalReset())
+			for _, e := range r.Ended[:min(3, len(r.Ended))] {
 				fmt.Println("  " + e)
-			}
-			if r.Logs != "" {
-				fmt.Println(r.Logs)
 			}
 		}
 	}
