@@ -53,6 +53,7 @@ const (
 	DefaultRepairTimeout     = 5 * time.Second
 	DefaultRepairMaxRecords  = 1 << 20
 	DefaultCgroup            = "/sys/fs/cgroup/unified"
+	DefaultTentativeLifetime = 3 * time.Second
 	DefaultMetricsListen     = "127.0.0.1:9370"
 	DefaultControlSocket     = "/run/homing/homingd.sock"
 	DefaultLogLevel          = "info"
@@ -226,6 +227,10 @@ type Gossip struct {
 type Probe struct {
 	Enabled bool
 	Cgroup  string // cgroup v2 directory the probe attaches to
+	// Tentative claims sessions whose handshake is in flight (SYN received on a VIP),
+	// for TentativeLifetime unless the handshake completes.
+	Tentative         bool
+	TentativeLifetime time.Duration
 }
 
 // Metrics is the Prometheus endpoint.
@@ -287,7 +292,7 @@ func Default() *Config {
 			RepairMaxRecords:  DefaultRepairMaxRecords,
 			Digest:            true,
 		},
-		Probe:   Probe{Enabled: true, Cgroup: DefaultCgroup},
+		Probe:   Probe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Control: Control{Socket: DefaultControlSocket},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

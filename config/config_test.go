@@ -181,6 +181,8 @@ digest = false
 [probe]
 enabled = false
 cgroup = "relative/is/fine/when/disabled"
+tentative = false
+tentative_lifetime = "500ms"
 
 [metrics]
 listen = "[::1]:0"
@@ -224,7 +226,7 @@ format = "json"
 			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, MaxRate: 5, HeartbeatInterval: time.Second,
 			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
 			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000},
-		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled"},
+		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled", TentativeLifetime: 500 * time.Millisecond},
 		Metrics: Metrics{Listen: "[::1]:0"},
 		Control: Control{Socket: "/tmp/x.sock"},
 		Log:     Log{Level: "debug", Format: "json"},

@@ -121,8 +121,10 @@ type fileGossip struct {
 }
 
 type fileProbe struct {
-	Enabled bool   `toml:"enabled"`
-	Cgroup  string `toml:"cgroup"`
+	Enabled           bool   `toml:"enabled"`
+	Cgroup            string `toml:"cgroup"`
+	Tentative         bool   `toml:"tentative"`
+	TentativeLifetime string `toml:"tentative_lifetime"`
 }
 
 type fileMetrics struct {
@@ -171,7 +173,7 @@ func defaultFile() fileConfig {
 			RepairMaxRecords:  DefaultRepairMaxRecords,
 			Digest:            true,
 		},
-		Probe:   fileProbe{Enabled: true, Cgroup: DefaultCgroup},
+		Probe:   fileProbe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime.String()},
 		Metrics: fileMetrics{Listen: DefaultMetricsListen},
 		Control: fileControl{Socket: DefaultControlSocket},
 		Log:     fileLog{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -291,7 +291,8 @@ func (c *checker) build(r *fileConfig) *Config {
 	c.sessions(cfg, r.Sessions)
 	c.gossip(cfg, &r.Gossip)
 
-	cfg.Probe = Probe{Enabled: r.Probe.Enabled, Cgroup: r.Probe.Cgroup}
+	cfg.Probe = Probe{Enabled: r.Probe.Enabled, Cgroup: r.Probe.Cgroup, Tentative: r.Probe.Tentative,
+		TentativeLifetime: c.duration("probe.tentative_lifetime", r.Probe.TentativeLifetime)}
 	if r.Probe.Enabled && !path.IsAbs(r.Probe.Cgroup) {
 		c.fail(ErrInvalid, "probe.cgroup", "%q must be an absolute path", r.Probe.Cgroup)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/lcore"
@@ -24,6 +26,9 @@ type control struct {
 	probe  *probe.Probe
 	errMu  sync.Mutex // protects errs
 	errs   []error
+
+	tentMu    sync.Mutex                // protects tentative
+	tentative map[session.Key]time.Time // unconfirmed claims and their deadlines; nil: off
 }
 
 // templates adapts the data plane's template store to gossip's membership callbacks.
@@ -75,6 +80,14 @@ func (d *Daemon) startControl() (err error) {
 		}); err != nil {
 			return err
 		}
+		var repairL net.Listener
+		if cfg.Gossip.Repair {
+			if repairL, err = gossip.ListenRepair(netip.AddrPortFrom(cfg.Host.Address, cfg.Gossip.RepairPort)); err != nil {
+				c.conn.Close()
+				c.conn = nil
+				return fmt.Errorf("%s: gossip.repair_port: %w", cfg.Source, err)
+			}
+		}
 		c.node, err = gossip.New(gossip.Config{
 			HostID: cfg.Host.ID, Addr: cfg.Host.Address, MAC: d.MAC, TunnelPort: cfg.Tunnel.Port, Domain: cfg.Host.Domain,
 			Group: cfg.Gossip.Group, Port: cfg.Gossip.Port, Interface: cfg.Gossip.Interface, TTL: cfg.Gossip.TTL,
@@ -82,8 +95,14 @@ func (d *Daemon) startControl() (err error) {
 			MaxRate: cfg.Gossip.MaxRate, HeartbeatInterval: cfg.Gossip.HeartbeatInterval, DownAfter: cfg.Gossip.DownAfter,
 			Grace: cfg.Gossip.Grace, Linger: cfg.Gossip.Linger, DiscoveryFile: cfg.Gossip.DiscoveryFile, Logger: d.Log.With("part", "gossip"),
 			OnConverge: d.onConverge,
+			Repair:     cfg.Gossip.Repair, RepairListener: repairL, RepairPort: cfg.Gossip.RepairPort,
+			RepairInterval: cfg.Gossip.RepairInterval, RepairTimeout: cfg.Gossip.RepairTimeout,
+			RepairMaxRecords: cfg.Gossip.RepairMaxRecords, NoDigest: !cfg.Gossip.Digest,
 		}, d.gossipConn(c.conn, keys), d.Table, templates{d})
 		if err != nil {
+			if repairL != nil {
+				repairL.Close()
+			}
 			c.conn.Close()
 			c.conn = nil
 			return fmt.Errorf("%s: gossip: %w", cfg.Source, err)
@@ -94,6 +113,23 @@ func (d *Daemon) startControl() (err error) {
 			if err := c.node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				d.Log.Error("gossip stopped", "err", err)
 				c.fail(err)
+			}
+		}()
+	}
+	if cfg.Probe.Enabled && cfg.Probe.Tentative {
+		c.tentative = make(map[session.Key]time.Time)
+		c.wg.Add(1)
+		go func() { // tentative expiry
+			defer c.wg.Done()
+			t := time.NewTicker(cfg.Probe.TentativeLifetime / 4)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case now := <-t.C:
+					d.expireTentative(now)
+				}
 			}
 		}()
 	}
@@ -116,25 +152,86 @@ func (d *Daemon) startControl() (err error) {
 
 // localEvent applies one probe event: through gossip when it runs, else straight to the
 // table (a single host, or static peers only).
+//
+// A Tentative event (SYN taken on a VIP) claims the session at once, so that a final
+// ACK that ECMP hands to another host is forwarded here; the Add of the completed
+// handshake confirms it; a claim not confirmed within probe.tentative_lifetime is
+// withdrawn without linger (expireTentative).
 func (d *Daemon) localEvent(ev probe.Event) {
-	n := d.ctl.node
+	c := d.ctl
 	var err error
 	switch ev.Kind {
-	case probe.Add:
-		if n != nil {
-			err = n.LocalAdd(ev.Key)
-		} else {
-			err = d.Table.Apply([]session.Update{{Key: ev.Key, Owner: session.Owner{Host: d.Config.Host.ID, Epoch: gossip.EpochAt(timeNow())}}})
+	case probe.Tentative:
+		if c.tentative == nil {
+			return
 		}
+		c.tentMu.Lock()
+		_, pending := c.tentative[ev.Key]
+		c.tentative[ev.Key] = timeNow().Add(d.Config.Probe.TentativeLifetime)
+		c.tentMu.Unlock()
+		if !pending {
+			err = d.claim(ev.Key)
+		}
+	case probe.Add:
+		confirmed := false
+		if c.tentative != nil {
+			c.tentMu.Lock()
+			_, confirmed = c.tentative[ev.Key]
+			delete(c.tentative, ev.Key)
+			c.tentMu.Unlock()
+		}
+		if confirmed && c.node != nil {
+			if o, ok := c.node.Owner(ev.Key); ok && o.Host == d.Config.Host.ID {
+				return // the tentative claim stands: nothing new to announce
+			}
+		}
+		err = d.claim(ev.Key)
 	case probe.Delete:
-		if n != nil {
-			err = n.LocalDelete(ev.Key)
+		if c.node != nil {
+			err = c.node.LocalDelete(ev.Key)
 		} else {
-			err = d.Table.Apply([]session.Update{{Key: ev.Key, Owner: session.Owner{Host: d.Config.Host.ID}, Delete: true}})
+			_, err = d.Table.ApplyBatch([]session.Update{{Key: ev.Key, Owner: session.Owner{Host: d.Config.Host.ID}, Delete: true}})
 		}
 	}
 	if err != nil {
 		d.Log.Warn("local session", "event", ev.String(), "err", err)
+	}
+}
+
+// claim makes this host the owner of k.
+func (d *Daemon) claim(k session.Key) error {
+	if n := d.ctl.node; n != nil {
+		return n.LocalAdd(k)
+	}
+	_, err := d.Table.ApplyBatch([]session.Update{{Key: k, Owner: session.Owner{Host: d.Config.Host.ID, Epoch: gossip.EpochAt(timeNow())}}})
+	return err
+}
+
+// expireTentative withdraws the tentative claims whose handshake did not complete.
+func (d *Daemon) expireTentative(now time.Time) {
+	c := d.ctl
+	var expired []session.Key
+	c.tentMu.Lock()
+	for k, at := range c.tentative {
+		if !now.Before(at) {
+			expired = append(expired, k)
+			delete(c.tentative, k)
+		}
+	}
+	c.tentMu.Unlock()
+	for _, k := range expired {
+		var err error
+		if c.node != nil {
+			err = c.node.LocalAbort(k)
+		} else {
+			_, err = d.Table.ApplyBatch([]session.Update{{Key: k, Owner: session.Owner{Host: d.Config.Host.ID}, Delete: true}})
+		}
+		if err != nil {
+			d.Log.Warn("tentative claim expiry", "session", k.String(), "err", err)
+		}
+	}
+	if len(expired) > 0 {
+		d.Log.Debug("tentative claims expired", "count", len(expired))
 	}
 }
 
