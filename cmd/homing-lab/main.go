@@ -70,8 +70,12 @@ func demo(args []string) int {
 		fmt.Fprintln(os.Stderr, "homing-lab demo: needs root (network namespaces, DPDK, eBPF)")
 		return 1
 	}
-	if *hosts < 1 || *hosts >= lab.MaxHosts {
-		fmt.Fprintf(os.Stderr, "homing-lab demo: -hosts must be 1..%d\n", lab.MaxHosts-1)
+	if *hosts < 2 || *hosts >= lab.MaxHosts {
+		fmt.Fprintf(os.Stderr, "homing-lab demo: -hosts must be 2..%d (one is drained, one more is added)\n", lab.MaxHosts-1)
+		return 2
+	}
+	if *conns < 1 {
+		fmt.Fprintln(os.Stderr, "homing-lab demo: -conns must be at least 1")
 		return 2
 	}
 	bin, err := findHomingd(*homingd)
