@@ -254,6 +254,10 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 		GraceDrops: st.GraceDrops, TableErrors: st.TableErrors, TemplateErrors: st.TemplateErrors,
 		QueueOverflow: st.QueueOverflow, DiscoveryErrors: st.DiscoveryErrors,
 		QueueLen: st.QueueLen, PeersUp: st.PeersUp, Sessions: st.Sessions, Incarnation: n.Incarnation(),
+		RepairsStarted: st.RepairsStarted, RepairsCompleted: st.RepairsCompleted, RepairsFailed: st.RepairsFailed,
+		RepairAuthFailures: st.RepairAuthFailures, RepairRecords: st.RepairRecords, RepairRemoved: st.RepairRemoved,
+		RepairsServed: st.RepairsServed, RepairServeRejects: st.RepairServeRejects, RepairRefused: st.RepairServeRefused,
+		DigestMismatches: st.DigestMismatches,
 	}
 }
 
@@ -510,7 +514,9 @@ func (o *ops) stats() ctl.Stats {
 			"receive_errors": g.ReceiveErrors, "auth_failures": g.AuthFailures, "sequence_gaps": g.SeqGaps,
 			"records_applied": g.RecordsApplied, "stale_records": g.StaleRecords, "local_updates": g.LocalUpdates,
 			"grace_drops": g.GraceDrops, "queue_overflow": g.QueueOverflow, "queue_len": g.QueueLen,
-			"peers_up": g.PeersUp, "sessions": g.Sessions}
+			"peers_up": g.PeersUp, "sessions": g.Sessions, "repairs_started": g.RepairsStarted,
+			"repairs_completed": g.RepairsCompleted, "repairs_failed": g.RepairsFailed, "repairs_served": g.RepairsServed,
+			"digest_mismatches": g.DigestMismatches}
 		out.Reject = g.Rejected
 	}
 	return out

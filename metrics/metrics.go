@@ -104,6 +104,11 @@ type Gossip struct {
 	QueueOverflow, DiscoveryErrors                        uint64
 	QueueLen, PeersUp, Sessions                           uint64 // gauges
 	Incarnation                                           uint64
+	// Repair (unicast), as client and as server.
+	RepairsStarted, RepairsCompleted, RepairsFailed  uint64
+	RepairAuthFailures, RepairRecords, RepairRemoved uint64
+	RepairsServed, RepairServeRejects, RepairRefused uint64
+	DigestMismatches                                 uint64
 }
 
 // Snapshot is everything the collector exports, read at once.
@@ -263,6 +268,13 @@ var (
 	dGPeersUp    = newDesc("gossip", "peers_up", "Peers whose heartbeats arrive.", gauge)
 	dGSessions   = newDesc("gossip", "sessions", "Sessions in the gossip node's ownership map.", gauge)
 	dGIncarnated = newDesc("gossip", "incarnation", "This run's incarnation number (unix nanoseconds at start).", gauge)
+	dGRepairs    = newDesc("gossip", "repairs_total", "Repairs this host ran against a peer (unicast fetch of its sessions), by outcome.", cnt, "outcome")
+	dGRepAuth    = newDesc("gossip", "repair_auth_failures_total", "Repair answers whose authentication tag matched no key.", cnt)
+	dGRepRecs    = newDesc("gossip", "repair_records_total", "Records received in complete repair answers.", cnt)
+	dGRepRemoved = newDesc("gossip", "repair_removed_total", "Entries removed because a full repair answer did not list them.", cnt)
+	dGServed     = newDesc("gossip", "repair_served_total", "Repair requests of peers answered in full.", cnt)
+	dGServeRej   = newDesc("gossip", "repair_serve_rejects_total", "Repair requests refused: failed authentication or checks, or too many or too often.", cnt)
+	dGDigest     = newDesc("gossip", "digest_mismatches_total", "Heartbeats whose session digest differed from this host's view of the sender.", cnt)
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
@@ -270,7 +282,7 @@ var (
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
 		dGStale, dGForeign, dGLocal, dGGrace, dGTableErr, dGTmplErr, dGOverflow, dGDiscErr, dGQueue, dGPeersUp,
-		dGSessions, dGIncarnated}
+		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest}
 )
 
 // collector reads a Source at every scrape.
@@ -376,5 +388,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGPeersUp, g.PeersUp)
 		u(dGSessions, g.Sessions)
 		u(dGIncarnated, g.Incarnation)
+		u(dGRepairs, g.RepairsStarted, "started")
+		u(dGRepairs, g.RepairsCompleted, "completed")
+		u(dGRepairs, g.RepairsFailed, "failed")
+		u(dGRepAuth, g.RepairAuthFailures)
+		u(dGRepRecs, g.RepairRecords)
+		u(dGRepRemoved, g.RepairRemoved)
+		u(dGServed, g.RepairsServed)
+		u(dGServeRej, g.RepairServeRejects+g.RepairRefused)
+		u(dGDigest, g.DigestMismatches)
 	}
 }
