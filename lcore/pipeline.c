@@ -295,6 +295,39 @@ parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
 		bm->cls = CLS(cls_other);
 }
 
+/* The common case, decided with few tests: one segment, IPv4 without options, not a
+ * fragment, TCP with a valid header, not a SYN, to a VIP. Returns 1 with the key built
+ * (exactly what parse4 would decide), else 0: the full parser decides. */
+static __rte_always_inline int
+parse_fast4(const struct homing_dp *dp, const struct rte_mbuf *m, struct burst_meta *bm,
+	    struct homing_key4 *key)
+{
+	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
+	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
+	const struct rte_tcp_hdr *tcp = (const struct rte_tcp_hdr *)(ip + 1);
+	uint32_t len = rte_pktmbuf_data_len(m), tot, doff, proto = IPPROTO_TCP;
+
+	if (unlikely(len < ETH_LEN + sizeof(*ip) + sizeof(*tcp) || m->nb_segs != 1 ||
+		     ((const struct rte_ether_hdr *)d)->ether_type !=
+			     rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+		     ip->version_ihl != RTE_IPV4_VHL_DEF || ip->next_proto_id != IPPROTO_TCP ||
+		     (ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)) != 0))
+		return 0;
+	tot = rte_be_to_cpu_16(ip->total_length);
+	doff = (uint32_t)(tcp->data_off >> 4) * 4;
+	if (unlikely(ETH_LEN + tot > len || doff < sizeof(*tcp) || doff + sizeof(*ip) > tot ||
+		     (tcp->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ||
+		     !vip4_match(dp, ip->dst_addr)))
+		return 0;
+	memcpy(&key->src, &ip->src_addr, 8);   /* src, dst */
+	memcpy(&key->sport, &tcp->src_port, 4); /* sport, dport */
+	memcpy(&key->proto, &proto, 4);         /* proto, zero pad (little endian) */
+	bm->ip_len = (uint16_t)tot;
+	bm->inner_af = 4;
+	bm->act = A_LOOKUP4;
+	return 1;
+}
+
 /* Strips the outer IP/UDP/GUE headers, keeping the outer MAC addresses. */
 static inline void
 decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
@@ -312,17 +345,28 @@ decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
 		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - want));
 }
 
+/* The GUE source port: from the key's table hash (computed once per packet, while
+ * parsing), so that every packet of a session takes the same port. */
 static inline uint16_t
-flow_sport(const void *key, uint32_t key_len)
+flow_sport(uint32_t h)
 {
-	uint32_t h = rte_hash_crc(key, key_len, 0x9e3779b9);
 	h ^= h >> 16;
 	return rte_cpu_to_be_16((uint16_t)(HOMING_SPORT_BASE + (h & HOMING_SPORT_MASK)));
 }
 
+static inline uint32_t
+key_hash(const void *key, uint32_t af)
+{
+	return af == 4 ? homing_table_hash4(key) : homing_table_hash6(key);
+}
+
+#define TMPL4_LEN (ETH_LEN + TUN_V4_LEN)
+#define TMPL6_LEN (ETH_LEN + TUN_V6_LEN)
+
 /* Prepends owner's template in place of the Ethernet header. Returns 0 (encapsulated),
- * -1 (owner has no live template: packet untouched) or -2 (no headroom). */
-static inline int
+ * -1 (owner has no live template: packet untouched) or -2 (no headroom). The template's
+ * length follows from its family (homing_tmpl_set), so that the copy has a fixed size. */
+static __rte_always_inline int
 encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
       uint16_t owner, const struct burst_meta *bm, uint16_t sport)
 {
@@ -335,29 +379,32 @@ encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf
 	t = &dp->tmpl[owner];
 	for (;;) {
 		sn = rte_seqlock_read_begin(&t->lock);
-		tlen = t->len;
-		if (unlikely(!t->valid || tlen <= ETH_LEN || tlen > HOMING_TMPL_MAX)) {
+		af = t->af;
+		csb = t->csum_base;
+		if (unlikely(!t->valid || (af != 4 && af != 6))) {
 			if (rte_seqlock_read_retry(&t->lock, sn))
 				continue;
 			return -1;
 		}
-		h = (uint8_t *)rte_pktmbuf_prepend(m, (uint16_t)(tlen - ETH_LEN));
-		if (unlikely(h == NULL)) {
+		tlen = af == 4 ? TMPL4_LEN : TMPL6_LEN;
+		if (unlikely(rte_pktmbuf_headroom(m) < tlen - ETH_LEN)) {
 			if (rte_seqlock_read_retry(&t->lock, sn))
 				continue;
 			return -2;
 		}
-		memcpy(h, t->hdr, tlen);
-		af = t->af;
-		csb = t->csum_base;
+		h = rte_pktmbuf_mtod(m, uint8_t *) - (tlen - ETH_LEN);
+		if (af == 4)
+			memcpy(h, t->hdr, TMPL4_LEN);
+		else
+			memcpy(h, t->hdr, TMPL6_LEN);
 		if (likely(!rte_seqlock_read_retry(&t->lock, sn)))
 			break;
-		rte_pktmbuf_adj(m, (uint16_t)(tlen - ETH_LEN));
 		st->tmpl_retries++;
 	}
-	/* Ethernet padding is not carried. */
-	if (rte_pktmbuf_data_len(m) > tlen + bm->ip_len)
-		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - tlen - bm->ip_len));
+	/* One segment (checked by the parser); Ethernet padding is not carried. */
+	m->data_off -= (uint16_t)(tlen - ETH_LEN);
+	m->data_len = (uint16_t)(tlen + bm->ip_len);
+	m->pkt_len = tlen + bm->ip_len;
 	/* GUE protocol: the inner family. */
 	h[tlen - 3] = bm->inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	if (af == 4) {
@@ -390,9 +437,9 @@ encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf
 
 /* Decides a packet whose session was found: to the owner (encapsulated), to the kernel
  * (owned here, or the owner is not live), or dropped (no headroom). Sets b->act, b->cls. */
-static inline void
+static __rte_always_inline void
 decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
-       struct burst_meta *b, uint64_t val, const void *key, uint32_t af)
+       struct burst_meta *b, uint64_t val, uint32_t hash)
 {
 	uint16_t owner = HOMING_VAL_OWNER(val);
 	int r;
@@ -402,8 +449,7 @@ decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbu
 		b->cls = CLS(cls_local);
 		return;
 	}
-	r = encap(dp, st, m, owner, b,
-		  flow_sport(key, af == 4 ? sizeof(struct homing_key4) : sizeof(struct homing_key6)));
+	r = encap(dp, st, m, owner, b, flow_sport(hash));
 	if (likely(r == 0)) {
 		b->act = A_NIC;
 		b->cls = CLS(cls_redirect);
@@ -418,14 +464,14 @@ decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbu
 
 /* Resolves one looked-up packet of the burst: decided if found, else parked if the park
  * is on and has room, else to the kernel. */
-static inline void
+static __rte_always_inline void
 resolve(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, int hit,
-	uint64_t val, const void *key, uint32_t af, uint64_t now)
+	uint64_t val, const void *key, uint32_t hash, uint32_t af, uint64_t now)
 {
 	struct homing_park_slot *s;
 
-	if (hit) {
-		decide(lc->dp, &lc->stats, m, b, val, key, af);
+	if (likely(hit)) {
+		decide(lc->dp, &lc->stats, m, b, val, hash);
 		return;
 	}
 	b->act = A_TAP;
@@ -505,7 +551,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 			struct homing_park_slot *s = &lc->park[i + j];
 			struct burst_meta b = { .ip_len = s->ip_len, .inner_af = s->af };
 			if ((hit >> j) & 1) {
-				decide(dp, st, s->m, &b, val[j], &s->k4, s->af);
+				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
 				cnt[b.cls]++;
 				if (b.act == A_NIC)
 					st->park_redirect++;
@@ -558,7 +604,7 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	struct burst_meta bm[HOMING_BURST];
 	struct homing_key4 k4[HOMING_BURST];
 	struct homing_key6 k6[HOMING_BURST];
-	const void *kp[HOMING_BURST];
+	uint32_t h4[HOMING_BURST], h6[HOMING_BURST];
 	uint8_t idx4[HOMING_BURST], idx6[HOMING_BURST];
 	uint64_t vals[HOMING_BURST], hits;
 	uint32_t n4 = 0, n6 = 0, i, j;
@@ -573,44 +619,60 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	for (i = 0; i < n; i++) {
 		if (i + HOMING_PREFETCH_OFFSET < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + HOMING_PREFETCH_OFFSET], void *));
-		parse(dp, pkts[i], &bm[i], &k4[n4], &k6[n6]);
-		if (unlikely(dp->no_redirect) && (bm[i].act == A_LOOKUP4 || bm[i].act == A_LOOKUP6)) {
-			bm[i].act = A_TAP;
-			bm[i].cls = CLS(cls_no_redirect);
-			continue;
-		}
-		if (bm[i].act == A_LOOKUP4)
+		if (!parse_fast4(dp, pkts[i], &bm[i], &k4[n4]))
+			parse(dp, pkts[i], &bm[i], &k4[n4], &k6[n6]);
+		if (likely(bm[i].act == A_LOOKUP4)) {
+			h4[n4] = homing_table_hash4(&k4[n4]);
 			idx4[n4++] = (uint8_t)i;
-		else if (bm[i].act == A_LOOKUP6)
+		} else if (unlikely(bm[i].act == A_LOOKUP6)) {
+			h6[n6] = homing_table_hash6(&k6[n6]);
 			idx6[n6++] = (uint8_t)i;
+		}
+	}
+	/* Redirection off (decided once per burst): VIP packets go to the kernel. */
+	if (unlikely(dp->no_redirect) && (n4 | n6) != 0) {
+		for (j = 0; j < n4; j++) {
+			bm[idx4[j]].act = A_TAP;
+			bm[idx4[j]].cls = CLS(cls_no_redirect);
+		}
+		for (j = 0; j < n6; j++) {
+			bm[idx6[j]].act = A_TAP;
+			bm[idx6[j]].cls = CLS(cls_no_redirect);
+		}
+		n4 = n6 = 0;
 	}
 
-	if (n4 != 0 || n6 != 0) {
+	if (likely((n4 | n6) != 0)) {
 		uint64_t now = lc->park_tsc != 0 ? rte_rdtsc() : 0;
-		if (n4 != 0) {
-			for (j = 0; j < n4; j++)
-				kp[j] = &k4[j];
-			hits = 0;
-			homing_table_lookup4_bulk(dp->table, kp, n4, &hits, vals);
+		if (likely(n4 != 0)) {
+			hits = homing_table_lookup4_hashed(dp->table, k4, h4, n4, vals);
 			for (j = 0; j < n4; j++)
 				resolve(lc, pkts[idx4[j]], &bm[idx4[j]], (hits >> j) & 1, vals[j],
-					&k4[j], 4, now);
+					&k4[j], h4[j], 4, now);
 		}
-		if (n6 != 0) {
-			for (j = 0; j < n6; j++)
-				kp[j] = &k6[j];
-			hits = 0;
-			homing_table_lookup6_bulk(dp->table, kp, n6, &hits, vals);
+		if (unlikely(n6 != 0)) {
+			hits = homing_table_lookup6_hashed(dp->table, k6, h6, n6, vals);
 			for (j = 0; j < n6; j++)
 				resolve(lc, pkts[idx6[j]], &bm[idx6[j]], (hits >> j) & 1, vals[j],
-					&k6[j], 6, now);
+					&k6[j], h6[j], 6, now);
 		}
 	}
 
 	/* Final pass in arrival order, so that each output keeps the input order. */
 	for (i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
-		switch (bm[i].act) {
+		uint8_t act = bm[i].act;
+		if (likely(act == A_NIC)) {
+			/* decide() classifies every A_NIC packet as cls_redirect */
+			nic_out[nn++] = m;
+			continue;
+		}
+		if (act == A_TAP) {
+			cnt[bm[i].cls]++;
+			tap_out[nt++] = m;
+			continue;
+		}
+		switch (act) {
 		case A_DECAP4:
 			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
 			st->cls_decap++;
@@ -621,22 +683,15 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			st->cls_decap++;
 			tap_out[nt++] = m;
 			break;
-		case A_NIC:
-			cnt[bm[i].cls]++;
-			nic_out[nn++] = m;
-			break;
 		case A_DROP:
 			cnt[bm[i].cls]++;
 			rte_pktmbuf_free(m);
 			break;
-		case A_PARKED:
-			break;
-		default:
-			cnt[bm[i].cls]++;
-			tap_out[nt++] = m;
+		default: /* A_PARKED: counted when released */
 			break;
 		}
 	}
+	st->cls_redirect += nn;
 	st->rx_nic += n;
 	*n_nic = nn;
 	*n_tap = nt;

@@ -1,35 +1,28 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * homing ownership table: the writer side (create, batched writes, point lookups,
- * iteration, counts, free). The reader side is inline in homing_table.h.
+ * iteration, counts, free). The reader side is inline in homing_table.h, which also
+ * draws the layout and states the concurrency rules.
  *
- * Concurrency. One writer at a time (the Go side holds a mutex), any number of lcore
- * readers, lock-free. The writer may run on any OS thread, EAL or not: rte_hash calls
- * rte_lcore_id() only for the per-lcore free-slot caches of
- * RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD, which we do not set; without it the free-slot
- * ring is used with single-producer/single-consumer calls, from the writer only. The
- * QSBR defer queue uses MT-safe ring modes and rte_rcu_qsbr_start/check, none of which
- * need an lcore id (checked against DPDK 22.11 lib/hash/rte_cuckoo_hash.c and
- * lib/rcu/rte_rcu_qsbr.c). Point lookups and iteration run on the writer side, under the
- * same mutex, so that no slot they read is recycled under them.
+ * One writer at a time (the Go side holds a mutex). The writer may run on any OS thread,
+ * EAL or not: nothing here needs an lcore id (rte_rcu_qsbr_start/check do not).
  *
- * Slot recycling. With RW_CONCURRENCY_LF and a QSBR variable attached in DQ mode,
- * rte_hash_del_key() pushes the key-store slot (and an extendable bucket it emptied) on
- * a defer queue with a fresh QSBR token. The queue is reclaimed by later deletes (trigger
- * limit 0: every enqueue frees what is already safe, up to HOMING_TABLE_RECLAIM_BATCH)
- * and by adds that find no free slot. A slot comes back only when every registered,
- * online reader has called rte_rcu_qsbr_quiescent() after the delete. An add that finds
- * no free slot while deleted slots are still deferred waits, at most reclaim_wait_us and
- * once per batch, for the readers to pass a quiescent state; after that it is -ENOSPC.
+ * Slot recycling. A delete appends the key slot to the free ring's tail. At the end of
+ * the batch (or when an add finds no free slot) the slots deleted since the last token
+ * are closed into a group with a fresh QSBR token (rte_rcu_qsbr_start); a group becomes
+ * free once rte_rcu_qsbr_check says every registered, online reader reported a
+ * quiescent state after it. An add that finds no free slot while groups still wait
+ * waits for the readers, at most reclaim_wait_us and once per batch; after that it is
+ * -ENOSPC. With no reader registered, the check succeeds at once.
  *
- * Extendable buckets. RTE_HASH_EXTRA_FLAGS_EXT_TABLE is supported together with
- * RW_CONCURRENCY_LF since DPDK 19.05 (emptied extendable buckets are recycled through
- * the same defer queue as key slots). With it the table holds exactly `capacity` keys,
- * whatever the cuckoo paths, so "full" is deterministic; the price is a second bucket
- * array (64 B per 8 keys) and a chained search for the few keys that overflow. See the
- * note on 64-key bulk lookups in homing_table.h.
+ * Placement. A new key goes to a free entry of its primary bucket, else its secondary
+ * bucket, else a breadth-first search (at most CUCKOO_NODES buckets) finds a path of
+ * entries to move each to its other bucket; the moves are done from the free end of the
+ * path, each one published in the destination before `change` is bumped and the source
+ * overwritten. Failing that (not expected below 87.5 % load) the key goes to the stash.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,27 +30,22 @@
 
 #include <rte_common.h>
 #include <rte_errno.h>
-#include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_pause.h>
 #include <rte_rcu_qsbr.h>
-#include <rte_ring_elem.h>
 
 #include "homing_table.h"
 
-
 _Static_assert(sizeof(struct homing_key4) == 16, "homing_key4 must be 16 bytes");
 _Static_assert(sizeof(struct homing_key6) == 40, "homing_key6 must be 40 bytes");
+_Static_assert(sizeof(struct homing_tbucket) == 64, "a bucket is one cache line");
 
-#define HASH_FLAGS (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE)
+/* Buckets the breadth-first cuckoo search visits at most. */
+#define CUCKOO_NODES 256
 
-/* Mirrors of rte_hash internals (lib/hash/rte_cuckoo_hash.h, 22.11), for memsize only. */
-#define HASH_BUCKET_ENTRIES 8
-#define HASH_BUCKET_SIZE 64
-#define HASH_KEY_ALIGNMENT 16
-#define HASH_KEY_HDR 8 /* struct rte_hash_key: the data pointer before the key */
-#define HASH_DQ_ELEM 16 /* QSBR token + struct __rte_hash_rcu_dq_entry */
+/* Table names in use (unique per process, like rte_hash's names were). */
+static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct homing_table *names[256];
 
 static int
 valid_proto(uint8_t p)
@@ -66,61 +54,106 @@ valid_proto(uint8_t p)
 }
 
 static int
-key4_valid(const void *k)
+key_valid(const void *k, uint32_t klen)
 {
-	const struct homing_key4 *key = k;
+	const uint8_t *b = k;
 
-	return valid_proto(key->proto) && (key->pad[0] | key->pad[1] | key->pad[2]) == 0;
+	return valid_proto(b[klen - 4]) && (b[klen - 3] | b[klen - 2] | b[klen - 1]) == 0;
+}
+
+static uint32_t
+bucket_count(uint32_t capacity)
+{
+	uint32_t nb = rte_align32pow2((capacity + HOMING_TABLE_BUCKET_FILL - 1) /
+				      HOMING_TABLE_BUCKET_FILL);
+
+	return nb < 2 ? 2 : nb;
+}
+
+static uint32_t
+entry_size(uint32_t klen)
+{
+	return klen + 8;
+}
+
+/* The allocations of one family, in the order htab_init makes them. */
+static uint64_t
+htab_memsize(uint32_t capacity, uint32_t klen)
+{
+	return (uint64_t)bucket_count(capacity) * sizeof(struct homing_tbucket) +
+	       RTE_ALIGN_CEIL((uint64_t)capacity * entry_size(klen), RTE_CACHE_LINE_SIZE) +
+	       RTE_ALIGN_CEIL((uint64_t)capacity * sizeof(uint32_t), RTE_CACHE_LINE_SIZE) +
+	       sizeof(struct homing_defer) * HOMING_TABLE_DEFER_GROUPS;
 }
 
 static int
-key6_valid(const void *k)
+htab_init(struct homing_htab *h, uint32_t capacity, uint32_t klen, int socket)
 {
-	const struct homing_key6 *key = k;
+	uint32_t nb = bucket_count(capacity), i;
 
-	return valid_proto(key->proto) && (key->pad[0] | key->pad[1] | key->pad[2]) == 0;
+	h->bkt = rte_zmalloc_socket("homing_tbl_bkt", (size_t)nb * sizeof(*h->bkt),
+				    RTE_CACHE_LINE_SIZE, socket);
+	h->kv = rte_zmalloc_socket("homing_tbl_kv", (size_t)capacity * entry_size(klen),
+				   RTE_CACHE_LINE_SIZE, socket);
+	h->fifo = rte_malloc_socket("homing_tbl_free", (size_t)capacity * sizeof(uint32_t),
+				    RTE_CACHE_LINE_SIZE, socket);
+	h->defer = rte_malloc_socket("homing_tbl_defer",
+				     sizeof(struct homing_defer) * HOMING_TABLE_DEFER_GROUPS,
+				     RTE_CACHE_LINE_SIZE, socket);
+	if (h->bkt == NULL || h->kv == NULL || h->fifo == NULL || h->defer == NULL)
+		return -ENOMEM;
+	h->mask = nb - 1;
+	h->capacity = capacity;
+	h->key_len = klen;
+	h->entry = entry_size(klen);
+	for (i = 0; i < capacity; i++)
+		h->fifo[i] = i;
+	h->head = 0;
+	h->safe = h->closed = h->tail = capacity;
+	return 0;
 }
 
-static struct rte_hash *
-create_hash(const char *name, const char *suffix, uint32_t key_len, uint32_t capacity,
-	    int socket_id, struct rte_rcu_qsbr *qsbr)
+static void
+htab_free(struct homing_htab *h)
 {
-	char hname[RTE_HASH_NAMESIZE];
-	struct rte_hash_parameters p = {
-		.name = hname,
-		.entries = capacity,
-		.key_len = key_len,
-		.hash_func = rte_hash_crc,
-		.hash_func_init_val = 0,
-		.socket_id = socket_id,
-		.extra_flag = HASH_FLAGS,
-	};
-	struct rte_hash_rcu_config rcu = {
-		.v = qsbr,
-		.mode = RTE_HASH_QSBR_MODE_DQ,
-		/* A deferred slot is a slot not in the table: capacity entries always fit,
-		 * so an enqueue never fails (a failed enqueue would leak the slot). */
-		.dq_size = capacity,
-		.trigger_reclaim_limit = 0,
-		.max_reclaim_size = HOMING_TABLE_RECLAIM_BATCH,
-	};
-	struct rte_hash *h;
-	int err;
+	rte_free(h->bkt);
+	rte_free(h->kv);
+	rte_free(h->fifo);
+	rte_free(h->defer);
+}
 
-	snprintf(hname, sizeof(hname), "%s%s", name, suffix);
-	h = rte_hash_create(&p);
-	if (h == NULL) {
-		if (rte_errno == 0)
-			rte_errno = ENOMEM;
-		return NULL;
+static void
+names_drop(struct homing_table *t)
+{
+	pthread_mutex_lock(&names_mu);
+	for (unsigned i = 0; i < RTE_DIM(names); i++)
+		if (names[i] == t)
+			names[i] = NULL;
+	pthread_mutex_unlock(&names_mu);
+}
+
+/* Registers t's name; -EEXIST if taken, -ENOSPC if too many tables. */
+static int
+names_add(struct homing_table *t)
+{
+	int free_i = -1, ret = 0;
+
+	pthread_mutex_lock(&names_mu);
+	for (unsigned i = 0; i < RTE_DIM(names); i++) {
+		if (names[i] == NULL) {
+			if (free_i < 0)
+				free_i = (int)i;
+		} else if (strcmp(names[i]->name, t->name) == 0) {
+			ret = -EEXIST;
+			break;
+		}
 	}
-	if (rte_hash_rcu_qsbr_add(h, &rcu) != 0) {
-		err = rte_errno != 0 ? rte_errno : ENOMEM;
-		rte_hash_free(h);
-		rte_errno = err;
-		return NULL;
-	}
-	return h;
+	if (ret == 0 && free_i < 0)
+		ret = -ENOSPC;
+	if (ret == 0)
+		names[free_i] = t;
+	pthread_mutex_unlock(&names_mu);
+	return ret;
 }
 
 struct homing_table *
@@ -148,6 +181,13 @@ homing_table_create(const char *name, uint32_t capacity4, uint32_t capacity6, in
 		rte_errno = ENOMEM;
 		return NULL;
 	}
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	err = -names_add(t);
+	if (err != 0) {
+		rte_free(t);
+		rte_errno = err;
+		return NULL;
+	}
 	qsz = rte_rcu_qsbr_get_memsize(RTE_MAX_LCORE);
 	t->qsbr = rte_zmalloc_socket("homing_table_qsbr", qsz, RTE_CACHE_LINE_SIZE, socket_id);
 	if (t->qsbr == NULL) {
@@ -161,14 +201,9 @@ homing_table_create(const char *name, uint32_t capacity4, uint32_t capacity6, in
 	t->capacity4 = capacity4;
 	t->capacity6 = capacity6;
 	t->reclaim_wait_us = HOMING_TABLE_RECLAIM_WAIT_US;
-	t->h4 = create_hash(name, "_v4", sizeof(struct homing_key4), capacity4, socket_id, t->qsbr);
-	if (t->h4 == NULL) {
-		err = rte_errno;
-		goto fail;
-	}
-	t->h6 = create_hash(name, "_v6", sizeof(struct homing_key6), capacity6, socket_id, t->qsbr);
-	if (t->h6 == NULL) {
-		err = rte_errno;
+	if (htab_init(&t->v4, capacity4, sizeof(struct homing_key4), socket_id) != 0 ||
+	    htab_init(&t->v6, capacity6, sizeof(struct homing_key6), socket_id) != 0) {
+		err = ENOMEM;
 		goto fail;
 	}
 	return t;
@@ -183,9 +218,9 @@ homing_table_free(struct homing_table *t)
 {
 	if (t == NULL)
 		return;
-	/* rte_hash_free reclaims the defer queue; readers must be gone (or offline). */
-	rte_hash_free(t->h4);
-	rte_hash_free(t->h6);
+	names_drop(t);
+	htab_free(&t->v4);
+	htab_free(&t->v6);
 	rte_free(t->qsbr);
 	rte_free(t);
 }
@@ -199,14 +234,12 @@ now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Waits until every registered online reader has passed a quiescent state, so that
- * every slot deferred so far can be reclaimed. Readers report once per loop (a few
- * microseconds), so it spins first and sleeps only after HOMING_TABLE_RECLAIM_SPIN_US.
- * Returns 1 on success, 0 on timeout. */
+/* Waits until every registered online reader has passed a quiescent state after token.
+ * Readers report once per loop (a few microseconds), so it spins first and sleeps only
+ * after HOMING_TABLE_RECLAIM_SPIN_US. Returns 1 on success, 0 on timeout. */
 static int
-wait_readers(struct homing_table *t)
+wait_readers(struct homing_table *t, uint64_t token)
 {
-	uint64_t token = rte_rcu_qsbr_start(t->qsbr);
 	uint64_t start = now_us(), now;
 	struct timespec nap = {.tv_sec = 0, .tv_nsec = 20000};
 
@@ -225,97 +258,300 @@ wait_readers(struct homing_table *t)
 	return 1;
 }
 
-/* One family's side of the table, for the generic batch loop. */
-struct family {
-	struct rte_hash *h;
-	uint32_t *count;
-	uint32_t capacity;
-	size_t key_size;
-	int (*valid)(const void *key);
-};
-
-static struct family
-family4(struct homing_table *t)
+/* Closes the slots deleted since the last token into a group with a fresh token. */
+static void
+defer_close(struct homing_table *t, struct homing_htab *h)
 {
-	return (struct family){t->h4, &t->count4, t->capacity4, sizeof(struct homing_key4),
-			       key4_valid};
+	uint64_t token;
+
+	if (h->closed == h->tail)
+		return;
+	token = rte_rcu_qsbr_start(t->qsbr);
+	if (h->defer_n == HOMING_TABLE_DEFER_GROUPS) {
+		/* Merge into the newest group: its slots wait for the newer token. */
+		struct homing_defer *d = &h->defer[(h->defer_head + h->defer_n - 1) %
+						   HOMING_TABLE_DEFER_GROUPS];
+		d->end = h->tail;
+		d->token = token;
+	} else {
+		struct homing_defer *d = &h->defer[(h->defer_head + h->defer_n) %
+						   HOMING_TABLE_DEFER_GROUPS];
+		d->end = h->tail;
+		d->token = token;
+		h->defer_n++;
+	}
+	h->closed = h->tail;
 }
 
-static struct family
-family6(struct homing_table *t)
+/* Frees the groups the readers are done with. */
+static void
+defer_reclaim(struct homing_table *t, struct homing_htab *h)
 {
-	return (struct family){t->h6, &t->count6, t->capacity6, sizeof(struct homing_key6),
-			       key6_valid};
+	while (h->defer_n != 0) {
+		struct homing_defer *d = &h->defer[h->defer_head];
+		if (!rte_rcu_qsbr_check(t->qsbr, d->token, false))
+			break;
+		h->safe = d->end;
+		h->defer_head = (h->defer_head + 1) % HOMING_TABLE_DEFER_GROUPS;
+		h->defer_n--;
+	}
+}
+
+/* Takes a free key slot; -ENOSPC if none (after waiting for the readers once per
+ * batch, see wait_readers). */
+static int64_t
+slot_alloc(struct homing_table *t, struct homing_htab *h, bool *gave_up)
+{
+	if (h->head == h->safe) {
+		defer_close(t, h);
+		defer_reclaim(t, h);
+		if (h->head == h->safe && h->defer_n != 0 && !*gave_up) {
+			struct homing_defer *d = &h->defer[(h->defer_head + h->defer_n - 1) %
+							   HOMING_TABLE_DEFER_GROUPS];
+			if (wait_readers(t, d->token))
+				defer_reclaim(t, h);
+			else
+				*gave_up = true;
+		}
+		if (h->head == h->safe)
+			return -ENOSPC;
+	}
+	return h->fifo[h->head++ % h->capacity];
+}
+
+/* Gives back the slot slot_alloc just returned. */
+static void
+slot_unalloc(struct homing_htab *h)
+{
+	h->head--;
+}
+
+static void
+slot_defer(struct homing_htab *h, uint32_t slot)
+{
+	h->fifo[h->tail++ % h->capacity] = slot;
+}
+
+static uint8_t *
+slot_ptr(const struct homing_htab *h, uint32_t slot)
+{
+	return h->kv + (size_t)slot * h->entry;
+}
+
+/* Where a key is: bucket entry, or stash entry (bkt == UINT32_MAX). */
+struct place {
+	uint32_t bkt;
+	uint32_t pos;
+};
+
+/* Writer-side search. Returns the key slot + 1 and its place, or 0. */
+static uint32_t
+locate(const struct homing_htab *h, const void *key, uint32_t hv, struct place *pl)
+{
+	uint32_t b = hv & h->mask, sig = hv >> 16, m, x, i;
+
+	for (int pass = 0; pass < 2; pass++) {
+		const struct homing_tbucket *bk = &h->bkt[b];
+		for (m = homing_table_sigmatch_(bk, (uint16_t)sig); m != 0; m &= m - 1) {
+			i = (uint32_t)__builtin_ctz(m) >> 1;
+			x = bk->idx[i];
+			if (x != 0 && memcmp(slot_ptr(h, x - 1), key, h->key_len) == 0) {
+				pl->bkt = b;
+				pl->pos = i;
+				return x;
+			}
+		}
+		b = homing_table_alt_(b, sig, h->mask);
+	}
+	for (i = 0; i < h->stash_n; i++) {
+		x = h->stash[i];
+		if (x != 0 && memcmp(slot_ptr(h, x - 1), key, h->key_len) == 0) {
+			pl->bkt = UINT32_MAX;
+			pl->pos = i;
+			return x;
+		}
+	}
+	return 0;
+}
+
+static int
+free_entry(const struct homing_tbucket *bk)
+{
+	for (int i = 0; i < HOMING_TABLE_BUCKET_ENTRIES; i++)
+		if (bk->idx[i] == 0)
+			return i;
+	return -1;
+}
+
+static void
+publish(struct homing_tbucket *bk, uint32_t pos, uint16_t sig, uint32_t x)
+{
+	__atomic_store_n(&bk->sig[pos], sig, __ATOMIC_RELAXED);
+	__atomic_store_n(&bk->idx[pos], x, __ATOMIC_RELEASE);
+}
+
+struct cuckoo_node {
+	uint32_t bkt;
+	int32_t parent; /* node index, -1 for the two roots */
+	uint32_t ppos;  /* entry of the parent's bucket whose other bucket is bkt */
+};
+
+static bool
+on_path(const struct cuckoo_node *q, int32_t n, uint32_t bkt)
+{
+	for (; n >= 0; n = q[n].parent)
+		if (q[n].bkt == bkt)
+			return true;
+	return false;
+}
+
+/* Makes room in bucket b0 or b1 (both full) by moving entries along a cuckoo path.
+ * Returns 0 and the freed entry, or -1. */
+static int
+cuckoo(struct homing_table *t, struct homing_htab *h, uint32_t b0, uint32_t b1,
+       struct place *out)
+{
+	struct cuckoo_node q[CUCKOO_NODES];
+	int32_t qh = 0, qt = 0;
+
+	q[qt++] = (struct cuckoo_node){b0, -1, 0};
+	q[qt++] = (struct cuckoo_node){b1, -1, 0};
+	while (qh < qt) {
+		int32_t cur = qh++;
+		struct homing_tbucket *bk = &h->bkt[q[cur].bkt];
+		for (uint32_t i = 0; i < HOMING_TABLE_BUCKET_ENTRIES; i++) {
+			uint32_t alt = homing_table_alt_(q[cur].bkt, bk->sig[i], h->mask);
+			int f = free_entry(&h->bkt[alt]);
+			if (f >= 0) {
+				/* Move along the path, from its free end. */
+				uint32_t db = alt, dp = (uint32_t)f, sp = i;
+				int32_t n = cur;
+				for (;;) {
+					struct homing_tbucket *src = &h->bkt[q[n].bkt];
+					publish(&h->bkt[db], dp, src->sig[sp], src->idx[sp]);
+					__atomic_store_n(&h->change, h->change + 1, __ATOMIC_RELEASE);
+					__atomic_thread_fence(__ATOMIC_RELEASE);
+					t->stats.cuckoo_moves++;
+					db = q[n].bkt;
+					dp = sp;
+					if (q[n].parent < 0)
+						break;
+					sp = q[n].ppos;
+					n = q[n].parent;
+				}
+				out->bkt = db;
+				out->pos = dp;
+				return 0;
+			}
+			if (qt < CUCKOO_NODES && !on_path(q, cur, alt))
+				q[qt++] = (struct cuckoo_node){alt, cur, i};
+		}
+	}
+	return -1;
+}
+
+/* Places key slot x (key hash hv) in a bucket or the stash. Returns 0 or -ENOSPC. */
+static int
+place_new(struct homing_table *t, struct homing_htab *h, uint32_t hv, uint32_t x)
+{
+	uint32_t b0 = hv & h->mask, sig = hv >> 16;
+	uint32_t b1 = homing_table_alt_(b0, sig, h->mask);
+	struct place pl;
+	int f;
+
+	if ((f = free_entry(&h->bkt[b0])) >= 0) {
+		publish(&h->bkt[b0], (uint32_t)f, (uint16_t)sig, x);
+		return 0;
+	}
+	if ((f = free_entry(&h->bkt[b1])) >= 0) {
+		publish(&h->bkt[b1], (uint32_t)f, (uint16_t)sig, x);
+		return 0;
+	}
+	if (cuckoo(t, h, b0, b1, &pl) == 0) {
+		publish(&h->bkt[pl.bkt], pl.pos, (uint16_t)sig, x);
+		return 0;
+	}
+	for (uint32_t i = 0; i < HOMING_TABLE_STASH; i++) {
+		if (h->stash[i] != 0)
+			continue;
+		__atomic_store_n(&h->stash[i], x, __ATOMIC_RELEASE);
+		if (i >= h->stash_n)
+			__atomic_store_n(&h->stash_n, i + 1, __ATOMIC_RELEASE);
+		t->stats.stashed++;
+		return 0;
+	}
+	return -ENOSPC;
 }
 
 /* Returns 0 (inserted), HOMING_RES_UPDATED, or a negative errno. */
 static int32_t
-add_one(struct homing_table *t, const struct family *f, const void *key, uint64_t val,
+add_one(struct homing_table *t, struct homing_htab *h, const void *key, uint64_t val,
 	bool *gave_up)
 {
-	hash_sig_t sig;
-	int32_t pos;
-	int ret;
+	uint32_t hv, x;
+	struct place pl;
+	int64_t slot;
+	uint8_t *p;
 
-	if (!f->valid(key)) {
+	if (!key_valid(key, h->key_len)) {
 		t->stats.invalid++;
 		return -EINVAL;
 	}
-	sig = rte_hash_hash(f->h, key);
-	pos = rte_hash_lookup_with_hash(f->h, key, sig);
-	ret = rte_hash_add_key_with_hash_data(f->h, key, sig, (void *)(uintptr_t)val);
-	if (ret == -ENOSPC && pos < 0 && *f->count < f->capacity && !*gave_up) {
-		/* Free slots exist but wait in the defer queue for the readers. */
-		if (wait_readers(t))
-			ret = rte_hash_add_key_with_hash_data(f->h, key, sig,
-							      (void *)(uintptr_t)val);
-		else
-			*gave_up = true;
-	}
-	if (ret == 0 && pos >= 0) {
+	hv = homing_table_hash_(key, h->key_len);
+	x = locate(h, key, hv, &pl);
+	if (x != 0) {
+		__atomic_store_n((uint64_t *)(void *)(slot_ptr(h, x - 1) + h->key_len), val,
+				 __ATOMIC_RELAXED);
 		t->stats.updates++;
 		return HOMING_RES_UPDATED;
 	}
-	if (ret == 0) {
-		t->stats.inserts++;
-		(*f->count)++;
-		return 0;
-	}
-	if (ret == -ENOSPC) {
+	slot = slot_alloc(t, h, gave_up);
+	if (slot < 0) {
 		t->stats.full++;
 		return -ENOSPC;
 	}
-	t->stats.errors++;
-	return ret < 0 ? ret : -EIO;
+	p = slot_ptr(h, (uint32_t)slot);
+	memcpy(p, key, h->key_len);
+	memcpy(p + h->key_len, &val, sizeof(val));
+	if (place_new(t, h, hv, (uint32_t)slot + 1) != 0) {
+		slot_unalloc(h);
+		t->stats.full++;
+		return -ENOSPC;
+	}
+	h->count++;
+	t->stats.inserts++;
+	return 0;
 }
 
 /* Returns 0 (deleted) or a negative errno. */
 static int32_t
-del_one(struct homing_table *t, const struct family *f, const void *key)
+del_one(struct homing_table *t, struct homing_htab *h, const void *key)
 {
-	int32_t ret;
+	struct place pl;
+	uint32_t x;
 
-	if (!f->valid(key)) {
+	if (!key_valid(key, h->key_len)) {
 		t->stats.invalid++;
 		return -EINVAL;
 	}
-	ret = rte_hash_del_key(f->h, key);
-	if (ret >= 0) {
-		t->stats.deletes++;
-		(*f->count)--;
-		return 0;
-	}
-	if (ret == -ENOENT) {
+	x = locate(h, key, homing_table_hash_(key, h->key_len), &pl);
+	if (x == 0) {
 		t->stats.delete_miss++;
 		return -ENOENT;
 	}
-	t->stats.errors++;
-	return ret;
+	if (pl.bkt == UINT32_MAX)
+		__atomic_store_n(&h->stash[pl.pos], 0, __ATOMIC_RELEASE);
+	else
+		__atomic_store_n(&h->bkt[pl.bkt].idx[pl.pos], 0, __ATOMIC_RELEASE);
+	slot_defer(h, x - 1);
+	h->count--;
+	t->stats.deletes++;
+	return 0;
 }
 
 /* ops == NULL: every entry is the op `all`. Results as homing_table_write4. */
 static uint32_t
-write_batch(struct homing_table *t, const struct family *f, const void *keys,
+write_batch(struct homing_table *t, struct homing_htab *h, uint32_t *count, const void *keys,
 	    const uint64_t *vals, const uint8_t *ops, uint8_t all, uint32_t n, int32_t *results)
 {
 	const uint8_t *k = keys;
@@ -323,13 +559,16 @@ write_batch(struct homing_table *t, const struct family *f, const void *keys,
 	uint32_t i, ok = 0;
 	int32_t r;
 
-	for (i = 0; i < n; i++, k += f->key_size) {
+	defer_reclaim(t, h);
+	for (i = 0; i < n; i++, k += h->key_len) {
 		uint8_t op = ops != NULL ? ops[i] : all;
 
+		if (i + 1 < n)
+			rte_prefetch0(&h->bkt[homing_table_hash_(k + h->key_len, h->key_len) & h->mask]);
 		if (op == HOMING_OP_ADD)
-			r = add_one(t, f, k, vals[i], &gave_up);
+			r = add_one(t, h, k, vals[i], &gave_up);
 		else if (op == HOMING_OP_DEL)
-			r = del_one(t, f, k);
+			r = del_one(t, h, k);
 		else
 			r = -EINVAL;
 		if (r >= 0)
@@ -337,6 +576,8 @@ write_batch(struct homing_table *t, const struct family *f, const void *keys,
 		if (results != NULL)
 			results[i] = r;
 	}
+	defer_close(t, h);
+	*count = h->count;
 	if (ok != 0)
 		__atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
 	return ok;
@@ -346,18 +587,14 @@ uint32_t
 homing_table_write4(struct homing_table *t, const struct homing_key4 *keys,
 		    const uint64_t *vals, const uint8_t *ops, uint32_t n, int32_t *results)
 {
-	struct family f = family4(t);
-
-	return write_batch(t, &f, keys, vals, ops, HOMING_OP_ADD, n, results);
+	return write_batch(t, &t->v4, &t->count4, keys, vals, ops, HOMING_OP_ADD, n, results);
 }
 
 uint32_t
 homing_table_write6(struct homing_table *t, const struct homing_key6 *keys,
 		    const uint64_t *vals, const uint8_t *ops, uint32_t n, int32_t *results)
 {
-	struct family f = family6(t);
-
-	return write_batch(t, &f, keys, vals, ops, HOMING_OP_ADD, n, results);
+	return write_batch(t, &t->v6, &t->count6, keys, vals, ops, HOMING_OP_ADD, n, results);
 }
 
 static void
@@ -374,8 +611,8 @@ uint32_t
 homing_table_add4(struct homing_table *t, const struct homing_key4 *keys,
 		  const uint64_t *vals, uint32_t n, int32_t *results)
 {
-	struct family f = family4(t);
-	uint32_t ok = write_batch(t, &f, keys, vals, NULL, HOMING_OP_ADD, n, results);
+	uint32_t ok = write_batch(t, &t->v4, &t->count4, keys, vals, NULL, HOMING_OP_ADD, n,
+				  results);
 
 	updated_is_success(results, n);
 	return ok;
@@ -385,8 +622,8 @@ uint32_t
 homing_table_add6(struct homing_table *t, const struct homing_key6 *keys,
 		  const uint64_t *vals, uint32_t n, int32_t *results)
 {
-	struct family f = family6(t);
-	uint32_t ok = write_batch(t, &f, keys, vals, NULL, HOMING_OP_ADD, n, results);
+	uint32_t ok = write_batch(t, &t->v6, &t->count6, keys, vals, NULL, HOMING_OP_ADD, n,
+				  results);
 
 	updated_is_success(results, n);
 	return ok;
@@ -396,63 +633,62 @@ uint32_t
 homing_table_del4(struct homing_table *t, const struct homing_key4 *keys, uint32_t n,
 		  int32_t *results)
 {
-	struct family f = family4(t);
-
-	return write_batch(t, &f, keys, NULL, NULL, HOMING_OP_DEL, n, results);
+	return write_batch(t, &t->v4, &t->count4, keys, NULL, NULL, HOMING_OP_DEL, n, results);
 }
 
 uint32_t
 homing_table_del6(struct homing_table *t, const struct homing_key6 *keys, uint32_t n,
 		  int32_t *results)
 {
-	struct family f = family6(t);
-
-	return write_batch(t, &f, keys, NULL, NULL, HOMING_OP_DEL, n, results);
+	return write_batch(t, &t->v6, &t->count6, keys, NULL, NULL, HOMING_OP_DEL, n, results);
 }
 
 static int
-get_one(const struct rte_hash *h, const void *key, uint64_t *val)
+get_one(const struct homing_htab *h, const void *key, uint64_t *val)
 {
-	void *data = NULL;
-	int ret = rte_hash_lookup_data(h, key, &data);
+	struct place pl;
+	uint32_t x;
 
-	if (ret < 0)
-		return ret == -ENOENT ? -ENOENT : ret;
-	*val = (uint64_t)(uintptr_t)data;
+	if (!key_valid(key, h->key_len))
+		return -EINVAL;
+	x = locate(h, key, homing_table_hash_(key, h->key_len), &pl);
+	if (x == 0)
+		return -ENOENT;
+	memcpy(val, slot_ptr(h, x - 1) + h->key_len, sizeof(*val));
 	return 0;
 }
 
 int
 homing_table_get4(const struct homing_table *t, const struct homing_key4 *key, uint64_t *val)
 {
-	if (!key4_valid(key))
-		return -EINVAL;
-	return get_one(t->h4, key, val);
+	return get_one(&t->v4, key, val);
 }
 
 int
 homing_table_get6(const struct homing_table *t, const struct homing_key6 *key, uint64_t *val)
 {
-	if (!key6_valid(key))
-		return -EINVAL;
-	return get_one(t->h6, key, val);
+	return get_one(&t->v6, key, val);
 }
 
+/* *next walks the bucket entries, then the stash. */
 static uint32_t
-iter(const struct rte_hash *h, uint32_t *next, void *keys, size_t key_size, uint64_t *vals,
-     uint32_t max)
+iter(const struct homing_htab *h, uint32_t *next, void *keys, uint64_t *vals, uint32_t max)
 {
+	uint64_t nbe = ((uint64_t)h->mask + 1) * HOMING_TABLE_BUCKET_ENTRIES;
 	uint8_t *k = keys;
 	uint32_t n = 0;
 
-	while (n < max) {
-		const void *key;
-		void *data;
-
-		if (rte_hash_iterate(h, &key, &data, next) < 0)
-			break;
-		memcpy(k + (size_t)n * key_size, key, key_size);
-		vals[n++] = (uint64_t)(uintptr_t)data;
+	while (n < max && *next < nbe + HOMING_TABLE_STASH) {
+		uint32_t c = (*next)++, x;
+		if (c < nbe)
+			x = h->bkt[c / HOMING_TABLE_BUCKET_ENTRIES].idx[c % HOMING_TABLE_BUCKET_ENTRIES];
+		else
+			x = h->stash[c - nbe];
+		if (x == 0)
+			continue;
+		memcpy(k + (size_t)n * h->key_len, slot_ptr(h, x - 1), h->key_len);
+		memcpy(&vals[n], slot_ptr(h, x - 1) + h->key_len, sizeof(uint64_t));
+		n++;
 	}
 	return n;
 }
@@ -461,14 +697,14 @@ uint32_t
 homing_table_iter4(const struct homing_table *t, uint32_t *next, struct homing_key4 *keys,
 		   uint64_t *vals, uint32_t max)
 {
-	return iter(t->h4, next, keys, sizeof(*keys), vals, max);
+	return iter(&t->v4, next, keys, vals, max);
 }
 
 uint32_t
 homing_table_iter6(const struct homing_table *t, uint32_t *next, struct homing_key6 *keys,
 		   uint64_t *vals, uint32_t max)
 {
-	return iter(t->h6, next, keys, sizeof(*keys), vals, max);
+	return iter(&t->v6, next, keys, vals, max);
 }
 
 uint32_t
@@ -483,35 +719,29 @@ homing_table_count6(const struct homing_table *t)
 	return t->count6;
 }
 
-static uint64_t
-ring_size(uint32_t esize, uint32_t count)
+int32_t
+homing_table_position(const struct homing_table *t, int v6, const void *key)
 {
-	ssize_t s = rte_ring_get_memsize_elem(esize, rte_align32pow2(count));
+	const struct homing_htab *h = v6 ? &t->v6 : &t->v4;
+	uint32_t x = v6 ? homing_table_find_(h, key, homing_table_hash6(key), 40, 48)
+			: homing_table_find_(h, key, homing_table_hash4(key), 16, 24);
 
-	return s < 0 ? 0 : (uint64_t)s;
+	return x == 0 ? -ENOENT : (int32_t)(x - 1);
 }
 
-static uint64_t
-hash_memsize(uint32_t capacity, uint32_t key_len)
+const void *
+homing_table_slot_key(const struct homing_table *t, int v6, uint32_t pos)
 {
-	uint64_t slots = (uint64_t)capacity + 1;
-	uint64_t buckets = rte_align32pow2(capacity) / HASH_BUCKET_ENTRIES;
-	uint64_t key_entry = RTE_ALIGN(HASH_KEY_HDR + key_len, HASH_KEY_ALIGNMENT);
+	const struct homing_htab *h = v6 ? &t->v6 : &t->v4;
 
-	return key_entry * slots                           /* key store */
-	       + 2 * buckets * HASH_BUCKET_SIZE            /* buckets + extendable buckets */
-	       + ring_size(sizeof(uint32_t), slots)        /* free key slots */
-	       + ring_size(sizeof(uint32_t), buckets + 1)  /* free extendable buckets */
-	       + sizeof(uint32_t) * slots                  /* ext_bkt_to_free */
-	       + ring_size(HASH_DQ_ELEM, capacity + 1)     /* QSBR defer queue */
-	       + 4 * RTE_CACHE_LINE_SIZE;                  /* struct rte_hash, counters */
+	return pos < h->capacity ? slot_ptr(h, pos) : NULL;
 }
 
 uint64_t
 homing_table_memsize(uint32_t capacity4, uint32_t capacity6)
 {
-	return hash_memsize(capacity4, sizeof(struct homing_key4)) +
-	       hash_memsize(capacity6, sizeof(struct homing_key6)) +
+	return htab_memsize(capacity4, sizeof(struct homing_key4)) +
+	       htab_memsize(capacity6, sizeof(struct homing_key6)) +
 	       rte_rcu_qsbr_get_memsize(RTE_MAX_LCORE) +
 	       RTE_ALIGN(sizeof(struct homing_table), RTE_CACHE_LINE_SIZE);
 }

@@ -2,21 +2,42 @@
  *
  * homing ownership table: session key -> (owner host id, epoch).
  *
- * Two DPDK cuckoo hashes (rte_hash), one for IPv4 keys (16 bytes) and one for IPv6 keys
- * (40 bytes), both created with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF: readers (the
- * worker lcores) never lock. There is exactly one writer, the Go control plane, which calls
- * the batched update/delete functions below from one goroutine at a time (the Go side holds
- * a mutex). Deleted key slots are recycled only after every registered reader has reported
- * a quiescent state on the table's QSBR variable (rte_hash_rcu_qsbr_add, defer-queue mode),
- * so an lcore never reads a slot that was reused for another session.
+ * One cuckoo hash per address family (IPv4 keys of 16 bytes, IPv6 keys of 40 bytes),
+ * written for this table instead of rte_hash (see docs/PERFORMANCE.md: rte_hash spent
+ * about 140 instructions per lookup and 95 bytes per session).
+ *
+ *   bucket array (power of two, 64-byte buckets)      key store (capacity slots)
+ *   +--------------------------------------------+    +------------------+-------+
+ *   | sig[8] (16 bits of hash) | idx[8] (slot+1) | -> | key (16 or 40 B) | value |
+ *   +--------------------------------------------+    +------------------+-------+
+ *
+ * A key's hash h is CRC-32C of the key (homing_table_hash4/6, SSE4.2). Its primary
+ * bucket is h & mask, its signature h >> 16, its secondary bucket
+ * primary ^ (signature | 1) (so either bucket gives the other). Buckets hold key-slot
+ * indexes only; the key and its 64-bit value live in the key store. A small stash takes
+ * the keys that no cuckoo path could place, so that the table holds exactly `capacity`
+ * keys (the bucket array is sized for at most 87.5 % load: the stash is for safety).
+ *
+ * Concurrency. There is exactly one writer, the Go control plane, which calls the
+ * batched write functions below from one goroutine at a time (the Go side holds a
+ * mutex); readers (the worker lcores) never lock:
+ *  - an insert writes the key and value into a free key slot, then the bucket's
+ *    signature, then publishes the slot index with a release store;
+ *  - an update stores the new value with one aligned 64-bit store;
+ *  - a delete clears the bucket's index; the key slot goes to a defer queue and is
+ *    reused only after every registered reader has reported a quiescent state on
+ *    t->qsbr (QSBR), so a reader never reads a slot that was reused for another session;
+ *  - a cuckoo move copies an index into the entry's other bucket first, bumps
+ *    `change` (release), then overwrites the old place: a reader that misses re-checks
+ *    `change` and searches again if it moved during its lookup.
  *
  * Reader contract (lcore/): register the lcore on t->qsbr with its lcore id as thread id,
- * go online, call homing_table_lookup{4,6}_bulk inside the loop, and call
+ * go online, call homing_table_lookup{4,6}_bulk* inside the loop, and call
  * rte_rcu_qsbr_quiescent(t->qsbr, lcore_id) once per loop iteration (outside any lookup).
  * Go offline before sleeping. A reader that stays online without reporting holds every
  * deleted slot back: once the free slots run out, adds wait up to reclaim_wait_us (once
  * per batch) and then fail with -ENOSPC. Go offline and unregister before the table is
- * freed. Bursts may have up to 64 keys (see homing_table_lookup_bulk_ below).
+ * freed. Bursts have up to HOMING_TABLE_LOOKUP_MAX keys.
  *
  * Keys are in network byte order, in the client -> VIP direction of the 5-tuple.
  */
@@ -24,9 +45,16 @@
 #define HOMING_TABLE_H
 
 #include <stdint.h>
+#include <string.h>
 #include <rte_branch_prediction.h>
-#include <rte_hash.h>
+#include <rte_common.h>
+#include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#else
+#include <rte_hash_crc.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,9 +85,7 @@ struct homing_key6 {
 #define HOMING_VAL_OWNER(v) ((uint16_t)((uint64_t)(v) & 0xffff))
 #define HOMING_VAL_EPOCH(v) ((uint64_t)(v) >> 16)
 
-/* Limits of homing_table_create. The name prefixes the rte_hash names and, through
- * them, ring names that DPDK truncates to 29 characters ("HASH_RCU_HT_<name>_v4"), so
- * it is short. */
+/* Limits of homing_table_create. */
 #define HOMING_TABLE_NAME_MAX 16
 #define HOMING_TABLE_CAPACITY_MIN 8
 #define HOMING_TABLE_CAPACITY_MAX (1u << 30)
@@ -67,16 +93,24 @@ struct homing_key6 {
 #define HOMING_TABLE_RECLAIM_WAIT_US 10000
 /* An add waiting for the readers spins this long before it sleeps. */
 #define HOMING_TABLE_RECLAIM_SPIN_US 50
-/* Deferred slots freed per reclaim (each delete reclaims what is already safe). */
-#define HOMING_TABLE_RECLAIM_BATCH 64
 
 /* Ops and the extra result code of homing_table_write{4,6}. */
 #define HOMING_OP_ADD 0
 #define HOMING_OP_DEL 1
 #define HOMING_RES_UPDATED 1
 
-/* Maximum keys per bulk lookup (rte_hash's limit). */
-#define HOMING_TABLE_LOOKUP_MAX RTE_HASH_LOOKUP_BULK_MAX
+/* Maximum keys per bulk lookup. */
+#define HOMING_TABLE_LOOKUP_MAX 64
+/* Entries per bucket (one 64-byte cache line). */
+#define HOMING_TABLE_BUCKET_ENTRIES 8
+/* Keys per bucket the bucket array is sized for (8 entries: 87.5 % load at capacity). */
+#define HOMING_TABLE_BUCKET_FILL 7
+/* Overflow stash entries per family (keys no cuckoo path could place). */
+#define HOMING_TABLE_STASH 32
+/* Pending QSBR tokens per family (groups of deleted slots waiting for the readers). */
+#define HOMING_TABLE_DEFER_GROUPS 1024
+/* Seed of the CRC-32C key hash. */
+#define HOMING_TABLE_HASH_SEED 0x9e3779b9u
 
 struct homing_table_stats {
 	uint64_t inserts;     /* successful adds (new key) */
@@ -88,29 +122,65 @@ struct homing_table_stats {
 	uint64_t invalid;     /* writes refused for a bad key (proto, pad) or op (-EINVAL) */
 	uint64_t reclaim_waits;    /* adds that waited for readers to release deleted slots */
 	uint64_t reclaim_timeouts; /* ... and gave up after reclaim_wait_us */
+	uint64_t cuckoo_moves;     /* entries moved to their other bucket to make room */
+	uint64_t stashed;          /* keys placed in the stash */
+};
+
+struct homing_tbucket {
+	uint16_t sig[HOMING_TABLE_BUCKET_ENTRIES];
+	uint32_t idx[HOMING_TABLE_BUCKET_ENTRIES]; /* key slot + 1; 0: empty */
+	uint32_t pad_[4];
+} __attribute__((aligned(64)));
+
+/* A group of deleted key slots (fifo positions before end) and its QSBR token. */
+struct homing_defer {
+	uint64_t end;
+	uint64_t token;
+};
+
+/* One address family's hash. */
+struct homing_htab {
+	/* Read by the lcores. */
+	struct homing_tbucket *bkt;
+	uint8_t *kv;        /* key slots: key, then the value (at offset key_len) */
+	uint32_t mask;      /* buckets - 1 */
+	uint32_t change;    /* bumped by every cuckoo move */
+	uint32_t stash_n;   /* stash entries to search (high-water mark) */
+	uint32_t stash[HOMING_TABLE_STASH]; /* key slot + 1; 0: empty */
+	/* Writer only. */
+	uint32_t capacity;
+	uint32_t key_len;   /* 16 or 40 */
+	uint32_t entry;     /* key slot size: 24 or 48 */
+	uint32_t count;     /* live keys */
+	/* Free key slots: a ring of capacity slot numbers indexed by free-running positions.
+	 * [head, safe): free; [safe, closed): deleted, waiting for their group's token;
+	 * [closed, tail): deleted in this batch, no token yet. */
+	uint32_t *fifo;
+	uint64_t head, safe, closed, tail;
+	struct homing_defer *defer; /* HOMING_TABLE_DEFER_GROUPS, a ring */
+	uint32_t defer_head, defer_n;
 };
 
 struct homing_table {
-	struct rte_hash *h4;
-	struct rte_hash *h6;
+	struct homing_htab v4;
+	struct homing_htab v6;
 	struct rte_rcu_qsbr *qsbr;
 	uint32_t capacity4;
 	uint32_t capacity6;
 	struct homing_table_stats stats; /* written by the single writer only */
-	/* Fields below were added after the first draft; the layout above is unchanged. */
-	uint32_t count4; /* live IPv4 keys (rte_hash_count also counts deferred slots) */
+	uint32_t count4; /* live IPv4 keys */
 	uint32_t count6; /* live IPv6 keys */
 	/* How long an add that finds no free slot, while deleted slots still wait for the
-	 * readers in the defer queue, waits for a grace period (once per batch). */
+	 * readers, waits for a grace period (once per batch). */
 	uint32_t reclaim_wait_us;
 	/* Bumped (release) after every write batch that changed something: readers that hold
 	 * packets for a missing session (lcore's park) look again only when it moved. */
 	uint64_t gen;
+	char name[HOMING_TABLE_NAME_MAX + 1];
 };
 
 /* Creates both hashes and the QSBR variable (sized for RTE_MAX_LCORE threads).
- * name must be unique in the process (it prefixes the rte_hash names).
- * Returns NULL and sets rte_errno on failure. */
+ * name must be unique in the process. Returns NULL and sets rte_errno on failure. */
 struct homing_table *homing_table_create(const char *name, uint32_t capacity4,
 					 uint32_t capacity6, int socket_id);
 void homing_table_free(struct homing_table *t);
@@ -139,7 +209,7 @@ uint32_t homing_table_write6(struct homing_table *t, const struct homing_key6 *k
 			     int32_t *results);
 
 /* Bytes of DPDK memory (rte_malloc heap) homing_table_create takes for these
- * capacities, computed from rte_hash's 22.11 layout; all of it is taken at creation. */
+ * capacities; all of it is taken at creation. */
 uint64_t homing_table_memsize(uint32_t capacity4, uint32_t capacity6);
 
 /* Point lookups for the control plane / CLI, on the writer side (not concurrently with
@@ -157,43 +227,241 @@ uint32_t homing_table_iter6(const struct homing_table *t, uint32_t *next,
 uint32_t homing_table_count4(const struct homing_table *t);
 uint32_t homing_table_count6(const struct homing_table *t);
 
-/* Reader side, inlined into the lcore loop: one call per burst (n <= 64).
- * Sets bit i of *hitmask and vals[i] for every key found. Returns the number of hits.
- *
- * rte_hash 22.11's lock-free bulk lookup tests "all found" as
- * hits == (1ULL << num_keys) - 1, which for num_keys == 64 shifts by 64: on x86 that is
- * 1 << 0, so a burst of 64 keys of which none is in a main bucket returns before the
- * extendable buckets are searched, and keys that overflowed there are missed (seen in
- * TestFull). Bursts of 64 are therefore split in two. */
-static inline int
-homing_table_lookup_bulk_(const struct rte_hash *h, const void **keys, uint32_t n,
-			  uint64_t *hitmask, uint64_t *vals)
-{
-	uint64_t lo = 0, hi = 0;
-	int a, b;
+/* Reader side, for tests: the key slot holding key (>= 0) or -ENOENT; and the key bytes
+ * stored in slot pos (valid while the reader holds it, i.e. until its next quiescent
+ * state). */
+int32_t homing_table_position(const struct homing_table *t, int v6, const void *key);
+const void *homing_table_slot_key(const struct homing_table *t, int v6, uint32_t pos);
 
-	if (likely(n < 64))
-		return rte_hash_lookup_bulk_data(h, keys, n, hitmask, (void **)vals);
-	a = rte_hash_lookup_bulk_data(h, keys, 32, &lo, (void **)vals);
-	b = rte_hash_lookup_bulk_data(h, keys + 32, n - 32, &hi, (void **)(vals + 32));
-	if (a < 0 || b < 0)
-		return a < 0 ? a : b;
-	*hitmask = lo | (hi << 32);
-	return a + b;
+/* ---- Reader side, inlined into the lcore loop ---- */
+
+/* The key hashes. The lcore computes them while parsing and reuses them (UDP source
+ * port of the tunnel). */
+static __rte_always_inline uint32_t
+homing_table_hash4(const struct homing_key4 *k)
+{
+	uint64_t a, b;
+
+	memcpy(&a, k, 8);
+	memcpy(&b, (const uint8_t *)k + 8, 8);
+#if defined(__SSE4_2__)
+	return (uint32_t)_mm_crc32_u64(_mm_crc32_u64(HOMING_TABLE_HASH_SEED, a), b);
+#else
+	return rte_hash_crc_8byte(b, rte_hash_crc_8byte(a, HOMING_TABLE_HASH_SEED));
+#endif
 }
 
+static __rte_always_inline uint32_t
+homing_table_hash6(const struct homing_key6 *k)
+{
+	const uint8_t *p = (const uint8_t *)k;
+	uint64_t c = HOMING_TABLE_HASH_SEED, w;
+
+	for (int i = 0; i < 5; i++) {
+		memcpy(&w, p + 8 * i, 8);
+#if defined(__SSE4_2__)
+		c = _mm_crc32_u64(c, w);
+#else
+		c = rte_hash_crc_8byte(w, (uint32_t)c);
+#endif
+	}
+	return (uint32_t)c;
+}
+
+static __rte_always_inline uint32_t
+homing_table_hash_(const void *k, uint32_t klen)
+{
+	return klen == 16 ? homing_table_hash4((const struct homing_key4 *)k)
+			  : homing_table_hash6((const struct homing_key6 *)k);
+}
+
+static __rte_always_inline uint32_t
+homing_table_alt_(uint32_t bkt, uint32_t sig, uint32_t mask)
+{
+	return (bkt ^ (sig | 1)) & mask;
+}
+
+/* Bit 2*i set for every entry i of b whose signature is sig. */
+static __rte_always_inline uint32_t
+homing_table_sigmatch_(const struct homing_tbucket *b, uint16_t sig)
+{
+#if defined(__SSE4_2__)
+	__m128i v = _mm_load_si128((const __m128i *)(const void *)b->sig);
+	return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi16(v, _mm_set1_epi16((short)sig))) &
+	       0x5555u;
+#else
+	uint32_t m = 0;
+	for (int i = 0; i < HOMING_TABLE_BUCKET_ENTRIES; i++)
+		m |= (uint32_t)(b->sig[i] == sig) << (2 * i);
+	return m;
+#endif
+}
+
+static __rte_always_inline int
+homing_table_keyeq_(const uint8_t *a, const void *bv, uint32_t klen)
+{
+	const uint8_t *b = (const uint8_t *)bv;
+#if defined(__SSE4_2__)
+	__m128i x = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)a),
+				  _mm_loadu_si128((const __m128i *)(const void *)b));
+	if (klen == 40) {
+		uint64_t p, q;
+		x = _mm_or_si128(x, _mm_xor_si128(
+			_mm_loadu_si128((const __m128i *)(const void *)(a + 16)),
+			_mm_loadu_si128((const __m128i *)(const void *)(b + 16))));
+		memcpy(&p, a + 32, 8);
+		memcpy(&q, b + 32, 8);
+		return _mm_testz_si128(x, x) && p == q;
+	}
+	return _mm_testz_si128(x, x);
+#else
+	return memcmp(a, b, klen) == 0;
+#endif
+}
+
+/* Searches key in both buckets and the stash. Returns the key slot + 1, or 0. */
+static __rte_always_inline uint32_t
+homing_table_search_(const struct homing_htab *h, const void *key, uint32_t hv, uint32_t klen,
+		     uint32_t esz)
+{
+	uint32_t b = hv & h->mask, sig = hv >> 16, m, x, i, sn;
+
+	for (int pass = 0; pass < 2; pass++) {
+		const struct homing_tbucket *bk = &h->bkt[b];
+		for (m = homing_table_sigmatch_(bk, (uint16_t)sig); m != 0; m &= m - 1) {
+			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
+			if (x != 0 && homing_table_keyeq_(h->kv + (size_t)(x - 1) * esz, key, klen))
+				return x;
+		}
+		b = homing_table_alt_(b, sig, h->mask);
+	}
+	sn = __atomic_load_n(&h->stash_n, __ATOMIC_ACQUIRE);
+	for (i = 0; i < sn; i++) {
+		x = __atomic_load_n(&h->stash[i], __ATOMIC_ACQUIRE);
+		if (x != 0 && homing_table_keyeq_(h->kv + (size_t)(x - 1) * esz, key, klen))
+			return x;
+	}
+	return 0;
+}
+
+/* Lookup of one key, retried while a cuckoo move may have hidden it. */
+static __rte_always_inline uint32_t
+homing_table_find_(const struct homing_htab *h, const void *key, uint32_t hv, uint32_t klen,
+		   uint32_t esz)
+{
+	uint32_t c0, x;
+
+	do {
+		c0 = __atomic_load_n(&h->change, __ATOMIC_ACQUIRE);
+		x = homing_table_search_(h, key, hv, klen, esz);
+		if (x != 0)
+			return x;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while (__atomic_load_n(&h->change, __ATOMIC_ACQUIRE) != c0);
+	return 0;
+}
+
+/* The bulk lookup: keys either as pointers (kp) or as an array (karr); hashes given
+ * (hash) or computed. Three passes over the burst, each prefetching for the next:
+ * buckets, then the first signature match's key slot, then the key comparison. */
+static __rte_always_inline uint64_t
+homing_table_bulk_(const struct homing_htab *h, const void *const *kp, const void *karr,
+		   const uint32_t *hash, uint32_t n, uint64_t *vals, const uint32_t klen)
+{
+	const uint32_t esz = klen == 16 ? 24 : 48;
+	const struct homing_tbucket *B = h->bkt;
+	const uint8_t *kv = h->kv;
+	const uint32_t mask = h->mask;
+	uint32_t hs[HOMING_TABLE_LOOKUP_MAX], slot[HOMING_TABLE_LOOKUP_MAX];
+	uint64_t hits = 0, miss;
+	uint32_t i, c0;
+
+#define HOMING_TABLE_KEY_(i) \
+	(kp != NULL ? kp[i] : (const void *)((const uint8_t *)karr + (size_t)(i) * klen))
+	c0 = __atomic_load_n(&h->change, __ATOMIC_ACQUIRE);
+	/* Only the primary bucket is prefetched: below 87.5 % load nearly every key is in
+	 * its primary bucket (an insert tries it first). */
+	for (i = 0; i < n; i++) {
+		uint32_t hv = hash != NULL ? hash[i] : homing_table_hash_(HOMING_TABLE_KEY_(i), klen);
+		hs[i] = hv;
+		rte_prefetch0(&B[hv & mask]);
+	}
+	for (i = 0; i < n; i++) {
+		const struct homing_tbucket *bk = &B[hs[i] & mask];
+		uint32_t m = homing_table_sigmatch_(bk, (uint16_t)(hs[i] >> 16)), x = 0;
+		if (likely(m != 0)) {
+			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
+			rte_prefetch0(kv + (size_t)(x - 1) * esz);
+		}
+		slot[i] = x;
+	}
+	for (i = 0; i < n; i++) {
+		const void *key = HOMING_TABLE_KEY_(i);
+		uint32_t x = slot[i];
+		if (likely(x != 0) && likely(homing_table_keyeq_(kv + (size_t)(x - 1) * esz, key, klen))) {
+		hit:
+			vals[i] = __atomic_load_n((const uint64_t *)(const void *)(kv + (size_t)(x - 1) * esz + klen),
+						  __ATOMIC_RELAXED);
+			hits |= 1ULL << i;
+			continue;
+		}
+		x = homing_table_search_(h, key, hs[i], klen, esz);
+		if (x != 0)
+			goto hit;
+	}
+	miss = (n == 64 ? ~0ULL : (1ULL << n) - 1) & ~hits;
+	if (unlikely(miss != 0)) {
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&h->change, __ATOMIC_ACQUIRE) != c0) {
+			for (; miss != 0; miss &= miss - 1) {
+				uint32_t x;
+				i = (uint32_t)__builtin_ctzll(miss);
+				x = homing_table_find_(h, HOMING_TABLE_KEY_(i), hs[i], klen, esz);
+				if (x != 0) {
+					vals[i] = __atomic_load_n(
+						(const uint64_t *)(const void *)(kv + (size_t)(x - 1) * esz + klen),
+						__ATOMIC_RELAXED);
+					hits |= 1ULL << i;
+				}
+			}
+		}
+	}
+#undef HOMING_TABLE_KEY_
+	return hits;
+}
+
+/* Looks up n (<= HOMING_TABLE_LOOKUP_MAX) IPv4 keys whose hashes (homing_table_hash4)
+ * are hash[i]. Returns the hit mask (bit i: keys[i] found, vals[i] set). */
+static __rte_always_inline uint64_t
+homing_table_lookup4_hashed(const struct homing_table *t, const struct homing_key4 *keys,
+			    const uint32_t *hash, uint32_t n, uint64_t *vals)
+{
+	return homing_table_bulk_(&t->v4, NULL, keys, hash, n, vals, 16);
+}
+
+static __rte_always_inline uint64_t
+homing_table_lookup6_hashed(const struct homing_table *t, const struct homing_key6 *keys,
+			    const uint32_t *hash, uint32_t n, uint64_t *vals)
+{
+	return homing_table_bulk_(&t->v6, NULL, keys, hash, n, vals, 40);
+}
+
+/* Pointer-array form: one call per burst (n <= 64). Sets bit i of *hitmask and vals[i]
+ * for every key found. Returns the number of hits. */
 static inline int
 homing_table_lookup4_bulk(const struct homing_table *t, const void **keys, uint32_t n,
 			  uint64_t *hitmask, uint64_t *vals)
 {
-	return homing_table_lookup_bulk_(t->h4, keys, n, hitmask, vals);
+	*hitmask = homing_table_bulk_(&t->v4, keys, NULL, NULL, n, vals, 16);
+	return __builtin_popcountll(*hitmask);
 }
 
 static inline int
 homing_table_lookup6_bulk(const struct homing_table *t, const void **keys, uint32_t n,
 			  uint64_t *hitmask, uint64_t *vals)
 {
-	return homing_table_lookup_bulk_(t->h6, keys, n, hitmask, vals);
+	*hitmask = homing_table_bulk_(&t->v6, keys, NULL, NULL, n, vals, 40);
+	return __builtin_popcountll(*hitmask);
 }
 
 #ifdef __cplusplus

@@ -56,12 +56,11 @@ add64(uint64_t *p, uint64_t n)
 
 /* Looks key up by position, holds it hold_ns, and checks its slot still holds it. */
 static void
-hold(struct homing_selftest_reader *r, const struct rte_hash *h, const void *key,
-     uint32_t len, uint64_t hold_cycles)
+hold(struct homing_selftest_reader *r, int v6, const void *key, uint32_t len,
+     uint64_t hold_cycles)
 {
-	const void *slot = NULL;
-	void *data = NULL;
-	int32_t pos = rte_hash_lookup_data(h, key, &data);
+	const void *slot;
+	int32_t pos = homing_table_position(r->t, v6, key);
 	uint64_t end;
 
 	if (pos < 0)
@@ -69,8 +68,8 @@ hold(struct homing_selftest_reader *r, const struct rte_hash *h, const void *key
 	end = rte_rdtsc() + hold_cycles;
 	while (rte_rdtsc() < end)
 		rte_pause();
-	/* Sets slot to the key stored at pos (then fails if that key was deleted). */
-	rte_hash_get_key_with_position(h, pos, (void **)&slot);
+	/* The key slot at pos must still hold the key (deleted or not). */
+	slot = homing_table_slot_key(r->t, v6, (uint32_t)pos);
 	add64(&r->held, 1);
 	if (slot == NULL || memcmp(slot, key, len) != 0)
 		add64(&r->reused, 1);
@@ -100,7 +99,7 @@ burst(struct homing_selftest_reader *r, int v6, const uint8_t *keys, uint32_t nk
 			bad++;
 	if (hold_cycles != 0 && hits != 0) {
 		i = (uint32_t)__builtin_ctzll(hits);
-		hold(r, v6 ? r->t->h6 : r->t->h4, kp[i], len, hold_cycles);
+		hold(r, v6, kp[i], len, hold_cycles);
 	}
 	add64(&r->lookups, n);
 	add64(&r->hits, (uint64_t)__builtin_popcountll(hits));
