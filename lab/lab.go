@@ -92,8 +92,9 @@ type Options struct {
 	// Homingd is the homingd executable.
 	Homingd string
 	// Serve is the command line that runs the echo service (see ServeEnv); the lab runs
-	// it in the host's network namespace and cgroup. Default: this executable with the
-	// argument "serve" (homing-lab's hidden subcommand).
+	// it in the host's network namespace and cgroup, with the namespace's name as one more
+	// argument (so that ps tells which lab and host it serves). Default: this executable
+	// with the argument "serve" (homing-lab's hidden subcommand).
 	Serve []string
 	// Redirect is tunnel.redirect of every homingd: false is the plain-ECMP baseline.
 	Redirect bool
@@ -303,13 +304,14 @@ func (l *Lab) AddHosts(ctx context.Context, ns ...int) error {
 	}
 	for _, n := range ns {
 		h := l.hosts[n]
-		if err := waitLog(ctx, h.homingd, h.LogFile, "data plane running", 30*time.Second); err != nil {
+		if err := l.waitStatus(ctx, h, 30*time.Second); err != nil {
 			return fmt.Errorf("h%d: homingd: %w\n%s", n, err, Tail(h.LogFile, 20))
 		}
 		serveLog := filepath.Join(l.Dir, fmt.Sprintf("h%d-serve.log", n))
 		env := []string{fmt.Sprintf("%s=%s", ServeEnv, netip.AddrPortFrom(VIP, ServicePort))}
 		var err error
-		if h.serve, err = l.start(fmt.Sprintf("h%d echo", n), serveLog, h.NS, h.Cgroup, env, l.opts.Serve[0], l.opts.Serve[1:]...); err != nil {
+		if h.serve, err = l.start(fmt.Sprintf("h%d echo", n), serveLog, h.NS, h.Cgroup, env, l.opts.Serve[0],
+			append(l.opts.Serve[1:len(l.opts.Serve):len(l.opts.Serve)], h.NS)...); err != nil { // the name, for ps
 			return err
 		}
 		if err = waitLog(ctx, h.serve, serveLog, ServeReady, 10*time.Second); err != nil {
@@ -368,18 +370,41 @@ func (l *Lab) prepareHost(n int) (err error) {
 	return err
 }
 
-// waitPeers waits until every running host's log says that every other host is up
-// (gossip membership: each has the others' MACs for its tunnel templates).
+// waitStatus waits until host h's homingd answers on its control socket: it has
+// configured its kernel interface (address, VIP, routes) and started gossip and the probe.
+func (l *Lab) waitStatus(ctx context.Context, h *Host, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		_, err := l.Status(ctx, h.N)
+		if err == nil {
+			return nil
+		}
+		if h.homingd.exited() {
+			return fmt.Errorf("%w: %v", ErrExited, h.homingd.err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: control socket: %v", ErrTimeout, err)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitPeers waits until every running host's gossip sees every other host up (each has
+// the others' MACs for its tunnel templates), asking each homingd for its status.
 func (l *Lab) waitPeers(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
+		want := len(l.Hosts()) - 1
 		missing := ""
 		for _, n := range l.Hosts() {
-			b, _ := os.ReadFile(l.hosts[n].LogFile)
-			for _, m := range l.Hosts() {
-				if m != n && !bytes.Contains(b, []byte(fmt.Sprintf("msg=\"peer up\" peer=%d ", m))) {
-					missing += fmt.Sprintf(" h%d→h%d", n, m)
-				}
+			st, err := l.Status(ctx, n)
+			if err != nil {
+				return fmt.Errorf("h%d: %w", n, err)
+			}
+			if st.PeersUp < want {
+				missing += fmt.Sprintf(" h%d sees %d of %d peers;", n, st.PeersUp, want)
 			}
 		}
 		if missing == "" {
@@ -389,12 +414,10 @@ func (l *Lab) waitPeers(ctx context.Context, limit time.Duration) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: gossip membership incomplete, not up:%s", ErrTimeout, missing)
+			return fmt.Errorf("%w: gossip membership incomplete:%s", ErrTimeout, missing)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }
