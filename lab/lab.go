@@ -106,7 +106,7 @@ type Options struct {
 
 var labSeq atomic.Int32
 
-// Lab is one POP. Its methods are not safe for concurrent use, except Dial.
+// Lab is one POP. Its methods are not safe for concurrent use.
 type Lab struct {
 	ID   string // hlab<pid>x<seq>
 	Dir  string // temporary directory: configs, key file, logs
@@ -140,7 +140,7 @@ type proc struct {
 	out  *os.File
 }
 
-// New builds the router and the client namespaces; hosts come with AddHost.
+// New builds the router and the client namespaces; hosts come with AddHosts.
 func New(opts Options) (l *Lab, err error) {
 	if opts.Homingd == "" {
 		return nil, errors.New("lab: no homingd executable")

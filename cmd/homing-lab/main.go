@@ -45,6 +45,10 @@ func main() {
 	case "up":
 		os.Exit(up(os.Args[2:]))
 	case "cleanup":
+		if len(lab.Leftovers()) == 0 {
+			fmt.Println("cleanup: no lab of a dead process is left")
+			return
+		}
 		if err := lab.Cleanup(os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "homing-lab cleanup:", err)
 			os.Exit(1)
