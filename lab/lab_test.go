@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/internal/testenv"
 )
 
@@ -233,5 +234,68 @@ func TestOwnerPID(t *testing.T) {
 	}
 	if got := labID("hlab123x10-h1"); got != "hlab123x10" {
 		t.Errorf("labID = %q", got)
+	}
+}
+
+// TestHostConfig checks that the configuration the lab writes for a host is a valid
+// homingd configuration with the lab's choices (no root needed).
+func TestHostConfig(t *testing.T) {
+	for _, redirect := range []bool{true, false} {
+		l := &Lab{ID: "hlab1x1", Dir: "/tmp/hlab1x1-1", keyFile: "/tmp/hlab1x1-1/gossip.key", opts: Options{Redirect: redirect}}
+		cfg, err := config.Parse([]byte(l.hostConfig(2, "/sys/fs/cgroup/unified/hlab1x1/h2")), "h2.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Host.ID != 2 || cfg.Host.Address != HostAddr(2) || !cfg.Host.IsVIP(VIP) {
+			t.Errorf("host: id %d, address %v, VIPs %v", cfg.Host.ID, cfg.Host.Address, cfg.Host.VIPs)
+		}
+		if cfg.Tunnel.Redirect != redirect {
+			t.Errorf("tunnel.redirect = %v, want %v", cfg.Tunnel.Redirect, redirect)
+		}
+		if cfg.DPDK.FilePrefix != "hlab1x1-h2" || ownerPID(cfg.DPDK.FilePrefix) != 1 {
+			t.Errorf("dpdk.file_prefix = %q: must carry the lab id", cfg.DPDK.FilePrefix)
+		}
+		if cfg.Gossip.Insecure || cfg.Gossip.KeyFile != l.keyFile || cfg.Probe.Cgroup != "/sys/fs/cgroup/unified/hlab1x1/h2" {
+			t.Errorf("gossip key %q (insecure %v), probe cgroup %q", cfg.Gossip.KeyFile, cfg.Gossip.Insecure, cfg.Probe.Cgroup)
+		}
+		if cfg.Metrics.Listen != "" || cfg.Control.Socket != l.socket(2) {
+			t.Errorf("metrics %q, control socket %q", cfg.Metrics.Listen, cfg.Control.Socket)
+		}
+		if !cfg.Kernel.IsTAP() || len(cfg.Kernel.Routes) != 1 || cfg.Kernel.Routes[0].Via != RouterLAN {
+			t.Errorf("kernel: %+v", cfg.Kernel)
+		}
+	}
+}
+
+// TestChunk checks that the client's chunks are distinct per connection and sequence
+// number, so that a byte echoed on the wrong connection or out of order counts as bad.
+func TestChunk(t *testing.T) {
+	seen := map[string]bool{}
+	b := make([]byte, ChunkLen)
+	for id := range 50 {
+		for seq := range uint32(50) {
+			chunk(b, id, seq)
+			if seen[string(b)] {
+				t.Fatalf("chunk %d/%d repeats an earlier one", id, seq)
+			}
+			seen[string(b)] = true
+		}
+	}
+}
+
+func TestTable(t *testing.T) {
+	r := &Result{Redirect: true, Conns: 10, Steps: []StepResult{{Name: "drain h1", Alive: 10, Tunnelled: 7}}}
+	p := &Result{Redirect: false, Conns: 10, Steps: []StepResult{{Name: "drain h1", Alive: 4, Reset: 5, Failed: 1}}}
+	var b bytes.Buffer
+	Table(&b, r, p)
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d lines:\n%s", len(lines), b.String())
+	}
+	if f := strings.Fields(lines[3]); strings.Join(f, " ") != "drain h1 | 10 0 0 7 | 4 6 0 0" {
+		t.Errorf("row %q", lines[3])
+	}
+	if p.TotalReset() != 6 {
+		t.Errorf("TotalReset = %d, want 6", p.TotalReset())
 	}
 }
