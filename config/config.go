@@ -46,7 +46,7 @@ const (
 	DefaultFlushDelay        = 200 * time.Microsecond
 	DefaultMaxRate           = 20000
 	DefaultHeartbeatInterval = 100 * time.Millisecond
-	DefaultDownAfter         = 3
+	DefaultDownAfter         = 10
 	DefaultGrace             = 5 * time.Second
 	DefaultLinger            = 60 * time.Second
 	DefaultRepairInterval    = time.Second

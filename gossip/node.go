@@ -57,7 +57,7 @@ const (
 	DefaultMaxRate           = 20000
 	DefaultMaxQueue          = 1 << 16
 	DefaultHeartbeatInterval = 100 * time.Millisecond
-	DefaultDownAfter         = 3
+	DefaultDownAfter         = 10
 	DefaultGrace             = 5 * time.Second
 	DefaultLinger            = 60 * time.Second
 	DefaultDiscoveryPoll     = time.Second
