@@ -275,3 +275,22 @@ func TestCountKeys(t *testing.T) {
 		t.Fatalf("%d keys", n)
 	}
 }
+
+func FuzzParseSession(f *testing.F) {
+	f.Add("tcp", "198.18.100.2:40000", "198.19.255.1:443")
+	f.Add("UDP", "[2001:db8::1]:53", "[2001:db8::2]:53")
+	f.Add("tcp", "[::ffff:198.18.0.1]:1", "198.19.255.1:80")
+	f.Fuzz(func(t *testing.T, proto, client, vip string) {
+		k, err := ParseSession(proto, client, vip)
+		if err != nil {
+			return
+		}
+		if !k.Valid() {
+			t.Fatalf("accepted an invalid key %v", k)
+		}
+		k2, err := ParseSession(proto, netip.AddrPortFrom(k.Src, k.SrcPort).String(), netip.AddrPortFrom(k.Dst, k.DstPort).String())
+		if err != nil || k2 != k {
+			t.Fatalf("round trip of %v: %v %v", k, k2, err)
+		}
+	})
+}
