@@ -72,6 +72,8 @@ type Lcore struct {
 	Loops, IdleLoops, Sleeps         uint64
 	BusyCycles, Cycles               uint64 // TSC cycles of loops that moved packets; since start
 	TemplateRetries                  uint64
+	// The park: packets of unknown VIP sessions held for a second lookup.
+	ParkIn, ParkRedirect, ParkLocal, ParkExpired, ParkFull uint64
 }
 
 // Port is a DPDK port's counters; Name is "nic" or "kernel".
@@ -215,6 +217,9 @@ var (
 	dLcBusy    = newDesc("lcore", "busy_cycles_total", "TSC cycles spent in loops that moved packets; rate() over homing_lcore_cycles_total is the busy ratio over a window.", cnt, "lcore")
 	dLcCycles  = newDesc("lcore", "cycles_total", "TSC cycles since the lcore started.", cnt, "lcore")
 	dLcRatio   = newDesc("lcore", "busy_ratio", "Busy cycles over all cycles since the lcore started (0..1).", gauge, "lcore")
+	dLcParked  = newDesc("lcore", "parked_packets_total", "Packets of unknown VIP sessions held for a second lookup (the park).", cnt, "lcore")
+	dLcUnpark  = newDesc("lcore", "unparked_packets_total", "Parked packets released, by outcome: redirect (the owner became known), local (owned here), expired (hold time over, to the kernel).", cnt, "lcore", "outcome")
+	dLcParkFul = newDesc("lcore", "park_full_total", "Packets not parked because the park was full (sent to the kernel).", cnt, "lcore")
 	dLcRetries = newDesc("lcore", "template_retries_total", "Header template copies retried because the control plane was writing it.", cnt, "lcore")
 
 	// per port
@@ -277,7 +282,7 @@ var (
 	dGDigest     = newDesc("gossip", "digest_mismatches_total", "Heartbeats whose session digest differed from this host's view of the sender.", cnt)
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
-		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
+		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
@@ -330,6 +335,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		emit(dLcRatio, ratio, id)
 		u(dLcRetries, l.TemplateRetries, id)
+		u(dLcParked, l.ParkIn, id)
+		u(dLcUnpark, l.ParkRedirect, id, "redirect")
+		u(dLcUnpark, l.ParkLocal, id, "local")
+		u(dLcUnpark, l.ParkExpired, id, "expired")
+		u(dLcParkFul, l.ParkFull, id)
 	}
 	for _, p := range s.Ports {
 		u(dPortRxP, p.RxPackets, p.Name)
