@@ -43,7 +43,7 @@ enum action {
 struct burst_meta {
 	uint8_t act;
 	uint8_t cls;
-	uint8_t inner_af;   /* encap: 4/6 inner family; decap: 4/6 inner family */
+	uint8_t inner;      /* inner packet: IPPROTO_IPIP (IPv4) or IPPROTO_IPV6, the GUE protocol */
 	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
 };
 
@@ -171,7 +171,7 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 			bm->cls = CLS(cls_gue_bad);
 			return;
 		}
-		bm->inner_af = (uint8_t)af;
+		bm->inner = af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 		bm->act = A_DECAP4;
 		return;
 	}
@@ -190,7 +190,7 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	key->proto = ip->next_proto_id;
 	key->pad[0] = key->pad[1] = key->pad[2] = 0;
 	bm->ip_len = (uint16_t)tot;
-	bm->inner_af = 4;
+	bm->inner = IPPROTO_IPIP;
 	bm->act = A_LOOKUP4;
 }
 
@@ -250,7 +250,7 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 			bm->cls = CLS(cls_gue_bad);
 			return;
 		}
-		bm->inner_af = (uint8_t)af;
+		bm->inner = af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 		bm->act = A_DECAP6;
 		return;
 	}
@@ -269,7 +269,7 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	key->proto = ip->proto;
 	key->pad[0] = key->pad[1] = key->pad[2] = 0;
 	bm->ip_len = (uint16_t)(sizeof(*ip) + plen);
-	bm->inner_af = 6;
+	bm->inner = IPPROTO_IPV6;
 	bm->act = A_LOOKUP6;
 }
 
@@ -305,17 +305,23 @@ parse_fast4(const struct homing_dp *dp, const struct rte_mbuf *m, struct burst_m
 	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
 	const struct rte_tcp_hdr *tcp = (const struct rte_tcp_hdr *)(ip + 1);
-	uint32_t len = rte_pktmbuf_data_len(m), tot, doff, proto = IPPROTO_TCP;
+	uint32_t len = rte_pktmbuf_data_len(m), tot, doff, proto = IPPROTO_TCP, w0, w1;
 
+	/* w0: ether_type, version_ihl, tos; w1: fragment_offset, ttl, next_proto_id. */
+	memcpy(&w0, d + 2 * RTE_ETHER_ADDR_LEN, 4);
+	memcpy(&w1, &ip->fragment_offset, 4);
 	if (unlikely(len < ETH_LEN + sizeof(*ip) + sizeof(*tcp) || m->nb_segs != 1 ||
-		     ((const struct rte_ether_hdr *)d)->ether_type !=
-			     rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
-		     ip->version_ihl != RTE_IPV4_VHL_DEF || ip->next_proto_id != IPPROTO_TCP ||
-		     (ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)) != 0))
+		     (w0 & rte_cpu_to_be_32(0xffffff00)) !=
+			     rte_cpu_to_be_32((RTE_ETHER_TYPE_IPV4 << 16) | (RTE_IPV4_VHL_DEF << 8)) ||
+		     (w1 & rte_cpu_to_be_32((IPV4_MF_OFF_MASK << 16) | 0xff)) !=
+			     rte_cpu_to_be_32(IPPROTO_TCP)))
 		return 0;
+	/* With l = tot - 40 (unsigned) and o = doff - 20 (unsigned): 40 <= tot and
+	 * ETH_LEN + tot <= len is l <= len - 54 (len >= 54 here); 20 <= doff and
+	 * doff <= tot - 20 is then o <= l. */
 	tot = rte_be_to_cpu_16(ip->total_length);
-	doff = (uint32_t)(tcp->data_off >> 4) * 4;
-	if (unlikely(ETH_LEN + tot > len || doff < sizeof(*tcp) || doff + sizeof(*ip) > tot ||
+	doff = (uint32_t)(tcp->data_off >> 2) & 0x3c;
+	if (unlikely(tot - 40 > len - (ETH_LEN + 40) || doff - 20 > tot - 40 ||
 		     (tcp->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ||
 		     !vip4_match(dp, ip->dst_addr)))
 		return 0;
@@ -323,7 +329,7 @@ parse_fast4(const struct homing_dp *dp, const struct rte_mbuf *m, struct burst_m
 	memcpy(&key->sport, &tcp->src_port, 4); /* sport, dport */
 	memcpy(&key->proto, &proto, 4);         /* proto, zero pad (little endian) */
 	bm->ip_len = (uint16_t)tot;
-	bm->inner_af = 4;
+	bm->inner = IPPROTO_IPIP;
 	bm->act = A_LOOKUP4;
 	return 1;
 }
@@ -334,7 +340,7 @@ decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
 {
 	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
 	uint32_t strip = outer_l3 + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN;
-	uint16_t et = bm->inner_af == 4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6;
+	uint16_t et = bm->inner == IPPROTO_IPIP ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6;
 	uint32_t want;
 
 	memcpy(d + strip, d, 2 * RTE_ETHER_ADDR_LEN);
@@ -362,57 +368,32 @@ key_hash(const void *key, uint32_t af)
 
 #define TMPL4_LEN (ETH_LEN + TUN_V4_LEN)
 #define TMPL6_LEN (ETH_LEN + TUN_V6_LEN)
+/* struct homing_tmpl's valid and af bytes, read as one little-endian 16-bit word. */
+#define TMPL_LIVE4 (RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN ? 0x0401 : 0x0104)
+#define TMPL_LIVE6 (RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN ? 0x0601 : 0x0106)
+_Static_assert(offsetof(struct homing_tmpl, af) == offsetof(struct homing_tmpl, valid) + 1,
+	       "valid and af are adjacent");
 
-/* Prepends owner's template in place of the Ethernet header. Returns 0 (encapsulated),
- * -1 (owner has no live template: packet untouched) or -2 (no headroom). The template's
- * length follows from its family (homing_tmpl_set), so that the copy has a fixed size. */
-static __rte_always_inline int
-encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
-      uint16_t owner, const struct burst_meta *bm, uint16_t sport)
+/* Fills the encapsulated packet's lengths, checksum and ports (outer family af, a
+ * constant at each call) once the template is at h. */
+static __rte_always_inline void
+encap_finish(struct rte_mbuf *m, uint8_t *h, const struct burst_meta *bm, uint16_t sport,
+	     uint32_t csb, const uint32_t af)
 {
-	const struct homing_tmpl *t;
-	uint8_t *h;
-	uint32_t sn, tlen, csb, af;
+	const uint32_t tlen = af == 4 ? TMPL4_LEN : TMPL6_LEN;
 
-	if (unlikely(owner >= HOMING_MAX_HOSTS || owner == 0))
-		return -1;
-	t = &dp->tmpl[owner];
-	for (;;) {
-		sn = rte_seqlock_read_begin(&t->lock);
-		af = t->af;
-		csb = t->csum_base;
-		if (unlikely(!t->valid || (af != 4 && af != 6))) {
-			if (rte_seqlock_read_retry(&t->lock, sn))
-				continue;
-			return -1;
-		}
-		tlen = af == 4 ? TMPL4_LEN : TMPL6_LEN;
-		if (unlikely(rte_pktmbuf_headroom(m) < tlen - ETH_LEN)) {
-			if (rte_seqlock_read_retry(&t->lock, sn))
-				continue;
-			return -2;
-		}
-		h = rte_pktmbuf_mtod(m, uint8_t *) - (tlen - ETH_LEN);
-		if (af == 4)
-			memcpy(h, t->hdr, TMPL4_LEN);
-		else
-			memcpy(h, t->hdr, TMPL6_LEN);
-		if (likely(!rte_seqlock_read_retry(&t->lock, sn)))
-			break;
-		st->tmpl_retries++;
-	}
 	/* One segment (checked by the parser); Ethernet padding is not carried. */
-	m->data_off -= (uint16_t)(tlen - ETH_LEN);
+	m->data_off = (uint16_t)(h - (uint8_t *)m->buf_addr);
 	m->data_len = (uint16_t)(tlen + bm->ip_len);
 	m->pkt_len = tlen + bm->ip_len;
 	/* GUE protocol: the inner family. */
-	h[tlen - 3] = bm->inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	h[tlen - 3] = bm->inner;
 	if (af == 4) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(h + ETH_LEN);
 		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
 		uint16_t tot = rte_cpu_to_be_16((uint16_t)(TUN_V4_LEN + bm->ip_len));
+		/* csum_base is a folded 16-bit sum (rte_raw_cksum): one fold is enough */
 		uint32_t sum = csb + tot;
-		sum = (sum & 0xffff) + (sum >> 16);
 		sum = (sum & 0xffff) + (sum >> 16);
 		ip->total_length = tot;
 		ip->hdr_checksum = (uint16_t)~sum;
@@ -432,48 +413,107 @@ encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf
 	}
 	m->ol_flags = 0;
 	m->packet_type = 0;
-	return 0;
 }
+
+/* Prepends owner's template in place of the Ethernet header. Returns 0 (encapsulated),
+ * -1 (owner has no live template: packet untouched) or -2 (no headroom). The template's
+ * length follows from its family (homing_tmpl_set), so that the copy has a fixed size.
+ * Slot 0 is never valid (homing_tmpl_set refuses id 0). */
+static __rte_always_inline int
+encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_mbuf *m,
+      uint16_t owner, const struct burst_meta *bm, uint16_t sport)
+{
+	const struct homing_tmpl *t;
+	uint8_t *h;
+	uint32_t sn, csb;
+
+	if (unlikely(owner >= HOMING_MAX_HOSTS))
+		return -1;
+	t = &tmpl[owner];
+	for (;;) {
+		uint16_t va;
+		sn = rte_seqlock_read_begin(&t->lock);
+		/* valid and af, adjacent bytes: one load */
+		memcpy(&va, &t->valid, 2);
+		csb = t->csum_base;
+		if (likely(va == TMPL_LIVE4)) {
+			if (unlikely(rte_pktmbuf_headroom(m) < TMPL4_LEN - ETH_LEN))
+				goto no_room;
+			h = rte_pktmbuf_mtod(m, uint8_t *) - (TMPL4_LEN - ETH_LEN);
+			memcpy(h, t->hdr, TMPL4_LEN);
+			if (likely(!rte_seqlock_read_retry(&t->lock, sn))) {
+				encap_finish(m, h, bm, sport, csb, 4);
+				return 0;
+			}
+		} else if (va == TMPL_LIVE6) {
+			if (unlikely(rte_pktmbuf_headroom(m) < TMPL6_LEN - ETH_LEN))
+				goto no_room;
+			h = rte_pktmbuf_mtod(m, uint8_t *) - (TMPL6_LEN - ETH_LEN);
+			memcpy(h, t->hdr, TMPL6_LEN);
+			if (likely(!rte_seqlock_read_retry(&t->lock, sn))) {
+				encap_finish(m, h, bm, sport, csb, 6);
+				return 0;
+			}
+		} else {
+			if (rte_seqlock_read_retry(&t->lock, sn))
+				continue;
+			return -1;
+		}
+		st->tmpl_retries++;
+		continue;
+	no_room:
+		if (rte_seqlock_read_retry(&t->lock, sn))
+			continue;
+		return -2;
+	}
+}
+
+/* What decide() did, for the burst's accounting. */
+#define DECIDED_OTHER 0
+#define DECIDED_REDIRECT 1
+#define DECIDED_LOCAL 2
 
 /* Decides a packet whose session was found: to the owner (encapsulated), to the kernel
  * (owned here, or the owner is not live), or dropped (no headroom). Sets b->act, b->cls. */
-static __rte_always_inline void
-decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
-       struct burst_meta *b, uint64_t val, uint32_t hash)
+static __rte_always_inline int
+decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats *st,
+       struct rte_mbuf *m, struct burst_meta *b, uint64_t val, uint32_t hash)
 {
 	uint16_t owner = HOMING_VAL_OWNER(val);
 	int r;
 
-	b->act = A_TAP;
-	if (owner == dp->self_id) {
+	if (owner == self) {
+		b->act = A_TAP;
 		b->cls = CLS(cls_local);
-		return;
+		return DECIDED_LOCAL;
 	}
-	r = encap(dp, st, m, owner, b, flow_sport(hash));
+	r = encap(tmpl, st, m, owner, b, flow_sport(hash));
 	if (likely(r == 0)) {
 		b->act = A_NIC;
 		b->cls = CLS(cls_redirect);
-	} else if (r == -1) {
+		return DECIDED_REDIRECT;
+	}
+	if (r == -1) {
+		b->act = A_TAP;
 		b->cls = CLS(cls_dead_owner);
 	} else {
 		b->act = A_DROP;
 		b->cls = CLS(cls_redirect);
 		st->drop_headroom++;
 	}
+	return DECIDED_OTHER;
 }
 
 /* Resolves one looked-up packet of the burst: decided if found, else parked if the park
  * is on and has room, else to the kernel. */
-static __rte_always_inline void
-resolve(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, int hit,
-	uint64_t val, const void *key, uint32_t hash, uint32_t af, uint64_t now)
+/* A looked-up packet whose session is unknown: parked if the park is on and has room,
+ * else to the kernel. */
+static __rte_noinline void
+miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const void *key,
+     uint32_t af, uint64_t now)
 {
 	struct homing_park_slot *s;
 
-	if (likely(hit)) {
-		decide(lc->dp, &lc->stats, m, b, val, hash);
-		return;
-	}
 	b->act = A_TAP;
 	b->cls = CLS(cls_miss);
 	if (lc->park_tsc == 0)
@@ -493,6 +533,65 @@ resolve(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, int h
 		s->k6 = *(const struct homing_key6 *)key;
 	lc->stats.park_in++;
 	b->act = A_PARKED;
+}
+
+/* Looks up and decides the IPv4 (af 4) or IPv6 VIP packets of a burst: pkts[idx[j]]
+ * has key keys[j] of hash hash[j]. Adds to *n_red and *n_loc the packets redirected and
+ * local. Out of line (one call per burst), so that the parser's registers are free. */
+static __rte_noinline void
+lookup_resolve4(struct homing_lcore *lc, struct rte_mbuf **pkts, struct burst_meta *bm,
+		const uint8_t *idx, const struct homing_key4 *keys, const uint32_t *hash,
+		uint32_t n, uint64_t now, uint32_t *n_red, uint32_t *n_loc)
+{
+	const struct homing_dp *dp = lc->dp;
+	const struct homing_tmpl *tmpl = dp->tmpl;
+	const uint16_t self = dp->self_id;
+	const uint8_t *cand[HOMING_BURST];
+	uint32_t j, red = 0, loc = 0;
+
+	homing_table_stage4(dp->table, hash, n, cand);
+	for (j = 0; j < n; j++) {
+		struct rte_mbuf *m = pkts[idx[j]];
+		struct burst_meta *b = &bm[idx[j]];
+		uint64_t val;
+		int d;
+		if (unlikely(!homing_table_finish4(dp->table, &keys[j], hash[j], cand[j], &val))) {
+			miss(lc, m, b, &keys[j], 4, now);
+			continue;
+		}
+		d = decide(self, tmpl, &lc->stats, m, b, val, hash[j]);
+		red += d == DECIDED_REDIRECT;
+		loc += d == DECIDED_LOCAL;
+	}
+	*n_red += red;
+	*n_loc += loc;
+}
+
+static __rte_noinline void
+lookup_resolve6(struct homing_lcore *lc, struct rte_mbuf **pkts, struct burst_meta *bm,
+		const uint8_t *idx, const struct homing_key6 *keys, const uint32_t *hash,
+		uint32_t n, uint64_t now, uint32_t *n_red, uint32_t *n_loc)
+{
+	const struct homing_dp *dp = lc->dp;
+	const uint8_t *cand[HOMING_BURST];
+	uint32_t j, red = 0, loc = 0;
+
+	homing_table_stage6(dp->table, hash, n, cand);
+	for (j = 0; j < n; j++) {
+		struct rte_mbuf *m = pkts[idx[j]];
+		struct burst_meta *b = &bm[idx[j]];
+		uint64_t val;
+		int d;
+		if (unlikely(!homing_table_finish6(dp->table, &keys[j], hash[j], cand[j], &val))) {
+			miss(lc, m, b, &keys[j], 6, now);
+			continue;
+		}
+		d = decide(dp->self_id, dp->tmpl, &lc->stats, m, b, val, hash[j]);
+		red += d == DECIDED_REDIRECT;
+		loc += d == DECIDED_LOCAL;
+	}
+	*n_red += red;
+	*n_loc += loc;
 }
 
 uint32_t
@@ -549,9 +648,11 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 		}
 		for (j = 0; j < n; j++) {
 			struct homing_park_slot *s = &lc->park[i + j];
-			struct burst_meta b = { .ip_len = s->ip_len, .inner_af = s->af };
+			struct burst_meta b = { .ip_len = s->ip_len,
+						.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
 			if ((hit >> j) & 1) {
-				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
+				decide(dp->self_id, dp->tmpl, st, s->m, &b, val[j],
+				       key_hash(&s->k4, s->af));
 				cnt[b.cls]++;
 				if (b.act == A_NIC)
 					st->park_redirect++;
@@ -606,8 +707,7 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	struct homing_key6 k6[HOMING_BURST];
 	uint32_t h4[HOMING_BURST], h6[HOMING_BURST];
 	uint8_t idx4[HOMING_BURST], idx6[HOMING_BURST];
-	uint64_t vals[HOMING_BURST], hits;
-	uint32_t n4 = 0, n6 = 0, i, j;
+	uint32_t n4 = 0, n6 = 0, n_red = 0, n_loc = 0, i, j;
 	uint16_t nn = 0, nt = 0;
 
 	RTE_BUILD_BUG_ON(HOMING_BURST > HOMING_TABLE_LOOKUP_MAX);
@@ -644,22 +744,26 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 
 	if (likely((n4 | n6) != 0)) {
 		uint64_t now = lc->park_tsc != 0 ? rte_rdtsc() : 0;
-		if (likely(n4 != 0)) {
-			hits = homing_table_lookup4_hashed(dp->table, k4, h4, n4, vals);
-			for (j = 0; j < n4; j++)
-				resolve(lc, pkts[idx4[j]], &bm[idx4[j]], (hits >> j) & 1, vals[j],
-					&k4[j], h4[j], 4, now);
-		}
-		if (unlikely(n6 != 0)) {
-			hits = homing_table_lookup6_hashed(dp->table, k6, h6, n6, vals);
-			for (j = 0; j < n6; j++)
-				resolve(lc, pkts[idx6[j]], &bm[idx6[j]], (hits >> j) & 1, vals[j],
-					&k6[j], h6[j], 6, now);
-		}
+		if (likely(n4 != 0))
+			lookup_resolve4(lc, pkts, bm, idx4, k4, h4, n4, now, &n_red, &n_loc);
+		if (unlikely(n6 != 0))
+			lookup_resolve6(lc, pkts, bm, idx6, k6, h6, n6, now, &n_red, &n_loc);
 	}
 
-	/* Final pass in arrival order, so that each output keeps the input order. */
-	for (i = 0; i < n; i++) {
+	/* Final pass in arrival order, so that each output keeps the input order. Bursts
+	 * that all go one way (IPv4 lookups only) skip it. */
+	uint32_t nloop = n;
+	if (n_red == n) {
+		memcpy(nic_out, pkts, n * sizeof(*pkts));
+		nn = n;
+		nloop = 0;
+	} else if (n_loc == n) {
+		memcpy(tap_out, pkts, n * sizeof(*pkts));
+		st->cls_local += n;
+		nt = n;
+		nloop = 0;
+	}
+	for (i = 0; i < nloop; i++) {
 		struct rte_mbuf *m = pkts[i];
 		uint8_t act = bm[i].act;
 		if (likely(act == A_NIC)) {

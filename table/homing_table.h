@@ -361,71 +361,111 @@ homing_table_find_(const struct homing_htab *h, const void *key, uint32_t hv, ui
 	return 0;
 }
 
+/* Lookup in two steps, for callers that act on each key right after its comparison
+ * (lcore's pipeline): homing_table_stage_ takes the hashes of a burst, prefetches the
+ * primary buckets, then picks in each the first entry whose signature matches and
+ * prefetches its key slot (cand[i], or NULL); homing_table_finish_ then compares one key
+ * with its candidate and falls back to a full search (both buckets, the stash, retried
+ * while cuckoo moves run) when the candidate is not the key. Both must run inside the
+ * same quiescent period. */
+static __rte_always_inline void
+homing_table_stage_(const struct homing_htab *h, const uint32_t *hash, uint32_t n,
+		    const uint8_t **cand, const uint32_t esz)
+{
+	const struct homing_tbucket *B = h->bkt;
+	const uint8_t *kv = h->kv - esz; /* slot + 1 indexes */
+	const uint32_t mask = h->mask;
+	uint32_t i;
+
+	/* Only the primary bucket is prefetched: below 87.5 % load nearly every key is in
+	 * its primary bucket (an insert tries it first). */
+	for (i = 0; i < n; i++)
+		rte_prefetch0(&B[hash[i] & mask]);
+	for (i = 0; i < n; i++) {
+		const struct homing_tbucket *bk = &B[hash[i] & mask];
+		uint32_t m = homing_table_sigmatch_(bk, (uint16_t)(hash[i] >> 16)), x = 0;
+		const uint8_t *c = NULL;
+		if (likely(m != 0)) {
+			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
+			c = kv + (size_t)x * esz;
+			rte_prefetch0(c);
+			if (unlikely(x == 0))
+				c = NULL;
+		}
+		cand[i] = c;
+	}
+}
+
+static __rte_always_inline int
+homing_table_finish_(const struct homing_htab *h, const void *key, uint32_t hash,
+		     const uint8_t *cand, uint64_t *val, const uint32_t klen)
+{
+	const uint32_t esz = klen == 16 ? 24 : 48;
+	uint32_t x;
+
+	if (likely(cand != NULL) && likely(homing_table_keyeq_(cand, key, klen))) {
+		*val = __atomic_load_n((const uint64_t *)(const void *)(cand + klen), __ATOMIC_RELAXED);
+		return 1;
+	}
+	x = homing_table_find_(h, key, hash, klen, esz);
+	if (x == 0)
+		return 0;
+	*val = __atomic_load_n((const uint64_t *)(const void *)(h->kv + (size_t)(x - 1) * esz + klen),
+			       __ATOMIC_RELAXED);
+	return 1;
+}
+
+static __rte_always_inline void
+homing_table_stage4(const struct homing_table *t, const uint32_t *hash, uint32_t n,
+		    const uint8_t **cand)
+{
+	homing_table_stage_(&t->v4, hash, n, cand, 24);
+}
+
+static __rte_always_inline int
+homing_table_finish4(const struct homing_table *t, const struct homing_key4 *key,
+		     uint32_t hash, const uint8_t *cand, uint64_t *val)
+{
+	return homing_table_finish_(&t->v4, key, hash, cand, val, 16);
+}
+
+static __rte_always_inline void
+homing_table_stage6(const struct homing_table *t, const uint32_t *hash, uint32_t n,
+		    const uint8_t **cand)
+{
+	homing_table_stage_(&t->v6, hash, n, cand, 48);
+}
+
+static __rte_always_inline int
+homing_table_finish6(const struct homing_table *t, const struct homing_key6 *key,
+		     uint32_t hash, const uint8_t *cand, uint64_t *val)
+{
+	return homing_table_finish_(&t->v6, key, hash, cand, val, 40);
+}
+
 /* The bulk lookup: keys either as pointers (kp) or as an array (karr); hashes given
- * (hash) or computed. Three passes over the burst, each prefetching for the next:
- * buckets, then the first signature match's key slot, then the key comparison. */
+ * (hash) or computed. */
 static __rte_always_inline uint64_t
 homing_table_bulk_(const struct homing_htab *h, const void *const *kp, const void *karr,
 		   const uint32_t *hash, uint32_t n, uint64_t *vals, const uint32_t klen)
 {
 	const uint32_t esz = klen == 16 ? 24 : 48;
-	const struct homing_tbucket *B = h->bkt;
-	const uint8_t *kv = h->kv;
-	const uint32_t mask = h->mask;
-	uint32_t hs[HOMING_TABLE_LOOKUP_MAX], slot[HOMING_TABLE_LOOKUP_MAX];
-	uint64_t hits = 0, miss;
-	uint32_t i, c0;
+	const uint8_t *cand[HOMING_TABLE_LOOKUP_MAX];
+	uint32_t hs[HOMING_TABLE_LOOKUP_MAX];
+	uint64_t hits = 0;
+	uint32_t i;
 
 #define HOMING_TABLE_KEY_(i) \
 	(kp != NULL ? kp[i] : (const void *)((const uint8_t *)karr + (size_t)(i) * klen))
-	c0 = __atomic_load_n(&h->change, __ATOMIC_ACQUIRE);
-	/* Only the primary bucket is prefetched: below 87.5 % load nearly every key is in
-	 * its primary bucket (an insert tries it first). */
-	for (i = 0; i < n; i++) {
-		uint32_t hv = hash != NULL ? hash[i] : homing_table_hash_(HOMING_TABLE_KEY_(i), klen);
-		hs[i] = hv;
-		rte_prefetch0(&B[hv & mask]);
+	if (hash == NULL) {
+		for (i = 0; i < n; i++)
+			hs[i] = homing_table_hash_(HOMING_TABLE_KEY_(i), klen);
+		hash = hs;
 	}
-	for (i = 0; i < n; i++) {
-		const struct homing_tbucket *bk = &B[hs[i] & mask];
-		uint32_t m = homing_table_sigmatch_(bk, (uint16_t)(hs[i] >> 16)), x = 0;
-		if (likely(m != 0)) {
-			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
-			rte_prefetch0(kv + (size_t)(x - 1) * esz);
-		}
-		slot[i] = x;
-	}
-	for (i = 0; i < n; i++) {
-		const void *key = HOMING_TABLE_KEY_(i);
-		uint32_t x = slot[i];
-		if (likely(x != 0) && likely(homing_table_keyeq_(kv + (size_t)(x - 1) * esz, key, klen))) {
-		hit:
-			vals[i] = __atomic_load_n((const uint64_t *)(const void *)(kv + (size_t)(x - 1) * esz + klen),
-						  __ATOMIC_RELAXED);
+	homing_table_stage_(h, hash, n, cand, esz);
+	for (i = 0; i < n; i++)
+		if (homing_table_finish_(h, HOMING_TABLE_KEY_(i), hash[i], cand[i], &vals[i], klen))
 			hits |= 1ULL << i;
-			continue;
-		}
-		x = homing_table_search_(h, key, hs[i], klen, esz);
-		if (x != 0)
-			goto hit;
-	}
-	miss = (n == 64 ? ~0ULL : (1ULL << n) - 1) & ~hits;
-	if (unlikely(miss != 0)) {
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&h->change, __ATOMIC_ACQUIRE) != c0) {
-			for (; miss != 0; miss &= miss - 1) {
-				uint32_t x;
-				i = (uint32_t)__builtin_ctzll(miss);
-				x = homing_table_find_(h, HOMING_TABLE_KEY_(i), hs[i], klen, esz);
-				if (x != 0) {
-					vals[i] = __atomic_load_n(
-						(const uint64_t *)(const void *)(kv + (size_t)(x - 1) * esz + klen),
-						__ATOMIC_RELAXED);
-					hits |= 1ULL << i;
-				}
-			}
-		}
-	}
 #undef HOMING_TABLE_KEY_
 	return hits;
 }
