@@ -83,7 +83,7 @@ func Dial(ctx context.Context, ns string, addr string, n, par int) (*Fleet, erro
 					if i >= n {
 						return nil
 					}
-					c, err := d.DialContext(ctx, "tcp4", addr)
+					c, err := d.DialContext(ctx, "tcp", addr)
 					if err != nil {
 						return fmt.Errorf("connection %d: %w", i, err)
 					}

@@ -102,6 +102,13 @@ type Options struct {
 	Log io.Writer
 	// KeepDir keeps the temporary directory (configs, logs) at Close.
 	KeepDir bool
+	// IPv6 builds an IPv6 lab: VIP, clients, hosts, tunnels and gossip (see v6.go).
+	IPv6 bool
+	// Racks is the number of racks (L2 domains, one bridge each) behind the router;
+	// 0 means 1. Hosts take the racks in turn (see v6.go).
+	Racks int
+	// Relays are the hosts that relay gossip between racks (gossip.relays).
+	Relays []int
 }
 
 var labSeq atomic.Int32
@@ -152,6 +159,9 @@ func New(opts Options) (l *Lab, err error) {
 		}
 		opts.Serve = []string{exe, "serve"}
 	}
+	if opts.Racks < 0 || opts.Racks > MaxRacks {
+		return nil, fmt.Errorf("lab: %d racks, want 1..%d", opts.Racks, MaxRacks)
+	}
 	id := fmt.Sprintf("%s%dx%d", Prefix, os.Getpid(), labSeq.Add(1))
 	l = &Lab{ID: id, opts: opts, hosts: map[int]*Host{}}
 	defer func() {
@@ -179,26 +189,7 @@ func New(opts Options) (l *Lab, err error) {
 	}
 
 	rtr, cli := l.NS("rtr"), l.NS("cli")
-	script := [][]string{
-		{"ip", "netns", "add", rtr},
-		{"ip", "netns", "add", cli},
-		{"ip", "-n", rtr, "link", "set", "lo", "up"},
-		{"ip", "-n", cli, "link", "set", "lo", "up"},
-		{"ip", "netns", "exec", rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-			"net.ipv4.conf.default.rp_filter=0", "net.ipv4.fib_multipath_hash_policy=" + hashPolicy,
-			"net.ipv4.fib_multipath_hash_fields=" + hashFields,
-			"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"},
-		{"ip", "netns", "exec", cli, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"},
-		{"ip", "-n", rtr, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
-		{"ip", "-n", rtr, "addr", "add", RouterLAN.String() + "/24", "dev", "br0"},
-		{"ip", "-n", rtr, "link", "set", "br0", "up"},
-		{"ip", "-n", rtr, "link", "add", "vcli", "type", "veth", "peer", "name", "eth0", "netns", cli},
-		{"ip", "-n", rtr, "addr", "add", RouterCLI.String() + "/24", "dev", "vcli"},
-		{"ip", "-n", rtr, "link", "set", "vcli", "up"},
-		{"ip", "-n", cli, "addr", "add", ClientAddr.String() + "/24", "dev", "eth0"},
-		{"ip", "-n", cli, "link", "set", "eth0", "up"},
-		{"ip", "-n", cli, "route", "add", "default", "via", RouterCLI.String()},
-	}
+	script := l.routerScript(rtr, cli)
 	for _, c := range script {
 		if err = run(c...); err != nil {
 			return l, err
@@ -241,7 +232,8 @@ func (l *Lab) hostConfig(n int, cgroup string) string {
 id = %[2]d
 name = "h%[2]d"
 address = %[3]q
-domain = "lab"
+domain = %[10]q
+gateway = %[5]q
 vips = [%[4]q]
 
 [dpdk]
@@ -259,18 +251,18 @@ tx_desc = 512
 [kernel]
 device = "net_tap0,iface=homing0"
 name = "homing0"
-addresses = ["%[3]s/24"]
-routes = [{ to = "0.0.0.0/0", via = %[5]q }]
+addresses = ["%[3]s/%[11]d"]
+routes = [{ to = %[12]q, via = %[5]q }]
 
 [tunnel]
 redirect = %[6]t
 
 [table]
 capacity4 = 65536
-capacity6 = 1024
+capacity6 = %[13]d
 
 [gossip]
-group = "239.193.0.1"
+group = %[14]q
 key_file = %[7]q
 # A peer is down after 2 s without heartbeats (the default, 3 x 100 ms, flaps when
 # several daemons and the clients share two loaded cores: a down owner's packets go to
@@ -278,7 +270,7 @@ key_file = %[7]q
 heartbeat_interval = "100ms"
 down_after = 20
 grace = "30s"
-
+%[15]s
 [probe]
 cgroup = %[8]q
 
@@ -287,8 +279,8 @@ listen = ""
 
 [control]
 socket = %[9]q
-`, l.ID, n, HostAddr(n), VIP, RouterLAN, l.opts.Redirect, l.keyFile, cgroup,
-		l.socket(n))
+`, l.ID, n, l.HostAddress(n), l.VIPAddr(), l.Gateway(l.Rack(n)), l.opts.Redirect, l.keyFile, cgroup,
+		l.socket(n), l.Domain(l.Rack(n)), l.bits(), l.defaultRoute(), l.capacity6(), l.group(), l.relayConfig())
 }
 
 // AddHosts creates hosts (each 1..MaxHosts) and starts their homingd and echo
@@ -308,7 +300,7 @@ func (l *Lab) AddHosts(ctx context.Context, ns ...int) error {
 			return fmt.Errorf("h%d: homingd: %w\n%s", n, err, Tail(h.LogFile, 20))
 		}
 		serveLog := filepath.Join(l.Dir, fmt.Sprintf("h%d-serve.log", n))
-		env := []string{fmt.Sprintf("%s=%s", ServeEnv, netip.AddrPortFrom(VIP, ServicePort))}
+		env := []string{fmt.Sprintf("%s=%s", ServeEnv, netip.AddrPortFrom(l.VIPAddr(), ServicePort))}
 		var err error
 		if h.serve, err = l.start(fmt.Sprintf("h%d echo", n), serveLog, h.NS, h.Cgroup, env, l.opts.Serve[0],
 			append(l.opts.Serve[1:len(l.opts.Serve):len(l.opts.Serve)], h.NS)...); err != nil { // the name, for ps
@@ -323,7 +315,7 @@ func (l *Lab) AddHosts(ctx context.Context, ns ...int) error {
 	}
 	for _, n := range ns {
 		l.logf("  h%d up: homingd pid %d, echo service on %s:%d in cgroup %s", n, l.hosts[n].homingd.cmd.Process.Pid,
-			VIP, ServicePort, l.hosts[n].Cgroup)
+			l.VIPAddr(), ServicePort, l.hosts[n].Cgroup)
 	}
 	l.logf("  hosts %v up, gossip membership complete (%.1fs)", ns, time.Since(start).Seconds())
 	return nil
@@ -346,7 +338,7 @@ func (l *Lab) prepareHost(n int) (err error) {
 		{"ip", "netns", "add", h.NS},
 		{"ip", "-n", h.NS, "link", "set", "lo", "up"},
 		{"ip", "-n", rtr, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.NS},
-		{"ip", "-n", rtr, "link", "set", port, "master", "br0", "up"},
+		{"ip", "-n", rtr, "link", "set", port, "master", bridge(l.Rack(n)), "up"},
 		{"ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"},
 		{"ip", "-n", h.NS, "link", "set", "eth0", "up"},
 	}
@@ -522,14 +514,12 @@ func (l *Lab) Check() error {
 // SetRoute makes the router's route to the VIP a multipath route over the given hosts
 // (ip route replace): leaving a running host out drains it.
 func (l *Lab) SetRoute(hosts []int) error {
-	args := []string{"ip", "-n", l.NS("rtr"), "route", "replace", VIP.String() + "/32"}
 	for _, n := range hosts {
 		if l.hosts[n] == nil {
 			return fmt.Errorf("%w: h%d not started", ErrHost, n)
 		}
-		args = append(args, "nexthop", "via", HostAddr(n).String(), "dev", "br0")
 	}
-	if err := run(args...); err != nil {
+	if err := run(l.routeArgs(hosts)...); err != nil {
 		return err
 	}
 	l.routed = append(l.routed[:0], hosts...)
@@ -651,7 +641,7 @@ func (l *Lab) Redirected(ctx context.Context) (uint64, error) {
 	return sum, nil
 }
 
-// WaitSessions waits until the tables of hosts hold at least want IPv4 sessions each, or
+// WaitSessions waits until the tables of hosts hold at least want sessions each, or
 // limit passes. It returns each host's count either way, and ErrTimeout in the second case.
 func (l *Lab) WaitSessions(ctx context.Context, hosts []int, want int, limit time.Duration) (map[int]int, error) {
 	deadline := time.Now().Add(limit)
@@ -663,8 +653,8 @@ func (l *Lab) WaitSessions(ctx context.Context, hosts []int, want int, limit tim
 			if err != nil {
 				return got, fmt.Errorf("h%d: %w", n, err)
 			}
-			got[n] = st.Sessions4
-			if st.Sessions4 < want {
+			got[n] = st.Sessions4 + st.Sessions6
+			if got[n] < want {
 				done = false
 			}
 		}

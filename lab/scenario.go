@@ -26,6 +26,7 @@ type Scenario struct {
 	Log     io.Writer     // progress lines (nil: none)
 	Live    bool          // also a live counter line each second, redrawn with \r (a terminal)
 	KeepDir bool          // keep each lab's directory (configs, logs)
+	IPv6    bool          // an IPv6 lab (Options.IPv6)
 }
 
 // StepResult counts the connections at the end of one step.
@@ -92,8 +93,12 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	if !redirect {
 		mode = "plain ECMP (tunnel.redirect = false)"
 	}
-	s.logf("== %s: %d hosts, %d connections", mode, s.Hosts, s.Conns)
-	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir})
+	family := "IPv4"
+	if s.IPv6 {
+		family = "IPv6"
+	}
+	s.logf("== %s: %d hosts, %d connections, %s", mode, s.Hosts, s.Conns, family)
+	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir, IPv6: s.IPv6})
 	if err != nil {
 		return res, err
 	}
@@ -120,13 +125,13 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		return res, err
 	}
 	t := time.Now()
-	fleet, err := Dial(ctx, l.NS("cli"), netip.AddrPortFrom(VIP, ServicePort).String(), s.Conns, 16)
+	fleet, err := Dial(ctx, l.NS("cli"), netip.AddrPortFrom(l.VIPAddr(), ServicePort).String(), s.Conns, 16)
 	if err != nil {
 		return res, fmt.Errorf("connect: %w", err)
 	}
 	fleet.Start()
 	defer fleet.Stop()
-	s.logf("  %d connections from %s to %s:%d open (%.1fs)", s.Conns, ClientAddr, VIP, ServicePort, time.Since(t).Seconds())
+	s.logf("  %d connections from %s to %s open (%.1fs)", s.Conns, l.Client(), netip.AddrPortFrom(l.VIPAddr(), ServicePort), time.Since(t).Seconds())
 	if err = s.converge(ctx, l, hosts, s.Conns); err != nil {
 		return res, err
 	}
