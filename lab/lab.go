@@ -98,6 +98,9 @@ type Options struct {
 	Serve []string
 	// Redirect is tunnel.redirect of every homingd: false is the plain-ECMP baseline.
 	Redirect bool
+	// NoTentative sets probe.tentative = false and NoPark tunnel.park_hold = "0" in
+	// every homingd, to measure what they do for new connections (see churn.go).
+	NoTentative, NoPark bool
 	// Log receives the lab's progress lines (nil: none).
 	Log io.Writer
 	// KeepDir keeps the temporary directory (configs, logs) at Close.
@@ -256,7 +259,7 @@ routes = [{ to = %[12]q, via = %[5]q }]
 
 [tunnel]
 redirect = %[6]t
-
+%[16]s
 [table]
 capacity4 = 65536
 capacity6 = %[13]d
@@ -273,14 +276,15 @@ grace = "30s"
 %[15]s
 [probe]
 cgroup = %[8]q
-
+%[17]s
 [metrics]
 listen = ""
 
 [control]
 socket = %[9]q
 `, l.ID, n, l.HostAddress(n), l.VIPAddr(), l.Gateway(l.Rack(n)), l.opts.Redirect, l.keyFile, cgroup,
-		l.socket(n), l.Domain(l.Rack(n)), l.bits(), l.defaultRoute(), l.capacity6(), l.group(), l.relayConfig())
+		l.socket(n), l.Domain(l.Rack(n)), l.bits(), l.defaultRoute(), l.capacity6(), l.group(), l.relayConfig(),
+		l.raceConfig("tunnel"), l.raceConfig("probe"))
 }
 
 // AddHosts creates hosts (each 1..MaxHosts) and starts their homingd and echo
