@@ -48,7 +48,8 @@ check:
 # with CI=true a missing prerequisite fails the test instead of skipping it.
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 $(PKGS)
-	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./gossip/... ./config/... ./session/... ./internal/golden/...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./gossip/... ./config/... ./session/... ./internal/golden/... \
+		./metrics/... ./ctl/... ./cmd/homingctl/...
 
 test: deps build check unit bench-smoke
 

@@ -70,8 +70,10 @@ enabled = false
 enabled = false
 [metrics]
 listen = ""
+[control]
+socket = %q
 `, golden.Self.ID, golden.Self.Addr, golden.Self.MAC, golden.VIPs[0], golden.VIPs[1], os.Getpid(),
-		nicIn, nicOut, kernelIn, kernelOut, golden.Self.Port, p.ID, p.Addr, p.MAC, p.Port, golden.DeadPeer)
+		nicIn, nicOut, kernelIn, kernelOut, golden.Self.Port, p.ID, p.Addr, p.MAC, p.Port, golden.DeadPeer, filepath.Join(dir, "ctl.sock"))
 	for _, s := range golden.Sessions {
 		proto := "tcp"
 		if s.Key.Proto == 17 {
