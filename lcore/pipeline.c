@@ -40,6 +40,21 @@ enum action {
 
 #define IPV4_MF_OFF_MASK (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)
 
+/* A packet to look up: its key, the key's table hash, the packet and its meta. */
+struct lookup4 {
+	struct homing_key4 key;
+	uint32_t hash;
+	struct rte_mbuf *m;
+	struct burst_meta *b;
+};
+
+struct lookup6 {
+	struct homing_key6 key;
+	uint32_t hash;
+	struct rte_mbuf *m;
+	struct burst_meta *b;
+};
+
 struct burst_meta {
 	uint8_t act;
 	uint8_t cls;
@@ -468,10 +483,11 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 	}
 }
 
-/* What decide() did, for the burst's accounting. */
+/* What decide() did, for the burst's accounting: summed in one word (redirected in the
+ * low 16 bits, local in the high 16). */
 #define DECIDED_OTHER 0
 #define DECIDED_REDIRECT 1
-#define DECIDED_LOCAL 2
+#define DECIDED_LOCAL (1 << 16)
 
 /* Decides a packet whose session was found: to the owner (encapsulated), to the kernel
  * (owned here, or the owner is not live), or dropped (no headroom). Sets b->act, b->cls. */
@@ -510,7 +526,7 @@ decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats 
  * else to the kernel. */
 static __rte_noinline void
 miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const void *key,
-     uint32_t af, uint64_t now)
+     uint32_t af)
 {
 	struct homing_park_slot *s;
 
@@ -524,7 +540,7 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	}
 	s = &lc->park[lc->park_count++];
 	s->m = m;
-	s->deadline = now + lc->park_tsc;
+	s->deadline = rte_rdtsc() + lc->park_tsc;
 	s->ip_len = b->ip_len;
 	s->af = (uint8_t)af;
 	if (af == 4)
@@ -535,63 +551,47 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	b->act = A_PARKED;
 }
 
-/* Looks up and decides the IPv4 (af 4) or IPv6 VIP packets of a burst: pkts[idx[j]]
- * has key keys[j] of hash hash[j]. Adds to *n_red and *n_loc the packets redirected and
- * local. Out of line (one call per burst), so that the parser's registers are free. */
-static __rte_noinline void
-lookup_resolve4(struct homing_lcore *lc, struct rte_mbuf **pkts, struct burst_meta *bm,
-		const uint8_t *idx, const struct homing_key4 *keys, const uint32_t *hash,
-		uint32_t n, uint64_t now, uint32_t *n_red, uint32_t *n_loc)
+/* Looks up and decides the VIP packets of a burst (lk[0..n), one address family).
+ * Returns the packets redirected (low 16 bits) and local (high 16 bits). Out of line
+ * (one call per burst), so that the parser's registers are free. */
+static __rte_noinline uint32_t
+lookup_resolve4(struct homing_lcore *lc, struct lookup4 *lk, uint32_t n)
 {
 	const struct homing_dp *dp = lc->dp;
-	const struct homing_tmpl *tmpl = dp->tmpl;
-	const uint16_t self = dp->self_id;
 	const uint8_t *cand[HOMING_BURST];
-	uint32_t j, red = 0, loc = 0;
+	uint32_t j, acc = 0;
 
-	homing_table_stage4(dp->table, hash, n, cand);
+	homing_table_stage4(dp->table, &lk[0].hash, sizeof(*lk), n, cand);
 	for (j = 0; j < n; j++) {
-		struct rte_mbuf *m = pkts[idx[j]];
-		struct burst_meta *b = &bm[idx[j]];
+		struct lookup4 *l = &lk[j];
 		uint64_t val;
-		int d;
-		if (unlikely(!homing_table_finish4(dp->table, &keys[j], hash[j], cand[j], &val))) {
-			miss(lc, m, b, &keys[j], 4, now);
+		if (unlikely(!homing_table_finish4(dp->table, &l->key, l->hash, cand[j], &val))) {
+			miss(lc, l->m, l->b, &l->key, 4);
 			continue;
 		}
-		d = decide(self, tmpl, &lc->stats, m, b, val, hash[j]);
-		red += d == DECIDED_REDIRECT;
-		loc += d == DECIDED_LOCAL;
+		acc += decide(dp->self_id, dp->tmpl, &lc->stats, l->m, l->b, val, l->hash);
 	}
-	*n_red += red;
-	*n_loc += loc;
+	return acc;
 }
 
-static __rte_noinline void
-lookup_resolve6(struct homing_lcore *lc, struct rte_mbuf **pkts, struct burst_meta *bm,
-		const uint8_t *idx, const struct homing_key6 *keys, const uint32_t *hash,
-		uint32_t n, uint64_t now, uint32_t *n_red, uint32_t *n_loc)
+static __rte_noinline uint32_t
+lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 {
 	const struct homing_dp *dp = lc->dp;
 	const uint8_t *cand[HOMING_BURST];
-	uint32_t j, red = 0, loc = 0;
+	uint32_t j, acc = 0;
 
-	homing_table_stage6(dp->table, hash, n, cand);
+	homing_table_stage6(dp->table, &lk[0].hash, sizeof(*lk), n, cand);
 	for (j = 0; j < n; j++) {
-		struct rte_mbuf *m = pkts[idx[j]];
-		struct burst_meta *b = &bm[idx[j]];
+		struct lookup6 *l = &lk[j];
 		uint64_t val;
-		int d;
-		if (unlikely(!homing_table_finish6(dp->table, &keys[j], hash[j], cand[j], &val))) {
-			miss(lc, m, b, &keys[j], 6, now);
+		if (unlikely(!homing_table_finish6(dp->table, &l->key, l->hash, cand[j], &val))) {
+			miss(lc, l->m, l->b, &l->key, 6);
 			continue;
 		}
-		d = decide(dp->self_id, dp->tmpl, &lc->stats, m, b, val, hash[j]);
-		red += d == DECIDED_REDIRECT;
-		loc += d == DECIDED_LOCAL;
+		acc += decide(dp->self_id, dp->tmpl, &lc->stats, l->m, l->b, val, l->hash);
 	}
-	*n_red += red;
-	*n_loc += loc;
+	return acc;
 }
 
 uint32_t
@@ -703,11 +703,9 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	struct homing_lcore_stats *st = &lc->stats;
 	uint64_t *cnt = (uint64_t *)st;
 	struct burst_meta bm[HOMING_BURST];
-	struct homing_key4 k4[HOMING_BURST];
-	struct homing_key6 k6[HOMING_BURST];
-	uint32_t h4[HOMING_BURST], h6[HOMING_BURST];
-	uint8_t idx4[HOMING_BURST], idx6[HOMING_BURST];
-	uint32_t n4 = 0, n6 = 0, n_red = 0, n_loc = 0, i, j;
+	struct lookup4 l4[HOMING_BURST];
+	struct lookup6 l6[HOMING_BURST];
+	uint32_t n4 = 0, n6 = 0, acc = 0, n_red, n_loc, i, j;
 	uint16_t nn = 0, nt = 0;
 
 	RTE_BUILD_BUG_ON(HOMING_BURST > HOMING_TABLE_LOOKUP_MAX);
@@ -717,38 +715,42 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	for (i = 0; i < n && i < HOMING_PREFETCH_OFFSET; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
 		if (i + HOMING_PREFETCH_OFFSET < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + HOMING_PREFETCH_OFFSET], void *));
-		if (!parse_fast4(dp, pkts[i], &bm[i], &k4[n4]))
-			parse(dp, pkts[i], &bm[i], &k4[n4], &k6[n6]);
+		if (!parse_fast4(dp, m, &bm[i], &l4[n4].key))
+			parse(dp, m, &bm[i], &l4[n4].key, &l6[n6].key);
 		if (likely(bm[i].act == A_LOOKUP4)) {
-			h4[n4] = homing_table_hash4(&k4[n4]);
-			idx4[n4++] = (uint8_t)i;
+			l4[n4].hash = homing_table_hash4(&l4[n4].key);
+			l4[n4].m = m;
+			l4[n4].b = &bm[i];
+			n4++;
 		} else if (unlikely(bm[i].act == A_LOOKUP6)) {
-			h6[n6] = homing_table_hash6(&k6[n6]);
-			idx6[n6++] = (uint8_t)i;
+			l6[n6].hash = homing_table_hash6(&l6[n6].key);
+			l6[n6].m = m;
+			l6[n6].b = &bm[i];
+			n6++;
 		}
 	}
 	/* Redirection off (decided once per burst): VIP packets go to the kernel. */
 	if (unlikely(dp->no_redirect) && (n4 | n6) != 0) {
 		for (j = 0; j < n4; j++) {
-			bm[idx4[j]].act = A_TAP;
-			bm[idx4[j]].cls = CLS(cls_no_redirect);
+			l4[j].b->act = A_TAP;
+			l4[j].b->cls = CLS(cls_no_redirect);
 		}
 		for (j = 0; j < n6; j++) {
-			bm[idx6[j]].act = A_TAP;
-			bm[idx6[j]].cls = CLS(cls_no_redirect);
+			l6[j].b->act = A_TAP;
+			l6[j].b->cls = CLS(cls_no_redirect);
 		}
 		n4 = n6 = 0;
 	}
 
-	if (likely((n4 | n6) != 0)) {
-		uint64_t now = lc->park_tsc != 0 ? rte_rdtsc() : 0;
-		if (likely(n4 != 0))
-			lookup_resolve4(lc, pkts, bm, idx4, k4, h4, n4, now, &n_red, &n_loc);
-		if (unlikely(n6 != 0))
-			lookup_resolve6(lc, pkts, bm, idx6, k6, h6, n6, now, &n_red, &n_loc);
-	}
+	if (likely(n4 != 0))
+		acc += lookup_resolve4(lc, l4, n4);
+	if (unlikely(n6 != 0))
+		acc += lookup_resolve6(lc, l6, n6);
+	n_red = acc & 0xffff;
+	n_loc = acc >> 16;
 
 	/* Final pass in arrival order, so that each output keeps the input order. Bursts
 	 * that all go one way (IPv4 lookups only) skip it. */

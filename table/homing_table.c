@@ -81,7 +81,7 @@ static uint64_t
 htab_memsize(uint32_t capacity, uint32_t klen)
 {
 	return (uint64_t)bucket_count(capacity) * sizeof(struct homing_tbucket) +
-	       RTE_ALIGN_CEIL((uint64_t)capacity * entry_size(klen), RTE_CACHE_LINE_SIZE) +
+	       RTE_ALIGN_CEIL(((uint64_t)capacity + 1) * entry_size(klen), RTE_CACHE_LINE_SIZE) +
 	       RTE_ALIGN_CEIL((uint64_t)capacity * sizeof(uint32_t), RTE_CACHE_LINE_SIZE) +
 	       sizeof(struct homing_defer) * HOMING_TABLE_DEFER_GROUPS;
 }
@@ -93,7 +93,7 @@ htab_init(struct homing_htab *h, uint32_t capacity, uint32_t klen, int socket)
 
 	h->bkt = rte_zmalloc_socket("homing_tbl_bkt", (size_t)nb * sizeof(*h->bkt),
 				    RTE_CACHE_LINE_SIZE, socket);
-	h->kv = rte_zmalloc_socket("homing_tbl_kv", (size_t)capacity * entry_size(klen),
+	h->kv = rte_zmalloc_socket("homing_tbl_kv", ((size_t)capacity + 1) * entry_size(klen),
 				   RTE_CACHE_LINE_SIZE, socket);
 	h->fifo = rte_malloc_socket("homing_tbl_free", (size_t)capacity * sizeof(uint32_t),
 				    RTE_CACHE_LINE_SIZE, socket);
@@ -335,7 +335,7 @@ slot_defer(struct homing_htab *h, uint32_t slot)
 static uint8_t *
 slot_ptr(const struct homing_htab *h, uint32_t slot)
 {
-	return h->kv + (size_t)slot * h->entry;
+	return h->kv + ((size_t)slot + 1) * h->entry;
 }
 
 /* Where a key is: bucket entry, or stash entry (bkt == UINT32_MAX). */

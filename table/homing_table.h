@@ -142,7 +142,10 @@ struct homing_defer {
 struct homing_htab {
 	/* Read by the lcores. */
 	struct homing_tbucket *bkt;
-	uint8_t *kv;        /* key slots: key, then the value (at offset key_len) */
+	/* Key slots: key, then the value (at offset key_len). Bucket index x (slot + 1) is
+	 * at kv + x * entry: kv starts with a dummy all-zero slot (protocol 0, never a valid
+	 * key), so that readers can compare with the slot of an empty entry. */
+	uint8_t *kv;
 	uint32_t mask;      /* buckets - 1 */
 	uint32_t change;    /* bumped by every cuckoo move */
 	uint32_t stash_n;   /* stash entries to search (high-water mark) */
@@ -330,7 +333,7 @@ homing_table_search_(const struct homing_htab *h, const void *key, uint32_t hv, 
 		const struct homing_tbucket *bk = &h->bkt[b];
 		for (m = homing_table_sigmatch_(bk, (uint16_t)sig); m != 0; m &= m - 1) {
 			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
-			if (x != 0 && homing_table_keyeq_(h->kv + (size_t)(x - 1) * esz, key, klen))
+			if (x != 0 && homing_table_keyeq_(h->kv + (size_t)x * esz, key, klen))
 				return x;
 		}
 		b = homing_table_alt_(b, sig, h->mask);
@@ -338,7 +341,7 @@ homing_table_search_(const struct homing_htab *h, const void *key, uint32_t hv, 
 	sn = __atomic_load_n(&h->stash_n, __ATOMIC_ACQUIRE);
 	for (i = 0; i < sn; i++) {
 		x = __atomic_load_n(&h->stash[i], __ATOMIC_ACQUIRE);
-		if (x != 0 && homing_table_keyeq_(h->kv + (size_t)(x - 1) * esz, key, klen))
+		if (x != 0 && homing_table_keyeq_(h->kv + (size_t)x * esz, key, klen))
 			return x;
 	}
 	return 0;
@@ -364,36 +367,35 @@ homing_table_find_(const struct homing_htab *h, const void *key, uint32_t hv, ui
 /* Lookup in two steps, for callers that act on each key right after its comparison
  * (lcore's pipeline): homing_table_stage_ takes the hashes of a burst, prefetches the
  * primary buckets, then picks in each the first entry whose signature matches and
- * prefetches its key slot (cand[i], or NULL); homing_table_finish_ then compares one key
- * with its candidate and falls back to a full search (both buckets, the stash, retried
- * while cuckoo moves run) when the candidate is not the key. Both must run inside the
+ * prefetches its key slot (cand[i]); homing_table_finish_ then compares one key
+ * with its candidate (the dummy slot if none) and falls back to a full search (both
+ * buckets, the stash, retried while cuckoo moves run) when the candidate is not the key. Both must run inside the
  * same quiescent period. */
 static __rte_always_inline void
-homing_table_stage_(const struct homing_htab *h, const uint32_t *hash, uint32_t n,
-		    const uint8_t **cand, const uint32_t esz)
+homing_table_stage_(const struct homing_htab *h, const uint32_t *hash, uint32_t stride,
+		    uint32_t n, const uint8_t **cand, const uint32_t esz)
 {
 	const struct homing_tbucket *B = h->bkt;
-	const uint8_t *kv = h->kv - esz; /* slot + 1 indexes */
+	const uint8_t *kv = h->kv;
 	const uint32_t mask = h->mask;
 	uint32_t i;
+#define HOMING_TABLE_HASH_(i) (*(const uint32_t *)(const void *)((const uint8_t *)hash + (size_t)(i) * stride))
 
 	/* Only the primary bucket is prefetched: below 87.5 % load nearly every key is in
 	 * its primary bucket (an insert tries it first). */
 	for (i = 0; i < n; i++)
-		rte_prefetch0(&B[hash[i] & mask]);
+		rte_prefetch0(&B[HOMING_TABLE_HASH_(i) & mask]);
 	for (i = 0; i < n; i++) {
-		const struct homing_tbucket *bk = &B[hash[i] & mask];
-		uint32_t m = homing_table_sigmatch_(bk, (uint16_t)(hash[i] >> 16)), x = 0;
-		const uint8_t *c = NULL;
-		if (likely(m != 0)) {
-			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
-			c = kv + (size_t)x * esz;
-			rte_prefetch0(c);
-			if (unlikely(x == 0))
-				c = NULL;
-		}
-		cand[i] = c;
+		uint32_t hv = HOMING_TABLE_HASH_(i);
+		const struct homing_tbucket *bk = &B[hv & mask];
+		uint32_t m = homing_table_sigmatch_(bk, (uint16_t)(hv >> 16)), x = 0;
+		/* no match: x = 0, the dummy slot, which no key equals */
+		if (likely(m != 0))
+			x = __atomic_load_n(&bk->idx[(uint32_t)__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
+		cand[i] = kv + (size_t)x * esz;
+		rte_prefetch0(cand[i]);
 	}
+#undef HOMING_TABLE_HASH_
 }
 
 static __rte_always_inline int
@@ -403,23 +405,25 @@ homing_table_finish_(const struct homing_htab *h, const void *key, uint32_t hash
 	const uint32_t esz = klen == 16 ? 24 : 48;
 	uint32_t x;
 
-	if (likely(cand != NULL) && likely(homing_table_keyeq_(cand, key, klen))) {
+	if (likely(homing_table_keyeq_(cand, key, klen))) {
 		*val = __atomic_load_n((const uint64_t *)(const void *)(cand + klen), __ATOMIC_RELAXED);
 		return 1;
 	}
 	x = homing_table_find_(h, key, hash, klen, esz);
 	if (x == 0)
 		return 0;
-	*val = __atomic_load_n((const uint64_t *)(const void *)(h->kv + (size_t)(x - 1) * esz + klen),
+	*val = __atomic_load_n((const uint64_t *)(const void *)(h->kv + (size_t)x * esz + klen),
 			       __ATOMIC_RELAXED);
 	return 1;
 }
 
+/* hash[0] is the first key's hash, the next ones follow every stride bytes (the hashes
+ * may sit in the caller's per-packet records). */
 static __rte_always_inline void
-homing_table_stage4(const struct homing_table *t, const uint32_t *hash, uint32_t n,
-		    const uint8_t **cand)
+homing_table_stage4(const struct homing_table *t, const uint32_t *hash, uint32_t stride,
+		    uint32_t n, const uint8_t **cand)
 {
-	homing_table_stage_(&t->v4, hash, n, cand, 24);
+	homing_table_stage_(&t->v4, hash, stride, n, cand, 24);
 }
 
 static __rte_always_inline int
@@ -430,10 +434,10 @@ homing_table_finish4(const struct homing_table *t, const struct homing_key4 *key
 }
 
 static __rte_always_inline void
-homing_table_stage6(const struct homing_table *t, const uint32_t *hash, uint32_t n,
-		    const uint8_t **cand)
+homing_table_stage6(const struct homing_table *t, const uint32_t *hash, uint32_t stride,
+		    uint32_t n, const uint8_t **cand)
 {
-	homing_table_stage_(&t->v6, hash, n, cand, 48);
+	homing_table_stage_(&t->v6, hash, stride, n, cand, 48);
 }
 
 static __rte_always_inline int
@@ -462,7 +466,7 @@ homing_table_bulk_(const struct homing_htab *h, const void *const *kp, const voi
 			hs[i] = homing_table_hash_(HOMING_TABLE_KEY_(i), klen);
 		hash = hs;
 	}
-	homing_table_stage_(h, hash, n, cand, esz);
+	homing_table_stage_(h, hash, sizeof(uint32_t), n, cand, esz);
 	for (i = 0; i < n; i++)
 		if (homing_table_finish_(h, HOMING_TABLE_KEY_(i), hash[i], cand[i], &vals[i], klen))
 			hits |= 1ULL << i;
