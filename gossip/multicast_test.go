@@ -1,6 +1,7 @@
 package gossip_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -138,14 +139,19 @@ func (ns nsDialer) DialContext(ctx context.Context, network, addr string) (net.C
 }
 
 // TestMulticastNetns runs three nodes in three network namespaces on one bridge, over
-// the real multicast transport.
+// the real multicast transport, and a fourth that signs under another key: a session
+// announced by one node reaches the other two; the fourth's datagrams are rejected and
+// counted and its session reaches nobody; a node that stops heartbeating goes down and
+// its sessions go after the grace.
 func TestMulticastNetns(t *testing.T) {
 	const hosts = 3
 	group := netip.MustParseAddr("239.77.0.1")
 	var ms []*member
-	for i, ns := range bridgeLab(t, hosts) {
+	names := bridgeLab(t, hosts+1)
+	for i, ns := range names[:hosts] {
 		cfg := fastConfig(t, uint16(i+1))
 		cfg.Group, cfg.Port, cfg.Interface = group, 6081, "eth0"
+		cfg.Grace = 2 * time.Second // room to see the session survive the down before the grace
 		ms = append(ms, startNetns(t, ns, cfg))
 	}
 
@@ -170,6 +176,50 @@ func TestMulticastNetns(t *testing.T) {
 		}
 		if s.AuthFailures+s.Malformed+s.Truncated+s.Oversize != 0 {
 			t.Errorf("node %d rejects: %+v", m.node.HostID(), s)
+		}
+	}
+
+	// A node under the wrong key: everything it sends is rejected and counted.
+	rogueCfg := fastConfig(t, hosts+1)
+	rogueCfg.Group, rogueCfg.Port, rogueCfg.Interface = group, 6081, "eth0"
+	rogueCfg.Keys = ring(t, bytes.Repeat([]byte{0xab}, 32))
+	rogue := startNetns(t, names[hosts], rogueCfg)
+	rk := key(43)
+	if err := rogue.node.LocalAdd(rk); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		gossiptest.WaitFor(t, 10*time.Second, "wrong-key datagrams counted", func() bool { return m.node.Stats().AuthFailures >= 3 })
+		if _, ok := m.table.Get(rk); ok {
+			t.Fatalf("node %d applied a session announced under the wrong key", m.node.HostID())
+		}
+		if s := m.node.Stats(); s.PeersUp != hosts-1 {
+			t.Fatalf("node %d: %d peers up: the wrong-key node must not count", m.node.HostID(), s.PeersUp)
+		}
+	}
+	rogue.stop()
+
+	// Node 3 stops heartbeating: down at the others, its session gone after the grace.
+	k3 := key(44)
+	if err := ms[2].node.LocalAdd(k3); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:2] {
+		gossiptest.WaitFor(t, 10*time.Second, "node 3's session", owned(m.table, k3, 3))
+	}
+	ms[2].stop()
+	gossiptest.WaitFor(t, 10*time.Second, "node 3 down", func() bool {
+		return ms[0].node.Stats().PeersUp == hosts-2 && ms[1].node.Stats().PeersUp == hosts-2
+	})
+	for _, m := range ms[:2] {
+		if _, ok := m.table.Get(k3); !ok {
+			t.Fatalf("node %d dropped node 3's session before the grace", m.node.HostID())
+		}
+	}
+	for _, m := range ms[:2] {
+		gossiptest.WaitFor(t, 10*time.Second, "node 3's session dropped after the grace", absent(m.table, k3))
+		if _, ok := m.tmpl.Peer(3); ok {
+			t.Fatalf("node %d kept node 3's template", m.node.HostID())
 		}
 	}
 
