@@ -112,6 +112,9 @@ type Options struct {
 	Racks int
 	// Relays are the hosts that relay gossip between racks (gossip.relays).
 	Relays []int
+	// EditConfig, if set, rewrites host n's generated homingd configuration before it is
+	// written (the fault tests shorten gossip.grace, shrink table.capacity4, ...).
+	EditConfig func(n int, toml string) string
 }
 
 var labSeq atomic.Int32
@@ -359,7 +362,11 @@ func (l *Lab) prepareHost(n int) (err error) {
 	if err = os.Mkdir(h.Cgroup, 0o755); err != nil {
 		return fmt.Errorf("h%d: cgroup: %w", n, err)
 	}
-	if err = os.WriteFile(h.Config, []byte(l.hostConfig(n, h.Cgroup)), 0o644); err != nil {
+	cfg := l.hostConfig(n, h.Cgroup)
+	if l.opts.EditConfig != nil {
+		cfg = l.opts.EditConfig(n, cfg)
+	}
+	if err = os.WriteFile(h.Config, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("h%d: %w", n, err)
 	}
 	h.homingd, err = l.start(fmt.Sprintf("h%d homingd", n), h.LogFile, h.NS, "", nil, l.opts.Homingd, "-config", h.Config)
