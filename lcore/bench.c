@@ -11,10 +11,12 @@
 #include <rte_ip.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_tcp.h>
+#include <rte_udp.h>
 
 #include "bench.h"
 
 #define GEN_LEN (RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
+#define GUE_OUTER (sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
 
 static inline uint64_t
 xorshift(uint64_t *s)
@@ -26,22 +28,15 @@ xorshift(uint64_t *s)
 	return *s = x;
 }
 
-/* Writes an Ethernet/IPv4/TCP (ACK) frame of session k into m (64 bytes on the wire). */
+/* Writes the IPv4/TCP (ACK) packet of session k at ip (40 bytes). */
 static inline void
-gen(struct rte_mbuf *m, const struct homing_key4 *k)
+gen_ip(struct rte_ipv4_hdr *ip, const struct homing_key4 *k)
 {
-	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
-	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)d;
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 	struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)(ip + 1);
 
-	m->data_len = m->pkt_len = 64;
-	memset(&eth->dst_addr, 0x02, RTE_ETHER_ADDR_LEN);
-	memset(&eth->src_addr, 0x04, RTE_ETHER_ADDR_LEN);
-	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 	ip->version_ihl = RTE_IPV4_VHL_DEF;
 	ip->type_of_service = 0;
-	ip->total_length = rte_cpu_to_be_16(64 - RTE_ETHER_HDR_LEN);
+	ip->total_length = rte_cpu_to_be_16(sizeof(*ip) + sizeof(*tcp));
 	ip->packet_id = 0;
 	ip->fragment_offset = 0;
 	ip->time_to_live = 64;
@@ -60,10 +55,60 @@ gen(struct rte_mbuf *m, const struct homing_key4 *k)
 	tcp->tcp_urp = 0;
 }
 
+/* Writes an Ethernet/IPv4/TCP (ACK) frame of session k into m (64 bytes on the wire). */
 static inline void
-send_all(uint16_t port, struct rte_mbuf **p, uint16_t n)
+gen(struct rte_mbuf *m, const struct homing_key4 *k)
 {
-	uint16_t s = rte_eth_tx_burst(port, 0, p, n);
+	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)d;
+
+	m->data_len = m->pkt_len = 64;
+	memset(&eth->dst_addr, 0x02, RTE_ETHER_ADDR_LEN);
+	memset(&eth->src_addr, 0x04, RTE_ETHER_ADDR_LEN);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	gen_ip((struct rte_ipv4_hdr *)(eth + 1), k);
+}
+
+/* Writes session k's packet inside Ethernet/IPv4/UDP/GUE to dst:port into m (86 bytes),
+ * as the owner receives it from a peer. */
+static inline void
+gen_gue(struct rte_mbuf *m, const struct homing_key4 *k, uint32_t dst, uint16_t port)
+{
+	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)d;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+	uint8_t *gue = (uint8_t *)(udp + 1);
+	uint16_t inner = sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr);
+
+	m->data_len = m->pkt_len = RTE_ETHER_HDR_LEN + GUE_OUTER + inner;
+	memset(&eth->dst_addr, 0x02, RTE_ETHER_ADDR_LEN);
+	memset(&eth->src_addr, 0x04, RTE_ETHER_ADDR_LEN);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->type_of_service = 0;
+	ip->total_length = rte_cpu_to_be_16(GUE_OUTER + inner);
+	ip->packet_id = 0;
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_UDP;
+	ip->hdr_checksum = 0;
+	ip->src_addr = k->dst ^ 0x01000000; /* a peer: any address but ours */
+	ip->dst_addr = dst;
+	udp->src_port = k->sport | rte_cpu_to_be_16(0xc000);
+	udp->dst_port = port;
+	udp->dgram_len = rte_cpu_to_be_16(sizeof(*udp) + HOMING_GUE_LEN + inner);
+	udp->dgram_cksum = 0;
+	gue[0] = 0;
+	gue[1] = IPPROTO_IPIP;
+	gue[2] = gue[3] = 0;
+	gen_ip((struct rte_ipv4_hdr *)(gue + HOMING_GUE_LEN), k);
+}
+
+static inline void
+send_all(uint16_t port, uint16_t q, struct rte_mbuf **p, uint16_t n)
+{
+	uint16_t s = rte_eth_tx_burst(port, q, p, n);
 	if (s < n)
 		rte_pktmbuf_free_bulk(p + s, n - s);
 }
@@ -76,24 +121,30 @@ homing_bench_main(void *arg)
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
 	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
 	uint64_t seed = b->seed | 1, done = 0, t0;
-	uint16_t port = lc->nic_port, n, nn, nt, i;
+	uint16_t port = lc->nic_port, q = lc->queue, n, nn, nt, i;
 
 	if (rte_rcu_qsbr_thread_register(qsbr, lc->lcore_id) != 0)
 		return -1;
 	rte_rcu_qsbr_thread_online(qsbr, lc->lcore_id);
 	t0 = rte_rdtsc();
 	while (done < b->packets) {
-		n = rte_eth_rx_burst(port, 0, pkts, HOMING_BURST);
-		for (i = 0; i < n; i++)
-			gen(pkts[i], &b->keys[xorshift(&seed) % b->n_keys]);
+		n = rte_eth_rx_burst(port, q, pkts, HOMING_BURST);
+		if (b->gen == HOMING_BENCH_GEN_GUE) {
+			for (i = 0; i < n; i++)
+				gen_gue(pkts[i], &b->keys[xorshift(&seed) % b->n_keys], b->gue_dst,
+					b->gue_port);
+		} else {
+			for (i = 0; i < n; i++)
+				gen(pkts[i], &b->keys[xorshift(&seed) % b->n_keys]);
+		}
 		if (b->mode == HOMING_BENCH_BARE) {
-			send_all(port, pkts, n);
+			send_all(port, q, pkts, n);
 		} else {
 			homing_process_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
 			if (nn)
-				send_all(port, nic, nn);
+				send_all(port, q, nic, nn);
 			if (nt)
-				send_all(port, tap, nt);
+				send_all(port, q, tap, nt);
 		}
 		rte_rcu_qsbr_quiescent(qsbr, lc->lcore_id);
 		done += n;

@@ -10,6 +10,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 	"unsafe"
 
@@ -26,6 +27,29 @@ const (
 	BenchPipeline BenchMode = C.HOMING_BENCH_PIPELINE // rx -> generator -> pipeline -> tx
 )
 
+// BenchGen selects the traffic generator.
+type BenchGen int
+
+// Generators.
+const (
+	BenchGenTCP BenchGen = C.HOMING_BENCH_GEN_TCP // Ethernet/IPv4/TCP ACK of the flow, 64 bytes
+	BenchGenGUE BenchGen = C.HOMING_BENCH_GEN_GUE // the same in IPv4/UDP/GUE to GUEDst:GUEPort, 86 bytes
+)
+
+// BenchConfig is one benchmark run: one loop per lcore, all at once, lcore i on queue i
+// of Port (which must have as many rx and tx queues).
+type BenchConfig struct {
+	Lcores  []uint
+	Port    dpdk.Port
+	Mode    BenchMode
+	Gen     BenchGen
+	Flows   []session.Key // IPv4 only
+	Packets uint64        // per lcore
+	Seed    uint64
+	GUEDst  netip.Addr // BenchGenGUE: outer destination (this host)
+	GUEPort uint16     // BenchGenGUE: UDP destination port (the tunnel port)
+}
+
 // BenchResult is one run's outcome.
 type BenchResult struct {
 	Packets uint64
@@ -40,18 +64,30 @@ func (r BenchResult) Mpps() float64 { return float64(r.Packets) / r.Elapsed.Seco
 // kernel port): each received frame gets a TCP flow drawn at random from flows.
 // Only IPv4 flows are supported.
 func (d *DataPlane) Bench(lcoreID uint, port dpdk.Port, mode BenchMode, flows []session.Key, packets uint64, seed uint64) (BenchResult, error) {
-	if len(flows) == 0 {
-		return BenchResult{}, errors.New("lcore: bench needs flows")
+	rs, err := d.BenchRun(BenchConfig{Lcores: []uint{lcoreID}, Port: port, Mode: mode, Flows: flows, Packets: packets, Seed: seed})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	return rs[0], nil
+}
+
+// BenchRun runs c on every lcore of c.Lcores at once and returns one result per lcore.
+func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
+	if len(c.Flows) == 0 || len(c.Lcores) == 0 {
+		return nil, errors.New("lcore: bench needs flows and lcores")
+	}
+	if c.Gen == BenchGenGUE && !c.GUEDst.Is4() {
+		return nil, errors.New("lcore: bench GUE generator needs an IPv4 destination")
 	}
 	if d.running.Load() {
-		return BenchResult{}, ErrRunning
+		return nil, ErrRunning
 	}
-	keys := (*C.struct_homing_key4)(C.calloc(C.size_t(len(flows)), C.sizeof_struct_homing_key4))
+	keys := (*C.struct_homing_key4)(C.calloc(C.size_t(len(c.Flows)), C.sizeof_struct_homing_key4))
 	defer C.free(unsafe.Pointer(keys))
-	ks := unsafe.Slice(keys, len(flows))
-	for i, f := range flows {
+	ks := unsafe.Slice(keys, len(c.Flows))
+	for i, f := range c.Flows {
 		if !f.Is4() {
-			return BenchResult{}, fmt.Errorf("lcore: bench flow %v is not IPv4", f)
+			return nil, fmt.Errorf("lcore: bench flow %v is not IPv4", f)
 		}
 		s, d := f.Src.As4(), f.Dst.As4()
 		ks[i].src = *(*C.uint32_t)(unsafe.Pointer(&s[0]))
@@ -60,27 +96,60 @@ func (d *DataPlane) Bench(lcoreID uint, port dpdk.Port, mode BenchMode, flows []
 		ks[i].dport = C.uint16_t(f.DstPort>>8 | f.DstPort<<8)
 		ks[i].proto = C.uint8_t(f.Proto)
 	}
-	lc := (*C.struct_homing_lcore)(C.aligned_alloc(64, C.sizeof_struct_homing_lcore))
-	defer C.free(unsafe.Pointer(lc))
-	*lc = C.struct_homing_lcore{}
-	lc.dp = d.dp
-	lc.nic_port = C.uint16_t(port.ID)
-	lc.tap_port = C.uint16_t(port.ID)
-	lc.lcore_id = C.uint32_t(lcoreID)
-	b := (*C.struct_homing_bench)(C.calloc(1, C.sizeof_struct_homing_bench))
-	defer C.free(unsafe.Pointer(b))
-	b.lc = lc
-	b.keys = keys
-	b.n_keys = C.uint32_t(len(flows))
-	b.mode = C.uint32_t(mode)
-	b.packets = C.uint64_t(packets)
-	b.seed = C.uint64_t(seed)
-	if err := dpdk.Launch(unsafe.Pointer(C.homing_bench_main), unsafe.Pointer(b), lcoreID); err != nil {
-		return BenchResult{}, err
+	n := len(c.Lcores)
+	lcs := make([]*C.struct_homing_lcore, n)
+	bs := make([]*C.struct_homing_bench, n)
+	defer func() {
+		for i := range n {
+			C.free(unsafe.Pointer(lcs[i]))
+			C.free(unsafe.Pointer(bs[i]))
+		}
+	}()
+	for i, id := range c.Lcores {
+		lc := (*C.struct_homing_lcore)(C.aligned_alloc(64, C.sizeof_struct_homing_lcore))
+		*lc = C.struct_homing_lcore{}
+		lc.dp = d.dp
+		lc.nic_port = C.uint16_t(c.Port.ID)
+		lc.tap_port = C.uint16_t(c.Port.ID)
+		lc.queue = C.uint16_t(i)
+		lc.lcore_id = C.uint32_t(id)
+		lcs[i] = lc
+		b := (*C.struct_homing_bench)(C.calloc(1, C.sizeof_struct_homing_bench))
+		b.lc = lc
+		b.keys = keys
+		b.n_keys = C.uint32_t(len(c.Flows))
+		b.mode = C.uint32_t(c.Mode)
+		b.gen = C.uint32_t(c.Gen)
+		b.packets = C.uint64_t(c.Packets)
+		b.seed = C.uint64_t(c.Seed + uint64(i)*0x9e3779b97f4a7c15)
+		if c.Gen == BenchGenGUE {
+			a := c.GUEDst.As4()
+			b.gue_dst = *(*C.uint32_t)(unsafe.Pointer(&a[0]))
+			b.gue_port = C.uint16_t(c.GUEPort>>8 | c.GUEPort<<8)
+		}
+		bs[i] = b
 	}
-	if ret := dpdk.Wait(lcoreID); ret != 0 {
-		return BenchResult{}, fmt.Errorf("lcore: bench returned %d", ret)
+	launched := 0
+	var err error
+	for i, id := range c.Lcores {
+		if err = dpdk.Launch(unsafe.Pointer(C.homing_bench_main), unsafe.Pointer(bs[i]), id); err != nil {
+			break
+		}
+		launched++
 	}
-	sec := float64(b.cycles) / float64(b.tsc_hz)
-	return BenchResult{Packets: uint64(b.done), Elapsed: time.Duration(sec * float64(time.Second)), Stats: statsOf(lcoreID, &lc.stats)}, nil
+	for i := 0; i < launched; i++ {
+		if ret := dpdk.Wait(c.Lcores[i]); ret != 0 && err == nil {
+			err = fmt.Errorf("lcore: bench on lcore %d returned %d", c.Lcores[i], ret)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := make([]BenchResult, n)
+	for i, b := range bs {
+		sec := float64(b.cycles) / float64(b.tsc_hz)
+		res[i] = BenchResult{Packets: uint64(b.done), Elapsed: time.Duration(sec * float64(time.Second)),
+			Stats: statsOf(c.Lcores[i], &lcs[i].stats)}
+	}
+	return res, nil
 }

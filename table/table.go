@@ -15,9 +15,22 @@ package table
 #cgo LDFLAGS: -lrte_rcu
 #include <stdlib.h>
 #include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
 #include "homing_table.h"
 
 static int table_errno(void) { return rte_errno; }
+
+static uint64_t table_heap_allocated(void)
+{
+	struct rte_malloc_socket_stats st;
+	uint64_t total = 0;
+
+	for (unsigned int i = 0; i < rte_socket_count(); i++)
+		if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0)
+			total += st.heap_allocsz_bytes;
+	return total;
+}
 */
 import "C"
 
@@ -110,6 +123,10 @@ func New(name string, cap4, cap6 uint32, socket int) (*Table, error) {
 func MemSize(cap4, cap6 uint32) uint64 {
 	return uint64(C.homing_table_memsize(C.uint32_t(cap4), C.uint32_t(cap6)))
 }
+
+// HeapAllocated is the DPDK heap (rte_malloc) in use by the whole process, every socket:
+// the growth across New is what a table really takes (benchmarks report it).
+func HeapAllocated() uint64 { return uint64(C.table_heap_allocated()) }
 
 // Name returns the table's name.
 func (t *Table) Name() string { return t.name }

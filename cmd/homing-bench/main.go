@@ -1,19 +1,29 @@
-// Command homing-bench measures the data plane (make bench). Every figure is a ratio to a
+// Command homing-bench measures the data plane (make bench). Every rate is a ratio to a
 // bare rx→tx loop with the same traffic generator on the same PMD, measured in the same
-// run, because this kind of machine is shared and noisy. See docs/PERFORMANCE.md.
+// run, because this kind of machine is shared and noisy; instruction counts come from
+// callgrind (-callgrind), which counts the same for the same binary and input. See
+// docs/PERFORMANCE.md.
 //
-//	homing-bench            full run: 1M sessions, 20M packets per case, 3 rounds
-//	homing-bench -smoke     a few seconds, for CI: checks that the benchmark still works
+//	homing-bench              full run: 1M and 10M sessions, 20M packets per case, 3 rounds
+//	homing-bench -smoke       a few seconds, for CI: checks that the benchmark still works
+//	homing-bench -callgrind   pipeline instructions per packet (runs itself under valgrind)
+//	homing-bench -case C      one case only (what -callgrind runs)
 package main
 
 import (
+	"bufio"
+	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/homing-dev/homing/dpdk"
 	"github.com/homing-dev/homing/lcore"
@@ -21,46 +31,204 @@ import (
 	"github.com/homing-dev/homing/table"
 )
 
+type options struct {
+	sessions, big int
+	packets       uint64
+	rounds        int
+	huge          bool
+	only          string
+	churn         time.Duration
+	scaling       bool
+}
+
 func main() {
+	var o options
 	smoke := flag.Bool("smoke", false, "tiny run for CI (asserts nothing about speed)")
-	sessions := flag.Int("sessions", 1<<20, "sessions in the table")
-	packets := flag.Uint64("packets", 20_000_000, "packets per case and round")
-	rounds := flag.Int("rounds", 3, "rounds (the median is reported)")
-	huge := flag.Bool("hugepages", true, "use 2 MB hugepages (reserved here if needed); false: --no-huge")
-	only := flag.String("case", "", "run only this case (bare, redirect, local): for instruction counts under callgrind")
+	cg := flag.Bool("callgrind", false, "count the pipeline's instructions per packet under valgrind (callgrind)")
+	flag.IntVar(&o.sessions, "sessions", 1<<20, "sessions in the table")
+	flag.IntVar(&o.big, "big", 10_000_000, "sessions of the large-table case (0: skip it)")
+	flag.Uint64Var(&o.packets, "packets", 20_000_000, "packets per case and round")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds (the median is reported)")
+	flag.BoolVar(&o.huge, "hugepages", true, "use 2 MB hugepages (reserved here if needed); false: --no-huge")
+	flag.StringVar(&o.only, "case", "", "run only this case (bare, redirect, local, bare-gue, decap): for instruction counts")
+	flag.DurationVar(&o.churn, "churn", 3*time.Second, "table-write phase: batched inserts and deletes while an lcore forwards (0: skip)")
+	flag.BoolVar(&o.scaling, "scaling", true, "also run 2 worker lcores at once (needs 2 CPUs)")
 	flag.Parse()
-	onlyCase = *only
 	if *smoke {
-		*sessions, *packets, *rounds, *huge = 1<<16, 200_000, 1, false
+		o.sessions, o.big, o.packets, o.rounds, o.huge, o.churn = 1<<16, 0, 200_000, 1, false, 200*time.Millisecond
 	}
-	if err := run(*sessions, *packets, *rounds, *huge); err != nil {
+	var err error
+	if *cg {
+		err = callgrind(o)
+	} else {
+		err = run(o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "homing-bench:", err)
 		os.Exit(1)
 	}
 }
 
 const (
-	selfID = 1
-	peerID = 2
+	selfID     = 1
+	peerID     = 2
+	tunnelPort = 6080
+	batchSize  = 4096
 )
 
-var onlyCase string
+var (
+	vip   = netip.AddrFrom4([4]byte{198, 19, 255, 1})
+	self4 = netip.MustParseAddr("198.18.0.11")
+	peer4 = netip.MustParseAddr("198.18.0.12")
+)
 
-func run(nSessions int, packets uint64, rounds int, huge bool) error {
-	mem := 256 + nSessions/1024*2
-	if huge {
-		if err := reserveHugepages(mem); err != nil {
-			fmt.Fprintf(os.Stderr, "homing-bench: %v; running with --no-huge\n", err)
-			huge = false
+// flowKey is the i-th session: distinct for every i < 2^32 (an odd multiplier is a
+// bijection of uint32), scattered over 198.18.0.0/16 and the client ports.
+func flowKey(i uint32) session.Key {
+	x := i * 0x9e3779b1
+	return session.Key{Src: netip.AddrFrom4([4]byte{198, 18, byte(x >> 24), byte(x >> 16)}), Dst: vip,
+		SrcPort: uint16(x), DstPort: 443, Proto: session.TCP}
+}
+
+// fixture is one table with its data plane: even sessions are owned by the peer
+// (redirected), odd ones by this host (local).
+type fixture struct {
+	n             int
+	tbl           *table.Table
+	dp            *lcore.DataPlane
+	remote, local []session.Key
+	heapBytes     uint64 // rte_malloc heap growth across table.New
+	memSize       uint64 // table.MemSize
+}
+
+func newFixture(name string, n int) (*fixture, error) {
+	f := &fixture{n: n}
+	capacity := uint32(n + n/4)
+	before := table.HeapAllocated()
+	tbl, err := table.New(name, capacity, 1024, -1)
+	if err != nil {
+		return nil, err
+	}
+	f.tbl = tbl
+	f.heapBytes = table.HeapAllocated() - before
+	f.memSize = table.MemSize(capacity, 1024)
+	batch := make([]session.Update, 0, batchSize)
+	f.remote = make([]session.Key, 0, n/2+1)
+	f.local = make([]session.Key, 0, n/2+1)
+	for i := 0; i < n; i++ {
+		k := flowKey(uint32(i))
+		owner := uint16(peerID)
+		if i%2 == 1 {
+			owner = selfID
+			f.local = append(f.local, k)
+		} else {
+			f.remote = append(f.remote, k)
+		}
+		batch = append(batch, session.Update{Key: k, Owner: session.Owner{Host: owner, Epoch: 1}})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := tbl.Apply(batch); err != nil {
+				f.close()
+				return nil, err
+			}
+			batch = batch[:0]
 		}
 	}
+	f.dp, err = lcore.New(lcore.Config{SelfID: selfID, Self4: self4, TunnelPort: tunnelPort,
+		VIPs: []netip.Prefix{netip.PrefixFrom(vip, 32)}, Table: tbl.Ptr()})
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	if err := f.dp.SetTemplate(lcore.Template{ID: peerID, SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2},
+		Src: self4, Dst: peer4, TunnelPort: tunnelPort}); err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *fixture) close() {
+	if f.dp != nil {
+		f.dp.Close()
+	}
+	if f.tbl != nil {
+		f.tbl.Close()
+	}
+}
+
+// bcase is one row of the table.
+type bcase struct {
+	id     string // -case name
+	name   string
+	fx     *fixture
+	mode   lcore.BenchMode
+	gen    lcore.BenchGen
+	local  bool // flows: the local half (else the remote half)
+	bare   string
+	target string
+	check  func(lcore.Stats) error
+}
+
+func (c bcase) config(port dpdk.Port, lcores []uint, packets, seed uint64) lcore.BenchConfig {
+	flows := c.fx.remote
+	if c.local {
+		flows = c.fx.local
+	}
+	return lcore.BenchConfig{Lcores: lcores, Port: port, Mode: c.mode, Gen: c.gen, Flows: flows,
+		Packets: packets, Seed: seed, GUEDst: self4, GUEPort: tunnelPort}
+}
+
+func all(what string, get func(lcore.Stats) uint64) func(lcore.Stats) error {
+	return func(s lcore.Stats) error {
+		if get(s) != s.RxNIC || s.RxNIC == 0 {
+			return fmt.Errorf("%d of %d packets %s: %+v", get(s), s.RxNIC, what, s)
+		}
+		return nil
+	}
+}
+
+func cases(main, big *fixture) []bcase {
+	cs := []bcase{
+		{id: "bare", name: "bare rx->tx loop (TCP generator)", fx: main, mode: lcore.BenchBare},
+		{id: "redirect", name: "100 % redirected (hit + encapsulation)", fx: main, mode: lcore.BenchPipeline, bare: "bare", target: ">= 0.45",
+			check: all("redirected", func(s lcore.Stats) uint64 { return s.Redirect })},
+		{id: "local", name: "100 % local (owned here -> kernel path)", fx: main, mode: lcore.BenchPipeline, local: true, bare: "bare", target: ">= 0.50",
+			check: all("local", func(s lcore.Stats) uint64 { return s.Local })},
+		{id: "bare-gue", name: "bare rx->tx loop (GUE generator)", fx: main, mode: lcore.BenchBare, gen: lcore.BenchGenGUE},
+		{id: "decap", name: "decapsulation (GUE to this host)", fx: main, mode: lcore.BenchPipeline, gen: lcore.BenchGenGUE, bare: "bare-gue", target: ">= 0.60",
+			check: all("decapsulated", func(s lcore.Stats) uint64 { return s.Decap })},
+	}
+	if big != nil {
+		cs = append(cs,
+			bcase{id: "bare-big", name: "bare rx->tx loop (TCP generator)", fx: big, mode: lcore.BenchBare},
+			bcase{id: "redirect-big", name: "100 % redirected (hit + encapsulation)", fx: big, mode: lcore.BenchPipeline, bare: "bare-big", target: ">= 0.40",
+				check: all("redirected", func(s lcore.Stats) uint64 { return s.Redirect })})
+	}
+	return cs
+}
+
+func run(o options) error {
+	if o.only != "" {
+		o.big, o.churn, o.scaling, o.rounds = 0, 0, false, 1
+	}
+	mem := 256 + int((table.MemSize(uint32(o.sessions+o.sessions/4), 1024)+table.MemSize(uint32(o.big+o.big/4), 1024))>>20)
+	if o.huge {
+		if err := reserveHugepages(mem); err != nil {
+			fmt.Fprintf(os.Stderr, "homing-bench: %v; running with --no-huge\n", err)
+			o.huge = false
+		}
+	}
+	workers := 1
+	if o.scaling && numCPU() >= 2 {
+		workers = 2
+	}
 	if err := dpdk.Init(dpdk.EALConfig{FilePrefix: fmt.Sprintf("homing-bench-%d", os.Getpid()),
-		Hugepages: huge, MemoryMB: mem, Workers: 1, VDevs: []string{"net_null0,size=64"}, LogLevel: "error"}); err != nil {
+		Hugepages: o.huge, MemoryMB: mem, Workers: workers, VDevs: []string{"net_null0,size=64"}, LogLevel: "error"}); err != nil {
 		return err
 	}
 	defer func() { _ = dpdk.Cleanup() }()
-	worker := dpdk.Workers()[0]
-	pool, err := dpdk.NewMempool("bench", 8191, 256, 0, -1)
+	lcores := dpdk.Workers()
+	pool, err := dpdk.NewMempool("bench", 16383, 256, 0, -1)
 	if err != nil {
 		return err
 	}
@@ -69,131 +237,321 @@ func run(nSessions int, packets uint64, rounds int, huge bool) error {
 	if err != nil {
 		return err
 	}
-	if err := port.Start(dpdk.PortConfig{RxQueues: 1, TxQueues: 1}, pool); err != nil {
+	if err := port.Start(dpdk.PortConfig{RxQueues: len(lcores), TxQueues: len(lcores)}, pool); err != nil {
 		return err
 	}
 	defer func() { _ = port.Stop(); _ = port.Close() }()
 
-	capacity := uint32(nSessions + nSessions/4)
-	tbl, err := table.New("bench", capacity, 1024, -1)
+	start := time.Now()
+	mainFx, err := newFixture("bench", o.sessions)
 	if err != nil {
 		return err
 	}
-	defer tbl.Close()
-	// Half of the sessions are owned by the peer (redirected), half by this host (local).
-	rng := rand.New(rand.NewPCG(1, 2))
-	vip := netip.AddrFrom4([4]byte{198, 19, 255, 1})
-	var remote, local []session.Key
-	batch := make([]session.Update, 0, 4096)
-	seen := make(map[session.Key]bool, nSessions)
-	for i := 0; i < nSessions; i++ {
-		a := rng.Uint32()
-		k := session.Key{Src: netip.AddrFrom4([4]byte{198, 18, byte(a >> 8), byte(a)}), Dst: vip,
-			SrcPort: uint16(1024 + rng.IntN(60000)), DstPort: 443, Proto: session.TCP}
-		if seen[k] {
-			i--
-			continue
-		}
-		seen[k] = true
-		owner := uint16(peerID)
-		if i%2 == 1 {
-			owner = selfID
-			local = append(local, k)
-		} else {
-			remote = append(remote, k)
-		}
-		batch = append(batch, session.Update{Key: k, Owner: session.Owner{Host: owner, Epoch: 1}})
-		if len(batch) == cap(batch) {
-			if err := tbl.Apply(batch); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := tbl.Apply(batch); err != nil {
-		return err
-	}
-	v4, _ := tbl.Len()
-	dp, err := lcore.New(lcore.Config{SelfID: selfID, Self4: netip.MustParseAddr("198.18.0.11"), TunnelPort: 6080,
-		VIPs: []netip.Prefix{netip.PrefixFrom(vip, 32)}, Table: tbl.Ptr()})
-	if err != nil {
-		return err
-	}
-	defer dp.Close()
-	if err := dp.SetTemplate(lcore.Template{ID: peerID, SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2},
-		Src: netip.MustParseAddr("198.18.0.11"), Dst: netip.MustParseAddr("198.18.0.12"), TunnelPort: 6080}); err != nil {
-		return err
-	}
-
-	type bcase struct {
-		name  string
-		mode  lcore.BenchMode
-		flows []session.Key
-		check func(lcore.Stats) error
-	}
-	cases := []bcase{
-		{"bare rx->tx loop (same generator)", lcore.BenchBare, remote, nil},
-		{"100 % redirected (hit + encapsulation)", lcore.BenchPipeline, remote, func(s lcore.Stats) error {
-			if s.Redirect != s.RxNIC {
-				return fmt.Errorf("%d of %d packets redirected: %+v", s.Redirect, s.RxNIC, s)
-			}
-			return nil
-		}},
-		{"100 % local (owned here -> kernel path)", lcore.BenchPipeline, local, func(s lcore.Stats) error {
-			if s.Local != s.RxNIC {
-				return fmt.Errorf("%d of %d packets local: %+v", s.Local, s.RxNIC, s)
-			}
-			return nil
-		}},
-	}
-	if onlyCase != "" {
-		ids := map[string]int{"bare": 0, "redirect": 1, "local": 2}
-		i, ok := ids[onlyCase]
-		if !ok {
-			return fmt.Errorf("-case %q: want bare, redirect or local", onlyCase)
-		}
-		res, err := dp.Bench(worker, port, cases[i].mode, cases[i].flows, packets, 1)
-		if err != nil {
+	defer mainFx.close()
+	var bigFx *fixture
+	if o.big > 0 {
+		if bigFx, err = newFixture("bench-big", o.big); err != nil {
 			return err
 		}
-		fmt.Printf("%s: %d packets, %.2f Mpps\n", cases[i].name, res.Packets, res.Mpps())
-		return nil
+		defer bigFx.close()
 	}
-	results := make([][]float64, len(cases))
-	for r := 0; r < rounds; r++ {
-		for i, c := range cases {
-			res, err := dp.Bench(worker, port, c.mode, c.flows, packets, uint64(r*7+i+1))
+	setup := time.Since(start)
+	cs := cases(mainFx, bigFx)
+
+	if o.only != "" {
+		for _, c := range cs {
+			if c.id == o.only {
+				rs, err := c.fx.dp.BenchRun(c.config(port, lcores[:1], o.packets, 1))
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s: %d packets, %.2f Mpps\n", c.name, rs[0].Packets, rs[0].Mpps())
+				return nil
+			}
+		}
+		return fmt.Errorf("-case %q: want bare, redirect, local, bare-gue or decap", o.only)
+	}
+
+	results := map[string][]float64{}
+	for r := 0; r < o.rounds; r++ {
+		for i, c := range cs {
+			rs, err := c.fx.dp.BenchRun(c.config(port, lcores[:1], o.packets, uint64(r*7+i+1)))
 			if err != nil {
 				return err
 			}
 			if c.check != nil {
-				if err := c.check(res.Stats); err != nil {
+				if err := c.check(rs[0].Stats); err != nil {
 					return fmt.Errorf("%s: %w", c.name, err)
 				}
 			}
-			results[i] = append(results[i], res.Mpps())
+			results[c.id] = append(results[c.id], rs[0].Mpps())
 		}
 	}
 	memMode := "2 MB hugepages"
-	if !huge {
+	if !o.huge {
 		memMode = "--no-huge"
 	}
-	fmt.Printf("homing data-plane benchmark: 1 worker lcore, net_null, 64-byte frames, %d sessions in the table (%d IPv4 entries), %s, %d packets per case, median of %d rounds\n\n",
-		nSessions, v4, memMode, packets, rounds)
-	fmt.Printf("| %-42s | %8s | %17s |\n", "case", "Mpps", "ratio to bare loop")
-	fmt.Printf("|%s|%s|%s|\n", strings.Repeat("-", 44), strings.Repeat("-", 10), strings.Repeat("-", 19))
-	bare := median(results[0])
-	for i, c := range cases {
-		m := median(results[i])
-		fmt.Printf("| %-42s | %8.2f | %17.3f |\n", c.name, m, m/bare)
+	fmt.Printf("homing data-plane benchmark: net_null, 1 worker lcore, median of %d rounds of %d packets per case, %s (setup %.1fs)\n\n",
+		o.rounds, o.packets, memMode, setup.Seconds())
+	fmt.Printf("| %-42s | %10s | %8s | %8s | %8s |\n", "case", "sessions", "Mpps", "ratio", "target")
+	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 44), strings.Repeat("-", 12), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 10))
+	for _, c := range cs {
+		m := median(results[c.id])
+		ratio := "-"
+		if c.bare != "" {
+			ratio = fmt.Sprintf("%.3f", m/median(results[c.bare]))
+		}
+		fmt.Printf("| %-42s | %10d | %8.2f | %8s | %8s |\n", c.name, c.fx.n, m, ratio, c.target)
+	}
+
+	fmt.Printf("\ntable memory (IPv4 capacity = 1.25 x sessions, IPv6 capacity 1024):\n\n")
+	fmt.Printf("| %10s | %14s | %18s | %14s |\n", "sessions", "heap growth", "heap B/session", "MemSize B/s")
+	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 12), strings.Repeat("-", 16), strings.Repeat("-", 20), strings.Repeat("-", 16))
+	for _, f := range []*fixture{mainFx, bigFx} {
+		if f == nil {
+			continue
+		}
+		fmt.Printf("| %10d | %14d | %18.1f | %14.1f |\n", f.n, f.heapBytes, float64(f.heapBytes)/float64(f.n), float64(f.memSize)/float64(f.n))
+	}
+	fmt.Printf("\nprocess: %s\n", procStatus("VmRSS", "HugetlbPages"))
+
+	if o.churn > 0 {
+		if err := churn(mainFx, port, lcores[0], o.churn, min(o.packets, 2_000_000)); err != nil {
+			return err
+		}
+	}
+	if len(lcores) >= 2 {
+		if err := scaling(cs, port, lcores, o.packets, o.rounds); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// churn applies batches of inserts and deletes (of sessions the generator never sends)
+// to the main table for d while a worker lcore forwards 100 % redirected traffic.
+func churn(f *fixture, port dpdk.Port, lc uint, d time.Duration, quietPackets uint64) error {
+	const batch = 1024
+	extra := make([]session.Key, 64*batch)
+	for i := range extra {
+		extra[i] = flowKey(uint32(f.n + i))
+	}
+	ins := make([][]session.Update, 64)
+	dels := make([][]session.Update, 64)
+	for j := range ins {
+		for _, k := range extra[j*batch : (j+1)*batch] {
+			ins[j] = append(ins[j], session.Update{Key: k, Owner: session.Owner{Host: peerID, Epoch: 2}})
+			dels[j] = append(dels[j], session.Update{Key: k, Delete: true})
+		}
+	}
+	c := bcase{fx: f, mode: lcore.BenchPipeline}
+	quiet, err := f.dp.BenchRun(c.config(port, []uint{lc}, quietPackets, 99))
+	if err != nil {
+		return err
+	}
+	// Packets enough for the lcore to outlast the writes.
+	pkts := uint64(quiet[0].Mpps() * 1e6 * d.Seconds() * 1.5)
+	type out struct {
+		rs  []lcore.BenchResult
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		rs, err := f.dp.BenchRun(c.config(port, []uint{lc}, pkts, 100))
+		done <- out{rs, err}
+	}()
+	time.Sleep(20 * time.Millisecond) // let the lcore start
+	var ops int
+	var res out
+	start := time.Now()
+	for i := 0; ; i++ {
+		j := (i / 2) % len(ins)
+		ups := ins[j]
+		if i%2 == 1 {
+			ups = dels[j]
+		}
+		r, err := f.tbl.ApplyBatch(ups)
+		if err != nil || r.Added+r.Deleted != batch {
+			return fmt.Errorf("churn batch %d: %+v %v", i, r, err)
+		}
+		ops += batch
+		if time.Since(start) >= d && i%2 == 1 {
+			break
+		}
+	}
+	el := time.Since(start)
+	res = <-done
+	if res.err != nil {
+		return res.err
+	}
+	fmt.Printf("\ntable writes while 1 lcore forwards 100 %% redirected traffic (%d sessions, batches of %d):\n\n", f.n, batch)
+	fmt.Printf("| %-36s | %12s |\n", "figure", "value")
+	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 14))
+	fmt.Printf("| %-36s | %12.2f |\n", "writes per second (M, inserts+deletes)", float64(ops)/el.Seconds()/1e6)
+	fmt.Printf("| %-36s | %12.2f |\n", "lcore Mpps, no writes", quiet[0].Mpps())
+	fmt.Printf("| %-36s | %12.2f |\n", "lcore Mpps, during the writes", res.rs[0].Mpps())
+	if s := res.rs[0].Stats; s.Redirect != s.RxNIC {
+		return fmt.Errorf("churn: %d of %d packets redirected", s.Redirect, s.RxNIC)
+	}
+	return nil
+}
+
+// scaling runs the main table's bare and redirected cases on 1 and on 2 lcores at once.
+func scaling(cs []bcase, port dpdk.Port, lcores []uint, packets uint64, rounds int) error {
+	fmt.Printf("\nscaling (main table; 2 lcores = 2 queues of net_null, Mpps summed; %d CPUs, shared with the Go process):\n\n", numCPU())
+	fmt.Printf("| %-42s | %10s | %10s | %8s |\n", "case", "1 lcore", "2 lcores", "speedup")
+	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 44), strings.Repeat("-", 12), strings.Repeat("-", 12), strings.Repeat("-", 10))
+	for _, c := range cs[:3] {
+		var one, two []float64
+		for r := 0; r < rounds; r++ {
+			rs, err := c.fx.dp.BenchRun(c.config(port, lcores[:1], packets, uint64(r+1)))
+			if err != nil {
+				return err
+			}
+			one = append(one, rs[0].Mpps())
+			rs, err = c.fx.dp.BenchRun(c.config(port, lcores[:2], packets/2, uint64(r+1)))
+			if err != nil {
+				return err
+			}
+			two = append(two, rs[0].Mpps()+rs[1].Mpps())
+		}
+		a, b := median(one), median(two)
+		fmt.Printf("| %-42s | %10.2f | %10.2f | %8.2f |\n", c.name, a, b, b/a)
+	}
+	return nil
+}
+
+// callgrind runs this binary under valgrind once per case and prints the pipeline's
+// instructions per packet: the case's total minus its bare loop's, over the packets.
+func callgrind(o options) error {
+	if _, err := exec.LookPath("valgrind"); err != nil {
+		return fmt.Errorf("callgrind: %w", err)
+	}
+	if o.sessions == 1<<20 && !flagSet("sessions") {
+		o.sessions = 65536
+	}
+	if !flagSet("packets") {
+		o.packets = 200_000
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "homing-callgrind")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ids := []string{"bare", "redirect", "local", "bare-gue", "decap"}
+	total := map[string]uint64{}
+	for _, id := range ids {
+		out := filepath.Join(dir, "cg."+id)
+		cmd := exec.Command("valgrind", "--tool=callgrind", "--toggle-collect=homing_bench_main",
+			"--callgrind-out-file="+out, self, "-hugepages=false", "-sessions", strconv.Itoa(o.sessions),
+			"-packets", strconv.FormatUint(o.packets, 10), "-case", id)
+		// Go's preemption signals crash valgrind's signal handling.
+		cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("callgrind %s: %w\n%s", id, err, b)
+		}
+		n, err := summary(out)
+		if err != nil {
+			return err
+		}
+		total[id] = n
+	}
+	fmt.Printf("pipeline instructions per packet (callgrind, %d sessions, %d packets per case, --no-huge; case minus its bare loop)\n\n", o.sessions, o.packets)
+	fmt.Printf("| %-36s | %14s | %10s | %8s |\n", "case", "instructions", "per packet", "target")
+	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 16), strings.Repeat("-", 12), strings.Repeat("-", 10))
+	rows := []struct{ id, bare, name, target string }{
+		{"bare", "", "bare loop (TCP generator)", ""},
+		{"redirect", "bare", "100 % redirected", "<= 200"},
+		{"local", "bare", "100 % local", ""},
+		{"bare-gue", "", "bare loop (GUE generator)", ""},
+		{"decap", "bare-gue", "decapsulation", ""},
+	}
+	for _, r := range rows {
+		per := float64(total[r.id]) / float64(o.packets)
+		if r.bare != "" {
+			per = (float64(total[r.id]) - float64(total[r.bare])) / float64(o.packets)
+		}
+		fmt.Printf("| %-36s | %14d | %10.1f | %8s |\n", r.name, total[r.id], per, r.target)
+	}
+	return nil
+}
+
+func summary(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, p := range []string{"summary: ", "totals: "} {
+			if strings.HasPrefix(line, p) {
+				return strconv.ParseUint(strings.Fields(line[len(p):])[0], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("callgrind: no summary in " + path)
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
 func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[len(s)/2]
+}
+
+func numCPU() int {
+	b, err := os.ReadFile("/sys/fs/cgroup/cpuset.cpus.effective")
+	if err == nil {
+		n := 0
+		for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+			lo, hi, found := strings.Cut(part, "-")
+			a, _ := strconv.Atoi(lo)
+			z := a
+			if found {
+				z, _ = strconv.Atoi(hi)
+			}
+			n += z - a + 1
+		}
+		if n > 0 {
+			return n
+		}
+	}
+	return runtime.NumCPU()
+}
+
+// procStatus returns the named fields of /proc/self/status.
+func procStatus(fields ...string) string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, f := range fields {
+			if strings.HasPrefix(line, f+":") {
+				out = append(out, f+" "+strings.Join(strings.Fields(line[len(f)+1:]), " "))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // reserveHugepages makes sure enough free 2 MB pages exist for mb megabytes (root only).
