@@ -4,6 +4,7 @@
 #   make build   build bin/homingd and bin/homingctl
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
 #   make bench   data-plane benchmarks (Mpps ratios measured side by side), see docs/PERFORMANCE.md
+#   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang
 
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-smoke generate fuzz clean demo
+.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
 
 all: build
 
@@ -55,6 +56,10 @@ test: deps build check unit bench-smoke
 
 bench: deps
 	$(GO) run ./cmd/homing-bench
+
+BENCH_SESSIONS ?= 65536
+bench-callgrind: deps
+	$(GO) run ./cmd/homing-bench -callgrind -sessions $(BENCH_SESSIONS)
 
 bench-smoke:
 	$(GO) run ./cmd/homing-bench -smoke
