@@ -164,7 +164,9 @@ func (l *Lab) routerScript(rtr, cli string) [][]string {
 	for r := range l.Racks() {
 		br := bridge(r)
 		script = append(script,
-			[]string{"ip", "-n", rtr, "link", "add", br, "type", "bridge", "mcast_snooping", "0"},
+			// A bridge whose MAC is not set takes the lowest of its ports': a new host's
+			// port would change the router's MAC under the hosts' neighbour entries.
+			[]string{"ip", "-n", rtr, "link", "add", br, "address", fmt.Sprintf("02:48:4c:00:%02x:01", r), "type", "bridge", "mcast_snooping", "0"},
 			[]string{"ip", "-n", rtr, "addr", "add", fmt.Sprintf("%d.%d.%d.1/24", 198, 18, r), "dev", br},
 		)
 		if l.opts.IPv6 {
