@@ -29,6 +29,8 @@ type control struct {
 
 	tentMu    sync.Mutex                // protects tentative
 	tentative map[session.Key]time.Time // unconfirmed claims and their deadlines; nil: off
+
+	dom *domains // peers of other domains, the gateway's MAC (domains.go)
 }
 
 // templates adapts the data plane's template store to gossip's membership callbacks.
@@ -43,6 +45,11 @@ func (t templates) Publish(p gossip.Peer) error {
 	if dst.Is4() != self.Is4() {
 		return fmt.Errorf("peer %d: no address of this host's family (%v)", p.ID, p.Addr)
 	}
+	if p.Domain != t.d.Config.Host.Domain {
+		// Another L2 domain: through the gateway's MAC to the peer's routed address.
+		return t.d.ctl.dom.publish(p.ID, dst, p.TunnelPort)
+	}
+	t.d.ctl.dom.forget(p.ID)
 	if len(p.MAC) != 6 {
 		return fmt.Errorf("peer %d: no MAC", p.ID)
 	}
@@ -52,6 +59,7 @@ func (t templates) Publish(p gossip.Peer) error {
 
 func (t templates) Withdraw(id uint16) error {
 	t.d.Log.Info("peer down", "peer", id)
+	t.d.ctl.dom.forget(id)
 	t.d.DP.ClearTemplate(id)
 	return nil
 }
@@ -68,6 +76,7 @@ func (d *Daemon) startControl() (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &control{cancel: cancel}
 	d.ctl = c
+	d.startDomains(ctx, c)
 	if cfg.Gossip.Enabled {
 		var keys *gossip.KeyRing
 		if !cfg.Gossip.Insecure {
