@@ -1,5 +1,485 @@
 package lab
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/homing-dev/homing/config"
+)
+
+// The churn scenario (issue 7, "close the races"): clients open new connections
+// continuously while the router rehashes again and again and a host is drained and
+// restored. Two windows remain after an ECMP change that the ECMP scenario of
+// scenario.go, whose connections are all old, never opens:
+//
+//   - a handshake in flight: the host that answered the SYN owns no established socket
+//     yet; the final ACK, rehashed to another host, meets an empty table there and that
+//     kernel resets it. probe.tentative closes it (the SYN claims the session).
+//   - a session established a moment before the change: its next packets can reach
+//     another host before gossip has told it. tunnel.park_hold closes it (a miss of a VIP
+//     session waits a moment for the table).
+//
+// Each connection: a handshake, two exchanges at once (a ChunkLen chunk, its echo
+// checked byte for byte), a pause of up to Churn.Hold, a third exchange, then a half
+// close and the server's end of stream. Any error of the client is counted.
+
+// RaceMode switches the two mechanisms off (the zero RaceMode is homing's defaults).
+type RaceMode struct {
+	NoTentative bool // probe.tentative = false
+	NoPark      bool // tunnel.park_hold = "0"
+}
+
+// RaceModes are the four combinations, both on first.
+var RaceModes = []RaceMode{{}, {NoPark: true}, {NoTentative: true}, {NoTentative: true, NoPark: true}}
+
+func (m RaceMode) String() string {
+	switch m {
+	case RaceMode{}:
+		return "both on"
+	case RaceMode{NoPark: true}:
+		return "tentative only"
+	case RaceMode{NoTentative: true}:
+		return "park only"
+	}
+	return "both off"
+}
+
+// Churn configures the churn scenario.
+type Churn struct {
+	Hosts       int           // hosts (default 3)
+	Rate        int           // new connections per second (default 400)
+	Duration    time.Duration // of the traffic (default 12s)
+	RehashEvery time.Duration // a new router hash seed this often (default 600ms)
+	Drain       bool          // also drain h1 at a third of Duration and restore it at two thirds
+	Hold        time.Duration // a connection's pause before its last exchange: random in [0, Hold] (default 200ms)
+	// ParkHold is tunnel.park_hold when the park is on; 0 keeps homing's default
+	// (config.DefaultParkHold). The park must outlast the gossip lag, which on two
+	// loaded cores shared by three daemons, the clients and other tests is far longer
+	// than on a POP host (see TestChurn).
+	ParkHold time.Duration
+	Homingd  string    // homingd executable
+	Serve    []string  // Options.Serve
+	Log      io.Writer // progress lines (nil: none)
+	KeepDir  bool      // keep the lab's directory (configs, logs)
+}
+
+// ChurnResult is one run of the churn scenario.
+type ChurnResult struct {
+	Mode      RaceMode
+	LabID     string
+	Opened    int     // connections attempted
+	Completed int     // connections that did every exchange and closed cleanly
+	Handshake int     // connections whose handshake failed (refused, reset, timed out)
+	Reset     int     // connections reset after the handshake (RST, EPIPE, early end of stream)
+	Failed    int     // connections ended by another error (a timeout: a black hole)
+	Corrupted uint64  // echoed bytes that differed from those sent
+	Rate      float64 // connections opened per second of traffic
+	Rehashes  int     // new router hash seeds during the traffic
+	Drains    int     // drains and restores of h1 during the traffic
+	Tunnelled uint64  // packets the hosts tunnelled to another host during the traffic
+	Missed    uint64  // VIP packets handed to a kernel without a table entry during the traffic
+	Errors    []string
+	PIDs      []int
+	Logs      string // tails of the hosts' logs when a connection broke with both mechanisms on
+	Elapsed   time.Duration
+}
+
+// Broken is the number of connections that did not complete.
+func (r *ChurnResult) Broken() int { return r.Handshake + r.Reset + r.Failed }
+
+func (c *Churn) defaults() {
+	if c.Hosts == 0 {
+		c.Hosts = 3
+	}
+	if c.Rate == 0 {
+		c.Rate = 400
+	}
+	if c.Duration == 0 {
+		c.Duration = 12 * time.Second
+	}
+	if c.RehashEvery == 0 {
+		c.RehashEvery = 600 * time.Millisecond
+	}
+	if c.Hold == 0 {
+		c.Hold = 200 * time.Millisecond
+	}
+}
+
+func (c *Churn) logf(format string, a ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, format+"\n", a...)
+	}
+}
+
+// Run builds a lab with the mode's switches (tunnel.redirect on), runs the churn and
+// tears the lab down. The result holds what was measured up to an error.
+func (c Churn) Run(ctx context.Context, mode RaceMode) (res *ChurnResult, err error) {
+	c.defaults()
+	t0 := time.Now()
+	res = &ChurnResult{Mode: mode}
+	park := "off"
+	if !mode.NoPark {
+		park = config.DefaultParkHold.String()
+		if c.ParkHold > 0 {
+			park = c.ParkHold.String()
+		}
+	}
+	c.logf("== churn, %s (tunnel.park_hold %s): %d hosts, %d new connections/s for %v, rehash every %v, drain %v", mode,
+		park, c.Hosts, c.Rate, c.Duration, c.RehashEvery, c.Drain)
+	opts := Options{Homingd: c.Homingd, Serve: c.Serve, Redirect: true, NoTentative: mode.NoTentative,
+		NoPark: mode.NoPark, Log: c.Log, KeepDir: c.KeepDir}
+	if c.ParkHold > 0 && !mode.NoPark {
+		opts.EditConfig = parkHold(c.ParkHold)
+	}
+	l, err := New(opts)
+	if err != nil {
+		return res, err
+	}
+	res.LabID = l.ID
+	defer func() {
+		if err != nil || res.Broken() > 0 && mode == (RaceMode{}) {
+			res.Logs = l.logTails(15)
+		}
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
+		}
+		res.PIDs = l.PIDs()
+		res.Elapsed = time.Since(t0)
+		c.logf("  lab %s removed; run took %.1fs", l.ID, res.Elapsed.Seconds())
+	}()
+	hosts := make([]int, c.Hosts)
+	for i := range hosts {
+		hosts[i] = i + 1
+	}
+	if err = l.AddHosts(ctx, hosts...); err != nil {
+		return res, err
+	}
+	if err = l.SetRoute(hosts); err != nil {
+		return res, err
+	}
+	before, err := l.classTotals(ctx)
+	if err != nil {
+		return res, err
+	}
+	cl, err := startChurn(ctx, l.NS("cli"), netip.AddrPortFrom(l.VIPAddr(), ServicePort).String(), c.Rate, c.Hold)
+	if err != nil {
+		return res, err
+	}
+	evErr := c.events(ctx, l, hosts, res)
+	traffic := cl.stop()
+	if err = errors.Join(evErr, l.Check()); err != nil {
+		return res, err
+	}
+	after, err := l.classTotals(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Tunnelled = after["redirect"] - before["redirect"]
+	res.Missed = after["miss"] - before["miss"]
+	res.Opened = int(cl.opened.Load())
+	res.Completed = int(cl.completed.Load())
+	res.Handshake, res.Reset, res.Failed = int(cl.handshake.Load()), int(cl.reset.Load()), int(cl.failed.Load())
+	res.Corrupted = cl.corrupted.Load()
+	res.Rate = float64(res.Opened) / traffic.Seconds()
+	res.Errors = cl.firstErrors()
+	c.logf("  %s", res.line())
+	return res, nil
+}
+
+// events rehashes the router every RehashEvery (and drains and restores h1) until
+// Duration has passed.
+func (c *Churn) events(ctx context.Context, l *Lab, hosts []int, res *ChurnResult) error {
+	start := time.Now()
+	tick := time.NewTicker(c.RehashEvery)
+	defer tick.Stop()
+	drainAt, restoreAt := start.Add(c.Duration/3), start.Add(2*c.Duration/3)
+	drained := false
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-tick.C:
+			if now.Sub(start) >= c.Duration {
+				return nil
+			}
+			var err error
+			switch {
+			case c.Drain && !drained && now.After(drainAt) && now.Before(restoreAt):
+				err = l.SetRoute(hosts[1:])
+				drained = true
+				res.Drains++
+			case c.Drain && drained && now.After(restoreAt):
+				err = l.SetRoute(hosts)
+				drained = false
+				res.Drains++
+			default:
+				err = l.Rehash(rand.Uint32() | 1)
+				res.Rehashes++
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *ChurnResult) line() string {
+	return fmt.Sprintf("%d connections (%.0f/s), %d rehashes, %d drains/restores: %d completed, %d handshakes failed, "+
+		"%d reset, %d failed, %d corrupted bytes; %d packets tunnelled, %d misses to a kernel",
+		r.Opened, r.Rate, r.Rehashes, r.Drains, r.Completed, r.Handshake, r.Reset, r.Failed, r.Corrupted, r.Tunnelled, r.Missed)
+}
+
+// classTotals sums the data planes' packet classes (ctl.LcoreStats.Classes) over every
+// host.
+func (l *Lab) classTotals(ctx context.Context) (map[string]uint64, error) {
+	sum := map[string]uint64{}
+	for _, n := range l.Hosts() {
+		st, err := l.Stats(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		for _, lc := range st.Lcores {
+			for k, v := range lc.Classes {
+				sum[k] += v
+			}
+		}
+	}
+	return sum, nil
+}
+
+// ChurnTable prints churn results side by side, one column per run.
+func ChurnTable(w io.Writer, runs ...*ChurnResult) {
+	fmt.Fprintf(w, "%-22s", "")
+	for _, r := range runs {
+		fmt.Fprintf(w, " | %14s", r.Mode)
+	}
+	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 22))
+	for range runs {
+		fmt.Fprintf(w, "-+-%s", strings.Repeat("-", 14))
+	}
+	fmt.Fprintln(w)
+	row := func(name string, f func(r *ChurnResult) string) {
+		fmt.Fprintf(w, "%-22s", name)
+		for _, r := range runs {
+			fmt.Fprintf(w, " | %14s", f(r))
+		}
+		fmt.Fprintln(w)
+	}
+	row("connections", func(r *ChurnResult) string { return fmt.Sprint(r.Opened) })
+	row("  per second", func(r *ChurnResult) string { return fmt.Sprintf("%.0f", r.Rate) })
+	row("rehashes, drains", func(r *ChurnResult) string { return fmt.Sprintf("%d, %d", r.Rehashes, r.Drains) })
+	row("broken", func(r *ChurnResult) string { return fmt.Sprint(r.Broken()) })
+	row("  handshake failed", func(r *ChurnResult) string { return fmt.Sprint(r.Handshake) })
+	row("  reset", func(r *ChurnResult) string { return fmt.Sprint(r.Reset) })
+	row("  other (timeout)", func(r *ChurnResult) string { return fmt.Sprint(r.Failed) })
+	row("corrupted bytes", func(r *ChurnResult) string { return fmt.Sprint(r.Corrupted) })
+	row("packets tunnelled", func(r *ChurnResult) string { return fmt.Sprint(r.Tunnelled) })
+	row("misses to a kernel", func(r *ChurnResult) string { return fmt.Sprint(r.Missed) })
+}
+
+// churnClients open connections at a steady rate until stop.
+type churnClients struct {
+	start     time.Time
+	cancel    context.CancelFunc
+	target    netns.NsHandle // the client namespace, closed by stop
+	dialers   sync.WaitGroup
+	conns     sync.WaitGroup
+	opened    atomic.Int64
+	completed atomic.Int64
+	handshake atomic.Int64
+	reset     atomic.Int64
+	failed    atomic.Int64
+	corrupted atomic.Uint64
+	errMu     sync.Mutex // protects errs
+	errs      []string
+}
+
+// churnDialers is the number of goroutines, each locked on a thread in the client
+// namespace, that dial; each connection then runs on a goroutine of its own.
+const churnDialers = 32
+
+// churnTimeout bounds each step of a connection (a handshake, an echo, the close): far
+// more than a few retransmissions in the lab, so that only a black hole hits it.
+const churnTimeout = 5 * time.Second
+
+// startChurn starts opening rate connections per second to addr from namespace ns.
+func startChurn(ctx context.Context, ns, addr string, rate int, hold time.Duration) (*churnClients, error) {
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return nil, fmt.Errorf("lab: netns %s: %w", ns, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	cl := &churnClients{start: time.Now(), cancel: cancel, target: target}
+	jobs := make(chan int, rate)
+	for range churnDialers {
+		cl.dialers.Add(1)
+		go func() { // dialer, locked in ns
+			defer cl.dialers.Done()
+			err := dialIn(ctx, target, func(d *net.Dialer) error {
+				d.Timeout = churnTimeout
+				for id := range jobs {
+					if ctx.Err() != nil {
+						continue // stopping: drain the queue
+					}
+					c, err := d.DialContext(ctx, "tcp", addr)
+					if err != nil {
+						if ctx.Err() == nil { // else stopping: not counted
+							cl.opened.Add(1)
+							cl.handshake.Add(1)
+							cl.note(id, "", "handshake", err)
+						}
+						continue
+					}
+					cl.opened.Add(1)
+					cl.conns.Add(1)
+					go func() { // one connection's exchanges
+						defer cl.conns.Done()
+						cl.exchange(ctx, c.(*net.TCPConn), id, hold)
+					}()
+				}
+				return nil
+			})
+			if err != nil {
+				cl.note(-1, "", "dialer", err)
+			}
+		}()
+	}
+	cl.dialers.Add(1)
+	go func() { // pacer: rate ids per second into jobs
+		defer cl.dialers.Done()
+		defer close(jobs)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		issued := 0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				due := int(now.Sub(cl.start).Seconds() * float64(rate))
+				for ; issued < due; issued++ {
+					select {
+					case jobs <- issued:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}
+	}()
+	return cl, nil
+}
+
+// stop stops opening connections and waits for the open ones to finish. It returns
+// how long connections were opened.
+func (cl *churnClients) stop() time.Duration {
+	cl.cancel()
+	opening := time.Since(cl.start)
+	cl.dialers.Wait()
+	cl.conns.Wait()
+	cl.target.Close()
+	return opening
+}
+
+// exchange runs one connection: two exchanges, a pause, a third, a half close and
+// the server's end of stream. It does not stop for ctx: a connection once open
+// finishes (within churnTimeout per step).
+func (cl *churnClients) exchange(_ context.Context, c *net.TCPConn, id int, hold time.Duration) {
+	defer c.Close()
+	local := c.LocalAddr().String()
+	_ = c.SetNoDelay(true)
+	want, got := make([]byte, ChunkLen), make([]byte, ChunkLen)
+	echo := func(seq uint32) error {
+		chunk(want, id, seq)
+		_ = c.SetDeadline(time.Now().Add(churnTimeout))
+		if _, err := c.Write(want); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = io.EOF
+			}
+			return err
+		}
+		bad := 0
+		for i := range want {
+			if want[i] != got[i] {
+				bad++
+			}
+		}
+		cl.corrupted.Add(uint64(bad))
+		return nil
+	}
+	fail := func(step string, err error) {
+		if IsReset(err) {
+			cl.reset.Add(1)
+		} else {
+			cl.failed.Add(1)
+		}
+		cl.note(id, local, step, err)
+	}
+	for seq := range uint32(2) {
+		if err := echo(seq); err != nil {
+			fail(fmt.Sprintf("exchange %d", seq), err)
+			return
+		}
+	}
+	time.Sleep(rand.N(hold + 1))
+	if err := echo(2); err != nil {
+		fail("exchange 2", err)
+		return
+	}
+	if err := c.CloseWrite(); err != nil {
+		fail("close", err)
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(churnTimeout))
+	n, err := c.Read(got)
+	switch {
+	case n > 0:
+		cl.corrupted.Add(uint64(n))
+		fail("close", errors.New("bytes after the last echo"))
+	case errors.Is(err, io.EOF):
+		cl.completed.Add(1)
+	default:
+		fail("close", err) // a reset, or a timeout: the server's FIN never came
+	}
+}
+
+// note keeps the first errors for the report.
+func (cl *churnClients) note(id int, local, step string, err error) {
+	cl.errMu.Lock()
+	defer cl.errMu.Unlock()
+	if len(cl.errs) < 10 {
+		cl.errs = append(cl.errs, fmt.Sprintf("%.3fs connection %d %s, %s: %v", time.Since(cl.start).Seconds(), id, local, step, err))
+	}
+}
+
+func (cl *churnClients) firstErrors() []string {
+	cl.errMu.Lock()
+	defer cl.errMu.Unlock()
+	return slices.Clone(cl.errs)
+}
+
+// parkHold is an Options.EditConfig that sets tunnel.park_hold.
+func parkHold(d time.Duration) func(int, string) string {
+	return func(_ int, toml string) string {
+		return strings.Replace(toml, "\n[tunnel]\n", fmt.Sprintf("\n[tunnel]\npark_hold = %q\n", d.String()), 1)
+	}
+}
+
 // raceConfig is what Options.NoPark and Options.NoTentative add to a host
 // configuration's section ("tunnel" or "probe"): nothing by default.
 func (l *Lab) raceConfig(section string) string {

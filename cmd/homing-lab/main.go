@@ -3,6 +3,8 @@
 //
 //	homing-lab demo [-hosts 3] [-conns 300]   the demo: connections through ECMP changes,
 //	                                          with homing and with plain ECMP
+//	homing-lab churn [-modes all]             new connections through rehashes and a drain,
+//	                                          with the race mechanisms on, off or alone
 //	homing-lab up [-hosts 3] [-baseline]      bring the lab up and keep it until Ctrl-C
 //	homing-lab cleanup                        remove what a crashed lab left behind
 //
@@ -28,6 +30,8 @@ import (
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
   homing-lab demo [-hosts 3] [-conns 300] [-step 3s] [-homingd PATH] [-keep]
+  homing-lab churn [-rate 500] [-duration 12s] [-rehash 400ms] [-drain] [-park-hold 50ms]
+                   [-modes on,off|all] [-homingd PATH] [-keep]
   homing-lab up [-hosts 3] [-baseline] [-homingd PATH]
   homing-lab cleanup
 `)
@@ -42,6 +46,8 @@ func main() {
 	switch os.Args[1] {
 	case "demo":
 		os.Exit(demo(os.Args[2:]))
+	case "churn":
+		os.Exit(churn(os.Args[2:]))
 	case "up":
 		os.Exit(up(os.Args[2:]))
 	case "cleanup":
