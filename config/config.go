@@ -52,6 +52,7 @@ const (
 	DefaultRepairInterval    = time.Second
 	DefaultRepairTimeout     = 5 * time.Second
 	DefaultRepairMaxRecords  = 1 << 20
+	DefaultRelayPort         = 6082
 	DefaultCgroup            = "/sys/fs/cgroup/unified"
 	DefaultTentativeLifetime = 3 * time.Second
 	DefaultMetricsListen     = "127.0.0.1:9370"
@@ -221,6 +222,39 @@ type Gossip struct {
 	RepairTimeout     time.Duration
 	RepairMaxRecords  int
 	Digest            bool // compare heartbeat digests (repair on silent divergence)
+	// Relays are the gossip relays of the POP, every domain's: each forwards its domain's
+	// gossip to the relays of the other domains, which multicast it in theirs. This host
+	// relays if its host.address is listed.
+	Relays    []Relay
+	RelayPort uint16 // UDP port of the relays
+}
+
+// Relay is one gossip relay host.
+type Relay struct {
+	Domain  string
+	Address netip.Addr
+}
+
+// IsRelay reports whether this host is one of the relays.
+func (c *Config) IsRelay() bool {
+	for _, r := range c.Gossip.Relays {
+		if r.Address == c.Host.Address {
+			return true
+		}
+	}
+	return false
+}
+
+// RelayPeers are the relays of the other domains: where this host, if it relays, sends
+// its domain's gossip.
+func (c *Config) RelayPeers() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, r := range c.Gossip.Relays {
+		if r.Domain != c.Host.Domain {
+			out = append(out, netip.AddrPortFrom(r.Address, c.Gossip.RelayPort))
+		}
+	}
+	return out
 }
 
 // Probe is the sock_ops probe.
@@ -291,6 +325,7 @@ func Default() *Config {
 			RepairTimeout:     DefaultRepairTimeout,
 			RepairMaxRecords:  DefaultRepairMaxRecords,
 			Digest:            true,
+			RelayPort:         DefaultRelayPort,
 		},
 		Probe:   Probe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime},
 		Metrics: Metrics{Listen: DefaultMetricsListen},

@@ -64,6 +64,12 @@ type fileKernel struct {
 	MTU       int         `toml:"mtu"`
 }
 
+// fileRelay is one gossip relay of the POP.
+type fileRelay struct {
+	Domain  string `toml:"domain"`
+	Address string `toml:"address"`
+}
+
 type fileRoute struct {
 	To  string `toml:"to"`
 	Via string `toml:"via"`
@@ -97,27 +103,29 @@ type fileSession struct {
 }
 
 type fileGossip struct {
-	Enabled           bool   `toml:"enabled"`
-	Group             string `toml:"group"`
-	Port              int    `toml:"port"`
-	Interface         string `toml:"interface"`
-	TTL               int    `toml:"ttl"`
-	KeyFile           string `toml:"key_file"`
-	Insecure          bool   `toml:"insecure"`
-	MaxDatagram       int    `toml:"max_datagram"`
-	FlushDelay        string `toml:"flush_delay"`
-	MaxRate           int    `toml:"max_rate"`
-	HeartbeatInterval string `toml:"heartbeat_interval"`
-	DownAfter         int    `toml:"down_after"`
-	Grace             string `toml:"grace"`
-	Linger            string `toml:"linger"`
-	DiscoveryFile     string `toml:"discovery_file"`
-	Repair            bool   `toml:"repair"`
-	RepairPort        int    `toml:"repair_port"`
-	RepairInterval    string `toml:"repair_interval"`
-	RepairTimeout     string `toml:"repair_timeout"`
-	RepairMaxRecords  int    `toml:"repair_max_records"`
-	Digest            bool   `toml:"digest"`
+	Enabled           bool        `toml:"enabled"`
+	Group             string      `toml:"group"`
+	Port              int         `toml:"port"`
+	Interface         string      `toml:"interface"`
+	TTL               int         `toml:"ttl"`
+	KeyFile           string      `toml:"key_file"`
+	Insecure          bool        `toml:"insecure"`
+	MaxDatagram       int         `toml:"max_datagram"`
+	FlushDelay        string      `toml:"flush_delay"`
+	MaxRate           int         `toml:"max_rate"`
+	HeartbeatInterval string      `toml:"heartbeat_interval"`
+	DownAfter         int         `toml:"down_after"`
+	Grace             string      `toml:"grace"`
+	Linger            string      `toml:"linger"`
+	DiscoveryFile     string      `toml:"discovery_file"`
+	Repair            bool        `toml:"repair"`
+	RepairPort        int         `toml:"repair_port"`
+	RepairInterval    string      `toml:"repair_interval"`
+	RepairTimeout     string      `toml:"repair_timeout"`
+	RepairMaxRecords  int         `toml:"repair_max_records"`
+	Digest            bool        `toml:"digest"`
+	Relays            []fileRelay `toml:"relays"`
+	RelayPort         int         `toml:"relay_port"`
 }
 
 type fileProbe struct {
@@ -172,6 +180,7 @@ func defaultFile() fileConfig {
 			RepairTimeout:     DefaultRepairTimeout.String(),
 			RepairMaxRecords:  DefaultRepairMaxRecords,
 			Digest:            true,
+			RelayPort:         DefaultRelayPort,
 		},
 		Probe:   fileProbe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime.String()},
 		Metrics: fileMetrics{Listen: DefaultMetricsListen},

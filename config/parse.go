@@ -755,6 +755,45 @@ func (c *checker) gossip(cfg *Config, g *fileGossip) {
 	out.RepairTimeout = c.duration("gossip.repair_timeout", g.RepairTimeout)
 	out.RepairMaxRecords = g.RepairMaxRecords
 	c.intRange("gossip.repair_max_records", g.RepairMaxRecords, 1, 1<<26)
+	c.relays(cfg, g)
+}
+
+// relays checks gossip.relays and gossip.relay_port.
+func (c *checker) relays(cfg *Config, g *fileGossip) {
+	out := &cfg.Gossip
+	out.RelayPort = c.port("gossip.relay_port", g.RelayPort)
+	if out.RelayPort != 0 && (out.RelayPort == out.Port || out.RelayPort == cfg.Tunnel.Port) {
+		c.fail(ErrConflict, "gossip.relay_port", "%d is also gossip.port or tunnel.port", out.RelayPort)
+	}
+	h := cfg.Host
+	seen := map[netip.Addr]bool{}
+	for i, r := range g.Relays {
+		key := fmt.Sprintf("gossip.relays[%d]", i)
+		if r.Domain == "" {
+			c.fail(ErrMissing, key+".domain", "required (the relay's host.domain)")
+			continue
+		}
+		c.name(key+".domain", r.Domain)
+		if r.Address == "" {
+			c.fail(ErrMissing, key+".address", "required (the relay's host.address)")
+			continue
+		}
+		a, ok := c.unicast(key+".address", r.Address)
+		if !ok {
+			continue
+		}
+		switch {
+		case h.Address.IsValid() && a.Is4() != h.Address.Is4():
+			c.fail(ErrConflict, key+".address", "%s is not of host.address's family (%s)", a, h.Address)
+		case seen[a]:
+			c.fail(ErrConflict, key+".address", "%s is listed twice", a)
+		case a == h.Address && r.Domain != h.Domain:
+			c.fail(ErrConflict, key+".domain", "%q is not host.domain (%q) of this host", r.Domain, h.Domain)
+		default:
+			seen[a] = true
+			out.Relays = append(out.Relays, Relay{Domain: r.Domain, Address: a})
+		}
+	}
 }
 
 // ParseCPUList parses a Linux CPU list ("0-1", "0,2,4-7") into sorted, unique CPU ids.
