@@ -98,6 +98,8 @@ type Probe struct {
 	mu      sync.Mutex // protects closed and running
 	closed  bool
 	running bool
+
+	synced chan struct{} // closed by Run once the start-up events are emitted
 }
 
 // CgroupRoot returns the mount point of the cgroup v2 (unified) hierarchy, e.g.
@@ -172,7 +174,7 @@ func Open(cfg Config) (*Probe, error) {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
 
-	p := &Probe{cfg: cfg, vips: vips}
+	p := &Probe{cfg: cfg, vips: vips, synced: make(chan struct{})}
 	if !cfg.AllNetNS {
 		if p.cookie, err = netnsCookie(); err != nil {
 			return nil, err
@@ -253,6 +255,12 @@ func (p *Probe) Lost() uint64 {
 	}
 	return n
 }
+
+// Synced is closed once Run has emitted the start-up events: every VIP connection
+// established before Open, and those the ring reported meanwhile. A caller that must
+// know its own sessions before it speaks for them (homingd before it gossips, after a
+// restart) waits for it. It is never closed if Run fails before.
+func (p *Probe) Synced() <-chan struct{} { return p.synced }
 
 // Close detaches the program and frees everything; a running Run returns ErrClosed.
 func (p *Probe) Close() error {
@@ -341,6 +349,7 @@ func (p *Probe) Run(ctx context.Context, emit func(Event)) error {
 		}
 	}
 	fromRing = nil
+	close(p.synced)
 
 	nextPoll := time.Now().Add(p.cfg.ResyncInterval)
 	for {

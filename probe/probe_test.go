@@ -237,6 +237,12 @@ func (c *collector) waitFor(t *testing.T, what string, k Kind, want []session.Ke
 	}
 }
 
+func sortedKeys(ks []session.Key) []session.Key {
+	ks = slices.Clone(ks)
+	sortKeys(ks)
+	return ks
+}
+
 // index is the position of the first event of kind k for key, or -1.
 func (c *collector) index(k Kind, key session.Key) int {
 	c.mu.Lock()
@@ -325,6 +331,16 @@ func TestProbeSessions(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	pc, qc, ac := runProbe(t, p), runProbe(t, q), runProbe(t, all)
+	// Synced closes only once the connections before Open are announced (homingd waits
+	// for it before it gossips after a restart).
+	select {
+	case <-p.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Synced not closed 10 s after Run started")
+	}
+	if want := sortedKeys(old); !slices.Equal(pc.keys(Add), want) {
+		t.Errorf("at Synced: Add events %v, want the connections before Open %v", pc.keys(Add), want)
+	}
 	pc.waitFor(t, "connections before Open", Add, old)
 
 	const n = 50
