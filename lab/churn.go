@@ -1,14 +1,18 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,10 +94,17 @@ type ChurnResult struct {
 	Drains    int     // drains and restores of h1 during the traffic
 	Tunnelled uint64  // packets the hosts tunnelled to another host during the traffic
 	Missed    uint64  // VIP packets handed to a kernel without a table entry during the traffic
-	Errors    []string
-	PIDs      []int
-	Logs      string // tails of the hosts' logs when a connection broke with both mechanisms on
-	Elapsed   time.Duration
+	// The park's counters over every host during the traffic (homing_lcore_*park*
+	// metrics): packets parked, released to their owner (redirect) or as local (local),
+	// expired to the kernel, and not parked because the park was full.
+	ParkIn, ParkRedirect, ParkLocal, ParkExpired, ParkFull uint64
+	// TentativeExpired counts tentative claims withdrawn because their handshake did not
+	// complete in probe.tentative_lifetime (from the hosts' debug logs).
+	TentativeExpired int
+	Errors           []string
+	PIDs             []int
+	Logs             string // tails of the hosts' logs when a connection broke with both mechanisms on
+	Elapsed          time.Duration
 }
 
 // Broken is the number of connections that did not complete.
@@ -140,8 +151,11 @@ func (c Churn) Run(ctx context.Context, mode RaceMode) (res *ChurnResult, err er
 		park, c.Hosts, c.Rate, c.Duration, c.RehashEvery, c.Drain)
 	opts := Options{Homingd: c.Homingd, Serve: c.Serve, Redirect: true, NoTentative: mode.NoTentative,
 		NoPark: mode.NoPark, Log: c.Log, KeepDir: c.KeepDir}
-	if c.ParkHold > 0 && !mode.NoPark {
-		opts.EditConfig = parkHold(c.ParkHold)
+	opts.EditConfig = func(n int, toml string) string {
+		if c.ParkHold > 0 && !mode.NoPark {
+			toml = parkHold(c.ParkHold)(n, toml)
+		}
+		return churnObserve(n, toml)
 	}
 	l, err := New(opts)
 	if err != nil {
@@ -173,6 +187,10 @@ func (c Churn) Run(ctx context.Context, mode RaceMode) (res *ChurnResult, err er
 	if err != nil {
 		return res, err
 	}
+	parkBefore, err := l.parkTotals(ctx)
+	if err != nil {
+		return res, err
+	}
 	cl, err := startChurn(ctx, l.NS("cli"), netip.AddrPortFrom(l.VIPAddr(), ServicePort).String(), c.Rate, c.Hold)
 	if err != nil {
 		return res, err
@@ -188,6 +206,16 @@ func (c Churn) Run(ctx context.Context, mode RaceMode) (res *ChurnResult, err er
 	}
 	res.Tunnelled = after["redirect"] - before["redirect"]
 	res.Missed = after["miss"] - before["miss"]
+	parkAfter, err := l.parkTotals(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.ParkIn = parkAfter[parkIn] - parkBefore[parkIn]
+	res.ParkRedirect = parkAfter[parkRedirect] - parkBefore[parkRedirect]
+	res.ParkLocal = parkAfter[parkLocal] - parkBefore[parkLocal]
+	res.ParkExpired = parkAfter[parkExpired] - parkBefore[parkExpired]
+	res.ParkFull = parkAfter[parkFull] - parkBefore[parkFull]
+	res.TentativeExpired = l.tentativeExpired()
 	res.Opened = int(cl.opened.Load())
 	res.Completed = int(cl.completed.Load())
 	res.Handshake, res.Reset, res.Failed = int(cl.handshake.Load()), int(cl.reset.Load()), int(cl.failed.Load())
@@ -237,8 +265,134 @@ func (c *Churn) events(ctx context.Context, l *Lab, hosts []int, res *ChurnResul
 
 func (r *ChurnResult) line() string {
 	return fmt.Sprintf("%d connections (%.0f/s), %d rehashes, %d drains/restores: %d completed, %d handshakes failed, "+
-		"%d reset, %d failed, %d corrupted bytes; %d packets tunnelled, %d misses to a kernel",
-		r.Opened, r.Rate, r.Rehashes, r.Drains, r.Completed, r.Handshake, r.Reset, r.Failed, r.Corrupted, r.Tunnelled, r.Missed)
+		"%d reset, %d failed, %d corrupted bytes; %d packets tunnelled, %d misses to a kernel; parked %d "+
+		"(released to the owner %d, local %d, expired %d, park full %d); %d tentative claims expired",
+		r.Opened, r.Rate, r.Rehashes, r.Drains, r.Completed, r.Handshake, r.Reset, r.Failed, r.Corrupted, r.Tunnelled, r.Missed,
+		r.ParkIn, r.ParkRedirect, r.ParkLocal, r.ParkExpired, r.ParkFull, r.TentativeExpired)
+}
+
+// churnMetricsPort is the port of each host's metrics endpoint in a churn lab, on the
+// host's own address inside its namespace.
+const churnMetricsPort = 9370
+
+// churnObserve turns on what a churn run reads from host n: the metrics endpoint (the
+// park's counters) and debug logging (the expiry of tentative claims).
+func churnObserve(n int, toml string) string {
+	toml = strings.Replace(toml, "\n[metrics]\nlisten = \"\"\n",
+		fmt.Sprintf("\n[metrics]\nlisten = %q\n", netip.AddrPortFrom(HostAddr(n), churnMetricsPort).String()), 1)
+	return toml + "\n[log]\nlevel = \"debug\"\n"
+}
+
+// The park's metrics (package metrics), summed over lcores.
+const (
+	parkIn       = "homing_lcore_parked_packets_total"
+	parkRedirect = `homing_lcore_unparked_packets_total{outcome="redirect"}`
+	parkLocal    = `homing_lcore_unparked_packets_total{outcome="local"}`
+	parkExpired  = `homing_lcore_unparked_packets_total{outcome="expired"}`
+	parkFull     = "homing_lcore_park_full_total"
+)
+
+// parkTotals reads the park's counters of every host from its metrics endpoint, asked
+// from inside the host's namespace.
+func (l *Lab) parkTotals(ctx context.Context) (map[string]uint64, error) {
+	sum := map[string]uint64{}
+	for _, n := range l.Hosts() {
+		text, err := scrape(ctx, l.hosts[n].NS, netip.AddrPortFrom(HostAddr(n), churnMetricsPort).String())
+		if err != nil {
+			return nil, fmt.Errorf("h%d: metrics: %w", n, err)
+		}
+		for name, v := range parkCounters(text) {
+			sum[name] += v
+		}
+	}
+	return sum, nil
+}
+
+// parkCounters picks the park's counters out of a Prometheus text exposition, summed
+// over the lcore label.
+func parkCounters(text string) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, line := range strings.Split(text, "\n") {
+		name, rest, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		metric, labels, _ := strings.Cut(name, "{")
+		key := metric
+		if metric == "homing_lcore_unparked_packets_total" {
+			_, outcome, _ := strings.Cut(labels, `outcome="`)
+			outcome, _, _ = strings.Cut(outcome, `"`)
+			key = metric + `{outcome="` + outcome + `"}`
+		}
+		switch key {
+		case parkIn, parkRedirect, parkLocal, parkExpired, parkFull:
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				out[key] += uint64(v)
+			}
+		}
+	}
+	return out
+}
+
+// scrape fetches http://addr/metrics from inside namespace ns.
+func scrape(ctx context.Context, ns, addr string) (string, error) {
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return "", err
+	}
+	defer target.Close()
+	var c net.Conn
+	if err := dialIn(ctx, target, func(d *net.Dialer) (err error) {
+		d.Timeout = 5 * time.Second
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", addr, resp.Status)
+	}
+	return string(b), nil
+}
+
+// tentativeExpired sums the counts of the hosts' "tentative claims expired" debug lines.
+func (l *Lab) tentativeExpired() int {
+	total := 0
+	for _, n := range l.Hosts() {
+		b, err := os.ReadFile(l.hosts[n].LogFile)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `msg="tentative claims expired"`) {
+				continue
+			}
+			_, v, ok := strings.Cut(line, " count=")
+			if !ok {
+				continue
+			}
+			v, _, _ = strings.Cut(v, " ")
+			if k, err := strconv.Atoi(v); err == nil {
+				total += k
+			}
+		}
+	}
+	return total
 }
 
 // classTotals sums the data planes' packet classes (ctl.LcoreStats.Classes) over every
@@ -287,6 +441,12 @@ func ChurnTable(w io.Writer, runs ...*ChurnResult) {
 	row("corrupted bytes", func(r *ChurnResult) string { return fmt.Sprint(r.Corrupted) })
 	row("packets tunnelled", func(r *ChurnResult) string { return fmt.Sprint(r.Tunnelled) })
 	row("misses to a kernel", func(r *ChurnResult) string { return fmt.Sprint(r.Missed) })
+	row("parked", func(r *ChurnResult) string { return fmt.Sprint(r.ParkIn) })
+	row("  to the owner", func(r *ChurnResult) string { return fmt.Sprint(r.ParkRedirect) })
+	row("  local", func(r *ChurnResult) string { return fmt.Sprint(r.ParkLocal) })
+	row("  expired", func(r *ChurnResult) string { return fmt.Sprint(r.ParkExpired) })
+	row("  park full", func(r *ChurnResult) string { return fmt.Sprint(r.ParkFull) })
+	row("tentative expired", func(r *ChurnResult) string { return fmt.Sprint(r.TentativeExpired) })
 }
 
 // churnClients open connections at a steady rate until stop.

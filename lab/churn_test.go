@@ -104,11 +104,50 @@ func TestChurn(t *testing.T) {
 		}
 		t.Logf("host logs:\n%s", on.Logs)
 	}
+	// The switches reach the data planes: the park holds packets only when on (at least
+	// the final ACKs that reach their owner before its own claim does).
+	if on.ParkIn == 0 || off.ParkIn != 0 {
+		t.Errorf("packets parked: %d with the park on, %d with it off; want some and none", on.ParkIn, off.ParkIn)
+	}
 	// Without the mechanisms the races must show, or the proof proves nothing.
 	if off.Broken() == 0 {
 		t.Errorf("both off: no connection broke: the scenario does not open the races")
 	}
 	for _, e := range off.Errors[:min(3, len(off.Errors))] {
 		t.Logf("both off: %s", e)
+	}
+}
+
+// TestChurnObserve checks what a churn run adds to a host configuration (its metrics
+// endpoint on the host address, debug logging) and the reading of the park's counters.
+func TestChurnObserve(t *testing.T) {
+	l := &Lab{ID: "hlab1x1", Dir: "/tmp/hlab1x1-1", keyFile: "/tmp/hlab1x1-1/gossip.key", opts: Options{Redirect: true}}
+	cfg, err := config.Parse([]byte(churnObserve(2, l.hostConfig(2, "/sys/fs/cgroup/unified/hlab1x1/h2"))), "h2.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics.Listen != "198.18.0.12:9370" || cfg.Log.Level != "debug" {
+		t.Errorf("metrics.listen %q, log.level %v", cfg.Metrics.Listen, cfg.Log.Level)
+	}
+	text := `# HELP homing_lcore_parked_packets_total Packets held.
+# TYPE homing_lcore_parked_packets_total counter
+homing_lcore_parked_packets_total{lcore="1"} 10
+homing_lcore_parked_packets_total{lcore="2"} 5
+homing_lcore_unparked_packets_total{lcore="1",outcome="expired"} 2
+homing_lcore_unparked_packets_total{lcore="1",outcome="local"} 3
+homing_lcore_unparked_packets_total{lcore="1",outcome="redirect"} 9
+homing_lcore_unparked_packets_total{lcore="2",outcome="redirect"} 1e+06
+homing_lcore_park_full_total{lcore="1"} 0
+homing_lcore_redirected_packets_total{lcore="1"} 77
+`
+	got := parkCounters(text)
+	want := map[string]uint64{parkIn: 15, parkExpired: 2, parkLocal: 3, parkRedirect: 1000009, parkFull: 0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("counters %v", got)
 	}
 }
