@@ -9,9 +9,11 @@ import (
 // nullConn discards what it is sent.
 type nullConn struct{ sent int }
 
-func (c *nullConn) Send([]byte) error                         { c.sent++; return nil }
-func (c *nullConn) Recv([]byte) (int, netip.AddrPort, error) { return 0, netip.AddrPort{}, net.ErrClosed }
-func (c *nullConn) Close() error                              { return nil }
+func (c *nullConn) Send([]byte) error { c.sent++; return nil }
+func (c *nullConn) Recv([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+func (c *nullConn) Close() error { return nil }
 
 // nullPacketConn discards what it is sent.
 type nullPacketConn struct{}

@@ -144,7 +144,9 @@ func startRackNode(t *testing.T, hub *gossiptest.Hub, un *udpNet, id uint16, dom
 func TestRelays(t *testing.T) {
 	un := &udpNet{socks: map[netip.AddrPort]*udpSock{}}
 	hubA, hubB := gossiptest.NewHub(), gossiptest.NewHub()
-	ap := func(s string) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(s), gossip.DefaultRelayPort) }
+	ap := func(s string) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr(s), gossip.DefaultRelayPort)
+	}
 	relaysA := []netip.AddrPort{ap("198.18.0.11"), ap("198.18.0.12")}
 	relaysB := []netip.AddrPort{ap("198.18.1.14"), ap("198.18.1.15")}
 	a1 := startRackNode(t, hubA, un, 1, "rack-a", relaysA[0], relaysB)
@@ -306,4 +308,3 @@ func heartbeatDatagram(t *testing.T, id uint16, dom string, seq uint64) []byte {
 	gossip.NewSealer(ring(t, testKey)).Seal(d, gossip.Header{Type: gossip.TypeHeartbeat, Sender: id, Incarnation: 1, Seq: seq})
 	return d
 }
-
