@@ -77,6 +77,7 @@ func (d *Daemon) startControl() (err error) {
 	c := &control{cancel: cancel}
 	d.ctl = c
 	d.startDomains(ctx, c)
+	var repairL net.Listener
 	if cfg.Gossip.Enabled {
 		var keys *gossip.KeyRing
 		if !cfg.Gossip.Insecure {
@@ -89,13 +90,22 @@ func (d *Daemon) startControl() (err error) {
 		}); err != nil {
 			return err
 		}
-		var repairL net.Listener
 		if cfg.Gossip.Repair {
 			if repairL, err = gossip.ListenRepair(netip.AddrPortFrom(cfg.Host.Address, cfg.Gossip.RepairPort)); err != nil {
 				c.conn.Close()
 				c.conn = nil
 				return fmt.Errorf("%s: gossip.repair_port: %w", cfg.Source, err)
 			}
+		}
+		// A relay of gossip.relays tees the node's traffic to the other domains (domains.go).
+		relayed, err := d.relayConn(ctx, c, keys)
+		if err != nil {
+			if repairL != nil {
+				repairL.Close()
+			}
+			c.conn.Close()
+			c.conn = nil
+			return err
 		}
 		c.node, err = gossip.New(gossip.Config{
 			HostID: cfg.Host.ID, Addr: cfg.Host.Address, MAC: d.MAC, TunnelPort: cfg.Tunnel.Port, Domain: cfg.Host.Domain,
@@ -107,7 +117,7 @@ func (d *Daemon) startControl() (err error) {
 			Repair:     cfg.Gossip.Repair, RepairListener: repairL, RepairPort: cfg.Gossip.RepairPort,
 			RepairInterval: cfg.Gossip.RepairInterval, RepairTimeout: cfg.Gossip.RepairTimeout,
 			RepairMaxRecords: cfg.Gossip.RepairMaxRecords, NoDigest: !cfg.Gossip.Digest,
-		}, d.gossipConn(c.conn, keys), d.Table, templates{d})
+		}, d.gossipConn(relayed, keys), d.Table, templates{d})
 		if err != nil {
 			if repairL != nil {
 				repairL.Close()
@@ -116,14 +126,6 @@ func (d *Daemon) startControl() (err error) {
 			c.conn = nil
 			return fmt.Errorf("%s: gossip: %w", cfg.Source, err)
 		}
-		c.wg.Add(1)
-		go func() { // gossip node
-			defer c.wg.Done()
-			if err := c.node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				d.Log.Error("gossip stopped", "err", err)
-				c.fail(err)
-			}
-		}()
 	}
 	if cfg.Probe.Enabled && cfg.Probe.Tentative {
 		c.tentative = make(map[session.Key]time.Time)
@@ -144,6 +146,9 @@ func (d *Daemon) startControl() (err error) {
 	}
 	if cfg.Probe.Enabled {
 		if c.probe, err = probe.Open(probe.Config{CgroupPath: cfg.Probe.Cgroup, VIPs: cfg.Host.VIPs}); err != nil {
+			if repairL != nil {
+				repairL.Close() // the node that would close it never ran
+			}
 			return fmt.Errorf("%s: probe: %w", cfg.Source, err)
 		}
 		c.wg.Add(1)
@@ -155,9 +160,31 @@ func (d *Daemon) startControl() (err error) {
 				c.fail(err)
 			}
 		}()
+		// The sessions that outlived a previous homingd must be in the ownership map
+		// before the node heartbeats or answers a repair: a peer that repairs from the
+		// new incarnation removes the entries of the old one that the answer lacks, and
+		// its kernel would reset their packets until the adds arrive.
+		select {
+		case <-c.probe.Synced():
+		case <-time.After(probeSyncWait):
+			d.Log.Warn("probe start-up listing not done: gossip starts without it", "waited", probeSyncWait)
+		}
+	}
+	if c.node != nil {
+		c.wg.Add(1)
+		go func() { // gossip node
+			defer c.wg.Done()
+			if err := c.node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				d.Log.Error("gossip stopped", "err", err)
+				c.fail(err)
+			}
+		}()
 	}
 	return nil
 }
+
+// probeSyncWait bounds the wait for the probe's start-up listing before gossip starts.
+const probeSyncWait = 5 * time.Second
 
 // localEvent applies one probe event: through gossip when it runs, else straight to the
 // table (a single host, or static peers only).
