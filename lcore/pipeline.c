@@ -310,6 +310,38 @@ parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
 		bm->cls = CLS(cls_other);
 }
 
+/* GUE to this host over IPv4 (after parse_fast4's first tests: one segment, IPv4
+ * without options, not a fragment, UDP) with an IPv4 inner packet: 1 (A_DECAP4, exactly
+ * what parse4 decides), else 0 (the full parser decides). */
+static __rte_always_inline int
+parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint32_t len,
+		struct burst_meta *bm)
+{
+	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
+	const struct rte_ipv4_hdr *in;
+	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g;
+
+	if (ip->dst_addr != dp->self4 || udp->dst_port != dp->tunnel_port)
+		return 0;
+	ulen = rte_be_to_cpu_16(udp->dgram_len);
+	/* 52 <= tot <= len - ETH_LEN; 32 <= ulen <= tot - 20 (room for GUE and an inner
+	 * IPv4 header); anything shorter is the full parser's. */
+	if (unlikely(tot - 52 > len - (ETH_LEN + 52) || ulen - 32 > tot - 52))
+		return 0;
+	/* GUE variant 0, no flags, protocol IPIP; inner IPv4 without options,
+	 * 20 <= inner tot <= ulen - 12 (what gue_check accepts for these headers) */
+	memcpy(&g, udp + 1, 4);
+	in = (const struct rte_ipv4_hdr *)((const uint8_t *)(udp + 1) + HOMING_GUE_LEN);
+	itot = rte_be_to_cpu_16(in->total_length);
+	if (g != rte_cpu_to_be_32(IPPROTO_IPIP << 16) || in->version_ihl != RTE_IPV4_VHL_DEF ||
+	    itot - 20 > ulen - 32)
+		return 0;
+	bm->ip_len = (uint16_t)itot;
+	bm->inner = IPPROTO_IPIP;
+	bm->act = A_DECAP4;
+	return 1;
+}
+
 /* The common case, decided with few tests: one segment, IPv4 without options, not a
  * fragment, TCP with a valid header, not a SYN, to a VIP. Returns 1 with the key built
  * (exactly what parse4 would decide), else 0: the full parser decides. */
@@ -327,10 +359,14 @@ parse_fast4(const struct homing_dp *dp, const struct rte_mbuf *m, struct burst_m
 	memcpy(&w1, &ip->fragment_offset, 4);
 	if (unlikely(len < ETH_LEN + sizeof(*ip) + sizeof(*tcp) || m->nb_segs != 1 ||
 		     (w0 & rte_cpu_to_be_32(0xffffff00)) !=
-			     rte_cpu_to_be_32((RTE_ETHER_TYPE_IPV4 << 16) | (RTE_IPV4_VHL_DEF << 8)) ||
-		     (w1 & rte_cpu_to_be_32((IPV4_MF_OFF_MASK << 16) | 0xff)) !=
-			     rte_cpu_to_be_32(IPPROTO_TCP)))
+			     rte_cpu_to_be_32((RTE_ETHER_TYPE_IPV4 << 16) | (RTE_IPV4_VHL_DEF << 8))))
 		return 0;
+	w1 &= rte_cpu_to_be_32((IPV4_MF_OFF_MASK << 16) | 0xff);
+	if (unlikely(w1 != rte_cpu_to_be_32(IPPROTO_TCP))) {
+		if (w1 == rte_cpu_to_be_32(IPPROTO_UDP))
+			return parse_fast_gue4(dp, ip, len, bm);
+		return 0;
+	}
 	/* With l = tot - 40 (unsigned) and o = doff - 20 (unsigned): 40 <= tot and
 	 * ETH_LEN + tot <= len is l <= len - 54 (len >= 54 here); 20 <= doff and
 	 * doff <= tot - 20 is then o <= l. */
@@ -356,14 +392,13 @@ decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
 	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
 	uint32_t strip = outer_l3 + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN;
 	uint16_t et = bm->inner == IPPROTO_IPIP ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6;
-	uint32_t want;
 
 	memcpy(d + strip, d, 2 * RTE_ETHER_ADDR_LEN);
 	*(uint16_t *)(d + strip + 2 * RTE_ETHER_ADDR_LEN) = rte_cpu_to_be_16(et);
-	rte_pktmbuf_adj(m, (uint16_t)strip);
-	want = ETH_LEN + bm->ip_len;
-	if (rte_pktmbuf_data_len(m) > want)
-		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_data_len(m) - want));
+	/* One segment, and the parser checked ETH_LEN + ip_len <= data_len - strip. */
+	m->data_off += (uint16_t)strip;
+	m->data_len = (uint16_t)(ETH_LEN + bm->ip_len);
+	m->pkt_len = ETH_LEN + bm->ip_len;
 }
 
 /* The GUE source port: from the key's table hash (computed once per packet, while
@@ -775,6 +810,12 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 		}
 		if (act == A_TAP) {
 			cnt[bm[i].cls]++;
+			tap_out[nt++] = m;
+			continue;
+		}
+		if (act == A_DECAP4) {
+			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
+			st->cls_decap++;
 			tap_out[nt++] = m;
 			continue;
 		}
