@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/lcore"
 )
 
@@ -70,6 +71,7 @@ type domains struct {
 	sink    templateSink
 	log     *slog.Logger
 	wake    chan struct{}
+	relay   *gossip.Relay // this host's gossip relay, if it is one (set before gossip runs)
 
 	mu     sync.Mutex // protects mac and remote, and serialises their templates
 	mac    net.HardwareAddr
@@ -253,4 +255,47 @@ func (d *Daemon) startDomains(ctx context.Context, c *control) {
 		defer neigh.Close()
 		c.dom.run(ctx)
 	}()
+}
+
+// relayConn returns the Conn the gossip node runs on: c.conn, or, if this host is one of
+// gossip.relays, c.conn teed into a relay (gossip.Relay) that forwards this domain's
+// gossip to the relays of the other domains and multicasts theirs here; the relay's
+// receiver runs until ctx is done.
+//
+// The relay checks tags with the keys homingd started with: after a key rotation
+// (SIGHUP) it drops what the new key seals until a restart, as the repair channel does.
+func (d *Daemon) relayConn(ctx context.Context, c *control, keys *gossip.KeyRing) (gossip.Conn, error) {
+	cfg := d.Config
+	if !cfg.IsRelay() {
+		return c.conn, nil
+	}
+	uc, err := gossip.ListenRelay(netip.AddrPortFrom(cfg.Host.Address, cfg.Gossip.RelayPort))
+	if err != nil {
+		return nil, fmt.Errorf("%s: gossip.relay_port: %w", cfg.Source, err)
+	}
+	local, err := gossip.NewMulticastSender(gossip.MulticastConfig{Group: netip.AddrPortFrom(cfg.Gossip.Group, cfg.Gossip.Port),
+		Interface: cfg.Gossip.Interface, TTL: cfg.Gossip.TTL})
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	log := d.Log.With("part", "relay")
+	r, err := gossip.NewRelay(gossip.RelayConfig{HostID: cfg.Host.ID, Domain: cfg.Host.Domain, Keys: keys, Insecure: cfg.Gossip.Insecure,
+		MaxDatagram: cfg.Gossip.MaxDatagram, Peers: cfg.RelayPeers(), Unicast: uc, Local: local, Logger: log})
+	if err != nil {
+		uc.Close()
+		local.Close()
+		return nil, fmt.Errorf("%s: gossip.relays: %w", cfg.Source, err)
+	}
+	c.dom.relay = r
+	log.Info("relaying gossip", "domain", cfg.Host.Domain, "to", cfg.RelayPeers())
+	c.wg.Add(1)
+	go func() { // relay receiver
+		defer c.wg.Done()
+		defer local.Close()
+		if err := r.Run(ctx); err != nil {
+			log.Error("relay stopped", "err", err)
+		}
+	}()
+	return r.Tee(c.conn), nil
 }
