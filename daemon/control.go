@@ -97,6 +97,16 @@ func (d *Daemon) startControl() (err error) {
 				return fmt.Errorf("%s: gossip.repair_port: %w", cfg.Source, err)
 			}
 		}
+		// A relay of gossip.relays tees the node's traffic to the other domains (domains.go).
+		relayed, err := d.relayConn(ctx, c, keys)
+		if err != nil {
+			if repairL != nil {
+				repairL.Close()
+			}
+			c.conn.Close()
+			c.conn = nil
+			return err
+		}
 		c.node, err = gossip.New(gossip.Config{
 			HostID: cfg.Host.ID, Addr: cfg.Host.Address, MAC: d.MAC, TunnelPort: cfg.Tunnel.Port, Domain: cfg.Host.Domain,
 			Group: cfg.Gossip.Group, Port: cfg.Gossip.Port, Interface: cfg.Gossip.Interface, TTL: cfg.Gossip.TTL,
@@ -107,7 +117,7 @@ func (d *Daemon) startControl() (err error) {
 			Repair:     cfg.Gossip.Repair, RepairListener: repairL, RepairPort: cfg.Gossip.RepairPort,
 			RepairInterval: cfg.Gossip.RepairInterval, RepairTimeout: cfg.Gossip.RepairTimeout,
 			RepairMaxRecords: cfg.Gossip.RepairMaxRecords, NoDigest: !cfg.Gossip.Digest,
-		}, d.gossipConn(c.conn, keys), d.Table, templates{d})
+		}, d.gossipConn(relayed, keys), d.Table, templates{d})
 		if err != nil {
 			if repairL != nil {
 				repairL.Close()
