@@ -263,8 +263,9 @@ func (l *Lab) Kill(n int) error {
 }
 
 // Restart starts host n's homingd again after it exited (Kill), with the same
-// configuration, and waits until it answers on its control socket and every running
-// host sees every other one.
+// configuration, and waits until it answers on its control socket (its kernel
+// interface is configured and gossip and the probe run; it may not have heard its
+// peers yet: WaitPeers).
 func (l *Lab) Restart(ctx context.Context, n int) error {
 	h := l.hosts[n]
 	if h == nil || h.homingd == nil {
@@ -280,8 +281,11 @@ func (l *Lab) Restart(ctx context.Context, n int) error {
 	if err := l.waitStatus(ctx, h, 30*time.Second); err != nil {
 		return fmt.Errorf("h%d: homingd: %w\n%s", n, err, Tail(h.LogFile, 20))
 	}
-	return l.waitPeers(ctx, 10*time.Second)
+	return nil
 }
+
+// WaitPeers waits until every running host's gossip sees every other host up.
+func (l *Lab) WaitPeers(ctx context.Context, limit time.Duration) error { return l.waitPeers(ctx, limit) }
 
 // Destroy kills host n's processes (SIGKILL) and deletes its namespace, as a host that
 // dies: its NIC (the veth) goes with it. The router's route still names it until
@@ -346,7 +350,6 @@ type Opener struct {
 	wg      sync.WaitGroup // dialers and closing connections
 	fleet   *Fleet         // the connections that stay open
 	fleetMu sync.Mutex     // protects fleet.Conns while opening
-	seq     atomic.Int64
 
 	Opened, Completed, Handshake, Reset, Failed atomic.Int64 // of the closing connections (Opened: all)
 	errMu                                       sync.Mutex   // protects errs and broken

@@ -280,3 +280,113 @@ func TestGossipLoss(t *testing.T) {
 // gossip.repair_interval, 1 s, between two repairs from a peer, plus 1 s for the
 // exchange and the loaded lab).
 const youngAge = 2 * time.Second
+
+// TestRestart: h1 is drained, so that its connections reach h2 and h3 and are tunnelled
+// to it; its homingd is killed (SIGKILL) and started again; h1 returns to the route as
+// soon as its control socket answers, before it has heard its peers. Its packets are lost while it is down (the clients retransmit);
+// after the restart it must re-learn its own sessions (sock_diag) and the peers'
+// (repair), and no connection may be reset.
+func TestRestart(t *testing.T) {
+	requireFaultLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := faultLab(t, ctx, 3, nil)
+	hosts := l.Hosts()
+	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
+	const conns = 300
+	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet.Start()
+	defer fleet.Stop()
+	if _, err := l.WaitSessions(ctx, hosts, conns, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	own, err := l.Established(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetRoute(hosts[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st0, err := l.Status(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers0 := classSum(t, ctx, l, hosts[1:])
+	killed := time.Now()
+	if err := l.Kill(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Restart(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Since(killed)
+	// Back in the route at once: the peers' connections that ECMP now hands to h1 meet
+	// a table that repair has not filled yet.
+	if err := l.SetRoute(hosts); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitPeers(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st1, err := l.Status(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st1.Incarnation <= st0.Incarnation {
+		t.Errorf("incarnation %d after the restart, %d before: it must grow", st1.Incarnation, st0.Incarnation)
+	}
+	took, diffs, err := waitTruth(ctx, l, 15*time.Second)
+	if err != nil {
+		t.Errorf("after %v the tables differ from the truth: %v", took.Round(time.Millisecond), err)
+		for n, d := range diffs {
+			t.Logf("h%d: %s", n, strings.Join(d, "\n  "))
+		}
+	}
+	if err := sleep(ctx, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c := fleet.Counts()
+	g := gossipSum(t, ctx, l, []int{2, 3}, "repairs_completed")
+	g1 := gossipSum(t, ctx, l, []int{1}, "repairs_completed")
+	t.Logf("h1 (owner of %d of %d connections, drained) killed and back up in %v (new incarnation); every table equal to "+
+		"the truth %v later; repairs completed: %d by h1, %d by h2 and h3", len(own), conns, up.Round(time.Millisecond),
+		took.Round(time.Millisecond), g1["repairs_completed"], g["repairs_completed"])
+	cls := classSum(t, ctx, l, hosts[:1])
+	t.Logf("h1's data plane since the restart: %d packets decapsulated, %d tunnelled to a peer, %d VIP packets of unknown "+
+		"sessions to its kernel", cls["decap"], cls["redirect"], cls["miss"])
+	peers1 := classSum(t, ctx, l, hosts[1:])
+	t.Logf("h2 and h3 from the kill on: %d packets tunnelled, %d VIP packets of unknown sessions to their kernels, %d of "+
+		"sessions whose owner is down to their kernels", peers1["redirect"]-peers0["redirect"], peers1["miss"]-peers0["miss"],
+		peers1["dead_owner"]-peers0["dead_owner"])
+	t.Logf("connections: %d of %d alive, %d stalled, %d reset, %d failed", c.Alive+c.Stalled, conns, c.Stalled, c.Reset, c.Failed)
+	if c.Reset+c.Failed != 0 {
+		t.Errorf("%d connections reset and %d failed through a restart of homingd", c.Reset, c.Failed)
+		for _, cn := range fleet.Ended()[:min(10, len(fleet.Ended()))] {
+			t.Logf("connection %d from %s: %v", cn.ID, cn.Local, cn.Err())
+		}
+	}
+}
+
+// classSum sums the data planes' packet classes (ctl.LcoreStats.Classes) over hosts.
+func classSum(t *testing.T, ctx context.Context, l *Lab, hosts []int) map[string]uint64 {
+	t.Helper()
+	sum := map[string]uint64{}
+	for _, n := range hosts {
+		st, err := l.Stats(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, lc := range st.Lcores {
+			for k, v := range lc.Classes {
+				sum[k] += v
+			}
+		}
+	}
+	return sum
+}
