@@ -285,7 +285,9 @@ func (l *Lab) Restart(ctx context.Context, n int) error {
 }
 
 // WaitPeers waits until every running host's gossip sees every other host up.
-func (l *Lab) WaitPeers(ctx context.Context, limit time.Duration) error { return l.waitPeers(ctx, limit) }
+func (l *Lab) WaitPeers(ctx context.Context, limit time.Duration) error {
+	return l.waitPeers(ctx, limit)
+}
 
 // Destroy kills host n's processes (SIGKILL) and deletes its namespace, as a host that
 // dies: its NIC (the veth) goes with it. The router's route still names it until
