@@ -35,7 +35,7 @@ const (
 	DefaultTxDesc            = 1024
 	DefaultKernelName        = "homing0"
 	DefaultTunnelPort        = 6080
-	DefaultParkHold          = 2 * time.Millisecond
+	DefaultParkHold          = 50 * time.Millisecond
 	DefaultParkSize          = 1024
 	DefaultCapacity4         = 1 << 20
 	DefaultCapacity6         = 1 << 18
