@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/internal/testenv"
 )
 
@@ -389,4 +391,112 @@ func classSum(t *testing.T, ctx context.Context, l *Lab, hosts []int) map[string
 		}
 	}
 	return sum
+}
+
+// TestHostGone: h3's namespace is destroyed (its homingd and echo service killed, its
+// NIC gone) and the router stops routing to it. h1 and h2 mark it down after
+// gossip.down_after heartbeats and drop its sessions gossip.grace later (2 s here), not
+// before; their own connections are untouched.
+func TestHostGone(t *testing.T) {
+	requireFaultLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const grace = 2 * time.Second
+	l := faultLab(t, ctx, 3, func(t *testing.T, _ int, toml string) string {
+		return setKey(t, toml, "gossip", "grace", fmt.Sprintf("%q", grace.String()))
+	})
+	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
+	const conns = 150
+	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet.Start()
+	defer fleet.Stop()
+	if _, err := l.WaitSessions(ctx, l.Hosts(), conns, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := l.Established(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drops0 := gossipSum(t, ctx, l, []int{1, 2}, "grace_drops")
+	t0 := time.Now()
+	if err := l.Destroy(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetRoute([]int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	var downAt, droppedAt time.Duration
+	for downAt == 0 || droppedAt == 0 {
+		if time.Since(t0) > 20*time.Second {
+			t.Fatalf("20 s after h3 died: down after %v, sessions dropped after %v (0: not yet)", downAt, droppedAt)
+		}
+		down, left := 0, 0
+		for _, n := range []int{1, 2} {
+			ps, err := l.Peers(ctx, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range ps {
+				if p.ID == 3 && !p.Up {
+					down++
+				}
+			}
+			if !slices.ContainsFunc(ps, func(p ctl.Peer) bool { return p.ID == 3 }) {
+				down++ // no longer listed at all
+			}
+			tab, err := l.Sessions(ctx, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range tab {
+				if o == 3 {
+					left++
+				}
+			}
+		}
+		now := time.Since(t0)
+		if downAt == 0 && down == 2 {
+			downAt = now
+		}
+		if droppedAt == 0 && left == 0 {
+			droppedAt = now
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drops := gossipSum(t, ctx, l, []int{1, 2}, "grace_drops")["grace_drops"] - drops0["grace_drops"]
+	t.Logf("h3 (owner of %d of %d connections) destroyed: h1 and h2 saw it down after %v, dropped its sessions after %v "+
+		"(grace %v; %d grace drops counted on h1 and h2)", len(gone), conns, downAt.Round(time.Millisecond),
+		droppedAt.Round(time.Millisecond), grace, drops)
+	if droppedAt < downAt+grace-100*time.Millisecond {
+		t.Errorf("h3's sessions dropped %v after its death, %v after it went down: before the grace of %v", droppedAt,
+			droppedAt-downAt, grace)
+	}
+	if drops != uint64(2*len(gone)) {
+		t.Errorf("%d grace drops on h1 and h2, want %d (h3's sessions on each)", drops, 2*len(gone))
+	}
+	// The tables now hold exactly the surviving hosts' sessions, and their connections live.
+	took, diffs, err := waitTruth(ctx, l, 5*time.Second)
+	if err != nil {
+		t.Errorf("after %v the tables differ from the truth: %v", took, err)
+		for n, d := range diffs {
+			t.Logf("h%d: %s", n, strings.Join(d, "\n  "))
+		}
+	}
+	lost := map[string]bool{}
+	for _, c := range gone {
+		lost[c] = true
+	}
+	broken := 0
+	for _, cn := range fleet.Ended() {
+		if !lost[cn.Local] {
+			broken++
+			t.Errorf("connection %d from %s (not h3's) ended: %v", cn.ID, cn.Local, cn.Err())
+		}
+	}
+	t.Logf("connections of h1 and h2: %d broke", broken)
 }
