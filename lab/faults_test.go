@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/ctl"
+	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/internal/testenv"
+	"github.com/homing-dev/homing/session"
 )
 
 // The proofs of issue 6 (reliability and security) in the lab. Each builds its own lab
@@ -499,4 +501,194 @@ func TestHostGone(t *testing.T) {
 		}
 	}
 	t.Logf("connections of h1 and h2: %d broke", broken)
+}
+
+// TestHostileGossip: a stranger on the POP LAN (a namespace on the bridge) captures the
+// hosts' gossip, then sends to the group: garbage, a truncated and an oversize datagram,
+// records and a heartbeat under a wrong key (one claiming a live host's id and a future
+// sequence number, one a new host), a captured datagram with its sender id changed, and
+// every captured datagram again (replays). No host accepts any of them: each host's
+// reject counters grow by exactly the number sent, and no table or membership changes.
+func TestHostileGossip(t *testing.T) {
+	requireFaultLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := faultLab(t, ctx, 3, nil)
+	hosts := l.Hosts()
+	spyNS, err := l.AddSpy(netip.MustParseAddr("198.18.0.250"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn *gossip.MulticastConn
+	if err := InNS(spyNS, func() error {
+		var err error
+		conn, err = gossip.ListenMulticast(gossip.MulticastConfig{Group: netip.AddrPortFrom(l.group(), GossipPort), Interface: "eth0"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Capture while connections open (records) and heartbeats flow.
+	captured := make(chan []byte, 4096)
+	go func() { // capture
+		buf := make([]byte, gossip.MaxDatagramLen)
+		for {
+			n, _, err := conn.Recv(buf)
+			if err != nil {
+				close(captured)
+				return
+			}
+			select {
+			case captured <- append([]byte(nil), buf[:n]...):
+			default:
+			}
+		}
+	}()
+	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
+	const conns = 100
+	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet.Start()
+	defer fleet.Stop()
+	if _, err := l.WaitSessions(ctx, hosts, conns, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	var valid []gossip.Datagram
+	records := 0
+	for len(captured) > 0 {
+		d := gossip.Datagram(<-captured)
+		if d.Validate(0) == nil {
+			valid = append(valid, d)
+			if d.Type() == gossip.TypeRecords {
+				records++
+			}
+		}
+	}
+	if records == 0 || len(valid) < 10 {
+		t.Fatalf("captured %d valid datagrams, %d of records: too few to replay", len(valid), records)
+	}
+	// The state before the attack.
+	tables0 := map[int]map[string]uint16{}
+	rejects0 := map[int]uint64{}
+	st2, err := l.Status(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range hosts {
+		if tables0[n], err = l.Sessions(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		st, err := l.Stats(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range st.Reject {
+			rejects0[n] += v
+		}
+	}
+
+	wrongKey := make([]byte, 32)
+	for i := range wrongKey {
+		wrongKey[i] = byte(i*7 + 1)
+	}
+	ring, err := gossip.NewKeyRing(wrongKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forger := gossip.NewSealer(ring)
+	fake := func(sender uint16, inc, seq uint64) gossip.Datagram {
+		body := gossip.AppendRecord(nil, gossip.Record{Op: gossip.OpAdd, Key: session.Key{Src: netip.MustParseAddr("198.18.100.2"),
+			Dst: l.VIPAddr(), SrcPort: 7, DstPort: ServicePort, Proto: session.TCP}, Owner: session.Owner{Host: sender, Epoch: 1 << 40}})
+		d := make(gossip.Datagram, gossip.HeaderLen+len(body)+gossip.TagLen)
+		copy(d[gossip.HeaderLen:], body)
+		forger.Seal(d, gossip.Header{Type: gossip.TypeRecords, Sender: sender, Incarnation: inc, Seq: seq, Timestamp: time.Now().UnixNano()})
+		return d
+	}
+	garbage := make([]byte, 64)
+	for i := range garbage {
+		garbage[i] = byte(i)
+	}
+	oversize := make([]byte, 1450)
+	copy(oversize, valid[0])
+	impostor := append(gossip.Datagram(nil), valid[len(valid)-1]...)
+	impostor[4], impostor[5] = 0, byte(impostor.Sender()%3+1) // another live host's id, the tag left as it was
+	hb := fake(7, 1, 1)
+	hb[3] = byte(gossip.TypeHeartbeat) // a heartbeat header over a record body, under the wrong key
+	hostile := []struct {
+		what string
+		d    []byte
+	}{
+		{"garbage", garbage},
+		{"truncated", valid[0][:20]},
+		{"oversize", oversize},
+		{"records under a wrong key claiming h2, a future sequence number", fake(2, st2.Incarnation, 1<<40)},
+		{"records under a wrong key claiming h2, a new incarnation", fake(2, st2.Incarnation+1, 1)},
+		{"heartbeat of a new host 7 under a wrong key", hb},
+		{"captured datagram with its sender id changed", impostor},
+	}
+	for _, d := range valid {
+		hostile = append(hostile, struct {
+			what string
+			d    []byte
+		}{fmt.Sprintf("replay of h%d's %v seq %d", d.Sender(), d.Type(), d.Seq()), d})
+	}
+	for _, h := range hostile {
+		if err := conn.Send(h.d); err != nil {
+			t.Fatalf("send %s: %v", h.what, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := sleep(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range hosts {
+		st, err := l.Stats(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum uint64
+		var parts []string
+		for _, k := range sortedKeysU(st.Reject) {
+			sum += st.Reject[k]
+			if st.Reject[k] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", k, st.Reject[k]))
+			}
+		}
+		t.Logf("h%d rejected %d of the %d hostile datagrams (%d replays of captured ones): %s", n, sum-rejects0[n],
+			len(hostile), len(valid), strings.Join(parts, ", "))
+		if sum-rejects0[n] != uint64(len(hostile)) {
+			t.Errorf("h%d rejected %d datagrams, want all %d hostile ones", n, sum-rejects0[n], len(hostile))
+		}
+		tab, err := l.Sessions(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, d := TableDiff(tab, tables0[n], 5); k > 0 {
+			t.Errorf("h%d's table changed: %v", n, d)
+		}
+		ps, err := l.Peers(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != len(hosts)-1 {
+			t.Errorf("h%d has %d peers after the attack, want %d: %+v", n, len(ps), len(hosts)-1, ps)
+		}
+	}
+	if c := fleet.Counts(); c.Reset+c.Failed != 0 {
+		t.Errorf("%d connections reset, %d failed during the attack", c.Reset, c.Failed)
+	}
+}
+
+func sortedKeysU(m map[string]uint64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }
