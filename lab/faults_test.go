@@ -692,3 +692,68 @@ func sortedKeysU(m map[string]uint64) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+// TestTableFull: every host's table holds 64 IPv4 sessions (table.capacity4 = 64) and
+// 300 connections open. The adds beyond the capacity are refused and counted; no entry
+// names a wrong owner; and with no ECMP change every connection is served by its own
+// host (a miss is "deliver locally"), without a reset.
+func TestTableFull(t *testing.T) {
+	requireFaultLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const capacity = 64
+	l := faultLab(t, ctx, 3, func(t *testing.T, _ int, toml string) string {
+		return setKey(t, toml, "table", "capacity4", fmt.Sprint(capacity))
+	})
+	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
+	const conns = 300
+	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet.Start()
+	defer fleet.Stop()
+	if err := sleep(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	truth, err := l.Truth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range l.Hosts() {
+		tab, err := l.Sessions(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong := 0
+		for c, o := range tab {
+			if truth[c] != o {
+				wrong++
+			}
+		}
+		st, err := l.Stats(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := 0
+		if b, err := os.ReadFile(l.Host(n).LogFile); err == nil {
+			lines = strings.Count(string(b), "table apply")
+		}
+		t.Logf("h%d: %d entries (capacity %d), %d adds refused (table full counter), %d gossip table errors, %d log lines "+
+			"about it; %d entries with a wrong owner", n, len(tab), capacity, st.Table["full"], st.Gossip["table_errors"], lines, wrong)
+		if st.Table["full"] == 0 || len(tab) > capacity*2 {
+			t.Errorf("h%d: %d entries, %d refused: the table did not fill", n, len(tab), st.Table["full"])
+		}
+		if wrong != 0 {
+			t.Errorf("h%d: %d entries name a wrong owner", n, wrong)
+		}
+		if lines > 20 {
+			t.Errorf("h%d logged %d lines about the full table in 5 s: not rate-limited", n, lines)
+		}
+	}
+	c := fleet.Counts()
+	t.Logf("connections: %d of %d alive, %d reset, %d failed", c.Alive+c.Stalled, conns, c.Reset, c.Failed)
+	if c.Reset+c.Failed != 0 {
+		t.Errorf("%d connections reset and %d failed with full tables and no ECMP change", c.Reset, c.Failed)
+	}
+}
