@@ -136,4 +136,5 @@ type Stats struct {
 	Gossip map[string]uint64 `json:"gossip,omitempty"` // absent when gossip is off
 	Reject map[string]uint64 `json:"gossip_rejected,omitempty"`
 	Owners map[string]int    `json:"owners,omitempty"` // entries per owner host id
+	Probe  map[string]uint64 `json:"probe,omitempty"`  // absent when the probe is off
 }

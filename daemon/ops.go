@@ -214,6 +214,9 @@ func (o *ops) Snapshot() metrics.Snapshot {
 	if n := d.Node(); n != nil {
 		s.Gossip = gossipMetrics(n)
 	}
+	if d.ctl != nil && d.ctl.probe != nil {
+		s.Probe = &metrics.Probe{Lost: d.ctl.probe.Lost()}
+	}
 	return s
 }
 
@@ -517,8 +520,12 @@ func (o *ops) stats() ctl.Stats {
 			"grace_drops": g.GraceDrops, "queue_overflow": g.QueueOverflow, "queue_len": g.QueueLen,
 			"peers_up": g.PeersUp, "sessions": g.Sessions, "repairs_started": g.RepairsStarted,
 			"repairs_completed": g.RepairsCompleted, "repairs_failed": g.RepairsFailed, "repairs_served": g.RepairsServed,
-			"digest_mismatches": g.DigestMismatches}
+			"digest_mismatches": g.DigestMismatches, "table_errors": g.TableErrors, "repair_removed": g.RepairRemoved,
+			"repair_records": g.RepairRecords, "repair_auth_failures": g.RepairAuthFailures, "template_errors": g.TemplateErrors}
 		out.Reject = g.Rejected
+	}
+	if p := s.Probe; p != nil {
+		out.Probe = map[string]uint64{"events_lost": p.Lost}
 	}
 	return out
 }

@@ -119,6 +119,14 @@ type Snapshot struct {
 	Ports  []Port
 	Table  *Table  // nil: no table
 	Gossip *Gossip // nil: gossip is off
+	Probe  *Probe  // nil: the probe is off
+}
+
+// Probe is the sock_ops probe's counters.
+type Probe struct {
+	// Lost counts events the kernel could not put on the ring buffer (and records that
+	// did not decode): a lost Add leaves a session local, a lost Delete a stale entry.
+	Lost uint64
 }
 
 // Source gives the collector a snapshot at scrape time. It is called from the HTTP
@@ -280,6 +288,7 @@ var (
 	dGServed     = newDesc("gossip", "repair_served_total", "Repair requests of peers answered in full.", cnt)
 	dGServeRej   = newDesc("gossip", "repair_serve_rejects_total", "Repair requests refused: failed authentication or checks, or too many or too often.", cnt)
 	dGDigest     = newDesc("gossip", "digest_mismatches_total", "Heartbeats whose session digest differed from this host's view of the sender.", cnt)
+	dProbeLost   = newDesc("probe", "events_lost_total", "sock_ops probe events the kernel could not deliver on the ring buffer (or that did not decode).", cnt)
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
@@ -287,7 +296,8 @@ var (
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
 		dGStale, dGForeign, dGLocal, dGGrace, dGTableErr, dGTmplErr, dGOverflow, dGDiscErr, dGQueue, dGPeersUp,
-		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest}
+		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest,
+		dProbeLost}
 )
 
 // collector reads a Source at every scrape.
@@ -407,5 +417,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGServed, g.RepairsServed)
 		u(dGServeRej, g.RepairServeRejects+g.RepairRefused)
 		u(dGDigest, g.DigestMismatches)
+	}
+	if p := s.Probe; p != nil {
+		u(dProbeLost, p.Lost)
 	}
 }
