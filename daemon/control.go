@@ -271,7 +271,8 @@ func (d *Daemon) expireTentative(now time.Time) {
 	}
 }
 
-// stopControl stops the probe and gossip and waits for their goroutines.
+// stopControl stops the probe and gossip, waits for their goroutines, and returns what
+// made either of them stop early.
 func (d *Daemon) stopControl() error {
 	c := d.ctl
 	if c == nil {
@@ -286,7 +287,11 @@ func (d *Daemon) stopControl() error {
 	}
 	c.wg.Wait()
 	d.ctl = nil
-	return nil
+	// Failures that ended gossip or the probe while the daemon ran (logged then) make
+	// the stop report them too.
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return errors.Join(c.errs...)
 }
 
 // Node is the gossip node (nil when gossip is off).
