@@ -37,6 +37,10 @@ type peerState struct {
 	repairing  bool      // a repair is in flight
 	lastRepair time.Time // start of the last repair
 	digestMiss int       // consecutive heartbeats whose digest disagreed
+
+	// NACK (nack.go).
+	missing map[uint64]struct{} // sequence numbers missed in inc, not yet recovered
+	nacking bool                // a NACK is in flight
 }
 
 // pendingDrop drops the sessions of host id learnt in incarnation inc at time at.

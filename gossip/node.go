@@ -154,6 +154,14 @@ type Config struct {
 	// RepairConcurrency bounds the repairs in flight, and separately the answers being
 	// served, at once (default 4).
 	RepairConcurrency int
+	// NackRing is how many of its latest multicast datagrams a node keeps to resend
+	// them to peers that missed them (NACK, see nack.go; with Repair only); default
+	// 8192, negative turns NACK off (a gap asks for a full repair). A receiver also
+	// tracks at most this many missing sequence numbers per peer: a larger gap asks
+	// for a full repair.
+	NackRing int
+	// NackRingBytes bounds the bytes the ring holds (default 8 MiB).
+	NackRingBytes int
 	// NoDigest turns off the comparison of heartbeat digests with the local view
 	// (heartbeats carry digests anyway).
 	NoDigest bool
@@ -221,6 +229,24 @@ type Stats struct {
 	RepairServeRefused uint64 // connections refused: too many at once, or a requester asking too often
 	RepairServeErrors  uint64 // connections that failed (timeouts, resets)
 	RepairBytesSent    uint64
+
+	// NACK (nack.go), as the receiver of multicast.
+	NacksSent         uint64 // NACK exchanges started
+	NackFailures      uint64 // NACK exchanges that failed (connection, authentication, mismatch)
+	NackSeqsRequested uint64 // sequence numbers asked for
+	NackRecovered     uint64 // missed datagrams recovered from NACK answers
+	NackLate          uint64 // missed datagrams that arrived late by multicast
+	NackDuplicates    uint64 // resent datagrams no longer missing when they came
+	NackRejects       uint64 // resent datagrams that failed checks (tag, sender, incarnation, not asked for)
+	NackSuperseded    uint64 // records of recovered datagrams skipped: a later datagram touched the key
+	NackUnavailable   uint64 // sequence numbers the sender no longer held
+	NackFallbacks     uint64 // full repairs asked because a NACK did not recover everything
+	NackBytes         uint64 // bytes of NACK answer frames received
+	// NACK, as the sender.
+	NacksServed   uint64 // NACK requests answered
+	NackResent    uint64 // datagrams resent
+	NackMissed    uint64 // sequence numbers asked for that the ring no longer held
+	NackBytesSent uint64
 }
 
 // Errors of the local API.
@@ -265,6 +291,7 @@ type Node struct {
 	updBuf     []session.Update        // receiver's scratch
 	digests    map[uint16]*Digest      // per owner host, over owners
 	tracks     map[uint16]*repairTrack // peers with a repair in flight
+	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
 	repGen     uint32
 
 	queued   atomic.Int64 // records in queue or the sender's backlog
@@ -282,16 +309,19 @@ type Node struct {
 	sendMu sync.Mutex
 	seq    uint64
 	sealer *Sealer
+	ring   *resendRing // nil without NACK; its own lock, taken under sendMu
 
 	// Repair. inFlight is protected by peersMu; served by servedMu.
-	inFlight   int
-	wakeRepair chan struct{}
-	dialer     Dialer
-	nonce      func([]byte)
-	reqSeq     atomic.Uint64
-	serveSem   chan struct{}
-	servedMu   sync.Mutex
-	served     map[uint16]time.Time // requester -> last answer started
+	inFlight    int
+	wakeRepair  chan struct{}
+	dialer      Dialer
+	nonce       func([]byte)
+	reqSeq      atomic.Uint64
+	serveSem    chan struct{}
+	servedMu    sync.Mutex
+	served      map[uint16]time.Time // requester -> last answer started
+	nackServing map[uint16]bool      // requesters with a NACK answer running
+	fullSem     chan struct{}        // full answers running
 
 	running atomic.Bool
 }
@@ -306,26 +336,32 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		conn:      conn,
-		table:     table,
-		templates: templates,
-		log:       cfg.Logger,
-		inc:       cfg.Incarnation,
-		owners:    make(map[session.Key]entry),
-		lingering: make(map[session.Key]uint64),
-		wakeSend:  make(chan struct{}, 1),
-		wakeLing:  make(chan struct{}, 1),
-		peers:     make(map[uint16]*peerState),
-		sealer:    NewSealer(cfg.Keys),
-		digests:   make(map[uint16]*Digest),
-		tracks:    make(map[uint16]*repairTrack),
+		cfg:        cfg,
+		conn:       conn,
+		table:      table,
+		templates:  templates,
+		log:        cfg.Logger,
+		inc:        cfg.Incarnation,
+		owners:     make(map[session.Key]entry),
+		lingering:  make(map[session.Key]uint64),
+		wakeSend:   make(chan struct{}, 1),
+		wakeLing:   make(chan struct{}, 1),
+		peers:      make(map[uint16]*peerState),
+		sealer:     NewSealer(cfg.Keys),
+		digests:    make(map[uint16]*Digest),
+		tracks:     make(map[uint16]*repairTrack),
+		nackTracks: make(map[uint16]*repairTrack),
 
-		wakeRepair: make(chan struct{}, 1),
-		dialer:     cfg.RepairDialer,
-		nonce:      func(b []byte) { _, _ = rand.Read(b) },
-		serveSem:   make(chan struct{}, cfg.RepairConcurrency),
-		served:     make(map[uint16]time.Time),
+		wakeRepair:  make(chan struct{}, 1),
+		dialer:      cfg.RepairDialer,
+		nonce:       func(b []byte) { _, _ = rand.Read(b) },
+		serveSem:    make(chan struct{}, cfg.RepairConcurrency+nackServeConcurrency),
+		fullSem:     make(chan struct{}, cfg.RepairConcurrency),
+		served:      make(map[uint16]time.Time),
+		nackServing: make(map[uint16]bool),
+	}
+	if n.nackOn() {
+		n.ring = newResendRing(cfg.NackRing, cfg.NackRingBytes)
 	}
 	if n.dialer == nil {
 		n.dialer = &net.Dialer{}
@@ -403,6 +439,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RepairConcurrency <= 0 {
 		c.RepairConcurrency = DefaultRepairConcurrency
+	}
+	if c.NackRing == 0 {
+		c.NackRing = DefaultNackRing
+	}
+	if c.NackRingBytes <= 0 {
+		c.NackRingBytes = DefaultNackRingBytes
+	}
+	if c.NackRingBytes < MaxDatagramLen {
+		return bad("nack ring bytes", c.NackRingBytes)
 	}
 	if c.Incarnation == 0 {
 		c.Incarnation = uint64(time.Now().UnixNano())

@@ -84,7 +84,14 @@ func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
 	}
 	now := time.Now()
 	n.peersMu.Lock()
-	if !n.admitLocked(h, now) {
+	switch n.admitLocked(h, now) {
+	case admitReject:
+		n.peersMu.Unlock()
+		return recs
+	case admitMissing:
+		// A datagram missed before arrives late (reordered): it fills its gap.
+		inc(&n.stats.NackLate)
+		n.recoverLocked(h, h.Type == TypeRecords, recs)
 		n.peersMu.Unlock()
 		return recs
 	}
@@ -95,7 +102,7 @@ func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
 		return recs
 	}
 	n.peersMu.Unlock()
-	n.applyRecords(h, recs)
+	n.applyRecords(h, recs, false)
 	return recs
 }
 
@@ -106,18 +113,28 @@ func wins(a, b session.Owner) bool {
 }
 
 // applyRecords merges a peer's records into the ownership map and writes the changes to
-// the table in one Apply.
-func (n *Node) applyRecords(h Header, recs []Record) {
+// the table in one Apply. A recovered datagram (one that filled a gap, late or resent
+// after a NACK; n.peersMu is held then) skips the keys that a later datagram of its
+// sender already touched: they are newer.
+func (n *Node) applyRecords(h Header, recs []Record, recovered bool) {
 	n.mu.Lock()
 	ups := n.updBuf[:0]
 	tr := n.tracks[h.Sender]
+	nt := n.nackTracks[h.Sender]
 	for _, r := range recs {
 		if r.Owner.Host != h.Sender {
 			inc(&n.stats.ForeignRecords)
 			continue
 		}
+		if recovered && nt.after(r.Key, h.Seq) {
+			inc(&n.stats.NackSuperseded)
+			continue
+		}
 		if tr != nil {
 			tr.touch(r.Key, h.Seq)
+		}
+		if nt != nil {
+			nt.touch(r.Key, h.Seq)
 		}
 		cur, ok := n.owners[r.Key]
 		switch r.Op {
@@ -153,15 +170,25 @@ func (n *Node) applyRecords(h Header, recs []Record) {
 	}
 }
 
+// admit verdicts.
+type admitVerdict uint8
+
+const (
+	admitReject  admitVerdict = iota // drop the datagram
+	admitNew                         // the next datagram(s) of the sender: handle it
+	admitMissing                     // a datagram this node missed and tracks (NACK): recoverLocked
+)
+
 // admitLocked checks the sender against the discovery list and its sequence numbers:
 // per sender and incarnation, sequence numbers must grow; a jump counts the datagrams
-// missed; a higher incarnation starts over (and the older incarnation's sessions go
-// after the grace). n.peersMu is held.
-func (n *Node) admitLocked(h Header, now time.Time) bool {
+// missed, which are tracked for a NACK (or ask for a full repair); a missed datagram
+// that arrives later is admitted once; a higher incarnation starts over (and the older
+// incarnation's sessions go after the grace). n.peersMu is held.
+func (n *Node) admitLocked(h Header, now time.Time) admitVerdict {
 	if n.discovery != nil {
 		if _, ok := n.discovery[h.Sender]; !ok {
 			inc(&n.stats.UnknownHost)
-			return false
+			return admitReject
 		}
 	}
 	p := n.peers[h.Sender]
@@ -169,36 +196,44 @@ func (n *Node) admitLocked(h Header, now time.Time) bool {
 		p = &peerState{state: peerNew, inc: h.Incarnation, highest: h.Seq, lastHB: now}
 		n.peers[h.Sender] = p
 		n.wantRepairLocked(p, h.Seq)
-		return true
+		return admitNew
 	}
 	switch {
 	case h.Incarnation < p.inc:
 		inc(&n.stats.Replays)
-		return false
+		return admitReject
 	case h.Incarnation > p.inc:
 		n.log.Info("gossip peer restarted", "host", h.Sender, "incarnation", h.Incarnation)
 		n.scheduleDropLocked(h.Sender, p.inc, now)
 		p.inc, p.highest, p.covered, p.digestMiss = h.Incarnation, h.Seq, 0, 0
+		n.forgetMissingLocked(h.Sender, p, ^uint64(0))
 		if p.state == peerNew {
 			p.lastHB = now
 		}
 		n.wantRepairLocked(p, h.Seq)
-		return true
+		return admitNew
 	}
 	if h.Seq <= p.highest {
+		if _, ok := p.missing[h.Seq]; ok {
+			delete(p.missing, h.Seq)
+			return admitMissing
+		}
 		inc(&n.stats.Replays)
-		return false
+		return admitReject
 	}
 	if h.Seq <= p.covered {
 		// Not seen before, but a repair snapshot taken after it was sent is applied.
 		p.highest = h.Seq
 		inc(&n.stats.RepairSuperseded)
-		return false
+		return admitReject
 	}
 	if last := max(p.highest, p.covered); h.Seq > last+1 {
-		atomic.AddUint64(&n.stats.SeqGaps, h.Seq-last-1)
-		n.wantRepairLocked(p, h.Seq)
+		gap := h.Seq - last - 1
+		atomic.AddUint64(&n.stats.SeqGaps, gap)
+		if !n.trackMissingLocked(h.Sender, p, last+1, gap) {
+			n.wantRepairLocked(p, h.Seq)
+		}
 	}
 	p.highest = h.Seq
-	return true
+	return admitNew
 }

@@ -69,7 +69,12 @@ var (
 // repairTrack records, while a repair from a peer is in flight, the keys the peer's
 // multicast records touched and the highest sequence number that touched each.
 // Protected by Node.mu.
-type repairTrack struct{ keys map[session.Key]uint64 }
+// The same type tracks, per peer with missing datagrams, the keys that recovered
+// datagrams must not overwrite (nack.go); pruneAt is its size bound before a prune.
+type repairTrack struct {
+	keys    map[session.Key]uint64
+	pruneAt int
+}
 
 func (t *repairTrack) touch(k session.Key, seq uint64) {
 	if t.keys[k] < seq {
@@ -96,7 +101,7 @@ func (n *Node) wantRepairLocked(p *peerState, seq uint64) {
 // compareDigestLocked compares a peer's heartbeat digest with our view of its sessions;
 // a mismatch on two heartbeats in a row asks for a repair. n.peersMu is held.
 func (n *Node) compareDigestLocked(h Header, p *peerState, d Digest) {
-	if !n.cfg.Repair || n.cfg.NoDigest || p.needRepair || p.repairing {
+	if !n.cfg.Repair || n.cfg.NoDigest || p.needRepair || p.repairing || len(p.missing) > 0 {
 		p.digestMiss = 0
 		return
 	}
@@ -130,8 +135,12 @@ func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
 	t := time.NewTicker(min(n.cfg.HeartbeatInterval, n.cfg.RepairInterval))
 	defer t.Stop()
 	for {
-		for _, job := range n.dueRepairs(time.Now()) {
+		jobs, nacks := n.dueRepairs(time.Now())
+		for _, job := range jobs {
 			wg.Go(func() { n.repair(ctx, job) })
+		}
+		for _, job := range nacks {
+			wg.Go(func() { n.nack(ctx, job) })
 		}
 		select {
 		case <-ctx.Done():
@@ -142,10 +151,11 @@ func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// dueRepairs marks the repairs to start now as in flight and returns them.
-func (n *Node) dueRepairs(now time.Time) []repairJob {
+// dueRepairs marks the repairs and NACKs to start now as in flight and returns them.
+func (n *Node) dueRepairs(now time.Time) ([]repairJob, []nackJob) {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
+	nacks := n.dueNacksLocked()
 	var jobs []repairJob
 	for id, p := range n.peers {
 		if n.inFlight >= n.cfg.RepairConcurrency {
@@ -162,7 +172,7 @@ func (n *Node) dueRepairs(now time.Time) []repairJob {
 		n.mu.Unlock()
 		jobs = append(jobs, repairJob{id: id, addr: netip.AddrPortFrom(p.info.Addr, n.cfg.RepairPort), inc: p.inc})
 	}
-	return jobs
+	return jobs, nacks
 }
 
 // repair fetches a peer's sessions and reconciles; on failure the peer is marked for
@@ -216,57 +226,90 @@ type snapshot struct {
 	truncated bool
 }
 
+// repairStream is the client's end of a repair connection, after the challenge.
+type repairStream struct {
+	n   *Node
+	c   net.Conn
+	op  *Opener
+	buf []byte
+	id  uint16
+	inc uint64
+
+	stop func() bool
+}
+
+// dialRepair connects to a peer's repair listener (ctx bounds the whole exchange) and
+// reads its challenge; it returns the stream and the server's nonce.
+func (n *Node) dialRepair(ctx context.Context, id uint16, addr netip.AddrPort, inc uint64) (*repairStream, [NonceLen]byte, error) {
+	var nonce [NonceLen]byte
+	c, err := n.dialer.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, nonce, fmt.Errorf("repair dial %s: %w", addr, err)
+	}
+	rs := &repairStream{n: n, c: c, op: NewOpener(n.cfg.Keys, 0), id: id, inc: inc}
+	rs.stop = context.AfterFunc(ctx, func() { c.Close() })
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	d, err := rs.read(Overhead+NonceLen, TypeRepairChallenge)
+	if err == nil {
+		nonce, err = ParseRepairChallenge(d.Body())
+	}
+	if err != nil {
+		rs.close()
+		return nil, nonce, fmt.Errorf("repair challenge: %w", err)
+	}
+	return rs, nonce, nil
+}
+
+func (rs *repairStream) close() {
+	rs.stop()
+	rs.c.Close()
+}
+
+// read reads and opens the next frame, which must be of type want, from the peer and
+// incarnation of the stream.
+func (rs *repairStream) read(max int, want Type) (Datagram, error) {
+	d, buf, err := ReadFrame(rs.c, rs.buf, max)
+	rs.buf = buf
+	if err == nil {
+		if want != TypeNackResponse {
+			add(&rs.n.stats.RepairBytes, len(d))
+		}
+		err = rs.op.OpenFrame(d)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d.Type() != want || d.Sender() != rs.id || d.Incarnation() != rs.inc {
+		return nil, fmt.Errorf("%v from host %d incarnation %d, want %v from %d incarnation %d: %w",
+			d.Type(), d.Sender(), d.Incarnation(), want, rs.id, rs.inc, ErrRepairMismatch)
+	}
+	return d, nil
+}
+
 // fetch runs the client side of the exchange with job's peer.
 func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RepairTimeout)
 	defer cancel()
-	c, err := n.dialer.DialContext(ctx, "tcp", job.addr.String())
+	rs, serverNonce, err := n.dialRepair(ctx, job.id, job.addr, job.inc)
 	if err != nil {
-		return nil, fmt.Errorf("repair dial %s: %w", job.addr, err)
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	op := NewOpener(n.cfg.Keys, 0)
-	read := func(buf []byte, max int, want Type) (Datagram, []byte, error) {
-		d, buf, err := ReadFrame(c, buf, max)
-		if err == nil {
-			add(&n.stats.RepairBytes, len(d))
-			err = op.OpenFrame(d)
-		}
-		if err != nil {
-			return nil, buf, err
-		}
-		if d.Type() != want || d.Sender() != job.id || d.Incarnation() != job.inc {
-			return nil, buf, fmt.Errorf("%v from host %d incarnation %d, want %v from %d incarnation %d: %w",
-				d.Type(), d.Sender(), d.Incarnation(), want, job.id, job.inc, ErrRepairMismatch)
-		}
-		return d, buf, nil
-	}
-
-	d, buf, err := read(nil, Overhead+NonceLen, TypeRepairChallenge)
-	if err != nil {
-		return nil, fmt.Errorf("repair challenge: %w", err)
-	}
-	req := RepairRequest{Target: job.id}
-	if req.ServerNonce, err = ParseRepairChallenge(d.Body()); err != nil {
 		return nil, err
 	}
+	defer rs.close()
+	req := RepairRequest{Target: job.id, ServerNonce: serverNonce}
 	n.nonce(req.ClientNonce[:])
 	f := AppendRepairRequest(make([]byte, HeaderLen, Overhead+RepairRequestLen), &req)
 	f = f[:len(f)+TagLen]
 	NewSealer(n.cfg.Keys).Seal(f, Header{Type: TypeRepairRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
 		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
-	if _, err := c.Write(f); err != nil {
+	if _, err := rs.c.Write(f); err != nil {
 		return nil, fmt.Errorf("repair request: %w", err)
 	}
 
 	snap := &snapshot{}
 	for i := uint32(0); ; i++ {
-		d, buf, err = read(buf, MaxFrameLen, TypeRepairResponse)
+		d, err := rs.read(MaxFrameLen, TypeRepairResponse)
 		if err != nil {
 			return nil, fmt.Errorf("repair response frame %d: %w", i, err)
 		}
@@ -357,6 +400,7 @@ func (n *Node) reconcile(job repairJob, snap *snapshot) error {
 	if snap.seq > p.highest && snap.seq > p.covered {
 		p.covered = snap.seq
 	}
+	n.forgetMissingLocked(job.id, p, snap.seq)
 	if p.needRepair && p.needAt <= snap.seq {
 		p.needRepair = false
 	}

@@ -552,6 +552,7 @@ func TestRepairRaceWithMulticast(t *testing.T) {
 	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
 	c := repairConfig(t, nt, 1)
 	c.NoDigest = true
+	c.NackRing = -1 // gaps ask for full repairs
 	m := start(t, hub, c)
 	p := newPeer(hub, 2, testKey)
 	good := gossip.NewSealer(ring(t, testKey))

@@ -55,9 +55,16 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	sent, err := n.answer(c)
-	add(&n.stats.RepairBytesSent, sent)
+	sent, nack, err := n.answer(c)
 	switch {
+	case nack:
+		add(&n.stats.NackBytesSent, sent)
+	default:
+		add(&n.stats.RepairBytesSent, sent)
+	}
+	switch {
+	case err == nil && nack:
+		inc(&n.stats.NacksServed)
 	case err == nil:
 		inc(&n.stats.RepairsServed)
 	case errors.Is(err, errRefused):
@@ -75,8 +82,9 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 	}
 }
 
-// answer runs the server side of the exchange and returns the bytes it wrote.
-func (n *Node) answer(c net.Conn) (int, error) {
+// answer runs the server side of the exchange (a full repair or a NACK) and returns
+// the bytes it wrote and whether the request was a NACK.
+func (n *Node) answer(c net.Conn) (int, bool, error) {
 	sealer := NewSealer(n.cfg.Keys)
 	sent := 0
 	write := func(f []byte, h Header) error {
@@ -90,30 +98,49 @@ func (n *Node) answer(c net.Conn) (int, error) {
 	n.nonce(nonce[:])
 	f := append(make([]byte, HeaderLen, Overhead+NonceLen), nonce[:]...)
 	if err := write(f[:len(f)+TagLen], Header{Type: TypeRepairChallenge, Timestamp: time.Now().UnixNano()}); err != nil {
-		return sent, fmt.Errorf("repair challenge: %w", err)
+		return sent, false, fmt.Errorf("repair challenge: %w", err)
 	}
 
-	d, _, err := ReadFrame(c, nil, Overhead+RepairRequestLen)
+	d, _, err := ReadFrame(c, nil, MaxNackRequestLen)
 	if err == nil {
 		err = NewOpener(n.cfg.Keys, 0).OpenFrame(d)
 	}
 	if err != nil {
-		return sent, fmt.Errorf("repair request: %w", err)
-	}
-	req, err := ParseRepairRequest(d.Body())
-	if err != nil {
-		return sent, err
+		return sent, false, fmt.Errorf("repair request: %w", err)
 	}
 	from := d.Sender()
-	if d.Type() != TypeRepairRequest || req.ServerNonce != nonce || req.Target != n.cfg.HostID || from == n.cfg.HostID || from == 0 {
-		return sent, fmt.Errorf("repair %v from %d for host %d: %w", d.Type(), from, req.Target, ErrRepairMismatch)
+	if from == n.cfg.HostID || from == 0 {
+		return sent, false, fmt.Errorf("repair %v from %d: %w", d.Type(), from, ErrRepairMismatch)
 	}
 	n.peersMu.Lock()
 	_, listed := n.discovery[from]
 	listed = listed || n.discovery == nil
 	n.peersMu.Unlock()
 	if !listed {
-		return sent, fmt.Errorf("repair request from unlisted host %d: %w", from, ErrRepairMismatch)
+		return sent, false, fmt.Errorf("repair request from unlisted host %d: %w", from, ErrRepairMismatch)
+	}
+	if d.Type() == TypeNackRequest {
+		return sent, true, n.answerNack(d, from, nonce, write)
+	}
+	err = n.answerFull(d, from, nonce, write)
+	return sent, false, err
+}
+
+// answerFull answers a repair request (frame d, authenticated, from a listed host)
+// with a snapshot of the own sessions.
+func (n *Node) answerFull(d Datagram, from uint16, nonce [NonceLen]byte, write func([]byte, Header) error) error {
+	req, err := ParseRepairRequest(d.Body())
+	if err != nil {
+		return err
+	}
+	if d.Type() != TypeRepairRequest || req.ServerNonce != nonce || req.Target != n.cfg.HostID {
+		return fmt.Errorf("repair %v from %d for host %d: %w", d.Type(), from, req.Target, ErrRepairMismatch)
+	}
+	select {
+	case n.fullSem <- struct{}{}:
+		defer func() { <-n.fullSem }()
+	default:
+		return fmt.Errorf("host %d: %d full answers running: %w", from, cap(n.fullSem), errRefused)
 	}
 	now := time.Now()
 	n.servedMu.Lock()
@@ -123,7 +150,7 @@ func (n *Node) answer(c net.Conn) (int, error) {
 	}
 	n.servedMu.Unlock()
 	if ok && now.Sub(last) < n.cfg.RepairInterval/2 {
-		return sent, fmt.Errorf("host %d: %w", from, errRefused)
+		return fmt.Errorf("host %d: %w", from, errRefused)
 	}
 
 	// Snapshot: the own sessions, and the last sequence number sent. Every datagram
@@ -162,10 +189,10 @@ func (n *Node) answer(c net.Conn) (int, error) {
 			f = AppendRepairResponse(f[:HeaderLen], &resp)[:len(f)]
 		}
 		if err := write(f[:len(f)+TagLen], h); err != nil {
-			return sent, fmt.Errorf("repair response: %w", err)
+			return fmt.Errorf("repair response: %w", err)
 		}
 		if resp.Last {
-			return sent, nil
+			return nil
 		}
 	}
 }

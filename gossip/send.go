@@ -191,6 +191,9 @@ func (n *Node) send(h Header, d Datagram) bool {
 	n.seq++
 	h.Seq = n.seq
 	n.sealer.Seal(d, h)
+	if n.ring != nil {
+		n.ring.push(h.Seq, d)
+	}
 	err := n.conn.Send(d)
 	n.sendMu.Unlock()
 	if err != nil {

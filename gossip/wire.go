@@ -82,6 +82,9 @@ const (
 	TypeRepairRequest   Type = 3
 	TypeRepairResponse  Type = 4
 	TypeRepairChallenge Type = 5
+	// NACK retransmission, on the repair stream (nackwire.go).
+	TypeNackRequest  Type = 7
+	TypeNackResponse Type = 8
 )
 
 func (t Type) String() string {
@@ -96,6 +99,10 @@ func (t Type) String() string {
 		return "repair-response"
 	case TypeRepairChallenge:
 		return "repair-challenge"
+	case TypeNackRequest:
+		return "nack-request"
+	case TypeNackResponse:
+		return "nack-response"
 	}
 	return fmt.Sprintf("type%d", uint8(t))
 }
@@ -104,7 +111,9 @@ func (t Type) String() string {
 func (t Type) known() bool { return t == TypeHeartbeat || t == TypeRecords }
 
 // stream reports whether t is a repair frame type.
-func (t Type) stream() bool { return t >= TypeRepairRequest && t <= TypeRepairChallenge }
+func (t Type) stream() bool {
+	return t >= TypeRepairRequest && t <= TypeRepairChallenge || t == TypeNackRequest || t == TypeNackResponse
+}
 
 // Reject reasons. Every decoder error wraps exactly one of them, so that receivers can
 // count each reason separately (errors.Is).
