@@ -67,6 +67,7 @@ const (
 	DefaultRepairTimeout     = 5 * time.Second
 	DefaultRepairMaxRecords  = 1 << 20
 	DefaultRepairConcurrency = 4
+	DefaultTailProbe         = 5 * time.Millisecond
 )
 
 // Config configures a Node. Zero fields take the defaults above.
@@ -162,6 +163,11 @@ type Config struct {
 	NackRing int
 	// NackRingBytes bounds the bytes the ring holds (default 8 MiB).
 	NackRingBytes int
+	// TailProbe: with NACK, a heartbeat follows the last records datagram of a burst
+	// after TailProbe, and another 3×TailProbe later, unless records follow: a
+	// receiver that lost the tail sees its gap then, not a HeartbeatInterval later
+	// (default 5 ms; negative: none).
+	TailProbe time.Duration
 	// NoDigest turns off the comparison of heartbeat digests with the local view
 	// (heartbeats carry digests anyway).
 	NoDigest bool
@@ -442,6 +448,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.NackRing == 0 {
 		c.NackRing = DefaultNackRing
+	}
+	if c.TailProbe == 0 {
+		c.TailProbe = DefaultTailProbe
+	}
+	if !c.Repair || c.NackRing < 0 {
+		c.TailProbe = -1
 	}
 	if c.NackRingBytes <= 0 {
 		c.NackRingBytes = DefaultNackRingBytes

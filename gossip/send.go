@@ -78,7 +78,8 @@ func (n *Node) sender(ctx context.Context) {
 	defer hbTick.Stop()
 	var hbBuf []byte
 	hbDue := true
-	var exact Digest // see above
+	probes, probeAt := 0, time.Time{} // tail probes left after the last records datagram, and when
+	var exact Digest                  // see above
 	exactOK := false
 	for {
 		// Pull: apply pending local updates, take the queue.
@@ -147,6 +148,23 @@ func (n *Node) sender(ctx context.Context) {
 			exact, exactOK = digest, true
 		} else if b.flushes != flushes {
 			exactOK = false
+		}
+		// Tail probes: a receiver sees a lost datagram only when a later one arrives;
+		// after the last records datagram of a burst, heartbeats follow soon (unless
+		// records do), so that a lost tail is NACKed within milliseconds, not a
+		// heartbeat interval later.
+		if n.cfg.TailProbe > 0 {
+			if b.flushes != flushes {
+				probes, probeAt = 2, now.Add(n.cfg.TailProbe)
+			}
+			if probes > 0 && !now.Before(probeAt) {
+				hbDue = true
+				probes--
+				probeAt = now.Add(3 * n.cfg.TailProbe)
+			}
+			if d := probeAt.Sub(now); probes > 0 && (wait < 0 || d < wait) {
+				wait = d
+			}
 		}
 		if hbDue {
 			hbBuf = n.sendHeartbeat(hbBuf, exact, exactOK)
