@@ -31,12 +31,13 @@ type peerState struct {
 	lastHB  time.Time // last heartbeat (first datagram for peerNew)
 
 	// Repair (with Config.Repair).
-	covered    uint64    // sequence number of the last snapshot applied in inc
-	needRepair bool      // a repair is wanted ...
-	needAt     uint64    // ... since the datagram of this sequence number in inc
-	repairing  bool      // a repair is in flight
-	lastRepair time.Time // start of the last repair
-	digestMiss int       // consecutive heartbeats whose digest disagreed
+	covered      uint64    // sequence number of the last snapshot applied in inc
+	needRepair   bool      // a repair is wanted ...
+	needAt       uint64    // ... since the datagram of this sequence number in inc
+	repairing    bool      // a repair is in flight
+	lastRepair   time.Time // start of the last repair
+	digestMiss   int       // consecutive heartbeats whose digest disagreed
+	digestMissAt time.Time // the first of them
 
 	// NACK (nack.go).
 	missing map[uint64]struct{} // sequence numbers missed in inc, not yet recovered
@@ -96,6 +97,10 @@ func (n *Node) downLocked(id uint16, p *peerState, now time.Time, why string) {
 		}
 	}
 	p.state = peerDown
+	if len(p.missing) > 0 { // no NACK to a peer that is down: a full repair when it is back
+		n.forgetMissingLocked(id, p, ^uint64(0))
+		n.wantRepairLocked(p, p.highest)
+	}
 	n.scheduleDropLocked(id, p.inc, now)
 	n.countPeersLocked()
 }

@@ -32,8 +32,10 @@ import (
 //
 // A missed datagram that arrives late by multicast fills its gap the same way. The
 // missing set of a peer is bounded by NackRing: a larger gap asks for a full repair at
-// once. While a peer has missing datagrams, its digests are not compared (they cannot
-// match yet).
+// once. While a node has missing datagrams from any peer, it neither compares digests
+// nor sends its own (a claim of a third host on a shared key may be among the missing:
+// the views differ until it is recovered); digests catch silent divergence once the
+// gaps are mended.
 
 // Defaults of the NACK ring.
 const (
@@ -110,6 +112,7 @@ func (n *Node) trackMissingLocked(id uint16, p *peerState, first, count uint64) 
 	}
 	if p.missing == nil {
 		p.missing = make(map[uint64]struct{}, count)
+		n.gapPeers.Add(1)
 		n.mu.Lock()
 		if n.nackTracks[id] == nil {
 			n.nackTracks[id] = &repairTrack{keys: make(map[session.Key]uint64)}
@@ -133,6 +136,9 @@ func (n *Node) forgetMissingLocked(id uint16, p *peerState, upTo uint64) {
 		}
 	}
 	if len(p.missing) == 0 {
+		if p.missing != nil {
+			n.gapPeers.Add(-1)
+		}
 		p.missing = nil
 		n.mu.Lock()
 		delete(n.nackTracks, id)
@@ -347,6 +353,8 @@ func (n *Node) answerNack(d Datagram, from uint16, nonce [NonceLen]byte, write f
 	if req.ServerNonce != nonce || req.Target != n.cfg.HostID {
 		return fmt.Errorf("nack request from %d for host %d: %w", from, req.Target, ErrRepairMismatch)
 	}
+	// One answer at a time per requester. The mark goes before the last frame is
+	// written: the requester's next NACK may come as soon as it has that frame.
 	n.servedMu.Lock()
 	busy := n.nackServing[from]
 	n.nackServing[from] = true
@@ -354,11 +362,16 @@ func (n *Node) answerNack(d Datagram, from uint16, nonce [NonceLen]byte, write f
 	if busy {
 		return fmt.Errorf("nack from host %d: %w", from, errRefused)
 	}
-	defer func() {
-		n.servedMu.Lock()
-		delete(n.nackServing, from)
-		n.servedMu.Unlock()
-	}()
+	done := false
+	release := func() {
+		if !done {
+			done = true
+			n.servedMu.Lock()
+			delete(n.nackServing, from)
+			n.servedMu.Unlock()
+		}
+	}
+	defer release()
 
 	h := Header{Type: TypeNackResponse, Timestamp: time.Now().UnixNano()}
 	resp := NackResponse{Nonce: req.ClientNonce}
@@ -388,6 +401,7 @@ func (n *Node) answerNack(d Datagram, from uint16, nonce [NonceLen]byte, write f
 	}
 	resp.Last = true
 	f = AppendNackResponse(f[:HeaderLen], &resp)[:len(f)]
+	release()
 	if err := write(f[:len(f)+TagLen], h); err != nil {
 		return fmt.Errorf("nack response: %w", err)
 	}

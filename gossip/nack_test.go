@@ -87,10 +87,13 @@ func TestNackLossyChurn(t *testing.T) {
 	took := converged(t, ms, -1, 10*time.Second)
 	// Every gap seen is recovered (heartbeats keep revealing the last losses).
 	for _, m := range ms {
-		gossiptest.WaitFor(t, wait, "gaps recovered", func() bool {
-			s := m.node.Stats()
-			return s.NackRecovered+s.NackLate == s.SeqGaps
-		})
+		deadline := time.Now().Add(wait)
+		for s := m.node.Stats(); s.NackRecovered+s.NackLate != s.SeqGaps; s = m.node.Stats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d: %d gaps, %d recovered, %d late: %+v", m.node.HostID(), s.SeqGaps, s.NackRecovered, s.NackLate, s)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	delivered, dropped, _ := hub.Counts()
 	var tot gossip.Stats

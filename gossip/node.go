@@ -329,6 +329,8 @@ type Node struct {
 	nackServing map[uint16]bool      // requesters with a NACK answer running
 	fullSem     chan struct{}        // full answers running
 
+	gapPeers atomic.Int64 // peers with missing datagrams (nack.go)
+
 	running atomic.Bool
 }
 

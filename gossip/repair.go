@@ -99,9 +99,9 @@ func (n *Node) wantRepairLocked(p *peerState, seq uint64) {
 }
 
 // compareDigestLocked compares a peer's heartbeat digest with our view of its sessions;
-// a mismatch on two heartbeats in a row asks for a repair. n.peersMu is held.
+// a mismatch on heartbeats in a row over a heartbeat interval asks for a repair. n.peersMu is held.
 func (n *Node) compareDigestLocked(h Header, p *peerState, d Digest) {
-	if !n.cfg.Repair || n.cfg.NoDigest || p.needRepair || p.repairing || len(p.missing) > 0 {
+	if !n.cfg.Repair || n.cfg.NoDigest || p.needRepair || p.repairing || n.gapPeers.Load() > 0 {
 		p.digestMiss = 0
 		return
 	}
@@ -114,7 +114,12 @@ func (n *Node) compareDigestLocked(h Header, p *peerState, d Digest) {
 	}
 	inc(&n.stats.DigestMismatches)
 	p.digestMiss++
-	if p.digestMiss >= 2 {
+	now := time.Now()
+	if p.digestMiss == 1 {
+		p.digestMissAt = now
+	}
+	// Two in a row, a heartbeat interval apart at least (tail probes come closer).
+	if p.digestMiss >= 2 && now.Sub(p.digestMissAt) >= n.cfg.HeartbeatInterval {
 		n.log.Info("gossip digest mismatch", "host", h.Sender, "peer", d.Count, "ours", mine.Count)
 		p.digestMiss = 0
 		n.wantRepairLocked(p, h.Seq)

@@ -167,7 +167,7 @@ func (n *Node) sender(ctx context.Context) {
 			}
 		}
 		if hbDue {
-			hbBuf = n.sendHeartbeat(hbBuf, exact, exactOK)
+			hbBuf = n.sendHeartbeat(hbBuf, exact, exactOK && n.gapPeers.Load() == 0)
 			hbDue = false
 		}
 		if wait >= 0 {
