@@ -153,3 +153,13 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 	}
 	return res, nil
 }
+
+// setFastPaths switches the pipeline's fast paths (tests: both must decide alike). Not
+// while lcores run.
+func setFastPaths(on bool) {
+	if on {
+		C.homing_fast_paths = 1
+	} else {
+		C.homing_fast_paths = 0
+	}
+}

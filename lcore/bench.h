@@ -37,4 +37,8 @@ struct homing_bench {
 };
 
 int homing_bench_main(void *arg);
+
+/* 1 (default): the pipeline's fast paths are on; 0: every packet goes through the full
+ * classifier. For the tests that check both decide alike; not for use while lcores run. */
+extern int homing_fast_paths;
 #endif

@@ -18,6 +18,7 @@
 #include <rte_udp.h>
 
 #include "pipeline.h"
+#include "bench.h"
 
 /* What happens to a NIC packet, decided per packet in the parse pass. */
 enum action {
@@ -326,7 +327,7 @@ parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint3
 	ulen = rte_be_to_cpu_16(udp->dgram_len);
 	/* 52 <= tot <= len - ETH_LEN; 32 <= ulen <= tot - 20 (room for GUE and an inner
 	 * IPv4 header); anything shorter is the full parser's. */
-	if (unlikely(tot - 52 > len - (ETH_LEN + 52) || ulen - 32 > tot - 52))
+	if (unlikely(len < ETH_LEN + 52 || tot - 52 > len - (ETH_LEN + 52) || ulen - 32 > tot - 52))
 		return 0;
 	/* GUE variant 0, no flags, protocol IPIP; inner IPv4 without options,
 	 * 20 <= inner tot <= ulen - 12 (what gue_check accepts for these headers) */
@@ -729,6 +730,50 @@ homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_ni
 	return n;
 }
 
+/* Fast paths on (1, the default) or off (0: every packet through the full classifier;
+ * tests compare both). */
+int homing_fast_paths = 1;
+
+/* The parse pass: classifies pkts[0..n) into bm[] and collects the VIP packets to look
+ * up (with their key hashes) in l4[]/l6[]. fast is a constant at each call. */
+static __rte_always_inline void
+parse_burst(const struct homing_dp *dp, struct rte_mbuf **pkts, uint32_t n,
+	    struct burst_meta *bm, struct lookup4 *l4, struct lookup6 *l6, uint32_t *n4p,
+	    uint32_t *n6p, const int fast)
+{
+	uint32_t n4 = 0, n6 = 0, i;
+
+	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		if (i + HOMING_PREFETCH_OFFSET < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + HOMING_PREFETCH_OFFSET], void *));
+		if (!fast || !parse_fast4(dp, m, &bm[i], &l4[n4].key))
+			parse(dp, m, &bm[i], &l4[n4].key, &l6[n6].key);
+		if (likely(bm[i].act == A_LOOKUP4)) {
+			l4[n4].hash = homing_table_hash4(&l4[n4].key);
+			l4[n4].m = m;
+			l4[n4].b = &bm[i];
+			n4++;
+		} else if (unlikely(bm[i].act == A_LOOKUP6)) {
+			l6[n6].hash = homing_table_hash6(&l6[n6].key);
+			l6[n6].m = m;
+			l6[n6].b = &bm[i];
+			n6++;
+		}
+	}
+	*n4p = n4;
+	*n6p = n6;
+}
+
+/* parse_burst without the fast paths, out of line (tests only). */
+static __rte_noinline void
+parse_burst_full(const struct homing_dp *dp, struct rte_mbuf **pkts, uint32_t n,
+		 struct burst_meta *bm, struct lookup4 *l4, struct lookup6 *l6, uint32_t *n4p,
+		 uint32_t *n6p)
+{
+	parse_burst(dp, pkts, n, bm, l4, l6, n4p, n6p, 0);
+}
+
 void
 homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 			 struct rte_mbuf **nic_out, uint16_t *n_nic,
@@ -749,24 +794,10 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 
 	for (i = 0; i < n && i < HOMING_PREFETCH_OFFSET; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
-	for (i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		if (i + HOMING_PREFETCH_OFFSET < n)
-			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + HOMING_PREFETCH_OFFSET], void *));
-		if (!parse_fast4(dp, m, &bm[i], &l4[n4].key))
-			parse(dp, m, &bm[i], &l4[n4].key, &l6[n6].key);
-		if (likely(bm[i].act == A_LOOKUP4)) {
-			l4[n4].hash = homing_table_hash4(&l4[n4].key);
-			l4[n4].m = m;
-			l4[n4].b = &bm[i];
-			n4++;
-		} else if (unlikely(bm[i].act == A_LOOKUP6)) {
-			l6[n6].hash = homing_table_hash6(&l6[n6].key);
-			l6[n6].m = m;
-			l6[n6].b = &bm[i];
-			n6++;
-		}
-	}
+	if (likely(homing_fast_paths))
+		parse_burst(dp, pkts, n, bm, l4, l6, &n4, &n6, 1);
+	else
+		parse_burst_full(dp, pkts, n, bm, l4, l6, &n4, &n6);
 	/* Redirection off (decided once per burst): VIP packets go to the kernel. */
 	if (unlikely(dp->no_redirect) && (n4 | n6) != 0) {
 		for (j = 0; j < n4; j++) {

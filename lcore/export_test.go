@@ -1,0 +1,4 @@
+package lcore
+
+// SetFastPaths is setFastPaths for the external tests.
+var SetFastPaths = setFastPaths
