@@ -262,6 +262,7 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 		RepairAuthFailures: st.RepairAuthFailures, RepairRecords: st.RepairRecords, RepairRemoved: st.RepairRemoved,
 		RepairsServed: st.RepairsServed, RepairServeRejects: st.RepairServeRejects, RepairRefused: st.RepairServeRefused,
 		DigestMismatches: st.DigestMismatches,
+		NacksSent:        st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
 	}
 }
 
@@ -521,7 +522,8 @@ func (o *ops) stats() ctl.Stats {
 			"peers_up": g.PeersUp, "sessions": g.Sessions, "repairs_started": g.RepairsStarted,
 			"repairs_completed": g.RepairsCompleted, "repairs_failed": g.RepairsFailed, "repairs_served": g.RepairsServed,
 			"digest_mismatches": g.DigestMismatches, "table_errors": g.TableErrors, "repair_removed": g.RepairRemoved,
-			"repair_records": g.RepairRecords, "repair_auth_failures": g.RepairAuthFailures, "template_errors": g.TemplateErrors}
+			"repair_records": g.RepairRecords, "repair_auth_failures": g.RepairAuthFailures, "template_errors": g.TemplateErrors,
+			"nacks_sent": g.NacksSent, "nack_recovered": g.NackRecovered, "nack_fallbacks": g.NackFallbacks, "nack_resent": g.NackResent}
 		out.Reject = g.Rejected
 	}
 	if p := s.Probe; p != nil {

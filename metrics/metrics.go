@@ -111,6 +111,8 @@ type Gossip struct {
 	RepairAuthFailures, RepairRecords, RepairRemoved uint64
 	RepairsServed, RepairServeRejects, RepairRefused uint64
 	DigestMismatches                                 uint64
+	// NACK retransmission of lost datagrams.
+	NacksSent, NackRecovered, NackFallbacks, NackResent uint64
 }
 
 // Snapshot is everything the collector exports, read at once.
@@ -288,6 +290,10 @@ var (
 	dGServed     = newDesc("gossip", "repair_served_total", "Repair requests of peers answered in full.", cnt)
 	dGServeRej   = newDesc("gossip", "repair_serve_rejects_total", "Repair requests refused: failed authentication or checks, or too many or too often.", cnt)
 	dGDigest     = newDesc("gossip", "digest_mismatches_total", "Heartbeats whose session digest differed from this host's view of the sender.", cnt)
+	dGNacks      = newDesc("gossip", "nacks_total", "NACK exchanges started (asking a peer to resend missed datagrams).", cnt)
+	dGNackRec    = newDesc("gossip", "nack_recovered_datagrams_total", "Missed datagrams recovered from NACK answers.", cnt)
+	dGNackFall   = newDesc("gossip", "nack_fallbacks_total", "Full repairs asked because a NACK did not recover everything.", cnt)
+	dGNackResent = newDesc("gossip", "nack_resent_datagrams_total", "Datagrams this host resent to peers that NACKed them.", cnt)
 	dProbeLost   = newDesc("probe", "events_lost_total", "sock_ops probe events the kernel could not deliver on the ring buffer (or that did not decode).", cnt)
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
@@ -297,7 +303,7 @@ var (
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
 		dGStale, dGForeign, dGLocal, dGGrace, dGTableErr, dGTmplErr, dGOverflow, dGDiscErr, dGQueue, dGPeersUp,
 		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest,
-		dProbeLost}
+		dGNacks, dGNackRec, dGNackFall, dGNackResent, dProbeLost}
 )
 
 // collector reads a Source at every scrape.
@@ -417,6 +423,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGServed, g.RepairsServed)
 		u(dGServeRej, g.RepairServeRejects+g.RepairRefused)
 		u(dGDigest, g.DigestMismatches)
+		u(dGNacks, g.NacksSent)
+		u(dGNackRec, g.NackRecovered)
+		u(dGNackFall, g.NackFallbacks)
+		u(dGNackResent, g.NackResent)
 	}
 	if p := s.Probe; p != nil {
 		u(dProbeLost, p.Lost)
