@@ -11,6 +11,11 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 export CGO_ENABLED := 1
+# The go command does not notice a change of a C header outside a package's own folder
+# (lcore includes ../table/homing_table.h): a hash of every header in CGO_CFLAGS, which is
+# part of the build cache key, rebuilds the cgo packages when any header changes.
+HEADERS_HASH := $(shell cat $(sort $(wildcard */*.h)) | sha256sum | cut -c1-16)
+export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
