@@ -64,7 +64,7 @@ func inNetns(name string, f func() error) error {
 
 // bridgeLab creates hosts network namespaces with eth0 on one bridge, host i at
 // 198.18.50.i/24, and returns their names.
-func bridgeLab(t *testing.T, hosts int) []string {
+func bridgeLab(t testing.TB, hosts int) []string {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
 	prefix := fmt.Sprintf("hmg-gossip-%d-%s", os.Getpid(), strings.ToLower(t.Name()[4:8]))
@@ -91,7 +91,7 @@ func bridgeLab(t *testing.T, hosts int) []string {
 
 // startNetns runs a node with cfg in namespace ns over real multicast (and, with
 // cfg.Repair, a TCP repair listener on its address and a dialer in ns).
-func startNetns(t *testing.T, ns string, cfg gossip.Config) *member {
+func startNetns(t testing.TB, ns string, cfg gossip.Config) *member {
 	var conn *gossip.MulticastConn
 	if err := inNetns(ns, func() error {
 		var err error

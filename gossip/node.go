@@ -103,6 +103,14 @@ type Config struct {
 	// a Go timer: where the kernel's timers are coarse (about 1 ms in the development
 	// VM, where a 200µs sleep takes 1.1 ms), the delay is that coarse too.
 	FlushDelay time.Duration
+	// AdaptiveFlush batches only while datagrams go out back to back: a record that
+	// finds no records datagram sent within the last FlushDelay goes out at once, and
+	// the records that follow wait at most until FlushDelay after that datagram. Those
+	// short waits poll (yielding the processor) instead of sleeping on a coarse timer,
+	// so that they last FlushDelay, not the kernel's tick; the price is CPU time while
+	// records arrive faster than one per FlushDelay. Without it, every datagram waits
+	// FlushDelay after its first record.
+	AdaptiveFlush bool
 	// MaxRate bounds record datagrams per second (token bucket of MaxBurst).
 	// Heartbeats are not counted against it.
 	MaxRate  int

@@ -698,3 +698,28 @@ func TestInsecureCluster(t *testing.T) {
 	}
 	gossiptest.WaitFor(t, wait, "session", owned(ms[1].table, key(1), 1))
 }
+
+// TestAdaptiveFlush: with AdaptiveFlush, a record that finds the link idle goes out at
+// once despite an hour-long FlushDelay; records that follow within the delay wait for
+// it (batching only while datagrams go out back to back).
+func TestAdaptiveFlush(t *testing.T) {
+	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay, c.AdaptiveFlush = time.Hour, true })
+	rt := tapRecords(t, hub.Conn())
+	if err := ms[0].node.LocalAdd(key(1)); err != nil {
+		t.Fatal(err)
+	}
+	gossiptest.WaitFor(t, wait, "the first record at once", func() bool { return rt.count() >= 1 })
+	for i := range 3 {
+		if err := ms[0].node.LocalAdd(key(2 + i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	dgs, _ := rt.get()
+	if len(dgs) != 1 || nrecs(t, dgs[0]) != 1 {
+		t.Fatalf("%d datagrams, want 1 with 1 record (the next 3 wait for the delay)", len(dgs))
+	}
+	if ql := ms[0].node.Stats().QueueLen; ql != 0 {
+		t.Errorf("queue length %d, want 0 (the 3 records are in the open datagram)", ql)
+	}
+}
