@@ -1,6 +1,7 @@
 package gossip_test
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -87,18 +88,25 @@ func (m *convergeMeter) run(b *testing.B, rate int, announce func(i int) error) 
 // AdaptiveFlush; the announcer adds new sessions at 1k, 10k and 50k per second for
 // about 2 s each (-benchtime=1x: each rate runs once). It reports p50/p99 of the delay
 // from LocalAdd to the session in all 4 peers' tables, and the bytes per record on the
-// wire (gossip payload; with the IPv4 and UDP headers). Root only.
+// wire (gossip payload; with the IPv4 and UDP headers). Root only. Environment:
+// HMG_NOADAPT=1 turns AdaptiveFlush off, HMG_FLUSH_DELAY sets FlushDelay (a Go
+// duration), HMG_DBG=1 logs the sessions slower than 5 ms.
 //
 //	go test -run '^$' -bench ConvergenceNetns -benchtime=1x ./gossip
 func BenchmarkConvergenceNetns(b *testing.B) {
 	const peers = 4
 	names := bridgeLab(b, peers+1)
 	group := netip.MustParseAddr("239.77.0.9")
+	flush, err := time.ParseDuration(cmp.Or(os.Getenv("HMG_FLUSH_DELAY"), "0s"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg := func(id uint16) gossip.Config {
 		return gossip.Config{
 			HostID: id, Addr: netip.AddrFrom4([4]byte{198, 18, 50, byte(id)}),
 			MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(id)}, Keys: ring(b, testKey),
 			Group: group, Port: 6081, Interface: "eth0", AdaptiveFlush: os.Getenv("HMG_NOADAPT") == "",
+			FlushDelay: flush,
 		}
 	}
 	var meter atomic.Pointer[convergeMeter]
