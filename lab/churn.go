@@ -562,25 +562,9 @@ func (cl *churnClients) exchange(_ context.Context, c *net.TCPConn, id int, hold
 	_ = c.SetNoDelay(true)
 	want, got := make([]byte, ChunkLen), make([]byte, ChunkLen)
 	echo := func(seq uint32) error {
-		chunk(want, id, seq)
-		_ = c.SetDeadline(time.Now().Add(churnTimeout))
-		if _, err := c.Write(want); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(c, got); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = io.EOF
-			}
-			return err
-		}
-		bad := 0
-		for i := range want {
-			if want[i] != got[i] {
-				bad++
-			}
-		}
+		bad, err := echoChunk(c, want, got, id, seq, churnTimeout)
 		cl.corrupted.Add(uint64(bad))
-		return nil
+		return err
 	}
 	fail := func(step string, err error) {
 		if IsReset(err) {

@@ -203,13 +203,7 @@ func (c *Conn) loop(ctx context.Context) {
 				return
 			}
 		}
-		bad := 0
-		for i := range want {
-			if want[i] != got[i] {
-				bad++
-			}
-		}
-		if bad > 0 {
+		if bad := diffBytes(want, got); bad > 0 {
 			c.corrupted.Add(uint64(bad))
 		}
 		c.exchanges.Add(1)
@@ -280,4 +274,32 @@ func (f *Fleet) Ended() []*Conn {
 		}
 	}
 	return out
+}
+
+// echoChunk writes chunk seq of connection id to c and reads its echo into got, both
+// within timeout, and returns how many echoed bytes differ from those sent. A short read
+// (the peer closed mid-chunk) is io.EOF.
+func echoChunk(c net.Conn, want, got []byte, id int, seq uint32, timeout time.Duration) (bad int, err error) {
+	chunk(want, id, seq)
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(want); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, got); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = io.EOF
+		}
+		return 0, err
+	}
+	return diffBytes(want, got), nil
+}
+
+// diffBytes counts the positions where want and got differ.
+func diffBytes(want, got []byte) (n int) {
+	for i := range want {
+		if want[i] != got[i] {
+			n++
+		}
+	}
+	return n
 }

@@ -469,18 +469,11 @@ func (o *Opener) closing(c *net.TCPConn, id int) {
 	defer c.Close()
 	want, got := make([]byte, ChunkLen), make([]byte, ChunkLen)
 	echo := func(seq uint32) error {
-		chunk(want, id, seq)
-		_ = c.SetDeadline(time.Now().Add(openerTimeout))
-		if _, err := c.Write(want); err != nil {
+		bad, err := echoChunk(c, want, got, id, seq, openerTimeout)
+		if err != nil {
 			return err
 		}
-		if _, err := io.ReadFull(c, got); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = io.EOF
-			}
-			return err
-		}
-		if !bytes.Equal(want, got) {
+		if bad != 0 {
 			return errors.New("echo differs")
 		}
 		return nil
