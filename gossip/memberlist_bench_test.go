@@ -58,7 +58,7 @@ func (n *mlNode) GetBroadcasts(overhead, limit int) [][]byte {
 }
 
 func (n *mlNode) NotifyMsg(b []byte) {
-	rs, err := gossip.ParseRecords(nil, b)
+	rs, err := gossip.ParseRecords(nil, b, 0, 0)
 	if err != nil || len(rs) != 1 {
 		return
 	}

@@ -275,7 +275,7 @@ func (n *Node) handleResent(op *Opener, job nackJob, d Datagram, recs []Record) 
 			err = ErrMalformed
 		}
 	case TypeRecords:
-		recs, err = ParseRecords(recs, d.Body())
+		recs, err = ParseRecords(recs, d.Body(), h.Sender, h.Timestamp)
 	}
 	if err != nil || h.Sender != job.id || h.Incarnation != job.inc || !slices.Contains(job.seqs, h.Seq) {
 		inc(&n.stats.NackRejects)

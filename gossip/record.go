@@ -158,15 +158,174 @@ func ParseRecord(b []byte) (Record, int, error) {
 	return r, n, nil
 }
 
-// ParseRecords decodes a whole records body, appending to dst. Either every record
-// decodes or the body is rejected (the error wraps ErrMalformed).
-func ParseRecords(dst []Record, body []byte) ([]Record, error) {
+// Compact records (records datagrams only; repair frames and digests use the full forms
+// above). A records datagram's records are all owned by its sender, and consecutive
+// records mostly share a destination and have close epochs, so the kind byte can say:
+//
+//	bit 6 (compact): no owner (it is the datagram's sender) and, for an add, the epoch
+//	    as a zigzag varint delta from the previous add's epoch in the datagram (the
+//	    first: from the header timestamp >> EpochShift);
+//	bit 5 (same destination, compact only): no proto, VIP port or VIP address: they are
+//	    the previous record's in the datagram, which must have the kind's family.
+//
+// A compact record is: kind, [proto, VIP port, VIP address] unless bit 5, client port,
+// client address, [epoch delta] if an add. An IPv4 add is 15 bytes, 8 with bit 5.
+const (
+	kindCompact  = 0x40
+	kindSameDst  = 0x20
+	kindReserved = 0x10
+)
+
+// RecordWriter encodes the records of one records datagram, compactly where it can.
+// Its zero value is not usable: see NewRecordWriter.
+type RecordWriter struct {
+	sender uint16
+	epoch  uint64      // the previous add's epoch, or the base
+	last   session.Key // the previous record's key
+	has    bool        // last is set
+}
+
+// NewRecordWriter returns a writer for a records datagram of sender whose header
+// timestamp is timestamp.
+func NewRecordWriter(sender uint16, timestamp int64) RecordWriter {
+	return RecordWriter{sender: sender, epoch: epochBase(timestamp)}
+}
+
+func epochBase(timestamp int64) uint64 { return uint64(timestamp) >> EpochShift & session.MaxEpoch }
+
+// Append appends r's encoding to b: compact if r's owner is the sender (always, for
+// what a node sends), else the full form. r must be valid (see Record.Check).
+func (w *RecordWriter) Append(b []byte, r Record) []byte {
+	defer func() {
+		w.last, w.has = r.Key, true
+		if r.Op == OpAdd {
+			w.epoch = r.Owner.Epoch
+		}
+	}()
+	if r.Owner.Host != w.sender {
+		return AppendRecord(b, r)
+	}
+	kind := uint8(r.Op) | kindCompact
+	if !r.Key.Is4() {
+		kind |= kindIPv6
+	}
+	same := w.has && w.last.Dst == r.Key.Dst && w.last.DstPort == r.Key.DstPort && w.last.Proto == r.Key.Proto
+	if same {
+		b = append(b, kind|kindSameDst)
+	} else {
+		b = append(b, kind, r.Key.Proto)
+		b = binary.BigEndian.AppendUint16(b, r.Key.DstPort)
+		b = appendAddr(b, r.Key.Dst)
+	}
+	b = binary.BigEndian.AppendUint16(b, r.Key.SrcPort)
+	b = appendAddr(b, r.Key.Src)
+	if r.Op == OpAdd {
+		b = binary.AppendVarint(b, int64(r.Owner.Epoch)-int64(w.epoch))
+	}
+	return b
+}
+
+// AppendRecords encodes recs as the body of a records datagram of sender with header
+// timestamp timestamp (what the sender does; for tests and tools).
+func AppendRecords(b []byte, recs []Record, sender uint16, timestamp int64) []byte {
+	w := NewRecordWriter(sender, timestamp)
+	for _, r := range recs {
+		b = w.Append(b, r)
+	}
+	return b
+}
+
+// parse decodes the record at the start of b, full or compact, and returns it with its
+// length. Errors wrap ErrMalformed.
+func (w *RecordWriter) parse(b []byte) (Record, int, error) {
+	if len(b) == 0 || b[0]&kindCompact == 0 {
+		if len(b) > 0 && b[0]&(kindCompact|kindSameDst|kindReserved) != 0 {
+			return Record{}, 0, fmt.Errorf("record kind %#02x: reserved bits: %w", b[0], ErrMalformed)
+		}
+		r, n, err := ParseRecord(b)
+		if err == nil {
+			w.last, w.has = r.Key, true
+			if r.Op == OpAdd {
+				w.epoch = r.Owner.Epoch
+			}
+		}
+		return r, n, err
+	}
+	var r Record
+	kind := b[0]
+	if kind&kindReserved != 0 {
+		return r, 0, fmt.Errorf("record kind %#02x: reserved bits: %w", kind, ErrMalformed)
+	}
+	r.Op = Op(kind & kindOpMask)
+	if r.Op != OpAdd && r.Op != OpDelete {
+		return r, 0, fmt.Errorf("record op %d: %w", r.Op, ErrMalformed)
+	}
+	addrLen := 4
+	if kind&kindIPv6 != 0 {
+		addrLen = 16
+	}
+	r.Owner.Host = w.sender
+	off := 1
+	if kind&kindSameDst != 0 {
+		if !w.has || w.last.Is4() != (addrLen == 4) {
+			return r, 0, fmt.Errorf("record kind %#02x: no previous destination of its family: %w", kind, ErrMalformed)
+		}
+		r.Key.Proto, r.Key.DstPort, r.Key.Dst = w.last.Proto, w.last.DstPort, w.last.Dst
+	} else {
+		if len(b) < off+3+addrLen {
+			return r, 0, fmt.Errorf("compact record truncated: %w", ErrMalformed)
+		}
+		r.Key.Proto = b[off]
+		r.Key.DstPort = binary.BigEndian.Uint16(b[off+1:])
+		r.Key.Dst = addrFrom(b[off+3 : off+3+addrLen])
+		off += 3 + addrLen
+	}
+	if len(b) < off+2+addrLen {
+		return r, 0, fmt.Errorf("compact record truncated: %w", ErrMalformed)
+	}
+	r.Key.SrcPort = binary.BigEndian.Uint16(b[off:])
+	r.Key.Src = addrFrom(b[off+2 : off+2+addrLen])
+	off += 2 + addrLen
+	if r.Op == OpAdd {
+		d, n := binary.Varint(b[off:])
+		if n <= 0 || d > session.MaxEpoch || d < -session.MaxEpoch {
+			return r, 0, fmt.Errorf("compact record epoch delta: %w", ErrMalformed)
+		}
+		e := int64(w.epoch) + d
+		if e < 0 || e > session.MaxEpoch {
+			return r, 0, fmt.Errorf("compact record epoch %d: %w", e, ErrMalformed)
+		}
+		r.Owner.Epoch = uint64(e)
+		off += n
+	}
+	if !r.Key.Valid() {
+		return r, 0, fmt.Errorf("record key %v: %w", r.Key, ErrMalformed)
+	}
+	w.last, w.has = r.Key, true
+	if r.Op == OpAdd {
+		w.epoch = r.Owner.Epoch
+	}
+	return r, off, nil
+}
+
+func addrFrom(b []byte) netip.Addr {
+	if len(b) == 4 {
+		return netip.AddrFrom4([4]byte(b))
+	}
+	return netip.AddrFrom16([16]byte(b))
+}
+
+// ParseRecords decodes the whole body of a records datagram of sender whose header
+// timestamp is timestamp (full and compact records), appending to dst. Either every
+// record decodes or the body is rejected (the error wraps ErrMalformed).
+func ParseRecords(dst []Record, body []byte, sender uint16, timestamp int64) ([]Record, error) {
 	start := len(dst)
 	if len(body) == 0 {
 		return dst, fmt.Errorf("empty records body: %w", ErrMalformed)
 	}
+	w := NewRecordWriter(sender, timestamp)
 	for off := 0; off < len(body); {
-		r, n, err := ParseRecord(body[off:])
+		r, n, err := w.parse(body[off:])
 		if err != nil {
 			return dst[:start], fmt.Errorf("record at body offset %d: %w", off, err)
 		}

@@ -76,7 +76,7 @@ func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
 			err = ErrMalformed
 		}
 	case TypeRecords:
-		recs, err = ParseRecords(recs, d.Body())
+		recs, err = ParseRecords(recs, d.Body(), h.Sender, h.Timestamp)
 	}
 	if err != nil {
 		inc(&n.stats.Malformed)

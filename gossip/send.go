@@ -46,11 +46,12 @@ func (b *tokenBucket) wait(now time.Time) time.Duration {
 
 // batch is the records datagram being built by the sender goroutine.
 type batch struct {
-	dg      []byte    // header space + records so far; cap MaxDatagram
-	recs    int       // records in dg
-	opened  time.Time // when the first record went in
-	oldest  int64     // when the oldest record in dg was queued (unix ns)
-	flushes uint64    // datagrams flushed so far
+	dg      []byte       // header space + records so far; cap MaxDatagram + slack
+	w       RecordWriter // encodes dg's records
+	recs    int          // records in dg
+	opened  time.Time    // when the first record went in
+	oldest  int64        // when the oldest record in dg was queued (unix ns)
+	flushes uint64       // datagrams flushed so far
 }
 
 // sender is the goroutine that writes local updates to the table and batches the
@@ -69,7 +70,7 @@ type batch struct {
 // sessions for this host (conflicting claims by other hosts aside).
 func (n *Node) sender(ctx context.Context) {
 	max := n.cfg.MaxDatagram
-	b := batch{dg: make([]byte, HeaderLen, max)}
+	b := batch{dg: make([]byte, HeaderLen, max+RecordAdd6Len+TagLen)}
 	bucket := newTokenBucket(n.cfg.MaxRate, n.cfg.MaxBurst)
 	var backlog []queued
 	var updSpare []session.Update
@@ -111,7 +112,15 @@ func (n *Node) sender(ctx context.Context) {
 			if q.rec.Delete {
 				r.Op = OpDelete
 			}
-			if len(b.dg)+r.Len()+TagLen > max {
+			if b.recs == 0 {
+				b.opened, b.oldest = now, q.at
+				b.w = NewRecordWriter(n.cfg.HostID, q.at)
+			}
+			l, w := len(b.dg), b.w
+			b.dg = b.w.Append(b.dg, r)
+			if len(b.dg)+TagLen > max {
+				// Does not fit (never the first: MaxDatagram holds a full IPv6 add).
+				b.dg, b.w = b.dg[:l], w
 				if !bucket.take(now) {
 					blocked = true
 					break
@@ -119,10 +128,6 @@ func (n *Node) sender(ctx context.Context) {
 				n.flush(&b)
 				continue
 			}
-			if b.recs == 0 {
-				b.opened, b.oldest = now, q.at
-			}
-			b.dg = AppendRecord(b.dg, r)
 			b.recs++
 			i++
 		}

@@ -2,12 +2,14 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +76,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	if RecordAdd4Len != 22 {
 		t.Errorf("IPv4 add record is %d bytes, want 22", RecordAdd4Len)
 	}
-	got, err := ParseRecords(nil, body)
+	got, err := ParseRecords(nil, body, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,7 @@ func TestRecordRejects(t *testing.T) {
 			Src: netip.MustParseAddr("::ffff:1.2.3.4"), Dst: netip.MustParseAddr("::ffff:1.2.3.5"), Proto: session.TCP}}),
 	}
 	for name, body := range cases {
-		if _, err := ParseRecords(nil, body); !errors.Is(err, ErrMalformed) {
+		if _, err := ParseRecords(nil, body, 0, 0); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err %v, want ErrMalformed", name, err)
 		}
 	}
@@ -296,5 +298,68 @@ func TestTokenBucket(t *testing.T) {
 	}
 	if n := takes(now.Add(time.Second)); n != 2 {
 		t.Errorf("%d tokens after 1s, want the burst of 2", n)
+	}
+}
+
+func TestCompactRecords(t *testing.T) {
+	const sender, ts = 3, 1_700_000_000_123_456_789
+	base := EpochAt(time.Unix(0, ts))
+	own := func(op Op, k session.Key, epoch uint64) Record {
+		return Record{Op: op, Key: k, Owner: session.Owner{Host: sender, Epoch: epoch}}
+	}
+	other := key4(9)
+	other.Dst, other.DstPort = netip.MustParseAddr("198.19.255.2"), 80
+	recs := []Record{
+		own(OpAdd, key4(1), base),                                          // 15: kind, proto, VIP port, VIP, port, client, delta 0
+		own(OpAdd, key4(2), base+1),                                        // 8: same destination
+		own(OpDelete, key4(3), 0),                                          // 7
+		own(OpAdd, other, base+200),                                        // 16: new destination, 2-byte delta
+		own(OpAdd, key4(4), base+190),                                      // 15: back to the first destination, delta -10
+		own(OpAdd, key6(5), base+191),                                      // 39
+		own(OpAdd, key6(6), session.MaxEpoch),                              // 26: same destination, 7-byte delta
+		{Op: OpAdd, Key: key4(7), Owner: session.Owner{Host: 4, Epoch: 9}}, // foreign: full, 22
+		own(OpDelete, key4(8), 0),                                          // 7: the foreign record's destination again
+	}
+	want := []int{15, 8, 7, 16, 15, 39, 26, RecordAdd4Len, 7}
+	w := NewRecordWriter(sender, ts)
+	var body []byte
+	for i, r := range recs {
+		before := len(body)
+		body = w.Append(body, r)
+		if got := len(body) - before; got != want[i] {
+			t.Errorf("record %d (%v %v): %d bytes, want %d", i, r.Op, r.Key, got, want[i])
+		}
+	}
+	got, err := ParseRecords(nil, body, sender, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, recs) {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", got, recs)
+	}
+	// The same bytes from another sender or at another time mean other owners/epochs.
+	if got, _ := ParseRecords(nil, body, sender+1, ts); got[0].Owner.Host != sender+1 {
+		t.Errorf("owner %d, want the datagram's sender %d", got[0].Owner.Host, sender+1)
+	}
+
+	first := NewRecordWriter(sender, ts)
+	add := first.Append(nil, own(OpAdd, key4(1), base))
+	cases := map[string][]byte{
+		"same destination first": {0x61, 0, 1, 198, 18, 0, 1, 0},
+		"same destination, other family": append(bytes.Clone(add),
+			0x61|0x80, 0, 1, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0),
+		"reserved bit 4":     {0x51, 6, 1, 187, 198, 19, 255, 1, 0, 1, 198, 18, 0, 1, 0},
+		"truncated":          add[:len(add)-2],
+		"no epoch delta":     add[:len(add)-1],
+		"unterminated delta": append(bytes.Clone(add[:len(add)-1]), 0x80),
+		"epoch below zero":   append(bytes.Clone(add[:len(add)-1]), binary.AppendVarint(nil, -int64(base)-1)...),
+		"epoch above 48 bits": append(bytes.Clone(add[:len(add)-1]),
+			binary.AppendVarint(nil, int64(session.MaxEpoch-base)+1)...),
+		"bad op": {0x43, 6, 1, 187, 198, 19, 255, 1, 0, 1, 198, 18, 0, 1, 0},
+	}
+	for name, body := range cases {
+		if _, err := ParseRecords(nil, body, sender, ts); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
 	}
 }
