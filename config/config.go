@@ -43,7 +43,7 @@ const (
 	DefaultGossipPort        = 6081
 	DefaultGossipTTL         = 1
 	DefaultMaxDatagram       = 1400
-	DefaultFlushDelay        = 200 * time.Microsecond
+	DefaultFlushDelay        = 300 * time.Microsecond
 	DefaultMaxRate           = 20000
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultDownAfter         = 10
@@ -210,6 +210,7 @@ type Gossip struct {
 	Insecure          bool   // no authentication (tests only)
 	MaxDatagram       int    // bytes of UDP payload
 	FlushDelay        time.Duration
+	FixedFlush        bool // gossip.flush = "fixed"
 	MaxRate           int // datagrams per second
 	HeartbeatInterval time.Duration
 	DownAfter         int // missed heartbeats before a peer is down

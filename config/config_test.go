@@ -165,6 +165,7 @@ key_file = "/k"
 insecure = false
 max_datagram = 1300
 flush_delay = "1ms"
+flush = "fixed"
 max_rate = 5
 heartbeat_interval = "1s"
 down_after = 5
@@ -223,7 +224,7 @@ format = "json"
 				SrcPort: 1, DstPort: 80, Proto: session.TCP}, Owner: 4095},
 		},
 		Gossip: Gossip{Enabled: true, Group: netip.MustParseAddr("ff02::1:6"), Port: 7002, Interface: "eth9", TTL: 2,
-			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, MaxRate: 5, HeartbeatInterval: time.Second,
+			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, FixedFlush: true, MaxRate: 5, HeartbeatInterval: time.Second,
 			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
 			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000, RelayPort: DefaultRelayPort},
 		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled", TentativeLifetime: 500 * time.Millisecond},
@@ -344,6 +345,7 @@ func TestErrors(t *testing.T) {
 		{"duration syntax", replace(t, "insecure = true", "insecure = true\ngrace = \"5\""), `t.toml: gossip.grace: "5" is not a duration (e.g. "200us", "5s")`, ErrInvalid},
 		{"duration zero", replace(t, "insecure = true", "insecure = true\nlinger = \"0s\""), "t.toml: gossip.linger: must be > 0, got 0s", ErrInvalid},
 		{"duration negative", replace(t, "insecure = true", "insecure = true\nflush_delay = \"-1ms\""), "t.toml: gossip.flush_delay: must be > 0, got -1ms", ErrInvalid},
+		{"flush mode", replace(t, "insecure = true", "insecure = true\nflush = \"eager\""), `t.toml: gossip.flush: "eager": want "adaptive" or "fixed"`, ErrInvalid},
 		{"duration int", replace(t, "insecure = true", "insecure = true\nheartbeat_interval = 100"),
 			"t.toml: gossip.heartbeat_interval: line 12: incompatible types: TOML value has type int64; destination has type string", ErrSyntax},
 		{"datagram mtu", replace(t, "insecure = true", "insecure = true\nmax_datagram = 1480"), "t.toml: gossip.max_datagram: 1480 plus 28 bytes of IP and UDP headers exceeds the kernel MTU 1500", ErrConflict},

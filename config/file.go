@@ -112,6 +112,7 @@ type fileGossip struct {
 	Insecure          bool        `toml:"insecure"`
 	MaxDatagram       int         `toml:"max_datagram"`
 	FlushDelay        string      `toml:"flush_delay"`
+	Flush             string      `toml:"flush"`
 	MaxRate           int         `toml:"max_rate"`
 	HeartbeatInterval string      `toml:"heartbeat_interval"`
 	DownAfter         int         `toml:"down_after"`
@@ -170,6 +171,7 @@ func defaultFile() fileConfig {
 			TTL:               DefaultGossipTTL,
 			MaxDatagram:       DefaultMaxDatagram,
 			FlushDelay:        DefaultFlushDelay.String(),
+			Flush:             "adaptive",
 			MaxRate:           DefaultMaxRate,
 			HeartbeatInterval: DefaultHeartbeatInterval.String(),
 			DownAfter:         DefaultDownAfter,

@@ -738,6 +738,13 @@ func (c *checker) gossip(cfg *Config, g *fileGossip) {
 		}
 	}
 	out.FlushDelay = c.duration("gossip.flush_delay", g.FlushDelay)
+	switch g.Flush {
+	case "adaptive":
+	case "fixed":
+		out.FixedFlush = true
+	default:
+		c.fail(ErrInvalid, "gossip.flush", "%q: want \"adaptive\" or \"fixed\"", g.Flush)
+	}
 	out.MaxRate = g.MaxRate
 	c.intRange("gossip.max_rate", g.MaxRate, 1, 10000000)
 	out.HeartbeatInterval = c.duration("gossip.heartbeat_interval", g.HeartbeatInterval)

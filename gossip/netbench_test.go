@@ -133,7 +133,7 @@ func BenchmarkConvergenceNetns(b *testing.B) {
 		return gossip.Config{
 			HostID: id, Addr: netip.AddrFrom4([4]byte{198, 18, 50, byte(id)}),
 			MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(id)}, Keys: ring(b, testKey),
-			Group: group, Port: 6081, Interface: "eth0", AdaptiveFlush: os.Getenv("HMG_NOADAPT") == "",
+			Group: group, Port: 6081, Interface: "eth0", FixedFlush: os.Getenv("HMG_NOADAPT") != "",
 			FlushDelay: flush,
 		}
 	}

@@ -53,7 +53,7 @@ import (
 // Defaults for zero Config fields.
 const (
 	DefaultMaxDatagram       = 1400
-	DefaultFlushDelay        = 200 * time.Microsecond
+	DefaultFlushDelay        = 300 * time.Microsecond
 	DefaultMaxRate           = 20000
 	DefaultMaxQueue          = 1 << 16
 	DefaultHeartbeatInterval = 100 * time.Millisecond
@@ -99,18 +99,17 @@ type Config struct {
 	// MaxDatagram is the largest datagram sent and accepted (UDP payload bytes,
 	// default 1400: a 1500 MTU minus IPv6 and UDP headers with room to spare).
 	MaxDatagram int
-	// FlushDelay bounds how long a record waits in a datagram that is not full. It is
-	// a Go timer: where the kernel's timers are coarse (about 1 ms in the development
-	// VM, where a 200µs sleep takes 1.1 ms), the delay is that coarse too.
+	// FlushDelay paces records datagrams that are not full (full ones go at once). By
+	// default the flush adapts: a record that finds no records datagram sent within
+	// the last FlushDelay goes out at once, and the records that follow wait until
+	// FlushDelay after that datagram — batching only while records come faster than
+	// one per FlushDelay, so that a lone record never waits and a busy link carries
+	// several records a datagram. With FixedFlush, every datagram waits FlushDelay
+	// after its first record. Waits up to 2 ms are timed precisely (a timerfd), not
+	// by a Go timer, which fires up to a millisecond late below a millisecond.
 	FlushDelay time.Duration
-	// AdaptiveFlush batches only while datagrams go out back to back: a record that
-	// finds no records datagram sent within the last FlushDelay goes out at once, and
-	// the records that follow wait at most until FlushDelay after that datagram. Those
-	// short waits poll (yielding the processor) instead of sleeping on a coarse timer,
-	// so that they last FlushDelay, not the kernel's tick; the price is CPU time while
-	// records arrive faster than one per FlushDelay. Without it, every datagram waits
-	// FlushDelay after its first record.
-	AdaptiveFlush bool
+	// FixedFlush: see FlushDelay.
+	FixedFlush bool
 	// MaxRate bounds record datagrams per second (token bucket of MaxBurst).
 	// Heartbeats are not counted against it.
 	MaxRate  int

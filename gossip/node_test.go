@@ -500,7 +500,7 @@ func nrecs(t testing.TB, d gossip.Datagram) int {
 }
 
 func TestFlushOnSize(t *testing.T) {
-	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay = time.Hour })
+	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay, c.FixedFlush = time.Hour, true })
 	rt := tapRecords(t, hub.Conn())
 	// Compact IPv4 adds to one VIP: the first 15 bytes, the others 8 (same destination,
 	// 1-byte epoch delta).
@@ -529,7 +529,7 @@ func TestFlushOnSize(t *testing.T) {
 }
 
 func TestFlushOnDelay(t *testing.T) {
-	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay = 40 * time.Millisecond })
+	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay, c.FixedFlush = 40*time.Millisecond, true })
 	rt := tapRecords(t, hub.Conn())
 	t0 := time.Now()
 	for i := range 3 {
@@ -706,7 +706,7 @@ func TestInsecureCluster(t *testing.T) {
 // once despite an hour-long FlushDelay; records that follow within the delay wait for
 // it (batching only while datagrams go out back to back).
 func TestAdaptiveFlush(t *testing.T) {
-	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay, c.AdaptiveFlush = time.Hour, true })
+	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.FlushDelay = time.Hour })
 	rt := tapRecords(t, hub.Conn())
 	if err := ms[0].node.LocalAdd(key(1)); err != nil {
 		t.Fatal(err)

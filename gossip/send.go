@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"context"
-	"runtime"
 	"time"
 
 	"github.com/homing-dev/homing/session"
@@ -83,7 +82,13 @@ func (n *Node) sender(ctx context.Context) {
 	probes, probeAt := 0, time.Time{} // tail probes left after the last records datagram, and when
 	var exact Digest                  // see above
 	exactOK := false
-	var lastSent time.Time // when the last records datagram went out (AdaptiveFlush)
+	var lastSent time.Time // when the last records datagram went out (adaptive flush)
+	hr, err := newHRTimer()
+	if err != nil {
+		n.log.Warn("gossip sender: no precise timer, flush waits are Go timers", "err", err)
+	} else {
+		defer hr.close()
+	}
 	for {
 		// Pull: apply pending local updates, take the queue.
 		n.mu.Lock()
@@ -140,22 +145,18 @@ func (n *Node) sender(ctx context.Context) {
 
 		// Flush on delay; decide how long to sleep.
 		wait := time.Duration(-1)
-		var spinUntil time.Time // adaptive: poll, do not sleep, until then
 		if blocked {
 			wait = bucket.wait(now)
 		} else if b.recs > 0 {
-			due := b.opened.Add(n.cfg.FlushDelay)
-			if n.cfg.AdaptiveFlush {
-				// The link is idle unless a records datagram went out within
-				// FlushDelay: a record that finds it idle goes at once; records that
-				// arrive while datagrams go out back to back wait for the next slot.
-				due = lastSent.Add(n.cfg.FlushDelay)
+			due := lastSent.Add(n.cfg.FlushDelay)
+			if n.cfg.FixedFlush {
+				due = b.opened.Add(n.cfg.FlushDelay)
 			}
+			// Adaptive: the link is idle unless a records datagram went out within
+			// FlushDelay; a record that finds it idle goes at once, records that
+			// arrive while datagrams go out back to back wait for the next slot.
 			if d := due.Sub(now); d > 0 {
 				wait = d
-				if n.cfg.AdaptiveFlush && d <= maxSpin {
-					spinUntil = due
-				}
 			} else if bucket.take(now) {
 				n.flush(&b)
 				lastSent = now
@@ -192,24 +193,13 @@ func (n *Node) sender(ctx context.Context) {
 			hbBuf = n.sendHeartbeat(hbBuf, exact, exactOK && n.gapPeers.Load() == 0)
 			hbDue = false
 		}
-		if !spinUntil.IsZero() {
-			// A Go timer shorter than the kernel's tick fires a tick late (1.1 ms for
-			// 200 µs here): poll instead, yielding the processor, until the slot or a
-			// wake-up.
-		spin:
-			for time.Now().Before(spinUntil) {
-				select {
-				case <-ctx.Done():
-					n.flush(&b)
-					return
-				case <-n.wakeSend:
-					break spin
-				case <-hbTick.C:
-					hbDue = true
-					break spin
-				default:
-					runtime.Gosched()
-				}
+		if hr != nil && wait >= 0 && wait <= maxPrecise && ctx.Err() == nil {
+			// A short wait (a flush slot, a token): sleep precisely. Records queued
+			// meanwhile are taken when it ends; heartbeats and the context wait.
+			if err := hr.sleep(wait); err != nil {
+				n.log.Warn("gossip sender: precise timer failed, using Go timers", "err", err)
+				hr.close()
+				hr = nil
 			}
 			continue
 		}
@@ -230,9 +220,10 @@ func (n *Node) sender(ctx context.Context) {
 	}
 }
 
-// maxSpin is the longest flush wait that AdaptiveFlush polls for; longer ones sleep
-// on the timer (a tick late at worst is then a small part of the wait).
-const maxSpin = 2 * time.Millisecond
+// maxPrecise is the longest wait the sender sleeps on its timerfd; longer ones use a
+// Go timer (a millisecond late at worst is then a small part of the wait) so that
+// wake-ups, heartbeats and the context are seen while it waits.
+const maxPrecise = 2 * time.Millisecond
 
 func max1(d time.Duration) time.Duration { return max(d, time.Microsecond) }
 
