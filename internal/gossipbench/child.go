@@ -1,0 +1,350 @@
+package gossipbench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/session"
+)
+
+// ChildCommand is the subcommand under which a program that calls Child runs a node:
+// Run starts "<Options.Command> <flags>" in each host namespace, by default the running
+// executable followed by ChildCommand.
+const ChildCommand = "gossip-node"
+
+// Child runs one node of a benchmark in the current network namespace, driven over
+// stdin and stdout (see proto.go), until stdin ends or the parent says quit. args are
+// the flags after ChildCommand.
+func Child(args []string) error {
+	fs := flag.NewFlagSet(ChildCommand, flag.ContinueOnError)
+	system := fs.String("system", Homing, "homing or memberlist")
+	id := fs.Int("id", 0, "host id: the node's address is 198.18.50.<id>")
+	flush := fs.Duration("flush", 0, "homing: FlushDelay (0: the library's default)")
+	join := fs.String("join", "", "memberlist: address:port of a member to join")
+	iface := fs.String("interface", "eth0", "homing: multicast interface")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *id < 1 || *id > 254 {
+		return fmt.Errorf("-id %d: want 1..254", *id)
+	}
+	addr := netip.AddrFrom4([4]byte{198, 18, 50, byte(*id)})
+	rec := &recorder{done: make(chan struct{})}
+	var n node
+	var err error
+	switch *system {
+	case Homing:
+		n, err = startHoming(uint16(*id), addr, *iface, *flush, rec)
+	case Memberlist:
+		n, err = startMemberlist(*id, addr, *join, rec)
+	default:
+		err = fmt.Errorf("-system %q: want %s or %s", *system, Homing, Memberlist)
+	}
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	return serve(n, rec, os.Stdin, os.Stdout)
+}
+
+// node is a running gossip node of either system.
+type node interface {
+	peers() int
+	announce(i int) error
+	stats() any
+	close()
+}
+
+// recorder keeps the first apply time of every session a peer learns, and counts those
+// in the range it awaits.
+type recorder struct {
+	mu          sync.Mutex // protects the fields below
+	at          map[int]int64
+	base, count int
+	got         int
+	done        chan struct{} // closed when got reaches count
+}
+
+// applied notes that session i is in the table at now.
+func (r *recorder) applied(i int, now int64) {
+	r.mu.Lock()
+	if r.at == nil {
+		r.at = make(map[int]int64)
+	}
+	if _, ok := r.at[i]; !ok {
+		r.at[i] = now
+		if i >= r.base && i < r.base+r.count {
+			r.got++
+			if r.got == r.count {
+				close(r.done)
+			}
+		}
+	}
+	r.mu.Unlock()
+}
+
+// arm starts counting the sessions base..base+count-1 (those already applied count).
+func (r *recorder) arm(base, count int) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.base, r.count, r.got, r.done = base, count, 0, make(chan struct{})
+	for i := range r.at {
+		if i >= base && i < base+count {
+			r.got++
+		}
+	}
+	if r.got == r.count {
+		close(r.done)
+	}
+	return r.done
+}
+
+func (r *recorder) counted() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got
+}
+
+// samples returns the recorded applies in index order.
+func (r *recorder) samples() []Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Sample, 0, len(r.at))
+	for i, t := range r.at {
+		out = append(out, Sample{Index: i, At: t})
+	}
+	slices.SortFunc(out, func(a, b Sample) int { return a.Index - b.Index })
+	return out
+}
+
+// serve runs the command loop.
+func serve(n node, rec *recorder, in io.Reader, out io.Writer) error {
+	w := bufio.NewWriterSize(out, 1<<16)
+	say := func(format string, a ...any) error {
+		fmt.Fprintf(w, format+"\n", a...)
+		return w.Flush()
+	}
+	if err := say("ready"); err != nil {
+		return err
+	}
+	var announced []Sample
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		c, err := parseCommand(sc.Text())
+		if err != nil {
+			if err := say("error %v", err); err != nil {
+				return err
+			}
+			continue
+		}
+		switch c.op {
+		case "wait":
+			err = waitPeers(n, int(c.args[0]), time.Duration(c.args[1]))
+			if err == nil {
+				err = say("ok")
+			}
+		case "await":
+			done := rec.arm(int(c.args[0]), int(c.args[1]))
+			if err = say("armed"); err != nil {
+				return err
+			}
+			select {
+			case <-done:
+			case <-time.After(time.Duration(c.args[2])):
+			}
+			err = say("done %d", rec.counted())
+		case "run":
+			var errs int
+			var late int64
+			announced, errs, late = pace(n, int(c.args[0]), int(c.args[1]), int(c.args[2]))
+			err = say("ran %d %d %d", len(announced), errs, late)
+		case "times":
+			s := announced
+			if s == nil {
+				s = rec.samples()
+			}
+			err = writeSamples(w, s)
+		case "stats":
+			var b []byte
+			if b, err = json.Marshal(n.stats()); err == nil {
+				err = say("stats %s", b)
+			}
+		case "quit":
+			return say("bye")
+		}
+		if err != nil {
+			if err := say("error %v", err); err != nil {
+				return err
+			}
+		}
+	}
+	return sc.Err()
+}
+
+func writeSamples(w *bufio.Writer, s []Sample) error {
+	fmt.Fprintf(w, "times %d\n", len(s))
+	var b []byte
+	for _, x := range s {
+		b = append(appendSample(b[:0], x), '\n')
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "end")
+	return w.Flush()
+}
+
+func waitPeers(n node, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for n.peers() < want {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d peers after %v", n.peers(), want, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// pace announces sessions base..base+count-1, session i at t0 + i/rate, sleeping in
+// clock_nanosleep on a thread of its own with a timer slack of 1 ns, so that sessions
+// go one by one at their times (a Go timer would batch them into bursts of a
+// millisecond). It returns each session's announce time (taken just before the
+// announcement; 0 for an announcement that failed), the failures, and the 99th
+// percentile of how late announcements were against their schedule.
+func pace(n node, rate, count, base int) (out []Sample, errs int, lateP99 int64) {
+	if rate <= 0 || count <= 0 {
+		return nil, 0, 0
+	}
+	type result struct {
+		s    []Sample
+		errs int
+		late int64
+	}
+	ch := make(chan result)
+	go func() {
+		// The thread stays locked (and exits with the goroutine): its timer slack
+		// must not leak to other goroutines.
+		runtime.LockOSThread()
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+		s := make([]Sample, count)
+		late := make([]int64, count)
+		var errs int
+		t0 := mono() + int64(time.Millisecond)
+		for i := range count {
+			due := t0 + int64(i)*int64(time.Second)/int64(rate)
+			sleepUntil(due)
+			now := mono()
+			late[i] = now - due
+			s[i] = Sample{Index: base + i, At: now}
+			if err := n.announce(base + i); err != nil {
+				s[i].At = 0
+				errs++
+			}
+		}
+		slices.Sort(late)
+		ch <- result{s, errs, late[(len(late)*99+99)/100-1]}
+	}()
+	r := <-ch
+	return r.s, r.errs, r.late
+}
+
+// homingNode is a gossip.Node over real multicast with a fake table and templates.
+type homingNode struct {
+	n      *gossip.Node
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// benchKeyRing is the key every node of a benchmark signs with.
+func benchKeyRing() (*gossip.KeyRing, error) {
+	k := make([]byte, gossip.MinKeyLen)
+	copy(k, "homing gossipbench key, 32 bytes")
+	return gossip.NewKeyRing(k, nil)
+}
+
+// Group is the multicast group of the homing nodes.
+var Group = netip.MustParseAddr("239.77.0.9")
+
+func startHoming(id uint16, addr netip.Addr, iface string, flush time.Duration, rec *recorder) (*homingNode, error) {
+	ring, err := benchKeyRing()
+	if err != nil {
+		return nil, err
+	}
+	cfg := gossip.Config{
+		HostID: id, Addr: addr, MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(id)}, Keys: ring,
+		Group: Group, Port: gossip.DefaultGossipPort, Interface: iface,
+	}
+	if flush > 0 {
+		cfg.FlushDelay = flush
+	}
+	conn, err := gossip.ListenMulticast(cfg.MulticastConfig())
+	if err != nil {
+		return nil, err
+	}
+	tbl := gossiptest.NewTable()
+	tbl.OnApply(func(ups []session.Update) {
+		now := mono()
+		for _, u := range ups {
+			if !u.Delete && u.Owner.Host != id {
+				rec.applied(Index(u.Key), now)
+			}
+		}
+	})
+	n, err := gossip.New(cfg, conn, tbl, gossiptest.NewTemplates())
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &homingNode{n: n, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- n.Run(ctx) }()
+	return h, nil
+}
+
+func (h *homingNode) peers() int           { return int(h.n.Stats().PeersUp) }
+func (h *homingNode) announce(i int) error { return h.n.LocalAdd(Key(i)) }
+func (h *homingNode) stats() any           { return h.n.Stats() }
+
+func (h *homingNode) close() {
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// errNoRecord is a memberlist message that is not one record.
+var errNoRecord = errors.New("not one gossip record")
+
+// decodeRecord decodes a memberlist user message: one gossip record.
+func decodeRecord(b []byte) (session.Key, error) {
+	r, n, err := gossip.ParseRecord(b)
+	if err != nil {
+		return session.Key{}, err
+	}
+	if n != len(b) {
+		return session.Key{}, fmt.Errorf("%d bytes after the record: %w", len(b)-n, errNoRecord)
+	}
+	return r.Key, nil
+}
+
+// encodeRecord is the user message announcing session i from host 1.
+func encodeRecord(i int) []byte {
+	return gossip.AppendRecord(nil, gossip.Record{Op: gossip.OpAdd, Key: Key(i), Owner: session.Owner{Host: 1, Epoch: 1}})
+}

@@ -1,0 +1,307 @@
+// Package gossipbench measures gossip convergence the way a POP runs it: one process
+// per host. Each of 5 hosts (an announcer and 4 peers) is a network namespace on one
+// bridge, and each runs its node in a child process of its own (the benchmark program
+// re-executed under ChildCommand inside the namespace), so that the delays are those of
+// the network stack and of each node's own scheduling, not of 5 nodes' goroutines
+// sharing one Go runtime.
+//
+// For each system (homing's gossip.Node over multicast, and hashicorp/memberlist's
+// broadcast queue with LAN defaults) and each rate, Run starts fresh nodes, waits until
+// they see each other, has the announcer announce new sessions at the rate, each at its
+// own time (clock_nanosleep), and measures for every session the delay from its
+// announcement to its apply at the last of the 4 peers. Every process timestamps with
+// CLOCK_MONOTONIC, which is one clock for the whole machine.
+//
+//	parent ──stdin/stdout lines (proto.go)──▶ ip netns exec hmg-gb-…-hN  <exe> gossip-node -system … -id N
+//
+// Run needs root and ip(8).
+package gossipbench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/homing-dev/homing/gossip"
+)
+
+// The systems compared.
+const (
+	Homing     = "homing"
+	Memberlist = "memberlist"
+)
+
+// Peers is the number of peers every announcement must reach.
+const Peers = 4
+
+// ErrUnavailable is returned by Run when the machine cannot run it (not root, no ip).
+var ErrUnavailable = errors.New("gossip benchmark unavailable")
+
+// Options configures Run. Zero fields take the defaults.
+type Options struct {
+	// Rates are the sessions per second announced (default 1000, 10000, 50000), each
+	// for Duration (default 2 s).
+	Rates    []int
+	Duration time.Duration
+	// Systems to run, in order (default homing, then memberlist); MemberlistRates
+	// overrides Rates for memberlist.
+	Systems         []string
+	MemberlistRates []int
+	// Wait bounds how long after the last announcement Run waits for every session
+	// to reach every peer: HomingWait (default 10 s) and MemberlistWait (default
+	// 30 s). Sessions still missing then count as never converging.
+	HomingWait, MemberlistWait time.Duration
+	// FlushDelay, if not zero, overrides the homing nodes' FlushDelay (otherwise the
+	// library's defaults are measured).
+	FlushDelay time.Duration
+	// Command starts a child node: the program and its leading arguments, to which
+	// Run adds the node's flags (default: this executable and ChildCommand; the
+	// program must call Child for it).
+	Command []string
+	// Log receives a line per run as it completes (nil: nothing).
+	Log io.Writer
+}
+
+// Row is one run: one system at one rate.
+type Row struct {
+	System string
+	Rate   int // sessions per second
+	Summary
+	// Wire is the announcer's records traffic (homing only).
+	Wire Wire
+	// AnnounceErrors counts announcements that failed (homing: queue full).
+	AnnounceErrors int
+	// LateP99 is the 99th percentile of how late the announcer announced against its
+	// schedule (a check of the pacing).
+	LateP99 time.Duration
+	// Gaps and AuthFailures sum the peers' sequence gaps and rejected datagrams
+	// (homing only).
+	Gaps, AuthFailures uint64
+	// Elapsed is the wall time of the run, node start to stop.
+	Elapsed time.Duration
+}
+
+func (o *Options) defaults() error {
+	if len(o.Rates) == 0 {
+		o.Rates = []int{1000, 10000, 50000}
+	}
+	if len(o.MemberlistRates) == 0 {
+		o.MemberlistRates = o.Rates
+	}
+	if o.Duration <= 0 {
+		o.Duration = 2 * time.Second
+	}
+	if len(o.Systems) == 0 {
+		o.Systems = []string{Homing, Memberlist}
+	}
+	if o.HomingWait <= 0 {
+		o.HomingWait = 10 * time.Second
+	}
+	if o.MemberlistWait <= 0 {
+		o.MemberlistWait = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if len(o.Command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Command = []string{exe, ChildCommand}
+	}
+	for _, s := range o.Systems {
+		if s != Homing && s != Memberlist {
+			return fmt.Errorf("system %q: want %s or %s", s, Homing, Memberlist)
+		}
+	}
+	return nil
+}
+
+// Run runs the benchmark: for each system, for each rate, fresh nodes in fresh
+// processes in one lab of namespaces, deleted at the end. It returns a row per run.
+func Run(ctx context.Context, o Options) (rows []Row, err error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("needs root (network namespaces): %w", ErrUnavailable)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, fmt.Errorf("needs ip(8): %w", errors.Join(err, ErrUnavailable))
+	}
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	l, err := newLab(1 + Peers)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, l.close()) }()
+	next := 0 // first session index of the next run
+	for _, sys := range o.Systems {
+		rates := o.Rates
+		if sys == Memberlist {
+			rates = o.MemberlistRates
+		}
+		for _, rate := range rates {
+			count := max(1, int(float64(rate)*o.Duration.Seconds()))
+			if next+count > maxIndex {
+				next = 0
+			}
+			r, err := runOnce(ctx, l, o, sys, rate, next, count)
+			if err != nil {
+				return rows, fmt.Errorf("%s at %d/s: %w", sys, rate, err)
+			}
+			next += count
+			rows = append(rows, r)
+			fmt.Fprintf(o.Log, "gossip %s %d/s: %d of %d converged, p50 %v p99 %v max %v\n",
+				sys, rate, r.Converged, r.Sessions, Micros(r.P50), Micros(r.P99), Micros(r.Max))
+		}
+	}
+	return rows, nil
+}
+
+// runOnce starts the 5 nodes of sys, announces count sessions from base at rate, and
+// measures.
+func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, count int) (row Row, err error) {
+	const startTimeout = 10 * time.Second
+	start := time.Now()
+	row = Row{System: sys, Rate: rate}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	launch := func(id int) (*proc, error) {
+		argv := append(append([]string(nil), o.Command...), "-system", sys, "-id", fmt.Sprint(id))
+		if sys == Homing && o.FlushDelay > 0 {
+			argv = append(argv, "-flush", o.FlushDelay.String())
+		}
+		if sys == Memberlist && id != 1 {
+			argv = append(argv, "-join", fmt.Sprintf("198.18.50.1:%d", memberlistPort))
+		}
+		p, err := startProc(fmt.Sprintf("%s node %d", sys, id), l.host(id), argv)
+		if err == nil {
+			procs = append(procs, p)
+		}
+		return p, err
+	}
+	// The announcer first: memberlist peers join it when they start.
+	ann, err := launch(1)
+	if err != nil {
+		return row, err
+	}
+	if _, err := ann.expect(ctx, startTimeout, "ready"); err != nil {
+		return row, err
+	}
+	peers := make([]*proc, Peers)
+	for i := range peers {
+		if peers[i], err = launch(i + 2); err != nil {
+			return row, err
+		}
+	}
+	for _, p := range peers {
+		if _, err := p.expect(ctx, startTimeout, "ready"); err != nil {
+			return row, err
+		}
+	}
+	for _, p := range procs {
+		if err := p.send(command{op: "wait", args: []int64{Peers, int64(startTimeout)}}); err != nil {
+			return row, err
+		}
+	}
+	for _, p := range procs {
+		if _, err := p.expect(ctx, startTimeout+time.Second, "ok"); err != nil {
+			return row, err
+		}
+	}
+
+	wait := o.HomingWait
+	if sys == Memberlist {
+		wait = o.MemberlistWait
+	}
+	runTime := time.Duration(float64(count) / float64(rate) * float64(time.Second))
+	awaitTimeout := runTime + wait + time.Second
+	for _, p := range peers {
+		if _, err := p.call(ctx, startTimeout, command{op: "await", args: []int64{int64(base), int64(count), int64(awaitTimeout)}}, "armed"); err != nil {
+			return row, err
+		}
+	}
+	s0, err := nodeStats(ctx, ann)
+	if err != nil {
+		return row, err
+	}
+	v, err := ann.ints(ctx, runTime+startTimeout, command{op: "run", args: []int64{int64(rate), int64(count), int64(base)}}, "ran", 3)
+	if err != nil {
+		return row, err
+	}
+	row.AnnounceErrors, row.LateP99 = int(v[1]), time.Duration(v[2])
+	for _, p := range peers {
+		if _, err := p.expect(ctx, awaitTimeout+startTimeout, "done"); err != nil {
+			return row, err
+		}
+	}
+	s1, err := nodeStats(ctx, ann)
+	if err != nil {
+		return row, err
+	}
+	row.Wire = wireBetween(s0, s1)
+	announced, err := ann.samples(ctx, startTimeout)
+	if err != nil {
+		return row, err
+	}
+	applied := make([][]Sample, len(peers))
+	for i, p := range peers {
+		if applied[i], err = p.samples(ctx, startTimeout); err != nil {
+			return row, err
+		}
+		st, err := nodeStats(ctx, p)
+		if err != nil {
+			return row, err
+		}
+		row.Gaps += st.SeqGaps
+		row.AuthFailures += st.AuthFailures
+	}
+	if sys != Homing {
+		row.Wire = Wire{}
+	}
+	row.Summary = Summarize(Delays(base, count, announced, applied))
+	row.Elapsed = time.Since(start)
+	return row, nil
+}
+
+// nodeStats asks a node for its counters (zero for memberlist).
+func nodeStats(ctx context.Context, p *proc) (gossip.Stats, error) {
+	var s gossip.Stats
+	rest, err := p.call(ctx, 10*time.Second, command{op: "stats"}, "stats")
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal([]byte(rest), &s); err != nil {
+		return s, fmt.Errorf("%s stats: %w", p.name, err)
+	}
+	return s, nil
+}
+
+// Micros formats a delay in whole microseconds, Inf as "∞".
+func Micros(d time.Duration) string {
+	if d == Inf {
+		return "∞"
+	}
+	return fmt.Sprint(d.Microseconds())
+}
+
+// Ratio formats a/b ("∞" when a is Inf, "-" when b is 0 or Inf).
+func Ratio(a, b time.Duration) string {
+	switch {
+	case b <= 0 || b == Inf:
+		return "-"
+	case a == Inf:
+		return "∞"
+	}
+	return fmt.Sprintf("%.1f", float64(a)/float64(b))
+}
