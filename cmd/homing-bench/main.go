@@ -1,31 +1,40 @@
-// Command homing-bench measures the data plane (make bench). Every rate is a ratio to a
-// bare rx→tx loop with the same traffic generator on the same PMD, measured in the same
-// run, because this kind of machine is shared and noisy; instruction counts come from
-// callgrind (-callgrind), which counts the same for the same binary and input. See
-// docs/PERFORMANCE.md.
+// Command homing-bench measures the data plane and the gossip (make bench), and prints
+// one table of both. Every data-plane rate is a ratio to a bare rx→tx loop with the same
+// traffic generator on the same PMD, measured in the same run, because this kind of
+// machine is shared and noisy; instruction counts come from callgrind (-callgrind),
+// which counts the same for the same binary and input. The gossip rows are convergence
+// delays over multicast among 5 processes in network namespaces, homing's gossip next
+// to hashicorp/memberlist (internal/gossipbench; root). See docs/PERFORMANCE.md.
 //
-//	homing-bench              full run: 1M and 10M sessions, 20M packets per case, 3 rounds
+//	homing-bench              full run: 1M and 10M sessions, 20M packets per case, 3 rounds; gossip at 1k, 10k, 50k/s
 //	homing-bench -smoke       a few seconds, for CI: checks that the benchmark still works
+//	homing-bench -gossip-only the gossip rows only (-gossip=false: none)
 //	homing-bench -callgrind   pipeline instructions per packet (runs itself under valgrind)
 //	homing-bench -case C      one case only (what -callgrind runs)
+//	homing-bench gossip-node  (internal) one gossip node of the gossip benchmark
 package main
 
 import (
 	"bufio"
+	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/homing-dev/homing/dpdk"
+	"github.com/homing-dev/homing/internal/gossipbench"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/session"
 	"github.com/homing-dev/homing/table"
@@ -39,9 +48,20 @@ type options struct {
 	only          string
 	churn         time.Duration
 	scaling       bool
+	smoke         bool
+	gossip        bool          // run the gossip benchmark too
+	gossipOnly    bool          // run only the gossip benchmark
+	gossipFlush   time.Duration // homing FlushDelay override (0: the default)
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == gossipbench.ChildCommand {
+		if err := gossipbench.Child(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "homing-bench gossip-node:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	smoke := flag.Bool("smoke", false, "tiny run for CI (asserts nothing about speed)")
 	cg := flag.Bool("callgrind", false, "count the pipeline's instructions per packet under valgrind (callgrind)")
@@ -53,20 +73,46 @@ func main() {
 	flag.StringVar(&o.only, "case", "", "run only this case (bare, redirect, local, bare-gue, decap): for instruction counts")
 	flag.DurationVar(&o.churn, "churn", 3*time.Second, "table-write phase: batched inserts and deletes while an lcore forwards (0: skip)")
 	flag.BoolVar(&o.scaling, "scaling", true, "also run 2 worker lcores at once (needs 2 CPUs)")
+	flag.BoolVar(&o.gossip, "gossip", true, "also run the gossip convergence benchmark (root: network namespaces)")
+	flag.BoolVar(&o.gossipOnly, "gossip-only", false, "run only the gossip convergence benchmark")
+	flag.DurationVar(&o.gossipFlush, "gossip-flush", 0, "gossip benchmark: homing FlushDelay (0: the library's default)")
 	flag.Parse()
+	o.smoke = *smoke
 	if *smoke {
 		o.sessions, o.big, o.packets, o.rounds, o.huge, o.churn = 1<<16, 0, 200_000, 1, false, 200*time.Millisecond
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var err error
-	if *cg {
+	switch {
+	case *cg:
 		err = callgrind(o)
-	} else {
-		err = run(o)
+	case o.gossipOnly:
+		err = runGossipOnly(ctx, o)
+	default:
+		err = run(ctx, o)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "homing-bench:", err)
+		stop()
 		os.Exit(1)
 	}
+}
+
+// tableHeader is the header of the one table: data-plane cases and gossip runs.
+var tableHeader = []string{"case", "sessions", "result", "ratio", "per round", "target"}
+
+// runGossipOnly runs the gossip benchmark alone and prints its rows.
+func runGossipOnly(ctx context.Context, o options) error {
+	g, err := runGossip(ctx, o)
+	fmt.Printf("homing benchmark: gossip only\n\n%s\n\n", g.title)
+	if len(g.rows) > 0 {
+		printTable(tableHeader, g.rows)
+	}
+	for _, n := range g.notes {
+		fmt.Println(n)
+	}
+	return err
 }
 
 const (
@@ -207,9 +253,9 @@ func cases(main, big *fixture) []bcase {
 	return cs
 }
 
-func run(o options) error {
+func run(ctx context.Context, o options) error {
 	if o.only != "" {
-		o.big, o.churn, o.scaling, o.rounds = 0, 0, false, 1
+		o.big, o.churn, o.scaling, o.rounds, o.gossip = 0, 0, false, 1, false
 	}
 	mem := 256 + int((table.MemSize(uint32(o.sessions+o.sessions/4), 1024)+table.MemSize(uint32(o.big+o.big/4), 1024))>>20)
 	if o.huge {
@@ -291,10 +337,7 @@ func run(o options) error {
 	if !o.huge {
 		memMode = "--no-huge"
 	}
-	fmt.Printf("homing data-plane benchmark: net_null, 1 worker lcore, median of %d rounds of %d packets per case, %s (setup %.1fs)\n\n",
-		o.rounds, o.packets, memMode, setup.Seconds())
-	fmt.Printf("| %-42s | %10s | %8s | %8s | %10s | %8s |\n", "case", "sessions", "Mpps", "ratio", "per round", "target")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 44), strings.Repeat("-", 12), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12), strings.Repeat("-", 10))
+	var rows [][]string
 	for _, c := range cs {
 		m := median(results[c.id])
 		ratio, best := "-", "-"
@@ -306,9 +349,34 @@ func run(o options) error {
 			}
 			best = fmt.Sprintf("%.3f", median(rr))
 		}
-		fmt.Printf("| %-42s | %10d | %8.2f | %8s | %10s | %8s |\n", c.name, c.fx.n, m, ratio, best, c.target)
+		rows = append(rows, []string{c.name, fmt.Sprint(c.fx.n), fmt.Sprintf("%.2f Mpps", m), ratio, best, cmp.Or(c.target, "-")})
 	}
-	fmt.Printf("\n(ratio: of the medians; per round: median of each round's ratio to the bare loop run just before it)\n")
+	// The gossip runs after the data-plane rounds (the lcores idle meanwhile), so that
+	// both are in the one table.
+	var g gossipResult
+	var gerr error
+	if o.gossip {
+		g, gerr = runGossip(ctx, o)
+		rows = append(rows, g.rows...)
+	}
+	fmt.Printf("homing benchmark: data plane: net_null, 1 worker lcore, median of %d rounds of %d packets per case, %s (setup %.1fs)\n",
+		o.rounds, o.packets, memMode, setup.Seconds())
+	if g.title != "" {
+		fmt.Println(g.title)
+	}
+	fmt.Println()
+	printTable(tableHeader, rows)
+	fmt.Printf("\n(data plane: ratio of the medians to the bare loop; per round: median of each round's ratio to the bare loop run just before it)\n")
+	if o.gossip && len(g.rows) > 0 {
+		fmt.Printf("(gossip: p50/p90/p99/max of the delays of all sessions, ∞ for those that had not reached all peers by the end of the wait; " +
+			"B/record: gossip payload of the records datagrams, then with 28 B of IPv4+UDP per datagram; ratio: memberlist's delay over homing's at the same rate)\n")
+	}
+	for _, n := range g.notes {
+		fmt.Println(n)
+	}
+	if gerr != nil && ctx.Err() != nil {
+		return gerr // interrupted
+	}
 
 	fmt.Printf("\ntable memory (IPv4 capacity = 1.25 x sessions, IPv6 capacity 1024):\n\n")
 	fmt.Printf("| %10s | %14s | %18s | %14s |\n", "sessions", "heap growth", "heap B/session", "MemSize B/s")
@@ -331,7 +399,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	return nil
+	return gerr
 }
 
 // churn applies batches of inserts and deletes (of sessions the generator never sends)
