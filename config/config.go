@@ -210,8 +210,8 @@ type Gossip struct {
 	Insecure          bool   // no authentication (tests only)
 	MaxDatagram       int    // bytes of UDP payload
 	FlushDelay        time.Duration
-	FixedFlush        bool // gossip.flush = "fixed"
-	MaxRate           int // datagrams per second
+	Flush             string // "adaptive" or "fixed"
+	MaxRate           int    // datagrams per second
 	HeartbeatInterval time.Duration
 	DownAfter         int // missed heartbeats before a peer is down
 	Grace             time.Duration
@@ -315,6 +315,7 @@ func Default() *Config {
 			TTL:               DefaultGossipTTL,
 			MaxDatagram:       DefaultMaxDatagram,
 			FlushDelay:        DefaultFlushDelay,
+			Flush:             "adaptive",
 			MaxRate:           DefaultMaxRate,
 			HeartbeatInterval: DefaultHeartbeatInterval,
 			DownAfter:         DefaultDownAfter,

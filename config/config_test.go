@@ -224,7 +224,7 @@ format = "json"
 				SrcPort: 1, DstPort: 80, Proto: session.TCP}, Owner: 4095},
 		},
 		Gossip: Gossip{Enabled: true, Group: netip.MustParseAddr("ff02::1:6"), Port: 7002, Interface: "eth9", TTL: 2,
-			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, FixedFlush: true, MaxRate: 5, HeartbeatInterval: time.Second,
+			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, Flush: "fixed", MaxRate: 5, HeartbeatInterval: time.Second,
 			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
 			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000, RelayPort: DefaultRelayPort},
 		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled", TentativeLifetime: 500 * time.Millisecond},

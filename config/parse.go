@@ -738,10 +738,9 @@ func (c *checker) gossip(cfg *Config, g *fileGossip) {
 		}
 	}
 	out.FlushDelay = c.duration("gossip.flush_delay", g.FlushDelay)
+	out.Flush = g.Flush
 	switch g.Flush {
-	case "adaptive":
-	case "fixed":
-		out.FixedFlush = true
+	case "adaptive", "fixed":
 	default:
 		c.fail(ErrInvalid, "gossip.flush", "%q: want \"adaptive\" or \"fixed\"", g.Flush)
 	}

@@ -110,14 +110,14 @@ func (d *Daemon) startControl() (err error) {
 		c.node, err = gossip.New(gossip.Config{
 			HostID: cfg.Host.ID, Addr: cfg.Host.Address, MAC: d.MAC, TunnelPort: cfg.Tunnel.Port, Domain: cfg.Host.Domain,
 			Group: cfg.Gossip.Group, Port: cfg.Gossip.Port, Interface: cfg.Gossip.Interface, TTL: cfg.Gossip.TTL,
-			Keys: keys, Insecure: cfg.Gossip.Insecure, MaxDatagram: cfg.Gossip.MaxDatagram, FlushDelay: cfg.Gossip.FlushDelay, FixedFlush: cfg.Gossip.FixedFlush,
+			Keys: keys, Insecure: cfg.Gossip.Insecure, MaxDatagram: cfg.Gossip.MaxDatagram, FlushDelay: cfg.Gossip.FlushDelay, FixedFlush: cfg.Gossip.Flush == "fixed",
 			MaxRate: cfg.Gossip.MaxRate, HeartbeatInterval: cfg.Gossip.HeartbeatInterval, DownAfter: cfg.Gossip.DownAfter,
 			Grace: cfg.Gossip.Grace, Linger: cfg.Gossip.Linger, DiscoveryFile: cfg.Gossip.DiscoveryFile, Logger: d.Log.With("part", "gossip"),
 			OnConverge: d.onConverge,
 			Repair:     cfg.Gossip.Repair, RepairListener: repairL, RepairPort: cfg.Gossip.RepairPort,
 			RepairInterval: cfg.Gossip.RepairInterval, RepairTimeout: cfg.Gossip.RepairTimeout,
 			RepairMaxRecords: cfg.Gossip.RepairMaxRecords, NoDigest: !cfg.Gossip.Digest,
-		}, d.gossipConn(relayed, keys), d.Table, templates{d})
+		}, relayed, d.Table, templates{d})
 		if err != nil {
 			if repairL != nil {
 				repairL.Close()
@@ -125,6 +125,9 @@ func (d *Daemon) startControl() (err error) {
 			c.conn.Close()
 			c.conn = nil
 			return fmt.Errorf("%s: gossip: %w", cfg.Source, err)
+		}
+		if keys != nil {
+			d.rotateKeysWith(c.node, c.dom.relay)
 		}
 	}
 	if cfg.Probe.Enabled && cfg.Probe.Tentative {

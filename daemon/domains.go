@@ -261,9 +261,7 @@ func (d *Daemon) startDomains(ctx context.Context, c *control) {
 // gossip.relays, c.conn teed into a relay (gossip.Relay) that forwards this domain's
 // gossip to the relays of the other domains and multicasts theirs here; the relay's
 // receiver runs until ctx is done.
-//
-// The relay checks tags with the keys homingd started with: after a key rotation
-// (SIGHUP) it drops what the new key seals until a restart, as the repair channel does.
+// A key rotation (SIGHUP) reaches the relay with the node (rotateKeysWith).
 func (d *Daemon) relayConn(ctx context.Context, c *control, keys *gossip.KeyRing) (gossip.Conn, error) {
 	cfg := d.Config
 	if !cfg.IsRelay() {

@@ -6,7 +6,7 @@ package daemon
 //	Prometheus ─GET /metrics─▶ [metrics http] ─Snapshot─▶ lcore, port, table, gossip counters
 //	homingctl ─unix socket──▶ [ctl accept] ─▶ [ctl conn] ─handle─▶ table, node, templates
 //	SIGHUP (cmd/homingd) ─config.Load─▶ Reload ─▶ templates, static sessions, keys, log level
-//	gossip node ─Send/Recv─▶ rekeyConn ─▶ MulticastConn   (re-seals when the keys rotated)
+//	SIGHUP with a new gossip.key_file ─▶ gossip Node.SetKeys, Relay.SetKeys
 //
 // Goroutines: "metrics http" (net/http's server), "ctl accept" and one "ctl conn" per
 // connection (package ctl). All end in stopOps, the first step of teardown.
@@ -60,14 +60,14 @@ type ops struct {
 	metrics   *metrics.Metrics
 	http      *http.Server
 	ctl       *ctl.Server
-	rekey     *rekeyConn     // nil: gossip off or insecure
-	level     *slog.LevelVar // nil: the caller's logger has a fixed level
-	reloadMu  sync.Mutex     // serialises Reload
-	mu        sync.Mutex     // protects the fields below
-	live      *config.Config // the configuration in force (d.Config is the one started with)
-	keyFile   []byte         // contents of gossip.key_file in force
-	reloaded  time.Time      // last reload attempt
-	reloadErr string         // its refusal, "" if it applied
+	setKeys   func(*gossip.KeyRing) error // nil: gossip off or insecure
+	level     *slog.LevelVar              // nil: the caller's logger has a fixed level
+	reloadMu  sync.Mutex                  // serialises Reload
+	mu        sync.Mutex                  // protects the fields below
+	live      *config.Config              // the configuration in force (d.Config is the one started with)
+	keyFile   []byte                      // contents of gossip.key_file in force
+	reloaded  time.Time                   // last reload attempt
+	reloadErr string                      // its refusal, "" if it applied
 
 	countMu    sync.Mutex     // protects the per-owner count cache below
 	owners     map[uint16]int // entries per owner, counted at ownersAt
@@ -637,8 +637,10 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 		changes = append(changes, fmt.Sprintf("static sessions: %d added or changed, %d removed", nAdd, len(ups)-nAdd))
 	}
 
-	if ring != nil && o.rekey != nil && !bytes.Equal(keyData, o.keyFile) {
-		o.rekey.setKeys(ring)
+	if ring != nil && o.setKeys != nil && !bytes.Equal(keyData, o.keyFile) {
+		if err := o.setKeys(ring); err != nil {
+			return changes, fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
+		}
 		changes = append(changes, "gossip keys")
 	}
 
@@ -711,40 +713,20 @@ func KeyName(field string) string {
 
 // ---- gossip key rotation ----
 
-// gossipConn wraps the gossip transport so that a reload can rotate the keys: the node
-// keeps the ring it started with, and once the keys changed this Conn re-seals what it
-// sends with the new ring and, on receive, checks tags against the new ring (current
-// and accepted key) and re-seals accepted datagrams with the start ring for the node (a
-// rejected one is passed with a broken tag, so that the node counts the failure).
-// Until the first rotation datagrams pass through untouched.
-//
-// The node's unicast repair channel keeps the start ring until a restart: package
-// gossip has no way yet to change a running node's keys (see docs/OPERATIONS.md).
-func (d *Daemon) gossipConn(c gossip.Conn, ring *gossip.KeyRing) gossip.Conn {
-	if ring == nil {
-		return c
+// rotateKeysWith makes a reload's new gossip keys reach node and, on a relay host,
+// relay: both switch every channel at once (multicast, repair, NACK, relay envelopes;
+// exchanges already in flight finish with their keys).
+func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
+	if node == nil {
+		return
 	}
-	r := &rekeyConn{Conn: c, start: ring, startSealer: gossip.NewSealer(ring), max: d.Config.Gossip.MaxDatagram}
-	d.opsState(true).rekey = r
-	return r
-}
-
-type rekeyConn struct {
-	gossip.Conn
-	start       *gossip.KeyRing
-	startSealer *gossip.Sealer // re-seals received datagrams; receiver goroutine only (under mu)
-	max         int
-
-	mu         sync.Mutex // protects the fields below (Send and Recv run concurrently)
-	live       *gossip.KeyRing
-	liveSealer *gossip.Sealer
-	liveOpener *gossip.Opener
-}
-
-func (r *rekeyConn) setKeys(ring *gossip.KeyRing) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.live, r.liveSealer, r.liveOpener = ring, gossip.NewSealer(ring), gossip.NewOpener(ring, r.max)
+	d.opsState(true).setKeys = func(r *gossip.KeyRing) error {
+		err := node.SetKeys(r)
+		if relay != nil {
+			err = errors.Join(err, relay.SetKeys(r))
+		}
+		return err
+	}
 }
 
 // countKeys counts the keys of a key file (see gossip.LoadKeyFile): its lines that are
@@ -757,38 +739,6 @@ func countKeys(b []byte) int {
 		}
 	}
 	return n
-}
-
-func (r *rekeyConn) Send(b []byte) error {
-	r.mu.Lock()
-	if r.live != nil {
-		if d := gossip.Datagram(b); d.Validate(0) == nil {
-			r.liveSealer.Seal(d, d.Header())
-		}
-	}
-	r.mu.Unlock()
-	return r.Conn.Send(b)
-}
-
-func (r *rekeyConn) Recv(buf []byte) (int, netip.AddrPort, error) {
-	n, src, err := r.Conn.Recv(buf)
-	if err != nil {
-		return n, src, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.live == nil {
-		return n, src, nil
-	}
-	d := gossip.Datagram(buf[:n])
-	switch err := r.liveOpener.Open(d); {
-	case err == nil:
-		r.startSealer.Seal(d, d.Header())
-	case errors.Is(err, gossip.ErrBadTag):
-		r.startSealer.Seal(d, d.Header())
-		d.Tag()[0] ^= 0xff
-	}
-	return n, src, nil
 }
 
 // ---- logging ----

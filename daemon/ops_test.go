@@ -186,7 +186,6 @@ func TestKeyRotation(t *testing.T) {
 		d     *Daemon
 		node  *gossip.Node
 		table *gossiptest.Table
-		rc    *rekeyConn
 	}
 	var hosts []*host
 	for id := uint16(1); id <= 2; id++ {
@@ -194,16 +193,15 @@ func TestKeyRotation(t *testing.T) {
 		cfg.Host.ID = id
 		d := &Daemon{Config: cfg}
 		h := &host{d: d, table: gossiptest.NewTable()}
-		conn := d.gossipConn(hub.Conn(), start)
-		h.rc = conn.(*rekeyConn)
 		var err error
 		h.node, err = gossip.New(gossip.Config{HostID: id, Addr: netip.AddrFrom4([4]byte{198, 18, 50, byte(id)}),
 			MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(id)}, Domain: "lab", Keys: start,
 			HeartbeatInterval: 20 * time.Millisecond, FlushDelay: time.Millisecond, Linger: -1},
-			conn, h.table, gossiptest.NewTemplates())
+			hub.Conn(), h.table, gossiptest.NewTemplates())
 		if err != nil {
 			t.Fatal(err)
 		}
+		d.rotateKeysWith(h.node, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); _ = h.node.Run(ctx) }()
@@ -211,6 +209,12 @@ func TestKeyRotation(t *testing.T) {
 		hosts = append(hosts, h)
 	}
 	a, b := hosts[0], hosts[1]
+	setKeys := func(h *host, r *gossip.KeyRing) {
+		t.Helper()
+		if err := h.d.opsState(false).setKeys(r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	step := 0
 	exchange := func(what string) {
 		t.Helper()
@@ -228,21 +232,21 @@ func TestKeyRotation(t *testing.T) {
 		gossiptest.WaitFor(t, 5*time.Second, what+": a learns b's session", func() bool { o, ok := a.table.Get(kb); return ok && o.Host == 2 })
 	}
 	exchange("start, both K1")
-	a.rc.setKeys(mustRing(t, k1, k2))
+	setKeys(a, mustRing(t, k1, k2))
 	exchange("a signs K1 and accepts K2")
-	b.rc.setKeys(mustRing(t, k1, k2))
+	setKeys(b, mustRing(t, k1, k2))
 	exchange("both sign K1 and accept K2")
-	a.rc.setKeys(mustRing(t, k2, k1))
+	setKeys(a, mustRing(t, k2, k1))
 	exchange("a signs K2, b accepts it")
-	b.rc.setKeys(mustRing(t, k2, k1))
+	setKeys(b, mustRing(t, k2, k1))
 	exchange("both sign K2 and accept K1")
-	a.rc.setKeys(mustRing(t, k2, nil))
-	b.rc.setKeys(mustRing(t, k2, nil))
+	setKeys(a, mustRing(t, k2, nil))
+	setKeys(b, mustRing(t, k2, nil))
 	exchange("both K2 only")
 
 	// A host on another key is refused, and counted.
 	before := b.node.Stats().AuthFailures
-	a.rc.setKeys(mustRing(t, k3, nil))
+	setKeys(a, mustRing(t, k3, nil))
 	k := session.Key{Src: netip.MustParseAddr("198.18.100.250"), Dst: netip.MustParseAddr("198.19.255.1"), SrcPort: 9, DstPort: 443, Proto: session.TCP}
 	if err := a.node.LocalAdd(k); err != nil {
 		t.Fatal(err)

@@ -215,7 +215,7 @@ func (n *Node) nack(ctx context.Context, job nackJob) {
 	add(&n.stats.NackSeqsRequested, len(job.seqs))
 	dgs, err := n.fetchNack(ctx, job)
 	if err == nil {
-		op := NewOpener(n.cfg.Keys, n.cfg.MaxDatagram)
+		op := NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
 		var recs []Record
 		for _, d := range dgs {
 			recs = n.handleResent(op, job, d, recs[:0])
@@ -311,7 +311,7 @@ func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]Datagram, error) {
 	n.nonce(req.ClientNonce[:])
 	f := AppendNackRequest(make([]byte, HeaderLen, MaxNackRequestLen), &req)
 	f = f[:len(f)+TagLen]
-	NewSealer(n.cfg.Keys).Seal(f, Header{Type: TypeNackRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
+	NewSealer(n.keys.Load()).Seal(f, Header{Type: TypeNackRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
 		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
 	if _, err := rs.c.Write(f); err != nil {
 		return nil, fmt.Errorf("nack request: %w", err)

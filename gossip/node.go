@@ -339,6 +339,31 @@ type Node struct {
 	gapPeers atomic.Int64 // peers with missing datagrams (nack.go)
 
 	running atomic.Bool
+
+	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
+	// bumped after the store, so that a reader that sees a new generation sees its keys).
+	keys   atomic.Pointer[KeyRing]
+	keyGen atomic.Uint64
+}
+
+// ErrInsecure is returned by SetKeys on a node that runs without keys.
+var ErrInsecure = errors.New("gossip runs without keys (insecure)")
+
+// SetKeys replaces the keys at once for every channel: multicast datagrams sent and
+// received from now on, and the repair and NACK exchanges started from now on (an
+// exchange in flight finishes with the keys it started with). A rotation gives the new
+// key with the old one as the accepted key, so that peers not yet rotated still agree
+// (see docs/OPERATIONS.md).
+func (n *Node) SetKeys(ring *KeyRing) error {
+	if ring == nil || n.keys.Load() == nil {
+		return ErrInsecure
+	}
+	n.sendMu.Lock()
+	n.keys.Store(ring)
+	n.sealer = NewSealer(ring)
+	n.keyGen.Add(1)
+	n.sendMu.Unlock()
+	return nil
 }
 
 // New returns a Node that gossips over conn and programs table and templates. Call Run
@@ -389,6 +414,7 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 			return nil, err
 		}
 	}
+	n.keys.Store(cfg.Keys)
 	return n, nil
 }
 

@@ -13,10 +13,14 @@ import (
 // receiver is the goroutine that reads, checks and applies datagrams.
 func (n *Node) receiver(ctx context.Context) {
 	buf := make([]byte, MaxDatagramLen+1) // one more byte than acceptable: oversize shows
-	op := NewOpener(n.cfg.Keys, n.cfg.MaxDatagram)
+	gen := n.keyGen.Load()
+	op := NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
 	var recs []Record
 	for {
 		m, _, err := n.conn.Recv(buf)
+		if g := n.keyGen.Load(); g != gen {
+			gen, op = g, NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return

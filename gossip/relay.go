@@ -297,6 +297,18 @@ func (r *Relay) openEnvelope(env Datagram) (Datagram, error) {
 	return env.Body(), nil
 }
 
+// SetKeys replaces the keys envelopes are sealed and checked with, and relayed
+// datagrams checked with, from now on (see Node.SetKeys).
+func (r *Relay) SetKeys(ring *KeyRing) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ring == nil || r.cfg.Keys == nil {
+		return ErrInsecure
+	}
+	r.cfg.Keys, r.sealer, r.opener = ring, NewSealer(ring), NewOpener(ring, r.cfg.MaxDatagram)
+	return nil
+}
+
 // handle takes one envelope from a peer relay.
 func (r *Relay) handle(b []byte, from netip.AddrPort) {
 	inc(&r.stats.Received)

@@ -251,7 +251,7 @@ func (n *Node) dialRepair(ctx context.Context, id uint16, addr netip.AddrPort, i
 	if err != nil {
 		return nil, nonce, fmt.Errorf("repair dial %s: %w", addr, err)
 	}
-	rs := &repairStream{n: n, c: c, op: NewOpener(n.cfg.Keys, 0), id: id, inc: inc}
+	rs := &repairStream{n: n, c: c, op: NewOpener(n.keys.Load(), 0), id: id, inc: inc}
 	rs.stop = context.AfterFunc(ctx, func() { c.Close() })
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
@@ -306,7 +306,7 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 	n.nonce(req.ClientNonce[:])
 	f := AppendRepairRequest(make([]byte, HeaderLen, Overhead+RepairRequestLen), &req)
 	f = f[:len(f)+TagLen]
-	NewSealer(n.cfg.Keys).Seal(f, Header{Type: TypeRepairRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
+	NewSealer(n.keys.Load()).Seal(f, Header{Type: TypeRepairRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
 		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
 	if _, err := rs.c.Write(f); err != nil {
 		return nil, fmt.Errorf("repair request: %w", err)

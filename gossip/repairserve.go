@@ -85,7 +85,7 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 // answer runs the server side of the exchange (a full repair or a NACK) and returns
 // the bytes it wrote and whether the request was a NACK.
 func (n *Node) answer(c net.Conn) (int, bool, error) {
-	sealer := NewSealer(n.cfg.Keys)
+	sealer := NewSealer(n.keys.Load())
 	sent := 0
 	write := func(f []byte, h Header) error {
 		h.Sender, h.Incarnation = n.cfg.HostID, n.inc
@@ -103,7 +103,7 @@ func (n *Node) answer(c net.Conn) (int, bool, error) {
 
 	d, _, err := ReadFrame(c, nil, MaxNackRequestLen)
 	if err == nil {
-		err = NewOpener(n.cfg.Keys, 0).OpenFrame(d)
+		err = NewOpener(n.keys.Load(), 0).OpenFrame(d)
 	}
 	if err != nil {
 		return sent, false, fmt.Errorf("repair request: %w", err)
