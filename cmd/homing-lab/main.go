@@ -75,6 +75,7 @@ func demo(args []string) int {
 	step := fs.Duration("step", 3*time.Second, "traffic after each step")
 	homingd := fs.String("homingd", "", "homingd executable (default: next to this one, then PATH)")
 	keep := fs.Bool("keep", false, "keep the labs' directories (configs, logs)")
+	ipv6 := fs.Bool("ipv6", false, "an IPv6 POP: VIP, clients, hosts, tunnels and gossip in 2001:2::/48")
 	_ = fs.Parse(args)
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "homing-lab demo: needs root (network namespaces, DPDK, eBPF)")
@@ -99,12 +100,16 @@ func demo(args []string) int {
 		fmt.Fprintln(os.Stderr, "homing-lab demo: cleanup of an earlier run:", err)
 	}
 	t0 := time.Now()
-	fmt.Printf("homing-lab demo: a POP in network namespaces: router (multipath route to the VIP, L4 hash),\n"+
+	family := "IPv4"
+	if *ipv6 {
+		family = "IPv6"
+	}
+	fmt.Printf("homing-lab demo: an %s POP in network namespaces: router (multipath route to the VIP, L4 hash),\n"+
 		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v.\n"+
 		"Steps: drain h1 (it keeps running), restore it, add h%d, new router hash seed.\n\n",
-		*hosts, *conns, lab.MinGap, lab.MaxGap, *hosts+1)
+		family, *hosts, *conns, lab.MinGap, lab.MaxGap, *hosts+1)
 	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep,
-		Live: isTerminal(os.Stdout)}
+		Live: isTerminal(os.Stdout), IPv6: *ipv6}
 	var runs []*lab.Result
 	failed := false
 	for _, redirect := range []bool{true, false} {
