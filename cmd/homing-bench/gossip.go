@@ -41,7 +41,7 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 		return res, nil
 	}
 	if err != nil {
-		return res, fmt.Errorf("gossip: %w", err)
+		err = fmt.Errorf("gossip: %w", err) // the rows of the runs that completed are still shown
 	}
 	flush := "library defaults"
 	if o.gossipFlush > 0 {
@@ -94,9 +94,9 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 			r.System, r.Rate, r.LateP99.Round(time.Microsecond), r.Elapsed.Round(10*time.Millisecond)))
 	}
 	if len(failed) > 0 {
-		return res, fmt.Errorf("gossip: %s", strings.Join(failed, "; "))
+		err = errors.Join(err, fmt.Errorf("gossip: %s", strings.Join(failed, "; ")))
 	}
-	return res, nil
+	return res, err
 }
 
 // rateName is 1000 → "1k", 50000 → "50k".
@@ -107,17 +107,23 @@ func rateName(r int) string {
 	return fmt.Sprint(r)
 }
 
-// loadAvg is the first three fields of /proc/loadavg.
+// loadAvg describes the machine's load: /proc/loadavg's three averages and, where the
+// kernel has PSI, the share of the last minute some task waited for a CPU.
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
 	f := strings.Fields(string(b))
-	if len(f) < 3 {
+	if err != nil || len(f) < 3 {
 		return "unknown"
 	}
-	return strings.Join(f[:3], " ")
+	s := strings.Join(f[:3], " ")
+	if b, err := os.ReadFile("/proc/pressure/cpu"); err == nil {
+		for _, w := range strings.Fields(strings.SplitN(string(b), "\n", 2)[0]) {
+			if v, ok := strings.CutPrefix(w, "avg60="); ok {
+				s += ", CPU pressure (some, 60 s) " + v + " %"
+			}
+		}
+	}
+	return s
 }
 
 // printTable prints a markdown table: the first column left-aligned, the others right.
