@@ -16,11 +16,20 @@
 // the established VIP connections, drains the ring, and announces as Add those
 // listed connections the ring did not report (they predate the attachment). The
 // kernel cannot tell when such an old connection closes (sock_ops only reports
-// state changes of sockets it saw established), so Run polls sock_diag every
-// Config.ResyncInterval for them until the last one has gone, and reports their
-// Delete then. emit runs on the Run goroutine; a slow emit fills the ring, and the
-// kernel counts what it could not deliver (Lost). Close may be called from any
-// goroutine and ends Run.
+// state changes of sockets it marked when it reported them established), so Run
+// polls sock_diag every Config.ResyncInterval for them until the last one has gone,
+// and reports their Delete then. emit runs on the Run goroutine; a slow emit fills
+// the ring, and the kernel counts what it could not deliver (Lost).
+//
+// Run recovers from lost events by itself. It remembers every session it announced
+// (cookie → key) and checks Lost 100 ms after the last check whenever records
+// arrived since (a loss means a full ring, so records follow it, and the check comes
+// within 100 ms of them), and every Config.ResyncInterval when idle. When Lost grew, it resyncs: it announces the established VIP connections it
+// does not know (their Add was lost: unmarked, so polled like the old ones) and
+// deletes the sessions whose socket is gone (their Delete was lost). Resyncs are
+// spaced by four times the duration of the last one. The races between a dump and
+// the records still in the ring are handled in track.go. Close may be called from
+// any goroutine and ends Run.
 package probe
 
 import (
@@ -28,6 +37,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"runtime"
@@ -41,8 +51,6 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/homing-dev/homing/session"
 )
 
 // Defaults for Config.
@@ -76,9 +84,29 @@ type Config struct {
 	// of the network namespace of the thread that calls Open are reported (the one
 	// sock_diag lists too).
 	AllNetNS bool
-	// ResyncInterval is how often Run polls sock_diag for the connections that
-	// were established before Open. 0 means DefaultResyncInterval.
+	// ResyncInterval is how often Run polls sock_diag for the connections the
+	// kernel will not report closing (established before Open, or announced by a
+	// resync because their Add was lost), and the longest time between two checks
+	// of the lost counters when the ring is idle. 0 means DefaultResyncInterval.
 	ResyncInterval time.Duration
+	// Logger receives a warning for each resync after lost events. nil discards.
+	Logger *slog.Logger
+}
+
+// Stats are the probe's counters, for metrics.
+type Stats struct {
+	// Lost is Lost(): events the kernel could not put on the ring, and records
+	// that did not decode.
+	Lost uint64
+	// Resyncs counts the resyncs Run did after Lost grew.
+	Resyncs uint64
+	// ResyncAdds counts the Adds resyncs emitted: connections whose Add was lost.
+	ResyncAdds uint64
+	// ResyncDeletes counts the Deletes resyncs emitted: sessions whose Delete was
+	// lost, or polled ones (announced from sock_diag) found closed by a resync.
+	ResyncDeletes uint64
+	// Sessions is the number of sessions Run announced and has not deleted.
+	Sessions uint64
 }
 
 // Probe is an attached sock_ops program and its ring buffer.
@@ -90,7 +118,13 @@ type Probe struct {
 	link   link.Link
 	ring   *ringbuf.Reader
 	cookie uint64 // netns filter; 0 = all
-	bad    atomic.Uint64
+	log    *slog.Logger
+
+	bad           atomic.Uint64 // undecodable records
+	resyncs       atomic.Uint64 // Stats, written by Run
+	resyncAdds    atomic.Uint64
+	resyncDeletes atomic.Uint64
+	sessions      atomic.Uint64
 
 	diagMu sync.Mutex // protects diag, nil once closed
 	diag   *netlink.Handle
@@ -174,7 +208,10 @@ func Open(cfg Config) (*Probe, error) {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
 
-	p := &Probe{cfg: cfg, vips: vips, synced: make(chan struct{})}
+	p := &Probe{cfg: cfg, vips: vips, log: cfg.Logger, synced: make(chan struct{})}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
 	if !cfg.AllNetNS {
 		if p.cookie, err = netnsCookie(); err != nil {
 			return nil, err
@@ -256,6 +293,17 @@ func (p *Probe) Lost() uint64 {
 	return n
 }
 
+// Stats returns the probe's counters; safe from any goroutine.
+func (p *Probe) Stats() Stats {
+	return Stats{
+		Lost:          p.Lost(),
+		Resyncs:       p.resyncs.Load(),
+		ResyncAdds:    p.resyncAdds.Load(),
+		ResyncDeletes: p.resyncDeletes.Load(),
+		Sessions:      p.sessions.Load(),
+	}
+}
+
 // Synced is closed once Run has emitted the start-up events: every VIP connection
 // established before Open, and those the ring reported meanwhile. A caller that must
 // know its own sessions before it speaks for them (homingd before it gossips, after a
@@ -300,8 +348,10 @@ func (p *Probe) release() error {
 
 // Run announces the VIP connections established before Open, then reports every
 // change until ctx is done (returns ctx.Err()) or the probe is closed (ErrClosed).
-// emit is called on Run's goroutine, one event at a time; each Add is followed by
-// at most one Delete (exactly one unless events were lost). Run may be called once.
+// emit is called on Run's goroutine, one event at a time. Per socket cookie, Run
+// emits at most one Add and then at most one Delete, never a Delete without its
+// Add; after events were lost, a resync brings the announced sessions back to the
+// established VIP connections (see the package comment). Run may be called once.
 func (p *Probe) Run(ctx context.Context, emit func(Event)) error {
 	p.mu.Lock()
 	switch {
@@ -318,64 +368,220 @@ func (p *Probe) Run(ctx context.Context, emit func(Event)) error {
 	stop := context.AfterFunc(ctx, func() { _ = p.ring.Flush() })
 	defer stop()
 
+	r := &runner{
+		p:        p,
+		t:        newTracker(p.vips, p.cfg.AllNetNS),
+		emit:     emit,
+		maxDrain: p.cfg.RingBytes/recordBytes + 1,
+		lost:     p.Lost(), // the start-up sync repairs what was lost before it
+	}
 	// Start: everything the kernel reported so far, then the older connections.
-	listed, err := p.dump()
-	if err != nil {
+	if _, _, dumpErr, err := r.sync(true); err != nil {
 		return p.stopped(ctx, err)
+	} else if dumpErr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(dumpErr, ErrClosed) {
+			return ErrClosed
+		}
+		return dumpErr
 	}
-	fromRing := make(map[uint64]bool)
-	var rec ringbuf.Record
-	p.ring.SetDeadline(time.Now())
-	for {
-		err := p.ring.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			break
-		}
-		if err != nil {
-			return p.stopped(ctx, err)
-		}
-		if e, ok := p.decode(rec.RawSample); ok {
-			if e.Kind == Add {
-				fromRing[e.Cookie] = true
-			}
-			emit(e)
-		}
-	}
-	old := make(map[uint64]session.Key) // connections the kernel will not report closing
-	for _, s := range established(listed, p.vips) {
-		if !fromRing[s.cookie] {
-			old[s.cookie] = s.key
-			emit(Event{Kind: Add, Key: s.key, Cookie: s.cookie})
-		}
-	}
-	fromRing = nil
 	close(p.synced)
 
-	nextPoll := time.Now().Add(p.cfg.ResyncInterval)
+	now := time.Now()
+	r.lastCheck, r.lastRotate, r.nextPoll = now, now, now.Add(p.cfg.ResyncInterval)
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if len(old) > 0 {
-			if !time.Now().Before(nextPoll) {
-				p.pollOld(old, emit)
-				nextPoll = time.Now().Add(p.cfg.ResyncInterval)
+		at := r.nextCheck()
+		if !time.Now().Before(at) {
+			if err := r.check(); err != nil {
+				return p.stopped(ctx, err)
 			}
-			p.ring.SetDeadline(nextPoll)
-		} else {
-			p.ring.SetDeadline(time.Time{})
+			continue
 		}
-		err := p.ring.ReadInto(&rec)
+		p.ring.SetDeadline(at)
+		err := p.ring.ReadInto(&r.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue
 		}
 		if err != nil {
 			return p.stopped(ctx, err)
 		}
-		if e, ok := p.decode(rec.RawSample); ok {
-			emit(e)
-		}
+		r.record()
 	}
+}
+
+// Timing of Run's checks and resyncs.
+const (
+	// lossCheckInterval: while records arrive, Run compares the lost counters
+	// (Lost) at most this often, so a loss is seen within about this time after
+	// Run reads the records behind it (a loss means a full ring, hence records to
+	// read). Without records, Run checks every Config.ResyncInterval.
+	lossCheckInterval = 100 * time.Millisecond
+	// closedKeep: the tracker remembers a cookie whose ring Delete it handled for at
+	// least this long (tracker, case 5).
+	closedKeep = lossCheckInterval
+	// resyncBackoff: a resync starts no sooner than this many times the duration of
+	// the previous one after its end, so that back-to-back losses (a ring always
+	// full) leave Run most of its time for the ring.
+	resyncBackoff = 4
+	// resyncRetry: a resync whose dump failed is tried again after this long.
+	resyncRetry = time.Second
+	// recordBytes is the room a record takes in the ring: 8-byte header, event.
+	recordBytes = 8 + eventSize
+)
+
+// runner is Run's state; only Run's goroutine uses it.
+//
+// Run reads the ring; every check (at most lossCheckInterval apart while records
+// arrive, Config.ResyncInterval otherwise) compares Lost with its value at the last
+// resync. If it grew, Run resyncs at once (or when the backoff ends): a full sync,
+// which announces the connections whose Add was lost and deletes the sessions whose
+// Delete was lost. Otherwise, while some sessions are polled (unmarked sockets),
+// every Config.ResyncInterval a partial sync deletes the polled ones that closed.
+type runner struct {
+	p        *Probe
+	t        *tracker
+	emit     func(Event)
+	rec      ringbuf.Record
+	maxDrain int // records a drain reads at most: more than the ring holds
+
+	lost        uint64 // Lost() before the last successful resync (or the start-up sync)
+	pending     bool   // Lost() > lost at the last check: a resync waits for the backoff
+	dirty       bool   // records read since the last check
+	lastCheck   time.Time
+	lastRotate  time.Time // of the tracker's closed cookies
+	nextPoll    time.Time // next partial sync, while polled sessions exist
+	resyncAfter time.Time // end of the backoff
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// nextCheck is when Run must stop reading the ring and check.
+func (r *runner) nextCheck() time.Time {
+	at := r.lastCheck.Add(r.p.cfg.ResyncInterval)
+	if r.dirty {
+		at = earliest(at, r.lastCheck.Add(lossCheckInterval))
+	}
+	if r.pending {
+		at = earliest(at, r.resyncAfter)
+	}
+	if r.t.polled > 0 {
+		at = earliest(at, r.nextPoll)
+	}
+	return at
+}
+
+// record handles the record in r.rec.
+func (r *runner) record() {
+	r.dirty = true
+	if e, ok := r.p.decode(r.rec.RawSample); ok {
+		r.t.event(e, r.emit)
+		r.p.sessions.Store(uint64(len(r.t.sess)))
+	}
+}
+
+// drain reads the records in the ring until it is empty, or until it has read more
+// than the ring held when drain began: every record written before drain began is
+// then handled, which is what a sync needs.
+func (r *runner) drain() error {
+	r.p.ring.SetDeadline(time.Now())
+	for range r.maxDrain {
+		err := r.p.ring.ReadInto(&r.rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.record()
+	}
+	return nil
+}
+
+// sync drains the ring, dumps the sockets, drains again and reconciles (tracker
+// explains the order). A failed dump changes nothing and is returned as dumpErr;
+// ringErr ends Run.
+func (r *runner) sync(full bool) (added, deleted int, dumpErr, ringErr error) {
+	if ringErr = r.drain(); ringErr != nil {
+		return 0, 0, nil, ringErr
+	}
+	mark := r.t.mark()
+	socks, dumpErr := r.p.dump()
+	if dumpErr != nil {
+		return 0, 0, dumpErr, nil
+	}
+	if ringErr = r.drain(); ringErr != nil {
+		return 0, 0, nil, ringErr
+	}
+	added, deleted = r.t.reconcile(socks, mark, full, r.emit)
+	r.p.sessions.Store(uint64(len(r.t.sess)))
+	return added, deleted, nil, nil
+}
+
+// check resyncs if events were lost since the last resync, else polls if due.
+func (r *runner) check() error {
+	now := time.Now()
+	r.lastCheck, r.dirty = now, false
+	lost := r.p.Lost()
+	r.pending = lost > r.lost
+	switch {
+	case r.pending && !now.Before(r.resyncAfter):
+		if err := r.resync(lost); err != nil {
+			return err
+		}
+	case r.pending: // nextCheck waits for resyncAfter
+	case r.t.polled > 0 && !now.Before(r.nextPoll):
+		_, _, dumpErr, err := r.sync(false)
+		if err != nil {
+			return err
+		}
+		if dumpErr != nil && !errors.Is(dumpErr, ErrClosed) {
+			r.p.log.Warn("probe: poll of unmarked connections failed", "err", dumpErr)
+		}
+		r.nextPoll = time.Now().Add(r.p.cfg.ResyncInterval)
+	}
+	if now.Sub(r.lastRotate) >= closedKeep {
+		r.t.rotate()
+		r.lastRotate = now
+	}
+	return nil
+}
+
+// resync runs a full sync after a loss; lost is Lost() read before it began.
+func (r *runner) resync(lost uint64) error {
+	start := time.Now()
+	added, deleted, dumpErr, err := r.sync(true)
+	if err != nil {
+		return err
+	}
+	end := time.Now()
+	took := end.Sub(start)
+	r.resyncAfter = end.Add(resyncBackoff * took)
+	if dumpErr != nil { // r.lost unchanged: a later check tries again
+		r.resyncAfter = end.Add(max(resyncBackoff*took, resyncRetry))
+		if !errors.Is(dumpErr, ErrClosed) {
+			r.p.log.Warn("probe: resync after lost events failed", "lost", lost-r.lost, "err", dumpErr)
+		}
+		return nil
+	}
+	r.p.resyncs.Add(1)
+	r.p.resyncAdds.Add(uint64(added))
+	r.p.resyncDeletes.Add(uint64(deleted))
+	r.p.log.Warn("probe: events lost, resynced from sock_diag",
+		"lost", lost-r.lost, "added", added, "deleted", deleted,
+		"sessions", len(r.t.sess), "took", took)
+	r.lost, r.pending = lost, false
+	r.nextPoll = end.Add(r.p.cfg.ResyncInterval)
+	return nil
 }
 
 // stopped turns the error that ended Run into its result.
@@ -408,25 +614,4 @@ func (p *Probe) decode(raw []byte) (Event, bool) {
 		return Event{}, false
 	}
 	return e, true
-}
-
-// pollOld reports Delete for the connections of old that no longer have a live
-// socket. A dump that fails or is interrupted deletes nothing.
-func (p *Probe) pollOld(old map[uint64]session.Key, emit func(Event)) {
-	socks, err := p.dump()
-	if err != nil {
-		return
-	}
-	live := make(map[uint64]bool, len(old))
-	for _, s := range socks {
-		if _, ok := old[s.cookie]; ok && alive(s.state) {
-			live[s.cookie] = true
-		}
-	}
-	for c, k := range old {
-		if !live[c] {
-			delete(old, c)
-			emit(Event{Kind: Delete, Key: k, Cookie: c})
-		}
-	}
 }

@@ -406,8 +406,9 @@ func TestProbeSessions(t *testing.T) {
 // TestProbeLost overflows a one-page ring buffer before anything reads it: the
 // kernel counts the Adds it could not deliver, Run's start-up listing announces
 // those connections all the same, and each connection gets exactly one Delete
-// when it closes (from the ring, or from the sock_diag poll for those whose Add
-// was lost) unless that Delete is counted lost. Close ends Run with ErrClosed.
+// when it closes: from the ring, from the sock_diag poll for those whose Add was
+// lost, or from a resync for those whose Delete was lost. Close ends Run with
+// ErrClosed.
 func TestProbeLost(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
@@ -446,26 +447,11 @@ func TestProbeLost(t *testing.T) {
 	c.waitFor(t, "adds", Add, keys)
 
 	h.do("close all client-first")
-	deadline := time.Now().Add(10 * time.Second)
-	for len(c.keys(Delete))+int(p.Lost()-lostAdds) < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
-	dels := c.keys(Delete)
+	c.waitFor(t, "deletes", Delete, keys)
+	c.checkStream(t)
 	lostDels := p.Lost() - lostAdds
-	if len(dels)+int(lostDels) != n {
-		t.Fatalf("%d deletes and %d lost for %d connections", len(dels), lostDels, n)
-	}
-	if lostDels == 0 && !slices.Equal(dels, c.keys(Add)) {
-		t.Fatalf("deletes %v\nfor adds %v", dels, c.keys(Add))
-	}
-	for i, k := range dels {
-		if !slices.Contains(keys, k) || (i > 0 && dels[i-1] == k) {
-			t.Fatalf("unexpected or repeated delete %v", k)
-		}
-	}
-	t.Logf("%d connections: %d tentative/add events lost in the kernel (adds announced from sock_diag), %d deletes lost",
-		n, lostAdds, lostDels)
+	t.Logf("%d connections: %d tentative/add events lost in the kernel (adds announced from sock_diag), %d deletes lost; %+v",
+		n, lostAdds, lostDels, p.Stats())
 
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
