@@ -367,3 +367,23 @@ func simulate(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+// BenchmarkTrackerEvent is the cost the tracker adds to each ring record: an Add
+// and its Delete per iteration, with 10000 other sessions held.
+func BenchmarkTrackerEvent(b *testing.B) {
+	tr := newTracker(trackVIPs, false)
+	nop := func(Event) {}
+	for c := range uint64(10000) {
+		tr.event(ev(Add, 1<<32+c), nop)
+	}
+	add, del := ev(Add, 0), ev(Delete, 0)
+	b.ReportAllocs()
+	for i := range uint64(b.N) {
+		add.Cookie, del.Cookie = i, i
+		tr.event(add, nop)
+		tr.event(del, nop)
+		if i%1024 == 0 {
+			tr.rotate()
+		}
+	}
+}
