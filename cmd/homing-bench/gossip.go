@@ -30,7 +30,11 @@ type gossipResult struct {
 // note, unless CI=true.
 func runGossip(ctx context.Context, o options) (gossipResult, error) {
 	var res gossipResult
-	opts := gossipbench.Options{FlushDelay: o.gossipFlush, Log: os.Stderr}
+	opts := gossipbench.Options{FlushDelay: o.gossipFlush, Log: os.Stderr, Dump: o.gossipDump,
+		Systems: strings.Split(o.gossipSystems, ",")}
+	if o.gossipEnv != "" {
+		opts.Env = strings.Split(o.gossipEnv, ",")
+	}
 	if o.smoke {
 		opts.Rates, opts.Duration, opts.HomingWait, opts.MemberlistWait = []int{1000}, 300*time.Millisecond, 5*time.Second, 2*time.Second
 	}
@@ -46,6 +50,9 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 	flush := "library defaults"
 	if o.gossipFlush > 0 {
 		flush = fmt.Sprintf("FlushDelay %v", o.gossipFlush)
+	}
+	if o.gossipEnv != "" {
+		flush += ", nodes' environment " + o.gossipEnv
 	}
 	dur, mlWait := "2s", "30s"
 	if o.smoke {
@@ -90,8 +97,9 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 			res.rows = append(res.rows, []string{fmt.Sprintf("gossip ratio memberlist/homing %s/s: p50, p99", rateName(r.Rate)), "-",
 				fmt.Sprintf("%s, %s", gossipbench.Ratio(r.P50, h.P50), gossipbench.Ratio(r.P99, h.P99)), "-", "-", "-"})
 		}
-		res.notes = append(res.notes, fmt.Sprintf("gossip %s %d/s: announcer late against its schedule by %v at p99; run took %v",
-			r.System, r.Rate, r.LateP99.Round(time.Microsecond), r.Elapsed.Round(10*time.Millisecond)))
+		res.notes = append(res.notes, fmt.Sprintf("gossip %s %d/s: announcer late against its schedule by %v at p99; run took %v; CPU time: announcer %v (pacing included), peers %v",
+			r.System, r.Rate, r.LateP99.Round(time.Microsecond), r.Elapsed.Round(10*time.Millisecond),
+			r.AnnouncerCPU.Round(10*time.Millisecond), r.PeerCPU.Round(10*time.Millisecond)))
 	}
 	if len(failed) > 0 {
 		err = errors.Join(err, fmt.Errorf("gossip: %s", strings.Join(failed, "; ")))

@@ -52,6 +52,9 @@ type options struct {
 	gossip        bool          // run the gossip benchmark too
 	gossipOnly    bool          // run only the gossip benchmark
 	gossipFlush   time.Duration // homing FlushDelay override (0: the default)
+	gossipSystems string        // comma-separated systems of the gossip benchmark
+	gossipDump    string        // directory for the per-session delays
+	gossipEnv     string        // comma-separated KEY=VALUE for the gossip nodes' environment
 }
 
 func main() {
@@ -76,6 +79,9 @@ func main() {
 	flag.BoolVar(&o.gossip, "gossip", true, "also run the gossip convergence benchmark (root: network namespaces)")
 	flag.BoolVar(&o.gossipOnly, "gossip-only", false, "run only the gossip convergence benchmark")
 	flag.DurationVar(&o.gossipFlush, "gossip-flush", 0, "gossip benchmark: homing FlushDelay (0: the library's default)")
+	flag.StringVar(&o.gossipSystems, "gossip-systems", "homing,memberlist", "gossip benchmark: systems to run, in order")
+	flag.StringVar(&o.gossipEnv, "gossip-env", "", "gossip benchmark: KEY=VALUE,... added to the nodes' environment (e.g. GOGC=400)")
+	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.Parse()
 	o.smoke = *smoke
 	if *smoke {

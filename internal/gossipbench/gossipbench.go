@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/homing-dev/homing/gossip"
@@ -63,8 +64,16 @@ type Options struct {
 	// Run adds the node's flags (default: this executable and ChildCommand; the
 	// program must call Child for it).
 	Command []string
+	// Env is added to the children's environment (e.g. GOGC=400, GOMAXPROCS=1, for
+	// experiments on where the tail comes from).
+	Env []string
 	// Log receives a line per run as it completes (nil: nothing).
 	Log io.Writer
+	// Dump, if set, is a directory where each run writes its delays,
+	// <system>-<rate>.txt: a line per session, "<index> <announced ns> <delay ns>
+	// <delay at peer 1 ns> ... <delay at peer 4 ns>" (-1: not converged), to see where
+	// the tail comes from.
+	Dump string
 }
 
 // Row is one run: one system at one rate.
@@ -84,6 +93,9 @@ type Row struct {
 	Gaps, AuthFailures uint64
 	// Elapsed is the wall time of the run, node start to stop.
 	Elapsed time.Duration
+	// AnnouncerCPU and PeerCPU are the CPU time (user and system) of the announcer's
+	// process (pacing included) and of the 4 peers' together, start to stop.
+	AnnouncerCPU, PeerCPU time.Duration
 }
 
 func (o *Options) defaults() error {
@@ -184,7 +196,7 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 		if sys == Memberlist && id != 1 {
 			argv = append(argv, "-join", fmt.Sprintf("198.18.50.1:%d", memberlistPort))
 		}
-		p, err := startProc(fmt.Sprintf("%s node %d", sys, id), l.host(id), argv)
+		p, err := startProc(fmt.Sprintf("%s node %d", sys, id), l.host(id), argv, o.Env)
 		if err == nil {
 			procs = append(procs, p)
 		}
@@ -269,9 +281,55 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 	if sys != Homing {
 		row.Wire = Wire{}
 	}
-	row.Summary = Summarize(Delays(base, count, announced, applied))
+	row.AnnouncerCPU = ann.stop()
+	for _, p := range peers {
+		row.PeerCPU += p.stop()
+	}
+	d := Delays(base, count, announced, applied)
+	if o.Dump != "" {
+		if err := dump(filepath.Join(o.Dump, fmt.Sprintf("%s-%d.txt", sys, rate)), base, announced, applied, d); err != nil {
+			return row, err
+		}
+	}
+	row.Summary = Summarize(d)
 	row.Elapsed = time.Since(start)
 	return row, nil
+}
+
+// dump writes the delays d of sessions base.. with their announcement times and each
+// peer's own delay.
+func dump(path string, base int, announced []Sample, applied [][]Sample, d []time.Duration) error {
+	at := make([]int64, len(d))
+	for _, s := range announced {
+		if i := s.Index - base; i >= 0 && i < len(d) {
+			at[i] = s.At
+		}
+	}
+	per := make([][]int64, len(applied))
+	for p, ss := range applied {
+		per[p] = make([]int64, len(d))
+		for _, s := range ss {
+			if i := s.Index - base; i >= 0 && i < len(d) && per[p][i] == 0 {
+				per[p][i] = s.At
+			}
+		}
+	}
+	var b []byte
+	for i, x := range d {
+		if x == Inf {
+			x = -1
+		}
+		b = fmt.Appendf(b, "%d %d %d", base+i, at[i], int64(x))
+		for p := range per {
+			pd := int64(-1)
+			if per[p][i] != 0 && at[i] != 0 {
+				pd = per[p][i] - at[i]
+			}
+			b = fmt.Appendf(b, " %d", pd)
+		}
+		b = append(b, '\n')
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // nodeStats asks a node for its counters (zero for memberlist).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ type proc struct {
 	errb  *tail       // the end of stderr, for error messages
 	exit  chan struct{}
 	err   error // of Wait, once exit is closed
+
+	stopped bool
 }
 
 // errChild is the error of a child that misbehaved: exited, timed out, or answered
@@ -30,12 +33,16 @@ type proc struct {
 var errChild = errors.New("gossip node")
 
 // startProc starts argv in namespace ns with ip netns exec (which execs argv: the
-// child's pid is the started process's). The child gets SIGKILL if the parent dies.
-func startProc(name, ns string, argv []string) (*proc, error) {
+// child's pid is the started process's), with env added to the environment. The
+// child gets SIGKILL if the parent dies.
+func startProc(name, ns string, argv, env []string) (*proc, error) {
 	p := &proc{name: name, lines: make(chan string, 4096), errb: &tail{max: 4096}, exit: make(chan struct{})}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stderr = p.errb
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -148,22 +155,28 @@ func (p *proc) samples(ctx context.Context, timeout time.Duration) ([]Sample, er
 	return out, nil
 }
 
-// stop asks the child to quit and kills it (by its pid) if it has not exited within a
-// second.
-func (p *proc) stop() {
-	_ = p.send(command{op: "quit"})
-	_ = p.stdin.Close()
-	go func() {
-		for range p.lines { // drain, so that the reader reaches Wait
+// stop asks the child to quit, kills it (by its pid) if it has not exited within a
+// second, and returns the CPU time it used. Only the first call acts.
+func (p *proc) stop() time.Duration {
+	if !p.stopped {
+		p.stopped = true
+		_ = p.send(command{op: "quit"})
+		_ = p.stdin.Close()
+		go func() {
+			for range p.lines { // drain, so that the reader reaches Wait
+			}
+		}()
+		select {
+		case <-p.exit:
+		case <-time.After(time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exit
 		}
-	}()
-	select {
-	case <-p.exit:
-		return
-	case <-time.After(time.Second):
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.exit
+	if st := p.cmd.ProcessState; st != nil {
+		return st.UserTime() + st.SystemTime()
+	}
+	return 0
 }
 
 // tail keeps the last max bytes written to it.
