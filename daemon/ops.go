@@ -215,7 +215,8 @@ func (o *ops) Snapshot() metrics.Snapshot {
 		s.Gossip = gossipMetrics(n)
 	}
 	if d.ctl != nil && d.ctl.probe != nil {
-		s.Probe = &metrics.Probe{Lost: d.ctl.probe.Lost()}
+		ps := d.ctl.probe.Stats()
+		s.Probe = &metrics.Probe{Lost: ps.Lost, Resyncs: ps.Resyncs, ResyncAdds: ps.ResyncAdds, ResyncDeletes: ps.ResyncDeletes, Sessions: ps.Sessions}
 	}
 	return s
 }
@@ -527,7 +528,8 @@ func (o *ops) stats() ctl.Stats {
 		out.Reject = g.Rejected
 	}
 	if p := s.Probe; p != nil {
-		out.Probe = map[string]uint64{"events_lost": p.Lost}
+		out.Probe = map[string]uint64{"events_lost": p.Lost, "resyncs": p.Resyncs, "resync_adds": p.ResyncAdds,
+			"resync_deletes": p.ResyncDeletes, "sessions": p.Sessions}
 	}
 	return out
 }

@@ -129,6 +129,11 @@ type Probe struct {
 	// Lost counts events the kernel could not put on the ring buffer (and records that
 	// did not decode): a lost Add leaves a session local, a lost Delete a stale entry.
 	Lost uint64
+	// Resyncs counts the probe's resyncs from sock_diag after a loss; ResyncAdds and
+	// ResyncDeletes the Adds and Deletes they announced (the lost events repaired).
+	Resyncs, ResyncAdds, ResyncDeletes uint64
+	// Sessions is the number of local sessions the probe announced (gauge).
+	Sessions uint64
 }
 
 // Source gives the collector a snapshot at scrape time. It is called from the HTTP
@@ -295,6 +300,10 @@ var (
 	dGNackFall   = newDesc("gossip", "nack_fallbacks_total", "Full repairs asked because a NACK did not recover everything.", cnt)
 	dGNackResent = newDesc("gossip", "nack_resent_datagrams_total", "Datagrams this host resent to peers that NACKed them.", cnt)
 	dProbeLost   = newDesc("probe", "events_lost_total", "sock_ops probe events the kernel could not deliver on the ring buffer (or that did not decode).", cnt)
+	dProbeResync = newDesc("probe", "resyncs_total", "Resyncs of the probe from sock_diag after lost events.", cnt)
+	dProbeRAdd   = newDesc("probe", "resync_adds_total", "Local sessions announced by resyncs (their Add event was lost).", cnt)
+	dProbeRDel   = newDesc("probe", "resync_deletes_total", "Local sessions withdrawn by resyncs (their Delete event was lost, or found closed).", cnt)
+	dProbeSess   = newDesc("probe", "sessions", "Local sessions the probe announced and has not withdrawn.", gauge)
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
@@ -303,7 +312,7 @@ var (
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
 		dGStale, dGForeign, dGLocal, dGGrace, dGTableErr, dGTmplErr, dGOverflow, dGDiscErr, dGQueue, dGPeersUp,
 		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest,
-		dGNacks, dGNackRec, dGNackFall, dGNackResent, dProbeLost}
+		dGNacks, dGNackRec, dGNackFall, dGNackResent, dProbeLost, dProbeResync, dProbeRAdd, dProbeRDel, dProbeSess}
 )
 
 // collector reads a Source at every scrape.
@@ -430,5 +439,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if p := s.Probe; p != nil {
 		u(dProbeLost, p.Lost)
+		u(dProbeResync, p.Resyncs)
+		u(dProbeRAdd, p.ResyncAdds)
+		u(dProbeRDel, p.ResyncDeletes)
+		u(dProbeSess, p.Sessions)
 	}
 }

@@ -59,7 +59,7 @@ func fakeSnapshot() Snapshot {
 		Table:  &Table{Entries4: 3, Capacity4: 1024, Capacity6: 64, Inserts: 5, Deletes: 2, Full: 1, ByOwner: map[uint16]int{1: 1, 2: 2}},
 		Gossip: &Gossip{DatagramsSent: 7, BytesSent: 700, DatagramsReceived: 9, BytesReceived: 900,
 			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2},
-		Probe: &Probe{Lost: 6},
+		Probe: &Probe{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
 	}
 }
 
@@ -103,6 +103,10 @@ func TestCollector(t *testing.T) {
 		{"homing_gossip_records_applied_total", nil, 11},
 		{"homing_gossip_peers_up", nil, 2},
 		{"homing_probe_events_lost_total", nil, 6},
+		{"homing_probe_resyncs_total", nil, 2},
+		{"homing_probe_resync_adds_total", nil, 5},
+		{"homing_probe_resync_deletes_total", nil, 1},
+		{"homing_probe_sessions", nil, 40},
 	}
 	for _, c := range cases {
 		if got := value(t, reg, c.name, c.labels); got != c.want {
