@@ -43,6 +43,7 @@ const (
 	DefaultGossipPort        = 6081
 	DefaultGossipTTL         = 1
 	DefaultMaxDatagram       = 1400
+	DefaultProbeRingBytes    = 4 << 20
 	DefaultFlushDelay        = 300 * time.Microsecond
 	DefaultMaxRate           = 20000
 	DefaultHeartbeatInterval = 100 * time.Millisecond
@@ -266,6 +267,7 @@ type Probe struct {
 	// for TentativeLifetime unless the handshake completes.
 	Tentative         bool
 	TentativeLifetime time.Duration
+	RingBytes         int // the probe's ring buffer: a power of two, 4096 .. 1 GiB
 }
 
 // Metrics is the Prometheus endpoint.
@@ -329,7 +331,8 @@ func Default() *Config {
 			Digest:            true,
 			RelayPort:         DefaultRelayPort,
 		},
-		Probe:   Probe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime},
+		Probe: Probe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime,
+			RingBytes: DefaultProbeRingBytes},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Control: Control{Socket: DefaultControlSocket},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

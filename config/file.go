@@ -134,6 +134,7 @@ type fileProbe struct {
 	Cgroup            string `toml:"cgroup"`
 	Tentative         bool   `toml:"tentative"`
 	TentativeLifetime string `toml:"tentative_lifetime"`
+	RingBytes         int    `toml:"ring_bytes"`
 }
 
 type fileMetrics struct {
@@ -184,7 +185,8 @@ func defaultFile() fileConfig {
 			Digest:            true,
 			RelayPort:         DefaultRelayPort,
 		},
-		Probe:   fileProbe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime.String()},
+		Probe: fileProbe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime.String(),
+			RingBytes: DefaultProbeRingBytes},
 		Metrics: fileMetrics{Listen: DefaultMetricsListen},
 		Control: fileControl{Socket: DefaultControlSocket},
 		Log:     fileLog{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -292,7 +292,10 @@ func (c *checker) build(r *fileConfig) *Config {
 	c.gossip(cfg, &r.Gossip)
 
 	cfg.Probe = Probe{Enabled: r.Probe.Enabled, Cgroup: r.Probe.Cgroup, Tentative: r.Probe.Tentative,
-		TentativeLifetime: c.duration("probe.tentative_lifetime", r.Probe.TentativeLifetime)}
+		TentativeLifetime: c.duration("probe.tentative_lifetime", r.Probe.TentativeLifetime), RingBytes: r.Probe.RingBytes}
+	if n := r.Probe.RingBytes; n < 4096 || n > 1<<30 || n&(n-1) != 0 {
+		c.fail(ErrInvalid, "probe.ring_bytes", "must be a power of two from 4096 to 1073741824, got %d", n)
+	}
 	if r.Probe.Enabled && !path.IsAbs(r.Probe.Cgroup) {
 		c.fail(ErrInvalid, "probe.cgroup", "%q must be an absolute path", r.Probe.Cgroup)
 	}

@@ -149,7 +149,7 @@ func (d *Daemon) startControl() (err error) {
 	}
 	if cfg.Probe.Enabled {
 		if c.probe, err = probe.Open(probe.Config{CgroupPath: cfg.Probe.Cgroup, VIPs: cfg.Host.VIPs,
-			Logger: d.Log.With("part", "probe")}); err != nil {
+			RingBytes: cfg.Probe.RingBytes, Logger: d.Log.With("part", "probe")}); err != nil {
 			if repairL != nil {
 				repairL.Close() // the node that would close it never ran
 			}
