@@ -59,7 +59,8 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 		dur, mlWait = "300ms", "2s"
 	}
 	res.title = fmt.Sprintf("gossip convergence: 1 announcer + %d peers, one process each in a network namespace on one bridge; "+
-		"homing over multicast (%s), memberlist v0.7.0 broadcast queue (LAN defaults, waited for at most %s); "+
+		"homing over multicast (%s); floor: one bare multicast datagram per record, no batching, no authentication; "+
+		"memberlist v0.7.0 broadcast queue (LAN defaults, waited for at most %s); "+
 		"sessions announced one by one at the rate for %s; delay = announcement -> in the table of the last peer "+
 		"(CLOCK_MONOTONIC across processes); load average at the start %s",
 		gossipbench.Peers, flush, mlWait, dur, load)
@@ -71,7 +72,11 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 	}
 	var failed []string
 	for _, r := range rows {
-		name := fmt.Sprintf("gossip %s %s/s", r.System, rateName(r.Rate))
+		sys := r.System
+		if sys == gossipbench.Multicast {
+			sys = "floor (bare multicast)"
+		}
+		name := fmt.Sprintf("gossip %s %s/s", sys, rateName(r.Rate))
 		q := fmt.Sprintf("%s/%s/%s/%s µs", gossipbench.Micros(r.P50), gossipbench.Micros(r.P90), gossipbench.Micros(r.P99), gossipbench.Micros(r.Max))
 		if r.Converged < r.Sessions {
 			q += fmt.Sprintf(", %.1f %% converged", 100*float64(r.Converged)/float64(r.Sessions))

@@ -79,7 +79,7 @@ func main() {
 	flag.BoolVar(&o.gossip, "gossip", true, "also run the gossip convergence benchmark (root: network namespaces)")
 	flag.BoolVar(&o.gossipOnly, "gossip-only", false, "run only the gossip convergence benchmark")
 	flag.DurationVar(&o.gossipFlush, "gossip-flush", 0, "gossip benchmark: homing FlushDelay (0: the library's default)")
-	flag.StringVar(&o.gossipSystems, "gossip-systems", "homing,memberlist", "gossip benchmark: systems to run, in order")
+	flag.StringVar(&o.gossipSystems, "gossip-systems", "homing,multicast,memberlist", "gossip benchmark: systems to run, in order (multicast: the floor, one bare datagram per record)")
 	flag.StringVar(&o.gossipEnv, "gossip-env", "", "gossip benchmark: KEY=VALUE,... added to the nodes' environment (e.g. GOGC=400)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.Parse()

@@ -33,11 +33,11 @@ const ChildCommand = "gossip-node"
 // the flags after ChildCommand.
 func Child(args []string) error {
 	fs := flag.NewFlagSet(ChildCommand, flag.ContinueOnError)
-	system := fs.String("system", Homing, "homing or memberlist")
+	system := fs.String("system", Homing, "homing, memberlist or multicast")
 	id := fs.Int("id", 0, "host id: the node's address is 198.18.50.<id>")
 	flush := fs.Duration("flush", 0, "homing: FlushDelay (0: the library's default)")
 	join := fs.String("join", "", "memberlist: address:port of a member to join")
-	iface := fs.String("interface", "eth0", "homing: multicast interface")
+	iface := fs.String("interface", "eth0", "homing, multicast: multicast interface")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,8 +53,10 @@ func Child(args []string) error {
 		n, err = startHoming(uint16(*id), addr, *iface, *flush, rec)
 	case Memberlist:
 		n, err = startMemberlist(*id, addr, *join, rec)
+	case Multicast:
+		n, err = startMulticast(*iface, rec)
 	default:
-		err = fmt.Errorf("-system %q: want %s or %s", *system, Homing, Memberlist)
+		err = fmt.Errorf("-system %q: want %s, %s or %s", *system, Homing, Memberlist, Multicast)
 	}
 	if err != nil {
 		return err

@@ -31,10 +31,12 @@ import (
 	"github.com/homing-dev/homing/gossip"
 )
 
-// The systems compared.
+// The systems compared: homing's gossip, hashicorp/memberlist, and the floor, one bare
+// multicast datagram per record (see mcNode; not run by default).
 const (
 	Homing     = "homing"
 	Memberlist = "memberlist"
+	Multicast  = "multicast"
 )
 
 // Peers is the number of peers every announcement must reach.
@@ -49,13 +51,13 @@ type Options struct {
 	// for Duration (default 2 s).
 	Rates    []int
 	Duration time.Duration
-	// Systems to run, in order (default homing, then memberlist); MemberlistRates
-	// overrides Rates for memberlist.
+	// Systems to run, in order (default homing, then memberlist; Multicast adds the
+	// floor); MemberlistRates overrides Rates for memberlist.
 	Systems         []string
 	MemberlistRates []int
 	// Wait bounds how long after the last announcement Run waits for every session
-	// to reach every peer: HomingWait (default 10 s) and MemberlistWait (default
-	// 30 s). Sessions still missing then count as never converging.
+	// to reach every peer: HomingWait (default 10 s, also the floor's) and
+	// MemberlistWait (default 30 s). Sessions still missing then count as never converging.
 	HomingWait, MemberlistWait time.Duration
 	// FlushDelay, if not zero, overrides the homing nodes' FlushDelay (otherwise the
 	// library's defaults are measured).
@@ -128,8 +130,8 @@ func (o *Options) defaults() error {
 		o.Command = []string{exe, ChildCommand}
 	}
 	for _, s := range o.Systems {
-		if s != Homing && s != Memberlist {
-			return fmt.Errorf("system %q: want %s or %s", s, Homing, Memberlist)
+		if s != Homing && s != Memberlist && s != Multicast {
+			return fmt.Errorf("system %q: want %s, %s or %s", s, Homing, Memberlist, Multicast)
 		}
 	}
 	return nil

@@ -391,9 +391,10 @@ func TestServeAwait(t *testing.T) {
 	inW.Close()
 }
 
-// TestRun runs the whole benchmark tiny: 5 processes in namespaces, homing and
-// memberlist, 300 sessions each at 1000/s. Every homing session converges; memberlist
-// runs (its convergence is not asserted: it may take longer than the short wait).
+// TestRun runs the whole benchmark tiny: 5 processes in namespaces, homing, memberlist
+// and the floor, 300 sessions each at 1000/s. Every homing session converges, and
+// some of the floor's (bare datagrams may be lost); memberlist runs (its convergence
+// is not asserted: it may take longer than the short wait).
 func TestRun(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
@@ -404,13 +405,13 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var log strings.Builder
-	rows, err := Run(ctx, Options{Rates: []int{1000}, Duration: 300 * time.Millisecond,
+	rows, err := Run(ctx, Options{Rates: []int{1000}, Duration: 300 * time.Millisecond, Systems: []string{Homing, Memberlist, Multicast},
 		HomingWait: 5 * time.Second, MemberlistWait: 2 * time.Second, Command: []string{exe, ChildCommand}, Log: &log})
 	t.Log(log.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 || rows[0].System != Homing || rows[1].System != Memberlist {
+	if len(rows) != 3 || rows[0].System != Homing || rows[1].System != Memberlist || rows[2].System != Multicast {
 		t.Fatalf("rows %+v", rows)
 	}
 	h := rows[0]
@@ -422,6 +423,9 @@ func TestRun(t *testing.T) {
 	}
 	if m := rows[1]; m.Sessions != 300 || m.Wire != (Wire{}) {
 		t.Errorf("memberlist %+v", m)
+	}
+	if f := rows[2]; f.Sessions != 300 || f.Converged == 0 {
+		t.Errorf("floor %+v", f)
 	}
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {

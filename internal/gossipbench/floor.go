@@ -1,0 +1,56 @@
+package gossipbench
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/homing-dev/homing/gossip"
+)
+
+// floorPort is the UDP port of the floor system's group.
+const floorPort = 6082
+
+// mcNode is the floor: every announcement is one datagram of one record multicast at
+// once over the same transport as homing's (gossip.ListenMulticast), and a peer records
+// it as soon as its receiving goroutine reads it. No batching, authentication,
+// membership or table: what is left is the network stack and the scheduling of the
+// processes, the part of the delay no gossip protocol on this machine can avoid.
+type mcNode struct {
+	conn *gossip.MulticastConn
+	done chan struct{}
+}
+
+func startMulticast(iface string, rec *recorder) (*mcNode, error) {
+	conn, err := gossip.ListenMulticast(gossip.MulticastConfig{Group: netip.AddrPortFrom(Group, floorPort), Interface: iface})
+	if err != nil {
+		return nil, err
+	}
+	n := &mcNode{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		buf := make([]byte, 2048)
+		for {
+			m, _, err := conn.Recv(buf)
+			if err != nil {
+				return
+			}
+			if k, err := decodeRecord(buf[:m]); err == nil {
+				rec.applied(Index(k), mono())
+			}
+		}
+	}()
+	return n, nil
+}
+
+// peers: the floor has no membership; a socket that is open receives.
+func (n *mcNode) peers() int           { return Peers }
+func (n *mcNode) announce(i int) error { return n.conn.Send(encodeRecord(i)) }
+func (n *mcNode) stats() any           { return struct{}{} }
+
+func (n *mcNode) close() {
+	_ = n.conn.Close()
+	select {
+	case <-n.done:
+	case <-time.After(time.Second):
+	}
+}
