@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,15 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 		Systems: strings.Split(o.gossipSystems, ",")}
 	if o.gossipEnv != "" {
 		opts.Env = strings.Split(o.gossipEnv, ",")
+	}
+	if o.gossipRates != "" {
+		for _, f := range strings.Split(o.gossipRates, ",") {
+			r, err := strconv.Atoi(f)
+			if err != nil || r <= 0 {
+				return res, fmt.Errorf("-gossip-rates %q: want positive numbers", o.gossipRates)
+			}
+			opts.Rates = append(opts.Rates, r)
+		}
 	}
 	if o.smoke {
 		opts.Rates, opts.Duration, opts.HomingWait, opts.MemberlistWait = []int{1000}, 300*time.Millisecond, 5*time.Second, 2*time.Second

@@ -55,6 +55,7 @@ type options struct {
 	gossipSystems string        // comma-separated systems of the gossip benchmark
 	gossipDump    string        // directory for the per-session delays
 	gossipEnv     string        // comma-separated KEY=VALUE for the gossip nodes' environment
+	gossipRates   string        // comma-separated sessions per second (empty: the defaults)
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	flag.DurationVar(&o.gossipFlush, "gossip-flush", 0, "gossip benchmark: homing FlushDelay (0: the library's default)")
 	flag.StringVar(&o.gossipSystems, "gossip-systems", "homing,multicast,memberlist", "gossip benchmark: systems to run, in order (multicast: the floor, one bare datagram per record)")
 	flag.StringVar(&o.gossipEnv, "gossip-env", "", "gossip benchmark: KEY=VALUE,... added to the nodes' environment (e.g. GOGC=400)")
+	flag.StringVar(&o.gossipRates, "gossip-rates", "", "gossip benchmark: sessions per second, comma-separated (default 1000,10000,50000)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.Parse()
 	o.smoke = *smoke

@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"time"
@@ -43,6 +45,19 @@ func Child(args []string) error {
 	}
 	if *id < 1 || *id > 254 {
 		return fmt.Errorf("-id %d: want 1..254", *id)
+	}
+	if dir := os.Getenv("HMG_GB_TRACE"); dir != "" {
+		// A runtime execution trace of the node's whole life, for diagnosis
+		// (go tool trace): HMG_GB_TRACE=<dir> in Options.Env.
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.trace", *system, *id)))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	addr := netip.AddrFrom4([4]byte{198, 18, 50, byte(*id)})
 	rec := &recorder{done: make(chan struct{})}

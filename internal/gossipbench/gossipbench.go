@@ -67,7 +67,8 @@ type Options struct {
 	// program must call Child for it).
 	Command []string
 	// Env is added to the children's environment (e.g. GOGC=400, GOMAXPROCS=1, for
-	// experiments on where the tail comes from).
+	// experiments on where the tail comes from; HMG_GB_TRACE=<dir> has every node
+	// write a runtime execution trace, <system>-<id>.trace, for go tool trace).
 	Env []string
 	// Log receives a line per run as it completes (nil: nothing).
 	Log io.Writer
