@@ -150,6 +150,9 @@ func Run(ctx context.Context, o Options) (rows []Row, err error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	if err := removeStale(); err != nil {
+		return nil, err
+	}
 	l, err := newLab(1 + Peers)
 	if err != nil {
 		return nil, err

@@ -402,6 +402,12 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A namespace left by a run whose process is gone (no pid is that large) goes.
+	const stale = "hmg-gb-999999999-1-br"
+	if err := ip("netns", "add", stale); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ip("netns", "del", stale) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var log strings.Builder
@@ -433,5 +439,8 @@ func TestRun(t *testing.T) {
 	}
 	if prefix := fmt.Sprintf("hmg-gb-%d-", os.Getpid()); strings.Contains(string(out), prefix) {
 		t.Errorf("namespaces left behind:\n%s", out)
+	}
+	if strings.Contains(string(out), stale) {
+		t.Errorf("stale namespace %s not removed", stale)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -77,6 +78,32 @@ func (l *lab) close() error {
 		errs = append(errs, ip("netns", "del", l.made[i]))
 	}
 	l.made = nil
+	return errors.Join(errs...)
+}
+
+// removeStale deletes the namespaces of earlier runs whose process is gone (a parent
+// killed by SIGKILL cannot delete its own): hmg-gb-<pid>-... with no process <pid>.
+func removeStale() error {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return fmt.Errorf("ip netns list: %w", err)
+	}
+	var errs []error
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		rest, ok := strings.CutPrefix(name, "hmg-gb-")
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // still running
+		}
+		errs = append(errs, ip("netns", "del", name))
+	}
 	return errors.Join(errs...)
 }
 
