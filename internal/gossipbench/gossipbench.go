@@ -5,12 +5,14 @@
 // the network stack and of each node's own scheduling, not of 5 nodes' goroutines
 // sharing one Go runtime.
 //
-// For each system (homing's gossip.Node over multicast, and hashicorp/memberlist's
-// broadcast queue with LAN defaults) and each rate, Run starts fresh nodes, waits until
-// they see each other, has the announcer announce new sessions at the rate, each at its
-// own time (clock_nanosleep), and measures for every session the delay from its
-// announcement to its apply at the last of the 4 peers. Every process timestamps with
-// CLOCK_MONOTONIC, which is one clock for the whole machine.
+// For each system (homing's gossip.Node over multicast with the library's defaults,
+// hashicorp/memberlist's broadcast queue with LAN defaults, and optionally the floor:
+// one bare multicast datagram per record) and each rate, Run starts fresh nodes, waits
+// until they see each other, has the announcer announce new sessions at the rate (it
+// wakes from clock_nanosleep at most every 250 µs and announces what is due, see
+// paceQuantum), and measures for every session the delay from its announcement to its
+// apply at the last of the 4 peers. Every process timestamps with CLOCK_MONOTONIC,
+// which is one clock for the whole machine.
 //
 //	parent ──stdin/stdout lines (proto.go)──▶ ip netns exec hmg-gb-…-hN  <exe> gossip-node -system … -id N
 //
