@@ -71,7 +71,7 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 	res.title = fmt.Sprintf("gossip convergence: 1 announcer + %d peers, one process each in a network namespace on one bridge; "+
 		"homing over multicast (%s); floor: one bare multicast datagram per record, no batching, no authentication; "+
 		"memberlist v0.7.0 broadcast queue (LAN defaults, waited for at most %s); "+
-		"sessions announced one by one at the rate for %s; delay = announcement -> in the table of the last peer "+
+		"sessions announced at the rate for %s (the announcer wakes at most every 250 µs and announces what is due); delay = announcement -> in the table of the last peer "+
 		"(CLOCK_MONOTONIC across processes); load average at the start %s",
 		gossipbench.Peers, flush, mlWait, dur, load)
 	homing := map[int]gossipbench.Row{}
