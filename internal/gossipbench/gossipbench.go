@@ -285,6 +285,9 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 		}
 		row.Gaps += st.SeqGaps
 		row.AuthFailures += st.AuthFailures
+		if os.Getenv("HMG_GB_STATS") != "" {
+			fmt.Fprintf(os.Stderr, "peer %d: %+v\n", i, st)
+		}
 	}
 	if sys != Homing {
 		row.Wire = Wire{}
