@@ -265,9 +265,17 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 			return row, err
 		}
 	}
-	s1, err := nodeStats(ctx, ann)
-	if err != nil {
-		return row, err
+	// The announcer counts a datagram's records just after its send returns, which can
+	// be after the peers applied them: wait (briefly) for the count.
+	var s1 gossip.Stats
+	for deadline := time.Now().Add(time.Second); ; {
+		if s1, err = nodeStats(ctx, ann); err != nil {
+			return row, err
+		}
+		if sys != Homing || s1.RecordsSent-s0.RecordsSent >= uint64(count) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	row.Wire = wireBetween(s0, s1)
 	announced, err := ann.samples(ctx, startTimeout)
