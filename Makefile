@@ -3,7 +3,8 @@
 #   make deps    install what the build and the tests need (Debian 12, root; idempotent)
 #   make build   build bin/homingd and bin/homingctl
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
-#   make bench   data-plane benchmarks (Mpps ratios measured side by side), see docs/PERFORMANCE.md
+#   make bench   one table: data plane (Mpps ratios measured side by side), table writes and memory,
+#                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
 #   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang
 
