@@ -64,8 +64,11 @@ bench: deps
 	$(GO) run ./cmd/homing-bench
 
 BENCH_SESSIONS ?= 65536
+# Built, not `go run`: go run strips the symbol table, and callgrind's --toggle-collect
+# then finds no homing_bench_main (and counts nothing).
 bench-callgrind: deps
-	$(GO) run ./cmd/homing-bench -callgrind -sessions $(BENCH_SESSIONS)
+	$(GO) build -o bin/homing-bench ./cmd/homing-bench
+	bin/homing-bench -callgrind -sessions $(BENCH_SESSIONS)
 
 bench-smoke:
 	$(GO) run ./cmd/homing-bench -smoke

@@ -552,6 +552,9 @@ func callgrind(o options) error {
 		if err != nil {
 			return err
 		}
+		if n == 0 {
+			return fmt.Errorf("callgrind %s: nothing collected in homing_bench_main: is %s stripped? (go run strips symbols: go build it)", id, self)
+		}
 		total[id] = n
 	}
 	fmt.Printf("pipeline instructions per packet (callgrind, %d sessions, %d packets per case, --no-huge; case minus its bare loop)\n\n", o.sessions, o.packets)
