@@ -517,8 +517,10 @@ func TestFlushOnSize(t *testing.T) {
 	if len(dgs) != 1 {
 		t.Fatalf("%d datagrams, want 1 (the rest waits for the hour-long delay)", len(dgs))
 	}
-	if n := nrecs(t, dgs[0]); n != perDatagram || len(dgs[0]) != gossip.Overhead+first+(perDatagram-1)*next {
-		t.Errorf("datagram of %d bytes with %d records, want %d records", len(dgs[0]), n, perDatagram)
+	// Full: no further record (8 bytes at least) fits. An epoch delta can take a second
+	// byte when adds are more than 4 ms apart (a slow machine), so a record or two fewer.
+	if n := nrecs(t, dgs[0]); n < perDatagram-2 || n > perDatagram || len(dgs[0])+next <= gossip.DefaultMaxDatagram {
+		t.Errorf("datagram of %d bytes with %d records, want a full one of about %d records", len(dgs[0]), n, perDatagram)
 	}
 	if len(dgs[0]) > gossip.DefaultMaxDatagram {
 		t.Errorf("datagram of %d bytes", len(dgs[0]))
