@@ -137,4 +137,5 @@ type Stats struct {
 	Reject map[string]uint64 `json:"gossip_rejected,omitempty"`
 	Owners map[string]int    `json:"owners,omitempty"` // entries per owner host id
 	Probe  map[string]uint64 `json:"probe,omitempty"`  // absent when the probe is off
+	Relay  map[string]uint64 `json:"relay,omitempty"`  // absent unless this host is a gossip relay
 }

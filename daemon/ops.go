@@ -214,6 +214,12 @@ func (o *ops) Snapshot() metrics.Snapshot {
 	if n := d.Node(); n != nil {
 		s.Gossip = gossipMetrics(n)
 	}
+	if d.ctl != nil && d.ctl.dom != nil && d.ctl.dom.relay != nil {
+		rs := d.ctl.dom.relay.Stats()
+		s.Relay = &metrics.Relay{Forwarded: rs.Forwarded, SendErrors: rs.SendErrors, Received: rs.Received,
+			Relayed: rs.Relayed, Duplicates: rs.Duplicates, Loops: rs.Loops, AuthFailures: rs.AuthFailures,
+			Malformed: rs.Malformed, Replays: rs.Replays}
+	}
 	if d.ctl != nil && d.ctl.probe != nil {
 		ps := d.ctl.probe.Stats()
 		s.Probe = &metrics.Probe{Lost: ps.Lost, Resyncs: ps.Resyncs, ResyncAdds: ps.ResyncAdds, ResyncDeletes: ps.ResyncDeletes, Sessions: ps.Sessions}
@@ -530,6 +536,11 @@ func (o *ops) stats() ctl.Stats {
 	if p := s.Probe; p != nil {
 		out.Probe = map[string]uint64{"events_lost": p.Lost, "resyncs": p.Resyncs, "resync_adds": p.ResyncAdds,
 			"resync_deletes": p.ResyncDeletes, "sessions": p.Sessions}
+	}
+	if r := s.Relay; r != nil {
+		out.Relay = map[string]uint64{"forwarded": r.Forwarded, "send_errors": r.SendErrors, "received": r.Received,
+			"relayed": r.Relayed, "duplicates": r.Duplicates, "loops": r.Loops, "auth_failures": r.AuthFailures,
+			"malformed": r.Malformed, "replays": r.Replays}
 	}
 	return out
 }

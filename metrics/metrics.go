@@ -122,6 +122,14 @@ type Snapshot struct {
 	Table  *Table  // nil: no table
 	Gossip *Gossip // nil: gossip is off
 	Probe  *Probe  // nil: the probe is off
+	Relay  *Relay  // nil: this host is not a gossip relay
+}
+
+// Relay is the gossip relay's counters (gossip.RelayStats).
+type Relay struct {
+	Forwarded, SendErrors, Received, Relayed   uint64
+	Duplicates, Loops, AuthFailures, Malformed uint64
+	Replays                                    uint64
 }
 
 // Probe is the sock_ops probe's counters.
@@ -304,6 +312,11 @@ var (
 	dProbeRAdd   = newDesc("probe", "resync_adds_total", "Local sessions announced by resyncs (their Add event was lost).", cnt)
 	dProbeRDel   = newDesc("probe", "resync_deletes_total", "Local sessions withdrawn by resyncs (their Delete event was lost, or found closed).", cnt)
 	dProbeSess   = newDesc("probe", "sessions", "Local sessions the probe announced and has not withdrawn.", gauge)
+	dRelayFwd    = newDesc("relay", "forwarded_envelopes_total", "Envelopes sent to the other domains' relays (one per datagram and peer relay).", cnt)
+	dRelaySendE  = newDesc("relay", "send_errors_total", "Envelopes that could not be sent.", cnt)
+	dRelayRecv   = newDesc("relay", "received_envelopes_total", "Envelopes received from other domains' relays.", cnt)
+	dRelayMcast  = newDesc("relay", "relayed_datagrams_total", "Datagrams of other domains multicast in this domain.", cnt)
+	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
@@ -312,7 +325,8 @@ var (
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
 		dGStale, dGForeign, dGLocal, dGGrace, dGTableErr, dGTmplErr, dGOverflow, dGDiscErr, dGQueue, dGPeersUp,
 		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest,
-		dGNacks, dGNackRec, dGNackFall, dGNackResent, dProbeLost, dProbeResync, dProbeRAdd, dProbeRDel, dProbeSess}
+		dGNacks, dGNackRec, dGNackFall, dGNackResent, dProbeLost, dProbeResync, dProbeRAdd, dProbeRDel, dProbeSess,
+		dRelayFwd, dRelaySendE, dRelayRecv, dRelayMcast, dRelayDrop}
 )
 
 // collector reads a Source at every scrape.
@@ -443,5 +457,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dProbeRAdd, p.ResyncAdds)
 		u(dProbeRDel, p.ResyncDeletes)
 		u(dProbeSess, p.Sessions)
+	}
+	if r := s.Relay; r != nil {
+		u(dRelayFwd, r.Forwarded)
+		u(dRelaySendE, r.SendErrors)
+		u(dRelayRecv, r.Received)
+		u(dRelayMcast, r.Relayed)
+		for _, d := range []struct {
+			reason string
+			n      uint64
+		}{{"duplicate", r.Duplicates}, {"loop", r.Loops}, {"auth", r.AuthFailures}, {"malformed", r.Malformed}, {"replay", r.Replays}} {
+			u(dRelayDrop, d.n, d.reason)
+		}
 	}
 }

@@ -60,6 +60,7 @@ func fakeSnapshot() Snapshot {
 		Gossip: &Gossip{DatagramsSent: 7, BytesSent: 700, DatagramsReceived: 9, BytesReceived: 900,
 			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2},
 		Probe: &Probe{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
+		Relay: &Relay{Forwarded: 12, Received: 8, Relayed: 7, Duplicates: 3, Replays: 1},
 	}
 }
 
@@ -107,6 +108,11 @@ func TestCollector(t *testing.T) {
 		{"homing_probe_resync_adds_total", nil, 5},
 		{"homing_probe_resync_deletes_total", nil, 1},
 		{"homing_probe_sessions", nil, 40},
+		{"homing_relay_forwarded_envelopes_total", nil, 12},
+		{"homing_relay_received_envelopes_total", nil, 8},
+		{"homing_relay_relayed_datagrams_total", nil, 7},
+		{"homing_relay_dropped_envelopes_total", map[string]string{"reason": "duplicate"}, 3},
+		{"homing_relay_dropped_envelopes_total", map[string]string{"reason": "replay"}, 1},
 	}
 	for _, c := range cases {
 		if got := value(t, reg, c.name, c.labels); got != c.want {

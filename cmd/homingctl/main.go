@@ -381,6 +381,8 @@ func printStats(w io.Writer, s *ctl.Stats) {
 	} else {
 		fmt.Fprintln(w, "\ngossip off")
 	}
+	printMap(w, "gossip relay", s.Relay)
+	printMap(w, "probe", s.Probe)
 }
 
 func printMap(w io.Writer, title string, m map[string]uint64) {
