@@ -704,7 +704,7 @@ func TestInsecureCluster(t *testing.T) {
 	gossiptest.WaitFor(t, wait, "session", owned(ms[1].table, key(1), 1))
 }
 
-// TestAdaptiveFlush: with AdaptiveFlush, a record that finds the link idle goes out at
+// TestAdaptiveFlush: with the adaptive flush (the default), a record that finds the link idle goes out at
 // once despite an hour-long FlushDelay; records that follow within the delay wait for
 // it (batching only while datagrams go out back to back).
 func TestAdaptiveFlush(t *testing.T) {
