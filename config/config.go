@@ -53,6 +53,8 @@ const (
 	DefaultRepairInterval    = time.Second
 	DefaultRepairTimeout     = 5 * time.Second
 	DefaultRepairMaxRecords  = 1 << 20
+	DefaultMaxQueue          = 1 << 16
+	DefaultNackRing          = 8192
 	DefaultRelayPort         = 6082
 	DefaultCgroup            = "/sys/fs/cgroup/unified"
 	DefaultTentativeLifetime = 3 * time.Second
@@ -223,6 +225,8 @@ type Gossip struct {
 	RepairInterval    time.Duration
 	RepairTimeout     time.Duration
 	RepairMaxRecords  int
+	MaxQueue          int  // records waiting to be sent, at most
+	NackRing          int  // datagrams kept for NACK retransmission; 0: NACK off
 	Digest            bool // compare heartbeat digests (repair on silent divergence)
 	// Relays are the gossip relays of the POP, every domain's: each forwards its domain's
 	// gossip to the relays of the other domains, which multicast it in theirs. This host
@@ -328,6 +332,8 @@ func Default() *Config {
 			RepairInterval:    DefaultRepairInterval,
 			RepairTimeout:     DefaultRepairTimeout,
 			RepairMaxRecords:  DefaultRepairMaxRecords,
+			MaxQueue:          DefaultMaxQueue,
+			NackRing:          DefaultNackRing,
 			Digest:            true,
 			RelayPort:         DefaultRelayPort,
 		},

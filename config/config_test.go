@@ -166,6 +166,8 @@ insecure = false
 max_datagram = 1300
 flush_delay = "1ms"
 flush = "fixed"
+max_queue = 1000
+nack_ring = 0
 max_rate = 5
 heartbeat_interval = "1s"
 down_after = 5
@@ -226,7 +228,7 @@ format = "json"
 		Gossip: Gossip{Enabled: true, Group: netip.MustParseAddr("ff02::1:6"), Port: 7002, Interface: "eth9", TTL: 2,
 			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, Flush: "fixed", MaxRate: 5, HeartbeatInterval: time.Second,
 			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
-			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000, RelayPort: DefaultRelayPort},
+			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000, MaxQueue: 1000, RelayPort: DefaultRelayPort},
 		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled", TentativeLifetime: 500 * time.Millisecond, RingBytes: DefaultProbeRingBytes},
 		Metrics: Metrics{Listen: "[::1]:0"},
 		Control: Control{Socket: "/tmp/x.sock"},
@@ -346,6 +348,7 @@ func TestErrors(t *testing.T) {
 		{"duration zero", replace(t, "insecure = true", "insecure = true\nlinger = \"0s\""), "t.toml: gossip.linger: must be > 0, got 0s", ErrInvalid},
 		{"duration negative", replace(t, "insecure = true", "insecure = true\nflush_delay = \"-1ms\""), "t.toml: gossip.flush_delay: must be > 0, got -1ms", ErrInvalid},
 		{"probe ring", replace(t, "insecure = true", "insecure = true\n[probe]\nring_bytes = 5000"), "t.toml: probe.ring_bytes: must be a power of two from 4096 to 1073741824, got 5000", ErrInvalid},
+		{"queue small", replace(t, "insecure = true", "insecure = true\nmax_queue = 10"), "t.toml: gossip.max_queue: must be 64..16777216, got 10", ErrInvalid},
 		{"flush mode", replace(t, "insecure = true", "insecure = true\nflush = \"eager\""), `t.toml: gossip.flush: "eager": want "adaptive" or "fixed"`, ErrInvalid},
 		{"duration int", replace(t, "insecure = true", "insecure = true\nheartbeat_interval = 100"),
 			"t.toml: gossip.heartbeat_interval: line 12: incompatible types: TOML value has type int64; destination has type string", ErrSyntax},

@@ -124,6 +124,8 @@ type fileGossip struct {
 	RepairInterval    string      `toml:"repair_interval"`
 	RepairTimeout     string      `toml:"repair_timeout"`
 	RepairMaxRecords  int         `toml:"repair_max_records"`
+	MaxQueue          int         `toml:"max_queue"`
+	NackRing          int         `toml:"nack_ring"`
 	Digest            bool        `toml:"digest"`
 	Relays            []fileRelay `toml:"relays"`
 	RelayPort         int         `toml:"relay_port"`
@@ -182,6 +184,8 @@ func defaultFile() fileConfig {
 			RepairInterval:    DefaultRepairInterval.String(),
 			RepairTimeout:     DefaultRepairTimeout.String(),
 			RepairMaxRecords:  DefaultRepairMaxRecords,
+			MaxQueue:          DefaultMaxQueue,
+			NackRing:          DefaultNackRing,
 			Digest:            true,
 			RelayPort:         DefaultRelayPort,
 		},

@@ -764,6 +764,9 @@ func (c *checker) gossip(cfg *Config, g *fileGossip) {
 	out.RepairTimeout = c.duration("gossip.repair_timeout", g.RepairTimeout)
 	out.RepairMaxRecords = g.RepairMaxRecords
 	c.intRange("gossip.repair_max_records", g.RepairMaxRecords, 1, 1<<26)
+	out.MaxQueue, out.NackRing = g.MaxQueue, g.NackRing
+	c.intRange("gossip.max_queue", g.MaxQueue, 64, 1<<24)
+	c.intRange("gossip.nack_ring", g.NackRing, 0, 1<<20)
 	c.relays(cfg, g)
 }
 

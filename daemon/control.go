@@ -117,6 +117,7 @@ func (d *Daemon) startControl() (err error) {
 			Repair:     cfg.Gossip.Repair, RepairListener: repairL, RepairPort: cfg.Gossip.RepairPort,
 			RepairInterval: cfg.Gossip.RepairInterval, RepairTimeout: cfg.Gossip.RepairTimeout,
 			RepairMaxRecords: cfg.Gossip.RepairMaxRecords, NoDigest: !cfg.Gossip.Digest,
+			MaxQueue: cfg.Gossip.MaxQueue, NackRing: nackRing(cfg.Gossip.NackRing),
 		}, relayed, d.Table, templates{d})
 		if err != nil {
 			if repairL != nil {
@@ -304,4 +305,12 @@ func (d *Daemon) Node() *gossip.Node {
 		return nil
 	}
 	return d.ctl.node
+}
+
+// nackRing maps gossip.nack_ring (0: off) to gossip.Config.NackRing (negative: off).
+func nackRing(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
