@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,6 +186,17 @@ func TestCleanup(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { _ = sleeper.Wait(); close(exited) }()
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); <-exited })
+	// nsenter joins the namespace after Start returns: wait until it is in it.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		out, _ := exec.Command("ip", "netns", "pids", deadID+"-rtr").Output()
+		if slices.Contains(strings.Fields(string(out)), strconv.Itoa(sleeper.Process.Pid)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never joined %s-rtr", deadID)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	if got := Remains(deadID, nil); len(got) != 4 {
 		t.Fatalf("before cleanup: %v, want 4 paths", got)

@@ -102,6 +102,18 @@ type helperProc struct {
 	out *bufio.Scanner
 }
 
+// vipLab is the setup of the root tests with connections: a netns, a cgroup, and the
+// helper process in them listening on the IPv4 VIP, port 8080.
+func vipLab(t *testing.T) (ns, cg string, h *helperProc, vip netip.AddrPort) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip")
+	ns, cg = testNetns(t), testCgroup(t)
+	h = startHelper(t, ns, cg)
+	vip = netip.AddrPortFrom(vip4, 8080)
+	h.do("listen %s", vip)
+	return ns, cg, h, vip
+}
+
 func startHelper(t *testing.T, ns, cgroup string) *helperProc {
 	t.Helper()
 	cg, err := os.Open(cgroup)
@@ -410,13 +422,7 @@ func TestProbeSessions(t *testing.T) {
 // lost, or from a resync for those whose Delete was lost. Close ends Run with
 // ErrClosed.
 func TestProbeLost(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "ip")
-	ns := testNetns(t)
-	cg := testCgroup(t)
-	h := startHelper(t, ns, cg)
-	vip := netip.AddrPortFrom(vip4, 8080)
-	h.do("listen %s", vip)
+	ns, cg, h, vip := vipLab(t)
 
 	var p *Probe
 	inNetns(t, ns, func() {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/homing-dev/homing/internal/testenv"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -162,13 +160,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // established VIP connections; no cookie gets two Adds or a Delete without its Add.
 // The poll interval is a minute: the repair comes from the resyncs, not from polls.
 func TestProbeResync(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "ip")
-	ns := testNetns(t)
-	cg := testCgroup(t)
-	h := startHelper(t, ns, cg)
-	vip := netip.AddrPortFrom(vip4, 8080)
-	h.do("listen %s", vip)
+	ns, cg, h, vip := vipLab(t)
 
 	var p *Probe
 	var diag *netlink.Handle
@@ -234,13 +226,7 @@ func TestProbeResync(t *testing.T) {
 // TestProbeNoLossNoResync: without a lost event Run never resyncs, however often
 // it checks.
 func TestProbeNoLossNoResync(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "ip")
-	ns := testNetns(t)
-	cg := testCgroup(t)
-	h := startHelper(t, ns, cg)
-	vip := netip.AddrPortFrom(vip4, 8080)
-	h.do("listen %s", vip)
+	ns, cg, h, vip := vipLab(t)
 	old := h.dial("old", 10, client4, vip) // polled: partial syncs every 20 ms
 
 	var p *Probe
