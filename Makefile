@@ -56,7 +56,7 @@ check:
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 $(PKGS)
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./gossip/... ./config/... ./session/... ./internal/golden/... \
-		./metrics/... ./ctl/... ./cmd/homingctl/...
+		./metrics/... ./ctl/... ./cmd/homingctl/... ./probe/... ./internal/gossipbench/...
 
 test: deps build check unit fuzz-smoke bench-smoke
 
