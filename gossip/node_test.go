@@ -728,3 +728,36 @@ func TestAdaptiveFlush(t *testing.T) {
 		t.Errorf("queue length %d, want 0 (the 3 records are in the open datagram)", ql)
 	}
 }
+
+// TestHeartbeatsWhileRateLimited: a sender with a backlog longer than DownAfter
+// heartbeat intervals, waiting for tokens on its precise timer, keeps sending
+// heartbeats: its peers never take it down. (Before the fix: 0 heartbeats during the
+// backlog, and the peer down.)
+func TestHeartbeatsWhileRateLimited(t *testing.T) {
+	_, ms := cluster(t, 2, func(c *gossip.Config) {
+		// ~4 records a datagram, 1000 datagrams/s: 6000 records are 1.5 s of backlog,
+		// waits of 1 ms between tokens (the precise timer's range).
+		c.MaxRate, c.MaxBurst, c.MaxQueue, c.MaxDatagram = 1000, 1, 1<<16, gossip.Overhead+gossip.RecordAdd6Len
+		c.HeartbeatInterval, c.DownAfter, c.Grace = 20*time.Millisecond, 5, 10*time.Second
+	})
+	for _, m := range ms {
+		gossiptest.WaitFor(t, wait, "peer up", func() bool { return m.node.Stats().PeersUp == 1 })
+	}
+	hb0 := ms[0].node.Stats().HeartbeatsSent
+	for i := range 6000 {
+		if err := ms[0].node.LocalAdd(key(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	for time.Since(t0) < time.Second {
+		if ms[1].node.Stats().PeersUp != 1 {
+			t.Fatalf("node 2 took node 1 down %v into node 1's backlog", time.Since(t0).Round(time.Millisecond))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := ms[0].node.Stats()
+	if hb := s.HeartbeatsSent - hb0; hb < 25 || s.QueueLen == 0 {
+		t.Errorf("%d heartbeats in 1 s of backlog (interval 20 ms); %d records still queued", hb, s.QueueLen)
+	}
+}

@@ -189,6 +189,15 @@ func (n *Node) sender(ctx context.Context) {
 				wait = d
 			}
 		}
+		// The tick is also looked at here, not only in the select below: a sender that
+		// waits on its precise timer (a flush slot, a token while rate-limited) does
+		// not reach the select for as long as the backlog lasts, and peers would take
+		// this host down for want of heartbeats.
+		select {
+		case <-hbTick.C:
+			hbDue = true
+		default:
+		}
 		if hbDue {
 			hbBuf = n.sendHeartbeat(hbBuf, exact, exactOK && n.gapPeers.Load() == 0)
 			hbDue = false
