@@ -734,11 +734,13 @@ func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
 		return
 	}
 	d.opsState(true).setKeys = func(r *gossip.KeyRing) error {
-		err := node.SetKeys(r)
+		// The relay first: it checks the datagrams the node seals, and after the
+		// switch the node may seal with a key the relay's old ring does not accept.
+		var err error
 		if relay != nil {
-			err = errors.Join(err, relay.SetKeys(r))
+			err = relay.SetKeys(r)
 		}
-		return err
+		return errors.Join(err, node.SetKeys(r))
 	}
 }
 
