@@ -471,10 +471,14 @@ func (r *runner) nextCheck() time.Time {
 	if r.dirty {
 		at = earliest(at, r.lastCheck.Add(lossCheckInterval))
 	}
-	if r.pending {
+	// While a resync waits for its backoff, it supersedes the poll (a full sync also
+	// deletes the polled sessions that closed, and check does not poll meanwhile):
+	// a nextPoll already passed must not make Run call check in a loop until
+	// resyncAfter without reading the ring.
+	switch {
+	case r.pending:
 		at = earliest(at, r.resyncAfter)
-	}
-	if r.t.polled > 0 {
+	case r.t.polled > 0:
 		at = earliest(at, r.nextPoll)
 	}
 	return at
