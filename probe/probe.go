@@ -350,8 +350,10 @@ func (p *Probe) release() error {
 // change until ctx is done (returns ctx.Err()) or the probe is closed (ErrClosed).
 // emit is called on Run's goroutine, one event at a time. Per socket cookie, Run
 // emits at most one Add and then at most one Delete, never a Delete without its
-// Add; after events were lost, a resync brings the announced sessions back to the
-// established VIP connections (see the package comment). Run may be called once.
+// Add; per key, a Delete only for the newest socket announced with that key (a key
+// reused by a new connection supersedes the older one's entry, see track.go); after
+// events were lost, a resync brings the announced sessions back to the established
+// VIP connections (see the package comment). Run may be called once.
 func (p *Probe) Run(ctx context.Context, emit func(Event)) error {
 	p.mu.Lock()
 	switch {

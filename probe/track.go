@@ -19,6 +19,19 @@ import (
 // whose Delete it saw recently, see below), a Delete only for a cookie it holds,
 // which it then forgets. Socket cookies are never reused.
 //
+// Invariant, per key: the consumer acts per key (the 5-tuple: homingd claims it on
+// an Add and disowns it on a Delete), and a key is reused by a new socket when a
+// client reconnects from the same port (the old socket in TIME_WAIT, or gone). So
+// the events of a key are Add, [Delete], Add, [Delete]...: a Delete is only ever for
+// the newest socket announced for its key. The tracker holds at most one entry per
+// key: announcing a cookie for a key held by another cookie forgets the older entry
+// without any event (supersede) and remembers the older cookie as closed, so that a
+// sync does not announce it again; the older socket's Delete, from the ring (the
+// kernel may write the old socket's close after the new one's Add: TIME_WAIT reuse)
+// or from a sync, then finds no entry and is dropped. Without this, the older
+// cookie's Delete (a poll finding it gone, a resync after its lost ring Delete, or
+// its late ring Delete) would disown the key while the newer connection lives.
+//
 // Sources of Adds and Deletes:
 //   - the ring: Add for a connection the kernel marked (its Add reached the ring);
 //     the kernel then reports its close as a Delete unless that Delete is lost;
@@ -72,12 +85,14 @@ type tracker struct {
 	vips     []netip.Prefix
 	allNetNS bool
 
-	sess   map[uint64]entry // announced: Add emitted, no Delete yet
-	seq    uint64           // Adds emitted so far; entry.seq orders them against marks
-	polled int              // entries with polled set
+	sess   map[uint64]entry       // announced: Add emitted, no Delete yet
+	keys   map[session.Key]uint64 // key → the cookie of its entry in sess
+	seq    uint64                 // Adds emitted so far; entry.seq orders them against marks
+	polled int                    // entries with polled set
 
-	// Cookies whose ring Delete was handled in this period and the previous one
-	// (case 5 above); Run rotates them at least closedKeep apart.
+	// Cookies whose ring Delete was handled, or whose entry was superseded by a
+	// newer cookie of the same key, in this period and the previous one (case 5
+	// above); Run rotates them at least closedKeep apart.
 	closed, closedPrev map[uint64]struct{}
 }
 
@@ -94,6 +109,7 @@ func newTracker(vips []netip.Prefix, allNetNS bool) *tracker {
 		vips:       vips,
 		allNetNS:   allNetNS,
 		sess:       make(map[uint64]entry),
+		keys:       make(map[session.Key]uint64),
 		closed:     make(map[uint64]struct{}),
 		closedPrev: make(map[uint64]struct{}),
 	}
@@ -111,8 +127,7 @@ func (t *tracker) event(e Event, emit func(Event)) {
 			}
 			return
 		}
-		t.sess[e.Cookie] = entry{key: e.Key, seq: t.seq, local: !t.allNetNS}
-		t.seq++
+		t.add(e.Cookie, entry{key: e.Key, local: !t.allNetNS})
 	case Delete:
 		en, ok := t.sess[e.Cookie]
 		if !ok { // a sync deleted it first (cases 2 and 6)
@@ -124,8 +139,27 @@ func (t *tracker) event(e Event, emit func(Event)) {
 	emit(e)
 }
 
+// add holds the entry of a cookie about to be announced, superseding the entry
+// another cookie holds for the same key (see the per-key invariant).
+func (t *tracker) add(cookie uint64, en entry) {
+	if old, ok := t.keys[en.key]; ok && old != cookie {
+		t.forget(old, t.sess[old])
+		t.closed[old] = struct{}{}
+	}
+	en.seq = t.seq
+	t.seq++
+	if en.polled {
+		t.polled++
+	}
+	t.sess[cookie] = en
+	t.keys[en.key] = cookie
+}
+
 func (t *tracker) forget(cookie uint64, en entry) {
 	delete(t.sess, cookie)
+	if t.keys[en.key] == cookie {
+		delete(t.keys, en.key)
+	}
 	if en.polled {
 		t.polled--
 	}
@@ -174,9 +208,7 @@ func (t *tracker) reconcile(socks []diagSocket, mark uint64, full bool, emit fun
 		if _, ok := t.closedPrev[s.cookie]; ok {
 			continue
 		}
-		t.sess[s.cookie] = entry{key: s.key, seq: t.seq, polled: true, local: true}
-		t.seq++
-		t.polled++
+		t.add(s.cookie, entry{key: s.key, polled: true, local: true})
 		added++
 		emit(Event{Kind: Add, Key: s.key, Cookie: s.cookie})
 	}

@@ -4,6 +4,7 @@ package probe
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -15,14 +16,18 @@ import (
 const tcpTimeWait = 6
 
 // stream records what a tracker emits and checks, per cookie, that the events are
-// a prefix of Add, Delete.
+// a prefix of Add, Delete, and, per key, that a Delete is for the cookie of the
+// key's last Add (the consumer acts per key: Add, [Delete], Add, [Delete]...).
 type stream struct {
 	t      *testing.T
 	events []Event
-	state  map[uint64]Kind // last event per cookie
+	state  map[uint64]Kind        // last event per cookie
+	newest map[session.Key]uint64 // cookie of the last Add per key, until its Delete
 }
 
-func newStream(t *testing.T) *stream { return &stream{t: t, state: make(map[uint64]Kind)} }
+func newStream(t *testing.T) *stream {
+	return &stream{t: t, state: make(map[uint64]Kind), newest: make(map[session.Key]uint64)}
+}
 
 func (s *stream) emit(e Event) {
 	s.t.Helper()
@@ -38,25 +43,25 @@ func (s *stream) emit(e Event) {
 		s.t.Fatalf("%v without its Add (last %v, seen %v)", e, prev, seen)
 	}
 	s.state[e.Cookie] = e.Kind
+	newest, held := s.newest[e.Key]
+	switch {
+	case e.Kind == Add:
+		s.newest[e.Key] = e.Cookie
+	case !held || newest != e.Cookie:
+		s.t.Fatalf("%v: the key's last Add is cookie %d (held %v)", e, newest, held)
+	default:
+		delete(s.newest, e.Key)
+	}
 }
+
+// liveKeys returns, per key whose last event is an Add, that Add's cookie.
+func (s *stream) liveKeys() map[session.Key]uint64 { return maps.Clone(s.newest) }
 
 // take returns the events emitted since the last take.
 func (s *stream) take() []Event {
 	e := s.events
 	s.events = nil
 	return e
-}
-
-// live returns the cookies added and not deleted, sorted.
-func (s *stream) live() []uint64 {
-	var out []uint64
-	for c, k := range s.state {
-		if k == Add {
-			out = append(out, c)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 var trackVIPs = []netip.Prefix{netip.MustParsePrefix("198.19.255.1/32")}
@@ -221,8 +226,93 @@ func TestTrackerRaces(t *testing.T) {
 	})
 }
 
+// TestTrackerKeyReuse: a client reconnects from the same port, so a new socket
+// (cookie) takes the key of an announced one. The consumer acts per key: the key's
+// last event must be an Add while its newest socket lives, whichever way the older
+// socket's end is learned.
+func TestTrackerKeyReuse(t *testing.T) {
+	k := conn(1)
+	lastIsAdd := func(t *testing.T, s *stream) {
+		t.Helper()
+		if c, ok := s.liveKeys()[k]; !ok || c != 2 {
+			t.Fatalf("events %v: the key's last Add is not cookie 2's", s.events)
+		}
+	}
+	t.Run("polled socket closes, new one announced by the ring", func(t *testing.T) {
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		// Cookie 1 predates Open: announced by the start-up sync, polled.
+		tr.reconcile(dumpOf(est(1)), tr.mark(), true, s.emit)
+		// The server closes it (TIME_WAIT, unmarked: no ring Delete); the client
+		// reconnects from the same port: cookie 2, same key, ring Add.
+		tr.event(Event{Kind: Add, Key: k, Cookie: 2}, s.emit)
+		if tr.polled != 0 || len(tr.sess) != 1 {
+			t.Fatalf("polled %d, %d sessions: cookie 1 not superseded", tr.polled, len(tr.sess))
+		}
+		// The next poll finds cookie 1 in TIME_WAIT and cookie 2 established.
+		dump := append(dumpOf(map[uint64]uint8{1: tcpTimeWait}), diagSocket{key: k, state: tcpEstablished, cookie: 2})
+		tr.reconcile(dump, tr.mark(), false, s.emit)
+		tr.reconcile(dump, tr.mark(), true, s.emit)
+		wantEvents(t, "events", s.take(), ev(Add, 1), Event{Kind: Add, Key: k, Cookie: 2})
+		lastIsAdd(t, s)
+		tr.event(Event{Kind: Delete, Key: k, Cookie: 2}, s.emit)
+		wantEvents(t, "cookie 2 closes", s.take(), Event{Kind: Delete, Key: k, Cookie: 2})
+		if len(tr.sess) != 0 || len(tr.keys) != 0 {
+			t.Fatalf("%d sessions, %d keys left", len(tr.sess), len(tr.keys))
+		}
+	})
+	t.Run("lost delete, new one announced by the ring, resync", func(t *testing.T) {
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		tr.event(ev(Add, 1), s.emit) // marked; its Delete is lost (ring full)
+		tr.event(Event{Kind: Add, Key: k, Cookie: 2}, s.emit)
+		dump := append(dumpOf(nil), diagSocket{key: k, state: tcpEstablished, cookie: 2})
+		tr.reconcile(dump, tr.mark(), true, s.emit)
+		if out := s.events; out[len(out)-1].Kind == Delete {
+			t.Fatalf("events %v: the key's last event is a Delete while cookie 2 is live", out)
+		}
+		lastIsAdd(t, s)
+	})
+	t.Run("old ring delete after the new ring add", func(t *testing.T) {
+		// TIME_WAIT reuse (SO_REUSEADDR): the old socket's STATE_CB to CLOSE may be
+		// written after the new socket's PASSIVE_ESTABLISHED.
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		tr.event(ev(Add, 1), s.emit)
+		tr.event(Event{Kind: Add, Key: k, Cookie: 2}, s.emit)
+		tr.event(ev(Delete, 1), s.emit)
+		wantEvents(t, "events", s.take(), ev(Add, 1), Event{Kind: Add, Key: k, Cookie: 2})
+		lastIsAdd(t, s)
+	})
+	t.Run("resync: old socket gone, new one unannounced", func(t *testing.T) {
+		// Both cookie 1's Delete and cookie 2's Add were lost: the resync deletes
+		// cookie 1 before it announces cookie 2.
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		tr.event(ev(Add, 1), s.emit)
+		dump := append(dumpOf(nil), diagSocket{key: k, state: tcpEstablished, cookie: 2})
+		tr.reconcile(dump, tr.mark(), true, s.emit)
+		wantEvents(t, "events", s.take(), ev(Add, 1), ev(Delete, 1), Event{Kind: Add, Key: k, Cookie: 2})
+		lastIsAdd(t, s)
+	})
+	t.Run("superseded cookie not announced again", func(t *testing.T) {
+		// A dump that still shows the old socket established (it was read before the
+		// socket closed) must not bring it back over the new one.
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		tr.reconcile(dumpOf(est(1)), tr.mark(), true, s.emit)
+		tr.event(Event{Kind: Add, Key: k, Cookie: 2}, s.emit)
+		s.take()
+		dump := append(dumpOf(est(1)), diagSocket{key: k, state: tcpEstablished, cookie: 2})
+		tr.reconcile(dump, tr.mark(), true, s.emit)
+		wantEvents(t, "resync", s.take())
+		lastIsAdd(t, s)
+	})
+}
+
 // simConn is a socket of the simulated kernel.
 type simConn struct {
+	key     session.Key
 	state   uint8 // tcpEstablished, tcpCloseWait (closing, Delete written), or 0 (gone)
 	pending bool  // established, Add not written yet (case 2)
 	marked  bool  // Add reached the ring
@@ -232,8 +322,10 @@ type simConn struct {
 // sockets are established (Add written a step later), close (Delete written if
 // marked, the socket leaves the hash a step later), events are lost at random, and
 // Run reads the ring, polls and resyncs with kernel steps between its dump and its
-// second drain. The stream must keep the invariant, and after a last resync the
-// announced sessions must be the established sockets.
+// second drain. New connections often reuse the key of a closing or closed one (a
+// client reconnecting from the same port). The stream must keep the invariants (per
+// cookie and per key), never delete a socket still established, and after a last
+// resync the announced sessions must be the established sockets, one per key.
 func TestTrackerModel(t *testing.T) {
 	for seed := range uint64(300) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { simulate(t, seed) })
@@ -246,8 +338,35 @@ func simulate(t *testing.T, seed uint64) {
 	s := newStream(t)
 	tr := newTracker(trackVIPs, false)
 	conns := make(map[uint64]*simConn)
+	keys := make(map[uint64]session.Key) // of every cookie so far
 	var ring []Event
 	var next uint64 = 1
+	ev := func(k Kind, c uint64) Event { return Event{Kind: k, Key: keys[c], Cookie: c} }
+	emit := func(e Event) {
+		t.Helper()
+		if sc, ok := conns[e.Cookie]; ok && e.Kind == Delete && sc.state == tcpEstablished {
+			t.Fatalf("%v while its socket is established", e)
+		}
+		s.emit(e)
+	}
+	// newKey is a fresh key, or the key of a closing or closed socket that no
+	// established socket holds.
+	newKey := func() session.Key {
+		if rng.IntN(2) == 0 {
+			busy := make(map[session.Key]bool)
+			for _, sc := range conns {
+				if sc.state == tcpEstablished {
+					busy[sc.key] = true
+				}
+			}
+			for c := range rng.Uint64N(next) {
+				if k := keys[1+c]; !busy[k] {
+					return k
+				}
+			}
+		}
+		return conn(next)
+	}
 	write := func(e Event) bool {
 		if rng.Float64() < lossRate {
 			return false
@@ -266,7 +385,9 @@ func simulate(t *testing.T, seed uint64) {
 	kernelStep := func() {
 		switch rng.IntN(4) {
 		case 0: // a connection is established
-			conns[next] = &simConn{state: tcpEstablished, pending: true}
+			k := newKey()
+			keys[next] = k
+			conns[next] = &simConn{key: k, state: tcpEstablished, pending: true}
 			next++
 			return
 		case 1: // its Add is written
@@ -295,17 +416,17 @@ func simulate(t *testing.T, seed uint64) {
 		}
 	}
 	dump := func() []diagSocket {
-		st := make(map[uint64]uint8)
+		d := dumpOf(nil)
 		for c, sc := range conns {
-			st[c] = sc.state
+			d = append(d, diagSocket{key: sc.key, state: sc.state, cookie: c})
 		}
-		return dumpOf(st)
+		return d
 	}
 	drain := func() {
 		for len(ring) > 0 {
 			e := ring[0]
 			ring = ring[1:]
-			tr.event(e, s.emit)
+			tr.event(e, emit)
 		}
 	}
 	sync := func(full bool, steps int) {
@@ -316,7 +437,7 @@ func simulate(t *testing.T, seed uint64) {
 			kernelStep()
 		}
 		drain()
-		tr.reconcile(d, mark, full, s.emit)
+		tr.reconcile(d, mark, full, emit)
 	}
 	sync(true, rng.IntN(3)) // start
 	for range 400 {
@@ -327,7 +448,7 @@ func simulate(t *testing.T, seed uint64) {
 			if len(ring) > 0 {
 				e := ring[0]
 				ring = ring[1:]
-				tr.event(e, s.emit)
+				tr.event(e, emit)
 			}
 		case r < 17:
 			sync(false, rng.IntN(3))
@@ -353,17 +474,19 @@ func simulate(t *testing.T, seed uint64) {
 		}
 	}
 	sync(true, 0)
-	var want []uint64
-	for c := range conns {
-		want = append(want, c)
+	want := make(map[session.Key]uint64)
+	for c, sc := range conns {
+		want[sc.key] = c
 	}
-	slices.Sort(want)
-	if got := s.live(); !slices.Equal(got, want) {
+	if got := s.liveKeys(); !maps.Equal(got, want) {
 		t.Fatalf("loss rate %.2f: announced %v, established %v", lossRate, got, want)
 	}
+	if len(tr.sess) != len(want) || len(tr.keys) != len(want) {
+		t.Fatalf("%d sessions, %d keys held, %d established", len(tr.sess), len(tr.keys), len(want))
+	}
 	for c, en := range tr.sess {
-		if en.key != conn(c) {
-			t.Fatalf("cookie %d: key %v", c, en.key)
+		if en.key != keys[c] || tr.keys[en.key] != c {
+			t.Fatalf("cookie %d: key %v, held by %d", c, en.key, tr.keys[en.key])
 		}
 	}
 }
