@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"runtime"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/homing-dev/homing/session"
@@ -125,6 +128,70 @@ func newDiagHandle() (*netlink.Handle, error) {
 	}
 	return h, nil
 }
+
+// newLookupSocket opens a sock_diag netlink socket, for lookupTCP, in the calling
+// thread's network namespace. (netlink.Handle.SocketGet is not an exact lookup: it
+// sends a dump request, which the kernel filters by ports only.)
+func newLookupSocket() (*nl.SocketHandle, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag socket: %w", err)
+	}
+	return &nl.SocketHandle{Socket: s}, nil
+}
+
+// inetDiagReq is a struct inet_diag_req_v2 (linux/inet_diag.h).
+type inetDiagReq [56]byte
+
+func (r *inetDiagReq) Len() int          { return len(r) }
+func (r *inetDiagReq) Serialize() []byte { return r[:] }
+
+// lookupTCP asks sock_diag, through sh, for the socket of key whose cookie is
+// cookie: an exact lookup (inet_diag_find_one_icsk: the established hash, TIME_WAIT
+// sockets included), not a dump. found is false when no socket has key's 4-tuple or
+// the one that has it is another socket (another cookie, or the listener the lookup
+// falls back to); state is the socket's TCP state otherwise. An IPv4 key finds an
+// IPv4-mapped connection of a dual-stack socket too (the hash is shared).
+func lookupTCP(sh *nl.SocketHandle, key session.Key, cookie uint64) (state uint8, found bool, err error) {
+	var r inetDiagReq
+	r[0] = unix.AF_INET6
+	if key.Dst.Is4() {
+		r[0] = unix.AF_INET
+	}
+	r[1] = unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(r[4:], ^uint32(0)) // idiag_states: any
+	// inet_diag_sockid: the local end (VIP) is the source.
+	binary.BigEndian.PutUint16(r[8:], key.DstPort)
+	binary.BigEndian.PutUint16(r[10:], key.SrcPort)
+	copy(r[12:28], key.Dst.AsSlice())
+	copy(r[28:44], key.Src.AsSlice())
+	binary.NativeEndian.PutUint32(r[48:], uint32(cookie))
+	binary.NativeEndian.PutUint32(r[52:], uint32(cookie>>32))
+
+	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, 0)
+	req.AddData(&r)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_INET_DIAG: sh}
+	msgs, err := req.Execute(unix.NETLINK_INET_DIAG, nl.SOCK_DIAG_BY_FAMILY)
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESTALE):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("sock_diag lookup of %v: %w", key, err)
+	case len(msgs) != 1 || len(msgs[0]) < 52:
+		return 0, false, fmt.Errorf("sock_diag lookup of %v: %w", key, errBadDiagReply)
+	}
+	// struct inet_diag_msg: family, state, ..., id at 4 (cookie at 4+40).
+	m := msgs[0]
+	got := uint64(binary.NativeEndian.Uint32(m[44:])) | uint64(binary.NativeEndian.Uint32(m[48:]))<<32
+	if got != cookie {
+		return 0, false, nil
+	}
+	return m[1], true, nil
+}
+
+var errBadDiagReply = errors.New("unexpected sock_diag reply")
 
 // ListEstablished lists, in the calling thread's network namespace, the TCP
 // connections accepted on a VIP: ESTABLISHED sockets whose local address is within

@@ -8,6 +8,10 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 
 	"github.com/homing-dev/homing/session"
 )
@@ -90,6 +94,85 @@ func TestOpenConfigErrors(t *testing.T) {
 		}
 		if p != nil {
 			p.Close()
+		}
+	}
+}
+
+// TestLookupTCP: lookupTCP finds a connection by its key and cookie (IPv4, IPv4 on a
+// dual-stack socket, IPv6), reports its state once it is in TIME_WAIT, and does not
+// find it under another cookie, nor once it is gone.
+func TestLookupTCP(t *testing.T) {
+	ns, _, h, vip := vipLab(t)
+	dual := netip.AddrPortFrom(vip4, 8081)
+	v6 := netip.AddrPortFrom(vip6, 8080)
+	h.do("listen [::]:8081") // IPv4 connections arrive IPv4-mapped
+	h.do("listen %s", v6)
+	conns := map[string]session.Key{
+		"v4":   h.dial("v4", 1, client4, vip)[0],
+		"dual": h.dial("dual", 1, client4, dual)[0],
+		"v6":   h.dial("v6", 1, client6, v6)[0],
+	}
+	var dh *netlink.Handle
+	var sh *nl.SocketHandle
+	inNetns(t, ns, func() {
+		var err error
+		if dh, err = newDiagHandle(); err != nil {
+			t.Fatal(err)
+		}
+		if sh, err = newLookupSocket(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { dh.Close(); sh.Close() })
+	socks, err := dumpTCP(dh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := make(map[session.Key]uint64)
+	for _, s := range socks {
+		cookies[s.key] = s.cookie
+	}
+	lookup := func(what string, k session.Key, cookie uint64) (uint8, bool) {
+		t.Helper()
+		st, found, err := lookupTCP(sh, k, cookie)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return st, found
+	}
+	for name, k := range conns {
+		c, ok := cookies[k]
+		if !ok {
+			t.Fatalf("%s: %v not in the dump", name, k)
+		}
+		if st, found := lookup(name, k, c); !found || st != tcpEstablished {
+			t.Errorf("%s: found %v, state %d; want established", name, found, st)
+		}
+		if _, found := lookup(name+", other cookie", k, c+1<<40); found {
+			t.Errorf("%s: found under another cookie", name)
+		}
+		other := k
+		other.SrcPort = 1
+		if _, found := lookup(name+", other port", other, c); found {
+			t.Errorf("%s: found with another client port", name)
+		}
+	}
+	// The server closes first: its socket becomes TIME_WAIT (same cookie). A reset
+	// removes the others.
+	h.do("close v4 server-first")
+	h.do("close dual rst")
+	h.do("close v6 rst")
+	deadline := time.Now().Add(5 * time.Second)
+	for name, k := range conns {
+		for {
+			st, found := lookup(name, k, cookies[k])
+			if name == "v4" && found && st == tcpTimeWait || name != "v4" && !found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s after close: found %v, state %d", name, found, st)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
