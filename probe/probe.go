@@ -26,7 +26,8 @@
 // arrived since (a loss means a full ring, so records follow it, and the check comes
 // within 100 ms of them), and every Config.ResyncInterval when idle. When Lost grew, it resyncs: it announces the established VIP connections it
 // does not know (their Add was lost: unmarked, so polled like the old ones) and
-// deletes the sessions whose socket is gone (their Delete was lost). Resyncs are
+// deletes the sessions whose socket is gone (their Delete was lost), each confirmed
+// gone by an exact sock_diag lookup, since a dump may miss a live socket. Resyncs are
 // spaced by four times the duration of the last one. The races between a dump and
 // the records still in the ring are handled in track.go. Close may be called from
 // any goroutine and ends Run.
@@ -50,7 +51,10 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/homing-dev/homing/session"
 )
 
 // Defaults for Config.
@@ -126,8 +130,9 @@ type Probe struct {
 	resyncDeletes atomic.Uint64
 	sessions      atomic.Uint64
 
-	diagMu sync.Mutex // protects diag, nil once closed
+	diagMu sync.Mutex // protects diag and look, nil once closed
 	diag   *netlink.Handle
+	look   *nl.SocketHandle // exact lookups (lookupTCP)
 
 	mu      sync.Mutex // protects closed and running
 	closed  bool
@@ -226,6 +231,9 @@ func Open(cfg Config) (*Probe, error) {
 			p.release()
 		}
 	}()
+	if p.look, err = newLookupSocket(); err != nil {
+		return nil, err
+	}
 
 	spec, err := loadSockops()
 	if err != nil {
@@ -342,6 +350,10 @@ func (p *Probe) release() error {
 		p.diag.Close()
 		p.diag = nil
 	}
+	if p.look != nil {
+		p.look.Close()
+		p.look = nil
+	}
 	p.diagMu.Unlock()
 	return errors.Join(errs...)
 }
@@ -377,6 +389,7 @@ func (p *Probe) Run(ctx context.Context, emit func(Event)) error {
 		maxDrain: p.cfg.RingBytes/recordBytes + 1,
 		lost:     p.Lost(), // the start-up sync repairs what was lost before it
 	}
+	r.t.confirm = p.stillAlive
 	// Start: everything the kernel reported so far, then the older connections.
 	if _, _, dumpErr, err := r.sync(true); err != nil {
 		return p.stopped(ctx, err)
@@ -514,8 +527,9 @@ func (r *runner) drain() error {
 }
 
 // sync drains the ring, dumps the sockets, drains again and reconciles (tracker
-// explains the order). A failed dump changes nothing and is returned as dumpErr;
-// ringErr ends Run.
+// explains the order). A failed dump changes nothing and is returned as dumpErr, so
+// is a failed lookup (the entries it could not confirm closed are kept); ringErr
+// ends Run.
 func (r *runner) sync(full bool) (added, deleted int, dumpErr, ringErr error) {
 	if ringErr = r.drain(); ringErr != nil {
 		return 0, 0, nil, ringErr
@@ -528,9 +542,9 @@ func (r *runner) sync(full bool) (added, deleted int, dumpErr, ringErr error) {
 	if ringErr = r.drain(); ringErr != nil {
 		return 0, 0, nil, ringErr
 	}
-	added, deleted = r.t.reconcile(socks, mark, full, r.emit)
+	added, deleted, dumpErr = r.t.reconcile(socks, mark, full, r.emit)
 	r.p.sessions.Store(uint64(len(r.t.sess)))
-	return added, deleted, nil, nil
+	return added, deleted, dumpErr, nil
 }
 
 // check resyncs if events were lost since the last resync, else polls if due.
@@ -572,6 +586,8 @@ func (r *runner) resync(lost uint64) error {
 	end := time.Now()
 	took := end.Sub(start)
 	r.resyncAfter = end.Add(resyncBackoff * took)
+	r.p.resyncAdds.Add(uint64(added))
+	r.p.resyncDeletes.Add(uint64(deleted))
 	if dumpErr != nil { // r.lost unchanged: a later check tries again
 		r.resyncAfter = end.Add(max(resyncBackoff*took, resyncRetry))
 		if !errors.Is(dumpErr, ErrClosed) {
@@ -580,8 +596,6 @@ func (r *runner) resync(lost uint64) error {
 		return nil
 	}
 	r.p.resyncs.Add(1)
-	r.p.resyncAdds.Add(uint64(added))
-	r.p.resyncDeletes.Add(uint64(deleted))
 	r.p.log.Warn("probe: events lost, resynced from sock_diag",
 		"lost", lost-r.lost, "added", added, "deleted", deleted,
 		"sessions", len(r.t.sess), "took", took)
@@ -609,6 +623,18 @@ func (p *Probe) dump() ([]diagSocket, error) {
 		return nil, ErrClosed
 	}
 	return dumpTCP(p.diag)
+}
+
+// stillAlive is the tracker's confirm: whether the socket of cookie, with key, is
+// alive by an exact sock_diag lookup in the probe's netns.
+func (p *Probe) stillAlive(key session.Key, cookie uint64) (bool, error) {
+	p.diagMu.Lock()
+	defer p.diagMu.Unlock()
+	if p.look == nil {
+		return false, ErrClosed
+	}
+	state, found, err := lookupTCP(p.look, key, cookie)
+	return found && alive(state), err
 }
 
 // decode turns a ring record into an Event; records that do not decode are counted

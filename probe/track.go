@@ -77,6 +77,19 @@ import (
 //     entry, the ring's Delete is then dropped.
 //  7. A connection whose Add was lost and that closed before the dump: never
 //     announced; the kernel sends no Delete (unmarked).
+//  8. A dump may miss a live socket: inet_diag_dump_icsk resumes each netlink batch
+//     (one recvmsg) at a position counted inside a hash bucket, and does not set
+//     NLM_F_DUMP_INTR, so a socket removed from a bucket between two batches shifts
+//     the sockets after it by one, and the first of them is never sent. A sync
+//     therefore does not trust the dump to delete: before it deletes an entry the
+//     dump does not show alive, it confirms with confirm, an exact lookup of the
+//     cookie's 4-tuple (lookupTCP), which is not subject to that race, and keeps the
+//     entry if the socket is alive. (The other way, absence from two consecutive
+//     dumps, would delay every recovered Delete by a resync and keep state across
+//     syncs; a lookup costs one netlink round trip per entry to delete, and those
+//     are few: lost Deletes, closed polled sockets.) Deletes from the ring need no
+//     confirmation. A failed lookup keeps the entry and fails the sync, which Run
+//     then retries.
 //
 // With AllNetNS the ring reports every netns but dumps list only the netns of Open:
 // an entry is judged by a dump only once a dump has shown its cookie (local), so the
@@ -84,6 +97,9 @@ import (
 type tracker struct {
 	vips     []netip.Prefix
 	allNetNS bool
+	// confirm reports whether the socket of cookie, with key, is still alive, by an
+	// exact lookup (case 8); nil trusts the dump.
+	confirm func(key session.Key, cookie uint64) (bool, error)
 
 	sess   map[uint64]entry       // announced: Add emitted, no Delete yet
 	keys   map[session.Key]uint64 // key → the cookie of its entry in sess
@@ -170,9 +186,11 @@ func (t *tracker) mark() uint64 { return t.seq }
 
 // reconcile compares the entries with a dump taken after mark (and followed by a
 // drain of the ring). It deletes the entries announced before mark whose socket is
-// not alive in the dump: every one when full, the polled ones otherwise. When full,
-// it announces the established VIP sockets it does not hold, polled.
-func (t *tracker) reconcile(socks []diagSocket, mark uint64, full bool, emit func(Event)) (added, deleted int) {
+// not alive in the dump, and not alive either by confirm: every one when full, the
+// polled ones otherwise. When full, it announces the established VIP sockets it
+// does not hold, polled. err is the first failed confirmation: the entries it did
+// not confirm are kept, and the caller should sync again later.
+func (t *tracker) reconcile(socks []diagSocket, mark uint64, full bool, emit func(Event)) (added, deleted int, err error) {
 	live := make(map[uint64]bool, len(t.sess))
 	for _, s := range socks {
 		en, ok := t.sess[s.cookie]
@@ -191,12 +209,21 @@ func (t *tracker) reconcile(socks []diagSocket, mark uint64, full bool, emit fun
 		if en.seq >= mark || !en.local || (!full && !en.polled) || live[c] {
 			continue
 		}
+		if t.confirm != nil {
+			if err != nil {
+				continue
+			}
+			var alive bool
+			if alive, err = t.confirm(en.key, c); err != nil || alive {
+				continue
+			}
+		}
 		t.forget(c, en)
 		deleted++
 		emit(Event{Kind: Delete, Key: en.key, Cookie: c})
 	}
 	if !full {
-		return added, deleted
+		return added, deleted, err
 	}
 	for _, s := range established(socks, t.vips) {
 		if _, ok := t.sess[s.cookie]; ok {
@@ -212,7 +239,7 @@ func (t *tracker) reconcile(socks []diagSocket, mark uint64, full bool, emit fun
 		added++
 		emit(Event{Kind: Add, Key: s.key, Cookie: s.cookie})
 	}
-	return added, deleted
+	return added, deleted, err
 }
 
 // rotate starts a new period of closed cookies, forgetting the previous one.

@@ -3,6 +3,7 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -114,7 +115,7 @@ func TestTrackerRaces(t *testing.T) {
 	t.Run("lost add then poll", func(t *testing.T) {
 		s := newStream(t)
 		tr := newTracker(trackVIPs, false)
-		a, d := tr.reconcile(dumpOf(est(1)), tr.mark(), true, s.emit)
+		a, d, _ := tr.reconcile(dumpOf(est(1)), tr.mark(), true, s.emit)
 		wantEvents(t, "resync", s.take(), ev(Add, 1))
 		if a != 1 || d != 0 || tr.polled != 1 {
 			t.Fatalf("added %d deleted %d polled %d", a, d, tr.polled)
@@ -160,7 +161,7 @@ func TestTrackerRaces(t *testing.T) {
 		tr := newTracker(trackVIPs, false)
 		mark := tr.mark()
 		tr.event(ev(Add, 1), s.emit) // second drain; the dump missed it
-		a, d := tr.reconcile(dumpOf(nil), mark, true, s.emit)
+		a, d, _ := tr.reconcile(dumpOf(nil), mark, true, s.emit)
 		wantEvents(t, "sync", s.take(), ev(Add, 1))
 		if a != 0 || d != 0 {
 			t.Fatalf("added %d deleted %d", a, d)
@@ -190,7 +191,7 @@ func TestTrackerRaces(t *testing.T) {
 		dump := dumpOf(map[uint64]uint8{1: tcpTimeWait, 3: tcpCloseWait})
 		tr.reconcile(dump, tr.mark(), false, s.emit)
 		wantEvents(t, "poll leaves marked sockets to the ring", s.take())
-		a, d := tr.reconcile(dump, tr.mark(), true, s.emit)
+		a, d, _ := tr.reconcile(dump, tr.mark(), true, s.emit)
 		got := s.take()
 		slices.SortFunc(got, func(a, b Event) int { return int(a.Cookie) - int(b.Cookie) })
 		wantEvents(t, "resync", got, ev(Delete, 1), ev(Delete, 2))
@@ -310,6 +311,87 @@ func TestTrackerKeyReuse(t *testing.T) {
 	})
 }
 
+// confirmer is a fake exact lookup: the cookies it reports alive, the calls.
+type confirmer struct {
+	alive map[uint64]bool
+	err   error
+	calls []uint64
+}
+
+func (c *confirmer) confirm(k session.Key, cookie uint64) (bool, error) {
+	c.calls = append(c.calls, cookie)
+	if k != conn(cookie) {
+		return false, fmt.Errorf("cookie %d asked with key %v", cookie, k)
+	}
+	return c.alive[cookie], c.err
+}
+
+// TestTrackerConfirm: a dump may miss a live socket (tracker, case 8), so a sync
+// deletes an entry only once an exact lookup confirms its socket is not alive.
+func TestTrackerConfirm(t *testing.T) {
+	t.Run("dump misses live sockets", func(t *testing.T) {
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		c := &confirmer{alive: map[uint64]bool{1: true, 3: true}}
+		tr.confirm = c.confirm
+		tr.reconcile(dumpOf(est(3)), tr.mark(), true, s.emit) // 3: polled
+		tr.event(ev(Add, 1), s.emit)                          // marked
+		tr.event(ev(Add, 2), s.emit)                          // marked, its Delete lost
+		tr.event(ev(Add, 4), s.emit)
+		s.take()
+		// The dump misses 1 and 3 (alive), shows 4; 2 is gone.
+		a, d, err := tr.reconcile(dumpOf(est(4)), tr.mark(), true, s.emit)
+		if err != nil || a != 0 || d != 1 {
+			t.Fatalf("added %d deleted %d, %v", a, d, err)
+		}
+		wantEvents(t, "resync", s.take(), ev(Delete, 2))
+		slices.Sort(c.calls)
+		if !slices.Equal(c.calls, []uint64{1, 2, 3}) {
+			t.Fatalf("confirmed %v, want the entries the dump does not show: [1 2 3]", c.calls)
+		}
+		// A poll judges only the polled entry (3), and keeps it.
+		c.calls = nil
+		tr.reconcile(dumpOf(nil), tr.mark(), false, s.emit)
+		wantEvents(t, "poll", s.take())
+		if !slices.Equal(c.calls, []uint64{3}) {
+			t.Fatalf("poll confirmed %v, want [3]", c.calls)
+		}
+		// Ring Deletes need no lookup.
+		c.calls = nil
+		tr.event(ev(Delete, 1), s.emit)
+		wantEvents(t, "ring delete", s.take(), ev(Delete, 1))
+		if len(c.calls) != 0 {
+			t.Fatalf("ring Delete confirmed %v", c.calls)
+		}
+	})
+	t.Run("failed lookup keeps the entry", func(t *testing.T) {
+		s := newStream(t)
+		tr := newTracker(trackVIPs, false)
+		errLookup := errors.New("lookup failed")
+		c := &confirmer{err: errLookup}
+		tr.confirm = c.confirm
+		tr.event(ev(Add, 1), s.emit)
+		tr.event(ev(Add, 2), s.emit)
+		s.take()
+		a, d, err := tr.reconcile(dumpOf(est(3)), tr.mark(), true, s.emit)
+		if !errors.Is(err, errLookup) || a != 1 || d != 0 {
+			t.Fatalf("added %d deleted %d, %v; want 1, 0, the lookup's error", a, d, err)
+		}
+		if len(c.calls) != 1 {
+			t.Fatalf("%d lookups after the first failed", len(c.calls))
+		}
+		wantEvents(t, "failed resync still announces", s.take(), ev(Add, 3))
+		c.err = nil // Run syncs again later
+		_, d, err = tr.reconcile(dumpOf(est(3)), tr.mark(), true, s.emit)
+		got := s.take()
+		slices.SortFunc(got, func(a, b Event) int { return int(a.Cookie) - int(b.Cookie) })
+		if err != nil || d != 2 {
+			t.Fatalf("retry: deleted %d, %v", d, err)
+		}
+		wantEvents(t, "retry", got, ev(Delete, 1), ev(Delete, 2))
+	})
+}
+
 // simConn is a socket of the simulated kernel.
 type simConn struct {
 	key     session.Key
@@ -323,7 +405,8 @@ type simConn struct {
 // marked, the socket leaves the hash a step later), events are lost at random, and
 // Run reads the ring, polls and resyncs with kernel steps between its dump and its
 // second drain. New connections often reuse the key of a closing or closed one (a
-// client reconnecting from the same port). The stream must keep the invariants (per
+// client reconnecting from the same port). Dumps miss live sockets at random (case
+// 8), and the tracker confirms with the kernel's truth. The stream must keep the invariants (per
 // cookie and per key), never delete a socket still established, and after a last
 // resync the announced sessions must be the established sockets, one per key.
 func TestTrackerModel(t *testing.T) {
@@ -342,6 +425,14 @@ func simulate(t *testing.T, seed uint64) {
 	var ring []Event
 	var next uint64 = 1
 	ev := func(k Kind, c uint64) Event { return Event{Kind: k, Key: keys[c], Cookie: c} }
+	skipRate := rng.Float64() * 0.3 // of live sockets a dump misses
+	tr.confirm = func(k session.Key, c uint64) (bool, error) {
+		if k != keys[c] {
+			return false, fmt.Errorf("cookie %d confirmed with key %v", c, k)
+		}
+		sc, ok := conns[c]
+		return ok && alive(sc.state), nil
+	}
 	emit := func(e Event) {
 		t.Helper()
 		if sc, ok := conns[e.Cookie]; ok && e.Kind == Delete && sc.state == tcpEstablished {
@@ -418,7 +509,9 @@ func simulate(t *testing.T, seed uint64) {
 	dump := func() []diagSocket {
 		d := dumpOf(nil)
 		for c, sc := range conns {
-			d = append(d, diagSocket{key: sc.key, state: sc.state, cookie: c})
+			if rng.Float64() >= skipRate {
+				d = append(d, diagSocket{key: sc.key, state: sc.state, cookie: c})
+			}
 		}
 		return d
 	}
@@ -437,7 +530,9 @@ func simulate(t *testing.T, seed uint64) {
 			kernelStep()
 		}
 		drain()
-		tr.reconcile(d, mark, full, emit)
+		if _, _, err := tr.reconcile(d, mark, full, emit); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sync(true, rng.IntN(3)) // start
 	for range 400 {
@@ -473,6 +568,7 @@ func simulate(t *testing.T, seed uint64) {
 			delete(conns, c)
 		}
 	}
+	skipRate = 0
 	sync(true, 0)
 	want := make(map[session.Key]uint64)
 	for c, sc := range conns {
