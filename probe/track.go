@@ -24,13 +24,21 @@ import (
 // client reconnects from the same port (the old socket in TIME_WAIT, or gone). So
 // the events of a key are Add, [Delete], Add, [Delete]...: a Delete is only ever for
 // the newest socket announced for its key. The tracker holds at most one entry per
-// key: announcing a cookie for a key held by another cookie forgets the older entry
-// without any event (supersede) and remembers the older cookie as closed, so that a
-// sync does not announce it again; the older socket's Delete, from the ring (the
-// kernel may write the old socket's close after the new one's Add: TIME_WAIT reuse)
-// or from a sync, then finds no entry and is dropped. Without this, the older
-// cookie's Delete (a poll finding it gone, a resync after its lost ring Delete, or
-// its late ring Delete) would disown the key while the newer connection lives.
+// key (keys):
+//   - a ring Add for a key held by another cookie forgets the older entry without
+//     any event (supersede), and remembers the older cookie as closed so that a sync
+//     does not announce it again. The ring is in time order and a socket's Add is
+//     written before it can close, so before a newer socket can take its key. The
+//     older socket's Delete, from the ring (the kernel may write the old socket's
+//     close after the new one's Add: TIME_WAIT reuse) or from a sync, then finds no
+//     entry and is dropped;
+//   - a sync never supersedes: it announces a socket only for a key nobody holds,
+//     after it deleted the holders it found closed. A holder it kept is alive, or
+//     was announced after the mark, by the ring, so is newer than the dump.
+//
+// Without this, the older cookie's Delete (a poll finding it gone, a resync after
+// its lost ring Delete, or its late ring Delete) would disown the key while the
+// newer connection lives.
 //
 // Sources of Adds and Deletes:
 //   - the ring: Add for a connection the kernel marked (its Add reached the ring);
@@ -226,7 +234,7 @@ func (t *tracker) reconcile(socks []diagSocket, mark uint64, full bool, emit fun
 		return added, deleted, err
 	}
 	for _, s := range established(socks, t.vips) {
-		if _, ok := t.sess[s.cookie]; ok {
+		if _, ok := t.keys[s.key]; ok { // this cookie, or another of its key: kept
 			continue
 		}
 		if _, ok := t.closed[s.cookie]; ok {
