@@ -184,8 +184,57 @@ func (d *Daemon) startControl() (err error) {
 				c.fail(err)
 			}
 		}()
+		c.wg.Add(1)
+		go func() { // warm-up
+			defer c.wg.Done()
+			d.warmUp(ctx, c.node)
+		}()
+	} else if d.DP != nil {
+		d.DP.SetWarming(false)
 	}
 	return nil
+}
+
+// warmUpMax bounds the warm-up: after it the data plane hands unknown sessions' packets
+// to the kernel again even if a peer could not be repaired from.
+const warmUpMax = 5 * time.Second
+
+// warmUp ends the data plane's warm-up (lcore.DataPlane.SetWarming; it starts warming
+// when the park and gossip are on) once this host has learnt its peers' sessions: three
+// heartbeat intervals after gossip started (every live peer heard), and a completed
+// repair per peer up (a new incarnation repairs from every peer) — or after warmUpMax.
+// Until then the packets of sessions it does not know yet are held or dropped instead of
+// being reset by its kernel: after a restart while still in the ECMP group, a peer's
+// sessions arrive before the repair that teaches them (6 of 300 connections were reset
+// in lab.TestKeyRotationLive's restart without it).
+func (d *Daemon) warmUp(ctx context.Context, n *gossip.Node) {
+	cfg := d.Config
+	if d.DP == nil {
+		return
+	}
+	defer d.DP.SetWarming(false)
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		el := time.Since(start)
+		st := n.Stats()
+		if el >= 3*cfg.Gossip.HeartbeatInterval && (!cfg.Gossip.Repair || st.RepairsCompleted >= st.PeersUp) {
+			d.Log.Info("warm: peers' sessions learnt", "took", el.Round(time.Millisecond), "peers", st.PeersUp,
+				"repairs", st.RepairsCompleted)
+			return
+		}
+		if el >= warmUpMax {
+			d.Log.Warn("warm-up ended without a repair from every peer", "took", el.Round(time.Millisecond),
+				"peers", st.PeersUp, "repairs", st.RepairsCompleted)
+			return
+		}
+	}
 }
 
 // probeSyncWait bounds the wait for the probe's start-up listing before gossip starts.

@@ -129,7 +129,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return d, err
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
-		NoRedirect: !cfg.Tunnel.Redirect}
+		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0}
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address
 	} else {

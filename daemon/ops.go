@@ -231,7 +231,7 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 	m := metrics.Lcore{ID: l.Lcore, RxNIC: l.RxNIC, RxKernel: l.FromKernel, TxNIC: l.TxNIC, TxKernel: l.TxTAP,
 		Loops: l.Loops, IdleLoops: l.IdleLoops, Sleeps: l.Sleeps, BusyCycles: l.BusyCycles, Cycles: l.Cycles,
 		TemplateRetries: l.TemplateRetries, ParkIn: l.ParkIn, ParkRedirect: l.ParkRedirect, ParkLocal: l.ParkLocal,
-		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull}
+		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop}
 	m.Classes = [metrics.NumClasses]uint64{
 		metrics.ClassRedirect: l.Redirect, metrics.ClassLocal: l.Local, metrics.ClassMiss: l.Miss,
 		metrics.ClassDeadOwner: l.DeadOwner, metrics.ClassSYN: l.SYN, metrics.ClassDecap: l.Decap,

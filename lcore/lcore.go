@@ -54,6 +54,8 @@ type Config struct {
 	// NoRedirect hands every VIP packet to the local kernel without a lookup, as plain
 	// ECMP would (the lab's baseline). Decapsulation still works.
 	NoRedirect bool
+	// Warming starts the data plane warming up (see SetWarming).
+	Warming bool
 }
 
 // Template is what a peer's header template is built from.
@@ -97,6 +99,9 @@ func New(c Config) (*DataPlane, error) {
 	if dp == nil {
 		return nil, errors.New("lcore: out of memory for the data plane")
 	}
+	if c.Warming {
+		dp.warming = 1
+	}
 	d := &DataPlane{dp: dp}
 	if c.Self4.Is4() {
 		a := c.Self4.As4()
@@ -137,6 +142,19 @@ func (d *DataPlane) addVIP(p netip.Prefix) error {
 		return fmt.Errorf("lcore: VIP %s: more than %d VIP prefixes of its family", p, MaxVIPs)
 	}
 	return nil
+}
+
+// SetWarming switches the warm-up on or off. While the control plane warms up after a
+// start (it has not learned its peers' sessions yet), parked packets of unknown
+// sessions are held past the park's hold time and a full park drops new ones: handed to
+// the kernel they would be reset, while TCP sends a dropped one again, by when the
+// session is known. Without a park (ParkHold 0) it changes nothing.
+func (d *DataPlane) SetWarming(on bool) {
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&d.dp.warming)), v)
 }
 
 // SetTemplate publishes (or replaces) the header template of peer t.ID. From then on the

@@ -386,3 +386,56 @@ func TestPark(t *testing.T) {
 		t.Fatalf("%d of %d packets counted", got, st.RxNIC)
 	}
 }
+
+// TestParkWarming: while the daemon warms up, parked packets are held past the hold
+// time (released as soon as their session shows up) and a full park drops new packets
+// instead of handing them to the kernel (which would reset them); when the warm-up ends,
+// the held packets whose session is still unknown go to the kernel, in order.
+func TestParkWarming(t *testing.T) {
+	e := setup(t)
+	const hold = 20 * time.Millisecond
+	f := e.dp.NewFrames(e.pool)
+	defer f.Close()
+	if err := f.SetPark(hold, 4); err != nil {
+		t.Fatal(err)
+	}
+	e.dp.SetWarming(true)
+	defer e.dp.SetWarming(false)
+	key := func(port uint16) session.Key {
+		k := golden.S4
+		k.SrcPort = port
+		return k
+	}
+	var in [][]byte
+	for p := uint16(43000); p < 43006; p++ {
+		in = append(in, dataFrame(key(p), []byte("warming")))
+	}
+	out, err := f.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := f.Stats()
+	if len(out) != 0 || f.Parked() != 4 || st.ParkFull != 2 || st.ParkWarmDrop != 2 || st.ToKernel() != 0 {
+		t.Fatalf("outputs %d parked %d stats %+v", len(out), f.Parked(), st)
+	}
+	time.Sleep(hold + 5*time.Millisecond)
+	if rel := f.Service(false); len(rel) != 0 {
+		t.Fatalf("released %d after the hold time while warming", len(rel))
+	}
+	if _, err := e.tbl.ApplyBatch([]session.Update{{Key: key(43001), Owner: session.Owner{Host: 2, Epoch: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = e.tbl.ApplyBatch([]session.Update{{Key: key(43001), Delete: true}}) }()
+	if rel := f.Service(false); len(rel) != 1 || !rel[0].ToNIC || !bytes.Equal(rel[0].Data[46:], in[1][14:]) {
+		t.Fatalf("after the table change while warming: %d released", len(rel))
+	}
+	e.dp.SetWarming(false)
+	rel := f.Service(false)
+	if len(rel) != 3 || rel[0].ToNIC || !bytes.Equal(rel[0].Data, in[0]) || !bytes.Equal(rel[1].Data, in[2]) || !bytes.Equal(rel[2].Data, in[3]) {
+		t.Fatalf("after the warm-up: %d released", len(rel))
+	}
+	st = f.Stats()
+	if st.ParkExpired != 3 || f.Parked() != 0 || st.Redirect+st.ToKernel()+st.ParkWarmDrop != st.RxNIC {
+		t.Fatalf("stats %+v", st)
+	}
+}

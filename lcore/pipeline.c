@@ -572,6 +572,10 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 		return;
 	if (unlikely(lc->park_count >= lc->park_max)) {
 		lc->stats.park_full++;
+		if (unlikely(lc->dp->warming)) {
+			b->act = A_DROP; /* the kernel would reset it; TCP will send it again */
+			lc->stats.park_warm_drop++;
+		}
 		return;
 	}
 	s = &lc->park[lc->park_count++];
@@ -645,7 +649,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 		return 0;
 	gen = __atomic_load_n(&dp->table->gen, __ATOMIC_ACQUIRE);
 	relook = gen != lc->park_gen;
-	if (!relook && lc->park[0].deadline > now)
+	if (!relook && (lc->park[0].deadline > now || dp->warming))
 		return 0;
 	lc->park_gen = gen;
 	for (i = 0; i < count; i += HOMING_BURST) {
@@ -698,7 +702,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 					rte_pktmbuf_free(s->m);
 					continue;
 				}
-			} else if (s->deadline <= now) {
+			} else if (s->deadline <= now && !dp->warming) {
 				b.act = A_TAP;
 				st->cls_miss++;
 				st->park_expired++;

@@ -113,6 +113,7 @@ struct homing_lcore_stats {
 	uint64_t park_local;      /* released: owned here (also in cls_local / cls_dead_owner) */
 	uint64_t park_expired;    /* released to the kernel after the hold time (also cls_miss) */
 	uint64_t park_full;       /* not parked: park full (counted in cls_miss) */
+	uint64_t park_warm_drop;  /* dropped, not handed to the kernel: park full while warming */
 } __rte_cache_aligned;
 
 struct homing_vip4 {
@@ -139,6 +140,10 @@ struct homing_dp {
 	struct homing_vip4 vip4[HOMING_MAX_VIPS];
 	struct homing_vip6 vip6[HOMING_MAX_VIPS];
 	volatile uint32_t stop;
+	/* 1 while the control plane warms up after a start (it has not yet learned its
+	 * peers' sessions): parked packets are held past the hold time, and a full park
+	 * drops instead of handing packets to the kernel, which would reset them. */
+	volatile uint32_t warming;
 };
 
 /* A parked packet and what it needs to be looked up again. */

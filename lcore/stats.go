@@ -19,12 +19,15 @@ type Stats struct {
 	TemplateRetries                              uint64
 	ParkIn, ParkRedirect, ParkLocal, ParkExpired uint64
 	ParkFull                                     uint64
+	// ParkWarmDrop: misses dropped (park full) while the daemon warmed up, instead of
+	// going to the kernel; counted in Miss too.
+	ParkWarmDrop uint64
 }
 
 // ToKernel is the number of NIC packets handed to the kernel (every class but
 // redirected).
 func (s Stats) ToKernel() uint64 {
-	return s.Local + s.Miss + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect
+	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect
 }
 
 // Add sums two counter sets (Lcore is kept from s).
@@ -38,7 +41,7 @@ func (s Stats) Add(o Stats) Stats {
 		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
 		s.TemplateRetries + o.TemplateRetries,
 		s.ParkIn + o.ParkIn, s.ParkRedirect + o.ParkRedirect, s.ParkLocal + o.ParkLocal, s.ParkExpired + o.ParkExpired,
-		s.ParkFull + o.ParkFull}
+		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop}
 }
 
 func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
@@ -55,7 +58,7 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		Loops: uint64(c.loops), IdleLoops: uint64(c.idle_loops), Sleeps: uint64(c.sleeps),
 		BusyCycles: uint64(c.busy_cycles), Cycles: uint64(c.total_cycles), TemplateRetries: uint64(c.tmpl_retries),
 		ParkIn: uint64(c.park_in), ParkRedirect: uint64(c.park_redirect), ParkLocal: uint64(c.park_local),
-		ParkExpired: uint64(c.park_expired), ParkFull: uint64(c.park_full),
+		ParkExpired: uint64(c.park_expired), ParkFull: uint64(c.park_full), ParkWarmDrop: uint64(c.park_warm_drop),
 	}
 }
 

@@ -74,6 +74,7 @@ type Lcore struct {
 	TemplateRetries                  uint64
 	// The park: packets of unknown VIP sessions held for a second lookup.
 	ParkIn, ParkRedirect, ParkLocal, ParkExpired, ParkFull uint64
+	ParkWarmDrop                                           uint64 // dropped (park full) while warming up
 }
 
 // Port is a DPDK port's counters; Name is "nic" or "kernel".
@@ -243,6 +244,7 @@ var (
 	dLcParked  = newDesc("lcore", "parked_packets_total", "Packets of unknown VIP sessions held for a second lookup (the park).", cnt, "lcore")
 	dLcUnpark  = newDesc("lcore", "unparked_packets_total", "Parked packets released, by outcome: redirect (the owner became known), local (owned here), expired (hold time over, to the kernel).", cnt, "lcore", "outcome")
 	dLcParkFul = newDesc("lcore", "park_full_total", "Packets not parked because the park was full (sent to the kernel).", cnt, "lcore")
+	dLcWarmDrp = newDesc("lcore", "warmup_dropped_total", "Packets of unknown sessions dropped (park full) while the daemon warmed up after its start, instead of going to the kernel.", cnt, "lcore")
 	dLcRetries = newDesc("lcore", "template_retries_total", "Header template copies retried because the control plane was writing it.", cnt, "lcore")
 
 	// per port
@@ -319,7 +321,7 @@ var (
 	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
-		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
+		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
@@ -379,6 +381,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dLcUnpark, l.ParkLocal, id, "local")
 		u(dLcUnpark, l.ParkExpired, id, "expired")
 		u(dLcParkFul, l.ParkFull, id)
+		u(dLcWarmDrp, l.ParkWarmDrop, id)
 	}
 	for _, p := range s.Ports {
 		u(dPortRxP, p.RxPackets, p.Name)
