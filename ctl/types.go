@@ -39,7 +39,8 @@ type Status struct {
 	Capacity6     int       `json:"capacity_ipv6"`
 	Metrics       string    `json:"metrics"`
 	LogLevel      string    `json:"log_level"`
-	KeyRotation   bool      `json:"key_rotation"` // a second gossip key is accepted
+	KeyRotation   bool      `json:"key_rotation"`      // a second gossip key is accepted
+	Warming       bool      `json:"warming,omitempty"` // still learning its peers' sessions after the start
 	LastReload    time.Time `json:"last_reload,omitzero"`
 	LastReloadErr string    `json:"last_reload_error,omitempty"`
 }

@@ -191,6 +191,7 @@ func (d *Daemon) startControl() (err error) {
 		}()
 	} else if d.DP != nil {
 		d.DP.SetWarming(false)
+		d.warming.Store(false)
 	}
 	return nil
 }
@@ -212,7 +213,10 @@ func (d *Daemon) warmUp(ctx context.Context, n *gossip.Node) {
 	if d.DP == nil {
 		return
 	}
-	defer d.DP.SetWarming(false)
+	defer func() {
+		d.DP.SetWarming(false)
+		d.warming.Store(false)
+	}()
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,16 +31,18 @@ type Daemon struct {
 	Config *config.Config
 	Log    *slog.Logger
 
-	pool   *dpdk.Mempool
-	nic    dpdk.Port
-	tap    dpdk.Port
-	ports  []dpdk.Port // started ports, for Stop
-	iface  *kni.Iface
-	Table  *table.Table
-	DP     *lcore.DataPlane
-	MAC    net.HardwareAddr // the NIC's MAC: the kernel interface's too
-	ctl    *control
-	closed bool
+	pool  *dpdk.Mempool
+	nic   dpdk.Port
+	tap   dpdk.Port
+	ports []dpdk.Port // started ports, for Stop
+	iface *kni.Iface
+	Table *table.Table
+	DP    *lcore.DataPlane
+	MAC   net.HardwareAddr // the NIC's MAC: the kernel interface's too
+	ctl   *control
+	// warming is set while the data plane warms up after the start (control.go warmUp).
+	warming atomic.Bool
+	closed  bool
 }
 
 // Start brings a daemon up. On error everything already set up is torn down again.
@@ -130,6 +133,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
 		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0}
+	d.warming.Store(dc.Warming)
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address
 	} else {

@@ -346,6 +346,7 @@ func (o *ops) status() ctl.Status {
 	}
 	o.mu.Lock()
 	st.KeyRotation = countKeys(o.keyFile) > 1
+	st.Warming = d.warming.Load()
 	o.mu.Unlock()
 	return st
 }

@@ -114,6 +114,21 @@ func TestKeyRotationLive(t *testing.T) {
 		}
 		t.Fatalf("after %v the tables differ from the truth: %v", took.Round(time.Millisecond), err)
 	}
+	for deadline := time.Now().Add(6 * time.Second); ; {
+		st, err := l.Status(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Warming {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("h3 still warming up 6 s after its restart")
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := l.Rehash(2000); err != nil {
 		t.Fatal(err)
 	}

@@ -262,7 +262,11 @@ func printStatus(w io.Writer, s *ctl.Status) {
 		if s.KeyRotation {
 			rot = ", key rotation (second key accepted)"
 		}
-		fmt.Fprintf(t, "gossip\ton, incarnation %d, %d peers up%s\n", s.Incarnation, s.PeersUp, rot)
+		warm := ""
+		if s.Warming {
+			warm = ", warming up (peers' sessions not all learnt yet)"
+		}
+		fmt.Fprintf(t, "gossip\ton, incarnation %d, %d peers up%s%s\n", s.Incarnation, s.PeersUp, rot, warm)
 	} else {
 		fmt.Fprintf(t, "gossip\toff\n")
 	}
