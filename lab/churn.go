@@ -191,7 +191,7 @@ func (c Churn) Run(ctx context.Context, mode RaceMode) (res *ChurnResult, err er
 	if err != nil {
 		return res, err
 	}
-	cl, err := startChurn(ctx, l.NS("cli"), netip.AddrPortFrom(l.VIPAddr(), ServicePort).String(), c.Rate, c.Hold)
+	cl, err := startChurn(ctx, l.NS("cli"), l.Service().String(), c.Rate, c.Hold)
 	if err != nil {
 		return res, err
 	}

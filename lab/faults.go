@@ -133,7 +133,7 @@ func (l *Lab) Established(n int) ([]string, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%w: h%d not started", ErrHost, n)
 	}
-	vip := netip.AddrPortFrom(l.VIPAddr(), ServicePort)
+	vip := l.Service()
 	out, err := exec.Command("ip", "netns", "exec", h.NS, "ss", "-Htn", "state", "established",
 		"src", vipFilter(vip)).Output()
 	if err != nil {
@@ -175,7 +175,7 @@ func (l *Lab) Sessions(ctx context.Context, n int) (map[string]uint16, error) {
 	if err := ctl.Call(c, l.socket(n), ctl.CmdSessions, ctl.SessionsArgs{Limit: -1}, &res); err != nil {
 		return nil, fmt.Errorf("h%d: sessions: %w", n, err)
 	}
-	vip := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
+	vip := l.Service().String()
 	m := make(map[string]uint16, len(res.Sessions))
 	for _, s := range res.Sessions {
 		if s.Proto == "tcp" && s.VIP == vip {

@@ -61,6 +61,25 @@ func setKey(t *testing.T, toml, section, key, value string) string {
 
 // faultLab builds a lab of hosts 1..n, routed, with edit applied to every host's
 // configuration; it is closed (and checked to leave nothing behind) at the test's end.
+// openFleet opens n echo connections from the client namespace to the VIP and starts
+// them (stopped when the test ends); with settle, it waits until every host's table
+// holds them.
+func openFleet(t *testing.T, ctx context.Context, l *Lab, n int, settle bool) *Fleet {
+	t.Helper()
+	fleet, err := Dial(ctx, l.NS("cli"), l.Service().String(), n, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet.Start()
+	t.Cleanup(fleet.Stop)
+	if settle {
+		if _, err := l.WaitSessions(ctx, l.Hosts(), n, 15*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fleet
+}
+
 func faultLab(t *testing.T, ctx context.Context, n int, edit func(t *testing.T, host int, toml string) string) *Lab {
 	t.Helper()
 	exe, err := os.Executable()
@@ -164,17 +183,8 @@ func TestGossipLoss(t *testing.T) {
 		return setKey(t, toml, "gossip", "linger", `"1s"`) // closed sessions leave the tables soon
 	})
 	hosts := l.Hosts()
-	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
 	const old = 300
-	fleet, err := Dial(ctx, l.NS("cli"), addr, old, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Start()
-	defer fleet.Stop()
-	if _, err := l.WaitSessions(ctx, hosts, old, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	fleet := openFleet(t, ctx, l, old, true)
 	before := gossipSum(t, ctx, l, hosts, "sequence_gaps", "repairs_started", "repairs_completed", "repairs_failed",
 		"digest_mismatches", "datagrams_received", "records_received")
 
@@ -182,7 +192,7 @@ func TestGossipLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := &Opener{Rate: 100, Keep: 0.2, Hold: time.Second}
-	if err := StartOpener(l.NS("cli"), addr, op); err != nil {
+	if err := StartOpener(l.NS("cli"), l.Service().String(), op); err != nil {
 		t.Fatal(err)
 	}
 	const churn = 10 * time.Second
@@ -275,17 +285,8 @@ func TestRestart(t *testing.T) {
 	defer cancel()
 	l := faultLab(t, ctx, 3, nil)
 	hosts := l.Hosts()
-	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
 	const conns = 300
-	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Start()
-	defer fleet.Stop()
-	if _, err := l.WaitSessions(ctx, hosts, conns, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	fleet := openFleet(t, ctx, l, conns, true)
 	own, err := l.Established(1)
 	if err != nil {
 		t.Fatal(err)
@@ -386,17 +387,8 @@ func TestHostGone(t *testing.T) {
 	l := faultLab(t, ctx, 3, func(t *testing.T, _ int, toml string) string {
 		return setKey(t, toml, "gossip", "grace", fmt.Sprintf("%q", grace.String()))
 	})
-	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
 	const conns = 150
-	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Start()
-	defer fleet.Stop()
-	if _, err := l.WaitSessions(ctx, l.Hosts(), conns, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	fleet := openFleet(t, ctx, l, conns, true)
 	gone, err := l.Established(3)
 	if err != nil {
 		t.Fatal(err)
@@ -523,17 +515,8 @@ func TestHostileGossip(t *testing.T) {
 			}
 		}
 	}()
-	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
 	const conns = 100
-	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Start()
-	defer fleet.Stop()
-	if _, err := l.WaitSessions(ctx, hosts, conns, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	fleet := openFleet(t, ctx, l, conns, true)
 	if err := sleep(ctx, 500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -684,14 +667,8 @@ func TestTableFull(t *testing.T) {
 	l := faultLab(t, ctx, 3, func(t *testing.T, _ int, toml string) string {
 		return setKey(t, toml, "table", "capacity4", fmt.Sprint(capacity))
 	})
-	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
 	const conns = 300
-	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Start()
-	defer fleet.Stop()
+	fleet := openFleet(t, ctx, l, conns, false)
 	if err := sleep(ctx, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -307,7 +307,7 @@ func (l *Lab) AddHosts(ctx context.Context, ns ...int) error {
 			return fmt.Errorf("h%d: homingd: %w\n%s", n, err, Tail(h.LogFile, 20))
 		}
 		serveLog := filepath.Join(l.Dir, fmt.Sprintf("h%d-serve.log", n))
-		env := []string{fmt.Sprintf("%s=%s", ServeEnv, netip.AddrPortFrom(l.VIPAddr(), ServicePort))}
+		env := []string{fmt.Sprintf("%s=%s", ServeEnv, l.Service())}
 		var err error
 		if h.serve, err = l.start(fmt.Sprintf("h%d echo", n), serveLog, h.NS, h.Cgroup, env, l.opts.Serve[0],
 			append(l.opts.Serve[1:len(l.opts.Serve):len(l.opts.Serve)], h.NS)...); err != nil { // the name, for ps

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -91,7 +90,7 @@ func (s RackScenario) Run(ctx context.Context) (res *Result, err error) {
 	if err = l.SetRoute(rackA); err != nil {
 		return res, err
 	}
-	vip := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
+	vip := l.Service().String()
 	first, err := Dial(ctx, l.NS("cli"), vip, s.Conns, 16)
 	if err != nil {
 		return res, fmt.Errorf("connect: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -24,17 +23,8 @@ func TestKeyRotationLive(t *testing.T) {
 	defer cancel()
 	l := faultLab(t, ctx, 3, nil)
 	hosts := l.Hosts()
-	addr := netip.AddrPortFrom(l.VIPAddr(), ServicePort).String()
 	const conns = 300
-	fleet, err := Dial(ctx, l.NS("cli"), addr, conns, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet.Start()
-	defer fleet.Stop()
-	if _, err := l.WaitSessions(ctx, hosts, conns, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	fleet := openFleet(t, ctx, l, conns, true)
 	b, err := os.ReadFile(l.keyFile)
 	if err != nil {
 		t.Fatal(err)

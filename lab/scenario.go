@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -125,13 +124,13 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		return res, err
 	}
 	t := time.Now()
-	fleet, err := Dial(ctx, l.NS("cli"), netip.AddrPortFrom(l.VIPAddr(), ServicePort).String(), s.Conns, 16)
+	fleet, err := Dial(ctx, l.NS("cli"), l.Service().String(), s.Conns, 16)
 	if err != nil {
 		return res, fmt.Errorf("connect: %w", err)
 	}
 	fleet.Start()
 	defer fleet.Stop()
-	s.logf("  %d connections from %s to %s open (%.1fs)", s.Conns, l.Client(), netip.AddrPortFrom(l.VIPAddr(), ServicePort), time.Since(t).Seconds())
+	s.logf("  %d connections from %s to %s open (%.1fs)", s.Conns, l.Client(), l.Service(), time.Since(t).Seconds())
 	if err = s.converge(ctx, l, hosts, s.Conns); err != nil {
 		return res, err
 	}

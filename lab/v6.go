@@ -42,6 +42,9 @@ func (l *Lab) VIPAddr() netip.Addr {
 	return VIP
 }
 
+// Service is the VIP's echo service, address and port.
+func (l *Lab) Service() netip.AddrPort { return netip.AddrPortFrom(l.VIPAddr(), ServicePort) }
+
 // Client is the client namespace's address.
 func (l *Lab) Client() netip.Addr {
 	if l.opts.IPv6 {
