@@ -321,26 +321,34 @@ func TestNoRedirect(t *testing.T) {
 	}
 }
 
+// parkFrames is a test runner whose lcore parks up to 4 packets for hold.
+func parkFrames(t *testing.T, hold time.Duration) (*env, *lcore.Frames) {
+	e := setup(t)
+	f := e.dp.NewFrames(e.pool)
+	t.Cleanup(f.Close)
+	if err := f.SetPark(hold, 4); err != nil {
+		t.Fatal(err)
+	}
+	return e, f
+}
+
+// parkKey is golden.S4 from another client port.
+func parkKey(port uint16) session.Key {
+	k := golden.S4
+	k.SrcPort = port
+	return k
+}
+
 // TestPark: a packet of an unknown VIP session is held; it is released to its owner as
 // soon as the session shows up, to the kernel when the hold time is over, and straight
 // to the kernel when the park is full.
 func TestPark(t *testing.T) {
-	e := setup(t)
 	const hold = 20 * time.Millisecond
-	f := e.dp.NewFrames(e.pool)
-	defer f.Close()
-	if err := f.SetPark(hold, 4); err != nil {
-		t.Fatal(err)
-	}
-	key := func(port uint16) session.Key {
-		k := golden.S4
-		k.SrcPort = port
-		return k
-	}
+	e, f := parkFrames(t, hold)
 	// Six packets of unknown sessions: four are parked, two go to the kernel (park full).
 	var in [][]byte
 	for p := uint16(42000); p < 42006; p++ {
-		in = append(in, dataFrame(key(p), []byte("parked")))
+		in = append(in, dataFrame(parkKey(p), []byte("parked")))
 	}
 	out, err := f.Run(in)
 	if err != nil {
@@ -356,13 +364,13 @@ func TestPark(t *testing.T) {
 	}
 	// Two sessions show up: one owned by the live peer, one owned here.
 	if _, err := e.tbl.ApplyBatch([]session.Update{
-		{Key: key(42000), Owner: session.Owner{Host: 2, Epoch: 1}},
-		{Key: key(42001), Owner: session.Owner{Host: golden.Self.ID, Epoch: 1}},
+		{Key: parkKey(42000), Owner: session.Owner{Host: 2, Epoch: 1}},
+		{Key: parkKey(42001), Owner: session.Owner{Host: golden.Self.ID, Epoch: 1}},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		_, _ = e.tbl.ApplyBatch([]session.Update{{Key: key(42000), Delete: true}, {Key: key(42001), Delete: true}})
+		_, _ = e.tbl.ApplyBatch([]session.Update{{Key: parkKey(42000), Delete: true}, {Key: parkKey(42001), Delete: true}})
 	}()
 	rel := f.Service(false)
 	if len(rel) != 2 || !rel[0].ToNIC || rel[1].ToNIC || !bytes.Equal(rel[1].Data, in[1]) || !bytes.Equal(rel[0].Data[46:], in[0][14:]) {
@@ -392,23 +400,13 @@ func TestPark(t *testing.T) {
 // instead of handing them to the kernel (which would reset them); when the warm-up ends,
 // the held packets whose session is still unknown go to the kernel, in order.
 func TestParkWarming(t *testing.T) {
-	e := setup(t)
 	const hold = 20 * time.Millisecond
-	f := e.dp.NewFrames(e.pool)
-	defer f.Close()
-	if err := f.SetPark(hold, 4); err != nil {
-		t.Fatal(err)
-	}
+	e, f := parkFrames(t, hold)
 	e.dp.SetWarming(true)
 	defer e.dp.SetWarming(false)
-	key := func(port uint16) session.Key {
-		k := golden.S4
-		k.SrcPort = port
-		return k
-	}
 	var in [][]byte
 	for p := uint16(43000); p < 43006; p++ {
-		in = append(in, dataFrame(key(p), []byte("warming")))
+		in = append(in, dataFrame(parkKey(p), []byte("warming")))
 	}
 	out, err := f.Run(in)
 	if err != nil {
@@ -422,10 +420,10 @@ func TestParkWarming(t *testing.T) {
 	if rel := f.Service(false); len(rel) != 0 {
 		t.Fatalf("released %d after the hold time while warming", len(rel))
 	}
-	if _, err := e.tbl.ApplyBatch([]session.Update{{Key: key(43001), Owner: session.Owner{Host: 2, Epoch: 1}}}); err != nil {
+	if _, err := e.tbl.ApplyBatch([]session.Update{{Key: parkKey(43001), Owner: session.Owner{Host: 2, Epoch: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _, _ = e.tbl.ApplyBatch([]session.Update{{Key: key(43001), Delete: true}}) }()
+	defer func() { _, _ = e.tbl.ApplyBatch([]session.Update{{Key: parkKey(43001), Delete: true}}) }()
 	if rel := f.Service(false); len(rel) != 1 || !rel[0].ToNIC || !bytes.Equal(rel[0].Data[46:], in[1][14:]) {
 		t.Fatalf("after the table change while warming: %d released", len(rel))
 	}
