@@ -49,41 +49,7 @@ func TestNackLossyChurn(t *testing.T) {
 		startRepairs[i] = m.node.Stats().RepairsStarted
 	}
 	lossOn.Store(true)
-	t0 := time.Now()
-	var wg sync.WaitGroup
-	for i, m := range ms {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(i), 9))
-			var open []session.Key
-			for j := range ops {
-				if len(open) > 0 && r.IntN(3) == 0 {
-					x := r.IntN(len(open))
-					if err := m.node.LocalDelete(open[x]); err != nil {
-						t.Error(err)
-					}
-					open[x] = open[len(open)-1]
-					open = open[:len(open)-1]
-				} else {
-					k := key(i<<16 | j)
-					if r.IntN(50) == 0 {
-						k = key(1<<20 | j) // shared between hosts
-					}
-					if err := m.node.LocalAdd(k); err != nil {
-						t.Error(err)
-					}
-					open = append(open, k)
-				}
-				if j%20 == 0 {
-					time.Sleep(time.Millisecond)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	churn := time.Since(t0)
-	for _, m := range ms {
-		gossiptest.WaitFor(t, wait, "queues drained", func() bool { return m.node.Stats().QueueLen == 0 })
-	}
+	churn := lossyChurn(t, ms, ops, 9)
 	took := converged(t, ms, -1, 10*time.Second)
 	// Every gap seen is recovered (heartbeats keep revealing the last losses).
 	for _, m := range ms {

@@ -140,32 +140,17 @@ func TestRepairLateJoiner(t *testing.T) {
 	}
 }
 
-func TestRepairLossyChurn(t *testing.T) {
-	const hosts, ops = 4, 3000
-	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
-	var lossMu sync.Mutex
-	rng := rand.New(rand.NewPCG(1, 2))
-	hub.SetDrop(func(_, _ netip.AddrPort, _ []byte) bool {
-		lossMu.Lock()
-		defer lossMu.Unlock()
-		return rng.IntN(100) < 30
-	})
-	var ms []*member
-	for id := uint16(1); id <= hosts; id++ {
-		c := repairConfig(t, nt, id)
-		c.Linger, c.DownAfter, c.Grace = -1, 20, time.Minute // 30 % loss must not take peers down
-		ms = append(ms, start(t, hub, c))
-	}
-	for _, m := range ms {
-		gossiptest.WaitFor(t, wait, "peers up", func() bool { return m.node.Stats().PeersUp == hosts-1 })
-	}
-	// Each host opens sessions and closes a third of them, in random order, a few
-	// hundred per second; some keys are claimed by two hosts (a later claim wins).
+// lossyChurn has every member open sessions and close a third of them, in random order
+// (seeded by seed and the member), a few hundred per second; some keys are claimed by
+// two hosts (a later claim wins). It returns how long the churn took, once every send
+// queue has drained.
+func lossyChurn(t *testing.T, ms []*member, ops int, seed uint64) time.Duration {
+	t.Helper()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for i, m := range ms {
 		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(i), 7))
+			r := rand.New(rand.NewPCG(uint64(i), seed))
 			var open []session.Key
 			for j := range ops {
 				if len(open) > 0 && r.IntN(3) == 0 {
@@ -196,6 +181,29 @@ func TestRepairLossyChurn(t *testing.T) {
 	for _, m := range ms {
 		gossiptest.WaitFor(t, wait, "queues drained", func() bool { return m.node.Stats().QueueLen == 0 })
 	}
+	return churn
+}
+
+func TestRepairLossyChurn(t *testing.T) {
+	const hosts, ops = 4, 3000
+	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
+	var lossMu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	hub.SetDrop(func(_, _ netip.AddrPort, _ []byte) bool {
+		lossMu.Lock()
+		defer lossMu.Unlock()
+		return rng.IntN(100) < 30
+	})
+	var ms []*member
+	for id := uint16(1); id <= hosts; id++ {
+		c := repairConfig(t, nt, id)
+		c.Linger, c.DownAfter, c.Grace = -1, 20, time.Minute // 30 % loss must not take peers down
+		ms = append(ms, start(t, hub, c))
+	}
+	for _, m := range ms {
+		gossiptest.WaitFor(t, wait, "peers up", func() bool { return m.node.Stats().PeersUp == hosts-1 })
+	}
+	churn := lossyChurn(t, ms, ops, 7)
 	took := converged(t, ms, -1, 10*time.Second)
 	delivered, dropped, _ := hub.Counts()
 	var started, completed, failed, records, removed, bytes, gaps, mismatches uint64
