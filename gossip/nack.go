@@ -309,12 +309,8 @@ func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]Datagram, error) {
 	defer rs.close()
 	req := NackRequest{ServerNonce: serverNonce, Target: job.id, Incarnation: job.inc, Ranges: NackRanges(job.seqs)}
 	n.nonce(req.ClientNonce[:])
-	f := AppendNackRequest(make([]byte, HeaderLen, MaxNackRequestLen), &req)
-	f = f[:len(f)+TagLen]
-	NewSealer(n.keys.Load()).Seal(f, Header{Type: TypeNackRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
-		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
-	if _, err := rs.c.Write(f); err != nil {
-		return nil, fmt.Errorf("nack request: %w", err)
+	if err := rs.request(TypeNackRequest, AppendNackRequest(make([]byte, HeaderLen, MaxNackRequestLen), &req)); err != nil {
+		return nil, err
 	}
 	var dgs []Datagram
 	for i := uint32(0); ; i++ {

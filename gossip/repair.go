@@ -233,14 +233,28 @@ type snapshot struct {
 
 // repairStream is the client's end of a repair connection, after the challenge.
 type repairStream struct {
-	n   *Node
-	c   net.Conn
-	op  *Opener
-	buf []byte
-	id  uint16
-	inc uint64
+	n    *Node
+	c    net.Conn
+	keys *KeyRing // the exchange's keys, from its start to its end
+	op   *Opener
+	buf  []byte
+	id   uint16
+	inc  uint64
 
 	stop func() bool
+}
+
+// request seals the request frame f (header space and body; the tag is appended) with
+// the exchange's keys and the next request sequence number, and sends it.
+func (rs *repairStream) request(typ Type, f []byte) error {
+	n := rs.n
+	f = f[:len(f)+TagLen]
+	NewSealer(rs.keys).Seal(f, Header{Type: typ, Sender: n.cfg.HostID, Incarnation: n.inc,
+		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
+	if _, err := rs.c.Write(f); err != nil {
+		return fmt.Errorf("%v: %w", typ, err)
+	}
+	return nil
 }
 
 // dialRepair connects to a peer's repair listener (ctx bounds the whole exchange) and
@@ -251,7 +265,8 @@ func (n *Node) dialRepair(ctx context.Context, id uint16, addr netip.AddrPort, i
 	if err != nil {
 		return nil, nonce, fmt.Errorf("repair dial %s: %w", addr, err)
 	}
-	rs := &repairStream{n: n, c: c, op: NewOpener(n.keys.Load(), 0), id: id, inc: inc}
+	keys := n.keys.Load()
+	rs := &repairStream{n: n, c: c, keys: keys, op: NewOpener(keys, 0), id: id, inc: inc}
 	rs.stop = context.AfterFunc(ctx, func() { c.Close() })
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
@@ -304,12 +319,8 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 	defer rs.close()
 	req := RepairRequest{Target: job.id, ServerNonce: serverNonce}
 	n.nonce(req.ClientNonce[:])
-	f := AppendRepairRequest(make([]byte, HeaderLen, Overhead+RepairRequestLen), &req)
-	f = f[:len(f)+TagLen]
-	NewSealer(n.keys.Load()).Seal(f, Header{Type: TypeRepairRequest, Sender: n.cfg.HostID, Incarnation: n.inc,
-		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
-	if _, err := rs.c.Write(f); err != nil {
-		return nil, fmt.Errorf("repair request: %w", err)
+	if err := rs.request(TypeRepairRequest, AppendRepairRequest(make([]byte, HeaderLen, Overhead+RepairRequestLen), &req)); err != nil {
+		return nil, err
 	}
 
 	snap := &snapshot{}
