@@ -517,29 +517,34 @@ func startChurn(ctx context.Context, ns, addr string, rate int, hold time.Durati
 		}()
 	}
 	cl.dialers.Add(1)
-	go func() { // pacer: rate ids per second into jobs
+	go func() {
 		defer cl.dialers.Done()
-		defer close(jobs)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		issued := 0
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				due := int(now.Sub(cl.start).Seconds() * float64(rate))
-				for ; issued < due; issued++ {
-					select {
-					case jobs <- issued:
-					case <-ctx.Done():
-						return
-					}
+		pace(ctx, cl.start, rate, jobs)
+	}()
+	return cl, nil
+}
+
+// pace sends the ids 0, 1, ... into jobs, rate per second counted from start (in
+// steps of 5 ms), until ctx is done; then it closes jobs.
+func pace(ctx context.Context, start time.Time, rate int, jobs chan<- int) {
+	defer close(jobs)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	issued := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for due := int(now.Sub(start).Seconds() * float64(rate)); issued < due; issued++ {
+				select {
+				case jobs <- issued:
+				case <-ctx.Done():
+					return
 				}
 			}
 		}
-	}()
-	return cl, nil
+	}
 }
 
 // stop stops opening connections and waits for the open ones to finish. It returns

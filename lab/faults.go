@@ -440,26 +440,9 @@ func StartOpener(ns, addr string, o *Opener) error {
 		}()
 	}
 	o.wg.Add(1)
-	go func() { // pacer
+	go func() {
 		defer o.wg.Done()
-		defer close(jobs)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		issued := 0
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				for due := int(now.Sub(o.start).Seconds() * float64(o.Rate)); issued < due; issued++ {
-					select {
-					case jobs <- issued:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}
+		pace(ctx, o.start, o.Rate, jobs)
 	}()
 	return nil
 }
