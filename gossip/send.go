@@ -86,9 +86,12 @@ func (n *Node) sender(ctx context.Context) {
 	hr, err := newHRTimer()
 	if err != nil {
 		n.log.Warn("gossip sender: no precise timer, flush waits are Go timers", "err", err)
-	} else {
-		defer hr.close()
 	}
+	defer func() {
+		if hr != nil {
+			hr.close()
+		}
+	}()
 	for {
 		// Pull: apply pending local updates, take the queue.
 		n.mu.Lock()
