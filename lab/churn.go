@@ -128,11 +128,7 @@ func (c *Churn) defaults() {
 	}
 }
 
-func (c *Churn) logf(format string, a ...any) {
-	if c.Log != nil {
-		fmt.Fprintf(c.Log, format+"\n", a...)
-	}
-}
+func (c *Churn) logf(format string, a ...any) { logTo(c.Log, format, a...) }
 
 // Run builds a lab with the mode's switches (tunnel.redirect on), runs the churn and
 // tears the lab down. The result holds what was measured up to an error.
@@ -163,15 +159,7 @@ func (c Churn) Run(ctx context.Context, mode RaceMode) (res *ChurnResult, err er
 	}
 	res.LabID = l.ID
 	defer func() {
-		if err != nil || res.Broken() > 0 && mode == (RaceMode{}) {
-			res.Logs = l.logTails(15)
-		}
-		if cerr := l.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
-		}
-		res.PIDs = l.PIDs()
-		res.Elapsed = time.Since(t0)
-		c.logf("  lab %s removed; run took %.1fs", l.ID, res.Elapsed.Seconds())
+		res.Logs, res.PIDs, res.Elapsed = l.end(&err, err != nil || res.Broken() > 0 && mode == (RaceMode{}), t0, c.Log)
 	}()
 	hosts := make([]int, c.Hosts)
 	for i := range hosts {

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -71,15 +70,7 @@ func (s RackScenario) Run(ctx context.Context) (res *Result, err error) {
 	}
 	res.LabID = l.ID
 	defer func() {
-		if err != nil || res.TotalReset() > 0 {
-			res.Logs = l.logTails(15)
-		}
-		if cerr := l.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
-		}
-		res.PIDs = l.PIDs()
-		res.Elapsed = time.Since(t0)
-		sc.logf("  lab %s removed; run took %.1fs", l.ID, res.Elapsed.Seconds())
+		res.Logs, res.PIDs, res.Elapsed = l.end(&err, err != nil || res.TotalReset() > 0, t0, s.Log)
 	}()
 	// AddHosts returns once every host sees the three others: those of the other rack
 	// through the relays (heartbeats relayed).

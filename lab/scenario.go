@@ -76,10 +76,28 @@ func (s *Scenario) defaults() {
 	}
 }
 
-func (s *Scenario) logf(format string, a ...any) {
-	if s.Log != nil {
-		fmt.Fprintf(s.Log, format+"\n", a...)
+func (s *Scenario) logf(format string, a ...any) { logTo(s.Log, format, a...) }
+
+// logTo writes a progress line to w, if any.
+func logTo(w io.Writer, format string, a ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", a...)
 	}
+}
+
+// end tears the lab of a run begun at t0 down, at the end of the run: it joins the
+// teardown's error to *err and returns the tails of the hosts' logs (if keepLogs, else
+// ""), every process the lab started, and how long the run took, which it logs.
+func (l *Lab) end(err *error, keepLogs bool, t0 time.Time, log io.Writer) (logs string, pids []int, took time.Duration) {
+	if keepLogs {
+		logs = l.logTails(15)
+	}
+	if cerr := l.Close(); cerr != nil {
+		*err = errors.Join(*err, fmt.Errorf("teardown: %w", cerr))
+	}
+	took = time.Since(t0)
+	logTo(log, "  lab %s removed; run took %.1fs", l.ID, took.Seconds())
+	return logs, l.PIDs(), took
 }
 
 // Run builds a lab with tunnel.redirect = redirect, runs the scenario and tears the lab
@@ -103,15 +121,7 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	}
 	res.LabID = l.ID
 	defer func() {
-		if err != nil || res.TotalReset() > 0 && redirect {
-			res.Logs = l.logTails(15)
-		}
-		if cerr := l.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
-		}
-		res.PIDs = l.PIDs()
-		res.Elapsed = time.Since(t0)
-		s.logf("  lab %s removed; run took %.1fs", l.ID, res.Elapsed.Seconds())
+		res.Logs, res.PIDs, res.Elapsed = l.end(&err, err != nil || res.TotalReset() > 0 && redirect, t0, s.Log)
 	}()
 	hosts := make([]int, s.Hosts)
 	for i := range hosts {
