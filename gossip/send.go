@@ -96,13 +96,7 @@ func (n *Node) sender(ctx context.Context) {
 		// Pull: apply pending local updates, take the queue.
 		n.mu.Lock()
 		digest := *n.digestLocked(n.cfg.HostID)
-		if len(n.localUpd) > 0 {
-			ups := n.localUpd
-			n.localUpd = updSpare[:0]
-			n.applyLocked(ups)
-			clear(ups)
-			updSpare = ups
-		}
+		updSpare = n.applyLocalLocked(updSpare)
 		if len(n.queue) > 0 {
 			backlog = append(backlog, n.queue...)
 			clear(n.queue)
@@ -230,6 +224,30 @@ func (n *Node) sender(ctx context.Context) {
 			hbDue = true
 		}
 	}
+}
+
+// applyLocalLocked writes the keys of the pending local updates to the table, as the
+// ownership map has them now, and returns spare for the next batch. The map, not the
+// update, is the truth: a newer claim of another host may have been applied to map and
+// table since the local update was queued (the receiver writes at once, local updates
+// wait for the sender), and writing the queued one would put the older local claim back
+// in the table only. n.mu is held.
+func (n *Node) applyLocalLocked(spare []session.Update) []session.Update {
+	ups := n.localUpd
+	if len(ups) == 0 {
+		return spare
+	}
+	n.localUpd = spare[:0]
+	for i, u := range ups {
+		if e, ok := n.owners[u.Key]; ok {
+			ups[i] = session.Update{Key: u.Key, Owner: e.owner}
+		} else {
+			ups[i] = session.Update{Key: u.Key, Owner: u.Owner, Delete: true}
+		}
+	}
+	n.applyLocked(ups)
+	clear(ups)
+	return ups
 }
 
 // maxPrecise is the longest wait the sender sleeps on its timerfd; longer ones use a
