@@ -81,11 +81,13 @@ type Config struct {
 	Table    Table
 	Peers    []Peer    // static peers, in file order
 	Sessions []Session // static table entries, in file order
-	Gossip   Gossip
-	Probe    Probe
-	Metrics  Metrics
-	Control  Control
-	Log      Log
+	// UDPSessions are the VIPs' UDP session ports, in file order.
+	UDPSessions []UDPSession
+	Gossip      Gossip
+	Probe       Probe
+	Metrics     Metrics
+	Control     Control
+	Log         Log
 }
 
 // Host is this host's identity in the POP.
@@ -179,6 +181,16 @@ type Tunnel struct {
 	ParkHold time.Duration
 	// ParkSize bounds the packets held per worker lcore.
 	ParkSize int
+	// ParkUDP is how many of ParkSize's slots packets of UDP session ports may hold;
+	// TCP holds the rest.
+	ParkUDP int
+}
+
+// UDPSession declares a UDP port of the VIPs whose flows are sessions: the only UDP
+// whose packets of unknown flows wait in the park.
+type UDPSession struct {
+	Port uint16
+	QUIC bool // a QUIC service: long-header Initial packets go to the kernel like SYNs
 }
 
 // Table sizes the ownership tables.

@@ -18,6 +18,7 @@ type fileConfig struct {
 	Table    fileTable     `toml:"table"`
 	Peers    []filePeer    `toml:"peers"`
 	Sessions []fileSession `toml:"sessions"`
+	UDP      []fileUDP     `toml:"udp_sessions"`
 	Gossip   fileGossip    `toml:"gossip"`
 	Probe    fileProbe     `toml:"probe"`
 	Metrics  fileMetrics   `toml:"metrics"`
@@ -80,6 +81,13 @@ type fileTunnel struct {
 	Redirect bool   `toml:"redirect"`
 	ParkHold string `toml:"park_hold"`
 	ParkSize int    `toml:"park_size"`
+	ParkUDP  *int   `toml:"park_udp"` // default: a quarter of park_size with [[udp_sessions]]
+}
+
+// fileUDP declares a UDP port of the VIPs whose flows are sessions.
+type fileUDP struct {
+	Port int   `toml:"port"`
+	QUIC *bool `toml:"quic"`
 }
 
 type fileTable struct {

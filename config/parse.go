@@ -283,6 +283,14 @@ func (c *checker) build(r *fileConfig) *Config {
 	}
 	cfg.Tunnel.ParkSize = r.Tunnel.ParkSize
 	c.intRange("tunnel.park_size", r.Tunnel.ParkSize, 1, 4096)
+	c.udpSessions(cfg, r.UDP)
+	switch {
+	case r.Tunnel.ParkUDP != nil:
+		cfg.Tunnel.ParkUDP = *r.Tunnel.ParkUDP
+		c.intRange("tunnel.park_udp", *r.Tunnel.ParkUDP, 0, max(r.Tunnel.ParkSize-1, 0))
+	case len(cfg.UDPSessions) > 0:
+		cfg.Tunnel.ParkUDP = r.Tunnel.ParkSize / 4
+	}
 	cfg.Table.Capacity4 = r.Table.Capacity4
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)
@@ -673,6 +681,27 @@ func (c *checker) sessions(cfg *Config, sessions []fileSession) {
 		}
 		seen[k] = i
 		cfg.Sessions = append(cfg.Sessions, Session{Key: k, Owner: owner})
+	}
+}
+
+func (c *checker) udpSessions(cfg *Config, ports []fileUDP) {
+	seen := map[int]int{}
+	for i, u := range ports {
+		key := fmt.Sprintf("udp_sessions[%d]", i)
+		if u.Port == 0 {
+			c.fail(ErrMissing, key+".port", "required (the VIPs' UDP port whose flows are sessions)")
+			continue
+		}
+		p := c.port(key+".port", u.Port)
+		if p == 0 {
+			continue
+		}
+		if j, dup := seen[u.Port]; dup {
+			c.fail(ErrConflict, key+".port", "duplicate port %d (also udp_sessions[%d])", u.Port, j)
+			continue
+		}
+		seen[u.Port] = i
+		cfg.UDPSessions = append(cfg.UDPSessions, UDPSession{Port: p, QUIC: u.QUIC != nil && *u.QUIC})
 	}
 }
 

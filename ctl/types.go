@@ -113,7 +113,12 @@ type LcoreStats struct {
 	Decapsulated uint64            `json:"decapsulated"`
 	Classes      map[string]uint64 `json:"classes"`
 	Drops        map[string]uint64 `json:"drops"`
-	BusyRatio    float64           `json:"busy_ratio"`
+	// Park: packets of unknown sessions held for a second lookup: held (by protocol),
+	// released (to the owner or the local kernel once known), expired (to the kernel
+	// after tunnel.park_hold), full (not held: the protocol's share was full),
+	// warmup_dropped.
+	Park      map[string]uint64 `json:"park"`
+	BusyRatio float64           `json:"busy_ratio"`
 }
 
 // PortStats are a DPDK port's counters.

@@ -132,7 +132,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return d, err
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
-		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0}
+		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0,
+		UDPPorts: udpPorts(cfg.UDPSessions)}
 	d.warming.Store(dc.Warming)
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address
@@ -166,7 +167,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
 	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
-		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize}); err != nil {
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP}); err != nil {
 		return d, err
 	}
 	if err = d.startControl(); err != nil {
@@ -243,3 +244,12 @@ func (d *Daemon) teardown() error {
 }
 
 var timeNow = time.Now
+
+// udpPorts are the data plane's UDP session ports.
+func udpPorts(us []config.UDPSession) []lcore.UDPPort {
+	out := make([]lcore.UDPPort, 0, len(us))
+	for _, u := range us {
+		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC})
+	}
+	return out
+}

@@ -231,12 +231,14 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 	m := metrics.Lcore{ID: l.Lcore, RxNIC: l.RxNIC, RxKernel: l.FromKernel, TxNIC: l.TxNIC, TxKernel: l.TxTAP,
 		Loops: l.Loops, IdleLoops: l.IdleLoops, Sleeps: l.Sleeps, BusyCycles: l.BusyCycles, Cycles: l.Cycles,
 		TemplateRetries: l.TemplateRetries, ParkIn: l.ParkIn, ParkRedirect: l.ParkRedirect, ParkLocal: l.ParkLocal,
-		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop}
+		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop,
+		ParkUDPIn: l.ParkUDPIn, ParkUDPFull: l.ParkUDPFull}
 	m.Classes = [metrics.NumClasses]uint64{
 		metrics.ClassRedirect: l.Redirect, metrics.ClassLocal: l.Local, metrics.ClassMiss: l.Miss,
 		metrics.ClassDeadOwner: l.DeadOwner, metrics.ClassSYN: l.SYN, metrics.ClassDecap: l.Decap,
 		metrics.ClassGUEBad: l.GUEBad, metrics.ClassOther: l.Other, metrics.ClassFrag: l.Frag,
 		metrics.ClassIPOptions: l.IPOpt, metrics.ClassMalformed: l.Malformed, metrics.ClassNoRedirect: l.NoRedirect,
+		metrics.ClassUDPPlain: l.UDPPlain, metrics.ClassQUICInitial: l.QUICInitial,
 	}
 	m.Drops = [metrics.NumDrops]uint64{metrics.DropNICTxFull: l.DropNICTx, metrics.DropKernelTxFull: l.DropTAPTx,
 		metrics.DropNoHeadroom: l.DropHeadroom}
@@ -500,6 +502,9 @@ func (o *ops) stats() ctl.Stats {
 		for dr, v := range l.Drops {
 			ls.Drops[metrics.Drop(dr).String()] = v
 		}
+		ls.Park = map[string]uint64{"held_tcp": l.ParkIn - l.ParkUDPIn, "held_udp": l.ParkUDPIn,
+			"released_redirect": l.ParkRedirect, "released_local": l.ParkLocal, "expired": l.ParkExpired,
+			"full_tcp": l.ParkFull - l.ParkUDPFull, "full_udp": l.ParkUDPFull, "warmup_dropped": l.ParkWarmDrop}
 		if l.Cycles > 0 {
 			ls.BusyRatio = float64(l.BusyCycles) / float64(l.Cycles)
 		}
