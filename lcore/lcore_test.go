@@ -78,6 +78,17 @@ func setup(t testing.TB) *env {
 	return shared
 }
 
+// goldenUDPPorts are the golden data plane's UDP session ports (no golden case uses
+// them; the fuzzers' seeds do).
+var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true}}
+
+// udpSeeds are fuzz seeds for the UDP session and QUIC classification.
+func udpSeeds() [][]byte {
+	return [][]byte{udpFrame(udpKey(41000, 443), quicV1Initial), udpFrame(udpKey(41001, 443), quicV2Initial),
+		udpFrame(udpKey(41002, 443), quicShort), udpFrame(udpKey(41003, 4433), []byte("session")),
+		udpFrame(udpKey(41004, 53), []byte("plain"))}
+}
+
 // newGoldenDP builds a data plane for the golden scenario on tbl.
 func newGoldenDP(tbl *table.Table) (*lcore.DataPlane, error) {
 	var vips []netip.Prefix
@@ -85,7 +96,7 @@ func newGoldenDP(tbl *table.Table) (*lcore.DataPlane, error) {
 		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
 	}
 	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
-		VIPs: vips, Table: tbl.Ptr()})
+		VIPs: vips, Table: tbl.Ptr(), UDPPorts: goldenUDPPorts})
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +267,7 @@ func dataFrame(k session.Key, payload []byte) []byte {
 // must come out exactly once (or be counted as dropped), and a frame that is not
 // redirected or decapsulated must come out byte for byte.
 func FuzzClassifier(f *testing.F) {
-	for _, s := range golden.FuzzSeeds() {
+	for _, s := range append(golden.FuzzSeeds(), udpSeeds()...) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -480,7 +491,7 @@ func TestParkUDP(t *testing.T) {
 		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
 	}
 	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
-		VIPs: vips, Table: e.tbl.Ptr(), UDPPorts: []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true}}})
+		VIPs: vips, Table: e.tbl.Ptr(), UDPPorts: goldenUDPPorts})
 	if err != nil {
 		t.Fatal(err)
 	}
