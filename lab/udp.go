@@ -22,8 +22,8 @@ type UDPFlows struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu   sync.Mutex      // protects the fields below
-	rtts []time.Duration // round trips since the last Take
+	mu              sync.Mutex      // protects the fields below
+	rtts            []time.Duration // round trips since the last Take
 	sent, lost, bad int
 }
 

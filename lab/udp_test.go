@@ -35,7 +35,7 @@ type udpRun struct {
 	// parkBefore: the park's counters before the burst, when only the UDP flows (to a
 	// port that is not a session port) had run through drain, return and a new host.
 	parkBefore map[string]uint64
-	burst  int
+	burst      int
 }
 
 // all is every round trip of the run, sorted.
