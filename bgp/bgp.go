@@ -28,8 +28,8 @@ import (
 
 // Neighbor is one BGP peer of the host: a POP router.
 type Neighbor struct {
-	Address  netip.Addr
-	AS       uint32
+	Address netip.Addr
+	AS      uint32
 	// Password is the session's TCP MD5 password (RFC 2385); empty: none. It needs a
 	// kernel with TCP_MD5SIG: without it the session never comes up (it never falls
 	// back to no password).
