@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/probe"
 	"github.com/homing-dev/homing/session"
@@ -79,9 +80,9 @@ func (d *Daemon) startControl() (err error) {
 	d.startDomains(ctx, c)
 	var repairL net.Listener
 	if cfg.Gossip.Enabled {
-		var keys *gossip.KeyRing
+		var keys *wire.KeyRing
 		if !cfg.Gossip.Insecure {
-			if keys, err = gossip.LoadKeyFile(cfg.Gossip.KeyFile); err != nil {
+			if keys, err = wire.LoadKeyFile(cfg.Gossip.KeyFile); err != nil {
 				return fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 			}
 		}
@@ -297,7 +298,7 @@ func (d *Daemon) claim(k session.Key) error {
 	if n := d.ctl.node; n != nil {
 		return n.LocalAdd(k)
 	}
-	_, err := d.Table.ApplyBatch([]session.Update{{Key: k, Owner: session.Owner{Host: d.Config.Host.ID, Epoch: gossip.EpochAt(timeNow())}}})
+	_, err := d.Table.ApplyBatch([]session.Update{{Key: k, Owner: session.Owner{Host: d.Config.Host.ID, Epoch: wire.EpochAt(timeNow())}}})
 	return err
 }
 

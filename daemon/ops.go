@@ -38,6 +38,7 @@ import (
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/metrics"
 	"github.com/homing-dev/homing/session"
@@ -60,14 +61,14 @@ type ops struct {
 	metrics   *metrics.Metrics
 	http      *http.Server
 	ctl       *ctl.Server
-	setKeys   func(*gossip.KeyRing) error // nil: gossip off or insecure
-	level     *slog.LevelVar              // nil: the caller's logger has a fixed level
-	reloadMu  sync.Mutex                  // serialises Reload
-	mu        sync.Mutex                  // protects the fields below
-	live      *config.Config              // the configuration in force (d.Config is the one started with)
-	keyFile   []byte                      // contents of gossip.key_file in force
-	reloaded  time.Time                   // last reload attempt
-	reloadErr string                      // its refusal, "" if it applied
+	setKeys   func(*wire.KeyRing) error // nil: gossip off or insecure
+	level     *slog.LevelVar            // nil: the caller's logger has a fixed level
+	reloadMu  sync.Mutex                // serialises Reload
+	mu        sync.Mutex                // protects the fields below
+	live      *config.Config            // the configuration in force (d.Config is the one started with)
+	keyFile   []byte                    // contents of gossip.key_file in force
+	reloaded  time.Time                 // last reload attempt
+	reloadErr string                    // its refusal, "" if it applied
 
 	countMu    sync.Mutex     // protects the per-owner count cache below
 	owners     map[uint16]int // entries per owner, counted at ownersAt
@@ -580,13 +581,13 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 	}
 
 	// Check everything before applying anything.
-	var ring *gossip.KeyRing
+	var ring *wire.KeyRing
 	var keyData []byte
 	if cfg.Gossip.Enabled && !cfg.Gossip.Insecure {
 		if keyData, err = os.ReadFile(cfg.Gossip.KeyFile); err != nil {
 			return nil, fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 		}
-		if ring, err = gossip.ParseKeys(keyData, cfg.Gossip.KeyFile); err != nil {
+		if ring, err = wire.ParseKeys(keyData, cfg.Gossip.KeyFile); err != nil {
 			return nil, fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 		}
 	}
@@ -734,7 +735,7 @@ func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
 	if node == nil {
 		return
 	}
-	d.opsState(true).setKeys = func(r *gossip.KeyRing) error {
+	d.opsState(true).setKeys = func(r *wire.KeyRing) error {
 		// The relay first: it checks the datagrams the node seals, and after the
 		// switch the node may seal with a key the relay's old ring does not accept.
 		var err error
@@ -745,7 +746,7 @@ func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
 	}
 }
 
-// countKeys counts the keys of a key file (see gossip.LoadKeyFile): its lines that are
+// countKeys counts the keys of a key file (see wire.LoadKeyFile): its lines that are
 // neither blank nor comments.
 func countKeys(b []byte) int {
 	n := 0

@@ -18,6 +18,7 @@ import (
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -166,8 +167,8 @@ func randomKey(t *testing.T) []byte {
 	return k
 }
 
-func mustRing(t *testing.T, cur, acc []byte) *gossip.KeyRing {
-	r, err := gossip.NewKeyRing(cur, acc)
+func mustRing(t *testing.T, cur, acc []byte) *wire.KeyRing {
+	r, err := wire.NewKeyRing(cur, acc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestKeyRotation(t *testing.T) {
 		hosts = append(hosts, h)
 	}
 	a, b := hosts[0], hosts[1]
-	setKeys := func(h *host, r *gossip.KeyRing) {
+	setKeys := func(h *host, r *wire.KeyRing) {
 		t.Helper()
 		if err := h.d.opsState(false).setKeys(r); err != nil {
 			t.Fatal(err)

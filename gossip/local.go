@@ -3,22 +3,15 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"time"
 
 	"github.com/homing-dev/homing/session"
 )
 
-// EpochShift turns unix nanoseconds into epochs: an epoch is a unix time in units of
-// 2^16 ns (65.536 µs), which fits 48 bits until the year 2554. A node never hands out
-// the same epoch twice: a claim made within the same unit takes the previous epoch + 1.
-const EpochShift = 16
-
-// EpochAt returns the epoch of time t.
-func EpochAt(t time.Time) uint64 { return uint64(t.UnixNano()) >> EpochShift & session.MaxEpoch }
-
 // nextEpoch returns a fresh, strictly increasing epoch. n.mu is held.
 func (n *Node) nextEpoch() uint64 {
-	e := EpochAt(time.Now())
+	e := wire.EpochAt(time.Now())
 	if e <= n.lastEpoch {
 		e = n.lastEpoch + 1
 	}

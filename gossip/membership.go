@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"github.com/homing-dev/homing/gossip/wire"
 	"time"
 
 	"github.com/homing-dev/homing/session"
@@ -52,7 +53,7 @@ type pendingDrop struct {
 }
 
 // heartbeatLocked handles a peer's admitted heartbeat. n.peersMu is held.
-func (n *Node) heartbeatLocked(h Header, hb *Heartbeat, now time.Time) {
+func (n *Node) heartbeatLocked(h wire.Header, hb *wire.Heartbeat, now time.Time) {
 	if d, ok := n.discovery[h.Sender]; ok && !d.matches(hb) {
 		inc(&n.stats.Mismatch)
 		return

@@ -38,6 +38,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -93,7 +94,7 @@ type Config struct {
 
 	// Keys signs and checks datagrams. Without keys New returns ErrNoKey unless
 	// Insecure is set, in which case tags are zero and not checked.
-	Keys     *KeyRing
+	Keys     *wire.KeyRing
 	Insecure bool
 
 	// MaxDatagram is the largest datagram sent and accepted (UDP payload bytes,
@@ -309,7 +310,7 @@ type Node struct {
 	queue      []queued
 	localUpd   []session.Update
 	updBuf     []session.Update        // receiver's scratch
-	digests    map[uint16]*Digest      // per owner host, over owners
+	digests    map[uint16]*wire.Digest // per owner host, over owners
 	tracks     map[uint16]*repairTrack // peers with a repair in flight
 	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
 	repGen     uint32
@@ -328,7 +329,7 @@ type Node struct {
 
 	sendMu sync.Mutex
 	seq    uint64
-	sealer *Sealer
+	sealer *wire.Sealer
 	ring   *resendRing // nil without NACK; its own lock, taken under sendMu
 
 	// Repair. inFlight is protected by peersMu; served by servedMu.
@@ -349,7 +350,7 @@ type Node struct {
 
 	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
 	// bumped after the store, so that a reader that sees a new generation sees its keys).
-	keys   atomic.Pointer[KeyRing]
+	keys   atomic.Pointer[wire.KeyRing]
 	keyGen atomic.Uint64
 }
 
@@ -361,13 +362,13 @@ var ErrInsecure = errors.New("gossip runs without keys (insecure)")
 // exchange in flight finishes with the keys it started with). A rotation gives the new
 // key with the old one as the accepted key, so that peers not yet rotated still agree
 // (see docs/OPERATIONS.md).
-func (n *Node) SetKeys(ring *KeyRing) error {
+func (n *Node) SetKeys(ring *wire.KeyRing) error {
 	if ring == nil || n.keys.Load() == nil {
 		return ErrInsecure
 	}
 	n.sendMu.Lock()
 	n.keys.Store(ring)
-	n.sealer = NewSealer(ring)
+	n.sealer = wire.NewSealer(ring)
 	n.keyGen.Add(1)
 	n.sendMu.Unlock()
 	return nil
@@ -377,7 +378,7 @@ func (n *Node) SetKeys(ring *KeyRing) error {
 // to start it; LocalAdd and LocalDelete may be called before.
 func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error) {
 	if cfg.Keys == nil && !cfg.Insecure {
-		return nil, ErrNoKey
+		return nil, wire.ErrNoKey
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -394,8 +395,8 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		wakeSend:   make(chan struct{}, 1),
 		wakeLing:   make(chan struct{}, 1),
 		peers:      make(map[uint16]*peerState),
-		sealer:     NewSealer(cfg.Keys),
-		digests:    make(map[uint16]*Digest),
+		sealer:     wire.NewSealer(cfg.Keys),
+		digests:    make(map[uint16]*wire.Digest),
 		tracks:     make(map[uint16]*repairTrack),
 		nackTracks: make(map[uint16]*repairTrack),
 
@@ -430,7 +431,7 @@ func (c *Config) setDefaults() error {
 	if c.HostID == 0 {
 		return bad("host id", 0)
 	}
-	hb := Heartbeat{Host: c.HostID, Addr: c.Addr, AltAddr: c.AltAddr, MAC: c.MAC, Domain: c.Domain}
+	hb := wire.Heartbeat{Host: c.HostID, Addr: c.Addr, AltAddr: c.AltAddr, MAC: c.MAC, Domain: c.Domain}
 	if err := hb.Check(); err != nil {
 		return fmt.Errorf("host announcement: %w: %w", err, ErrConfig)
 	}
@@ -440,7 +441,7 @@ func (c *Config) setDefaults() error {
 	if c.MaxDatagram == 0 {
 		c.MaxDatagram = DefaultMaxDatagram
 	}
-	if c.MaxDatagram < Overhead+RecordAdd6Len || c.MaxDatagram > MaxDatagramLen {
+	if c.MaxDatagram < wire.Overhead+wire.RecordAdd6Len || c.MaxDatagram > wire.MaxDatagramLen {
 		return bad("max datagram", c.MaxDatagram)
 	}
 	if c.FlushDelay <= 0 {
@@ -500,7 +501,7 @@ func (c *Config) setDefaults() error {
 	if c.NackRingBytes <= 0 {
 		c.NackRingBytes = DefaultNackRingBytes
 	}
-	if c.NackRingBytes < MaxDatagramLen {
+	if c.NackRingBytes < wire.MaxDatagramLen {
 		return bad("nack ring bytes", c.NackRingBytes)
 	}
 	if c.Incarnation == 0 {

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"github.com/homing-dev/homing/gossip/wire"
 	"time"
 
 	"github.com/homing-dev/homing/session"
@@ -45,12 +46,12 @@ func (b *tokenBucket) wait(now time.Time) time.Duration {
 
 // batch is the records datagram being built by the sender goroutine.
 type batch struct {
-	dg      []byte       // header space + records so far; cap MaxDatagram + slack
-	w       RecordWriter // encodes dg's records
-	recs    int          // records in dg
-	opened  time.Time    // when the first record went in
-	oldest  int64        // when the oldest record in dg was queued (unix ns)
-	flushes uint64       // datagrams flushed so far
+	dg      []byte            // header space + records so far; cap MaxDatagram + slack
+	w       wire.RecordWriter // encodes dg's records
+	recs    int               // records in dg
+	opened  time.Time         // when the first record went in
+	oldest  int64             // when the oldest record in dg was queued (unix ns)
+	flushes uint64            // datagrams flushed so far
 }
 
 // sender is the goroutine that writes local updates to the table and batches the
@@ -69,7 +70,7 @@ type batch struct {
 // sessions for this host (conflicting claims by other hosts aside).
 func (n *Node) sender(ctx context.Context) {
 	max := n.cfg.MaxDatagram
-	b := batch{dg: make([]byte, HeaderLen, max+RecordAdd6Len+TagLen)}
+	b := batch{dg: make([]byte, wire.HeaderLen, max+wire.RecordAdd6Len+wire.TagLen)}
 	bucket := newTokenBucket(n.cfg.MaxRate, n.cfg.MaxBurst)
 	var backlog []queued
 	var updSpare []session.Update
@@ -80,7 +81,7 @@ func (n *Node) sender(ctx context.Context) {
 	var hbBuf []byte
 	hbDue := true
 	probes, probeAt := 0, time.Time{} // tail probes left after the last records datagram, and when
-	var exact Digest                  // see above
+	var exact wire.Digest             // see above
 	exactOK := false
 	var lastSent time.Time // when the last records datagram went out (adaptive flush)
 	hr, err := newHRTimer()
@@ -110,17 +111,17 @@ func (n *Node) sender(ctx context.Context) {
 		i, blocked := 0, false
 		for i < len(backlog) {
 			q := backlog[i]
-			r := Record{Op: OpAdd, Key: q.rec.Key, Owner: q.rec.Owner}
+			r := wire.Record{Op: wire.OpAdd, Key: q.rec.Key, Owner: q.rec.Owner}
 			if q.rec.Delete {
-				r.Op = OpDelete
+				r.Op = wire.OpDelete
 			}
 			if b.recs == 0 {
 				b.opened, b.oldest = now, q.at
-				b.w = NewRecordWriter(n.cfg.HostID, q.at)
+				b.w = wire.NewRecordWriter(n.cfg.HostID, q.at)
 			}
 			l, w := len(b.dg), b.w
 			b.dg = b.w.Append(b.dg, r)
-			if len(b.dg)+TagLen > max {
+			if len(b.dg)+wire.TagLen > max {
 				// Does not fit (never the first: MaxDatagram holds a full IPv6 add).
 				b.dg, b.w = b.dg[:l], w
 				if !bucket.take(now) {
@@ -260,18 +261,18 @@ func max1(d time.Duration) time.Duration { return max(d, time.Microsecond) }
 // flush seals and sends the batch and empties it.
 func (n *Node) flush(b *batch) {
 	recs := b.recs
-	b.dg = b.dg[:len(b.dg)+TagLen]
-	if n.send(Header{Type: TypeRecords, Timestamp: b.oldest}, b.dg) {
+	b.dg = b.dg[:len(b.dg)+wire.TagLen]
+	if n.send(wire.Header{Type: wire.TypeRecords, Timestamp: b.oldest}, b.dg) {
 		add(&n.stats.RecordsSent, recs)
 	}
-	b.dg = b.dg[:HeaderLen]
+	b.dg = b.dg[:wire.HeaderLen]
 	b.recs = 0
 	b.flushes++
 }
 
 // send assigns the next sequence number, seals d (its body in place, room for the tag
 // at the end) and sends it. It reports whether the Conn took it.
-func (n *Node) send(h Header, d Datagram) bool {
+func (n *Node) send(h wire.Header, d wire.Datagram) bool {
 	h.Sender, h.Incarnation = n.cfg.HostID, n.inc
 	n.sendMu.Lock()
 	n.seq++
@@ -294,15 +295,15 @@ func (n *Node) send(h Header, d Datagram) bool {
 
 // sendHeartbeat announces this host, with digest if hasDigest. Heartbeats do not take
 // tokens.
-func (n *Node) sendHeartbeat(buf []byte, digest Digest, hasDigest bool) []byte {
-	hb := Heartbeat{
+func (n *Node) sendHeartbeat(buf []byte, digest wire.Digest, hasDigest bool) []byte {
+	hb := wire.Heartbeat{
 		Host: n.cfg.HostID, Incarnation: n.inc, Addr: n.cfg.Addr, AltAddr: n.cfg.AltAddr,
 		MAC: n.cfg.MAC, TunnelPort: n.cfg.TunnelPort, Domain: n.cfg.Domain,
 		Digest: digest, HasDigest: hasDigest,
 	}
-	buf = AppendHeartbeat(append(buf[:0], make([]byte, HeaderLen)...), &hb)
-	buf = append(buf, make([]byte, TagLen)...)
-	if n.send(Header{Type: TypeHeartbeat, Timestamp: time.Now().UnixNano()}, buf) {
+	buf = wire.AppendHeartbeat(append(buf[:0], make([]byte, wire.HeaderLen)...), &hb)
+	buf = append(buf, make([]byte, wire.TagLen)...)
+	if n.send(wire.Header{Type: wire.TypeHeartbeat, Timestamp: time.Now().UnixNano()}, buf) {
 		inc(&n.stats.HeartbeatsSent)
 	}
 	return buf

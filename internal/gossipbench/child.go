@@ -22,6 +22,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -328,10 +329,10 @@ type homingNode struct {
 }
 
 // benchKeyRing is the key every node of a benchmark signs with.
-func benchKeyRing() (*gossip.KeyRing, error) {
-	k := make([]byte, gossip.MinKeyLen)
+func benchKeyRing() (*wire.KeyRing, error) {
+	k := make([]byte, wire.MinKeyLen)
 	copy(k, "homing gossipbench key, 32 bytes")
-	return gossip.NewKeyRing(k, nil)
+	return wire.NewKeyRing(k, nil)
 }
 
 // Group is the multicast group of the homing nodes.
@@ -394,7 +395,7 @@ var errNoRecord = errors.New("not one gossip record")
 
 // decodeRecord decodes a memberlist user message: one gossip record.
 func decodeRecord(b []byte) (session.Key, error) {
-	r, n, err := gossip.ParseRecord(b)
+	r, n, err := wire.ParseRecord(b)
 	if err != nil {
 		return session.Key{}, err
 	}
@@ -406,5 +407,5 @@ func decodeRecord(b []byte) (session.Key, error) {
 
 // encodeRecord is the user message announcing session i from host 1.
 func encodeRecord(i int) []byte {
-	return gossip.AppendRecord(nil, gossip.Record{Op: gossip.OpAdd, Key: Key(i), Owner: session.Owner{Host: 1, Epoch: 1}})
+	return wire.AppendRecord(nil, wire.Record{Op: wire.OpAdd, Key: Key(i), Owner: session.Owner{Host: 1, Epoch: 1}})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/internal/testenv"
 )
 
@@ -200,8 +201,8 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestWireBetween(t *testing.T) {
-	hb := gossip.Heartbeat{Addr: Key(0).Dst, MAC: make([]byte, 6)}
-	hbBytes := uint64(gossip.Overhead + hb.Len())
+	hb := wire.Heartbeat{Addr: Key(0).Dst, MAC: make([]byte, 6)}
+	hbBytes := uint64(wire.Overhead + hb.Len())
 	s0 := gossip.Stats{DatagramsSent: 10, HeartbeatsSent: 5, RecordsSent: 100, BytesSent: 5000}
 	s1 := s0
 	s1.HeartbeatsSent += 2
