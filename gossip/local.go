@@ -11,7 +11,7 @@ import (
 
 // nextEpoch returns a fresh, strictly increasing epoch. n.mu is held.
 func (n *Node) nextEpoch() uint64 {
-	e := wire.EpochAt(time.Now())
+	e := wire.EpochAt(n.clock.Now())
 	if e <= n.lastEpoch {
 		e = n.lastEpoch + 1
 	}
@@ -61,7 +61,7 @@ func (n *Node) LocalDelete(k session.Key) error {
 	}
 	n.lingerGen++
 	n.lingering[k] = n.lingerGen
-	n.lingerFIFO = append(n.lingerFIFO, lingerItem{key: k, gen: n.lingerGen, at: time.Now().Add(n.cfg.Linger)})
+	n.lingerFIFO = append(n.lingerFIFO, lingerItem{key: k, gen: n.lingerGen, at: n.clock.Now().Add(n.cfg.Linger)})
 	if len(n.lingerFIFO) == 1 {
 		n.wake(n.wakeLing)
 	}
@@ -86,7 +86,7 @@ func (n *Node) enqueueLocked(u session.Update) error {
 		return fmt.Errorf("announce %v: %w", u.Key, ErrQueueFull)
 	}
 	n.queued.Add(1)
-	n.queue = append(n.queue, queued{rec: u, at: time.Now().UnixNano()})
+	n.queue = append(n.queue, queued{rec: u, at: n.clock.Now().UnixNano()})
 	return nil
 }
 
@@ -106,10 +106,10 @@ type lingerItem struct {
 // linger is the goroutine that announces local deletes when their linger ends. The
 // linger is the same for every delete, so the FIFO is in deadline order.
 func (n *Node) linger(ctx context.Context) {
-	t := time.NewTimer(time.Hour)
+	t := n.clock.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		now := time.Now()
+		now := n.clock.Now()
 		next := time.Duration(-1)
 		n.mu.Lock()
 		i := 0
@@ -140,7 +140,7 @@ func (n *Node) linger(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.wakeLing:
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/homing-dev/homing/session"
 )
@@ -370,7 +369,7 @@ func (n *Node) answerNack(d wire.Datagram, from uint16, nonce [wire.NonceLen]byt
 	}
 	defer release()
 
-	h := wire.Header{Type: wire.TypeNackResponse, Timestamp: time.Now().UnixNano()}
+	h := wire.Header{Type: wire.TypeNackResponse, Timestamp: n.clock.Now().UnixNano()}
 	resp := wire.NackResponse{Nonce: req.ClientNonce}
 	f := wire.AppendNackResponse(make([]byte, wire.HeaderLen, wire.MaxFrameLen), &resp)
 	var dg []byte

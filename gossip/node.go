@@ -187,6 +187,9 @@ type Config struct {
 	// (heartbeats carry digests anyway).
 	NoDigest bool
 
+	// Clock is the node's time (see Clock); nil: the real clock.
+	Clock Clock
+
 	// OnConverge, if set, is called after each received records datagram is applied,
 	// from the receiver goroutine; it must be quick.
 	OnConverge func(ConvergeSample)
@@ -297,6 +300,7 @@ type Node struct {
 	table     Table
 	templates Templates
 	log       *slog.Logger
+	clock     Clock
 	inc       uint64
 
 	stats Stats // updated with atomic operations only
@@ -389,6 +393,7 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		table:      table,
 		templates:  templates,
 		log:        cfg.Logger,
+		clock:      cfg.Clock,
 		inc:        cfg.Incarnation,
 		owners:     make(map[session.Key]entry, max(cfg.SizeHint, 0)),
 		lingering:  make(map[session.Key]uint64),
@@ -418,7 +423,7 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.DiscoveryFile != "" {
-		if err := n.pollDiscovery(time.Now(), true); err != nil {
+		if err := n.pollDiscovery(n.clock.Now(), true); err != nil {
 			return nil, err
 		}
 	}
@@ -504,8 +509,11 @@ func (c *Config) setDefaults() error {
 	if c.NackRingBytes < wire.MaxDatagramLen {
 		return bad("nack ring bytes", c.NackRingBytes)
 	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
 	if c.Incarnation == 0 {
-		c.Incarnation = uint64(time.Now().UnixNano())
+		c.Incarnation = uint64(c.Clock.Now().UnixNano())
 	}
 	return nil
 }

@@ -357,7 +357,9 @@ func TestRejectsCounted(t *testing.T) {
 }
 
 func TestConflictRules(t *testing.T) {
-	hub, ms := cluster(t, 1, nil)
+	// A fake clock: the linger below ends when the test advances it.
+	clk := gossiptest.NewClock(time.Unix(1_700_000_000, 0))
+	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.Clock = clk })
 	tb := ms[0].table
 	a, b := newPeer(hub, 10, testKey), newPeer(hub, 11, testKey)
 	k := key(1)
@@ -389,42 +391,66 @@ func TestConflictRules(t *testing.T) {
 
 	// A local claim takes a fresh epoch and wins over a peer's; the peer's later claim
 	// with a newer epoch takes it back, and the lingering local delete does not remove it.
-	k2 := key(2)
-	step2 := func() { a.records(add(k2, 10, wire.EpochAt(time.Now().Add(-time.Second)))) }
+	// (k3, a local session closed after k2, is the mark that the linger of k2 is over.)
+	k2, k3 := key(2), key(3)
+	step2 := func() { a.records(add(k2, 10, wire.EpochAt(clk.Now().Add(-time.Second)))) }
 	step2()
 	gossiptest.WaitFor(t, wait, "peer claim", owned(tb, k2, 10))
-	if err := ms[0].node.LocalAdd(k2); err != nil {
-		t.Fatal(err)
+	for _, k := range []session.Key{k2, k3} {
+		if err := ms[0].node.LocalAdd(k); err != nil {
+			t.Fatal(err)
+		}
 	}
 	gossiptest.WaitFor(t, wait, "local claim", owned(tb, k2, 1))
-	if err := ms[0].node.LocalDelete(k2); err != nil {
-		t.Fatal(err)
+	for _, k := range []session.Key{k2, k3} {
+		if err := ms[0].node.LocalDelete(k); err != nil {
+			t.Fatal(err)
+		}
 	}
-	a.records(add(k2, 10, wire.EpochAt(time.Now().Add(time.Second))))
+	a.records(add(k2, 10, wire.EpochAt(clk.Now().Add(time.Second))))
 	gossiptest.WaitFor(t, wait, "newer peer claim", owned(tb, k2, 10))
-	time.Sleep(100 * time.Millisecond) // past the 50ms linger
+	clk.Advance(100 * time.Millisecond) // past the 50ms linger
+	gossiptest.WaitFor(t, wait, "the linger of k3 (after k2's)", absent(tb, k3))
 	if o, ok := tb.Get(k2); !ok || o.Host != 10 {
 		t.Errorf("after linger: %+v %v, want owner 10", o, ok)
 	}
 }
 
+// TestLingerCancel: a session re-added during its linger is not deleted when the
+// linger ends. The nodes share a fake clock, which moves when the test says: by a
+// millisecond each time a wait polls (heartbeats, flush slots), and past the linger at
+// once. k2, closed after k, marks the end of k's linger.
 func TestLingerCancel(t *testing.T) {
-	hub, ms := cluster(t, 2, func(c *gossip.Config) { c.Linger = 150 * time.Millisecond })
+	clk := gossiptest.NewClock(time.Unix(1_700_000_000, 0))
+	hub, ms := cluster(t, 2, func(c *gossip.Config) {
+		c.Linger, c.Clock = 150*time.Millisecond, clk
+		c.DownAfter = 1 << 20 // the clock jumps: no peer goes down meanwhile
+	})
 	rt := tapRecords(t, hub.Conn())
-	k := key(3)
-	if err := ms[0].node.LocalAdd(k); err != nil {
-		t.Fatal(err)
+	tick := func(cond func() bool) func() bool {
+		return func() bool { clk.Advance(time.Millisecond); return cond() }
 	}
-	gossiptest.WaitFor(t, wait, "add", owned(ms[1].table, k, 1))
+	k, k2 := key(3), key(4)
+	for _, k := range []session.Key{k, k2} {
+		if err := ms[0].node.LocalAdd(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gossiptest.WaitFor(t, wait, "add", tick(func() bool { return owned(ms[1].table, k, 1)() && owned(ms[1].table, k2, 1)() }))
 	o1, _ := ms[1].table.Get(k)
-	if err := ms[0].node.LocalDelete(k); err != nil {
-		t.Fatal(err)
+	for _, k := range []session.Key{k, k2} {
+		if err := ms[0].node.LocalDelete(k); err != nil {
+			t.Fatal(err)
+		}
 	}
-	time.Sleep(20 * time.Millisecond)
+	clk.Advance(20 * time.Millisecond)
 	if err := ms[0].node.LocalAdd(k); err != nil { // re-added during the linger
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	clk.Advance(300 * time.Millisecond)
+	gossiptest.WaitFor(t, wait, "k2's delete", tick(func() bool {
+		return absent(ms[1].table, k2)() && slices.ContainsFunc(rt.keys(wire.OpDelete), func(d session.Key) bool { return d == k2 })
+	}))
 	for _, m := range ms {
 		o, ok := m.table.Get(k)
 		if !ok || o.Host != 1 || o.Epoch <= o1.Epoch {
@@ -432,13 +458,9 @@ func TestLingerCancel(t *testing.T) {
 		}
 	}
 	deletes := 0
-	dgs, _ := rt.get()
-	for _, d := range dgs {
-		rs, _ := wire.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())
-		for _, r := range rs {
-			if r.Op == wire.OpDelete {
-				deletes++
-			}
+	for _, d := range rt.keys(wire.OpDelete) {
+		if d == k {
+			deletes++
 		}
 	}
 	if deletes != 0 {
@@ -491,6 +513,21 @@ func (rt *recordTap) get() ([]wire.Datagram, []time.Time) {
 }
 
 func (rt *recordTap) count() int { d, _ := rt.get(); return len(d) }
+
+// keys returns the keys of the records of op seen so far, in order.
+func (rt *recordTap) keys(op wire.Op) []session.Key {
+	dgs, _ := rt.get()
+	var ks []session.Key
+	for _, d := range dgs {
+		rs, _ := wire.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())
+		for _, r := range rs {
+			if r.Op == op {
+				ks = append(ks, r.Key)
+			}
+		}
+	}
+	return ks
+}
 
 func nrecs(t testing.TB, d wire.Datagram) int {
 	rs, err := wire.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())

@@ -87,7 +87,7 @@ func (n *Node) handle(op *wire.Opener, d wire.Datagram, recs []wire.Record) []wi
 		inc(&n.stats.Malformed)
 		return recs
 	}
-	now := time.Now()
+	now := n.clock.Now()
 	n.peersMu.Lock()
 	switch n.admitLocked(h, now) {
 	case admitReject:
@@ -171,7 +171,7 @@ func (n *Node) applyRecords(h wire.Header, recs []wire.Record, recovered bool) {
 	add(&n.stats.RecordsReceived, len(recs))
 	add(&n.stats.RecordsApplied, len(ups))
 	if f := n.cfg.OnConverge; f != nil {
-		f(ConvergeSample{From: h.Sender, Records: len(recs), Sent: time.Unix(0, h.Timestamp), Applied: time.Now()})
+		f(ConvergeSample{From: h.Sender, Records: len(recs), Sent: time.Unix(0, h.Timestamp), Applied: n.clock.Now()})
 	}
 }
 

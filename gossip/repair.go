@@ -115,7 +115,7 @@ func (n *Node) compareDigestLocked(h wire.Header, p *peerState, d wire.Digest) {
 	}
 	inc(&n.stats.DigestMismatches)
 	p.digestMiss++
-	now := time.Now()
+	now := n.clock.Now()
 	if p.digestMiss == 1 {
 		p.digestMissAt = now
 	}
@@ -138,10 +138,10 @@ type repairJob struct {
 // one, with none in flight and the last one RepairInterval ago, up to
 // RepairConcurrency at once. Each repair runs in a goroutine of its own, in wg.
 func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
-	t := time.NewTicker(min(n.cfg.HeartbeatInterval, n.cfg.RepairInterval))
+	t := n.clock.NewTicker(min(n.cfg.HeartbeatInterval, n.cfg.RepairInterval))
 	defer t.Stop()
 	for {
-		jobs, nacks := n.dueRepairs(time.Now())
+		jobs, nacks := n.dueRepairs(n.clock.Now())
 		for _, job := range jobs {
 			wg.Go(func() { n.repair(ctx, job) })
 		}
@@ -152,7 +152,7 @@ func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
 		case <-ctx.Done():
 			return
 		case <-n.wakeRepair:
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
@@ -251,7 +251,7 @@ func (rs *repairStream) request(typ wire.Type, f []byte) error {
 	n := rs.n
 	f = f[:len(f)+wire.TagLen]
 	wire.NewSealer(rs.keys).Seal(f, wire.Header{Type: typ, Sender: n.cfg.HostID, Incarnation: n.inc,
-		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
+		Seq: n.reqSeq.Add(1), Timestamp: n.clock.Now().UnixNano()})
 	if _, err := rs.c.Write(f); err != nil {
 		return fmt.Errorf("%v: %w", typ, err)
 	}

@@ -98,7 +98,7 @@ func (n *Node) answer(c net.Conn) (int, bool, error) {
 	var nonce [wire.NonceLen]byte
 	n.nonce(nonce[:])
 	f := append(make([]byte, wire.HeaderLen, wire.Overhead+wire.NonceLen), nonce[:]...)
-	if err := write(f[:len(f)+wire.TagLen], wire.Header{Type: wire.TypeRepairChallenge, Timestamp: time.Now().UnixNano()}); err != nil {
+	if err := write(f[:len(f)+wire.TagLen], wire.Header{Type: wire.TypeRepairChallenge, Timestamp: n.clock.Now().UnixNano()}); err != nil {
 		return sent, false, fmt.Errorf("repair challenge: %w", err)
 	}
 
@@ -143,7 +143,7 @@ func (n *Node) answerFull(d wire.Datagram, from uint16, nonce [wire.NonceLen]byt
 	default:
 		return fmt.Errorf("host %d: %d full answers running: %w", from, cap(n.fullSem), errRefused)
 	}
-	now := time.Now()
+	now := n.clock.Now()
 	n.servedMu.Lock()
 	last, ok := n.served[from]
 	if !ok || now.Sub(last) >= n.cfg.RepairInterval/2 {

@@ -82,8 +82,8 @@ type sender struct {
 	backlog  []queued         // records taken from the queue, not yet in a datagram
 	updSpare []session.Update // applyLocalLocked's spare slice
 
-	timer  *time.Timer  // flush and token waits longer than maxPrecise
-	hbTick *time.Ticker // heartbeat interval
+	timer  Timer  // flush and token waits longer than maxPrecise
+	hbTick Ticker // heartbeat interval
 	hr     *hrTimer
 	hbBuf  []byte
 	hbDue  bool
@@ -108,15 +108,17 @@ func newSender(n *Node) *sender {
 		max:    n.cfg.MaxDatagram,
 		b:      batch{dg: make([]byte, wire.HeaderLen, n.cfg.MaxDatagram+wire.RecordAdd6Len+wire.TagLen)},
 		bucket: newTokenBucket(n.cfg.MaxRate, n.cfg.MaxBurst),
-		timer:  time.NewTimer(time.Hour),
-		hbTick: time.NewTicker(n.cfg.HeartbeatInterval),
+		timer:  n.clock.NewTimer(time.Hour),
+		hbTick: n.clock.NewTicker(n.cfg.HeartbeatInterval),
 		hbDue:  true,
 	}
-	hr, err := newHRTimer()
-	if err != nil {
-		n.log.Warn("gossip sender: no precise timer, flush waits are Go timers", "err", err)
+	if _, real := n.clock.(realClock); real {
+		hr, err := newHRTimer()
+		if err != nil {
+			n.log.Warn("gossip sender: no precise timer, flush waits are Go timers", "err", err)
+		}
+		s.hr = hr
 	}
-	s.hr = hr
 	return s
 }
 
@@ -131,7 +133,7 @@ func (s *sender) close() {
 func (s *sender) run(ctx context.Context) {
 	for {
 		digest := s.pull()
-		now := time.Now()
+		now := s.n.clock.Now()
 		flushes := s.b.flushes
 		blocked := s.place(now)
 		wait := s.flushDue(now, blocked)
@@ -268,7 +270,7 @@ func (s *sender) tailProbe(now time.Time, flushes uint64, wait time.Duration) ti
 // peers would take this host down for want of heartbeats.
 func (s *sender) heartbeat() {
 	select {
-	case <-s.hbTick.C:
+	case <-s.hbTick.C():
 		s.hbDue = true
 	default:
 	}
@@ -301,8 +303,8 @@ func (s *sender) sleep(ctx context.Context, wait time.Duration) bool {
 		}
 		return false
 	case <-s.n.wakeSend:
-	case <-s.timer.C:
-	case <-s.hbTick.C:
+	case <-s.timer.C():
+	case <-s.hbTick.C():
 		s.hbDue = true
 	}
 	return true
@@ -384,7 +386,7 @@ func (n *Node) sendHeartbeat(buf []byte, digest wire.Digest, hasDigest bool) []b
 	}
 	buf = wire.AppendHeartbeat(append(buf[:0], make([]byte, wire.HeaderLen)...), &hb)
 	buf = append(buf, make([]byte, wire.TagLen)...)
-	if n.send(wire.Header{Type: wire.TypeHeartbeat, Timestamp: time.Now().UnixNano()}, buf) {
+	if n.send(wire.Header{Type: wire.TypeHeartbeat, Timestamp: n.clock.Now().UnixNano()}, buf) {
 		inc(&n.stats.HeartbeatsSent)
 	}
 	return buf
