@@ -20,17 +20,18 @@
 // Goroutines (started by Run): receiver, sender, linger, housekeeper; with Repair,
 // repairer, repair server, and one per repair in flight and per answer.
 //
-// Locks, always taken in this order:
-//   - Node.peersMu protects the peer states (membership, sequence tracking, pending
-//     drops), the discovery list, and serialises Templates calls.
-//   - Node.mu protects the ownership map (the source of truth the Table mirrors), the
-//     linger state, the record queue and the pending local updates, and serialises
-//     Table.Apply calls, so that the table sees updates in the order the map took them.
-//     It also protects the per-host digests and the repair tracks.
-//   - Node.sendMu protects the sequence counter and the sealer, so that sequence
-//     numbers go out in increasing order whichever goroutine sends. A repair
-//     snapshot reads the counter with Node.mu held.
-//   - Node.servedMu (a leaf) protects the repair server's per-requester times.
+// Locks, always taken in this order (Node's fields are grouped under the lock that
+// protects them, each group saying what it holds; the others are set by New or atomic):
+//   - Node.peersMu: membership (peer states, sequence tracking, pending drops), the
+//     discovery list, repairs in flight; serialises Templates calls.
+//   - Node.mu: the ownership map (the source of truth the Table mirrors) and what
+//     changes with it (digests, linger state, record queue, pending local updates,
+//     repair tracks); serialises Table.Apply calls, so that the table sees updates in
+//     the order the map took them.
+//   - Node.sendMu: the sequence counter and the sealer, so that sequence numbers go
+//     out in increasing order whichever goroutine sends. A repair snapshot reads the
+//     counter with Node.mu held.
+//   - Node.servedMu (a leaf): the repair server's per-requester state.
 package gossip
 
 import (
@@ -295,6 +296,7 @@ type queued struct {
 
 // Node is one host's gossip control plane.
 type Node struct {
+	// Set by New, read-only after: no lock.
 	cfg       Config
 	conn      Conn
 	table     Table
@@ -302,60 +304,69 @@ type Node struct {
 	log       *slog.Logger
 	clock     Clock
 	inc       uint64
+	dialer    Dialer
+	nonce     func([]byte)
 
-	stats Stats // updated with atomic operations only
+	// Atomics and channels: no lock.
+	stats      Stats         // updated with atomic operations only
+	running    atomic.Bool   // Run was called
+	queued     atomic.Int64  // records in queue or the sender's backlog
+	gapPeers   atomic.Int64  // peers with missing datagrams (nack.go)
+	reqSeq     atomic.Uint64 // sequence numbers of repair and NACK requests
+	wakeSend   chan struct{} // the sender: records queued, local updates pending
+	wakeLing   chan struct{} // the linger goroutine: a first deadline
+	wakeRepair chan struct{} // the repairer: a repair or NACK wanted
+	serveSem   chan struct{} // answers being served (repair and NACK)
+	fullSem    chan struct{} // full repair answers being served
+	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
+	// bumped after the store, so that a reader that sees a new generation sees its keys).
+	keys   atomic.Pointer[wire.KeyRing]
+	keyGen atomic.Uint64
 
-	mu         sync.Mutex
-	owners     map[session.Key]entry
-	lastEpoch  uint64
-	lingering  map[session.Key]uint64 // key -> generation of its pending delete
-	lingerFIFO []lingerItem           // deadlines in increasing order
-	lingerGen  uint64
-	queue      []queued
-	localUpd   []session.Update
-	updBuf     []session.Update        // receiver's scratch
-	digests    map[uint16]*wire.Digest // per owner host, over owners
-	tracks     map[uint16]*repairTrack // peers with a repair in flight
-	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
-	repGen     uint32
+	// The housekeeper's own (and New's, before it starts): no lock.
+	discMod  time.Time // of the discovery file last read
+	discSize int64
 
-	queued   atomic.Int64 // records in queue or the sender's backlog
-	wakeSend chan struct{}
-	wakeLing chan struct{}
-
+	// peersMu (taken before mu) protects membership: the peer states (up and down,
+	// sequence tracking, digests compared, repair wanted), the pending drops, the
+	// discovery list and the repairs in flight; it serialises Templates calls.
 	peersMu   sync.Mutex
 	peers     map[uint16]*peerState
 	drops     []pendingDrop
 	discovery discoveryList // nil: every host is allowed
+	inFlight  int           // repairs running (RepairConcurrency)
 
-	discMod  time.Time // of the discovery file last read; housekeeper (or New) only
-	discSize int64
+	// mu (taken after peersMu, before sendMu) protects the ownership map, the source of
+	// truth the Table mirrors, and all that changes with it: the per-host digests, the
+	// linger state, the record queue, the pending local updates and the repair tracks.
+	// It serialises Table.Apply calls, so that the table sees updates in the order the
+	// map took them.
+	mu         sync.Mutex
+	owners     map[session.Key]entry
+	digests    map[uint16]*wire.Digest // per owner host, over owners
+	lastEpoch  uint64                  // the last epoch handed out (nextEpoch)
+	lingering  map[session.Key]uint64  // key -> generation of its pending delete
+	lingerFIFO []lingerItem            // deadlines in increasing order
+	lingerGen  uint64
+	queue      []queued                // records to announce, taken by the sender
+	localUpd   []session.Update        // local updates to write to the table, by the sender
+	updBuf     []session.Update        // the receiver's scratch
+	tracks     map[uint16]*repairTrack // peers with a repair in flight
+	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
+	repGen     uint32                  // generation of the last repair snapshot
 
+	// sendMu (taken after mu) protects the multicast sequence counter and the sealer,
+	// so that sequence numbers go out in increasing order whichever goroutine sends
+	// (a repair snapshot reads the counter with mu held), and the pushes to the ring.
 	sendMu sync.Mutex
 	seq    uint64
 	sealer *wire.Sealer
 	ring   *resendRing // nil without NACK; its own lock, taken under sendMu
 
-	// Repair. inFlight is protected by peersMu; served by servedMu.
-	inFlight    int
-	wakeRepair  chan struct{}
-	dialer      Dialer
-	nonce       func([]byte)
-	reqSeq      atomic.Uint64
-	serveSem    chan struct{}
+	// servedMu (a leaf) protects the repair server's per-requester state.
 	servedMu    sync.Mutex
 	served      map[uint16]time.Time // requester -> last answer started
 	nackServing map[uint16]bool      // requesters with a NACK answer running
-	fullSem     chan struct{}        // full answers running
-
-	gapPeers atomic.Int64 // peers with missing datagrams (nack.go)
-
-	running atomic.Bool
-
-	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
-	// bumped after the store, so that a reader that sees a new generation sees its keys).
-	keys   atomic.Pointer[wire.KeyRing]
-	keyGen atomic.Uint64
 }
 
 // ErrInsecure is returned by SetKeys on a node that runs without keys.
