@@ -67,8 +67,8 @@ const (
 	DefaultLogFormat         = "text"
 	// MinMbufs is the smallest computed mempool size.
 	MinMbufs = 4095
-	// MaxHostID is the largest host id (12 bits).
-	MaxHostID = 4095
+	// MaxHostID is the largest host id (session.MaxHostID).
+	MaxHostID = session.MaxHostID
 	// MaxWorkers is the largest number of worker lcores (and NIC rx queues).
 	MaxWorkers = 16
 )

@@ -74,7 +74,7 @@ const (
 
 // Config configures a Node. Zero fields take the defaults above.
 type Config struct {
-	// HostID is this host's id, 1..65535, unique in the POP.
+	// HostID is this host's id, 1..session.MaxHostID, unique in the POP.
 	HostID uint16
 	// Addr is this host's primary address (tunnel destination); AltAddr an optional
 	// address of the other family.
@@ -444,8 +444,8 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 
 func (c *Config) setDefaults() error {
 	bad := func(what string, v any) error { return fmt.Errorf("%s %v: %w", what, v, ErrConfig) }
-	if c.HostID == 0 {
-		return bad("host id", 0)
+	if c.HostID == 0 || c.HostID > session.MaxHostID {
+		return bad("host id", c.HostID)
 	}
 	hb := wire.Heartbeat{Host: c.HostID, Addr: c.Addr, AltAddr: c.AltAddr, MAC: c.MAC, Domain: c.Domain}
 	if err := hb.Check(); err != nil {
