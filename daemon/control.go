@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -71,6 +72,21 @@ func (c *control) fail(err error) {
 	c.errMu.Unlock()
 }
 
+// readKeyFile reads and parses a gossip key file (as wire.LoadKeyFile, whose errors
+// these are) and returns its contents too: the start reads the file once, for gossip's
+// keys and for the reload's comparison (startOps).
+func readKeyFile(path string) ([]byte, *wire.KeyRing, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gossip key file: %w", err)
+	}
+	ring, err := wire.ParseKeys(b, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, ring, nil
+}
+
 // startControl starts gossip and the probe as configured.
 func (d *Daemon) startControl() (err error) {
 	cfg := d.Config
@@ -82,7 +98,7 @@ func (d *Daemon) startControl() (err error) {
 	if cfg.Gossip.Enabled {
 		var keys *wire.KeyRing
 		if !cfg.Gossip.Insecure {
-			if keys, err = wire.LoadKeyFile(cfg.Gossip.KeyFile); err != nil {
+			if d.keyFile, keys, err = readKeyFile(cfg.Gossip.KeyFile); err != nil {
 				return fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 			}
 		}

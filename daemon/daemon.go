@@ -40,6 +40,8 @@ type Daemon struct {
 	DP    *lcore.DataPlane
 	MAC   net.HardwareAddr // the NIC's MAC: the kernel interface's too
 	ctl   *control
+	// keyFile is the contents of gossip.key_file as the start read it (startControl).
+	keyFile []byte
 	// warming is set while the data plane warms up after the start (control.go warmUp).
 	warming atomic.Bool
 	closed  bool

@@ -101,13 +101,7 @@ func (d *Daemon) startOps() error {
 	o := d.opsState(true)
 	cfg := d.Config
 	o.started = time.Now()
-	if cfg.Gossip.Enabled && !cfg.Gossip.Insecure {
-		b, err := os.ReadFile(cfg.Gossip.KeyFile)
-		if err != nil {
-			return fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
-		}
-		o.keyFile = b
-	}
+	o.keyFile = d.keyFile // read by startControl
 	if cfg.Metrics.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
