@@ -27,7 +27,7 @@ PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate generate-check fuzz clean demo
+.PHONY: all deps build test check unit bench bench-callgrind bench-smoke memberlist-node generate generate-check fuzz clean demo
 
 all: build
 
@@ -51,6 +51,7 @@ check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	cd internal/gossipbench/memberlist && $(GO) vet ./...
 
 # The whole suite. Root-only tests (netns, DPDK vdevs on interfaces, BPF) run when root;
 # with CI=true a missing prerequisite fails the test instead of skipping it.
@@ -61,7 +62,7 @@ unit:
 
 test: deps build check generate-check unit fuzz-smoke bench-smoke
 
-bench: deps
+bench: deps memberlist-node
 	$(GO) run ./cmd/homing-bench
 
 BENCH_SESSIONS ?= 65536
@@ -71,8 +72,14 @@ bench-callgrind: deps
 	$(GO) build -o bin/homing-bench ./cmd/homing-bench
 	bin/homing-bench -callgrind -sessions $(BENCH_SESSIONS)
 
-bench-smoke:
+bench-smoke: memberlist-node
 	$(GO) run ./cmd/homing-bench -smoke
+
+# The gossip benchmark's memberlist node: a module of its own, so that hashicorp/memberlist
+# stays out of homing's go.mod (homing-bench runs it as bin/homing-bench-memberlist).
+memberlist-node:
+	@mkdir -p bin
+	cd internal/gossipbench/memberlist && $(GO) build -o ../../../bin/homing-bench-memberlist .
 
 # Every Fuzz* target for a few seconds each (FUZZTIME, default 3s): under 3 minutes (23 targets: 172 s at 4s each on 2 loaded cores).
 fuzz-smoke:
