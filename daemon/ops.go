@@ -11,9 +11,10 @@ package daemon
 // Goroutines: "metrics http" (net/http's server), "ctl accept" and one "ctl conn" per
 // connection (package ctl). All end in stopOps, the first step of teardown.
 //
-// The per-daemon state lives in opsOf, keyed by *Daemon: daemon.go only calls startOps
-// and stopOps. ops.mu protects the live configuration and the reload outcome; countMu
-// the per-owner count cache; reloadMu serialises reloads.
+// The state is an ops in Daemon.ops: Start creates it before the control plane (whose
+// key rotation it holds), startOps starts it, stopOps takes it away. ops.mu protects
+// the live configuration and the reload outcome; countMu the per-owner count cache;
+// reloadMu serialises reloads.
 
 import (
 	"bytes"
@@ -76,28 +77,17 @@ type ops struct {
 	ownersGen  uint64        // table inserts+updates+deletes at that count
 }
 
-var (
-	opsMu sync.Mutex
-	opsOf = map[*Daemon]*ops{}
-)
-
-// opsState returns d's operations state, creating it if create is set.
-func (d *Daemon) opsState(create bool) *ops {
-	opsMu.Lock()
-	defer opsMu.Unlock()
-	o := opsOf[d]
-	if o == nil && create {
-		o = &ops{d: d, live: d.Config}
-		cfg := d.Config
-		o.metrics = metrics.New(o, metrics.Info{HostID: cfg.Host.ID, Name: cfg.Host.Name, Address: cfg.Host.Address.String(), Version: Version})
-		opsOf[d] = o
-	}
+// newOps returns d's operations state, not started (startOps starts it).
+func newOps(d *Daemon) *ops {
+	o := &ops{d: d, live: d.Config}
+	cfg := d.Config
+	o.metrics = metrics.New(o, metrics.Info{HostID: cfg.Host.ID, Name: cfg.Host.Name, Address: cfg.Host.Address.String(), Version: Version})
 	return o
 }
 
 // startOps starts the metrics endpoint and the control socket.
 func (d *Daemon) startOps() error {
-	o := d.opsState(true)
+	o := d.ops.Load()
 	cfg := d.Config
 	o.started = time.Now()
 	o.keyFile = d.keyFile // read by startControl
@@ -134,7 +124,7 @@ func (d *Daemon) startOps() error {
 
 // stopOps stops the metrics endpoint and removes the control socket.
 func (d *Daemon) stopOps() {
-	o := d.opsState(false)
+	o := d.ops.Swap(nil)
 	if o == nil {
 		return
 	}
@@ -148,14 +138,11 @@ func (d *Daemon) stopOps() {
 		_ = o.http.Shutdown(ctx)
 		cancel()
 	}
-	opsMu.Lock()
-	delete(opsOf, d)
-	opsMu.Unlock()
 }
 
 // SetLogLevel gives the daemon the level of its logger, so that a reload can change it.
 func (d *Daemon) SetLogLevel(lv *slog.LevelVar) {
-	if o := d.opsState(true); o != nil {
+	if o := d.ops.Load(); o != nil {
 		o.mu.Lock()
 		o.level = lv
 		o.mu.Unlock()
@@ -164,7 +151,7 @@ func (d *Daemon) SetLogLevel(lv *slog.LevelVar) {
 
 // Metrics returns the daemon's metrics (nil after Stop).
 func (d *Daemon) Metrics() *metrics.Metrics {
-	if o := d.opsState(false); o != nil {
+	if o := d.ops.Load(); o != nil {
 		return o.metrics
 	}
 	return nil
@@ -172,7 +159,7 @@ func (d *Daemon) Metrics() *metrics.Metrics {
 
 // onConverge feeds the convergence histogram (gossip.Config.OnConverge).
 func (d *Daemon) onConverge(s gossip.ConvergeSample) {
-	if o := d.opsState(false); o != nil {
+	if o := d.ops.Load(); o != nil {
 		o.metrics.ObserveConvergence(s.Sent, s.Applied)
 	}
 }
@@ -552,7 +539,7 @@ var liveKeys = []string{"peers", "sessions", "log.level", "gossip.key_file"}
 // that needs a restart (the error wraps ErrRestartNeeded and names them) or if the key
 // file is invalid. It returns what changed.
 func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
-	o := d.opsState(false)
+	o := d.ops.Load()
 	if o == nil {
 		return nil, errors.New("daemon is not running")
 	}
@@ -725,10 +712,11 @@ func KeyName(field string) string {
 // relay: both switch every channel at once (multicast, repair, NACK, relay envelopes;
 // exchanges already in flight finish with their keys).
 func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
-	if node == nil {
+	o := d.ops.Load()
+	if node == nil || o == nil {
 		return
 	}
-	d.opsState(true).setKeys = func(r *wire.KeyRing) error {
+	o.setKeys = func(r *wire.KeyRing) error {
 		// The relay first: it checks the datagrams the node seals, and after the
 		// switch the node may seal with a key the relay's old ring does not accept.
 		var err error

@@ -154,6 +154,7 @@ func TestKeyRotation(t *testing.T) {
 		cfg := config.Default()
 		cfg.Host.ID = id
 		d := &Daemon{Config: cfg}
+		d.ops.Store(newOps(d))
 		h := &host{d: d, table: gossiptest.NewTable()}
 		var err error
 		h.node, err = gossip.New(gossip.Config{HostID: id, Addr: netip.AddrFrom4([4]byte{198, 18, 50, byte(id)}),
@@ -173,7 +174,7 @@ func TestKeyRotation(t *testing.T) {
 	a, b := hosts[0], hosts[1]
 	setKeys := func(h *host, r *wire.KeyRing) {
 		t.Helper()
-		if err := h.d.opsState(false).setKeys(r); err != nil {
+		if err := h.d.ops.Load().setKeys(r); err != nil {
 			t.Fatal(err)
 		}
 	}
