@@ -95,6 +95,20 @@ func (d *Daemon) startControl() (err error) {
 	d.ctl = c
 	d.startDomains(ctx, c)
 	var repairL net.Listener
+	// A failed start undoes here what the teardown would not: the repair listener (the
+	// node that closes it never ran) and the multicast socket of a node not made.
+	defer func() {
+		if err == nil {
+			return
+		}
+		if repairL != nil {
+			repairL.Close()
+		}
+		if c.node == nil && c.conn != nil {
+			c.conn.Close()
+			c.conn = nil
+		}
+	}()
 	if cfg.Gossip.Enabled {
 		var keys *wire.KeyRing
 		if !cfg.Gossip.Insecure {
@@ -109,19 +123,12 @@ func (d *Daemon) startControl() (err error) {
 		}
 		if cfg.Gossip.Repair {
 			if repairL, err = gossip.ListenRepair(netip.AddrPortFrom(cfg.Host.Address, cfg.Gossip.RepairPort)); err != nil {
-				c.conn.Close()
-				c.conn = nil
 				return fmt.Errorf("%s: gossip.repair_port: %w", cfg.Source, err)
 			}
 		}
 		// A relay of gossip.relays tees the node's traffic to the other domains (domains.go).
 		relayed, err := d.relayConn(ctx, c, keys)
 		if err != nil {
-			if repairL != nil {
-				repairL.Close()
-			}
-			c.conn.Close()
-			c.conn = nil
 			return err
 		}
 		c.node, err = gossip.New(gossip.Config{
@@ -137,11 +144,6 @@ func (d *Daemon) startControl() (err error) {
 			MaxQueue: cfg.Gossip.MaxQueue, NackRing: nackRing(cfg.Gossip.NackRing),
 		}, relayed, d.Table, templates{d})
 		if err != nil {
-			if repairL != nil {
-				repairL.Close()
-			}
-			c.conn.Close()
-			c.conn = nil
 			return fmt.Errorf("%s: gossip: %w", cfg.Source, err)
 		}
 		if keys != nil {
@@ -168,9 +170,6 @@ func (d *Daemon) startControl() (err error) {
 	if cfg.Probe.Enabled {
 		if c.probe, err = probe.Open(probe.Config{CgroupPath: cfg.Probe.Cgroup, VIPs: cfg.Host.VIPs,
 			RingBytes: cfg.Probe.RingBytes, Logger: d.Log.With("part", "probe")}); err != nil {
-			if repairL != nil {
-				repairL.Close() // the node that would close it never ran
-			}
 			return fmt.Errorf("%s: probe: %w", cfg.Source, err)
 		}
 		c.wg.Add(1)
