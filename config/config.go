@@ -19,11 +19,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/session"
 )
 
 // Defaults of the optional keys. Keys whose default derives from another key (for
-// example dpdk.file_prefix from host.id) are filled in by Parse.
+// example dpdk.file_prefix from host.id) are filled in by Parse. The gossip keys' are
+// the gossip package's own defaults (what a zero gossip.Config field means), named here
+// once more for the configuration's reader.
 const (
 	DefaultDomain            = "default"
 	DefaultMemoryMB          = 256
@@ -34,28 +37,28 @@ const (
 	DefaultRxDesc            = 1024
 	DefaultTxDesc            = 1024
 	DefaultKernelName        = "homing0"
-	DefaultTunnelPort        = 6080
+	DefaultTunnelPort        = gossip.DefaultTunnelPort
 	DefaultParkHold          = 50 * time.Millisecond
 	DefaultParkSize          = 1024
 	DefaultCapacity4         = 1 << 20
 	DefaultCapacity6         = 1 << 18
 	DefaultGossipGroup       = "239.193.0.1"
-	DefaultGossipPort        = 6081
+	DefaultGossipPort        = gossip.DefaultGossipPort
 	DefaultGossipTTL         = 1
-	DefaultMaxDatagram       = 1400
+	DefaultMaxDatagram       = gossip.DefaultMaxDatagram
 	DefaultProbeRingBytes    = 4 << 20
-	DefaultFlushDelay        = 300 * time.Microsecond
-	DefaultMaxRate           = 20000
-	DefaultHeartbeatInterval = 100 * time.Millisecond
-	DefaultDownAfter         = 10
-	DefaultGrace             = 5 * time.Second
-	DefaultLinger            = 60 * time.Second
-	DefaultRepairInterval    = time.Second
-	DefaultRepairTimeout     = 5 * time.Second
-	DefaultRepairMaxRecords  = 1 << 20
-	DefaultMaxQueue          = 1 << 16
-	DefaultNackRing          = 8192
-	DefaultRelayPort         = 6082
+	DefaultFlushDelay        = gossip.DefaultFlushDelay
+	DefaultMaxRate           = gossip.DefaultMaxRate
+	DefaultHeartbeatInterval = gossip.DefaultHeartbeatInterval
+	DefaultDownAfter         = gossip.DefaultDownAfter
+	DefaultGrace             = gossip.DefaultGrace
+	DefaultLinger            = gossip.DefaultLinger
+	DefaultRepairInterval    = gossip.DefaultRepairInterval
+	DefaultRepairTimeout     = gossip.DefaultRepairTimeout
+	DefaultRepairMaxRecords  = gossip.DefaultRepairMaxRecords
+	DefaultMaxQueue          = gossip.DefaultMaxQueue
+	DefaultNackRing          = gossip.DefaultNackRing
+	DefaultRelayPort         = gossip.DefaultRelayPort
 	DefaultCgroup            = "/sys/fs/cgroup/unified"
 	DefaultTentativeLifetime = 3 * time.Second
 	DefaultMetricsListen     = "127.0.0.1:9370"
@@ -64,8 +67,8 @@ const (
 	DefaultLogFormat         = "text"
 	// MinMbufs is the smallest computed mempool size.
 	MinMbufs = 4095
-	// MaxHostID is the largest host id (12 bits).
-	MaxHostID = 4095
+	// MaxHostID is the largest host id (session.MaxHostID).
+	MaxHostID = session.MaxHostID
 	// MaxWorkers is the largest number of worker lcores (and NIC rx queues).
 	MaxWorkers = 16
 )

@@ -40,6 +40,11 @@ type Daemon struct {
 	DP    *lcore.DataPlane
 	MAC   net.HardwareAddr // the NIC's MAC: the kernel interface's too
 	ctl   *control
+	// ops is the operations state (ops.go): set by Start before the control plane starts,
+	// taken away by stopOps (nil before and after).
+	ops atomic.Pointer[ops]
+	// keyFile is the contents of gossip.key_file as the start read it (startControl).
+	keyFile []byte
 	// warming is set while the data plane warms up after the start (control.go warmUp).
 	warming atomic.Bool
 	closed  bool
@@ -170,6 +175,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP}); err != nil {
 		return d, err
 	}
+	d.ops.Store(newOps(d))
 	if err = d.startControl(); err != nil {
 		return d, err
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/homing-dev/homing/ctl"
-	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/internal/testenv"
 	"github.com/homing-dev/homing/session"
 )
@@ -323,10 +323,10 @@ func gue() []byte {
 
 // recordsDatagram is an unauthenticated records datagram from host 2 adding k.
 func recordsDatagram(k session.Key) []byte {
-	b := make([]byte, gossip.HeaderLen)
-	b = gossip.AppendRecord(b, gossip.Record{Op: gossip.OpAdd, Key: k, Owner: session.Owner{Host: 2, Epoch: gossip.EpochAt(time.Now())}})
-	b = append(b, make([]byte, gossip.TagLen)...)
-	gossip.NewSealer(nil).Seal(gossip.Datagram(b), gossip.Header{Type: gossip.TypeRecords, Sender: 2, Incarnation: 1, Seq: 1,
+	b := make([]byte, wire.HeaderLen)
+	b = wire.AppendRecord(b, wire.Record{Op: wire.OpAdd, Key: k, Owner: session.Owner{Host: 2, Epoch: wire.EpochAt(time.Now())}})
+	b = append(b, make([]byte, wire.TagLen)...)
+	wire.NewSealer(nil).Seal(wire.Datagram(b), wire.Header{Type: wire.TypeRecords, Sender: 2, Incarnation: 1, Seq: 1,
 		Timestamp: time.Now().Add(-time.Millisecond).UnixNano()})
 	return b
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/daemon"
+	"github.com/homing-dev/homing/internal/ratelog"
 )
 
 func main() {
@@ -38,7 +39,7 @@ func main() {
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
+	log := ratelog.NewLogger(os.Stderr, cfg.Log.Format, level)
 	slog.SetDefault(log)
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
