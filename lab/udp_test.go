@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/internal/testenv"
 )
 
@@ -302,4 +303,17 @@ func parkAndClasses(ctx context.Context, l *Lab) (park, class map[string]uint64,
 		}
 	}
 	return park, class, nil
+}
+
+// TestUDPConfig: the UDP test's edit of a host configuration parses to the park and
+// session port it needs.
+func TestUDPConfig(t *testing.T) {
+	l := &Lab{ID: "hlab1x1", Dir: "/tmp/hlab1x1-1", keyFile: "/tmp/hlab1x1-1/gossip.key", opts: Options{Redirect: true}}
+	cfg, err := config.Parse([]byte(udpConfig(1, l.hostConfig(1, "/sys/fs/cgroup/unified/hlab1x1/h1"))), "h1.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Tunnel.ParkSize != 64 || cfg.Tunnel.ParkUDP != 16 || len(cfg.UDPSessions) != 1 || cfg.UDPSessions[0].Port != udpSessionPort {
+		t.Errorf("park %d (udp %d), udp sessions %+v", cfg.Tunnel.ParkSize, cfg.Tunnel.ParkUDP, cfg.UDPSessions)
+	}
 }
