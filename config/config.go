@@ -28,18 +28,22 @@ import (
 // the gossip package's own defaults (what a zero gossip.Config field means), named here
 // once more for the configuration's reader.
 const (
-	DefaultDomain            = "default"
-	DefaultMemoryMB          = 256
-	DefaultWorkers           = 1
-	DefaultIdleSleepMaxUS    = 200
-	DefaultDPDKLogLevel      = "notice"
-	DefaultMTU               = 1500
-	DefaultRxDesc            = 1024
-	DefaultTxDesc            = 1024
-	DefaultKernelName        = "homing0"
-	DefaultTunnelPort        = gossip.DefaultTunnelPort
-	DefaultParkHold          = 50 * time.Millisecond
-	DefaultParkSize          = 1024
+	DefaultDomain         = "default"
+	DefaultMemoryMB       = 256
+	DefaultWorkers        = 1
+	DefaultIdleSleepMaxUS = 200
+	DefaultDPDKLogLevel   = "notice"
+	DefaultMTU            = 1500
+	DefaultRxDesc         = 1024
+	DefaultTxDesc         = 1024
+	DefaultKernelName     = "homing0"
+	DefaultTunnelPort     = gossip.DefaultTunnelPort
+	DefaultParkHold       = 50 * time.Millisecond
+	DefaultParkSize       = 1024
+	// BGP: hold time (keepalives every third) and how long a stopping host serves after
+	// its withdrawal.
+	DefaultBGPHoldTime       = 9 * time.Second
+	DefaultBGPStopLinger     = 5 * time.Second
 	DefaultCapacity4         = 1 << 20
 	DefaultCapacity6         = 1 << 18
 	DefaultGossipGroup       = "239.193.0.1"
@@ -88,9 +92,34 @@ type Config struct {
 	UDPSessions []UDPSession
 	Gossip      Gossip
 	Probe       Probe
+	BGP         BGP
 	Metrics     Metrics
 	Control     Control
 	Log         Log
+}
+
+// BGP is how the host announces its VIPs to the POP's routers. Without neighbours it is
+// off: the routers are configured by other means (static routes).
+type BGP struct {
+	LocalAS     uint32
+	RouterID    netip.Addr // IPv4; default: host.address when it is IPv4
+	HoldTime    time.Duration
+	Communities []string // "AS:value"
+	// StopLinger is how long a stopping homingd keeps serving after it has withdrawn
+	// its VIPs (the router moves the flows to the other hosts meanwhile).
+	StopLinger time.Duration
+	Neighbors  []BGPNeighbor
+}
+
+// Enabled reports whether the host speaks BGP (it has neighbours).
+func (b BGP) Enabled() bool { return len(b.Neighbors) > 0 }
+
+// BGPNeighbor is one BGP peer (a POP router).
+type BGPNeighbor struct {
+	Address  netip.Addr
+	AS       uint32
+	Password string
+	Port     uint16
 }
 
 // Host is this host's identity in the POP.
@@ -354,6 +383,7 @@ func Default() *Config {
 		},
 		Probe: Probe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime,
 			RingBytes: DefaultProbeRingBytes},
+		BGP:     BGP{HoldTime: DefaultBGPHoldTime, StopLinger: DefaultBGPStopLinger},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Control: Control{Socket: DefaultControlSocket},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
