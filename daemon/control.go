@@ -205,9 +205,8 @@ func (d *Daemon) startControl() (err error) {
 			defer c.wg.Done()
 			d.warmUp(ctx, c.node)
 		}()
-	} else if d.DP != nil {
-		d.DP.SetWarming(false)
-		d.warming.Store(false)
+	} else {
+		d.warmed()
 	}
 	return nil
 }
@@ -229,10 +228,7 @@ func (d *Daemon) warmUp(ctx context.Context, n *gossip.Node) {
 	if d.DP == nil {
 		return
 	}
-	defer func() {
-		d.DP.SetWarming(false)
-		d.warming.Store(false)
-	}()
+	defer d.warmed()
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

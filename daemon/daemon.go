@@ -47,6 +47,12 @@ type Daemon struct {
 	keyFile []byte
 	// warming is set while the data plane warms up after the start (control.go warmUp).
 	warming atomic.Bool
+	// warmDone is set when the warm-up is over (or there is none: no gossip), at warmAt
+	// (Unix ns): from then on the host may announce its VIPs (serving.go).
+	warmDone atomic.Bool
+	warmAt   atomic.Int64
+	// serving is the announcement state (serving.go): set by Start after the operations.
+	serving atomic.Pointer[serving]
 	closed  bool
 }
 
@@ -182,6 +188,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err = d.startOps(); err != nil {
 		return d, err
 	}
+	if err = d.startServing(); err != nil {
+		return d, err
+	}
 	log.Info("data plane running", "host", cfg.Host.ID, "address", cfg.Host.Address,
 		"mac", d.MAC.String(), "workers", len(ws), "nic", d.nic.Name, "kernel", d.tap.Name)
 	return d, nil
@@ -204,6 +213,9 @@ func (d *Daemon) Stop() error {
 
 func (d *Daemon) teardown() error {
 	d.closed = true
+	if s := d.serving.Swap(nil); s != nil {
+		s.stop() // withdraw first, and serve the linger with everything still up
+	}
 	d.stopOps()
 	var errs []error
 	if err := d.stopControl(); err != nil {

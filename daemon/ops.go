@@ -98,6 +98,7 @@ func (d *Daemon) startOps() error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", o.metrics.Handler())
+		d.routes(mux)
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/" {
 				http.NotFound(w, r)
@@ -195,6 +196,9 @@ func (o *ops) Snapshot() metrics.Snapshot {
 	if n := d.Node(); n != nil {
 		s.Gossip = gossipMetrics(n)
 	}
+	if sv := d.serving.Load(); sv != nil {
+		s.Serving = sv.metrics()
+	}
 	if d.ctl != nil && d.ctl.dom != nil && d.ctl.dom.relay != nil {
 		rs := d.ctl.dom.relay.Stats()
 		s.Relay = &metrics.Relay{Forwarded: rs.Forwarded, SendErrors: rs.SendErrors, Received: rs.Received,
@@ -281,6 +285,11 @@ func (o *ops) ownerCounts() map[uint16]int {
 // ---- control socket ----
 
 func (o *ops) handle(_ context.Context, r ctl.Request) (any, error) {
+	if s := o.d.serving.Load(); s != nil {
+		if v, ok, err := s.handle(r); ok {
+			return v, err
+		}
+	}
 	switch r.Cmd {
 	case ctl.CmdStatus:
 		return o.status(), nil
@@ -331,6 +340,9 @@ func (o *ops) status() ctl.Status {
 	st.KeyRotation = countKeys(o.keyFile) > 1
 	st.Warming = d.warming.Load()
 	o.mu.Unlock()
+	if s := d.serving.Load(); s != nil {
+		s.status(&st)
+	}
 	return st
 }
 

@@ -319,6 +319,9 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 	return nil
 }
 
+// Running reports whether the lcores run (between Start and Stop).
+func (d *DataPlane) Running() bool { return d.running.Load() }
+
 // Stop asks every lcore to return and waits for them. Counters stay readable.
 func (d *DataPlane) Stop() error {
 	d.mu.Lock()

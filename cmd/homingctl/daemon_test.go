@@ -351,6 +351,7 @@ func TestDaemon(t *testing.T) {
 	t.Run("metrics", l.testMetrics)
 	t.Run("homingctl", l.testCtl)
 	t.Run("reload", l.testReload)
+	t.Run("drain", l.testDrain)
 	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -631,5 +632,64 @@ mac = "02:00:00:00:00:13"
 	match(t, "status text", l.ctl(t, "status"), `last reload .*: REFUSED: .*needs a restart: dpdk\.workers`)
 	if l.cmd.ProcessState != nil {
 		t.Fatal("homingd exited")
+	}
+}
+
+// get fetches path from the daemon's metrics server, inside the host's namespace, and
+// returns the HTTP status line's code and the body.
+func (l *lab) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	var body []byte
+	err := inNetns(l.host, func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:9370", 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+		body, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	var code int
+	fmt.Sscanf(string(body), "HTTP/1.0 %d", &code)
+	_, b, _ := strings.Cut(string(body), "\r\n\r\n")
+	return code, strings.TrimSpace(b)
+}
+
+// testDrain: a host without BGP is ready once warm (/readyz 200); homingctl drain makes
+// it drained (it owns no session here) and /readyz 503; undrain makes it ready again;
+// /healthz answers 200 throughout; the state is a metric.
+func (l *lab) testDrain(t *testing.T) {
+	var st ctl.Status
+	l.ctlJSON(t, &st, "status")
+	if st.State != "ready" || !st.Announced || st.WarmAt.IsZero() {
+		t.Fatalf("before the drain: state %q announced %v warm at %v", st.State, st.Announced, st.WarmAt)
+	}
+	if code, body := l.get(t, "/readyz"); code != 200 || body != "ready" {
+		t.Errorf("/readyz while ready: %d %q", code, body)
+	}
+	match(t, "drain", l.ctl(t, "drain", "--wait", "5s"), `drained, 0 sessions owned here`)
+	if code, body := l.get(t, "/readyz"); code != 503 || body != "drained" {
+		t.Errorf("/readyz while drained: %d %q", code, body)
+	}
+	if code, _ := l.get(t, "/healthz"); code != 200 {
+		t.Errorf("/healthz while drained: %d", code)
+	}
+	m := l.scrape(t)
+	if m[sample("homing_state", "state", "drained")] != 1 || m[sample("homing_state", "state", "ready")] != 0 || m[sample("homing_announced")] != 0 {
+		t.Errorf("metrics while drained: state drained %v, ready %v, announced %v", m[sample("homing_state", "state", "drained")],
+			m[sample("homing_state", "state", "ready")], m[sample("homing_announced")])
+	}
+	match(t, "status", l.ctl(t, "status"), `(?m)^state\s+drained \(VIPs withdrawn since`)
+	match(t, "undrain", l.ctl(t, "undrain"), `ready, 0 sessions owned here`)
+	if code, _ := l.get(t, "/readyz"); code != 200 {
+		t.Errorf("/readyz after undrain: %d", code)
+	}
+	if _, errOut, code := ctlRun("--socket", l.sock, "undrain", "--wait", "1s"); code != 2 || !strings.Contains(errOut, "undrain takes no --wait") {
+		t.Errorf("undrain --wait: exit %d, %q", code, errOut)
 	}
 }
