@@ -548,7 +548,7 @@ func (o *ops) stats() ctl.Stats {
 
 // liveKeys are the configuration keys Reload applies; every other change needs a
 // restart. gossip.key_file is re-read at every reload, changed or not.
-var liveKeys = []string{"peers", "sessions", "log.level", "gossip.key_file"}
+var liveKeys = []string{"peers", "sessions", "log.level", "gossip.key_file", "bgp.neighbors"}
 
 // Reload applies a new configuration to the running daemon: static peers (their header
 // templates), static sessions, the gossip keys (re-reading gossip.key_file: a second key
@@ -576,6 +576,9 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 	if keys := RestartKeys(old, cfg); len(keys) > 0 {
 		return nil, fmt.Errorf("%s: %w: %s", cfg.Source, ErrRestartNeeded, strings.Join(keys, ", "))
 	}
+	if old.BGP.Enabled() != cfg.BGP.Enabled() {
+		return nil, fmt.Errorf("%s: %w: bgp.neighbors (BGP turned on or off)", cfg.Source, ErrRestartNeeded)
+	}
 
 	// Check everything before applying anything.
 	var ring *wire.KeyRing
@@ -587,6 +590,18 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 		if ring, err = wire.ParseKeys(keyData, cfg.Gossip.KeyFile); err != nil {
 			return nil, fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 		}
+	}
+
+	// BGP neighbours: changed sessions are re-created, the announced set kept.
+	if !reflect.DeepEqual(old.BGP.Neighbors, cfg.BGP.Neighbors) {
+		if err := d.setBGPNeighbors(cfg.BGP.Neighbors); err != nil {
+			return changes, fmt.Errorf("%s: bgp.neighbors: %w", cfg.Source, err)
+		}
+		var ns []string
+		for _, n := range cfg.BGP.Neighbors {
+			ns = append(ns, fmt.Sprintf("%s AS %d", n.Address, n.AS))
+		}
+		changes = append(changes, "bgp neighbours: "+strings.Join(ns, ", "))
 	}
 
 	// Static peers: publish new and changed templates, withdraw removed ones (unless

@@ -14,6 +14,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/bgp"
+	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/metrics"
 )
@@ -65,9 +67,7 @@ func (d *Daemon) startServing() error {
 		} else {
 			bc.NextHop6 = cfg.Host.Address
 		}
-		for _, n := range cfg.BGP.Neighbors {
-			bc.Neighbors = append(bc.Neighbors, bgp.Neighbor{Address: n.Address, AS: n.AS, Password: n.Password, Port: n.Port})
-		}
+		bc.Neighbors = bgpNeighbors(cfg.BGP.Neighbors)
 		sp, err := bgp.Start(context.Background(), bc)
 		if err != nil {
 			return fmt.Errorf("%s: bgp: %w", cfg.Source, err)
@@ -120,6 +120,25 @@ func (s *serving) update() {
 		}
 		s.d.Log.Info("VIPs "+verb, "vips", s.d.Config.Host.VIPs, "bgp", s.speaker != nil, "state", s.stateLocked())
 	}
+}
+
+// setBGPNeighbors replaces the BGP neighbours (a reload).
+func (d *Daemon) setBGPNeighbors(ns []config.BGPNeighbor) error {
+	s := d.serving.Load()
+	if s == nil || s.speaker == nil {
+		return errors.New("BGP is not running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.speaker.SetNeighbors(ctx, bgpNeighbors(ns))
+}
+
+func bgpNeighbors(ns []config.BGPNeighbor) []bgp.Neighbor {
+	out := make([]bgp.Neighbor, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, bgp.Neighbor{Address: n.Address, AS: n.AS, Password: n.Password, Port: n.Port})
+	}
+	return out
 }
 
 // owned is the number of sessions this host owns.
@@ -240,10 +259,13 @@ func (s *serving) handle(r ctl.Request) (any, bool, error) {
 	return st, true, nil
 }
 
+// Healthy reports whether the data plane runs (/healthz, the systemd watchdog).
+func (d *Daemon) Healthy() bool { return d.DP != nil && d.DP.Running() }
+
 // routes adds /healthz and /readyz to the metrics server's mux.
 func (d *Daemon) routes(mux *http.ServeMux) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if d.DP == nil || !d.DP.Running() {
+		if !d.Healthy() {
 			http.Error(w, "data plane not running", http.StatusServiceUnavailable)
 			return
 		}

@@ -47,6 +47,7 @@ func main() {
 		os.Exit(1)
 	}
 	d.SetLogLevel(level)
+	stopNotify := notify(d, log)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for s := range sig {
@@ -57,6 +58,7 @@ func main() {
 		log.Info("stopping", "signal", s.String())
 		break
 	}
+	stopNotify()
 	if err := d.Stop(); err != nil {
 		log.Error("stop", "err", err)
 		os.Exit(1)
