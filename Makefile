@@ -21,7 +21,7 @@ export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
-	iputils-ping
+	iputils-ping frr
 
 PKGS := ./...
 # Go test timeout per package.
@@ -39,6 +39,9 @@ deps:
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  case " $$missing " in *" frr "*) \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now frr >/dev/null 2>&1 || true; \
+	      echo "deps: frr installed for the lab's BGP router; its system service is disabled"; fi;; esac; \
 	else echo "deps: all Debian packages present"; fi
 	@$(GO) version >/dev/null || { echo "deps: Go toolchain not found" >&2; exit 1; }
 	@$(GO) mod download

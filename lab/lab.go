@@ -112,6 +112,9 @@ type Options struct {
 	Racks int
 	// Relays are the hosts that relay gossip between racks (gossip.relays).
 	Relays []int
+	// BGP runs FRR (zebra, bgpd) in the router namespace: the hosts announce the VIP to
+	// it by BGP, the route is what BGP installs, SetRoute drains and undrains hosts.
+	BGP bool
 	// EditConfig, if set, rewrites host n's generated homingd configuration before it is
 	// written (the fault tests shorten gossip.grace, shrink table.capacity4, ...).
 	EditConfig func(n int, toml string) string
@@ -130,6 +133,8 @@ type Lab struct {
 	hosts      map[int]*Host
 	routed     []int // hosts in the VIP's multipath route
 	pids       []int // every process started
+	zebra      *proc // Options.BGP: the router's FRR daemons
+	bgpd       *proc
 	closed     bool
 }
 
@@ -203,6 +208,11 @@ func New(opts Options) (l *Lab, err error) {
 	}
 	if err = txChecksumOff(cli, "eth0"); err != nil {
 		return l, err
+	}
+	if opts.BGP {
+		if err = l.startFRR(context.Background()); err != nil {
+			return l, err
+		}
 	}
 	l.logf("lab %s: router and client namespaces up (files in %s)", id, l.Dir)
 	return l, nil
@@ -471,7 +481,11 @@ func (l *Lab) SetRoute(hosts []int) error {
 			return fmt.Errorf("%w: h%d not started", ErrHost, n)
 		}
 	}
-	if err := run(l.routeArgs(hosts)...); err != nil {
+	if l.opts.BGP {
+		if err := l.bgpRoute(hosts); err != nil {
+			return err
+		}
+	} else if err := run(l.routeArgs(hosts)...); err != nil {
 		return err
 	}
 	l.routed = append(l.routed[:0], hosts...)
@@ -518,6 +532,9 @@ func (l *Lab) Close() error {
 		}()
 	}
 	wg.Wait()
+	if err := l.stopFRR(); err != nil {
+		errs = append(errs, err)
+	}
 	// Whatever still runs in the lab's namespaces (nothing, normally) goes too.
 	if err := removeLab(l.ID, l.cgroupRoot); err != nil {
 		errs = append(errs, err)

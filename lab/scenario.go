@@ -26,6 +26,9 @@ type Scenario struct {
 	Live    bool          // also a live counter line each second, redrawn with \r (a terminal)
 	KeepDir bool          // keep each lab's directory (configs, logs)
 	IPv6    bool          // an IPv6 lab (Options.IPv6)
+	// Static steers with static multipath routes that the scenario edits; the default
+	// is BGP (Options.BGP: FRR in the router, drains by homingctl drain).
+	Static bool
 }
 
 // StepResult counts the connections at the end of one step.
@@ -115,7 +118,8 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		family = "IPv6"
 	}
 	s.logf("== %s: %d hosts, %d connections, %s", mode, s.Hosts, s.Conns, family)
-	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir, IPv6: s.IPv6})
+	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir, IPv6: s.IPv6,
+		BGP: !s.Static})
 	if err != nil {
 		return res, err
 	}

@@ -76,6 +76,7 @@ func demo(args []string) int {
 	homingd := fs.String("homingd", "", "homingd executable (default: next to this one, then PATH)")
 	keep := fs.Bool("keep", false, "keep the labs' directories (configs, logs)")
 	ipv6 := fs.Bool("ipv6", false, "an IPv6 POP: VIP, clients, hosts, tunnels and gossip in 2001:2::/48")
+	static := fs.Bool("static", false, "static multipath routes in the router instead of BGP (FRR)")
 	_ = fs.Parse(args)
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "homing-lab demo: needs root (network namespaces, DPDK, eBPF)")
@@ -104,12 +105,16 @@ func demo(args []string) int {
 	if *ipv6 {
 		family = "IPv6"
 	}
-	fmt.Printf("homing-lab demo: an %s POP in network namespaces: router (multipath route to the VIP, L4 hash),\n"+
+	steer, drain := "BGP: FRR learns the VIP from every homingd, L4 multipath hash", "homingctl drain"
+	if *static {
+		steer, drain = "a static multipath route to the VIP, L4 hash", "taken out of the route"
+	}
+	fmt.Printf("homing-lab demo: an %s POP in network namespaces: router (%s),\n"+
 		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v.\n"+
-		"Steps: drain h1 (it keeps running), restore it, add h%d, new router hash seed.\n\n",
-		family, *hosts, *conns, lab.MinGap, lab.MaxGap, *hosts+1)
+		"Steps: drain h1 (%s; it keeps running), restore it, add h%d, new router hash seed.\n\n",
+		family, steer, *hosts, *conns, lab.MinGap, lab.MaxGap, drain, *hosts+1)
 	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep,
-		Live: isTerminal(os.Stdout), IPv6: *ipv6}
+		Live: isTerminal(os.Stdout), IPv6: *ipv6, Static: *static}
 	var runs []*lab.Result
 	failed := false
 	for _, redirect := range []bool{true, false} {
@@ -177,6 +182,7 @@ func up(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ExitOnError)
 	hosts := fs.Int("hosts", 3, "hosts")
 	baseline := fs.Bool("baseline", false, "tunnel.redirect = false (plain ECMP)")
+	static := fs.Bool("static", false, "static multipath routes in the router instead of BGP (FRR)")
 	homingd := fs.String("homingd", "", "homingd executable (default: next to this one, then PATH)")
 	_ = fs.Parse(args)
 	if *hosts < 1 || *hosts > lab.MaxHosts {
@@ -190,7 +196,7 @@ func up(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	l, err := lab.New(lab.Options{Homingd: bin, Redirect: !*baseline, Log: os.Stdout, KeepDir: true})
+	l, err := lab.New(lab.Options{Homingd: bin, Redirect: !*baseline, Log: os.Stdout, KeepDir: true, BGP: !*static})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "homing-lab up:", err)
 		return 1
