@@ -33,7 +33,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/ctl"
@@ -657,53 +656,15 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 }
 
 // RestartKeys names the configuration keys that differ between old and new and that
-// only a restart applies (everything but liveKeys).
+// only a restart applies (everything but liveKeys). config.Diff owns the key names.
 func RestartKeys(old, new *config.Config) []string {
 	var keys []string
-	diffKeys(reflect.ValueOf(*old), reflect.ValueOf(*new), "", &keys)
+	for _, k := range config.Diff(old, new) {
+		if !slices.Contains(liveKeys, k) {
+			keys = append(keys, k)
+		}
+	}
 	return keys
-}
-
-func diffKeys(a, b reflect.Value, prefix string, out *[]string) {
-	t := a.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Name == "Source" && prefix == "" {
-			continue
-		}
-		key := prefix + KeyName(f.Name)
-		if slices.Contains(liveKeys, key) {
-			continue
-		}
-		fa, fb := a.Field(i), b.Field(i)
-		if f.Type.Kind() == reflect.Struct && prefix == "" {
-			diffKeys(fa, fb, key+".", out)
-			continue
-		}
-		if !reflect.DeepEqual(fa.Interface(), fb.Interface()) {
-			*out = append(*out, key)
-		}
-	}
-}
-
-// keyNames are Go field names of config.Config whose TOML key is not their snake case.
-var keyNames = map[string]string{"IdleSleepMax": "idle_sleep_max_us", "CPUs": "cpus", "VIPs": "vips"}
-
-// KeyName is the TOML key of a config.Config field: snake case of its Go name.
-func KeyName(field string) string {
-	if k, ok := keyNames[field]; ok {
-		return k
-	}
-	r := []rune(field)
-	var b strings.Builder
-	for i, c := range r {
-		if unicode.IsUpper(c) && i > 0 && (unicode.IsLower(r[i-1]) || unicode.IsDigit(r[i-1]) ||
-			(i+1 < len(r) && unicode.IsLower(r[i+1]))) {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToLower(c))
-	}
-	return b.String()
 }
 
 // ---- gossip key rotation ----
