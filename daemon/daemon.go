@@ -3,8 +3,13 @@
 // interface. It is a package (not main) so that tests can run a whole daemon in-process.
 //
 // Start order: EAL → mempool → ports → kernel interface → table → data plane → static
-// peers and sessions → lcores. Stop undoes it in reverse and leaves nothing behind: no
-// TAP device, no EAL runtime directory, no hugepage file.
+// peers and sessions → lcores → operations state (Daemon.ops) → control plane (gossip,
+// probe; control.go, domains.go) → operations (metrics, control socket; ops.go). Stop
+// undoes it in reverse and leaves nothing behind: no TAP device, no EAL runtime
+// directory, no hugepage file.
+//
+// ops.go serves the metrics and the control socket and applies reloads (the keys that
+// need a restart are config.Diff's); the logger homingd builds is internal/ratelog's.
 package daemon
 
 import (
