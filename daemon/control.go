@@ -12,7 +12,6 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/wire"
-	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/probe"
 	"github.com/homing-dev/homing/session"
 )
@@ -33,37 +32,6 @@ type control struct {
 	tentative map[session.Key]time.Time // unconfirmed claims and their deadlines; nil: off
 
 	dom *domains // peers of other domains, the gateway's MAC (domains.go)
-}
-
-// templates adapts the data plane's template store to gossip's membership callbacks.
-type templates struct{ d *Daemon }
-
-func (t templates) Publish(p gossip.Peer) error {
-	self := t.d.Config.Host.Address
-	dst := p.Addr
-	if dst.Is4() != self.Is4() && p.AltAddr.IsValid() {
-		dst = p.AltAddr
-	}
-	if dst.Is4() != self.Is4() {
-		return fmt.Errorf("peer %d: no address of this host's family (%v)", p.ID, p.Addr)
-	}
-	if p.Domain != t.d.Config.Host.Domain {
-		// Another L2 domain: through the gateway's MAC to the peer's routed address.
-		return t.d.ctl.dom.publish(p.ID, dst, p.TunnelPort)
-	}
-	t.d.ctl.dom.forget(p.ID)
-	if len(p.MAC) != 6 {
-		return fmt.Errorf("peer %d: no MAC", p.ID)
-	}
-	t.d.Log.Info("peer up", "peer", p.ID, "address", dst, "mac", p.MAC.String())
-	return t.d.DP.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: t.d.MAC, DstMAC: p.MAC, Src: self, Dst: dst, TunnelPort: p.TunnelPort})
-}
-
-func (t templates) Withdraw(id uint16) error {
-	t.d.Log.Info("peer down", "peer", id)
-	t.d.ctl.dom.forget(id)
-	t.d.DP.ClearTemplate(id)
-	return nil
 }
 
 func (c *control) fail(err error) {

@@ -152,15 +152,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.DP, err = lcore.New(dc); err != nil {
 		return d, err
 	}
-	for _, p := range cfg.Peers {
-		if p.MAC == nil {
-			log.Warn("static peer without a MAC: not forwarding to it until its MAC is known", "peer", p.ID)
-			continue
-		}
-		if err = d.DP.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: d.MAC, DstMAC: p.MAC,
-			Src: cfg.Host.Address, Dst: p.Address, TunnelPort: p.TunnelPort}); err != nil {
-			return d, fmt.Errorf("%s: peers: %w", cfg.Source, err)
-		}
+	if err = d.startStaticPeers(); err != nil {
+		return d, err
 	}
 	if len(cfg.Sessions) > 0 {
 		ups := make([]session.Update, 0, len(cfg.Sessions))

@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -571,39 +570,9 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 		}
 	}
 
-	// Static peers: publish new and changed templates, withdraw removed ones (unless
-	// gossip has the peer up: then its template is gossip's).
-	gossipUp := map[uint16]bool{}
-	if n := d.Node(); n != nil {
-		for _, p := range n.Peers() {
-			gossipUp[p.ID] = true
-		}
-	}
-	for _, p := range cfg.Peers {
-		q, had := old.Peer(p.ID)
-		if had && reflect.DeepEqual(p, q) {
-			continue
-		}
-		if p.MAC == nil {
-			if had && q.MAC != nil && !gossipUp[p.ID] {
-				d.DP.ClearTemplate(p.ID)
-			}
-			changes = append(changes, fmt.Sprintf("peer %d: %s, MAC unknown", p.ID, p.Address))
-			continue
-		}
-		if err := d.DP.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: d.MAC, DstMAC: p.MAC,
-			Src: cfg.Host.Address, Dst: p.Address, TunnelPort: p.TunnelPort}); err != nil {
-			return changes, fmt.Errorf("%s: peers: %w", cfg.Source, err)
-		}
-		changes = append(changes, fmt.Sprintf("peer %d: %s %s", p.ID, p.Address, p.MAC))
-	}
-	for _, q := range old.Peers {
-		if _, ok := cfg.Peer(q.ID); !ok {
-			if !gossipUp[q.ID] {
-				d.DP.ClearTemplate(q.ID)
-			}
-			changes = append(changes, fmt.Sprintf("peer %d removed", q.ID))
-		}
+	// Static peers (templates.go).
+	if changes, err = d.reloadStaticPeers(old, cfg, changes); err != nil {
+		return changes, err
 	}
 
 	// Static sessions: add new ones and those whose owner changed, delete removed ones.
