@@ -19,12 +19,12 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/dpdk"
+	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/kni"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/session"
@@ -50,7 +50,10 @@ type Daemon struct {
 	ops atomic.Pointer[ops]
 	// keyFile is the contents of gossip.key_file as the start read it (startControl).
 	keyFile []byte
-	// warming is set while the data plane warms up after the start (control.go warmUp).
+	// clock is the time of the claims, the warm-up and the gossip node (claims.go);
+	// nil: the real clock.
+	clock gossip.Clock
+	// warming is set while the data plane warms up after the start (claims.go warmUp).
 	warming atomic.Bool
 	closed  bool
 }
@@ -245,5 +248,3 @@ func (d *Daemon) teardown() error {
 	}
 	return errors.Join(errs...)
 }
-
-var timeNow = time.Now
