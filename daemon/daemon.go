@@ -8,8 +8,12 @@
 // undoes it in reverse and leaves nothing behind: no TAP device, no EAL runtime
 // directory, no hugepage file.
 //
-// ops.go serves the metrics and the control socket and applies reloads (the keys that
-// need a restart are config.Diff's); the logger homingd builds is internal/ratelog's.
+// Files: daemon.go start and stop; templates.go the header-template slots and their
+// rules; control.go gossip and the probe, domains.go the peers of other domains;
+// claims.go the local claims and the warm-up; ops.go the operations' state, start and
+// stop, snapshot.go the counters, ctlserver.go homingctl's answers, reload.go reloads
+// (the keys that need a restart are config.Diff's) and key rotation. The logger homingd
+// builds is internal/ratelog's.
 package daemon
 
 import (
