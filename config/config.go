@@ -9,7 +9,9 @@
 //	configs/h1.toml: peers[1].mac: "02:00:00:00:00" is not a 6-byte Ethernet address
 //
 // Keys homingd does not know are errors. Optional keys get the defaults documented in
-// docs/CONFIG.md, which a test keeps in sync with the structs of this package.
+// docs/CONFIG.md, which a test keeps in sync with the structs of this package; the
+// gossip keys' defaults are package gossip's, the host-id limit session.MaxHostID.
+// Diff names the keys two configurations differ in (a reload's refusal names them).
 package config
 
 import (

@@ -3,8 +3,17 @@
 // interface. It is a package (not main) so that tests can run a whole daemon in-process.
 //
 // Start order: EAL → mempool → ports → kernel interface → table → data plane → static
-// peers and sessions → lcores. Stop undoes it in reverse and leaves nothing behind: no
-// TAP device, no EAL runtime directory, no hugepage file.
+// peers and sessions → lcores → operations state (Daemon.ops) → control plane (gossip,
+// probe; control.go, domains.go) → operations (metrics, control socket; ops.go). Stop
+// undoes it in reverse and leaves nothing behind: no TAP device, no EAL runtime
+// directory, no hugepage file.
+//
+// Files: daemon.go start and stop; templates.go the header-template slots and their
+// rules; control.go gossip and the probe, domains.go the peers of other domains;
+// claims.go the local claims and the warm-up; ops.go the operations' state, start and
+// stop, snapshot.go the counters, ctlserver.go homingctl's answers, reload.go reloads
+// (the keys that need a restart are config.Diff's) and key rotation. The logger homingd
+// builds is internal/ratelog's.
 package daemon
 
 import (
@@ -14,12 +23,12 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/dpdk"
+	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/kni"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/session"
@@ -45,7 +54,10 @@ type Daemon struct {
 	ops atomic.Pointer[ops]
 	// keyFile is the contents of gossip.key_file as the start read it (startControl).
 	keyFile []byte
-	// warming is set while the data plane warms up after the start (control.go warmUp).
+	// clock is the time of the claims, the warm-up and the gossip node (claims.go);
+	// nil: the real clock.
+	clock gossip.Clock
+	// warming is set while the data plane warms up after the start (claims.go warmUp).
 	warming atomic.Bool
 	// warmDone is set when the warm-up is over (or there is none: no gossip), at warmAt
 	// (Unix ns): from then on the host may announce its VIPs (serving.go).
@@ -154,15 +166,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.DP, err = lcore.New(dc); err != nil {
 		return d, err
 	}
-	for _, p := range cfg.Peers {
-		if p.MAC == nil {
-			log.Warn("static peer without a MAC: not forwarding to it until its MAC is known", "peer", p.ID)
-			continue
-		}
-		if err = d.DP.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: d.MAC, DstMAC: p.MAC,
-			Src: cfg.Host.Address, Dst: p.Address, TunnelPort: p.TunnelPort}); err != nil {
-			return d, fmt.Errorf("%s: peers: %w", cfg.Source, err)
-		}
+	if err = d.startStaticPeers(); err != nil {
+		return d, err
 	}
 	if len(cfg.Sessions) > 0 {
 		ups := make([]session.Update, 0, len(cfg.Sessions))
@@ -260,8 +265,6 @@ func (d *Daemon) teardown() error {
 	}
 	return errors.Join(errs...)
 }
-
-var timeNow = time.Now
 
 // udpPorts are the data plane's UDP session ports.
 func udpPorts(us []config.UDPSession) []lcore.UDPPort {

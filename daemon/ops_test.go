@@ -5,9 +5,6 @@ import (
 	"crypto/rand"
 	"net"
 	"net/netip"
-	"os"
-	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -79,46 +76,6 @@ level = "debug"
 		if slices.Contains(liveKeys, k) || strings.HasPrefix(k, "peers") || strings.HasPrefix(k, "sessions") {
 			t.Errorf("restart keys %v name the live key %s", got, k)
 		}
-	}
-}
-
-// TestKeyNamesDocumented checks that every key RestartKeys can name is a key of
-// docs/CONFIG.md, so that the refusal names keys an operator can find.
-func TestKeyNamesDocumented(t *testing.T) {
-	b, err := os.ReadFile("../docs/CONFIG.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.\\[\\]]+)` \\|").FindAllStringSubmatch(string(b), -1) {
-		doc = append(doc, m[1])
-	}
-	ct := reflect.TypeOf(config.Config{})
-	n := 0
-	for i := range ct.NumField() {
-		f := ct.Field(i)
-		if f.Name == "Source" {
-			continue
-		}
-		sec := KeyName(f.Name)
-		if f.Type.Kind() != reflect.Struct {
-			if !slices.ContainsFunc(doc, func(k string) bool { return strings.HasPrefix(k, sec+"[].") }) {
-				t.Errorf("%s (%s) is not in docs/CONFIG.md", sec, f.Name)
-			}
-			continue
-		}
-		for j := range f.Type.NumField() {
-			key := sec + "." + KeyName(f.Type.Field(j).Name)
-			n++
-			arrayOfTables := f.Type.Field(j).Type.Kind() == reflect.Slice &&
-				slices.ContainsFunc(doc, func(k string) bool { return strings.HasPrefix(k, key+"[].") })
-			if !slices.Contains(doc, key) && !arrayOfTables {
-				t.Errorf("%s (%s.%s) is not in docs/CONFIG.md", key, f.Name, f.Type.Field(j).Name)
-			}
-		}
-	}
-	if n < 50 {
-		t.Fatalf("only %d keys walked", n)
 	}
 }
 

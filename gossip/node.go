@@ -20,6 +20,14 @@
 // Goroutines (started by Run): receiver, sender, linger, housekeeper; with Repair,
 // repairer, repair server, and one per repair in flight and per answer.
 //
+// Where things are: the formats (datagram, records, heartbeats, repair and NACK frames,
+// keys and sealing) are the stateless package gossip/wire; this package runs them.
+// node.go has Config, Stats and the Node; send.go the sender (a type, one method per
+// step of its loop), recv.go the receiver, local.go the local API and the linger,
+// membership.go the peers, repair.go, repairserve.go and nack.go the unicast
+// exchanges, relay.go the relays between domains, clock.go the Clock (Config.Clock:
+// the protocol's time, real by default, gossiptest.Clock in tests).
+//
 // Locks, always taken in this order (Node's fields are grouped under the lock that
 // protects them, each group saying what it holds; the others are set by New or atomic):
 //   - Node.peersMu: membership (peer states, sequence tracking, pending drops), the

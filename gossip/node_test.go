@@ -776,7 +776,10 @@ func TestHeartbeatsWhileRateLimited(t *testing.T) {
 		// ~4 records a datagram, 1000 datagrams/s: 6000 records are 1.5 s of backlog,
 		// waits of 1 ms between tokens (the precise timer's range).
 		c.MaxRate, c.MaxBurst, c.MaxQueue, c.MaxDatagram = 1000, 1, 1<<16, wire.Overhead+wire.RecordAdd6Len
-		c.HeartbeatInterval, c.DownAfter, c.Grace = 20*time.Millisecond, 5, 10*time.Second
+		// Down after 25 intervals (500 ms): a loaded machine's stalls (-race, 2 cores
+		// shared) took 100 ms; a sender without heartbeats in its backlog still goes
+		// down within the second the test watches.
+		c.HeartbeatInterval, c.DownAfter, c.Grace = 20*time.Millisecond, 25, 10*time.Second
 	})
 	for _, m := range ms {
 		gossiptest.WaitFor(t, wait, "peer up", func() bool { return m.node.Stats().PeersUp == 1 })

@@ -16,6 +16,9 @@
 //
 //	parent ──stdin/stdout lines (proto.go)──▶ ip netns exec hmg-gb-…-hN  <exe> gossip-node -system … -id N
 //
+// Memberlist nodes run in a program of their own module, internal/gossipbench/memberlist
+// (Options.MemberlistCommand), so that hashicorp/memberlist is not in homing's go.mod.
+//
 // Run needs root and ip(8).
 package gossipbench
 
