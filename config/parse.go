@@ -293,6 +293,7 @@ func (c *checker) build(r *fileConfig) *Config {
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)
 	c.intRange("table.capacity6", r.Table.Capacity6, 64, 1<<30)
+	c.memory(cfg)
 	c.peers(cfg, r.Peers)
 	c.sessions(cfg, r.Sessions)
 	c.gossip(cfg, &r.Gossip)
@@ -463,10 +464,6 @@ func (c *checker) dpdk(cfg *Config, d *fileDPDK) {
 		if c.intRange("dpdk.mbufs", d.Mbufs, 1023, 1<<24-1) {
 			out.Mbufs = d.Mbufs
 		}
-	}
-	if out.Mbufs > 0 && d.MemoryMB > 0 && int64(out.Mbufs)*MbufFootprint > int64(d.MemoryMB)<<20 {
-		c.fail(ErrConflict, "dpdk.mbufs", "%d mbufs need %d MiB, more than dpdk.memory_mb = %d",
-			out.Mbufs, int64(out.Mbufs)*MbufFootprint>>20, d.MemoryMB)
 	}
 
 	out.IdleSleepMax = time.Duration(d.IdleSleepMaxUS) * time.Microsecond
