@@ -32,14 +32,26 @@ func main() {
 		fmt.Fprintln(os.Stderr, "homingd:", err)
 		os.Exit(2)
 	}
+	warnings, err := checkFiles(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "homingd:", err)
+		os.Exit(2)
+	}
 	if *check {
-		fmt.Printf("%s: ok\n", *path)
+		for _, w := range warnings {
+			fmt.Fprintln(os.Stderr, "homingd: warning:", w)
+		}
+		m := cfg.MemoryNeeded()
+		fmt.Printf("%s: ok, DPDK memory %d of %d MiB (%s)\n", *path, m.TotalMiB(), cfg.DPDK.MemoryMB, m)
 		return
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
 	slog.SetDefault(log)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
