@@ -20,7 +20,7 @@ export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
-	iputils-ping
+	iputils-ping systemd
 
 PKGS := ./...
 # Go test timeout per package.
