@@ -1,7 +1,7 @@
 # homing — build, test and benchmark.
 #
 #   make deps    install what the build and the tests need (Debian 12, root; idempotent)
-#   make build   build bin/homingd and bin/homingctl
+#   make build   build bin/homingd and bin/homingctl, stamped with the version (make version)
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
 #   make bench   one table: data plane (Mpps ratios measured side by side), table writes and memory,
 #                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
@@ -22,11 +22,20 @@ APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev l
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
 	iputils-ping systemd
 
+# The version stamped into homingd and homingctl (-version, homingctl version, the
+# homing_build_info metric) through github.com/prometheus/common/version: git describe,
+# "dev" outside a git checkout. No build date or user: the same tree links the same binary.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) -X $(VERSION_PKG).Branch=$(BRANCH)
+
 PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
+.PHONY: all deps build version test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
 
 all: build
 
@@ -44,7 +53,11 @@ deps:
 
 build:
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+# The version make build stamps.
+version:
+	@echo $(VERSION)
 
 check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
@@ -86,7 +99,7 @@ generate:
 # DEMO_ARGS passes options, e.g. make demo DEMO_ARGS="-conns 1000".
 demo: deps
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/homingd ./cmd/homing-lab
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/homingd ./cmd/homing-lab
 	bin/homing-lab demo $(DEMO_ARGS)
 
 clean:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -190,7 +191,8 @@ func New(src Source, info Info) *Metrics {
 		Help: "Records datagrams applied before their sender timestamp (the sender's clock is ahead); observed as 0 in the histogram.",
 	})
 	m.reg.MustRegister(&collector{src: src, info: info}, m.converge, m.skew,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector(Namespace)) // homing_build_info: github.com/prometheus/common/version
 	return m
 }
 

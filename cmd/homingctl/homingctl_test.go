@@ -28,7 +28,7 @@ func fakeDaemon(t *testing.T) string {
 	s, err := ctl.Listen(path, ctl.HandlerFunc(func(_ context.Context, r ctl.Request) (any, error) {
 		switch r.Cmd {
 		case ctl.CmdStatus:
-			return ctl.Status{HostID: 1, Name: "h1", Address: "198.18.0.11", MAC: "02:00:00:00:00:11", Gossip: true,
+			return ctl.Status{Version: "v9.9.9-fake", PID: 42, HostID: 1, Name: "h1", Address: "198.18.0.11", MAC: "02:00:00:00:00:11", Gossip: true,
 				PeersUp: 1, Sessions4: 3, Capacity4: 1024, LogLevel: "info", VIPs: []string{"198.19.255.1/32"}}, nil
 		case ctl.CmdPeers:
 			return []ctl.Peer{{ID: 2, Address: "198.18.0.12", MAC: "02:00:00:00:00:12", TunnelPort: 6080, Source: "static", Up: true, Sessions: 2}}, nil

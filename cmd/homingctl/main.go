@@ -9,6 +9,7 @@
 //	sessions [--owner N] [--vip ADDR[:PORT]] [--limit N]
 //	                                         table entries (1000 unless --limit; -1 lists all)
 //	stats                                    every counter: lcores, ports, table, gossip
+//	version                                  homingctl's version and the running homingd's
 //
 // Tables for people by default; --json prints the daemon's answer as JSON for scripts.
 // Exit status: 0 ok, 1 error (including "homingd is not running"), 2 usage.
@@ -27,11 +28,20 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/common/version"
+
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/ctl"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// The Makefile stamps github.com/prometheus/common/version with -ldflags (git
+	// describe); a plain go build is "dev".
+	if version.Version == "" {
+		version.Version = "dev"
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 const usage = `usage: homingctl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]
 
@@ -42,6 +52,7 @@ commands:
   sessions [--owner N] [--vip ADDR[:PORT]] [--limit N]
                                              table entries (default limit 1000, -1: all)
   stats                                      lcore, port, table and gossip counters
+  version                                    homingctl's version and the running homingd's
 
 options (anywhere on the line):
   --socket PATH   control socket (default: control.socket of --config, else ` + config.DefaultControlSocket + `)
@@ -153,6 +164,12 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	cmd, rest := o.args[0], o.args[1:]
+	if cmd == "version" {
+		if len(rest) > 0 {
+			return usageError(stderr, "version takes no arguments")
+		}
+		return runVersion(ctx, socket, o.json, stdout, stderr)
+	}
 	var args, result any
 	var print func(w io.Writer)
 	switch cmd {

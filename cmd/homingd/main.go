@@ -3,6 +3,8 @@
 // else to the local kernel through a TAP interface.
 //
 //	homingd -config /etc/homing/homingd.toml
+//	homingd -config /etc/homing/homingd.toml -check   # validate and exit
+//	homingd -version
 //
 // Signals: SIGINT and SIGTERM stop it cleanly; SIGHUP re-reads the configuration file
 // and applies what can change live (static peers and sessions, gossip keys, log level;
@@ -18,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/prometheus/common/version"
+
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/daemon"
 )
@@ -25,7 +29,18 @@ import (
 func main() {
 	path := flag.String("config", "/etc/homing/homingd.toml", "configuration file (TOML)")
 	check := flag.Bool("check", false, "validate the configuration and exit")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	// The Makefile stamps github.com/prometheus/common/version with -ldflags (git
+	// describe); a plain go build is "dev", with the revision Go records itself.
+	if version.Version == "" {
+		version.Version = "dev"
+	}
+	daemon.Version = version.Version
+	if *showVersion {
+		fmt.Println(version.Print("homingd"))
+		return
+	}
 
 	cfg, err := config.Load(*path)
 	if err != nil {
