@@ -269,6 +269,7 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 		RepairsServed: st.RepairsServed, RepairServeRejects: st.RepairServeRejects, RepairRefused: st.RepairServeRefused,
 		DigestMismatches: st.DigestMismatches,
 		NacksSent:        st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
+		HeartbeatAge: heartbeatAges(n),
 	}
 }
 
