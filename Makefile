@@ -18,9 +18,11 @@ export CGO_ENABLED := 1
 HEADERS_HASH := $(shell cat $(sort $(wildcard */*.h)) | sha256sum | cut -c1-16)
 export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
+# systemd: systemd-analyze (the unit's test); prometheus: promtool (the rules' and the
+# metrics' tests; on a machine run by systemd, apt also starts a Prometheus server).
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
-	iputils-ping systemd
+	iputils-ping systemd prometheus
 
 # The version stamped into homingd and homingctl (-version, homingctl version, the
 # homing_build_info metric) through github.com/prometheus/common/version: git describe,

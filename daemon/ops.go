@@ -212,6 +212,7 @@ func (o *ops) Snapshot() metrics.Snapshot {
 	}
 	if n := d.Node(); n != nil {
 		s.Gossip = gossipMetrics(n)
+		s.Gossip.Warming = d.warming.Load()
 	}
 	if d.ctl != nil && d.ctl.dom != nil && d.ctl.dom.relay != nil {
 		rs := d.ctl.dom.relay.Stats()

@@ -12,7 +12,7 @@ import (
 func TestGossipPeerMetrics(t *testing.T) {
 	snap := func() Snapshot {
 		return Snapshot{Gossip: &Gossip{Incarnation: 1795649042780952014, RepairsStarted: 5, RepairsCompleted: 3, RepairsFailed: 1,
-			HeartbeatAge: map[uint16]float64{2: 0.05, 3: 12.5}}}
+			HeartbeatAge: map[uint16]float64{2: 0.05, 3: 12.5}, Warming: true}}
 	}
 	m := New(SourceFunc(snap), Info{HostID: 1})
 	want := `
@@ -30,9 +30,12 @@ homing_gossip_repairs_started_total 5
 # TYPE homing_gossip_repairs_total counter
 homing_gossip_repairs_total{outcome="completed"} 3
 homing_gossip_repairs_total{outcome="failed"} 1
+# HELP homing_gossip_warming 1 while the daemon warms up after its start (until a repair from every peer up, at most 5 s), else 0.
+# TYPE homing_gossip_warming gauge
+homing_gossip_warming 1
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "homing_gossip_incarnation_info",
-		"homing_gossip_peer_heartbeat_age_seconds", "homing_gossip_repairs_started_total", "homing_gossip_repairs_total"); err != nil {
+		"homing_gossip_peer_heartbeat_age_seconds", "homing_gossip_repairs_started_total", "homing_gossip_repairs_total", "homing_gossip_warming"); err != nil {
 		t.Error(err)
 	}
 }

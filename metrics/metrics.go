@@ -117,6 +117,8 @@ type Gossip struct {
 	NacksSent, NackRecovered, NackFallbacks, NackResent uint64
 	// HeartbeatAge is the seconds since each peer's last heartbeat, by host id.
 	HeartbeatAge map[uint16]float64
+	// Warming: the daemon is warming up after its start (peers' sessions not all learnt).
+	Warming bool
 }
 
 // Snapshot is everything the collector exports, read at once.
