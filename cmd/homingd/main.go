@@ -73,6 +73,7 @@ func main() {
 		os.Exit(1)
 	}
 	d.SetLogLevel(level)
+	logStart(log, d, *path)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for s := range sig {
