@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -192,12 +193,18 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		if len(rest) != 3 {
 			return usageError(stderr, "lookup needs PROTO CLIENT-IP:PORT VIP-IP:PORT, e.g. lookup tcp 198.18.100.2:40000 198.19.255.1:443")
 		}
+		if err := checkSession(rest[0], rest[1], rest[2]); err != nil {
+			return usageError(stderr, "lookup: "+err.Error())
+		}
 		var r ctl.Lookup
 		args = ctl.LookupArgs{Proto: rest[0], Client: rest[1], VIP: rest[2]}
 		result, print = &r, func(w io.Writer) { printLookup(w, &r) }
 	case ctl.CmdSessions:
 		if len(rest) > 0 {
 			return usageError(stderr, "sessions takes options only: --owner N, --vip ADDR[:PORT], --limit N")
+		}
+		if err := checkSessionsArgs(o.vip, o.limit); err != nil {
+			return usageError(stderr, "sessions: "+err.Error())
 		}
 		var r ctl.Sessions
 		args = ctl.SessionsArgs{Owner: o.owner, VIP: o.vip, Limit: o.limit}
@@ -234,9 +241,14 @@ func usageError(w io.Writer, msg string) int {
 	return 2
 }
 
+// jsonIndent re-indents the daemon's answer. Numbers stay as the daemon wrote them
+// (json.Number): decoding into float64 would round 64-bit ones, such as incarnations
+// (unix nanoseconds) and large counters, above 2^53.
 func jsonIndent(w io.Writer, raw json.RawMessage) error {
 	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(w)
