@@ -168,6 +168,12 @@ socket = %q
 	if !startRE.MatchString(logs.String()) {
 		t.Errorf("no start line matching %s", startRE)
 	}
+	// DPDK's messages go through slog too (source=dpdk): nothing raw on stderr.
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("a line outside the log: %q", line)
+		}
+	}
 	if out, _ := exec.Command("ip", "-n", host, "link", "show", "hmgtap0").CombinedOutput(); !strings.Contains(string(out), "does not exist") {
 		t.Errorf("TAP left behind after stop: %s", out)
 	}

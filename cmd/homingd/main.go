@@ -24,6 +24,7 @@ import (
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/daemon"
+	"github.com/homing-dev/homing/dpdk"
 )
 
 func main() {
@@ -67,9 +68,17 @@ func main() {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
+	// DPDK's own messages (EAL, PMDs) go to the same log, from the EAL's start on.
+	stopDPDKLog := func() {}
+	if stop, err := dpdk.ForwardLogs(log); err != nil {
+		log.Warn("DPDK messages stay on stderr", "err", err)
+	} else {
+		stopDPDKLog = stop
+	}
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
+		stopDPDKLog()
 		os.Exit(1)
 	}
 	d.SetLogLevel(level)
@@ -84,7 +93,9 @@ func main() {
 		log.Info("stopping", "signal", s.String())
 		break
 	}
-	if err := d.Stop(); err != nil {
+	err = d.Stop()
+	stopDPDKLog()
+	if err != nil {
 		log.Error("stop", "err", err)
 		os.Exit(1)
 	}
