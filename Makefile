@@ -2,6 +2,7 @@
 #
 #   make deps    install what the build and the tests need (Debian 12, root; idempotent)
 #   make build   build bin/homingd and bin/homingctl, stamped with the version (make version)
+#   make deb     bin/homing_<version>_amd64.deb (tools/deb, nfpm)
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
 #   make bench   one table: data plane (Mpps ratios measured side by side), table writes and memory,
 #                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
@@ -37,7 +38,7 @@ PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build version test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
+.PHONY: all deps build version deb test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
 
 all: build
 
@@ -52,6 +53,7 @@ deps:
 	else echo "deps: all Debian packages present"; fi
 	@$(GO) version >/dev/null || { echo "deps: Go toolchain not found" >&2; exit 1; }
 	@$(GO) mod download
+	@cd tools/deb && $(GO) mod download
 
 build:
 	@mkdir -p bin
@@ -60,6 +62,11 @@ build:
 # The version make build stamps.
 version:
 	@echo $(VERSION)
+
+# bin/homing_<version>_amd64.deb: homingd, homingctl, the unit, /etc/homing/homingd.toml,
+# docs, rules and dashboard (tools/deb, a Go module of its own around nfpm).
+deb: build
+	cd tools/deb && $(GO) run . -root ../.. -version "$(VERSION)"
 
 check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
