@@ -71,7 +71,27 @@ static size_t hlog_drain(char *out, size_t cap, uint64_t *dropped)
 	return n;
 }
 
+// hlog_test logs msg as the EAL would.
 static void hlog_test(uint32_t level, const char *msg) { rte_log(level, RTE_LOGTYPE_EAL, "%s", msg); }
+
+// hlog_test_levels lets every level through (set) or puts back the levels it found,
+// whatever an earlier rte_eal_init set.
+static void hlog_test_levels(int set)
+{
+	static uint32_t global;
+	static int eal;
+
+	if (set) {
+		global = rte_log_get_global_level();
+		eal = rte_log_get_level(RTE_LOGTYPE_EAL);
+		rte_log_set_global_level(RTE_LOG_DEBUG);
+		rte_log_set_level(RTE_LOGTYPE_EAL, RTE_LOG_DEBUG);
+		return;
+	}
+	rte_log_set_global_level(global);
+	if (eal >= 0)
+		rte_log_set_level(RTE_LOGTYPE_EAL, (uint32_t)eal);
+}
 */
 import "C"
 
@@ -178,6 +198,12 @@ func emitLog(log *slog.Logger, level uint8, line string) {
 		lv = slog.LevelDebug
 	}
 	log.Log(context.Background(), lv, line, "source", "dpdk")
+}
+
+// allLogLevelsForTest lets every DPDK level through until the returned restore.
+func allLogLevelsForTest() (restore func()) {
+	C.hlog_test_levels(1)
+	return func() { C.hlog_test_levels(0) }
 }
 
 // logForTest writes msg to DPDK's log at level (1..8) as the EAL would.

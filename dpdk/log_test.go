@@ -38,6 +38,7 @@ func TestForwardLogs(t *testing.T) {
 			}
 			return a
 		}}))
+	defer allLogLevelsForTest()() // (TestEAL may have run with --log-level=error)
 	stop, err := ForwardLogs(log)
 	if err != nil {
 		t.Fatal(err)
