@@ -1,7 +1,8 @@
 # homing — build, test and benchmark.
 #
 #   make deps    install what the build and the tests need (Debian 12, root; idempotent)
-#   make build   build bin/homingd and bin/homingctl
+#   make build   build bin/homingd and bin/homingctl, stamped with the version (make version)
+#   make deb     bin/homing_<version>_amd64.deb (tools/deb, nfpm)
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
 #   make bench   one table: data plane (Mpps ratios measured side by side), table writes and memory,
 #                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
@@ -19,15 +20,26 @@ export CGO_ENABLED := 1
 HEADERS_HASH := $(shell cat $(sort $(wildcard */*.h)) | sha256sum | cut -c1-16)
 export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
+# systemd: systemd-analyze (the unit's test); prometheus: promtool (the rules' and the
+# metrics' tests; on a machine run by systemd, apt also starts a Prometheus server).
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
-	iputils-ping frr
+	iputils-ping systemd prometheus frr
+
+# The version stamped into homingd and homingctl (-version, homingctl version, the
+# homing_build_info metric) through github.com/prometheus/common/version: git describe,
+# "dev" outside a git checkout. No build date or user: the same tree links the same binary.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) -X $(VERSION_PKG).Branch=$(BRANCH)
 
 PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-callgrind bench-smoke memberlist-node generate generate-check fuzz clean demo
+.PHONY: all deps build version deb test check unit bench bench-callgrind bench-smoke memberlist-node generate generate-check fuzz clean demo
 
 all: build
 
@@ -45,10 +57,20 @@ deps:
 	else echo "deps: all Debian packages present"; fi
 	@$(GO) version >/dev/null || { echo "deps: Go toolchain not found" >&2; exit 1; }
 	@$(GO) mod download
+	@cd tools/deb && $(GO) mod download
 
 build:
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+# The version make build stamps.
+version:
+	@echo $(VERSION)
+
+# bin/homing_<version>_amd64.deb: homingd, homingctl, the unit, /etc/homing/homingd.toml,
+# docs, rules and dashboard (tools/deb, a Go module of its own around nfpm).
+deb: build
+	cd tools/deb && $(GO) run . -root ../.. -version "$(VERSION)"
 
 check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
@@ -104,7 +126,7 @@ generate-check: generate
 # DEMO_ARGS passes options, e.g. make demo DEMO_ARGS="-conns 1000".
 demo: deps
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/homingd ./cmd/homing-lab
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/homingd ./cmd/homing-lab
 	bin/homing-lab demo $(DEMO_ARGS)
 
 clean:

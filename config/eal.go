@@ -10,8 +10,9 @@ import "runtime"
 const (
 	MbufCache = 256 // per-lcore mempool cache
 	MbufBurst = 32  // mbufs an lcore holds in flight per burst
-	// MbufFootprint is the approximate memory of one mbuf: the default data room
-	// (RTE_MBUF_DEFAULT_BUF_SIZE, 2176) plus the mbuf header and mempool overhead.
+	// MbufFootprint is the approximate memory of one mbuf with hugepages: the default
+	// data room (RTE_MBUF_DEFAULT_BUF_SIZE, 2176) plus the mbuf header and mempool
+	// overhead. Without hugepages one takes a 4 KiB page (MbufFootprintNoHuge).
 	MbufFootprint = 2432
 )
 

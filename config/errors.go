@@ -1,6 +1,9 @@
 package config
 
-import "errors"
+import (
+	"errors"
+	"unicode/utf8"
+)
 
 // Sentinels that every *FieldError unwraps to, for callers that branch on the kind of
 // problem rather than on the message.
@@ -59,4 +62,28 @@ func Problems(err error) []*FieldError {
 	}
 	walk(err)
 	return out
+}
+
+// Values of the file that an error echoes are cut to maxEcho characters (a key file's
+// contents pasted into a string, a runaway line): the error stays one readable line.
+const (
+	maxEcho = 64
+	maxMsg  = 512 // a whole message, for the TOML decoder's own
+)
+
+// clip cuts s to maxEcho characters and marks the cut with "…".
+func clip(s string) string { return clipLen(s, maxEcho) }
+
+func clipLen(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	i, k := 0, 0
+	for i = range s {
+		if k == n {
+			break
+		}
+		k++
+	}
+	return s[:i] + "…"
 }

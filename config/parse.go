@@ -26,7 +26,12 @@ type checker struct {
 }
 
 func (c *checker) fail(kind error, key, format string, args ...any) {
-	c.errs = append(c.errs, &FieldError{File: c.file, Key: key, Msg: fmt.Sprintf(format, args...), Kind: kind})
+	for i, a := range args { // values from the file are echoed cut to a readable length
+		if v, ok := a.(string); ok {
+			args[i] = clip(v)
+		}
+	}
+	c.errs = append(c.errs, &FieldError{File: c.file, Key: clip(key), Msg: fmt.Sprintf(format, args...), Kind: kind})
 }
 
 func (c *checker) defined(key ...string) bool { return c.md.IsDefined(key...) }
@@ -134,7 +139,7 @@ func (c *checker) oneOf(key, v string, allowed ...string) {
 			return
 		}
 	}
-	c.fail(ErrInvalid, key, "must be one of %s, got %q", strings.Join(allowed, "|"), v)
+	c.fail(ErrInvalid, key, "must be one of "+strings.Join(allowed, "|")+", got %q", v)
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
@@ -237,7 +242,7 @@ func decodeError(name string, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		fe.Key = pe.LastKey
-		fe.Msg = fmt.Sprintf("line %d: %s", pe.Position.Line, pe.Message)
+		fe.Msg = fmt.Sprintf("line %d: %s", pe.Position.Line, clip(pe.Message))
 	} else if m := tomlErrRE.FindStringSubmatch(err.Error()); m != nil {
 		// Type mismatches come as plain errors: toml: line 2 (last key "host.id"): ...
 		fe.Key, fe.Msg = m[2], m[3]
@@ -245,6 +250,7 @@ func decodeError(name string, err error) error {
 			fe.Msg = "line " + m[1] + ": " + m[3]
 		}
 	}
+	fe.Key, fe.Msg = clip(fe.Key), clipLen(fe.Msg, maxMsg)
 	return fe
 }
 
@@ -295,6 +301,7 @@ func (c *checker) build(r *fileConfig) *Config {
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)
 	c.intRange("table.capacity6", r.Table.Capacity6, 64, 1<<30)
+	c.memory(cfg)
 	c.peers(cfg, r.Peers)
 	c.sessions(cfg, r.Sessions)
 	c.gossip(cfg, &r.Gossip)
@@ -466,10 +473,6 @@ func (c *checker) dpdk(cfg *Config, d *fileDPDK) {
 		if c.intRange("dpdk.mbufs", d.Mbufs, 1023, 1<<24-1) {
 			out.Mbufs = d.Mbufs
 		}
-	}
-	if out.Mbufs > 0 && d.MemoryMB > 0 && int64(out.Mbufs)*MbufFootprint > int64(d.MemoryMB)<<20 {
-		c.fail(ErrConflict, "dpdk.mbufs", "%d mbufs need %d MiB, more than dpdk.memory_mb = %d",
-			out.Mbufs, int64(out.Mbufs)*MbufFootprint>>20, d.MemoryMB)
 	}
 
 	out.IdleSleepMax = time.Duration(d.IdleSleepMaxUS) * time.Microsecond
@@ -851,7 +854,7 @@ func ParseCPUList(s string) ([]int, error) {
 			b, err2 = strconv.Atoi(hi)
 		}
 		if err1 != nil || err2 != nil || a < 0 || b < a || b > maxCPU {
-			return nil, fmt.Errorf("%q is not a CPU list (\"0-1\", \"0,2,4-7\"; CPUs 0..%d)", s, maxCPU)
+			return nil, fmt.Errorf("%q is not a CPU list (\"0-1\", \"0,2,4-7\"; CPUs 0..%d)", clip(s), maxCPU)
 		}
 		for i := a; i <= b; i++ {
 			set[i] = true

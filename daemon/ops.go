@@ -97,8 +97,7 @@ func (d *Daemon) startOps() error {
 			}
 			fmt.Fprintf(w, "homingd %s, host %d\n/metrics\n", Version, cfg.Host.ID)
 		})
-		o.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-			ErrorLog: slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn)}
+		o.http = metrics.NewServer(mux, slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn))
 		go func() { // metrics http
 			if err := o.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.Log.Error("metrics server stopped", "err", err)

@@ -43,6 +43,7 @@ func (o *ops) Snapshot() metrics.Snapshot {
 	}
 	if n := d.Node(); n != nil {
 		s.Gossip = gossipMetrics(n)
+		s.Gossip.Warming = d.warming.Load()
 	}
 	if d.ctl != nil && d.ctl.dom != nil && d.ctl.dom.relay != nil {
 		rs := d.ctl.dom.relay.Stats()
@@ -102,6 +103,7 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 		RepairsServed: st.RepairsServed, RepairServeRejects: st.RepairServeRejects, RepairRefused: st.RepairServeRefused,
 		DigestMismatches: st.DigestMismatches,
 		NacksSent:        st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
+		HeartbeatAge: heartbeatAges(n),
 	}
 }
 

@@ -174,6 +174,7 @@ var eal struct {
 	sync.Mutex
 	up     bool
 	prefix string
+	args   []string // of Init, for the start log (Args)
 }
 
 // Init starts the EAL with c. It may be called once per process.
@@ -216,6 +217,7 @@ func Init(c EALConfig) error {
 	}
 	eal.up = true
 	eal.prefix = c.FilePrefix
+	eal.args = args
 	return nil
 }
 

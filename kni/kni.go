@@ -15,6 +15,12 @@
 //     - ipv4 arp_ignore = 2 and arp_announce = 2: the host answers ARP only for
 //     addresses of the sender's subnet, so it never claims a VIP on the LAN (every host
 //     of the POP has it), and never uses a VIP as an ARP source;
+//     - ipv4 accept_redirects = 0 and send_redirects = 0, ipv6 accept_redirects = 0
+//     and accept_ra = 0: the host's routes are the configured ones (kernel.routes), not
+//     what an ICMP redirect or a router advertisement on the POP LAN says; and the
+//     host, which hands packets back out of the interface they came in on (a client's
+//     packet rehashed to it arrives from the router and may leave toward it), must
+//     not tell the router to redirect its traffic;
 //  4. sets it up;
 //  5. adds the addresses, then the VIPs as /32 or /128 with IFA_F_NOPREFIXROUTE, so that
 //     they add nothing but their local route, and waits (bounded) until every IPv6
@@ -30,7 +36,9 @@
 //
 // Remove takes away exactly what Configure added (routes, VIPs, addresses; not what
 // was there before) and is idempotent. It leaves MAC, MTU, link state and sysctls: they
-// belong to the interface, which goes when DPDK closes the port.
+// belong to the interface, which goes when DPDK closes the port (a TAP of the same name
+// made again starts from the namespace's defaults, net.ipv4.conf.default and
+// net.ipv6.conf.default).
 //
 // Everything happens in the network namespace of the calling goroutine's OS thread at
 // the time of Configure (the netlink handle and the /proc/sys writes are made on that
@@ -221,6 +229,10 @@ func (i *Iface) configure(link netlink.Link, spec Spec) error {
 		{"ipv4/conf/" + i.name + "/rp_filter", "2"},
 		{"ipv4/conf/" + i.name + "/arp_ignore", "2"},
 		{"ipv4/conf/" + i.name + "/arp_announce", "2"},
+		{"ipv4/conf/" + i.name + "/accept_redirects", "0"},
+		{"ipv4/conf/" + i.name + "/send_redirects", "0"},
+		{"ipv6/conf/" + i.name + "/accept_redirects", "0"},
+		{"ipv6/conf/" + i.name + "/accept_ra", "0"},
 	} {
 		if err := writeSysctl(s.path, s.value); err != nil {
 			return i.errorf("%w", err)

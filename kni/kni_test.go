@@ -105,6 +105,15 @@ func TestConfigureAndRemove(t *testing.T) {
 			}
 		}
 
+		// A new interface starts with the namespace's defaults: redirects and router
+		// advertisements accepted, redirects sent.
+		for _, file := range []string{"ipv4/conf/homing0/accept_redirects", "ipv4/conf/homing0/send_redirects",
+			"ipv6/conf/homing0/accept_redirects", "ipv6/conf/homing0/accept_ra"} {
+			if b, err := os.ReadFile("/proc/sys/net/" + file); err != nil || strings.TrimSpace(string(b)) != "1" {
+				t.Errorf("before Configure: %s = %q (%v), want the default 1", file, b, err)
+			}
+		}
+
 		iface, err := Configure("homing0", spec)
 		if err != nil {
 			t.Errorf("Configure: %v", err)
@@ -129,10 +138,14 @@ func TestConfigureAndRemove(t *testing.T) {
 			t.Errorf("link is not up: %v", a.Flags)
 		}
 		for file, want := range map[string]string{
-			"ipv6/conf/homing0/accept_dad":   "0",
-			"ipv4/conf/homing0/rp_filter":    "2",
-			"ipv4/conf/homing0/arp_ignore":   "2",
-			"ipv4/conf/homing0/arp_announce": "2",
+			"ipv6/conf/homing0/accept_dad":       "0",
+			"ipv4/conf/homing0/rp_filter":        "2",
+			"ipv4/conf/homing0/arp_ignore":       "2",
+			"ipv4/conf/homing0/arp_announce":     "2",
+			"ipv4/conf/homing0/accept_redirects": "0",
+			"ipv4/conf/homing0/send_redirects":   "0",
+			"ipv6/conf/homing0/accept_redirects": "0",
+			"ipv6/conf/homing0/accept_ra":        "0",
 		} {
 			b, err := os.ReadFile("/proc/sys/net/" + file)
 			if got := strings.TrimSpace(string(b)); err != nil || got != want {
@@ -342,6 +355,19 @@ func TestRemoveAfterInterfaceIsGone(t *testing.T) {
 		}
 		if err := iface.Remove(); err != nil {
 			t.Errorf("Remove after the TAP is gone: %v", err)
+		}
+		// The sysctls went with the interface: a TAP of the same name made again (the
+		// next start) has the namespace's defaults, not what Configure set.
+		closeTAP = newTAP(t, "homing0")
+		if closeTAP == nil {
+			return
+		}
+		defer closeTAP()
+		for file, want := range map[string]string{"ipv6/conf/homing0/accept_ra": "1", "ipv4/conf/homing0/send_redirects": "1",
+			"ipv4/conf/homing0/arp_ignore": "0"} {
+			if b, err := os.ReadFile("/proc/sys/net/" + file); err != nil || strings.TrimSpace(string(b)) != want {
+				t.Errorf("TAP made again: %s = %q (%v), want the default %s", file, b, err, want)
+			}
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -117,6 +118,10 @@ type Gossip struct {
 	DigestMismatches                                 uint64
 	// NACK retransmission of lost datagrams.
 	NacksSent, NackRecovered, NackFallbacks, NackResent uint64
+	// HeartbeatAge is the seconds since each peer's last heartbeat, by host id.
+	HeartbeatAge map[uint16]float64
+	// Warming: the daemon is warming up after its start (peers' sessions not all learnt).
+	Warming bool
 }
 
 // Snapshot is everything the collector exports, read at once.
@@ -211,7 +216,8 @@ func New(src Source, info Info) *Metrics {
 		Help: "Records datagrams applied before their sender timestamp (the sender's clock is ahead); observed as 0 in the histogram.",
 	})
 	m.reg.MustRegister(&collector{src: src, info: info}, m.converge, m.skew,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector(Namespace)) // homing_build_info: github.com/prometheus/common/version
 	return m
 }
 
@@ -323,8 +329,8 @@ var (
 	dGQueue      = newDesc("gossip", "queue_records", "Records waiting to be sent.", gauge)
 	dGPeersUp    = newDesc("gossip", "peers_up", "Peers whose heartbeats arrive.", gauge)
 	dGSessions   = newDesc("gossip", "sessions", "Sessions in the gossip node's ownership map.", gauge)
-	dGIncarnated = newDesc("gossip", "incarnation", "This run's incarnation number (unix nanoseconds at start).", gauge)
-	dGRepairs    = newDesc("gossip", "repairs_total", "Repairs this host ran against a peer (unicast fetch of its sessions), by outcome.", cnt, "outcome")
+	dGIncarnated = newDesc("gossip", "incarnation", "This run's incarnation number (unix nanoseconds at start), rounded to a float64: homing_gossip_incarnation_info has it exactly.", gauge)
+	dGRepairs    = newDesc("gossip", "repairs_total", "Repairs this host ran against a peer (unicast fetch of its sessions), by outcome: completed or failed (started: repairs_started_total).", cnt, "outcome")
 	dGRepAuth    = newDesc("gossip", "repair_auth_failures_total", "Repair answers whose authentication tag matched no key.", cnt)
 	dGRepRecs    = newDesc("gossip", "repair_records_total", "Records received in complete repair answers.", cnt)
 	dGRepRemoved = newDesc("gossip", "repair_removed_total", "Entries removed because a full repair answer did not list them.", cnt)
@@ -491,7 +497,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGPeersUp, g.PeersUp)
 		u(dGSessions, g.Sessions)
 		u(dGIncarnated, g.Incarnation)
-		u(dGRepairs, g.RepairsStarted, "started")
 		u(dGRepairs, g.RepairsCompleted, "completed")
 		u(dGRepairs, g.RepairsFailed, "failed")
 		u(dGRepAuth, g.RepairAuthFailures)
@@ -504,6 +509,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGNackRec, g.NackRecovered)
 		u(dGNackFall, g.NackFallbacks)
 		u(dGNackResent, g.NackResent)
+		collectGossipPeers(ch, g)
 	}
 	if p := s.Probe; p != nil {
 		u(dProbeLost, p.Lost)

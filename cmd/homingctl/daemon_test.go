@@ -528,7 +528,7 @@ func (l *lab) testCtl(t *testing.T) {
 	if !lk.Found || lk.Owner != 2 || lk.Verdict != "redirect to host 2" {
 		t.Errorf("lookup --json of the gossiped session: %+v", lk)
 	}
-	if _, errOut, code := ctlRun("--socket", l.sock, "lookup", "icmp", "1.2.3.4:1", "5.6.7.8:9"); code != 1 || !strings.Contains(errOut, `protocol "icmp"`) {
+	if _, errOut, code := ctlRun("--socket", l.sock, "lookup", "icmp", "1.2.3.4:1", "5.6.7.8:9"); code != 2 || !strings.Contains(errOut, `protocol "icmp"`) {
 		t.Errorf("bad lookup: exit %d, %s", code, errOut)
 	}
 

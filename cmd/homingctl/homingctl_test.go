@@ -28,7 +28,7 @@ func fakeDaemon(t *testing.T) string {
 	s, err := ctl.Listen(path, ctl.HandlerFunc(func(_ context.Context, r ctl.Request) (any, error) {
 		switch r.Cmd {
 		case ctl.CmdStatus:
-			return ctl.Status{HostID: 1, Name: "h1", Address: "198.18.0.11", MAC: "02:00:00:00:00:11", Gossip: true,
+			return ctl.Status{Version: "v9.9.9-fake", PID: 42, Incarnation: 1795649042780952014, HostID: 1, Name: "h1", Address: "198.18.0.11", MAC: "02:00:00:00:00:11", Gossip: true,
 				PeersUp: 1, Sessions4: 3, Capacity4: 1024, LogLevel: "info", VIPs: []string{"198.19.255.1/32"}}, nil
 		case ctl.CmdPeers:
 			return []ctl.Peer{{ID: 2, Address: "198.18.0.12", MAC: "02:00:00:00:00:12", TunnelPort: 6080, Source: "static", Up: true, Sessions: 2}}, nil
@@ -67,7 +67,7 @@ func TestOutputForms(t *testing.T) {
 		text []string // regexps the table output must match
 		json string   // a field the JSON must carry
 	}{
-		{[]string{"status"}, []string{`host\s+1 \(h1\)\s+198\.18\.0\.11`, `gossip\s+on, incarnation 0, 1 peers up`, `table\s+3 IPv4 of 1024`}, "host_id"},
+		{[]string{"status"}, []string{`host\s+1 \(h1\)\s+198\.18\.0\.11`, `gossip\s+on, incarnation 1795649042780952014, 1 peers up`, `table\s+3 IPv4 of 1024`}, "host_id"},
 		{[]string{"peers"}, []string{`ID\s+ADDRESS\s+MAC`, `(?m)^2\s+198\.18\.0\.12\s+02:00:00:00:00:12\s+6080\s+static\s+yes\s+2$`}, "tunnel_port"},
 		{[]string{"lookup", "udp", "198.18.0.1:40000", "198.19.255.1:5300"}, []string{`owner\s+host 2 \(epoch 1\)`, `verdict\s+redirect to host 2`}, "verdict"},
 		{[]string{"sessions", "--owner", "2", "--vip=198.19.255.1", "--limit", "1"}, []string{`udp\s+198\.18\.0\.1:40000\s+198\.19\.255\.1:5300\s+2\s+1`, `2 sessions match, 1 shown`}, "matched"},
@@ -104,7 +104,10 @@ func TestNotRunning(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{{}, {"bogus"}, {"lookup", "tcp"}, {"status", "extra"}, {"--owner", "x", "sessions"}, {"--frob"}} {
+	for _, args := range [][]string{{}, {"bogus"}, {"lookup", "tcp"}, {"status", "extra"}, {"--owner", "x", "sessions"}, {"--frob"},
+		{"lookup", "icmp", "198.18.0.1:1", "198.19.255.1:80"}, {"lookup", "tcp", "198.18.0.1", "198.19.255.1:80"},
+		{"lookup", "udp", "198.18.0.1:1", "vip:80"}, {"lookup", "tcp", "[2001:2::1]:1", "198.19.255.1:80"},
+		{"sessions", "--vip", "not-an-address"}, {"sessions", "--limit", "-2"}, {"--timeout", "soon", "status"}} {
 		_, errOut, code := ctlRun(args...)
 		if code != 2 || !strings.Contains(errOut, "usage: homingctl") {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)
@@ -114,5 +117,15 @@ func TestUsage(t *testing.T) {
 	_, errOut, code := ctlRun("--socket", filepath.Join(t.TempDir(), "x.sock"), "--timeout", "1s", "status")
 	if code != 1 || time.Since(start) > 5*time.Second {
 		t.Fatalf("exit %d after %v: %s", code, time.Since(start), errOut)
+	}
+}
+
+// TestJSONExactNumbers: --json prints 64-bit numbers as the daemon sent them (a float64
+// would print the incarnation 1795649042780952014 as 1795649042780952000).
+func TestJSONExactNumbers(t *testing.T) {
+	sock := fakeDaemon(t)
+	out, errOut, code := ctlRun("--socket", sock, "--json", "status")
+	if code != 0 || !strings.Contains(out, `"incarnation": 1795649042780952014,`) {
+		t.Errorf("exit %d, %s\n%s", code, errOut, out)
 	}
 }

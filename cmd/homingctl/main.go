@@ -12,6 +12,7 @@
 //	drain [--wait DURATION]                  withdraw the VIPs (BGP), keep serving owned sessions;
 //	                                         with --wait, report them until 0 or the wait ends
 //	undrain                                  announce again (once warm)
+//	version                                  homingctl's version and the running homingd's
 //
 // Tables for people by default; --json prints the daemon's answer as JSON for scripts.
 // Exit status: 0 ok, 1 error (including "homingd is not running", and a drain whose
@@ -19,6 +20,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,11 +33,20 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/common/version"
+
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/ctl"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// The Makefile stamps github.com/prometheus/common/version with -ldflags (git
+	// describe); a plain go build is "dev".
+	if version.Version == "" {
+		version.Version = "dev"
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 const usage = `usage: homingctl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]
 
@@ -49,6 +60,7 @@ commands:
   drain [--wait DURATION]                    stop taking new traffic (withdraw the VIPs); with
                                              --wait, report owned sessions until 0 or the wait ends
   undrain                                    take new traffic again
+  version                                    homingctl's version and the running homingd's
 
 options (anywhere on the line):
   --socket PATH   control socket (default: control.socket of --config, else ` + config.DefaultControlSocket + `)
@@ -167,6 +179,12 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	cmd, rest := o.args[0], o.args[1:]
+	if cmd == "version" {
+		if len(rest) > 0 {
+			return usageError(stderr, "version takes no arguments")
+		}
+		return runVersion(ctx, socket, o.json, stdout, stderr)
+	}
 	var args, result any
 	var print func(w io.Writer)
 	switch cmd {
@@ -197,12 +215,18 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		if len(rest) != 3 {
 			return usageError(stderr, "lookup needs PROTO CLIENT-IP:PORT VIP-IP:PORT, e.g. lookup tcp 198.18.100.2:40000 198.19.255.1:443")
 		}
+		if err := checkSession(rest[0], rest[1], rest[2]); err != nil {
+			return usageError(stderr, "lookup: "+err.Error())
+		}
 		var r ctl.Lookup
 		args = ctl.LookupArgs{Proto: rest[0], Client: rest[1], VIP: rest[2]}
 		result, print = &r, func(w io.Writer) { printLookup(w, &r) }
 	case ctl.CmdSessions:
 		if len(rest) > 0 {
 			return usageError(stderr, "sessions takes options only: --owner N, --vip ADDR[:PORT], --limit N")
+		}
+		if err := checkSessionsArgs(o.vip, o.limit); err != nil {
+			return usageError(stderr, "sessions: "+err.Error())
 		}
 		var r ctl.Sessions
 		args = ctl.SessionsArgs{Owner: o.owner, VIP: o.vip, Limit: o.limit}
@@ -289,9 +313,14 @@ func usageError(w io.Writer, msg string) int {
 	return 2
 }
 
+// jsonIndent re-indents the daemon's answer. Numbers stay as the daemon wrote them
+// (json.Number): decoding into float64 would round 64-bit ones, such as incarnations
+// (unix nanoseconds) and large counters, above 2^53.
 func jsonIndent(w io.Writer, raw json.RawMessage) error {
 	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(w)

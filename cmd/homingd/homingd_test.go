@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,6 +203,19 @@ socket = %q
 		t.Fatalf("homingd exit: %v", err)
 	}
 	stopped = true
+	// One start line says what runs: build, file, EAL arguments, ports and links.
+	startRE := regexp.MustCompile(`level=INFO msg="homingd started" version=dev revision=\S+ config=` + regexp.QuoteMeta(cfg) +
+		` eal="--lcores=\S+ --main-lcore=0 --file-prefix=` + prefix + ` -m 128 [^"]*--vdev=net_af_packet0,iface=eth0,qpairs=\d --vdev=net_tap0,iface=hmgtap0 --log-level=warning"` +
+		` nic=net_af_packet0 kernel=net_tap0 nic_link="up [^"]+" kernel_link="up [^"]+"`)
+	if !startRE.MatchString(logs.String()) {
+		t.Errorf("no start line matching %s", startRE)
+	}
+	// DPDK's messages go through slog too (source=dpdk): nothing raw on stderr.
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("a line outside the log: %q", line)
+		}
+	}
 	if out, _ := exec.Command("ip", "-n", host, "link", "show", "hmgtap0").CombinedOutput(); !strings.Contains(string(out), "does not exist") {
 		t.Errorf("TAP left behind after stop: %s", out)
 	}
