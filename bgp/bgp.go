@@ -70,6 +70,8 @@ type Speaker struct {
 	comms     []uint32
 	announced map[netip.Prefix]bool
 	stopped   bool
+	up        map[string]bool   // neighbours whose session is established
+	downs     map[string]uint64 // sessions lost (established -> another state), per neighbour
 }
 
 // ParseCommunity parses "AS:value" (each 0..65535) into a standard community.
@@ -128,12 +130,20 @@ func Start(ctx context.Context, c Config) (*Speaker, error) {
 	log = log.With("component", "bgp")
 	s := server.NewBgpServer(server.LoggerOption(&logAdapter{log}))
 	go s.Serve()
-	sp := &Speaker{s: s, log: log, cfg: c, comms: comms, announced: map[netip.Prefix]bool{}}
+	sp := &Speaker{s: s, log: log, cfg: c, comms: comms, announced: map[netip.Prefix]bool{},
+		up: map[string]bool{}, downs: map[string]uint64{}}
 	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
 		Asn: c.LocalAS, RouterId: c.RouterID.String(), ListenPort: -1,
 	}}); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("bgp: start: %w", err)
+	}
+	// Session changes are the operator's business: logged at info (up) and warning
+	// (lost), and counted (Downs).
+	if err := s.WatchEvent(context.Background(), &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}},
+		sp.peerEvent); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("bgp: watch sessions: %w", err)
 	}
 	for _, n := range c.Neighbors {
 		if err := sp.addPeer(ctx, n); err != nil {
@@ -321,6 +331,45 @@ func (sp *Speaker) SetNeighbors(ctx context.Context, ns []Neighbor) error {
 	return errors.Join(errs...)
 }
 
+// peerEvent logs and counts a neighbour's session changes.
+func (sp *Speaker) peerEvent(r *api.WatchEventResponse) {
+	ev := r.GetPeer()
+	if ev == nil || ev.Type != api.WatchEventResponse_PeerEvent_STATE {
+		return
+	}
+	addr := ev.GetPeer().GetState().GetNeighborAddress()
+	if addr == "" {
+		addr = ev.GetPeer().GetConf().GetNeighborAddress()
+	}
+	st := ev.GetPeer().GetState().GetSessionState()
+	established := st == api.PeerState_ESTABLISHED
+	sp.mu.Lock()
+	was := sp.up[addr]
+	sp.up[addr] = established
+	if was && !established {
+		sp.downs[addr]++
+	}
+	stopped := sp.stopped
+	sp.mu.Unlock()
+	switch {
+	case established && !was:
+		sp.log.Info("session established", "neighbor", addr)
+	case was && !established && !stopped:
+		sp.log.Warn("session lost", "neighbor", addr, "state", strings.ToLower(st.String()))
+	}
+}
+
+// Downs is how many times each neighbour's session was lost after it had come up.
+func (sp *Speaker) Downs() map[string]uint64 {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	out := make(map[string]uint64, len(sp.downs))
+	for k, v := range sp.downs {
+		out[k] = v
+	}
+	return out
+}
+
 // PeerState is a neighbour's session as the speaker sees it.
 type PeerState struct {
 	Address    netip.Addr
@@ -328,6 +377,7 @@ type PeerState struct {
 	State      string // idle, connect, active, opensent, openconfirm, established
 	Since      time.Time
 	Advertised uint64 // prefixes sent
+	Downs      uint64 // times the session was lost after it had come up
 }
 
 // Established reports whether the session is up.
@@ -346,8 +396,9 @@ func (sp *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 		return nil, fmt.Errorf("bgp: list peers: %w", err)
 	}
 	out := make([]PeerState, 0, len(ns))
+	downs := sp.Downs()
 	for _, n := range ns {
-		ps := PeerState{Address: n.Address, AS: n.AS, State: "idle"}
+		ps := PeerState{Address: n.Address, AS: n.AS, State: "idle", Downs: downs[n.Address.String()]}
 		if p := byAddr[n.Address.String()]; p != nil {
 			st := p.GetState().GetSessionState()
 			ps.State = strings.ToLower(strings.TrimPrefix(st.String(), "PeerState_"))

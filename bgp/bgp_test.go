@@ -43,6 +43,7 @@ func newRouter(t *testing.T, hostAS uint32, password string) *router {
 	if err := r.s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.2", PeerAsn: hostAS, AuthPassword: password},
 		Transport: &api.Transport{PassiveMode: true},
+		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1, IdleHoldTimeAfterReset: 1, HoldTime: 9, KeepaliveInterval: 3}},
 		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: family4, Enabled: true}},
 			{Config: &api.AfiSafiConfig{Family: family6, Enabled: true}}},
 	}}); err != nil {
@@ -230,5 +231,36 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if v, err := ParseCommunity("65000:100"); err != nil || v != 65000<<16|100 {
 		t.Errorf("ParseCommunity: %v %v", v, err)
+	}
+}
+
+// TestSessionLost: a session that was up and goes down is counted (and logged), per
+// neighbour; the speaker dials again and the route comes back.
+func TestSessionLost(t *testing.T) {
+	r := newRouter(t, 65001, "")
+	ctx := context.Background()
+	sp, err := Start(ctx, hostConfig(r, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Stop()
+	up := func() bool {
+		ps, err := sp.Peers(ctx)
+		return err == nil && len(ps) == 1 && ps[0].Established()
+	}
+	waitFor(t, "session established", up)
+	if err := sp.Announce(ctx, []netip.Prefix{netip.MustParsePrefix("198.19.255.1/32")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "route at the router", func() bool { return len(r.routes(t)) == 1 })
+	// The router resets the session (an administrative reset, as after its restart).
+	if err := r.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: "127.0.0.2", Communication: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loss counted", func() bool { return sp.Downs()["127.0.0.1"] == 1 })
+	waitFor(t, "session back", up)
+	waitFor(t, "route back at the router", func() bool { return len(r.routes(t)) == 1 })
+	if ps, _ := sp.Peers(ctx); ps[0].Downs != 1 {
+		t.Fatalf("peers %+v", ps)
 	}
 }

@@ -64,6 +64,7 @@ type BGPPeer struct {
 	State      string    `json:"state"` // idle, connect, active, opensent, openconfirm, established
 	Since      time.Time `json:"since,omitzero"`
 	Advertised uint64    `json:"advertised"`
+	Losses     uint64    `json:"losses"` // times the session went down after it had come up
 }
 
 // Peer is a host this daemon forwards to, learned by gossip or configured.

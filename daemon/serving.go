@@ -226,7 +226,7 @@ func (s *serving) status(st *ctl.Status) {
 	}
 	for _, p := range peers {
 		st.BGP = append(st.BGP, ctl.BGPPeer{Address: p.Address.String(), AS: p.AS, State: p.State, Since: p.Since,
-			Advertised: p.Advertised})
+			Advertised: p.Advertised, Losses: p.Downs})
 	}
 }
 
@@ -239,7 +239,8 @@ func (s *serving) metrics() *metrics.Serving {
 		m.States = append(m.States, string(x))
 	}
 	for _, p := range st.BGP {
-		m.BGP = append(m.BGP, metrics.BGPPeer{Address: p.Address, Up: p.State == "established", Advertised: p.Advertised})
+		m.BGP = append(m.BGP, metrics.BGPPeer{Address: p.Address, Up: p.State == "established", Advertised: p.Advertised,
+			Losses: p.Losses})
 	}
 	return m
 }

@@ -150,6 +150,7 @@ type BGPPeer struct {
 	Address    string
 	Up         bool
 	Advertised uint64
+	Losses     uint64 // sessions lost after they had come up
 }
 
 // Relay is the gossip relay's counters (gossip.RelayStats).
@@ -273,6 +274,7 @@ var (
 	dOwned     = newDesc("", "owned_sessions", "Sessions this host owns (a drained host is empty at 0).", gauge)
 	dBGPUp     = newDesc("bgp", "session_up", "1 while the BGP session to the neighbour is established.", gauge, "neighbor")
 	dBGPAdv    = newDesc("bgp", "advertised_prefixes", "Prefixes advertised to the neighbour.", gauge, "neighbor")
+	dBGPLoss   = newDesc("bgp", "session_losses_total", "Times the BGP session to the neighbour went down after it had been established.", cnt, "neighbor")
 	dLcParked  = newDesc("lcore", "parked_packets_total", "Packets of unknown VIP sessions held for a second lookup (the park), by protocol (udp: UDP session ports).", cnt, "lcore", "proto")
 	dLcUnpark  = newDesc("lcore", "unparked_packets_total", "Parked packets released, by outcome: redirect (the owner became known), local (owned here), expired (hold time over, to the kernel).", cnt, "lcore", "outcome")
 	dLcParkFul = newDesc("lcore", "park_full_total", "Packets not parked because the park, or their protocol's share of it (tunnel.park_udp), was full (sent to the kernel), by protocol.", cnt, "lcore", "proto")
@@ -352,7 +354,7 @@ var (
 	dRelayMcast  = newDesc("relay", "relayed_datagrams_total", "Datagrams of other domains multicast in this domain.", cnt)
 	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
-	allDescs = []desc{dInfo, dState, dAnnounced, dOwned, dBGPUp, dBGPAdv, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
+	allDescs = []desc{dInfo, dState, dAnnounced, dOwned, dBGPUp, dBGPAdv, dBGPLoss, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
@@ -404,6 +406,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			emit(dBGPUp, up, p.Address)
 			emit(dBGPAdv, float64(p.Advertised), p.Address)
+			u(dBGPLoss, p.Losses, p.Address)
 		}
 	}
 	for _, l := range s.Lcores {

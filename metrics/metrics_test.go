@@ -61,6 +61,8 @@ func fakeSnapshot() Snapshot {
 			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2},
 		Probe: &Probe{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
 		Relay: &Relay{Forwarded: 12, Received: 8, Relayed: 7, Duplicates: 3, Replays: 1},
+		Serving: &Serving{State: "draining", States: []string{"warming", "ready", "draining", "drained", "stopping"},
+			Owned: 42, BGP: []BGPPeer{{Address: "198.18.0.1", Up: true, Advertised: 1, Losses: 2}}},
 	}
 }
 
@@ -73,6 +75,13 @@ func TestCollector(t *testing.T) {
 		want   float64
 	}{
 		{"homing_info", map[string]string{"host_id": "1", "name": "h1"}, 1},
+		{"homing_state", map[string]string{"state": "draining"}, 1},
+		{"homing_state", map[string]string{"state": "ready"}, 0},
+		{"homing_announced", nil, 0},
+		{"homing_owned_sessions", nil, 42},
+		{"homing_bgp_session_up", map[string]string{"neighbor": "198.18.0.1"}, 1},
+		{"homing_bgp_advertised_prefixes", map[string]string{"neighbor": "198.18.0.1"}, 1},
+		{"homing_bgp_session_losses_total", map[string]string{"neighbor": "198.18.0.1"}, 2},
 		{"homing_lcore_received_packets_total", map[string]string{"lcore": "1", "port": "nic"}, 100},
 		{"homing_lcore_received_packets_total", map[string]string{"lcore": "1", "port": "kernel"}, 20},
 		{"homing_lcore_sent_packets_total", map[string]string{"lcore": "1", "port": "nic"}, 30},

@@ -375,7 +375,8 @@ func printStatus(w io.Writer, s *ctl.Status) {
 		if !p.Since.IsZero() {
 			since = " since " + p.Since.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(t, "bgp\t%s AS %d: %s%s, %d prefixes advertised\n", p.Address, p.AS, p.State, since, p.Advertised)
+		fmt.Fprintf(t, "bgp\t%s AS %d: %s%s, %d prefixes advertised, lost %d times\n", p.Address, p.AS, p.State, since,
+			p.Advertised, p.Losses)
 	}
 	fmt.Fprintf(t, "vips\t%s\n", strings.Join(s.VIPs, " "))
 	if s.Gossip {
