@@ -3,13 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/gossip/wire"
 )
 
 // checkFiles checks what config.Load does not read: the gossip key file (it exists,
-// parses as hex keys of at least 32 bytes, and neither group nor others may access it).
+// parses as hex keys of at least 32 bytes, and neither group nor others may access it,
+// but for the group read through which homingd itself may read it: allowedKeyMode).
 // It returns warnings about a configuration that runs but should not in production
 // (gossip.insecure). Both -check and the start run it.
 func checkFiles(cfg *config.Config) (warnings []string, err error) {
@@ -30,7 +32,7 @@ func checkFiles(cfg *config.Config) (warnings []string, err error) {
 		return nil, fail("%v", err)
 	case !fi.Mode().IsRegular():
 		return nil, fail("%s is not a regular file (%s)", g.KeyFile, fi.Mode().Type())
-	case fi.Mode().Perm()&0o077 != 0:
+	case fi.Mode().Perm()&^allowedKeyMode(fi) != 0:
 		return nil, fail("%s has mode %04o: group or others may access the key (chmod 0600 %s)",
 			g.KeyFile, fi.Mode().Perm(), g.KeyFile)
 	}
@@ -38,4 +40,16 @@ func checkFiles(cfg *config.Config) (warnings []string, err error) {
 		return nil, fail("%v", err)
 	}
 	return nil, nil
+}
+
+// allowedKeyMode is the most a key file's mode may allow: its owner's read and write;
+// and group read only where that is how homingd reads it — the file belongs to another
+// user and to homingd's own group (a key shared with a daemon that runs as its own user,
+// as in docker/). Nobody else may read it, nobody but the owner write it.
+func allowedKeyMode(fi os.FileInfo) os.FileMode {
+	allowed := os.FileMode(0o600)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && int(st.Gid) == os.Getegid() {
+		allowed |= 0o040
+	}
+	return allowed
 }

@@ -95,6 +95,33 @@ func TestCheckKeyFile(t *testing.T) {
 			}
 		})
 	}
+	// A key of another user shared with homingd's group, as docker/ runs it (root's
+	// file, the daemon user's group, 0640): the group read is how homingd reads it.
+	t.Run("shared with the daemon's group", func(t *testing.T) {
+		testenv.RequireRoot(t)
+		for _, c := range []struct {
+			uid, gid int
+			mode     os.FileMode
+			ok       bool
+		}{
+			{65534, os.Getegid(), 0o640, true},  // another user's, our group: read through the group
+			{65534, os.Getegid(), 0o660, false}, // ... but not written through it
+			{65534, 65534, 0o640, false},        // another group may not read it
+			{os.Geteuid(), os.Getegid(), 0o640, false},
+		} {
+			path, keyPath := writeKeyConfig(t, goodKey, c.mode)
+			if err := os.Chown(keyPath, c.uid, c.gid); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := checkFiles(cfg); (err == nil) != c.ok {
+				t.Errorf("owner %d, group %d, mode %04o: %v, want ok %v", c.uid, c.gid, c.mode, err, c.ok)
+			}
+		}
+	})
 	t.Run("directory", func(t *testing.T) {
 		path, keyPath := writeKeyConfig(t, "", 0)
 		if err := os.Mkdir(keyPath, 0o700); err != nil {
