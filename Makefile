@@ -51,9 +51,9 @@ deps:
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  case " $$missing " in *" frr "*) \
-	    if [ -d /run/systemd/system ]; then systemctl disable --now frr >/dev/null 2>&1 || true; \
-	      echo "deps: frr installed for the lab's BGP router; its system service is disabled"; fi;; esac; \
+	  for svc in frr prometheus; do case " $$missing " in *" $$svc "*) \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now $$svc >/dev/null 2>&1 || true; \
+	      echo "deps: $$svc installed for the tests (lab router, promtool); its system service is disabled"; fi;; esac; done; \
 	else echo "deps: all Debian packages present"; fi
 	@$(GO) version >/dev/null || { echo "deps: Go toolchain not found" >&2; exit 1; }
 	@$(GO) mod download
