@@ -7,6 +7,7 @@
 #                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
 #   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang
+#   make image   the container image homing:dev on a private Docker engine (docker/README.md)
 
 SHELL := /bin/bash
 GO ?= go
@@ -20,16 +21,18 @@ export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
-	iputils-ping
+	iputils-ping docker.io docker-compose mmdebstrap
 
 PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
+.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo image
 
 all: build
 
+# docker.io's postinst would start a dockerd with Docker's default bridge (172.17.0.0/16,
+# outside this project's range) where no policy-rc.d forbids it: one does during the install.
 deps:
 	@missing=""; for p in $(APT_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -37,6 +40,10 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; \
+	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "deps: all Debian packages present"; fi
 	@$(GO) version >/dev/null || { echo "deps: Go toolchain not found" >&2; exit 1; }
@@ -88,6 +95,14 @@ demo: deps
 	@mkdir -p bin
 	$(GO) build -o bin/ ./cmd/homingd ./cmd/homing-lab
 	bin/homing-lab demo $(DEMO_ARGS)
+
+# The container image: make build's binaries and the compose POP's client on Debian 12
+# with DPDK 22.11's runtime, built on the private engine of docker/engine.sh (started if
+# need be, left running; docker/engine.sh stop ends it). See docker/README.md.
+image: build
+	$(GO) build -o bin/ ./docker/homing-popclient
+	docker/engine.sh start
+	eval "$$(docker/engine.sh env)" && docker/image.sh
 
 clean:
 	rm -rf bin

@@ -11,7 +11,9 @@
 # HOMING_APT_SOURCES names the sources file (default: /etc/apt/sources.list.d/debian.sources,
 # else /etc/apt/sources.list). The engine is DOCKER_HOST's (docker/engine.sh env).
 set -eu
-docker=${DOCKER:-docker}
+# Debian's docker.io client (/usr/bin/docker) speaks the engine's API version and builds
+# without BuildKit; another docker earlier on PATH may not.
+docker=${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}
 src=${HOMING_APT_SOURCES:-}
 if [ -z "$src" ]; then
     for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
@@ -40,5 +42,9 @@ mmdebstrap --quiet --variant=minbase --mode=root \
     bookworm "$tmp/base.tar" "$src" >&2
 $docker import --change 'CMD ["/bin/bash"]' \
     --message "mmdebstrap minbase bookworm, sources $src" "$tmp/base.tar" "$name" >/dev/null
+# Older bases (other sources, another script) are dead weight in the engine.
+for old in $($docker image ls --format '{{.Repository}}:{{.Tag}}' homing-base); do
+    [ "$old" = "$name" ] || $docker image rm "$old" >/dev/null 2>&1 || true
+done
 echo "base-image: $name ($(($(date +%s) - t0)) s)" >&2
 echo "$name"

@@ -7,7 +7,9 @@
 # of docker/engine.sh.
 set -eu
 cd "$(dirname "$0")/.."
-docker=${DOCKER:-docker}
+# Debian's docker.io client (/usr/bin/docker) speaks the engine's API version and builds
+# without BuildKit; another docker earlier on PATH may not.
+docker=${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}
 for b in homingd homingctl homing-popclient; do
     [ -x "bin/$b" ] || { echo "image: bin/$b missing (make image builds it)" >&2; exit 1; }
 done
@@ -21,5 +23,6 @@ $docker build --network host -f docker/Dockerfile \
     --build-arg BASE="$base" --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" --build-arg CREATED="$created" \
     -t "homing:$tag" -t homing:dev .
+$docker image prune -f >/dev/null # the images this build's tags left
 size=$($docker image inspect -f '{{.Size}}' homing:dev)
 echo "image: homing:$tag (homing:dev) from $base, $((size / 1000000)) MB, built in $(($(date +%s) - t0)) s"
