@@ -221,6 +221,10 @@ func TestComposePOP(t *testing.T) {
 			return
 		}
 		downed = true
+		if t.Failed() {
+			logs, _ := p.compose(context.Background(), "logs", "--no-color", "--tail", "60")
+			t.Logf("compose logs:\n%s", logs)
+		}
 		if _, err := p.compose(context.Background(), "down", "--remove-orphans", "--timeout", "10"); err != nil {
 			t.Error(err)
 			return
@@ -236,12 +240,6 @@ func TestComposePOP(t *testing.T) {
 		}
 	}
 	t.Cleanup(down)
-	defer func() {
-		if t.Failed() {
-			logs, _ := p.compose(context.Background(), "logs", "--tail", "40")
-			t.Logf("compose logs:\n%s", logs)
-		}
-	}()
 
 	// Up: every host sees its two peers and holds every connection's session.
 	var st struct {
