@@ -176,13 +176,14 @@ func TestComposePOP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("engine: %v\n%s", err, out)
 	}
-	if bytes.Contains(out, []byte("dockerd up")) || testenv.InCI() {
+	startedHere := bytes.Contains(out, []byte("dockerd up"))
+	if startedHere || testenv.InCI() {
 		t.Cleanup(func() {
 			if out, err := exec.Command(filepath.Join(root, "docker/engine.sh"), "stop").CombinedOutput(); err != nil {
 				t.Errorf("engine stop: %v\n%s", err, out)
 			}
 			after := links(t)
-			if !slices.Equal(before, after) {
+			if startedHere && !slices.Equal(before, after) {
 				t.Errorf("interfaces after the engine stopped: %v, before it started: %v", after, before)
 			}
 			if addrs, _ := exec.Command("ip", "-4", "-o", "addr").Output(); ourAddr.Match(addrs) {
