@@ -3,6 +3,8 @@ package docker_test
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -198,7 +200,17 @@ func TestComposePOP(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := strings.TrimPrefix(strings.TrimSpace(string(env)), "export ")
-	p.env = append(os.Environ(), host)
+	// Authenticated gossip: a key readable by the group homing (gid 970) of the image.
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	secret := make([]byte, 32)
+	_, _ = crand.Read(secret)
+	if err := os.WriteFile(key, []byte("# compose test\n"+hex.EncodeToString(secret)+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(key, 0, 970); err != nil {
+		t.Fatal(err)
+	}
+	p.env = append(os.Environ(), host, "HOMING_GOSSIP_KEY="+key)
 
 	// The image.
 	t0 := time.Now()
@@ -295,6 +307,12 @@ func TestComposePOP(t *testing.T) {
 	p.rehash(ctx, rand.Uint32()|1)
 	rehash := measure("rehash router")
 
+	for n := 1; n <= 3; n++ {
+		logs, _ := p.run(ctx, "/usr/bin/docker", "logs", container(fmt.Sprint("h", n)))
+		if strings.Contains(logs, "unauthenticated") {
+			t.Errorf("h%d runs unauthenticated gossip despite the key", n)
+		}
+	}
 	// A host that stalls past gossip.down_after (a loaded machine) is taken down by its
 	// peers, which then hand its sessions to their kernels: say so next to the figures.
 	for n := 1; n <= 3; n++ {

@@ -17,7 +17,9 @@
 #   HOMING_NIC                     the interface DPDK takes (eth0)
 #   HOMING_METRICS_LISTEN          metrics address (127.0.0.1:9370; "" turns metrics off;
 #                                  0.0.0.0:9370 publishes them on every address)
-#   HOMING_GOSSIP_KEY_FILE         the gossip key; unset: insecure gossip (a lab only)
+#   HOMING_GOSSIP_KEY_FILE         the gossip key file (/etc/homing/gossip.key), readable by
+#                                  the user homing (uid 970); empty or missing: insecure
+#                                  gossip (a lab only)
 #   HOMING_HUGEPAGES               true: DPDK with hugepages (reserve them on the machine)
 #   HOMING_ECHO                    ADDR:PORT of an echo service to run beside homingd
 #   HOMING_REDIRECT                false: plain ECMP (tunnel.redirect = false)
@@ -71,10 +73,11 @@ if [ -n "$start" ] && [ -n "${HOMING_ID:-}" ]; then
     : "${HOMING_GW:?HOMING_GW is required with HOMING_ID}"
     nic=${HOMING_NIC:-eth0}
     metrics=${HOMING_METRICS_LISTEN-127.0.0.1:9370}
-    if [ -n "${HOMING_GOSSIP_KEY_FILE:-}" ]; then
-        gossip="key_file = \"$HOMING_GOSSIP_KEY_FILE\""
+    key=${HOMING_GOSSIP_KEY_FILE:-/etc/homing/gossip.key}
+    if [ -s "$key" ]; then
+        gossip="key_file = \"$key\""
     else
-        log "HOMING_GOSSIP_KEY_FILE unset: gossip is unauthenticated (a lab only)"
+        log "no gossip key in $key: gossip is unauthenticated (a lab only)"
         gossip="insecure = true"
     fi
     cgroup=$(ownCgroup)
