@@ -343,6 +343,35 @@ func TestComposePOP(t *testing.T) {
 		t.Errorf("no packet tunnelled in the drain (%d) or the rehash (%d): the steps moved no session", drain.tunnelled, rehash.tunnelled)
 	}
 
+	// Operations: every host container healthy (HEALTHCHECK homingctl status), homingd
+	// running as the user homing, a SIGHUP reload taken, metrics on the loopback only.
+	for n := 1; n <= 3; n++ {
+		name := container(fmt.Sprint("h", n))
+		health := strings.TrimSpace(p.must(ctx, "/usr/bin/docker", "inspect", "-f", "{{.State.Health.Status}}", name))
+		users := p.must(ctx, "/usr/bin/docker", "top", name, "-eo", "user,pid,comm") // docker top needs the pid
+		if health != "healthy" || !regexp.MustCompile(`(?m)^970 +[0-9]+ +homingd$`).MatchString(users) {
+			t.Errorf("h%d: health %q; processes:\n%s", n, health, users)
+		}
+	}
+	p.must(ctx, "/usr/bin/docker", "kill", "-s", "HUP", container("h2"))
+	var rl struct {
+		LastReload    time.Time `json:"last_reload"`
+		LastReloadErr string    `json:"last_reload_error"`
+		Metrics       string    `json:"metrics"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := p.homingctl(ctx, 2, &rl, "status"); err != nil {
+			t.Fatal(err)
+		}
+		if !rl.LastReload.IsZero() || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rl.LastReload.IsZero() || rl.LastReloadErr != "" || rl.Metrics != "127.0.0.1:9370" {
+		t.Errorf("h2 after SIGHUP: %+v; want a reload without error, metrics on 127.0.0.1:9370", rl)
+	}
+
 	t0 = time.Now()
 	down()
 	t.Logf("compose down: %.1f s", time.Since(t0).Seconds())
