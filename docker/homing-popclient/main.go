@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +39,85 @@ type Report struct {
 	Conns int `json:"conns"`
 	lab.Counts
 	Ended []string `json:"ended,omitempty"`
+	Bulk  *Bulk    `json:"bulk,omitempty"`
+}
+
+// Bulk are connections that send a block of full-size segments every second and check
+// its echo: through a tunnel those exceed the LAN's MTU (see DESIGN.md, the lab).
+type Bulk struct {
+	Conns     int    `json:"conns"`
+	Size      int    `json:"size"`
+	Exchanges uint64 `json:"exchanges"`
+	Ended     int    `json:"ended"`
+	Corrupted uint64 `json:"corrupted"`
+	mu        sync.Mutex
+	Errors    []string `json:"errors,omitempty"`
+}
+
+// runBulk dials n connections to addr and keeps each sending b.Size bytes every second
+// and reading them back, until ctx ends.
+func (b *Bulk) run(ctx context.Context, addr string) error {
+	var d net.Dialer
+	for i := range b.Conns {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("bulk connection %d: %w", i, err)
+		}
+		go b.loop(ctx, c.(*net.TCPConn), i)
+	}
+	return nil
+}
+
+func (b *Bulk) loop(ctx context.Context, c *net.TCPConn, id int) {
+	defer c.Close()
+	want, got := make([]byte, b.Size), make([]byte, b.Size)
+	for seq := 0; ; seq++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		for i := range want {
+			want[i] = byte(id*131 + seq*7 + i)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(want); errc <- err }() // writer: the echo flows back meanwhile
+		_, err := io.ReadFull(c, got)
+		if werr := <-errc; err == nil {
+			err = werr
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.mu.Lock()
+			b.Ended++
+			if len(b.Errors) < 10 {
+				b.Errors = append(b.Errors, fmt.Sprintf("bulk connection %d from %s: %v", id, c.LocalAddr(), err))
+			}
+			b.mu.Unlock()
+			return
+		}
+		bad := 0
+		for i := range want {
+			if want[i] != got[i] {
+				bad++
+			}
+		}
+		b.mu.Lock()
+		b.Exchanges++
+		b.Corrupted += uint64(bad)
+		b.mu.Unlock()
+	}
+}
+
+// snapshot copies the counters.
+func (b *Bulk) snapshot() *Bulk {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &Bulk{Conns: b.Conns, Size: b.Size, Exchanges: b.Exchanges, Ended: b.Ended, Corrupted: b.Corrupted,
+		Errors: append([]string(nil), b.Errors...)}
 }
 
 func main() {
@@ -109,6 +189,8 @@ func run(args []string) error {
 	addr := fs.String("addr", "198.19.207.1:80", "the service (VIP:port)")
 	conns := fs.Int("conns", 300, "connections")
 	status := fs.String("status", DefaultStatus, "where to serve the counts")
+	bulk := fs.Int("bulk", 0, "connections that also send -size bytes every second")
+	size := fs.Int("size", 64<<10, "bytes per bulk exchange")
 	_ = fs.Parse(args)
 	ln, err := net.Listen("tcp", *status)
 	if err != nil {
@@ -122,11 +204,21 @@ func run(args []string) error {
 		return err
 	}
 	fleet.Start()
+	var bk *Bulk
+	if *bulk > 0 {
+		bk = &Bulk{Conns: *bulk, Size: *size}
+		if err := bk.run(ctx, *addr); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("%d connections to %s open (%.1fs); counts at http://%s/counts\n", *conns, *addr,
 		time.Since(t).Seconds(), *status)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/counts", func(w http.ResponseWriter, _ *http.Request) {
 		rep := Report{Conns: *conns, Counts: fleet.Counts()}
+		if bk != nil {
+			rep.Bulk = bk.snapshot()
+		}
 		for i, c := range fleet.Ended() {
 			if i == 10 {
 				rep.Ended = append(rep.Ended, fmt.Sprintf("... %d more", len(fleet.Ended())-10))
