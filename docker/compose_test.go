@@ -191,6 +191,9 @@ func TestComposePOP(t *testing.T) {
 			if addrs, _ := exec.Command("ip", "-4", "-o", "addr").Output(); ourAddr.Match(addrs) {
 				t.Errorf("an address of the engine's range remains:\n%s", addrs)
 			}
+			if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte(" /run/homing-docker/")) {
+				t.Errorf("a mount of the engine remains:\n%s", mounts)
+			}
 		})
 	} else {
 		t.Log("engine already running: left running")

@@ -68,6 +68,11 @@ stop)
         rm -f "$run/dockerd.pid"
     fi
     cleanlinks
+    # dockerd leaves the machine's network namespace bind-mounted in its exec root.
+    for m in $(awk -v r="$run/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo); do
+        umount "$m" 2>/dev/null || true
+    done
+    rm -rf "$run/exec"
     echo "engine: dockerd stopped"
     ;;
 env)
