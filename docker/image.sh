@@ -23,6 +23,10 @@ $docker build --network host -f docker/Dockerfile \
     --build-arg BASE="$base" --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" --build-arg CREATED="$created" \
     -t "homing:$tag" -t homing:dev .
-$docker image prune -f >/dev/null # the images this build's tags left
+# Earlier versions' tags and the images they leave are dead weight in the engine.
+for old in $($docker image ls --format '{{.Repository}}:{{.Tag}}' homing); do
+    [ "$old" = "homing:$tag" ] || [ "$old" = homing:dev ] || $docker image rm "$old" >/dev/null 2>&1 || true
+done
+$docker image prune -f >/dev/null
 size=$($docker image inspect -f '{{.Size}}' homing:dev)
 echo "image: homing:$tag (homing:dev) from $base, $((size / 1000000)) MB, built in $(($(date +%s) - t0)) s"
