@@ -21,13 +21,13 @@ export CGO_CFLAGS := -O2 -g -DHOMING_HEADERS_$(HEADERS_HASH)
 
 APT_PKGS := build-essential pkg-config libdpdk-dev dpdk libpcap-dev libbsd-dev libnuma-dev \
 	libelf-dev libbpf-dev clang llvm iproute2 nftables tcpdump valgrind procps kmod \
-	iputils-ping docker.io docker-compose mmdebstrap
+	iputils-ping
 
 PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo image
+.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
 
 all: build
 
@@ -96,6 +96,10 @@ demo: deps
 	$(GO) build -o bin/ ./cmd/homingd ./cmd/homing-lab
 	bin/homing-lab demo $(DEMO_ARGS)
 
+# The container test's engine, compose and base image (docker/README.md).
+APT_PKGS += docker.io docker-compose mmdebstrap
+
+.PHONY: image
 # The container image: make build's binaries and the compose POP's client on Debian 12
 # with DPDK 22.11's runtime, built on the private engine of docker/engine.sh (started if
 # need be, left running; docker/engine.sh stop ends it). See docker/README.md.
