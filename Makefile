@@ -7,6 +7,7 @@
 #                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
 #   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang
+#   make generate-check  regenerate them and fail if they differ from what is committed
 #   make image   the container image homing:dev on a private Docker engine (docker/README.md)
 
 SHELL := /bin/bash
@@ -27,7 +28,7 @@ PKGS := ./...
 # Go test timeout per package.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all deps build test check unit bench bench-callgrind bench-smoke generate fuzz clean demo
+.PHONY: all deps build test check unit bench bench-callgrind bench-smoke memberlist-node generate generate-check fuzz clean demo
 
 all: build
 
@@ -57,6 +58,7 @@ check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	cd internal/gossipbench/memberlist && $(GO) vet ./...
 
 # The whole suite. Root-only tests (netns, DPDK vdevs on interfaces, BPF) run when root;
 # with CI=true a missing prerequisite fails the test instead of skipping it.
@@ -65,9 +67,9 @@ unit:
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./gossip/... ./config/... ./session/... ./internal/golden/... \
 		./metrics/... ./ctl/... ./cmd/homingctl/... ./probe/... ./internal/gossipbench/...
 
-test: deps build check unit fuzz-smoke bench-smoke
+test: deps build check generate-check unit fuzz-smoke bench-smoke
 
-bench: deps
+bench: deps memberlist-node
 	$(GO) run ./cmd/homing-bench
 
 BENCH_SESSIONS ?= 65536
@@ -77,8 +79,14 @@ bench-callgrind: deps
 	$(GO) build -o bin/homing-bench ./cmd/homing-bench
 	bin/homing-bench -callgrind -sessions $(BENCH_SESSIONS)
 
-bench-smoke:
+bench-smoke: memberlist-node
 	$(GO) run ./cmd/homing-bench -smoke
+
+# The gossip benchmark's memberlist node: a module of its own, so that hashicorp/memberlist
+# stays out of homing's go.mod (homing-bench runs it as bin/homing-bench-memberlist).
+memberlist-node:
+	@mkdir -p bin
+	cd internal/gossipbench/memberlist && $(GO) build -o ../../../bin/homing-bench-memberlist .
 
 # Every Fuzz* target for a few seconds each (FUZZTIME, default 3s): under 3 minutes (23 targets: 172 s at 4s each on 2 loaded cores).
 fuzz-smoke:
@@ -86,6 +94,13 @@ fuzz-smoke:
 
 generate:
 	$(GO) generate ./probe/...
+
+# The committed bpf2go output must be what `make generate` makes from the C source with
+# this machine's clang (Debian 12's clang 14 regenerates it byte for byte).
+generate-check: generate
+	@if ! git diff --exit-code --stat -- probe/ || [ -n "$$(git status --porcelain -- probe/)" ]; then \
+	  echo "generate-check: the committed bpf2go output differs from make generate's: commit the regenerated files" >&2; \
+	  git status --short -- probe/ >&2; exit 1; fi
 
 # The POP demo (package lab, cmd/homing-lab): a router, a client and 3 hosts with homingd
 # in network namespaces; 300 connections through a drain, a return, a new host and a

@@ -19,43 +19,50 @@ import (
 	"os"
 	"time"
 
+	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/session"
 )
 
 // Defaults of the optional keys. Keys whose default derives from another key (for
-// example dpdk.file_prefix from host.id) are filled in by Parse.
+// example dpdk.file_prefix from host.id) are filled in by Parse. The gossip keys' are
+// the gossip package's own defaults (what a zero gossip.Config field means), named here
+// once more for the configuration's reader.
 const (
-	DefaultDomain            = "default"
-	DefaultMemoryMB          = 256
-	DefaultWorkers           = 1
-	DefaultIdleSleepMaxUS    = 200
-	DefaultDPDKLogLevel      = "notice"
-	DefaultMTU               = 1500
-	DefaultRxDesc            = 1024
-	DefaultTxDesc            = 1024
-	DefaultKernelName        = "homing0"
-	DefaultTunnelPort        = 6080
-	DefaultParkHold          = 50 * time.Millisecond
-	DefaultParkSize          = 1024
+	DefaultDomain         = "default"
+	DefaultMemoryMB       = 256
+	DefaultWorkers        = 1
+	DefaultIdleSleepMaxUS = 200
+	DefaultDPDKLogLevel   = "notice"
+	DefaultMTU            = 1500
+	DefaultRxDesc         = 1024
+	DefaultTxDesc         = 1024
+	DefaultKernelName     = "homing0"
+	DefaultTunnelPort     = gossip.DefaultTunnelPort
+	DefaultParkHold       = 50 * time.Millisecond
+	DefaultParkSize       = 1024
+	// BGP: hold time (keepalives every third) and how long a stopping host serves after
+	// its withdrawal.
+	DefaultBGPHoldTime       = 9 * time.Second
+	DefaultBGPStopLinger     = 5 * time.Second
 	DefaultCapacity4         = 1 << 20
 	DefaultCapacity6         = 1 << 18
 	DefaultGossipGroup       = "239.193.0.1"
-	DefaultGossipPort        = 6081
+	DefaultGossipPort        = gossip.DefaultGossipPort
 	DefaultGossipTTL         = 1
-	DefaultMaxDatagram       = 1400
+	DefaultMaxDatagram       = gossip.DefaultMaxDatagram
 	DefaultProbeRingBytes    = 4 << 20
-	DefaultFlushDelay        = 300 * time.Microsecond
-	DefaultMaxRate           = 20000
-	DefaultHeartbeatInterval = 100 * time.Millisecond
-	DefaultDownAfter         = 10
-	DefaultGrace             = 5 * time.Second
-	DefaultLinger            = 60 * time.Second
-	DefaultRepairInterval    = time.Second
-	DefaultRepairTimeout     = 5 * time.Second
-	DefaultRepairMaxRecords  = 1 << 20
-	DefaultMaxQueue          = 1 << 16
-	DefaultNackRing          = 8192
-	DefaultRelayPort         = 6082
+	DefaultFlushDelay        = gossip.DefaultFlushDelay
+	DefaultMaxRate           = gossip.DefaultMaxRate
+	DefaultHeartbeatInterval = gossip.DefaultHeartbeatInterval
+	DefaultDownAfter         = gossip.DefaultDownAfter
+	DefaultGrace             = gossip.DefaultGrace
+	DefaultLinger            = gossip.DefaultLinger
+	DefaultRepairInterval    = gossip.DefaultRepairInterval
+	DefaultRepairTimeout     = gossip.DefaultRepairTimeout
+	DefaultRepairMaxRecords  = gossip.DefaultRepairMaxRecords
+	DefaultMaxQueue          = gossip.DefaultMaxQueue
+	DefaultNackRing          = gossip.DefaultNackRing
+	DefaultRelayPort         = gossip.DefaultRelayPort
 	DefaultCgroup            = "/sys/fs/cgroup/unified"
 	DefaultTentativeLifetime = 3 * time.Second
 	DefaultMetricsListen     = "127.0.0.1:9370"
@@ -64,8 +71,8 @@ const (
 	DefaultLogFormat         = "text"
 	// MinMbufs is the smallest computed mempool size.
 	MinMbufs = 4095
-	// MaxHostID is the largest host id (12 bits).
-	MaxHostID = 4095
+	// MaxHostID is the largest host id (session.MaxHostID).
+	MaxHostID = session.MaxHostID
 	// MaxWorkers is the largest number of worker lcores (and NIC rx queues).
 	MaxWorkers = 16
 )
@@ -81,11 +88,38 @@ type Config struct {
 	Table    Table
 	Peers    []Peer    // static peers, in file order
 	Sessions []Session // static table entries, in file order
-	Gossip   Gossip
-	Probe    Probe
-	Metrics  Metrics
-	Control  Control
-	Log      Log
+	// UDPSessions are the VIPs' UDP session ports, in file order.
+	UDPSessions []UDPSession
+	Gossip      Gossip
+	Probe       Probe
+	BGP         BGP
+	Metrics     Metrics
+	Control     Control
+	Log         Log
+}
+
+// BGP is how the host announces its VIPs to the POP's routers. Without neighbours it is
+// off: the routers are configured by other means (static routes).
+type BGP struct {
+	LocalAS     uint32
+	RouterID    netip.Addr // IPv4; default: host.address when it is IPv4
+	HoldTime    time.Duration
+	Communities []string // "AS:value"
+	// StopLinger is how long a stopping homingd keeps serving after it has withdrawn
+	// its VIPs (the router moves the flows to the other hosts meanwhile).
+	StopLinger time.Duration
+	Neighbors  []BGPNeighbor
+}
+
+// Enabled reports whether the host speaks BGP (it has neighbours).
+func (b BGP) Enabled() bool { return len(b.Neighbors) > 0 }
+
+// BGPNeighbor is one BGP peer (a POP router).
+type BGPNeighbor struct {
+	Address  netip.Addr
+	AS       uint32
+	Password string
+	Port     uint16
 }
 
 // Host is this host's identity in the POP.
@@ -179,6 +213,16 @@ type Tunnel struct {
 	ParkHold time.Duration
 	// ParkSize bounds the packets held per worker lcore.
 	ParkSize int
+	// ParkUDP is how many of ParkSize's slots packets of UDP session ports may hold;
+	// TCP holds the rest.
+	ParkUDP int
+}
+
+// UDPSession declares a UDP port of the VIPs whose flows are sessions: the only UDP
+// whose packets of unknown flows wait in the park.
+type UDPSession struct {
+	Port uint16
+	QUIC bool // a QUIC service: long-header Initial packets go to the kernel like SYNs
 }
 
 // Table sizes the ownership tables.
@@ -339,6 +383,7 @@ func Default() *Config {
 		},
 		Probe: Probe{Enabled: true, Cgroup: DefaultCgroup, Tentative: true, TentativeLifetime: DefaultTentativeLifetime,
 			RingBytes: DefaultProbeRingBytes},
+		BGP:     BGP{HoldTime: DefaultBGPHoldTime, StopLinger: DefaultBGPStopLinger},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Control: Control{Socket: DefaultControlSocket},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

@@ -230,6 +230,7 @@ format = "json"
 			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
 			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000, MaxQueue: 1000, RelayPort: DefaultRelayPort},
 		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled", TentativeLifetime: 500 * time.Millisecond, RingBytes: DefaultProbeRingBytes},
+		BGP:     BGP{HoldTime: DefaultBGPHoldTime, StopLinger: DefaultBGPStopLinger},
 		Metrics: Metrics{Listen: "[::1]:0"},
 		Control: Control{Socket: "/tmp/x.sock"},
 		Log:     Log{Level: "debug", Format: "json"},

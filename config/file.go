@@ -18,8 +18,10 @@ type fileConfig struct {
 	Table    fileTable     `toml:"table"`
 	Peers    []filePeer    `toml:"peers"`
 	Sessions []fileSession `toml:"sessions"`
+	UDP      []fileUDP     `toml:"udp_sessions"`
 	Gossip   fileGossip    `toml:"gossip"`
 	Probe    fileProbe     `toml:"probe"`
+	BGP      fileBGP       `toml:"bgp"`
 	Metrics  fileMetrics   `toml:"metrics"`
 	Control  fileControl   `toml:"control"`
 	Log      fileLog       `toml:"log"`
@@ -80,6 +82,13 @@ type fileTunnel struct {
 	Redirect bool   `toml:"redirect"`
 	ParkHold string `toml:"park_hold"`
 	ParkSize int    `toml:"park_size"`
+	ParkUDP  *int   `toml:"park_udp"` // default: a quarter of park_size with [[udp_sessions]]
+}
+
+// fileUDP declares a UDP port of the VIPs whose flows are sessions.
+type fileUDP struct {
+	Port int   `toml:"port"`
+	QUIC *bool `toml:"quic"`
 }
 
 type fileTable struct {
@@ -139,6 +148,22 @@ type fileProbe struct {
 	RingBytes         int    `toml:"ring_bytes"`
 }
 
+type fileBGP struct {
+	LocalAS     int               `toml:"local_as"`
+	RouterID    string            `toml:"router_id"`
+	HoldTime    string            `toml:"hold_time"`
+	Communities []string          `toml:"communities"`
+	StopLinger  string            `toml:"stop_linger"`
+	Neighbors   []fileBGPNeighbor `toml:"neighbors"`
+}
+
+type fileBGPNeighbor struct {
+	Address  string  `toml:"address"`
+	AS       int     `toml:"as"`
+	Password *string `toml:"password"`
+	Port     *int    `toml:"port"`
+}
+
 type fileMetrics struct {
 	Listen string `toml:"listen"`
 }
@@ -167,6 +192,7 @@ func defaultFile() fileConfig {
 		Kernel: fileKernel{Name: DefaultKernelName},
 		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold.String(), ParkSize: DefaultParkSize},
 		Table:  fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
+		BGP:    fileBGP{HoldTime: DefaultBGPHoldTime.String(), StopLinger: DefaultBGPStopLinger.String()},
 		Gossip: fileGossip{
 			Enabled:           true,
 			Group:             DefaultGossipGroup,

@@ -283,6 +283,14 @@ func (c *checker) build(r *fileConfig) *Config {
 	}
 	cfg.Tunnel.ParkSize = r.Tunnel.ParkSize
 	c.intRange("tunnel.park_size", r.Tunnel.ParkSize, 1, 4096)
+	c.udpSessions(cfg, r.UDP)
+	switch {
+	case r.Tunnel.ParkUDP != nil:
+		cfg.Tunnel.ParkUDP = *r.Tunnel.ParkUDP
+		c.intRange("tunnel.park_udp", *r.Tunnel.ParkUDP, 0, max(r.Tunnel.ParkSize-1, 0))
+	case len(cfg.UDPSessions) > 0:
+		cfg.Tunnel.ParkUDP = r.Tunnel.ParkSize / 4
+	}
 	cfg.Table.Capacity4 = r.Table.Capacity4
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)
@@ -290,6 +298,7 @@ func (c *checker) build(r *fileConfig) *Config {
 	c.peers(cfg, r.Peers)
 	c.sessions(cfg, r.Sessions)
 	c.gossip(cfg, &r.Gossip)
+	c.bgp(cfg, &r.BGP)
 
 	cfg.Probe = Probe{Enabled: r.Probe.Enabled, Cgroup: r.Probe.Cgroup, Tentative: r.Probe.Tentative,
 		TentativeLifetime: c.duration("probe.tentative_lifetime", r.Probe.TentativeLifetime), RingBytes: r.Probe.RingBytes}
@@ -676,6 +685,27 @@ func (c *checker) sessions(cfg *Config, sessions []fileSession) {
 	}
 }
 
+func (c *checker) udpSessions(cfg *Config, ports []fileUDP) {
+	seen := map[int]int{}
+	for i, u := range ports {
+		key := fmt.Sprintf("udp_sessions[%d]", i)
+		if u.Port == 0 {
+			c.fail(ErrMissing, key+".port", "required (the VIPs' UDP port whose flows are sessions)")
+			continue
+		}
+		p := c.port(key+".port", u.Port)
+		if p == 0 {
+			continue
+		}
+		if j, dup := seen[u.Port]; dup {
+			c.fail(ErrConflict, key+".port", "duplicate port %d (also udp_sessions[%d])", u.Port, j)
+			continue
+		}
+		seen[u.Port] = i
+		cfg.UDPSessions = append(cfg.UDPSessions, UDPSession{Port: p, QUIC: u.QUIC != nil && *u.QUIC})
+	}
+}
+
 func (c *checker) addrPort(key, s string) (netip.AddrPort, bool) {
 	if s == "" {
 		c.fail(ErrMissing, key, "required (address:port, [v6]:port)")
@@ -883,4 +913,85 @@ func onlineCPUs() []int {
 		out[i] = i
 	}
 	return out
+}
+
+func (c *checker) bgp(cfg *Config, r *fileBGP) {
+	b := &cfg.BGP
+	b.HoldTime = c.duration("bgp.hold_time", r.HoldTime)
+	if b.HoldTime != 0 && (b.HoldTime < 3*time.Second || b.HoldTime > 65535*time.Second || b.HoldTime%time.Second != 0) {
+		c.fail(ErrInvalid, "bgp.hold_time", "must be whole seconds from 3s to 65535s (RFC 4271), got %s", r.HoldTime)
+	}
+	b.StopLinger = c.duration("bgp.stop_linger", r.StopLinger)
+	b.Communities = r.Communities
+	for i, cm := range r.Communities {
+		a, v, ok := strings.Cut(cm, ":")
+		_, err1 := strconv.ParseUint(a, 10, 16)
+		_, err2 := strconv.ParseUint(v, 10, 16)
+		if !ok || err1 != nil || err2 != nil {
+			c.fail(ErrInvalid, fmt.Sprintf("bgp.communities[%d]", i), "%q is not AS:value (each 0..65535)", cm)
+		}
+	}
+	if len(r.Neighbors) == 0 {
+		if r.LocalAS != 0 || r.RouterID != "" {
+			c.fail(ErrMissing, "bgp.neighbors", "bgp.local_as or bgp.router_id is set but no [[bgp.neighbors]]: nothing to announce to")
+		}
+		return
+	}
+	if r.LocalAS < 1 || r.LocalAS > 4294967295 {
+		c.fail(ErrInvalid, "bgp.local_as", "must be 1..4294967295, got %d", r.LocalAS)
+	} else {
+		b.LocalAS = uint32(r.LocalAS)
+	}
+	switch {
+	case r.RouterID != "":
+		if a, ok := c.addr("bgp.router_id", r.RouterID); ok {
+			if !a.Is4() {
+				c.fail(ErrInvalid, "bgp.router_id", "%s is not an IPv4 address (a BGP identifier is 32 bits)", a)
+			}
+			b.RouterID = a
+		}
+	case cfg.Host.Address.Is4():
+		b.RouterID = cfg.Host.Address
+	default:
+		c.fail(ErrMissing, "bgp.router_id", "required when host.address is IPv6 (a BGP identifier is 32 bits)")
+	}
+	for _, v := range cfg.Host.VIPs {
+		if v.Addr().Is4() != cfg.Host.Address.Is4() {
+			c.fail(ErrConflict, "bgp", "VIP %s is not of host.address's family: its next hop would be %s", v, cfg.Host.Address)
+		}
+	}
+	seen := map[netip.Addr]int{}
+	for i, n := range r.Neighbors {
+		key := fmt.Sprintf("bgp.neighbors[%d]", i)
+		out := BGPNeighbor{Port: 179}
+		a, ok := c.addr(key+".address", n.Address)
+		if ok {
+			if j, dup := seen[a]; dup {
+				c.fail(ErrConflict, key+".address", "duplicate neighbour %s (also bgp.neighbors[%d])", a, j)
+				ok = false
+			}
+			seen[a] = i
+			out.Address = a
+		}
+		if n.AS < 1 || n.AS > 4294967295 {
+			c.fail(ErrInvalid, key+".as", "must be 1..4294967295, got %d", n.AS)
+			ok = false
+		}
+		out.AS = uint32(n.AS)
+		if n.Password != nil {
+			if len(*n.Password) > 80 {
+				c.fail(ErrInvalid, key+".password", "at most 80 bytes (TCP MD5 key), got %d", len(*n.Password))
+				ok = false
+			}
+			out.Password = *n.Password
+		}
+		if n.Port != nil {
+			if out.Port = c.port(key+".port", *n.Port); out.Port == 0 {
+				ok = false
+			}
+		}
+		if ok {
+			b.Neighbors = append(b.Neighbors, out)
+		}
+	}
 }

@@ -10,6 +10,8 @@ const (
 	CmdLookup   = "lookup"   // LookupArgs; Lookup
 	CmdSessions = "sessions" // SessionsArgs; Sessions
 	CmdStats    = "stats"    // no arguments; Stats
+	CmdDrain    = "drain"    // no arguments; Status after the drain
+	CmdUndrain  = "undrain"  // no arguments; Status after the undrain
 )
 
 // Status is the daemon's identity and health.
@@ -43,6 +45,25 @@ type Status struct {
 	Warming       bool      `json:"warming,omitempty"` // still learning its peers' sessions after the start
 	LastReload    time.Time `json:"last_reload,omitzero"`
 	LastReloadErr string    `json:"last_reload_error,omitempty"`
+	// State is warming, ready, draining, drained or stopping (see OPERATIONS.md, Drain
+	// and maintenance); Announced whether the VIPs are announced (ready), since
+	// AnnouncedAt; WarmAt when the warm-up ended; Owned the sessions this host owns.
+	State         string    `json:"state"`
+	Announced     bool      `json:"announced"`
+	AnnouncedAt   time.Time `json:"announced_at,omitzero"`
+	AnnounceError string    `json:"announce_error,omitempty"`
+	WarmAt        time.Time `json:"warm_at,omitzero"`
+	Owned         int       `json:"owned_sessions"`
+	BGP           []BGPPeer `json:"bgp,omitempty"`
+}
+
+// BGPPeer is one BGP neighbour's session.
+type BGPPeer struct {
+	Address    string    `json:"address"`
+	AS         uint32    `json:"as"`
+	State      string    `json:"state"` // idle, connect, active, opensent, openconfirm, established
+	Since      time.Time `json:"since,omitzero"`
+	Advertised uint64    `json:"advertised"`
 }
 
 // Peer is a host this daemon forwards to, learned by gossip or configured.
@@ -113,7 +134,12 @@ type LcoreStats struct {
 	Decapsulated uint64            `json:"decapsulated"`
 	Classes      map[string]uint64 `json:"classes"`
 	Drops        map[string]uint64 `json:"drops"`
-	BusyRatio    float64           `json:"busy_ratio"`
+	// Park: packets of unknown sessions held for a second lookup: held (by protocol),
+	// released (to the owner or the local kernel once known), expired (to the kernel
+	// after tunnel.park_hold), full (not held: the protocol's share was full),
+	// warmup_dropped.
+	Park      map[string]uint64 `json:"park"`
+	BusyRatio float64           `json:"busy_ratio"`
 }
 
 // PortStats are a DPDK port's counters.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/probe"
 	"github.com/homing-dev/homing/session"
@@ -70,6 +72,21 @@ func (c *control) fail(err error) {
 	c.errMu.Unlock()
 }
 
+// readKeyFile reads and parses a gossip key file (as wire.LoadKeyFile, whose errors
+// these are) and returns its contents too: the start reads the file once, for gossip's
+// keys and for the reload's comparison (startOps).
+func readKeyFile(path string) ([]byte, *wire.KeyRing, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gossip key file: %w", err)
+	}
+	ring, err := wire.ParseKeys(b, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, ring, nil
+}
+
 // startControl starts gossip and the probe as configured.
 func (d *Daemon) startControl() (err error) {
 	cfg := d.Config
@@ -78,10 +95,24 @@ func (d *Daemon) startControl() (err error) {
 	d.ctl = c
 	d.startDomains(ctx, c)
 	var repairL net.Listener
+	// A failed start undoes here what the teardown would not: the repair listener (the
+	// node that closes it never ran) and the multicast socket of a node not made.
+	defer func() {
+		if err == nil {
+			return
+		}
+		if repairL != nil {
+			repairL.Close()
+		}
+		if c.node == nil && c.conn != nil {
+			c.conn.Close()
+			c.conn = nil
+		}
+	}()
 	if cfg.Gossip.Enabled {
-		var keys *gossip.KeyRing
+		var keys *wire.KeyRing
 		if !cfg.Gossip.Insecure {
-			if keys, err = gossip.LoadKeyFile(cfg.Gossip.KeyFile); err != nil {
+			if d.keyFile, keys, err = readKeyFile(cfg.Gossip.KeyFile); err != nil {
 				return fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 			}
 		}
@@ -92,19 +123,12 @@ func (d *Daemon) startControl() (err error) {
 		}
 		if cfg.Gossip.Repair {
 			if repairL, err = gossip.ListenRepair(netip.AddrPortFrom(cfg.Host.Address, cfg.Gossip.RepairPort)); err != nil {
-				c.conn.Close()
-				c.conn = nil
 				return fmt.Errorf("%s: gossip.repair_port: %w", cfg.Source, err)
 			}
 		}
 		// A relay of gossip.relays tees the node's traffic to the other domains (domains.go).
 		relayed, err := d.relayConn(ctx, c, keys)
 		if err != nil {
-			if repairL != nil {
-				repairL.Close()
-			}
-			c.conn.Close()
-			c.conn = nil
 			return err
 		}
 		c.node, err = gossip.New(gossip.Config{
@@ -120,11 +144,6 @@ func (d *Daemon) startControl() (err error) {
 			MaxQueue: cfg.Gossip.MaxQueue, NackRing: nackRing(cfg.Gossip.NackRing),
 		}, relayed, d.Table, templates{d})
 		if err != nil {
-			if repairL != nil {
-				repairL.Close()
-			}
-			c.conn.Close()
-			c.conn = nil
 			return fmt.Errorf("%s: gossip: %w", cfg.Source, err)
 		}
 		if keys != nil {
@@ -151,9 +170,6 @@ func (d *Daemon) startControl() (err error) {
 	if cfg.Probe.Enabled {
 		if c.probe, err = probe.Open(probe.Config{CgroupPath: cfg.Probe.Cgroup, VIPs: cfg.Host.VIPs,
 			RingBytes: cfg.Probe.RingBytes, Logger: d.Log.With("part", "probe")}); err != nil {
-			if repairL != nil {
-				repairL.Close() // the node that would close it never ran
-			}
 			return fmt.Errorf("%s: probe: %w", cfg.Source, err)
 		}
 		c.wg.Add(1)
@@ -189,9 +205,8 @@ func (d *Daemon) startControl() (err error) {
 			defer c.wg.Done()
 			d.warmUp(ctx, c.node)
 		}()
-	} else if d.DP != nil {
-		d.DP.SetWarming(false)
-		d.warming.Store(false)
+	} else {
+		d.warmed()
 	}
 	return nil
 }
@@ -213,10 +228,7 @@ func (d *Daemon) warmUp(ctx context.Context, n *gossip.Node) {
 	if d.DP == nil {
 		return
 	}
-	defer func() {
-		d.DP.SetWarming(false)
-		d.warming.Store(false)
-	}()
+	defer d.warmed()
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -297,7 +309,7 @@ func (d *Daemon) claim(k session.Key) error {
 	if n := d.ctl.node; n != nil {
 		return n.LocalAdd(k)
 	}
-	_, err := d.Table.ApplyBatch([]session.Update{{Key: k, Owner: session.Owner{Host: d.Config.Host.ID, Epoch: gossip.EpochAt(timeNow())}}})
+	_, err := d.Table.ApplyBatch([]session.Update{{Key: k, Owner: session.Owner{Host: d.Config.Host.ID, Epoch: wire.EpochAt(timeNow())}}})
 	return err
 }
 

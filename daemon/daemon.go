@@ -40,8 +40,19 @@ type Daemon struct {
 	DP    *lcore.DataPlane
 	MAC   net.HardwareAddr // the NIC's MAC: the kernel interface's too
 	ctl   *control
+	// ops is the operations state (ops.go): set by Start before the control plane starts,
+	// taken away by stopOps (nil before and after).
+	ops atomic.Pointer[ops]
+	// keyFile is the contents of gossip.key_file as the start read it (startControl).
+	keyFile []byte
 	// warming is set while the data plane warms up after the start (control.go warmUp).
 	warming atomic.Bool
+	// warmDone is set when the warm-up is over (or there is none: no gossip), at warmAt
+	// (Unix ns): from then on the host may announce its VIPs (serving.go).
+	warmDone atomic.Bool
+	warmAt   atomic.Int64
+	// serving is the announcement state (serving.go): set by Start after the operations.
+	serving atomic.Pointer[serving]
 	closed  bool
 }
 
@@ -132,7 +143,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return d, err
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
-		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0}
+		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0,
+		UDPPorts: udpPorts(cfg.UDPSessions)}
 	d.warming.Store(dc.Warming)
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address
@@ -166,13 +178,17 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
 	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
-		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize}); err != nil {
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP}); err != nil {
 		return d, err
 	}
+	d.ops.Store(newOps(d))
 	if err = d.startControl(); err != nil {
 		return d, err
 	}
 	if err = d.startOps(); err != nil {
+		return d, err
+	}
+	if err = d.startServing(); err != nil {
 		return d, err
 	}
 	log.Info("data plane running", "host", cfg.Host.ID, "address", cfg.Host.Address,
@@ -197,6 +213,9 @@ func (d *Daemon) Stop() error {
 
 func (d *Daemon) teardown() error {
 	d.closed = true
+	if s := d.serving.Swap(nil); s != nil {
+		s.stop() // withdraw first, and serve the linger with everything still up
+	}
 	d.stopOps()
 	var errs []error
 	if err := d.stopControl(); err != nil {
@@ -243,3 +262,12 @@ func (d *Daemon) teardown() error {
 }
 
 var timeNow = time.Now
+
+// udpPorts are the data plane's UDP session ports.
+func udpPorts(us []config.UDPSession) []lcore.UDPPort {
+	out := make([]lcore.UDPPort, 0, len(us))
+	for _, u := range us {
+		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC})
+	}
+	return out
+}

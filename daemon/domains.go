@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/lcore"
 )
 
@@ -262,7 +263,7 @@ func (d *Daemon) startDomains(ctx context.Context, c *control) {
 // gossip to the relays of the other domains and multicasts theirs here; the relay's
 // receiver runs until ctx is done.
 // A key rotation (SIGHUP) reaches the relay with the node (rotateKeysWith).
-func (d *Daemon) relayConn(ctx context.Context, c *control, keys *gossip.KeyRing) (gossip.Conn, error) {
+func (d *Daemon) relayConn(ctx context.Context, c *control, keys *wire.KeyRing) (gossip.Conn, error) {
 	cfg := d.Config
 	if !cfg.IsRelay() {
 		return c.conn, nil

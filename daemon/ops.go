@@ -1,7 +1,7 @@
 package daemon
 
 // Operations: the Prometheus endpoint, the control socket homingctl talks to, live
-// reload (SIGHUP), gossip key rotation and rate-limited logging.
+// reload (SIGHUP) and gossip key rotation. (The rate-limited logger is internal/ratelog.)
 //
 //	Prometheus ─GET /metrics─▶ [metrics http] ─Snapshot─▶ lcore, port, table, gossip counters
 //	homingctl ─unix socket──▶ [ctl accept] ─▶ [ctl conn] ─handle─▶ table, node, templates
@@ -11,16 +11,16 @@ package daemon
 // Goroutines: "metrics http" (net/http's server), "ctl accept" and one "ctl conn" per
 // connection (package ctl). All end in stopOps, the first step of teardown.
 //
-// The per-daemon state lives in opsOf, keyed by *Daemon: daemon.go only calls startOps
-// and stopOps. ops.mu protects the live configuration and the reload outcome; countMu
-// the per-owner count cache; reloadMu serialises reloads.
+// The state is an ops in Daemon.ops: Start creates it before the control plane (whose
+// key rotation it holds), startOps starts it, stopOps takes it away. ops.mu protects
+// the live configuration and the reload outcome; countMu the per-owner count cache;
+// reloadMu serialises reloads.
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,6 +38,7 @@ import (
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/metrics"
 	"github.com/homing-dev/homing/session"
@@ -60,14 +61,14 @@ type ops struct {
 	metrics   *metrics.Metrics
 	http      *http.Server
 	ctl       *ctl.Server
-	setKeys   func(*gossip.KeyRing) error // nil: gossip off or insecure
-	level     *slog.LevelVar              // nil: the caller's logger has a fixed level
-	reloadMu  sync.Mutex                  // serialises Reload
-	mu        sync.Mutex                  // protects the fields below
-	live      *config.Config              // the configuration in force (d.Config is the one started with)
-	keyFile   []byte                      // contents of gossip.key_file in force
-	reloaded  time.Time                   // last reload attempt
-	reloadErr string                      // its refusal, "" if it applied
+	setKeys   func(*wire.KeyRing) error // nil: gossip off or insecure
+	level     *slog.LevelVar            // nil: the caller's logger has a fixed level
+	reloadMu  sync.Mutex                // serialises Reload
+	mu        sync.Mutex                // protects the fields below
+	live      *config.Config            // the configuration in force (d.Config is the one started with)
+	keyFile   []byte                    // contents of gossip.key_file in force
+	reloaded  time.Time                 // last reload attempt
+	reloadErr string                    // its refusal, "" if it applied
 
 	countMu    sync.Mutex     // protects the per-owner count cache below
 	owners     map[uint16]int // entries per owner, counted at ownersAt
@@ -76,37 +77,20 @@ type ops struct {
 	ownersGen  uint64        // table inserts+updates+deletes at that count
 }
 
-var (
-	opsMu sync.Mutex
-	opsOf = map[*Daemon]*ops{}
-)
-
-// opsState returns d's operations state, creating it if create is set.
-func (d *Daemon) opsState(create bool) *ops {
-	opsMu.Lock()
-	defer opsMu.Unlock()
-	o := opsOf[d]
-	if o == nil && create {
-		o = &ops{d: d, live: d.Config}
-		cfg := d.Config
-		o.metrics = metrics.New(o, metrics.Info{HostID: cfg.Host.ID, Name: cfg.Host.Name, Address: cfg.Host.Address.String(), Version: Version})
-		opsOf[d] = o
-	}
+// newOps returns d's operations state, not started (startOps starts it).
+func newOps(d *Daemon) *ops {
+	o := &ops{d: d, live: d.Config}
+	cfg := d.Config
+	o.metrics = metrics.New(o, metrics.Info{HostID: cfg.Host.ID, Name: cfg.Host.Name, Address: cfg.Host.Address.String(), Version: Version})
 	return o
 }
 
 // startOps starts the metrics endpoint and the control socket.
 func (d *Daemon) startOps() error {
-	o := d.opsState(true)
+	o := d.ops.Load()
 	cfg := d.Config
 	o.started = time.Now()
-	if cfg.Gossip.Enabled && !cfg.Gossip.Insecure {
-		b, err := os.ReadFile(cfg.Gossip.KeyFile)
-		if err != nil {
-			return fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
-		}
-		o.keyFile = b
-	}
+	o.keyFile = d.keyFile // read by startControl
 	if cfg.Metrics.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
@@ -114,6 +98,7 @@ func (d *Daemon) startOps() error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", o.metrics.Handler())
+		d.routes(mux)
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/" {
 				http.NotFound(w, r)
@@ -140,7 +125,7 @@ func (d *Daemon) startOps() error {
 
 // stopOps stops the metrics endpoint and removes the control socket.
 func (d *Daemon) stopOps() {
-	o := d.opsState(false)
+	o := d.ops.Swap(nil)
 	if o == nil {
 		return
 	}
@@ -154,14 +139,11 @@ func (d *Daemon) stopOps() {
 		_ = o.http.Shutdown(ctx)
 		cancel()
 	}
-	opsMu.Lock()
-	delete(opsOf, d)
-	opsMu.Unlock()
 }
 
 // SetLogLevel gives the daemon the level of its logger, so that a reload can change it.
 func (d *Daemon) SetLogLevel(lv *slog.LevelVar) {
-	if o := d.opsState(true); o != nil {
+	if o := d.ops.Load(); o != nil {
 		o.mu.Lock()
 		o.level = lv
 		o.mu.Unlock()
@@ -170,7 +152,7 @@ func (d *Daemon) SetLogLevel(lv *slog.LevelVar) {
 
 // Metrics returns the daemon's metrics (nil after Stop).
 func (d *Daemon) Metrics() *metrics.Metrics {
-	if o := d.opsState(false); o != nil {
+	if o := d.ops.Load(); o != nil {
 		return o.metrics
 	}
 	return nil
@@ -178,7 +160,7 @@ func (d *Daemon) Metrics() *metrics.Metrics {
 
 // onConverge feeds the convergence histogram (gossip.Config.OnConverge).
 func (d *Daemon) onConverge(s gossip.ConvergeSample) {
-	if o := d.opsState(false); o != nil {
+	if o := d.ops.Load(); o != nil {
 		o.metrics.ObserveConvergence(s.Sent, s.Applied)
 	}
 }
@@ -214,6 +196,9 @@ func (o *ops) Snapshot() metrics.Snapshot {
 	if n := d.Node(); n != nil {
 		s.Gossip = gossipMetrics(n)
 	}
+	if sv := d.serving.Load(); sv != nil {
+		s.Serving = sv.metrics()
+	}
 	if d.ctl != nil && d.ctl.dom != nil && d.ctl.dom.relay != nil {
 		rs := d.ctl.dom.relay.Stats()
 		s.Relay = &metrics.Relay{Forwarded: rs.Forwarded, SendErrors: rs.SendErrors, Received: rs.Received,
@@ -231,12 +216,14 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 	m := metrics.Lcore{ID: l.Lcore, RxNIC: l.RxNIC, RxKernel: l.FromKernel, TxNIC: l.TxNIC, TxKernel: l.TxTAP,
 		Loops: l.Loops, IdleLoops: l.IdleLoops, Sleeps: l.Sleeps, BusyCycles: l.BusyCycles, Cycles: l.Cycles,
 		TemplateRetries: l.TemplateRetries, ParkIn: l.ParkIn, ParkRedirect: l.ParkRedirect, ParkLocal: l.ParkLocal,
-		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop}
+		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop,
+		ParkUDPIn: l.ParkUDPIn, ParkUDPFull: l.ParkUDPFull}
 	m.Classes = [metrics.NumClasses]uint64{
 		metrics.ClassRedirect: l.Redirect, metrics.ClassLocal: l.Local, metrics.ClassMiss: l.Miss,
 		metrics.ClassDeadOwner: l.DeadOwner, metrics.ClassSYN: l.SYN, metrics.ClassDecap: l.Decap,
 		metrics.ClassGUEBad: l.GUEBad, metrics.ClassOther: l.Other, metrics.ClassFrag: l.Frag,
 		metrics.ClassIPOptions: l.IPOpt, metrics.ClassMalformed: l.Malformed, metrics.ClassNoRedirect: l.NoRedirect,
+		metrics.ClassUDPPlain: l.UDPPlain, metrics.ClassQUICInitial: l.QUICInitial,
 	}
 	m.Drops = [metrics.NumDrops]uint64{metrics.DropNICTxFull: l.DropNICTx, metrics.DropKernelTxFull: l.DropTAPTx,
 		metrics.DropNoHeadroom: l.DropHeadroom}
@@ -298,6 +285,11 @@ func (o *ops) ownerCounts() map[uint16]int {
 // ---- control socket ----
 
 func (o *ops) handle(_ context.Context, r ctl.Request) (any, error) {
+	if s := o.d.serving.Load(); s != nil {
+		if v, ok, err := s.handle(r); ok {
+			return v, err
+		}
+	}
 	switch r.Cmd {
 	case ctl.CmdStatus:
 		return o.status(), nil
@@ -348,6 +340,9 @@ func (o *ops) status() ctl.Status {
 	st.KeyRotation = countKeys(o.keyFile) > 1
 	st.Warming = d.warming.Load()
 	o.mu.Unlock()
+	if s := d.serving.Load(); s != nil {
+		s.status(&st)
+	}
 	return st
 }
 
@@ -500,6 +495,9 @@ func (o *ops) stats() ctl.Stats {
 		for dr, v := range l.Drops {
 			ls.Drops[metrics.Drop(dr).String()] = v
 		}
+		ls.Park = map[string]uint64{"held_tcp": l.ParkIn - l.ParkUDPIn, "held_udp": l.ParkUDPIn,
+			"released_redirect": l.ParkRedirect, "released_local": l.ParkLocal, "expired": l.ParkExpired,
+			"full_tcp": l.ParkFull - l.ParkUDPFull, "full_udp": l.ParkUDPFull, "warmup_dropped": l.ParkWarmDrop}
 		if l.Cycles > 0 {
 			ls.BusyRatio = float64(l.BusyCycles) / float64(l.Cycles)
 		}
@@ -550,7 +548,7 @@ func (o *ops) stats() ctl.Stats {
 
 // liveKeys are the configuration keys Reload applies; every other change needs a
 // restart. gossip.key_file is re-read at every reload, changed or not.
-var liveKeys = []string{"peers", "sessions", "log.level", "gossip.key_file"}
+var liveKeys = []string{"peers", "sessions", "log.level", "gossip.key_file", "bgp.neighbors"}
 
 // Reload applies a new configuration to the running daemon: static peers (their header
 // templates), static sessions, the gossip keys (re-reading gossip.key_file: a second key
@@ -558,7 +556,7 @@ var liveKeys = []string{"peers", "sessions", "log.level", "gossip.key_file"}
 // that needs a restart (the error wraps ErrRestartNeeded and names them) or if the key
 // file is invalid. It returns what changed.
 func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
-	o := d.opsState(false)
+	o := d.ops.Load()
 	if o == nil {
 		return nil, errors.New("daemon is not running")
 	}
@@ -578,17 +576,32 @@ func (d *Daemon) Reload(cfg *config.Config) (changes []string, err error) {
 	if keys := RestartKeys(old, cfg); len(keys) > 0 {
 		return nil, fmt.Errorf("%s: %w: %s", cfg.Source, ErrRestartNeeded, strings.Join(keys, ", "))
 	}
+	if old.BGP.Enabled() != cfg.BGP.Enabled() {
+		return nil, fmt.Errorf("%s: %w: bgp.neighbors (BGP turned on or off)", cfg.Source, ErrRestartNeeded)
+	}
 
 	// Check everything before applying anything.
-	var ring *gossip.KeyRing
+	var ring *wire.KeyRing
 	var keyData []byte
 	if cfg.Gossip.Enabled && !cfg.Gossip.Insecure {
 		if keyData, err = os.ReadFile(cfg.Gossip.KeyFile); err != nil {
 			return nil, fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 		}
-		if ring, err = gossip.ParseKeys(keyData, cfg.Gossip.KeyFile); err != nil {
+		if ring, err = wire.ParseKeys(keyData, cfg.Gossip.KeyFile); err != nil {
 			return nil, fmt.Errorf("%s: gossip.key_file: %w", cfg.Source, err)
 		}
+	}
+
+	// BGP neighbours: changed sessions are re-created, the announced set kept.
+	if !reflect.DeepEqual(old.BGP.Neighbors, cfg.BGP.Neighbors) {
+		if err := d.setBGPNeighbors(cfg.BGP.Neighbors); err != nil {
+			return changes, fmt.Errorf("%s: bgp.neighbors: %w", cfg.Source, err)
+		}
+		var ns []string
+		for _, n := range cfg.BGP.Neighbors {
+			ns = append(ns, fmt.Sprintf("%s AS %d", n.Address, n.AS))
+		}
+		changes = append(changes, "bgp neighbours: "+strings.Join(ns, ", "))
 	}
 
 	// Static peers: publish new and changed templates, withdraw removed ones (unless
@@ -731,10 +744,11 @@ func KeyName(field string) string {
 // relay: both switch every channel at once (multicast, repair, NACK, relay envelopes;
 // exchanges already in flight finish with their keys).
 func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
-	if node == nil {
+	o := d.ops.Load()
+	if node == nil || o == nil {
 		return
 	}
-	d.opsState(true).setKeys = func(r *gossip.KeyRing) error {
+	o.setKeys = func(r *wire.KeyRing) error {
 		// The relay first: it checks the datagrams the node seals, and after the
 		// switch the node may seal with a key the relay's old ring does not accept.
 		var err error
@@ -745,7 +759,7 @@ func (d *Daemon) rotateKeysWith(node *gossip.Node, relay *gossip.Relay) {
 	}
 }
 
-// countKeys counts the keys of a key file (see gossip.LoadKeyFile): its lines that are
+// countKeys counts the keys of a key file (see wire.LoadKeyFile): its lines that are
 // neither blank nor comments.
 func countKeys(b []byte) int {
 	n := 0
@@ -755,108 +769,4 @@ func countKeys(b []byte) int {
 		}
 	}
 	return n
-}
-
-// ---- logging ----
-
-// RateLimit wraps h so that each message (keyed by level and message text) is logged
-// at most burst times in a row, then at most once per every; the next record logged
-// after some were suppressed carries suppressed=N. Info records pass untouched: they
-// are reserved for events that are rare by nature (start, stop, peers up and down);
-// Debug, Warn and Error can repeat per packet or per datagram.
-func RateLimit(h slog.Handler, burst int, every time.Duration) slog.Handler {
-	return &limitHandler{h: h, st: &limitState{burst: float64(burst), every: every, m: map[string]*bucket{}, now: time.Now}}
-}
-
-type limitHandler struct {
-	h  slog.Handler
-	st *limitState
-}
-
-type limitState struct {
-	burst float64
-	every time.Duration
-	now   func() time.Time
-	mu    sync.Mutex // protects m
-	m     map[string]*bucket
-}
-
-type bucket struct {
-	tokens     float64
-	last       time.Time
-	suppressed int
-}
-
-// maxKeys bounds the limiter's memory; beyond it idle keys are forgotten.
-const maxKeys = 4096
-
-func (l *limitHandler) Enabled(ctx context.Context, lv slog.Level) bool { return l.h.Enabled(ctx, lv) }
-
-func (l *limitHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelInfo {
-		return l.h.Handle(ctx, r)
-	}
-	n, ok := l.st.take(r.Level.String() + " " + r.Message)
-	if !ok {
-		return nil
-	}
-	if n > 0 {
-		r = r.Clone()
-		r.AddAttrs(slog.Int("suppressed", n))
-	}
-	return l.h.Handle(ctx, r)
-}
-
-// take reports whether a record of key may be logged, and how many were suppressed
-// before it.
-func (s *limitState) take(key string) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	b := s.m[key]
-	if b == nil {
-		if len(s.m) >= maxKeys {
-			for k, v := range s.m {
-				if now.Sub(v.last) > s.every*time.Duration(s.burst) {
-					delete(s.m, k)
-				}
-			}
-			if len(s.m) >= maxKeys {
-				clear(s.m)
-			}
-		}
-		b = &bucket{tokens: s.burst, last: now}
-		s.m[key] = b
-	}
-	if s.every > 0 {
-		b.tokens = min(s.burst, b.tokens+float64(now.Sub(b.last))/float64(s.every))
-	}
-	b.last = now
-	if b.tokens < 1 {
-		b.suppressed++
-		return 0, false
-	}
-	b.tokens--
-	n := b.suppressed
-	b.suppressed = 0
-	return n, true
-}
-
-func (l *limitHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &limitHandler{h: l.h.WithAttrs(as), st: l.st}
-}
-
-func (l *limitHandler) WithGroup(name string) slog.Handler {
-	return &limitHandler{h: l.h.WithGroup(name), st: l.st}
-}
-
-// NewLogger builds homingd's logger: text or JSON on w at the level of lv, rate-limited
-// (RateLimit with a burst of 10 and one per second after it).
-func NewLogger(w io.Writer, format string, lv *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: lv}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if format == "json" {
-		h = slog.NewJSONHandler(w, opts)
-	}
-	return slog.New(RateLimit(h, 10, time.Second))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/probe"
 	"github.com/homing-dev/homing/session"
 )
@@ -26,7 +27,7 @@ const tentLifetime = 3 * time.Second
 // tentNode starts a gossip node with test-sized timers on hub.
 func tentNode(t *testing.T, hub *gossiptest.Hub, id uint16) (*gossip.Node, *gossiptest.Table) {
 	t.Helper()
-	keys, err := gossip.NewKeyRing(bytes.Repeat([]byte{0x5a}, 32), nil)
+	keys, err := wire.NewKeyRing(bytes.Repeat([]byte{0x5a}, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -123,8 +124,8 @@ func benchConvergence(b *testing.B, rate, peers int) {
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(0, "ns/op")
 	s := announcer.Stats()
-	hb := gossip.Heartbeat{Addr: netip.MustParseAddr("198.18.50.1"), MAC: make(net.HardwareAddr, 6)}
-	hbBytes := (s.HeartbeatsSent - s0.HeartbeatsSent) * uint64(gossip.Overhead+hb.Len())
+	hb := wire.Heartbeat{Addr: netip.MustParseAddr("198.18.50.1"), MAC: make(net.HardwareAddr, 6)}
+	hbBytes := (s.HeartbeatsSent - s0.HeartbeatsSent) * uint64(wire.Overhead+hb.Len())
 	dgs := s.DatagramsSent - s0.DatagramsSent - (s.HeartbeatsSent - s0.HeartbeatsSent)
 	recs := s.RecordsSent - s0.RecordsSent
 	bytes := s.BytesSent - s0.BytesSent - hbBytes

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"io"
 	"net"
 	"net/netip"
@@ -44,7 +45,7 @@ var ErrDiscovery = errors.New("discovery file")
 
 type discoveryList map[uint16]DiscoveryHost
 
-func (d DiscoveryHost) matches(hb *Heartbeat) bool {
+func (d DiscoveryHost) matches(hb *wire.Heartbeat) bool {
 	if hb.Addr != d.Addr && hb.AltAddr != d.Addr {
 		return false
 	}

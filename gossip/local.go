@@ -3,22 +3,15 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"time"
 
 	"github.com/homing-dev/homing/session"
 )
 
-// EpochShift turns unix nanoseconds into epochs: an epoch is a unix time in units of
-// 2^16 ns (65.536 µs), which fits 48 bits until the year 2554. A node never hands out
-// the same epoch twice: a claim made within the same unit takes the previous epoch + 1.
-const EpochShift = 16
-
-// EpochAt returns the epoch of time t.
-func EpochAt(t time.Time) uint64 { return uint64(t.UnixNano()) >> EpochShift & session.MaxEpoch }
-
 // nextEpoch returns a fresh, strictly increasing epoch. n.mu is held.
 func (n *Node) nextEpoch() uint64 {
-	e := EpochAt(time.Now())
+	e := wire.EpochAt(n.clock.Now())
 	if e <= n.lastEpoch {
 		e = n.lastEpoch + 1
 	}
@@ -68,7 +61,7 @@ func (n *Node) LocalDelete(k session.Key) error {
 	}
 	n.lingerGen++
 	n.lingering[k] = n.lingerGen
-	n.lingerFIFO = append(n.lingerFIFO, lingerItem{key: k, gen: n.lingerGen, at: time.Now().Add(n.cfg.Linger)})
+	n.lingerFIFO = append(n.lingerFIFO, lingerItem{key: k, gen: n.lingerGen, at: n.clock.Now().Add(n.cfg.Linger)})
 	if len(n.lingerFIFO) == 1 {
 		n.wake(n.wakeLing)
 	}
@@ -93,7 +86,7 @@ func (n *Node) enqueueLocked(u session.Update) error {
 		return fmt.Errorf("announce %v: %w", u.Key, ErrQueueFull)
 	}
 	n.queued.Add(1)
-	n.queue = append(n.queue, queued{rec: u, at: time.Now().UnixNano()})
+	n.queue = append(n.queue, queued{rec: u, at: n.clock.Now().UnixNano()})
 	return nil
 }
 
@@ -113,10 +106,10 @@ type lingerItem struct {
 // linger is the goroutine that announces local deletes when their linger ends. The
 // linger is the same for every delete, so the FIFO is in deadline order.
 func (n *Node) linger(ctx context.Context) {
-	t := time.NewTimer(time.Hour)
+	t := n.clock.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		now := time.Now()
+		now := n.clock.Now()
 		next := time.Duration(-1)
 		n.mu.Lock()
 		i := 0
@@ -147,7 +140,7 @@ func (n *Node) linger(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.wakeLing:
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

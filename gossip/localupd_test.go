@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"github.com/homing-dev/homing/gossip/wire"
 	"testing"
 
 	"github.com/homing-dev/homing/session"
@@ -38,7 +39,7 @@ func TestLocalUpdateAfterNewerClaim(t *testing.T) {
 	}
 	local := n.owners[k].owner
 	newer := session.Owner{Host: 2, Epoch: local.Epoch + 1}
-	n.applyRecords(Header{Type: TypeRecords, Sender: 2, Incarnation: 7}, []Record{{Op: OpAdd, Key: k, Owner: newer}}, false)
+	n.applyRecords(wire.Header{Type: wire.TypeRecords, Sender: 2, Incarnation: 7}, []wire.Record{{Op: wire.OpAdd, Key: k, Owner: newer}}, false)
 	n.mu.Lock()
 	n.applyLocalLocked(nil) // the sender's turn
 	n.mu.Unlock()

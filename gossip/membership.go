@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"github.com/homing-dev/homing/gossip/wire"
 	"time"
 
 	"github.com/homing-dev/homing/session"
@@ -52,7 +53,7 @@ type pendingDrop struct {
 }
 
 // heartbeatLocked handles a peer's admitted heartbeat. n.peersMu is held.
-func (n *Node) heartbeatLocked(h Header, hb *Heartbeat, now time.Time) {
+func (n *Node) heartbeatLocked(h wire.Header, hb *wire.Heartbeat, now time.Time) {
 	if d, ok := n.discovery[h.Sender]; ok && !d.matches(hb) {
 		inc(&n.stats.Mismatch)
 		return
@@ -136,16 +137,16 @@ func (n *Node) cancelDropLocked(id uint16, inc uint64) {
 // housekeeper is the goroutine that takes silent peers down, drops their sessions after
 // the grace and polls the discovery file (the sender sends the heartbeats).
 func (n *Node) housekeeper(ctx context.Context) {
-	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	t := n.clock.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
-	lastPoll := time.Now()
+	lastPoll := n.clock.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
-		now := time.Now()
+		now := n.clock.Now()
 		if n.cfg.DiscoveryFile != "" && now.Sub(lastPoll) >= n.cfg.DiscoveryPoll {
 			lastPoll = now
 			_ = n.pollDiscovery(now, false) // errors are counted and logged

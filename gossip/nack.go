@@ -3,10 +3,10 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/homing-dev/homing/session"
 )
@@ -150,7 +150,7 @@ func (n *Node) forgetMissingLocked(id uint16, p *peerState, upTo uint64) {
 // taken out of the missing set), records or heartbeat: an old heartbeat only fills its
 // gap. n.peersMu is held: recovered datagrams and the end of the key track are
 // serialised (see applyRecords).
-func (n *Node) recoverLocked(h Header, records bool, recs []Record) {
+func (n *Node) recoverLocked(h wire.Header, records bool, recs []wire.Record) {
 	if records {
 		n.applyRecords(h, recs, true)
 	}
@@ -198,8 +198,8 @@ func (n *Node) dueNacksLocked() []nackJob {
 			seqs = append(seqs, s)
 		}
 		slices.Sort(seqs)
-		seqs = seqs[:min(len(seqs), MaxNackSeqs)]
-		for len(NackRanges(seqs)) > MaxNackRanges {
+		seqs = seqs[:min(len(seqs), wire.MaxNackSeqs)]
+		for len(wire.NackRanges(seqs)) > wire.MaxNackRanges {
 			seqs = seqs[:len(seqs)/2]
 		}
 		p.nacking = true
@@ -215,8 +215,8 @@ func (n *Node) nack(ctx context.Context, job nackJob) {
 	add(&n.stats.NackSeqsRequested, len(job.seqs))
 	dgs, err := n.fetchNack(ctx, job)
 	if err == nil {
-		op := NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
-		var recs []Record
+		op := wire.NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
+		var recs []wire.Record
 		for _, d := range dgs {
 			recs = n.handleResent(op, job, d, recs[:0])
 		}
@@ -260,7 +260,7 @@ func (n *Node) nack(ctx context.Context, job nackJob) {
 
 // handleResent checks and applies one datagram of a NACK answer. recs is scratch
 // space, returned for reuse.
-func (n *Node) handleResent(op *Opener, job nackJob, d Datagram, recs []Record) []Record {
+func (n *Node) handleResent(op *wire.Opener, job nackJob, d wire.Datagram, recs []wire.Record) []wire.Record {
 	if err := op.Open(d); err != nil {
 		inc(&n.stats.NackRejects)
 		return recs
@@ -268,14 +268,14 @@ func (n *Node) handleResent(op *Opener, job nackJob, d Datagram, recs []Record) 
 	h := d.Header()
 	var err error
 	switch h.Type {
-	case TypeHeartbeat:
-		var hb Heartbeat
-		hb, err = ParseHeartbeat(d.Body())
+	case wire.TypeHeartbeat:
+		var hb wire.Heartbeat
+		hb, err = wire.ParseHeartbeat(d.Body())
 		if err == nil && (hb.Host != h.Sender || hb.Incarnation != h.Incarnation) {
-			err = ErrMalformed
+			err = wire.ErrMalformed
 		}
-	case TypeRecords:
-		recs, err = ParseRecords(recs, d.Body(), h.Sender, h.Timestamp)
+	case wire.TypeRecords:
+		recs, err = wire.ParseRecords(recs, d.Body(), h.Sender, h.Timestamp)
 	}
 	if err != nil || h.Sender != job.id || h.Incarnation != job.inc || !slices.Contains(job.seqs, h.Seq) {
 		inc(&n.stats.NackRejects)
@@ -293,13 +293,13 @@ func (n *Node) handleResent(op *Opener, job nackJob, d Datagram, recs []Record) 
 	}
 	delete(p.missing, h.Seq)
 	inc(&n.stats.NackRecovered)
-	n.recoverLocked(h, h.Type == TypeRecords, recs)
+	n.recoverLocked(h, h.Type == wire.TypeRecords, recs)
 	return recs
 }
 
 // fetchNack runs the client side of a NACK exchange and returns the datagrams of the
 // answer, not yet opened.
-func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]Datagram, error) {
+func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]wire.Datagram, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RepairTimeout)
 	defer cancel()
 	rs, serverNonce, err := n.dialRepair(ctx, job.id, job.addr, job.inc)
@@ -307,21 +307,21 @@ func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]Datagram, error) {
 		return nil, err
 	}
 	defer rs.close()
-	req := NackRequest{ServerNonce: serverNonce, Target: job.id, Incarnation: job.inc, Ranges: NackRanges(job.seqs)}
+	req := wire.NackRequest{ServerNonce: serverNonce, Target: job.id, Incarnation: job.inc, Ranges: wire.NackRanges(job.seqs)}
 	n.nonce(req.ClientNonce[:])
-	if err := rs.request(TypeNackRequest, AppendNackRequest(make([]byte, HeaderLen, MaxNackRequestLen), &req)); err != nil {
+	if err := rs.request(wire.TypeNackRequest, wire.AppendNackRequest(make([]byte, wire.HeaderLen, wire.MaxNackRequestLen), &req)); err != nil {
 		return nil, err
 	}
-	var dgs []Datagram
+	var dgs []wire.Datagram
 	for i := uint32(0); ; i++ {
-		d, err := rs.read(MaxFrameLen, TypeNackResponse)
+		d, err := rs.read(wire.MaxFrameLen, wire.TypeNackResponse)
 		if err != nil {
 			return nil, fmt.Errorf("nack response frame %d: %w", i, err)
 		}
 		add(&n.stats.NackBytes, len(d))
 		before := len(dgs)
-		var r NackResponse
-		r, dgs, err = ParseNackResponse(dgs, d.Body())
+		var r wire.NackResponse
+		r, dgs, err = wire.ParseNackResponse(dgs, d.Body())
 		if err != nil {
 			return nil, err
 		}
@@ -331,7 +331,7 @@ func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]Datagram, error) {
 		}
 		// The frame buffer is reused: copy this frame's datagrams out.
 		for j := before; j < len(dgs); j++ {
-			dgs[j] = append(Datagram(nil), dgs[j]...)
+			dgs[j] = append(wire.Datagram(nil), dgs[j]...)
 		}
 		if r.Last {
 			return dgs, nil
@@ -341,8 +341,8 @@ func (n *Node) fetchNack(ctx context.Context, job nackJob) ([]Datagram, error) {
 
 // answerNack answers a NACK request (frame d, authenticated, from a listed host) with
 // the datagrams the ring still holds.
-func (n *Node) answerNack(d Datagram, from uint16, nonce [NonceLen]byte, write func([]byte, Header) error) error {
-	req, err := ParseNackRequest(d.Body())
+func (n *Node) answerNack(d wire.Datagram, from uint16, nonce [wire.NonceLen]byte, write func([]byte, wire.Header) error) error {
+	req, err := wire.ParseNackRequest(d.Body())
 	if err != nil {
 		return err
 	}
@@ -369,9 +369,9 @@ func (n *Node) answerNack(d Datagram, from uint16, nonce [NonceLen]byte, write f
 	}
 	defer release()
 
-	h := Header{Type: TypeNackResponse, Timestamp: time.Now().UnixNano()}
-	resp := NackResponse{Nonce: req.ClientNonce}
-	f := AppendNackResponse(make([]byte, HeaderLen, MaxFrameLen), &resp)
+	h := wire.Header{Type: wire.TypeNackResponse, Timestamp: n.clock.Now().UnixNano()}
+	resp := wire.NackResponse{Nonce: req.ClientNonce}
+	f := wire.AppendNackResponse(make([]byte, wire.HeaderLen, wire.MaxFrameLen), &resp)
 	var dg []byte
 	resent, missed := 0, 0
 	for _, g := range req.Ranges {
@@ -384,21 +384,21 @@ func (n *Node) answerNack(d Datagram, from uint16, nonce [NonceLen]byte, write f
 				missed++
 				continue
 			}
-			if len(f)+2+len(dg)+TagLen > MaxFrameLen {
-				if err := write(f[:len(f)+TagLen], h); err != nil {
+			if len(f)+2+len(dg)+wire.TagLen > wire.MaxFrameLen {
+				if err := write(f[:len(f)+wire.TagLen], h); err != nil {
 					return fmt.Errorf("nack response: %w", err)
 				}
 				resp.Index++
-				f = AppendNackResponse(f[:HeaderLen], &resp)
+				f = wire.AppendNackResponse(f[:wire.HeaderLen], &resp)
 			}
-			f = AppendNackDatagram(f, dg)
+			f = wire.AppendNackDatagram(f, dg)
 			resent++
 		}
 	}
 	resp.Last = true
-	f = AppendNackResponse(f[:HeaderLen], &resp)[:len(f)]
+	f = wire.AppendNackResponse(f[:wire.HeaderLen], &resp)[:len(f)]
 	release()
-	if err := write(f[:len(f)+TagLen], h); err != nil {
+	if err := write(f[:len(f)+wire.TagLen], h); err != nil {
 		return fmt.Errorf("nack response: %w", err)
 	}
 	add(&n.stats.NackResent, resent)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -144,14 +145,14 @@ type nackFake struct {
 	mu       sync.Mutex
 	nacks    int
 	fulls    int
-	snapshot func() (uint64, []gossip.Record)
-	nack     func(i int, req gossip.NackRequest) [][]byte
+	snapshot func() (uint64, []wire.Record)
+	nack     func(i int, req wire.NackRequest) [][]byte
 }
 
 func serveNackFake(t *testing.T, nt *gossiptest.Net, p *peer, fk *nackFake) {
 	l := nt.Listen(netip.AddrPortFrom(p.addr.Addr(), gossip.DefaultGossipPort))
 	t.Cleanup(func() { l.Close() })
-	good := gossip.NewSealer(ring(t, testKey))
+	good := wire.NewSealer(ring(t, testKey))
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -161,31 +162,31 @@ func serveNackFake(t *testing.T, nt *gossiptest.Net, p *peer, fk *nackFake) {
 			go func() {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				nonce := [gossip.NonceLen]byte{7}
-				f := append(make([]byte, gossip.HeaderLen), nonce[:]...)
-				f = append(f, make([]byte, gossip.TagLen)...)
-				good.Seal(f, gossip.Header{Type: gossip.TypeRepairChallenge, Sender: 2, Incarnation: p.inc})
+				nonce := [wire.NonceLen]byte{7}
+				f := append(make([]byte, wire.HeaderLen), nonce[:]...)
+				f = append(f, make([]byte, wire.TagLen)...)
+				good.Seal(f, wire.Header{Type: wire.TypeRepairChallenge, Sender: 2, Incarnation: p.inc})
 				if _, err := c.Write(f); err != nil {
 					return
 				}
-				d, _, err := gossip.ReadFrame(c, nil, 0)
+				d, _, err := wire.ReadFrame(c, nil, 0)
 				if err != nil {
 					return
 				}
 				var frames [][]byte
 				fk.mu.Lock()
 				switch d.Type() {
-				case gossip.TypeRepairRequest:
-					req, err := gossip.ParseRepairRequest(d.Body())
+				case wire.TypeRepairRequest:
+					req, err := wire.ParseRepairRequest(d.Body())
 					if err != nil {
 						t.Errorf("fake: %v", err)
 					}
 					seq, recs := fk.snapshot()
-					frames = append(frames, responseFrame(good, gossip.Header{Sender: 2, Incarnation: p.inc, Seq: seq},
-						gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}, recs...))
+					frames = append(frames, responseFrame(good, wire.Header{Sender: 2, Incarnation: p.inc, Seq: seq},
+						wire.RepairResponse{Nonce: req.ClientNonce, Last: true}, recs...))
 					fk.fulls++
-				case gossip.TypeNackRequest:
-					req, err := gossip.ParseNackRequest(d.Body())
+				case wire.TypeNackRequest:
+					req, err := wire.ParseNackRequest(d.Body())
 					if err != nil || req.ServerNonce != nonce || req.Incarnation != p.inc {
 						t.Errorf("fake: nack request %+v, %v", req, err)
 					}
@@ -204,13 +205,13 @@ func serveNackFake(t *testing.T, nt *gossiptest.Net, p *peer, fk *nackFake) {
 }
 
 // nackFrame builds a sealed NACK response frame of host 2 carrying dgs.
-func nackFrame(s *gossip.Sealer, inc uint64, r gossip.NackResponse, dgs ...[]byte) []byte {
-	f := gossip.AppendNackResponse(make([]byte, gossip.HeaderLen), &r)
+func nackFrame(s *wire.Sealer, inc uint64, r wire.NackResponse, dgs ...[]byte) []byte {
+	f := wire.AppendNackResponse(make([]byte, wire.HeaderLen), &r)
 	for _, d := range dgs {
-		f = gossip.AppendNackDatagram(f, d)
+		f = wire.AppendNackDatagram(f, d)
 	}
-	f = append(f, make([]byte, gossip.TagLen)...)
-	s.Seal(f, gossip.Header{Type: gossip.TypeNackResponse, Sender: 2, Incarnation: inc})
+	f = append(f, make([]byte, wire.TagLen)...)
+	s.Seal(f, wire.Header{Type: wire.TypeNackResponse, Sender: 2, Incarnation: inc})
 	return f
 }
 
@@ -224,15 +225,15 @@ func TestNackAnswers(t *testing.T) {
 	c.NoDigest, c.DownAfter = true, 1000 // one heartbeat keeps the fake peer up
 	m := start(t, hub, c)
 	p := newPeer(hub, 2, testKey)
-	good, bad := gossip.NewSealer(ring(t, testKey)), gossip.NewSealer(ring(t, badKey))
+	good, bad := wire.NewSealer(ring(t, testKey)), wire.NewSealer(ring(t, badKey))
 	forged := key(999)
 
 	var mu sync.Mutex
-	truthRecs := map[session.Key]gossip.Record{} // what host 2 owns
-	announce := func(send bool, rs ...gossip.Record) gossip.Datagram {
+	truthRecs := map[session.Key]wire.Record{} // what host 2 owns
+	announce := func(send bool, rs ...wire.Record) wire.Datagram {
 		mu.Lock()
 		for _, r := range rs {
-			if r.Op == gossip.OpAdd {
+			if r.Op == wire.OpAdd {
 				truthRecs[r.Key] = r
 			} else {
 				delete(truthRecs, r.Key)
@@ -240,9 +241,9 @@ func TestNackAnswers(t *testing.T) {
 		}
 		var body []byte
 		for _, r := range rs {
-			body = gossip.AppendRecord(body, r)
+			body = wire.AppendRecord(body, r)
 		}
-		d := p.datagram(gossip.TypeRecords, body)
+		d := p.datagram(wire.TypeRecords, body)
 		mu.Unlock()
 		if send {
 			p.send(d)
@@ -251,61 +252,61 @@ func TestNackAnswers(t *testing.T) {
 	}
 	type phase struct {
 		name   string
-		answer func(req gossip.NackRequest, lost gossip.Datagram) [][]byte
+		answer func(req wire.NackRequest, lost wire.Datagram) [][]byte
 	}
 	var lastGenuine [][]byte
-	genuine := func(req gossip.NackRequest, lost gossip.Datagram) [][]byte {
-		lastGenuine = [][]byte{nackFrame(good, p.inc, gossip.NackResponse{Nonce: req.ClientNonce, Last: true}, lost)}
+	genuine := func(req wire.NackRequest, lost wire.Datagram) [][]byte {
+		lastGenuine = [][]byte{nackFrame(good, p.inc, wire.NackResponse{Nonce: req.ClientNonce, Last: true}, lost)}
 		return lastGenuine
 	}
-	forgedDatagram := func(s *gossip.Sealer, sender uint16, seq uint64) []byte {
-		body := gossip.AppendRecord(nil, add(forged, sender, 9))
-		d := make(gossip.Datagram, gossip.Overhead+len(body))
-		copy(d[gossip.HeaderLen:], body)
-		s.Seal(d, gossip.Header{Type: gossip.TypeRecords, Sender: sender, Incarnation: p.inc, Seq: seq})
+	forgedDatagram := func(s *wire.Sealer, sender uint16, seq uint64) []byte {
+		body := wire.AppendRecord(nil, add(forged, sender, 9))
+		d := make(wire.Datagram, wire.Overhead+len(body))
+		copy(d[wire.HeaderLen:], body)
+		s.Seal(d, wire.Header{Type: wire.TypeRecords, Sender: sender, Incarnation: p.inc, Seq: seq})
 		return d
 	}
 	phases := []phase{
 		{"genuine", genuine},
-		{"replayed answer", func(gossip.NackRequest, gossip.Datagram) [][]byte { return lastGenuine }},
-		{"frame with a wrong key", func(req gossip.NackRequest, lost gossip.Datagram) [][]byte {
-			return [][]byte{nackFrame(bad, p.inc, gossip.NackResponse{Nonce: req.ClientNonce, Last: true}, lost)}
+		{"replayed answer", func(wire.NackRequest, wire.Datagram) [][]byte { return lastGenuine }},
+		{"frame with a wrong key", func(req wire.NackRequest, lost wire.Datagram) [][]byte {
+			return [][]byte{nackFrame(bad, p.inc, wire.NackResponse{Nonce: req.ClientNonce, Last: true}, lost)}
 		}},
-		{"datagram with a wrong key", func(req gossip.NackRequest, lost gossip.Datagram) [][]byte {
-			return [][]byte{nackFrame(good, p.inc, gossip.NackResponse{Nonce: req.ClientNonce, Last: true},
+		{"datagram with a wrong key", func(req wire.NackRequest, lost wire.Datagram) [][]byte {
+			return [][]byte{nackFrame(good, p.inc, wire.NackResponse{Nonce: req.ClientNonce, Last: true},
 				forgedDatagram(bad, 2, lost.Seq()))}
 		}},
-		{"datagram of another sender", func(req gossip.NackRequest, lost gossip.Datagram) [][]byte {
-			return [][]byte{nackFrame(good, p.inc, gossip.NackResponse{Nonce: req.ClientNonce, Last: true},
+		{"datagram of another sender", func(req wire.NackRequest, lost wire.Datagram) [][]byte {
+			return [][]byte{nackFrame(good, p.inc, wire.NackResponse{Nonce: req.ClientNonce, Last: true},
 				forgedDatagram(good, 3, lost.Seq()))}
 		}},
-		{"datagram not asked for", func(req gossip.NackRequest, lost gossip.Datagram) [][]byte {
-			return [][]byte{nackFrame(good, p.inc, gossip.NackResponse{Nonce: req.ClientNonce, Last: true},
+		{"datagram not asked for", func(req wire.NackRequest, lost wire.Datagram) [][]byte {
+			return [][]byte{nackFrame(good, p.inc, wire.NackResponse{Nonce: req.ClientNonce, Last: true},
 				forgedDatagram(good, 2, lost.Seq()+100))}
 		}},
-		{"old incarnation", func(req gossip.NackRequest, lost gossip.Datagram) [][]byte {
-			return [][]byte{nackFrame(good, p.inc-1, gossip.NackResponse{Nonce: req.ClientNonce, Last: true}, lost)}
+		{"old incarnation", func(req wire.NackRequest, lost wire.Datagram) [][]byte {
+			return [][]byte{nackFrame(good, p.inc-1, wire.NackResponse{Nonce: req.ClientNonce, Last: true}, lost)}
 		}},
-		{"nothing (evicted)", func(req gossip.NackRequest, _ gossip.Datagram) [][]byte {
-			return [][]byte{nackFrame(good, p.inc, gossip.NackResponse{Nonce: req.ClientNonce, Last: true})}
+		{"nothing (evicted)", func(req wire.NackRequest, _ wire.Datagram) [][]byte {
+			return [][]byte{nackFrame(good, p.inc, wire.NackResponse{Nonce: req.ClientNonce, Last: true})}
 		}},
 		{"genuine again", genuine},
 	}
 	var cur atomic.Pointer[phase]
-	var lost atomic.Pointer[gossip.Datagram]
+	var lost atomic.Pointer[wire.Datagram]
 	fk := &nackFake{
-		snapshot: func() (uint64, []gossip.Record) {
+		snapshot: func() (uint64, []wire.Record) {
 			mu.Lock()
 			defer mu.Unlock()
-			var rs []gossip.Record
+			var rs []wire.Record
 			for _, r := range truthRecs {
 				rs = append(rs, r)
 			}
 			return p.seq, rs
 		},
-		nack: func(_ int, req gossip.NackRequest) [][]byte {
+		nack: func(_ int, req wire.NackRequest) [][]byte {
 			l := *lost.Load()
-			if len(req.Ranges) != 1 || req.Ranges[0] != (gossip.SeqRange{First: l.Seq(), Count: 1}) {
+			if len(req.Ranges) != 1 || req.Ranges[0] != (wire.SeqRange{First: l.Seq(), Count: 1}) {
 				t.Errorf("%s: asked for %+v, lost %d", cur.Load().name, req.Ranges, l.Seq())
 			}
 			return cur.Load().answer(req, l)

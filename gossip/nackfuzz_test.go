@@ -3,88 +3,26 @@ package gossip
 import (
 	"bytes"
 	"context"
-	"errors"
+	"github.com/homing-dev/homing/gossip/wire"
 	"testing"
 
 	"github.com/homing-dev/homing/session"
 )
-
-func FuzzNackRequest(f *testing.F) {
-	r := NackRequest{ServerNonce: [NonceLen]byte{1}, ClientNonce: [NonceLen]byte{2}, Target: 3, Incarnation: 4,
-		Ranges: NackRanges([]uint64{5, 6, 7, 9, 1000})}
-	f.Add(AppendNackRequest(nil, &r))
-	r.Ranges = []SeqRange{{First: 1, Count: MaxNackSeqs}}
-	f.Add(AppendNackRequest(nil, &r))
-	f.Add(make([]byte, NackRequestHeaderLen+NackRangeLen))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := ParseNackRequest(body)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("err %v", err)
-			}
-			return
-		}
-		if n := r.Seqs(); n < 1 || n > MaxNackSeqs || len(r.Ranges) > MaxNackRanges {
-			t.Fatalf("%d sequence numbers in %d ranges", n, len(r.Ranges))
-		}
-		var seqs []uint64
-		for _, g := range r.Ranges {
-			for s := g.First; s < g.First+uint64(g.Count); s++ {
-				seqs = append(seqs, s)
-			}
-		}
-		if again := NackRanges(seqs); len(again) != len(r.Ranges) {
-			t.Fatalf("ranges %+v coalesce to %+v", r.Ranges, again)
-		}
-		if again := AppendNackRequest(nil, &r); !bytes.Equal(again, body) {
-			t.Fatalf("re-encoded %x, was %x", again, body)
-		}
-	})
-}
-
-func FuzzNackResponse(f *testing.F) {
-	r := NackResponse{Nonce: [NonceLen]byte{9}, Index: 2, Last: true}
-	b := AppendNackResponse(nil, &r)
-	f.Add(bytes.Clone(b))
-	d := seal(nil, Header{Type: TypeRecords, Sender: 2, Incarnation: 1, Seq: 3},
-		AppendRecord(nil, Record{Op: OpAdd, Key: key4(1), Owner: session.Owner{Host: 2, Epoch: 3}}))
-	f.Add(AppendNackDatagram(AppendNackDatagram(b, d), d))
-	f.Add(append(b, 0, 1, 2))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r, dgs, err := ParseNackResponse(nil, body)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) || len(dgs) != 0 {
-				t.Fatalf("err %v with %d datagrams", err, len(dgs))
-			}
-			return
-		}
-		again := AppendNackResponse(nil, &r)
-		for _, d := range dgs {
-			if len(d) < Overhead || len(d) > MaxDatagramLen {
-				t.Fatalf("datagram of %d bytes", len(d))
-			}
-			again = AppendNackDatagram(again, d)
-		}
-		if !bytes.Equal(again, body) {
-			t.Fatalf("re-encoded %x, was %x", again, body)
-		}
-	})
-}
 
 // FuzzNackClient feeds a stream to the client side of a NACK (fetchNack and the
 // datagrams' checks), as the answer of peer 2, incarnation 7, for sequence numbers 4
 // and 5.
 func FuzzNackClient(f *testing.F) {
 	var stream []byte
-	stream = append(stream, seal(nil, Header{Type: TypeRepairChallenge, Sender: 2, Incarnation: 7}, make([]byte, NonceLen))...)
-	d4 := seal(nil, Header{Type: TypeRecords, Sender: 2, Incarnation: 7, Seq: 4},
-		AppendRecord(nil, Record{Op: OpAdd, Key: key4(1), Owner: session.Owner{Host: 2, Epoch: 3}}))
-	d5 := seal(nil, Header{Type: TypeRecords, Sender: 2, Incarnation: 7, Seq: 5},
-		AppendRecord(nil, Record{Op: OpDelete, Key: key4(2), Owner: session.Owner{Host: 2}}))
-	resp := AppendNackDatagram(AppendNackResponse(nil, &NackResponse{}), d4)
-	stream = append(stream, seal(nil, Header{Type: TypeNackResponse, Sender: 2, Incarnation: 7}, resp)...)
-	resp = AppendNackDatagram(AppendNackResponse(nil, &NackResponse{Index: 1, Last: true}), d5)
-	f.Add(append(stream, seal(nil, Header{Type: TypeNackResponse, Sender: 2, Incarnation: 7}, resp)...))
+	stream = append(stream, seal(nil, wire.Header{Type: wire.TypeRepairChallenge, Sender: 2, Incarnation: 7}, make([]byte, wire.NonceLen))...)
+	d4 := seal(nil, wire.Header{Type: wire.TypeRecords, Sender: 2, Incarnation: 7, Seq: 4},
+		wire.AppendRecord(nil, wire.Record{Op: wire.OpAdd, Key: key4(1), Owner: session.Owner{Host: 2, Epoch: 3}}))
+	d5 := seal(nil, wire.Header{Type: wire.TypeRecords, Sender: 2, Incarnation: 7, Seq: 5},
+		wire.AppendRecord(nil, wire.Record{Op: wire.OpDelete, Key: key4(2), Owner: session.Owner{Host: 2}}))
+	resp := wire.AppendNackDatagram(wire.AppendNackResponse(nil, &wire.NackResponse{}), d4)
+	stream = append(stream, seal(nil, wire.Header{Type: wire.TypeNackResponse, Sender: 2, Incarnation: 7}, resp)...)
+	resp = wire.AppendNackDatagram(wire.AppendNackResponse(nil, &wire.NackResponse{Index: 1, Last: true}), d5)
+	f.Add(append(stream, seal(nil, wire.Header{Type: wire.TypeNackResponse, Sender: 2, Incarnation: 7}, resp)...))
 	n := fuzzNode(f)
 	n.mu.Lock()
 	n.putLocked(key4(3), entry{owner: session.Owner{Host: 5, Epoch: 1}, inc: 1})
@@ -103,8 +41,8 @@ func FuzzNackClient(f *testing.F) {
 			if len(dgs) > len(job.seqs) {
 				t.Fatalf("%d datagrams", len(dgs))
 			}
-			op := NewOpener(nil, 0)
-			var recs []Record
+			op := wire.NewOpener(nil, 0)
+			var recs []wire.Record
 			for _, d := range dgs {
 				recs = n.handleResent(op, job, d, recs[:0])
 			}

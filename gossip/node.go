@@ -20,17 +20,18 @@
 // Goroutines (started by Run): receiver, sender, linger, housekeeper; with Repair,
 // repairer, repair server, and one per repair in flight and per answer.
 //
-// Locks, always taken in this order:
-//   - Node.peersMu protects the peer states (membership, sequence tracking, pending
-//     drops), the discovery list, and serialises Templates calls.
-//   - Node.mu protects the ownership map (the source of truth the Table mirrors), the
-//     linger state, the record queue and the pending local updates, and serialises
-//     Table.Apply calls, so that the table sees updates in the order the map took them.
-//     It also protects the per-host digests and the repair tracks.
-//   - Node.sendMu protects the sequence counter and the sealer, so that sequence
-//     numbers go out in increasing order whichever goroutine sends. A repair
-//     snapshot reads the counter with Node.mu held.
-//   - Node.servedMu (a leaf) protects the repair server's per-requester times.
+// Locks, always taken in this order (Node's fields are grouped under the lock that
+// protects them, each group saying what it holds; the others are set by New or atomic):
+//   - Node.peersMu: membership (peer states, sequence tracking, pending drops), the
+//     discovery list, repairs in flight; serialises Templates calls.
+//   - Node.mu: the ownership map (the source of truth the Table mirrors) and what
+//     changes with it (digests, linger state, record queue, pending local updates,
+//     repair tracks); serialises Table.Apply calls, so that the table sees updates in
+//     the order the map took them.
+//   - Node.sendMu: the sequence counter and the sealer, so that sequence numbers go
+//     out in increasing order whichever goroutine sends. A repair snapshot reads the
+//     counter with Node.mu held.
+//   - Node.servedMu (a leaf): the repair server's per-requester state.
 package gossip
 
 import (
@@ -38,6 +39,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -72,7 +74,7 @@ const (
 
 // Config configures a Node. Zero fields take the defaults above.
 type Config struct {
-	// HostID is this host's id, 1..65535, unique in the POP.
+	// HostID is this host's id, 1..session.MaxHostID, unique in the POP.
 	HostID uint16
 	// Addr is this host's primary address (tunnel destination); AltAddr an optional
 	// address of the other family.
@@ -93,7 +95,7 @@ type Config struct {
 
 	// Keys signs and checks datagrams. Without keys New returns ErrNoKey unless
 	// Insecure is set, in which case tags are zero and not checked.
-	Keys     *KeyRing
+	Keys     *wire.KeyRing
 	Insecure bool
 
 	// MaxDatagram is the largest datagram sent and accepted (UDP payload bytes,
@@ -185,6 +187,9 @@ type Config struct {
 	// NoDigest turns off the comparison of heartbeat digests with the local view
 	// (heartbeats carry digests anyway).
 	NoDigest bool
+
+	// Clock is the node's time (see Clock); nil: the real clock.
+	Clock Clock
 
 	// OnConverge, if set, is called after each received records datagram is applied,
 	// from the receiver goroutine; it must be quick.
@@ -291,66 +296,77 @@ type queued struct {
 
 // Node is one host's gossip control plane.
 type Node struct {
+	// Set by New, read-only after: no lock.
 	cfg       Config
 	conn      Conn
 	table     Table
 	templates Templates
 	log       *slog.Logger
+	clock     Clock
 	inc       uint64
+	dialer    Dialer
+	nonce     func([]byte)
 
-	stats Stats // updated with atomic operations only
+	// Atomics and channels: no lock.
+	stats      Stats         // updated with atomic operations only
+	running    atomic.Bool   // Run was called
+	queued     atomic.Int64  // records in queue or the sender's backlog
+	gapPeers   atomic.Int64  // peers with missing datagrams (nack.go)
+	reqSeq     atomic.Uint64 // sequence numbers of repair and NACK requests
+	wakeSend   chan struct{} // the sender: records queued, local updates pending
+	wakeLing   chan struct{} // the linger goroutine: a first deadline
+	wakeRepair chan struct{} // the repairer: a repair or NACK wanted
+	serveSem   chan struct{} // answers being served (repair and NACK)
+	fullSem    chan struct{} // full repair answers being served
+	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
+	// bumped after the store, so that a reader that sees a new generation sees its keys).
+	keys   atomic.Pointer[wire.KeyRing]
+	keyGen atomic.Uint64
 
-	mu         sync.Mutex
-	owners     map[session.Key]entry
-	lastEpoch  uint64
-	lingering  map[session.Key]uint64 // key -> generation of its pending delete
-	lingerFIFO []lingerItem           // deadlines in increasing order
-	lingerGen  uint64
-	queue      []queued
-	localUpd   []session.Update
-	updBuf     []session.Update        // receiver's scratch
-	digests    map[uint16]*Digest      // per owner host, over owners
-	tracks     map[uint16]*repairTrack // peers with a repair in flight
-	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
-	repGen     uint32
+	// The housekeeper's own (and New's, before it starts): no lock.
+	discMod  time.Time // of the discovery file last read
+	discSize int64
 
-	queued   atomic.Int64 // records in queue or the sender's backlog
-	wakeSend chan struct{}
-	wakeLing chan struct{}
-
+	// peersMu (taken before mu) protects membership: the peer states (up and down,
+	// sequence tracking, digests compared, repair wanted), the pending drops, the
+	// discovery list and the repairs in flight; it serialises Templates calls.
 	peersMu   sync.Mutex
 	peers     map[uint16]*peerState
 	drops     []pendingDrop
 	discovery discoveryList // nil: every host is allowed
+	inFlight  int           // repairs running (RepairConcurrency)
 
-	discMod  time.Time // of the discovery file last read; housekeeper (or New) only
-	discSize int64
+	// mu (taken after peersMu, before sendMu) protects the ownership map, the source of
+	// truth the Table mirrors, and all that changes with it: the per-host digests, the
+	// linger state, the record queue, the pending local updates and the repair tracks.
+	// It serialises Table.Apply calls, so that the table sees updates in the order the
+	// map took them.
+	mu         sync.Mutex
+	owners     map[session.Key]entry
+	digests    map[uint16]*wire.Digest // per owner host, over owners
+	lastEpoch  uint64                  // the last epoch handed out (nextEpoch)
+	lingering  map[session.Key]uint64  // key -> generation of its pending delete
+	lingerFIFO []lingerItem            // deadlines in increasing order
+	lingerGen  uint64
+	queue      []queued                // records to announce, taken by the sender
+	localUpd   []session.Update        // local updates to write to the table, by the sender
+	updBuf     []session.Update        // the receiver's scratch
+	tracks     map[uint16]*repairTrack // peers with a repair in flight
+	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
+	repGen     uint32                  // generation of the last repair snapshot
 
+	// sendMu (taken after mu) protects the multicast sequence counter and the sealer,
+	// so that sequence numbers go out in increasing order whichever goroutine sends
+	// (a repair snapshot reads the counter with mu held), and the pushes to the ring.
 	sendMu sync.Mutex
 	seq    uint64
-	sealer *Sealer
+	sealer *wire.Sealer
 	ring   *resendRing // nil without NACK; its own lock, taken under sendMu
 
-	// Repair. inFlight is protected by peersMu; served by servedMu.
-	inFlight    int
-	wakeRepair  chan struct{}
-	dialer      Dialer
-	nonce       func([]byte)
-	reqSeq      atomic.Uint64
-	serveSem    chan struct{}
+	// servedMu (a leaf) protects the repair server's per-requester state.
 	servedMu    sync.Mutex
 	served      map[uint16]time.Time // requester -> last answer started
 	nackServing map[uint16]bool      // requesters with a NACK answer running
-	fullSem     chan struct{}        // full answers running
-
-	gapPeers atomic.Int64 // peers with missing datagrams (nack.go)
-
-	running atomic.Bool
-
-	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
-	// bumped after the store, so that a reader that sees a new generation sees its keys).
-	keys   atomic.Pointer[KeyRing]
-	keyGen atomic.Uint64
 }
 
 // ErrInsecure is returned by SetKeys on a node that runs without keys.
@@ -361,13 +377,13 @@ var ErrInsecure = errors.New("gossip runs without keys (insecure)")
 // exchange in flight finishes with the keys it started with). A rotation gives the new
 // key with the old one as the accepted key, so that peers not yet rotated still agree
 // (see docs/OPERATIONS.md).
-func (n *Node) SetKeys(ring *KeyRing) error {
+func (n *Node) SetKeys(ring *wire.KeyRing) error {
 	if ring == nil || n.keys.Load() == nil {
 		return ErrInsecure
 	}
 	n.sendMu.Lock()
 	n.keys.Store(ring)
-	n.sealer = NewSealer(ring)
+	n.sealer = wire.NewSealer(ring)
 	n.keyGen.Add(1)
 	n.sendMu.Unlock()
 	return nil
@@ -377,7 +393,7 @@ func (n *Node) SetKeys(ring *KeyRing) error {
 // to start it; LocalAdd and LocalDelete may be called before.
 func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error) {
 	if cfg.Keys == nil && !cfg.Insecure {
-		return nil, ErrNoKey
+		return nil, wire.ErrNoKey
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -388,14 +404,15 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		table:      table,
 		templates:  templates,
 		log:        cfg.Logger,
+		clock:      cfg.Clock,
 		inc:        cfg.Incarnation,
 		owners:     make(map[session.Key]entry, max(cfg.SizeHint, 0)),
 		lingering:  make(map[session.Key]uint64),
 		wakeSend:   make(chan struct{}, 1),
 		wakeLing:   make(chan struct{}, 1),
 		peers:      make(map[uint16]*peerState),
-		sealer:     NewSealer(cfg.Keys),
-		digests:    make(map[uint16]*Digest),
+		sealer:     wire.NewSealer(cfg.Keys),
+		digests:    make(map[uint16]*wire.Digest),
 		tracks:     make(map[uint16]*repairTrack),
 		nackTracks: make(map[uint16]*repairTrack),
 
@@ -417,7 +434,7 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.DiscoveryFile != "" {
-		if err := n.pollDiscovery(time.Now(), true); err != nil {
+		if err := n.pollDiscovery(n.clock.Now(), true); err != nil {
 			return nil, err
 		}
 	}
@@ -427,10 +444,10 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 
 func (c *Config) setDefaults() error {
 	bad := func(what string, v any) error { return fmt.Errorf("%s %v: %w", what, v, ErrConfig) }
-	if c.HostID == 0 {
-		return bad("host id", 0)
+	if c.HostID == 0 || c.HostID > session.MaxHostID {
+		return bad("host id", c.HostID)
 	}
-	hb := Heartbeat{Host: c.HostID, Addr: c.Addr, AltAddr: c.AltAddr, MAC: c.MAC, Domain: c.Domain}
+	hb := wire.Heartbeat{Host: c.HostID, Addr: c.Addr, AltAddr: c.AltAddr, MAC: c.MAC, Domain: c.Domain}
 	if err := hb.Check(); err != nil {
 		return fmt.Errorf("host announcement: %w: %w", err, ErrConfig)
 	}
@@ -440,7 +457,7 @@ func (c *Config) setDefaults() error {
 	if c.MaxDatagram == 0 {
 		c.MaxDatagram = DefaultMaxDatagram
 	}
-	if c.MaxDatagram < Overhead+RecordAdd6Len || c.MaxDatagram > MaxDatagramLen {
+	if c.MaxDatagram < wire.Overhead+wire.RecordAdd6Len || c.MaxDatagram > wire.MaxDatagramLen {
 		return bad("max datagram", c.MaxDatagram)
 	}
 	if c.FlushDelay <= 0 {
@@ -500,11 +517,14 @@ func (c *Config) setDefaults() error {
 	if c.NackRingBytes <= 0 {
 		c.NackRingBytes = DefaultNackRingBytes
 	}
-	if c.NackRingBytes < MaxDatagramLen {
+	if c.NackRingBytes < wire.MaxDatagramLen {
 		return bad("nack ring bytes", c.NackRingBytes)
 	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
 	if c.Incarnation == 0 {
-		c.Incarnation = uint64(time.Now().UnixNano())
+		c.Incarnation = uint64(c.Clock.Now().UnixNano())
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -23,8 +24,8 @@ var (
 	badKey  = bytes.Repeat([]byte{0xa5}, 32)
 )
 
-func ring(t testing.TB, k []byte) *gossip.KeyRing {
-	r, err := gossip.NewKeyRing(k, nil)
+func ring(t testing.TB, k []byte) *wire.KeyRing {
+	r, err := wire.NewKeyRing(k, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,43 +272,43 @@ type peer struct {
 	id   uint16
 	inc  uint64
 	seq  uint64
-	seal *gossip.Sealer
+	seal *wire.Sealer
 }
 
 func newPeer(hub *gossiptest.Hub, id uint16, k []byte) *peer {
-	r, _ := gossip.NewKeyRing(k, nil)
-	return &peer{hub: hub, addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 51, byte(id)}), 6081), id: id, inc: 1, seal: gossip.NewSealer(r)}
+	r, _ := wire.NewKeyRing(k, nil)
+	return &peer{hub: hub, addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 51, byte(id)}), 6081), id: id, inc: 1, seal: wire.NewSealer(r)}
 }
 
-func (p *peer) datagram(typ gossip.Type, body []byte) gossip.Datagram {
+func (p *peer) datagram(typ wire.Type, body []byte) wire.Datagram {
 	p.seq++
-	d := make(gossip.Datagram, gossip.Overhead+len(body))
-	copy(d[gossip.HeaderLen:], body)
-	p.seal.Seal(d, gossip.Header{Type: typ, Sender: p.id, Incarnation: p.inc, Seq: p.seq, Timestamp: time.Now().UnixNano()})
+	d := make(wire.Datagram, wire.Overhead+len(body))
+	copy(d[wire.HeaderLen:], body)
+	p.seal.Seal(d, wire.Header{Type: typ, Sender: p.id, Incarnation: p.inc, Seq: p.seq, Timestamp: time.Now().UnixNano()})
 	return d
 }
 
 func (p *peer) send(d []byte) { p.hub.Inject(p.addr, d) }
 
-func (p *peer) records(rs ...gossip.Record) {
+func (p *peer) records(rs ...wire.Record) {
 	var body []byte
 	for _, r := range rs {
-		body = gossip.AppendRecord(body, r)
+		body = wire.AppendRecord(body, r)
 	}
-	p.send(p.datagram(gossip.TypeRecords, body))
+	p.send(p.datagram(wire.TypeRecords, body))
 }
 
 func (p *peer) heartbeat() {
-	hb := gossip.Heartbeat{Host: p.id, Incarnation: p.inc, Addr: p.addr.Addr(), MAC: net.HardwareAddr{2, 0, 0, 0, 1, byte(p.id)}, TunnelPort: 6080}
-	p.send(p.datagram(gossip.TypeHeartbeat, gossip.AppendHeartbeat(nil, &hb)))
+	hb := wire.Heartbeat{Host: p.id, Incarnation: p.inc, Addr: p.addr.Addr(), MAC: net.HardwareAddr{2, 0, 0, 0, 1, byte(p.id)}, TunnelPort: 6080}
+	p.send(p.datagram(wire.TypeHeartbeat, wire.AppendHeartbeat(nil, &hb)))
 }
 
-func add(k session.Key, host uint16, epoch uint64) gossip.Record {
-	return gossip.Record{Op: gossip.OpAdd, Key: k, Owner: session.Owner{Host: host, Epoch: epoch}}
+func add(k session.Key, host uint16, epoch uint64) wire.Record {
+	return wire.Record{Op: wire.OpAdd, Key: k, Owner: session.Owner{Host: host, Epoch: epoch}}
 }
 
-func del(k session.Key, host uint16) gossip.Record {
-	return gossip.Record{Op: gossip.OpDelete, Key: k, Owner: session.Owner{Host: host}}
+func del(k session.Key, host uint16) wire.Record {
+	return wire.Record{Op: wire.OpDelete, Key: k, Owner: session.Owner{Host: host}}
 }
 
 func TestRejectsCounted(t *testing.T) {
@@ -315,21 +316,21 @@ func TestRejectsCounted(t *testing.T) {
 	m := ms[0]
 	p := newPeer(hub, 20, testKey)
 	wrong := newPeer(hub, 21, badKey)
-	rec := gossip.AppendRecord(nil, add(key(1), 20, 5))
+	rec := wire.AppendRecord(nil, add(key(1), 20, 5))
 
-	flip := func(d gossip.Datagram, off int, v byte) []byte { d[off] = v; return d }
-	p.send(flip(p.datagram(gossip.TypeRecords, rec), 0, 'X'))  // bad magic
-	p.send(flip(p.datagram(gossip.TypeRecords, rec), 2, 9))    // version
-	p.send(p.datagram(3, rec))                                 // unknown type
-	p.send(p.datagram(gossip.TypeRecords, rec)[:40])           // truncated
-	p.send(p.datagram(gossip.TypeRecords, make([]byte, 1000))) // over the configured max
-	p.send(make([]byte, 9100))                                 // jumbo
-	wrong.send(wrong.datagram(gossip.TypeRecords, rec))        // bad tag
-	p.send(p.datagram(gossip.TypeRecords, append(rec, 0x07)))  // malformed record
-	p.send(p.datagram(gossip.TypeHeartbeat, []byte{1, 2, 3}))  // malformed heartbeat
-	own := newPeer(hub, 1, testKey)                            // our own host id
-	own.records(add(key(2), 1, 5))                             //
-	good := p.datagram(gossip.TypeRecords, rec)
+	flip := func(d wire.Datagram, off int, v byte) []byte { d[off] = v; return d }
+	p.send(flip(p.datagram(wire.TypeRecords, rec), 0, 'X'))  // bad magic
+	p.send(flip(p.datagram(wire.TypeRecords, rec), 2, 9))    // version
+	p.send(p.datagram(3, rec))                               // unknown type
+	p.send(p.datagram(wire.TypeRecords, rec)[:40])           // truncated
+	p.send(p.datagram(wire.TypeRecords, make([]byte, 1000))) // over the configured max
+	p.send(make([]byte, 9100))                               // jumbo
+	wrong.send(wrong.datagram(wire.TypeRecords, rec))        // bad tag
+	p.send(p.datagram(wire.TypeRecords, append(rec, 0x07)))  // malformed record
+	p.send(p.datagram(wire.TypeHeartbeat, []byte{1, 2, 3}))  // malformed heartbeat
+	own := newPeer(hub, 1, testKey)                          // our own host id
+	own.records(add(key(2), 1, 5))                           //
+	good := p.datagram(wire.TypeRecords, rec)
 	p.send(good) // accepted
 	p.send(good) // replay
 	p.seq = good.Seq() + 5
@@ -356,7 +357,9 @@ func TestRejectsCounted(t *testing.T) {
 }
 
 func TestConflictRules(t *testing.T) {
-	hub, ms := cluster(t, 1, nil)
+	// A fake clock: the linger below ends when the test advances it.
+	clk := gossiptest.NewClock(time.Unix(1_700_000_000, 0))
+	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.Clock = clk })
 	tb := ms[0].table
 	a, b := newPeer(hub, 10, testKey), newPeer(hub, 11, testKey)
 	k := key(1)
@@ -388,42 +391,66 @@ func TestConflictRules(t *testing.T) {
 
 	// A local claim takes a fresh epoch and wins over a peer's; the peer's later claim
 	// with a newer epoch takes it back, and the lingering local delete does not remove it.
-	k2 := key(2)
-	step2 := func() { a.records(add(k2, 10, gossip.EpochAt(time.Now().Add(-time.Second)))) }
+	// (k3, a local session closed after k2, is the mark that the linger of k2 is over.)
+	k2, k3 := key(2), key(3)
+	step2 := func() { a.records(add(k2, 10, wire.EpochAt(clk.Now().Add(-time.Second)))) }
 	step2()
 	gossiptest.WaitFor(t, wait, "peer claim", owned(tb, k2, 10))
-	if err := ms[0].node.LocalAdd(k2); err != nil {
-		t.Fatal(err)
+	for _, k := range []session.Key{k2, k3} {
+		if err := ms[0].node.LocalAdd(k); err != nil {
+			t.Fatal(err)
+		}
 	}
 	gossiptest.WaitFor(t, wait, "local claim", owned(tb, k2, 1))
-	if err := ms[0].node.LocalDelete(k2); err != nil {
-		t.Fatal(err)
+	for _, k := range []session.Key{k2, k3} {
+		if err := ms[0].node.LocalDelete(k); err != nil {
+			t.Fatal(err)
+		}
 	}
-	a.records(add(k2, 10, gossip.EpochAt(time.Now().Add(time.Second))))
+	a.records(add(k2, 10, wire.EpochAt(clk.Now().Add(time.Second))))
 	gossiptest.WaitFor(t, wait, "newer peer claim", owned(tb, k2, 10))
-	time.Sleep(100 * time.Millisecond) // past the 50ms linger
+	clk.Advance(100 * time.Millisecond) // past the 50ms linger
+	gossiptest.WaitFor(t, wait, "the linger of k3 (after k2's)", absent(tb, k3))
 	if o, ok := tb.Get(k2); !ok || o.Host != 10 {
 		t.Errorf("after linger: %+v %v, want owner 10", o, ok)
 	}
 }
 
+// TestLingerCancel: a session re-added during its linger is not deleted when the
+// linger ends. The nodes share a fake clock, which moves when the test says: by a
+// millisecond each time a wait polls (heartbeats, flush slots), and past the linger at
+// once. k2, closed after k, marks the end of k's linger.
 func TestLingerCancel(t *testing.T) {
-	hub, ms := cluster(t, 2, func(c *gossip.Config) { c.Linger = 150 * time.Millisecond })
+	clk := gossiptest.NewClock(time.Unix(1_700_000_000, 0))
+	hub, ms := cluster(t, 2, func(c *gossip.Config) {
+		c.Linger, c.Clock = 150*time.Millisecond, clk
+		c.DownAfter = 1 << 20 // the clock jumps: no peer goes down meanwhile
+	})
 	rt := tapRecords(t, hub.Conn())
-	k := key(3)
-	if err := ms[0].node.LocalAdd(k); err != nil {
-		t.Fatal(err)
+	tick := func(cond func() bool) func() bool {
+		return func() bool { clk.Advance(time.Millisecond); return cond() }
 	}
-	gossiptest.WaitFor(t, wait, "add", owned(ms[1].table, k, 1))
+	k, k2 := key(3), key(4)
+	for _, k := range []session.Key{k, k2} {
+		if err := ms[0].node.LocalAdd(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gossiptest.WaitFor(t, wait, "add", tick(func() bool { return owned(ms[1].table, k, 1)() && owned(ms[1].table, k2, 1)() }))
 	o1, _ := ms[1].table.Get(k)
-	if err := ms[0].node.LocalDelete(k); err != nil {
-		t.Fatal(err)
+	for _, k := range []session.Key{k, k2} {
+		if err := ms[0].node.LocalDelete(k); err != nil {
+			t.Fatal(err)
+		}
 	}
-	time.Sleep(20 * time.Millisecond)
+	clk.Advance(20 * time.Millisecond)
 	if err := ms[0].node.LocalAdd(k); err != nil { // re-added during the linger
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	clk.Advance(300 * time.Millisecond)
+	gossiptest.WaitFor(t, wait, "k2's delete", tick(func() bool {
+		return absent(ms[1].table, k2)() && slices.ContainsFunc(rt.keys(wire.OpDelete), func(d session.Key) bool { return d == k2 })
+	}))
 	for _, m := range ms {
 		o, ok := m.table.Get(k)
 		if !ok || o.Host != 1 || o.Epoch <= o1.Epoch {
@@ -431,13 +458,9 @@ func TestLingerCancel(t *testing.T) {
 		}
 	}
 	deletes := 0
-	dgs, _ := rt.get()
-	for _, d := range dgs {
-		rs, _ := gossip.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())
-		for _, r := range rs {
-			if r.Op == gossip.OpDelete {
-				deletes++
-			}
+	for _, d := range rt.keys(wire.OpDelete) {
+		if d == k {
+			deletes++
 		}
 	}
 	if deletes != 0 {
@@ -455,13 +478,13 @@ func TestLingerCancel(t *testing.T) {
 // recordTap collects the records datagrams a node sends.
 type recordTap struct {
 	mu    sync.Mutex
-	dgs   []gossip.Datagram
+	dgs   []wire.Datagram
 	times []time.Time
 }
 
 func tapRecords(t testing.TB, c *gossiptest.Conn) *recordTap {
 	rt := &recordTap{}
-	op := gossip.NewOpener(ring(t, testKey), 0)
+	op := wire.NewOpener(ring(t, testKey), 0)
 	go func() {
 		buf := make([]byte, 9216)
 		for {
@@ -469,8 +492,8 @@ func tapRecords(t testing.TB, c *gossiptest.Conn) *recordTap {
 			if err != nil {
 				return
 			}
-			d := gossip.Datagram(bytes.Clone(buf[:n]))
-			if op.Open(d) != nil || d.Type() != gossip.TypeRecords {
+			d := wire.Datagram(bytes.Clone(buf[:n]))
+			if op.Open(d) != nil || d.Type() != wire.TypeRecords {
 				continue
 			}
 			rt.mu.Lock()
@@ -483,7 +506,7 @@ func tapRecords(t testing.TB, c *gossiptest.Conn) *recordTap {
 	return rt
 }
 
-func (rt *recordTap) get() ([]gossip.Datagram, []time.Time) {
+func (rt *recordTap) get() ([]wire.Datagram, []time.Time) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return slices.Clone(rt.dgs), slices.Clone(rt.times)
@@ -491,8 +514,23 @@ func (rt *recordTap) get() ([]gossip.Datagram, []time.Time) {
 
 func (rt *recordTap) count() int { d, _ := rt.get(); return len(d) }
 
-func nrecs(t testing.TB, d gossip.Datagram) int {
-	rs, err := gossip.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())
+// keys returns the keys of the records of op seen so far, in order.
+func (rt *recordTap) keys(op wire.Op) []session.Key {
+	dgs, _ := rt.get()
+	var ks []session.Key
+	for _, d := range dgs {
+		rs, _ := wire.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())
+		for _, r := range rs {
+			if r.Op == op {
+				ks = append(ks, r.Key)
+			}
+		}
+	}
+	return ks
+}
+
+func nrecs(t testing.TB, d wire.Datagram) int {
+	rs, err := wire.ParseRecords(nil, d.Body(), d.Sender(), d.Timestamp())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +543,7 @@ func TestFlushOnSize(t *testing.T) {
 	// Compact IPv4 adds to one VIP: the first 15 bytes, the others 8 (same destination,
 	// 1-byte epoch delta).
 	const first, next = 15, 8
-	perDatagram := 1 + (gossip.DefaultMaxDatagram-gossip.Overhead-first)/next // 168
+	perDatagram := 1 + (gossip.DefaultMaxDatagram-wire.Overhead-first)/next // 168
 	for i := range perDatagram + 1 {
 		if err := ms[0].node.LocalAdd(key(i)); err != nil {
 			t.Fatal(err)
@@ -673,7 +711,7 @@ func TestConfig(t *testing.T) {
 	hub := gossiptest.NewHub()
 	cfg := fastConfig(t, 1)
 	cfg.Keys = nil
-	if _, err := gossip.New(cfg, hub.Conn(), gossiptest.NewTable(), gossiptest.NewTemplates()); !errors.Is(err, gossip.ErrNoKey) {
+	if _, err := gossip.New(cfg, hub.Conn(), gossiptest.NewTable(), gossiptest.NewTemplates()); !errors.Is(err, wire.ErrNoKey) {
 		t.Errorf("no key: %v", err)
 	}
 	cfg.Insecure = true
@@ -737,7 +775,7 @@ func TestHeartbeatsWhileRateLimited(t *testing.T) {
 	_, ms := cluster(t, 2, func(c *gossip.Config) {
 		// ~4 records a datagram, 1000 datagrams/s: 6000 records are 1.5 s of backlog,
 		// waits of 1 ms between tokens (the precise timer's range).
-		c.MaxRate, c.MaxBurst, c.MaxQueue, c.MaxDatagram = 1000, 1, 1<<16, gossip.Overhead+gossip.RecordAdd6Len
+		c.MaxRate, c.MaxBurst, c.MaxQueue, c.MaxDatagram = 1000, 1, 1<<16, wire.Overhead+wire.RecordAdd6Len
 		c.HeartbeatInterval, c.DownAfter, c.Grace = 20*time.Millisecond, 5, 10*time.Second
 	})
 	for _, m := range ms {

@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"errors"
+	"github.com/homing-dev/homing/gossip/wire"
 	"net"
 	"sync/atomic"
 	"time"
@@ -12,14 +13,14 @@ import (
 
 // receiver is the goroutine that reads, checks and applies datagrams.
 func (n *Node) receiver(ctx context.Context) {
-	buf := make([]byte, MaxDatagramLen+1) // one more byte than acceptable: oversize shows
+	buf := make([]byte, wire.MaxDatagramLen+1) // one more byte than acceptable: oversize shows
 	gen := n.keyGen.Load()
-	op := NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
-	var recs []Record
+	op := wire.NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
+	var recs []wire.Record
 	for {
 		m, _, err := n.conn.Recv(buf)
 		if g := n.keyGen.Load(); g != gen {
-			gen, op = g, NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
+			gen, op = g, wire.NewOpener(n.keys.Load(), n.cfg.MaxDatagram)
 		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
@@ -34,7 +35,7 @@ func (n *Node) receiver(ctx context.Context) {
 			}
 			continue
 		}
-		recs = n.handle(op, Datagram(buf[:m]), recs[:0])
+		recs = n.handle(op, wire.Datagram(buf[:m]), recs[:0])
 	}
 }
 
@@ -42,24 +43,24 @@ func (n *Node) receiver(ctx context.Context) {
 func (n *Node) countReject(err error) {
 	p := &n.stats.Malformed
 	switch {
-	case errors.Is(err, ErrBadMagic):
+	case errors.Is(err, wire.ErrBadMagic):
 		p = &n.stats.BadMagic
-	case errors.Is(err, ErrBadVersion):
+	case errors.Is(err, wire.ErrBadVersion):
 		p = &n.stats.BadVersion
-	case errors.Is(err, ErrUnknownType):
+	case errors.Is(err, wire.ErrUnknownType):
 		p = &n.stats.UnknownType
-	case errors.Is(err, ErrTruncated):
+	case errors.Is(err, wire.ErrTruncated):
 		p = &n.stats.Truncated
-	case errors.Is(err, ErrOversize):
+	case errors.Is(err, wire.ErrOversize):
 		p = &n.stats.Oversize
-	case errors.Is(err, ErrBadTag):
+	case errors.Is(err, wire.ErrBadTag):
 		p = &n.stats.AuthFailures
 	}
 	inc(p)
 }
 
 // handle processes one datagram. recs is scratch space, returned for reuse.
-func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
+func (n *Node) handle(op *wire.Opener, d wire.Datagram, recs []wire.Record) []wire.Record {
 	inc(&n.stats.DatagramsReceived)
 	add(&n.stats.BytesReceived, len(d))
 	if err := op.Open(d); err != nil {
@@ -71,22 +72,22 @@ func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
 		inc(&n.stats.OwnDatagrams)
 		return recs
 	}
-	var hb Heartbeat
+	var hb wire.Heartbeat
 	var err error
 	switch h.Type {
-	case TypeHeartbeat:
-		hb, err = ParseHeartbeat(d.Body())
+	case wire.TypeHeartbeat:
+		hb, err = wire.ParseHeartbeat(d.Body())
 		if err == nil && (hb.Host != h.Sender || hb.Incarnation != h.Incarnation) {
-			err = ErrMalformed
+			err = wire.ErrMalformed
 		}
-	case TypeRecords:
-		recs, err = ParseRecords(recs, d.Body(), h.Sender, h.Timestamp)
+	case wire.TypeRecords:
+		recs, err = wire.ParseRecords(recs, d.Body(), h.Sender, h.Timestamp)
 	}
 	if err != nil {
 		inc(&n.stats.Malformed)
 		return recs
 	}
-	now := time.Now()
+	now := n.clock.Now()
 	n.peersMu.Lock()
 	switch n.admitLocked(h, now) {
 	case admitReject:
@@ -95,11 +96,11 @@ func (n *Node) handle(op *Opener, d Datagram, recs []Record) []Record {
 	case admitMissing:
 		// A datagram missed before arrives late (reordered): it fills its gap.
 		inc(&n.stats.NackLate)
-		n.recoverLocked(h, h.Type == TypeRecords, recs)
+		n.recoverLocked(h, h.Type == wire.TypeRecords, recs)
 		n.peersMu.Unlock()
 		return recs
 	}
-	if h.Type == TypeHeartbeat {
+	if h.Type == wire.TypeHeartbeat {
 		n.heartbeatLocked(h, &hb, now)
 		n.peersMu.Unlock()
 		inc(&n.stats.HeartbeatsReceived)
@@ -120,7 +121,7 @@ func wins(a, b session.Owner) bool {
 // the table in one Apply. A recovered datagram (one that filled a gap, late or resent
 // after a NACK; n.peersMu is held then) skips the keys that a later datagram of its
 // sender already touched: they are newer.
-func (n *Node) applyRecords(h Header, recs []Record, recovered bool) {
+func (n *Node) applyRecords(h wire.Header, recs []wire.Record, recovered bool) {
 	n.mu.Lock()
 	ups := n.updBuf[:0]
 	tr := n.tracks[h.Sender]
@@ -142,7 +143,7 @@ func (n *Node) applyRecords(h Header, recs []Record, recovered bool) {
 		}
 		cur, ok := n.owners[r.Key]
 		switch r.Op {
-		case OpAdd:
+		case wire.OpAdd:
 			if ok && cur.owner == r.Owner {
 				cur.inc = h.Incarnation // idempotent repeat; the claim now lives in this incarnation
 				n.owners[r.Key] = cur
@@ -154,7 +155,7 @@ func (n *Node) applyRecords(h Header, recs []Record, recovered bool) {
 			}
 			n.putLocked(r.Key, entry{owner: r.Owner, inc: h.Incarnation})
 			ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
-		case OpDelete:
+		case wire.OpDelete:
 			if !ok || cur.owner.Host != r.Owner.Host {
 				inc(&n.stats.StaleRecords)
 				continue
@@ -170,7 +171,7 @@ func (n *Node) applyRecords(h Header, recs []Record, recovered bool) {
 	add(&n.stats.RecordsReceived, len(recs))
 	add(&n.stats.RecordsApplied, len(ups))
 	if f := n.cfg.OnConverge; f != nil {
-		f(ConvergeSample{From: h.Sender, Records: len(recs), Sent: time.Unix(0, h.Timestamp), Applied: time.Now()})
+		f(ConvergeSample{From: h.Sender, Records: len(recs), Sent: time.Unix(0, h.Timestamp), Applied: n.clock.Now()})
 	}
 }
 
@@ -188,7 +189,7 @@ const (
 // missed, which are tracked for a NACK (or ask for a full repair); a missed datagram
 // that arrives later is admitted once; a higher incarnation starts over (and the older
 // incarnation's sessions go after the grace). n.peersMu is held.
-func (n *Node) admitLocked(h Header, now time.Time) admitVerdict {
+func (n *Node) admitLocked(h wire.Header, now time.Time) admitVerdict {
 	if n.discovery != nil {
 		if _, ok := n.discovery[h.Sender]; !ok {
 			inc(&n.stats.UnknownHost)

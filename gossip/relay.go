@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -47,10 +48,6 @@ import (
 // receiver goroutines (through the Conn of Tee). Relay.mu protects the domains, the
 // dedup windows, the envelope sequence and the MAC states.
 
-// TypeRelay is the message type of a relay envelope (unicast between relays only; on
-// multicast it is an unknown type).
-const TypeRelay Type = 6
-
 // DefaultRelayPort is the UDP port of the relays.
 const DefaultRelayPort = 6082
 
@@ -74,7 +71,7 @@ type RelayConfig struct {
 	// Incarnation of the relay's envelopes; 0: the start time in unix nanoseconds.
 	Incarnation uint64
 	// Keys seal and check envelopes and check relayed datagrams; nil needs Insecure.
-	Keys     *KeyRing
+	Keys     *wire.KeyRing
 	Insecure bool
 	// MaxDatagram bounds the relayed datagrams (default DefaultMaxDatagram).
 	MaxDatagram int
@@ -113,8 +110,8 @@ type Relay struct {
 	seen    map[uint16]*dedup // per relayed sender
 	relays  map[netip.Addr]*dedup
 	seq     uint64
-	sealer  *Sealer
-	opener  *Opener
+	sealer  *wire.Sealer
+	opener  *wire.Opener
 	env     []byte
 	peers   map[netip.Addr]bool
 }
@@ -156,9 +153,9 @@ func (d *dedup) fresh(inc, seq uint64) bool {
 // NewRelay returns a relay; Run starts its receiver.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.Keys == nil && !cfg.Insecure {
-		return nil, ErrNoKey
+		return nil, wire.ErrNoKey
 	}
-	if cfg.HostID == 0 || !validDomain(cfg.Domain) || cfg.Unicast == nil || cfg.Local == nil {
+	if cfg.HostID == 0 || !wire.ValidDomain(cfg.Domain) || cfg.Unicast == nil || cfg.Local == nil {
 		return nil, fmt.Errorf("relay of host %d, domain %q: %w", cfg.HostID, cfg.Domain, ErrConfig)
 	}
 	if cfg.MaxDatagram == 0 {
@@ -168,8 +165,8 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.Incarnation = uint64(time.Now().UnixNano())
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, domains: map[uint16]string{cfg.HostID: cfg.Domain},
-		seen: map[uint16]*dedup{}, relays: map[netip.Addr]*dedup{}, sealer: NewSealer(cfg.Keys),
-		opener: NewOpener(cfg.Keys, cfg.MaxDatagram), peers: map[netip.Addr]bool{}}
+		seen: map[uint16]*dedup{}, relays: map[netip.Addr]*dedup{}, sealer: wire.NewSealer(cfg.Keys),
+		opener: wire.NewOpener(cfg.Keys, cfg.MaxDatagram), peers: map[netip.Addr]bool{}}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -217,7 +214,7 @@ func (t *teeConn) Recv(buf []byte) (int, netip.AddrPort, error) {
 // it learns senders' domains from heartbeats and forwards the datagrams of this
 // domain's senders to the peer relays. It does not keep b.
 func (r *Relay) Observe(b []byte) {
-	d := Datagram(b)
+	d := wire.Datagram(b)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.opener.Open(d) != nil {
@@ -229,13 +226,13 @@ func (r *Relay) Observe(b []byte) {
 		return
 	}
 	r.seq++
-	n := Overhead + len(b)
+	n := wire.Overhead + len(b)
 	if cap(r.env) < n {
 		r.env = make([]byte, n)
 	}
-	env := Datagram(r.env[:n])
-	copy(env[HeaderLen:], b)
-	r.sealer.Seal(env, Header{Type: TypeRelay, Sender: r.cfg.HostID, Incarnation: r.cfg.Incarnation, Seq: r.seq,
+	env := wire.Datagram(r.env[:n])
+	copy(env[wire.HeaderLen:], b)
+	r.sealer.Seal(env, wire.Header{Type: wire.TypeRelay, Sender: r.cfg.HostID, Incarnation: r.cfg.Incarnation, Seq: r.seq,
 		Timestamp: time.Now().UnixNano()})
 	for _, p := range r.cfg.Peers {
 		if err := r.cfg.Unicast.WriteTo(env, p); err != nil {
@@ -247,9 +244,9 @@ func (r *Relay) Observe(b []byte) {
 }
 
 // learnLocked records the domain a heartbeat announces and returns the sender's domain.
-func (r *Relay) learnLocked(d Datagram, h Header) (string, bool) {
-	if h.Type == TypeHeartbeat {
-		if hb, err := ParseHeartbeat(d.Body()); err == nil && hb.Host == h.Sender {
+func (r *Relay) learnLocked(d wire.Datagram, h wire.Header) (string, bool) {
+	if h.Type == wire.TypeHeartbeat {
+		if hb, err := wire.ParseHeartbeat(d.Body()); err == nil && hb.Host == h.Sender {
 			r.domains[h.Sender] = hb.Domain
 		}
 	}
@@ -263,7 +260,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		<-ctx.Done()
 		r.cfg.Unicast.Close()
 	}()
-	buf := make([]byte, MaxDatagramLen+Overhead+1)
+	buf := make([]byte, wire.MaxDatagramLen+wire.Overhead+1)
 	for {
 		n, from, err := r.cfg.Unicast.ReadFrom(buf)
 		if err != nil {
@@ -286,26 +283,26 @@ func (r *Relay) Run(ctx context.Context) error {
 var errRelay = errors.New("relay envelope")
 
 // openEnvelope checks an envelope's framing and tag and returns the datagram inside.
-func (r *Relay) openEnvelope(env Datagram) (Datagram, error) {
-	if len(env) < Overhead+HeaderLen || env.Magic() != Magic || env.Version() != Version || env.Type() != TypeRelay ||
-		len(env) != Overhead+env.BodyLen() {
-		return nil, fmt.Errorf("%w: framing: %w", errRelay, ErrMalformed)
+func (r *Relay) openEnvelope(env wire.Datagram) (wire.Datagram, error) {
+	if len(env) < wire.Overhead+wire.HeaderLen || env.Magic() != wire.Magic || env.Version() != wire.Version || env.Type() != wire.TypeRelay ||
+		len(env) != wire.Overhead+env.BodyLen() {
+		return nil, fmt.Errorf("%w: framing: %w", errRelay, wire.ErrMalformed)
 	}
-	if !r.opener.macs.verify(env) {
-		return nil, fmt.Errorf("%w from host %d: %w", errRelay, env.Sender(), ErrBadTag)
+	if !r.opener.Verify(env) {
+		return nil, fmt.Errorf("%w from host %d: %w", errRelay, env.Sender(), wire.ErrBadTag)
 	}
 	return env.Body(), nil
 }
 
 // SetKeys replaces the keys envelopes are sealed and checked with, and relayed
 // datagrams checked with, from now on (see Node.SetKeys).
-func (r *Relay) SetKeys(ring *KeyRing) error {
+func (r *Relay) SetKeys(ring *wire.KeyRing) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ring == nil || r.cfg.Keys == nil {
 		return ErrInsecure
 	}
-	r.cfg.Keys, r.sealer, r.opener = ring, NewSealer(ring), NewOpener(ring, r.cfg.MaxDatagram)
+	r.cfg.Keys, r.sealer, r.opener = ring, wire.NewSealer(ring), wire.NewOpener(ring, r.cfg.MaxDatagram)
 	return nil
 }
 
@@ -318,10 +315,10 @@ func (r *Relay) handle(b []byte, from netip.AddrPort) {
 		inc(&r.stats.Malformed)
 		return
 	}
-	env := Datagram(b)
+	env := wire.Datagram(b)
 	d, err := r.openEnvelope(env)
 	if err != nil {
-		if errors.Is(err, ErrBadTag) {
+		if errors.Is(err, wire.ErrBadTag) {
 			inc(&r.stats.AuthFailures)
 		} else {
 			inc(&r.stats.Malformed)
@@ -338,7 +335,7 @@ func (r *Relay) handle(b []byte, from netip.AddrPort) {
 		return
 	}
 	if err := r.opener.Open(d); err != nil {
-		if errors.Is(err, ErrBadTag) {
+		if errors.Is(err, wire.ErrBadTag) {
 			inc(&r.stats.AuthFailures)
 		} else {
 			inc(&r.stats.Malformed)

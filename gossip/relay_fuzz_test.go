@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"github.com/homing-dev/homing/gossip/wire"
 	"net"
 	"net/netip"
 	"testing"
@@ -29,14 +30,14 @@ func (nullPacketConn) Close() error { return nil }
 // Observe: nothing panics, and what is multicast is a valid datagram.
 func FuzzRelayEnvelope(f *testing.F) {
 	peer := netip.MustParseAddrPort("198.18.0.11:6082")
-	hb := Heartbeat{Host: 1, Incarnation: 1, Addr: netip.MustParseAddr("198.18.0.11"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Domain: "rack-a"}
-	body := AppendHeartbeat(nil, &hb)
-	d := make(Datagram, Overhead+len(body))
-	copy(d[HeaderLen:], body)
-	NewSealer(nil).Seal(d, Header{Type: TypeHeartbeat, Sender: 1, Incarnation: 1, Seq: 1})
-	env := make(Datagram, Overhead+len(d))
-	copy(env[HeaderLen:], d)
-	NewSealer(nil).Seal(env, Header{Type: TypeRelay, Sender: 1, Incarnation: 1, Seq: 1})
+	hb := wire.Heartbeat{Host: 1, Incarnation: 1, Addr: netip.MustParseAddr("198.18.0.11"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Domain: "rack-a"}
+	body := wire.AppendHeartbeat(nil, &hb)
+	d := make(wire.Datagram, wire.Overhead+len(body))
+	copy(d[wire.HeaderLen:], body)
+	wire.NewSealer(nil).Seal(d, wire.Header{Type: wire.TypeHeartbeat, Sender: 1, Incarnation: 1, Seq: 1})
+	env := make(wire.Datagram, wire.Overhead+len(d))
+	copy(env[wire.HeaderLen:], d)
+	wire.NewSealer(nil).Seal(env, wire.Header{Type: wire.TypeRelay, Sender: 1, Incarnation: 1, Seq: 1})
 	f.Add([]byte(env))
 	f.Add([]byte(d))
 	f.Add([]byte("HG\x01\x06"))
@@ -50,7 +51,7 @@ func FuzzRelayEnvelope(f *testing.F) {
 		r.handle(b, peer)
 		r.Observe(b)
 		if st := r.Stats(); st.Relayed > 0 {
-			inner := Datagram(Datagram(b).Body())
+			inner := wire.Datagram(wire.Datagram(b).Body())
 			if err := inner.Validate(0); err != nil {
 				t.Fatalf("relayed an invalid datagram: %v", err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 )
 
 // udpNet is a fake unicast network between relays.
@@ -186,7 +187,7 @@ func TestRelays(t *testing.T) {
 	rackOf := map[uint16]string{1: "rack-a", 2: "rack-a", 3: "rack-a", 4: "rack-b", 5: "rack-b", 6: "rack-b"}
 	relayRack := map[netip.AddrPort]string{relaysA[0]: "rack-a", relaysA[1]: "rack-a", relaysB[0]: "rack-b", relaysB[1]: "rack-b"}
 	for _, p := range un.packets() {
-		inner := gossip.Datagram(gossip.Datagram(p.b).Body())
+		inner := wire.Datagram(wire.Datagram(p.b).Body())
 		if rackOf[inner.Sender()] != relayRack[p.from] || relayRack[p.to] == relayRack[p.from] {
 			t.Fatalf("relay %v sent host %d's datagram to %v", p.from, inner.Sender(), p.to)
 		}
@@ -300,11 +301,11 @@ func TestRelayRejects(t *testing.T) {
 // heartbeatDatagram is host id's sealed heartbeat of domain dom, sequence seq.
 func heartbeatDatagram(t *testing.T, id uint16, dom string, seq uint64) []byte {
 	t.Helper()
-	h := gossip.Heartbeat{Host: id, Incarnation: 1, Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + id)}),
+	h := wire.Heartbeat{Host: id, Incarnation: 1, Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + id)}),
 		MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(id)}, TunnelPort: 6080, Domain: dom}
-	body := gossip.AppendHeartbeat(nil, &h)
-	d := make(gossip.Datagram, gossip.Overhead+len(body))
-	copy(d[gossip.HeaderLen:], body)
-	gossip.NewSealer(ring(t, testKey)).Seal(d, gossip.Header{Type: gossip.TypeHeartbeat, Sender: id, Incarnation: 1, Seq: seq})
+	body := wire.AppendHeartbeat(nil, &h)
+	d := make(wire.Datagram, wire.Overhead+len(body))
+	copy(d[wire.HeaderLen:], body)
+	wire.NewSealer(ring(t, testKey)).Seal(d, wire.Header{Type: wire.TypeHeartbeat, Sender: id, Incarnation: 1, Seq: seq})
 	return d
 }

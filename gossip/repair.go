@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,7 +15,7 @@ import (
 
 // Repair (anti-entropy). Multicast loses datagrams and a host that starts late has seen
 // none of what was announced before; so a receiver fetches a peer's own sessions over
-// an authenticated unicast stream and reconciles (repairwire.go has the exchange):
+// an authenticated unicast stream and reconciles (gossip/wire/repair.go has the exchange):
 //
 //	receiver (client)                               peer (server)
 //	admit: gap, new peer, new incarnation ─┐
@@ -100,7 +101,7 @@ func (n *Node) wantRepairLocked(p *peerState, seq uint64) {
 
 // compareDigestLocked compares a peer's heartbeat digest with our view of its sessions;
 // a mismatch on heartbeats in a row over a heartbeat interval asks for a repair. n.peersMu is held.
-func (n *Node) compareDigestLocked(h Header, p *peerState, d Digest) {
+func (n *Node) compareDigestLocked(h wire.Header, p *peerState, d wire.Digest) {
 	if !n.cfg.Repair || n.cfg.NoDigest || p.needRepair || p.repairing || n.gapPeers.Load() > 0 {
 		p.digestMiss = 0
 		return
@@ -114,7 +115,7 @@ func (n *Node) compareDigestLocked(h Header, p *peerState, d Digest) {
 	}
 	inc(&n.stats.DigestMismatches)
 	p.digestMiss++
-	now := time.Now()
+	now := n.clock.Now()
 	if p.digestMiss == 1 {
 		p.digestMissAt = now
 	}
@@ -137,10 +138,10 @@ type repairJob struct {
 // one, with none in flight and the last one RepairInterval ago, up to
 // RepairConcurrency at once. Each repair runs in a goroutine of its own, in wg.
 func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
-	t := time.NewTicker(min(n.cfg.HeartbeatInterval, n.cfg.RepairInterval))
+	t := n.clock.NewTicker(min(n.cfg.HeartbeatInterval, n.cfg.RepairInterval))
 	defer t.Stop()
 	for {
-		jobs, nacks := n.dueRepairs(time.Now())
+		jobs, nacks := n.dueRepairs(n.clock.Now())
 		for _, job := range jobs {
 			wg.Go(func() { n.repair(ctx, job) })
 		}
@@ -151,7 +152,7 @@ func (n *Node) repairer(ctx context.Context, wg *sync.WaitGroup) {
 		case <-ctx.Done():
 			return
 		case <-n.wakeRepair:
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
@@ -205,12 +206,12 @@ func (n *Node) repair(ctx context.Context, job repairJob) {
 	if err != nil {
 		inc(&n.stats.RepairsFailed)
 		switch {
-		case errors.Is(err, ErrBadTag):
+		case errors.Is(err, wire.ErrBadTag):
 			inc(&n.stats.RepairAuthFailures)
 		case errors.Is(err, ErrRepairMismatch):
 			inc(&n.stats.RepairMismatches)
-		case errors.Is(err, ErrMalformed), errors.Is(err, ErrTruncated), errors.Is(err, ErrBadMagic),
-			errors.Is(err, ErrBadVersion), errors.Is(err, ErrUnknownType), errors.Is(err, ErrOversize),
+		case errors.Is(err, wire.ErrMalformed), errors.Is(err, wire.ErrTruncated), errors.Is(err, wire.ErrBadMagic),
+			errors.Is(err, wire.ErrBadVersion), errors.Is(err, wire.ErrUnknownType), errors.Is(err, wire.ErrOversize),
 			errors.Is(err, ErrRepairTooLarge):
 			inc(&n.stats.RepairMalformed)
 		}
@@ -227,7 +228,7 @@ func (n *Node) repair(ctx context.Context, job repairJob) {
 // snapshot is a peer's authenticated answer.
 type snapshot struct {
 	seq       uint64 // S: the peer's highest sequence number sent at snapshot time
-	recs      []Record
+	recs      []wire.Record
 	truncated bool
 }
 
@@ -235,8 +236,8 @@ type snapshot struct {
 type repairStream struct {
 	n    *Node
 	c    net.Conn
-	keys *KeyRing // the exchange's keys, from its start to its end
-	op   *Opener
+	keys *wire.KeyRing // the exchange's keys, from its start to its end
+	op   *wire.Opener
 	buf  []byte
 	id   uint16
 	inc  uint64
@@ -246,11 +247,11 @@ type repairStream struct {
 
 // request seals the request frame f (header space and body; the tag is appended) with
 // the exchange's keys and the next request sequence number, and sends it.
-func (rs *repairStream) request(typ Type, f []byte) error {
+func (rs *repairStream) request(typ wire.Type, f []byte) error {
 	n := rs.n
-	f = f[:len(f)+TagLen]
-	NewSealer(rs.keys).Seal(f, Header{Type: typ, Sender: n.cfg.HostID, Incarnation: n.inc,
-		Seq: n.reqSeq.Add(1), Timestamp: time.Now().UnixNano()})
+	f = f[:len(f)+wire.TagLen]
+	wire.NewSealer(rs.keys).Seal(f, wire.Header{Type: typ, Sender: n.cfg.HostID, Incarnation: n.inc,
+		Seq: n.reqSeq.Add(1), Timestamp: n.clock.Now().UnixNano()})
 	if _, err := rs.c.Write(f); err != nil {
 		return fmt.Errorf("%v: %w", typ, err)
 	}
@@ -259,21 +260,21 @@ func (rs *repairStream) request(typ Type, f []byte) error {
 
 // dialRepair connects to a peer's repair listener (ctx bounds the whole exchange) and
 // reads its challenge; it returns the stream and the server's nonce.
-func (n *Node) dialRepair(ctx context.Context, id uint16, addr netip.AddrPort, inc uint64) (*repairStream, [NonceLen]byte, error) {
-	var nonce [NonceLen]byte
+func (n *Node) dialRepair(ctx context.Context, id uint16, addr netip.AddrPort, inc uint64) (*repairStream, [wire.NonceLen]byte, error) {
+	var nonce [wire.NonceLen]byte
 	c, err := n.dialer.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
 		return nil, nonce, fmt.Errorf("repair dial %s: %w", addr, err)
 	}
 	keys := n.keys.Load()
-	rs := &repairStream{n: n, c: c, keys: keys, op: NewOpener(keys, 0), id: id, inc: inc}
+	rs := &repairStream{n: n, c: c, keys: keys, op: wire.NewOpener(keys, 0), id: id, inc: inc}
 	rs.stop = context.AfterFunc(ctx, func() { c.Close() })
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	d, err := rs.read(Overhead+NonceLen, TypeRepairChallenge)
+	d, err := rs.read(wire.Overhead+wire.NonceLen, wire.TypeRepairChallenge)
 	if err == nil {
-		nonce, err = ParseRepairChallenge(d.Body())
+		nonce, err = wire.ParseRepairChallenge(d.Body())
 	}
 	if err != nil {
 		rs.close()
@@ -289,11 +290,11 @@ func (rs *repairStream) close() {
 
 // read reads and opens the next frame, which must be of type want, from the peer and
 // incarnation of the stream.
-func (rs *repairStream) read(max int, want Type) (Datagram, error) {
-	d, buf, err := ReadFrame(rs.c, rs.buf, max)
+func (rs *repairStream) read(max int, want wire.Type) (wire.Datagram, error) {
+	d, buf, err := wire.ReadFrame(rs.c, rs.buf, max)
 	rs.buf = buf
 	if err == nil {
-		if want != TypeNackResponse {
+		if want != wire.TypeNackResponse {
 			add(&rs.n.stats.RepairBytes, len(d))
 		}
 		err = rs.op.OpenFrame(d)
@@ -317,15 +318,15 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 		return nil, err
 	}
 	defer rs.close()
-	req := RepairRequest{Target: job.id, ServerNonce: serverNonce}
+	req := wire.RepairRequest{Target: job.id, ServerNonce: serverNonce}
 	n.nonce(req.ClientNonce[:])
-	if err := rs.request(TypeRepairRequest, AppendRepairRequest(make([]byte, HeaderLen, Overhead+RepairRequestLen), &req)); err != nil {
+	if err := rs.request(wire.TypeRepairRequest, wire.AppendRepairRequest(make([]byte, wire.HeaderLen, wire.Overhead+wire.RepairRequestLen), &req)); err != nil {
 		return nil, err
 	}
 
 	snap := &snapshot{}
 	for i := uint32(0); ; i++ {
-		d, err := rs.read(MaxFrameLen, TypeRepairResponse)
+		d, err := rs.read(wire.MaxFrameLen, wire.TypeRepairResponse)
 		if err != nil {
 			return nil, fmt.Errorf("repair response frame %d: %w", i, err)
 		}
@@ -333,8 +334,8 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 			snap.seq = d.Seq()
 		}
 		before := len(snap.recs)
-		var r RepairResponse
-		r, snap.recs, err = ParseRepairResponse(snap.recs, d.Body())
+		var r wire.RepairResponse
+		r, snap.recs, err = wire.ParseRepairResponse(snap.recs, d.Body())
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -286,10 +287,10 @@ type fakeServer struct {
 }
 
 // serveFake accepts connections and answers each with answer(challengeNonce, request).
-func serveFake(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, id uint16, inc uint64, answer func(i int, req gossip.RepairRequest) [][]byte) *fakeServer {
+func serveFake(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, id uint16, inc uint64, answer func(i int, req wire.RepairRequest) [][]byte) *fakeServer {
 	fs := &fakeServer{l: nt.Listen(addr)}
 	t.Cleanup(func() { fs.l.Close() })
-	sealer := gossip.NewSealer(ring(t, testKey))
+	sealer := wire.NewSealer(ring(t, testKey))
 	go func() {
 		for {
 			c, err := fs.l.Accept()
@@ -303,19 +304,19 @@ func serveFake(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, id uint16,
 			go func() {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				var nonce [gossip.NonceLen]byte
+				var nonce [wire.NonceLen]byte
 				nonce[0] = byte(i)
-				f := append(make([]byte, gossip.HeaderLen), nonce[:]...)
-				f = append(f, make([]byte, gossip.TagLen)...)
-				sealer.Seal(f, gossip.Header{Type: gossip.TypeRepairChallenge, Sender: id, Incarnation: inc})
+				f := append(make([]byte, wire.HeaderLen), nonce[:]...)
+				f = append(f, make([]byte, wire.TagLen)...)
+				sealer.Seal(f, wire.Header{Type: wire.TypeRepairChallenge, Sender: id, Incarnation: inc})
 				if _, err := c.Write(f); err != nil {
 					return
 				}
-				d, _, err := gossip.ReadFrame(c, nil, 0)
+				d, _, err := wire.ReadFrame(c, nil, 0)
 				if err != nil {
 					return
 				}
-				req, err := gossip.ParseRepairRequest(d.Body())
+				req, err := wire.ParseRepairRequest(d.Body())
 				if err != nil || req.ServerNonce != nonce {
 					t.Errorf("fake server: request %+v, %v", req, err)
 					return
@@ -332,13 +333,13 @@ func serveFake(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, id uint16,
 }
 
 // responseFrame builds a sealed response frame.
-func responseFrame(s *gossip.Sealer, h gossip.Header, r gossip.RepairResponse, recs ...gossip.Record) []byte {
-	f := gossip.AppendRepairResponse(make([]byte, gossip.HeaderLen), &r)
+func responseFrame(s *wire.Sealer, h wire.Header, r wire.RepairResponse, recs ...wire.Record) []byte {
+	f := wire.AppendRepairResponse(make([]byte, wire.HeaderLen), &r)
 	for _, rec := range recs {
-		f = gossip.AppendRecord(f, rec)
+		f = wire.AppendRecord(f, rec)
 	}
-	f = append(f, make([]byte, gossip.TagLen)...)
-	h.Type = gossip.TypeRepairResponse
+	f = append(f, make([]byte, wire.TagLen)...)
+	h.Type = wire.TypeRepairResponse
 	s.Seal(f, h)
 	return f
 }
@@ -347,45 +348,45 @@ func TestRepairForgedAnswers(t *testing.T) {
 	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
 	m := start(t, hub, repairConfig(t, nt, 1))
 	p := newPeer(hub, 2, testKey)
-	good, bad := gossip.NewSealer(ring(t, testKey)), gossip.NewSealer(ring(t, badKey))
+	good, bad := wire.NewSealer(ring(t, testKey)), wire.NewSealer(ring(t, badKey))
 	kept, forged := key(100), key(200)
-	hdr := func(seq uint64) gossip.Header { return gossip.Header{Sender: 2, Incarnation: p.inc, Seq: seq} }
+	hdr := func(seq uint64) wire.Header { return wire.Header{Sender: 2, Incarnation: p.inc, Seq: seq} }
 	type forgery struct {
 		name  string
-		frame func(req gossip.RepairRequest) []byte
+		frame func(req wire.RepairRequest) []byte
 	}
 	// Each forged answer would add forged and, as a full snapshot without kept,
 	// remove kept.
 	forgeries := []forgery{
-		{"wrong key", func(req gossip.RepairRequest) []byte {
-			return responseFrame(bad, hdr(100), gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 2, 9))
+		{"wrong key", func(req wire.RepairRequest) []byte {
+			return responseFrame(bad, hdr(100), wire.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 2, 9))
 		}},
-		{"wrong nonce", func(req gossip.RepairRequest) []byte {
+		{"wrong nonce", func(req wire.RepairRequest) []byte {
 			n := req.ClientNonce
 			n[3] ^= 1
-			return responseFrame(good, hdr(100), gossip.RepairResponse{Nonce: n, Last: true}, add(forged, 2, 9))
+			return responseFrame(good, hdr(100), wire.RepairResponse{Nonce: n, Last: true}, add(forged, 2, 9))
 		}},
-		{"sender not the peer", func(req gossip.RepairRequest) []byte {
+		{"sender not the peer", func(req wire.RepairRequest) []byte {
 			h := hdr(100)
 			h.Sender = 3
-			return responseFrame(good, h, gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 3, 9))
+			return responseFrame(good, h, wire.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 3, 9))
 		}},
-		{"records of another owner", func(req gossip.RepairRequest) []byte {
-			return responseFrame(good, hdr(100), gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 3, 9))
+		{"records of another owner", func(req wire.RepairRequest) []byte {
+			return responseFrame(good, hdr(100), wire.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 3, 9))
 		}},
-		{"old incarnation", func(req gossip.RepairRequest) []byte {
+		{"old incarnation", func(req wire.RepairRequest) []byte {
 			h := hdr(100)
 			h.Incarnation--
-			return responseFrame(good, h, gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 2, 9))
+			return responseFrame(good, h, wire.RepairResponse{Nonce: req.ClientNonce, Last: true}, add(forged, 2, 9))
 		}},
-		{"frame index skipped", func(req gossip.RepairRequest) []byte {
-			return responseFrame(good, hdr(100), gossip.RepairResponse{Nonce: req.ClientNonce, Index: 1, Last: true}, add(forged, 2, 9))
+		{"frame index skipped", func(req wire.RepairRequest) []byte {
+			return responseFrame(good, hdr(100), wire.RepairResponse{Nonce: req.ClientNonce, Index: 1, Last: true}, add(forged, 2, 9))
 		}},
-		{"a delete", func(req gossip.RepairRequest) []byte {
-			return responseFrame(good, hdr(100), gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}, del(kept, 2))
+		{"a delete", func(req wire.RepairRequest) []byte {
+			return responseFrame(good, hdr(100), wire.RepairResponse{Nonce: req.ClientNonce, Last: true}, del(kept, 2))
 		}},
 	}
-	fs := serveFake(t, nt, netip.AddrPortFrom(p.addr.Addr(), gossip.DefaultGossipPort), 2, p.inc, func(i int, req gossip.RepairRequest) [][]byte {
+	fs := serveFake(t, nt, netip.AddrPortFrom(p.addr.Addr(), gossip.DefaultGossipPort), 2, p.inc, func(i int, req wire.RepairRequest) [][]byte {
 		if req.Target != 2 {
 			t.Errorf("request for host %d", req.Target)
 		}
@@ -394,8 +395,8 @@ func TestRepairForgedAnswers(t *testing.T) {
 		}
 		// Then a genuine answer, so that the rejections above are the forgeries'.
 		return [][]byte{
-			responseFrame(good, hdr(100), gossip.RepairResponse{Nonce: req.ClientNonce}, add(kept, 2, 5)),
-			responseFrame(good, hdr(100), gossip.RepairResponse{Nonce: req.ClientNonce, Index: 1, Last: true}, add(key(300), 2, 5)),
+			responseFrame(good, hdr(100), wire.RepairResponse{Nonce: req.ClientNonce}, add(kept, 2, 5)),
+			responseFrame(good, hdr(100), wire.RepairResponse{Nonce: req.ClientNonce, Index: 1, Last: true}, add(key(300), 2, 5)),
 		}
 	})
 	p.heartbeat()
@@ -435,22 +436,22 @@ func TestRepairForgedAnswers(t *testing.T) {
 
 // exchange runs a hand-made client exchange against addr on nt: it reads the
 // challenge, lets req build the request frame, and returns what the server sent next.
-func exchange(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, req func(challenge gossip.Datagram) []byte) (gossip.Datagram, error) {
+func exchange(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, req func(challenge wire.Datagram) []byte) (wire.Datagram, error) {
 	c, err := nt.DialContext(context.Background(), "tcp", addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	d, _, err := gossip.ReadFrame(c, nil, 0)
+	d, _, err := wire.ReadFrame(c, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := append(gossip.Datagram(nil), d...)
+	ch := append(wire.Datagram(nil), d...)
 	if _, err := c.Write(req(ch)); err != nil {
 		return nil, err
 	}
-	d, _, err = gossip.ReadFrame(c, nil, 0)
+	d, _, err = wire.ReadFrame(c, nil, 0)
 	return d, err
 }
 
@@ -463,37 +464,37 @@ func TestRepairForgedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := netip.AddrPortFrom(c.Addr, gossip.DefaultGossipPort)
-	request := func(s *gossip.Sealer, from uint16, body gossip.RepairRequest) []byte {
-		f := gossip.AppendRepairRequest(make([]byte, gossip.HeaderLen), &body)
-		f = append(f, make([]byte, gossip.TagLen)...)
-		s.Seal(f, gossip.Header{Type: gossip.TypeRepairRequest, Sender: from, Incarnation: 1, Seq: 1})
+	request := func(s *wire.Sealer, from uint16, body wire.RepairRequest) []byte {
+		f := wire.AppendRepairRequest(make([]byte, wire.HeaderLen), &body)
+		f = append(f, make([]byte, wire.TagLen)...)
+		s.Seal(f, wire.Header{Type: wire.TypeRepairRequest, Sender: from, Incarnation: 1, Seq: 1})
 		return f
 	}
-	good, bad := gossip.NewSealer(ring(t, testKey)), gossip.NewSealer(ring(t, badKey))
-	nonce := func(ch gossip.Datagram) [gossip.NonceLen]byte {
-		n, _ := gossip.ParseRepairChallenge(ch.Body())
+	good, bad := wire.NewSealer(ring(t, testKey)), wire.NewSealer(ring(t, badKey))
+	nonce := func(ch wire.Datagram) [wire.NonceLen]byte {
+		n, _ := wire.ParseRepairChallenge(ch.Body())
 		return n
 	}
 	var recorded []byte
-	for name, req := range map[string]func(ch gossip.Datagram) []byte{
-		"wrong key": func(ch gossip.Datagram) []byte {
-			return request(bad, 2, gossip.RepairRequest{ServerNonce: nonce(ch), Target: 1})
+	for name, req := range map[string]func(ch wire.Datagram) []byte{
+		"wrong key": func(ch wire.Datagram) []byte {
+			return request(bad, 2, wire.RepairRequest{ServerNonce: nonce(ch), Target: 1})
 		},
-		"replayed": func(gossip.Datagram) []byte { return recorded },
-		"wrong target": func(ch gossip.Datagram) []byte {
-			return request(good, 2, gossip.RepairRequest{ServerNonce: nonce(ch), Target: 5})
+		"replayed": func(wire.Datagram) []byte { return recorded },
+		"wrong target": func(ch wire.Datagram) []byte {
+			return request(good, 2, wire.RepairRequest{ServerNonce: nonce(ch), Target: 5})
 		},
-		"own id": func(ch gossip.Datagram) []byte {
-			return request(good, 1, gossip.RepairRequest{ServerNonce: nonce(ch), Target: 1})
+		"own id": func(ch wire.Datagram) []byte {
+			return request(good, 1, wire.RepairRequest{ServerNonce: nonce(ch), Target: 1})
 		},
 	} {
 		if name == "replayed" {
 			// Record a genuine exchange first.
-			d, err := exchange(t, nt, addr, func(ch gossip.Datagram) []byte {
-				recorded = request(good, 2, gossip.RepairRequest{ServerNonce: nonce(ch), Target: 1})
+			d, err := exchange(t, nt, addr, func(ch wire.Datagram) []byte {
+				recorded = request(good, 2, wire.RepairRequest{ServerNonce: nonce(ch), Target: 1})
 				return recorded
 			})
-			if err != nil || d.Type() != gossip.TypeRepairResponse {
+			if err != nil || d.Type() != wire.TypeRepairResponse {
 				t.Fatalf("genuine request: %v", err)
 			}
 		}
@@ -563,14 +564,14 @@ func TestRepairRaceWithMulticast(t *testing.T) {
 	c.NackRing = -1 // gaps ask for full repairs
 	m := start(t, hub, c)
 	p := newPeer(hub, 2, testKey)
-	good := gossip.NewSealer(ring(t, testKey))
+	good := wire.NewSealer(ring(t, testKey))
 	k1, k2, k3, k4, k5, k6, k7 := key(1), key(2), key(3), key(4), key(5), key(6), key(7)
 	asked, answer := make(chan int, 2), make(chan struct{})
-	serveFake(t, nt, netip.AddrPortFrom(p.addr.Addr(), gossip.DefaultGossipPort), 2, p.inc, func(i int, req gossip.RepairRequest) [][]byte {
+	serveFake(t, nt, netip.AddrPortFrom(p.addr.Addr(), gossip.DefaultGossipPort), 2, p.inc, func(i int, req wire.RepairRequest) [][]byte {
 		asked <- i
 		<-answer
-		h := gossip.Header{Sender: 2, Incarnation: p.inc}
-		r := gossip.RepairResponse{Nonce: req.ClientNonce, Last: true}
+		h := wire.Header{Sender: 2, Incarnation: p.inc}
+		r := wire.RepairResponse{Nonce: req.ClientNonce, Last: true}
 		if i == 0 {
 			// Taken after the datagram of sequence number 2: k1 and k4 (k3 went before).
 			h.Seq = 2

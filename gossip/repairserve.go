@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/homing-dev/homing/gossip/wire"
 	"net"
 	"sync"
 	"time"
@@ -69,9 +70,9 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 		inc(&n.stats.RepairsServed)
 	case errors.Is(err, errRefused):
 		inc(&n.stats.RepairServeRefused)
-	case errors.Is(err, ErrBadTag), errors.Is(err, ErrRepairMismatch), errors.Is(err, ErrMalformed),
-		errors.Is(err, ErrTruncated), errors.Is(err, ErrBadMagic), errors.Is(err, ErrBadVersion),
-		errors.Is(err, ErrUnknownType), errors.Is(err, ErrOversize):
+	case errors.Is(err, wire.ErrBadTag), errors.Is(err, ErrRepairMismatch), errors.Is(err, wire.ErrMalformed),
+		errors.Is(err, wire.ErrTruncated), errors.Is(err, wire.ErrBadMagic), errors.Is(err, wire.ErrBadVersion),
+		errors.Is(err, wire.ErrUnknownType), errors.Is(err, wire.ErrOversize):
 		inc(&n.stats.RepairServeRejects)
 		n.log.Warn("gossip repair request rejected", "remote", c.RemoteAddr(), "err", err)
 	default:
@@ -85,25 +86,25 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 // answer runs the server side of the exchange (a full repair or a NACK) and returns
 // the bytes it wrote and whether the request was a NACK.
 func (n *Node) answer(c net.Conn) (int, bool, error) {
-	sealer := NewSealer(n.keys.Load())
+	sealer := wire.NewSealer(n.keys.Load())
 	sent := 0
-	write := func(f []byte, h Header) error {
+	write := func(f []byte, h wire.Header) error {
 		h.Sender, h.Incarnation = n.cfg.HostID, n.inc
 		sealer.Seal(f, h)
 		m, err := c.Write(f)
 		sent += m
 		return err
 	}
-	var nonce [NonceLen]byte
+	var nonce [wire.NonceLen]byte
 	n.nonce(nonce[:])
-	f := append(make([]byte, HeaderLen, Overhead+NonceLen), nonce[:]...)
-	if err := write(f[:len(f)+TagLen], Header{Type: TypeRepairChallenge, Timestamp: time.Now().UnixNano()}); err != nil {
+	f := append(make([]byte, wire.HeaderLen, wire.Overhead+wire.NonceLen), nonce[:]...)
+	if err := write(f[:len(f)+wire.TagLen], wire.Header{Type: wire.TypeRepairChallenge, Timestamp: n.clock.Now().UnixNano()}); err != nil {
 		return sent, false, fmt.Errorf("repair challenge: %w", err)
 	}
 
-	d, _, err := ReadFrame(c, nil, MaxNackRequestLen)
+	d, _, err := wire.ReadFrame(c, nil, wire.MaxNackRequestLen)
 	if err == nil {
-		err = NewOpener(n.keys.Load(), 0).OpenFrame(d)
+		err = wire.NewOpener(n.keys.Load(), 0).OpenFrame(d)
 	}
 	if err != nil {
 		return sent, false, fmt.Errorf("repair request: %w", err)
@@ -119,7 +120,7 @@ func (n *Node) answer(c net.Conn) (int, bool, error) {
 	if !listed {
 		return sent, false, fmt.Errorf("repair request from unlisted host %d: %w", from, ErrRepairMismatch)
 	}
-	if d.Type() == TypeNackRequest {
+	if d.Type() == wire.TypeNackRequest {
 		return sent, true, n.answerNack(d, from, nonce, write)
 	}
 	err = n.answerFull(d, from, nonce, write)
@@ -128,12 +129,12 @@ func (n *Node) answer(c net.Conn) (int, bool, error) {
 
 // answerFull answers a repair request (frame d, authenticated, from a listed host)
 // with a snapshot of the own sessions.
-func (n *Node) answerFull(d Datagram, from uint16, nonce [NonceLen]byte, write func([]byte, Header) error) error {
-	req, err := ParseRepairRequest(d.Body())
+func (n *Node) answerFull(d wire.Datagram, from uint16, nonce [wire.NonceLen]byte, write func([]byte, wire.Header) error) error {
+	req, err := wire.ParseRepairRequest(d.Body())
 	if err != nil {
 		return err
 	}
-	if d.Type() != TypeRepairRequest || req.ServerNonce != nonce || req.Target != n.cfg.HostID {
+	if d.Type() != wire.TypeRepairRequest || req.ServerNonce != nonce || req.Target != n.cfg.HostID {
 		return fmt.Errorf("repair %v from %d for host %d: %w", d.Type(), from, req.Target, ErrRepairMismatch)
 	}
 	select {
@@ -142,7 +143,7 @@ func (n *Node) answerFull(d Datagram, from uint16, nonce [NonceLen]byte, write f
 	default:
 		return fmt.Errorf("host %d: %d full answers running: %w", from, cap(n.fullSem), errRefused)
 	}
-	now := time.Now()
+	now := n.clock.Now()
 	n.servedMu.Lock()
 	last, ok := n.served[from]
 	if !ok || now.Sub(last) >= n.cfg.RepairInterval/2 {
@@ -161,7 +162,7 @@ func (n *Node) answerFull(d Datagram, from uint16, nonce [NonceLen]byte, write f
 	n.sendMu.Lock()
 	seq := n.seq
 	n.sendMu.Unlock()
-	recs := make([]Record, 0, min(limit, 1024))
+	recs := make([]wire.Record, 0, min(limit, 1024))
 	truncated := false
 	for k, e := range n.owners {
 		if e.owner.Host != n.cfg.HostID {
@@ -171,24 +172,24 @@ func (n *Node) answerFull(d Datagram, from uint16, nonce [NonceLen]byte, write f
 			truncated = true
 			break
 		}
-		recs = append(recs, Record{Op: OpAdd, Key: k, Owner: e.owner})
+		recs = append(recs, wire.Record{Op: wire.OpAdd, Key: k, Owner: e.owner})
 	}
 	n.mu.Unlock()
 
-	h := Header{Type: TypeRepairResponse, Seq: seq, Timestamp: now.UnixNano()}
-	resp := RepairResponse{Nonce: req.ClientNonce}
-	buf := make([]byte, 0, MaxFrameLen)
+	h := wire.Header{Type: wire.TypeRepairResponse, Seq: seq, Timestamp: now.UnixNano()}
+	resp := wire.RepairResponse{Nonce: req.ClientNonce}
+	buf := make([]byte, 0, wire.MaxFrameLen)
 	for i := 0; ; resp.Index++ {
-		f := AppendRepairResponse(buf[:HeaderLen], &resp)
-		for ; i < len(recs) && len(f)+recs[i].Len()+TagLen <= MaxFrameLen; i++ {
-			f = AppendRecord(f, recs[i])
+		f := wire.AppendRepairResponse(buf[:wire.HeaderLen], &resp)
+		for ; i < len(recs) && len(f)+recs[i].Len()+wire.TagLen <= wire.MaxFrameLen; i++ {
+			f = wire.AppendRecord(f, recs[i])
 		}
 		if i == len(recs) {
 			resp.Last, resp.Truncated = true, truncated
 			// Rewrite the response header in place with the flags; the records stay.
-			f = AppendRepairResponse(f[:HeaderLen], &resp)[:len(f)]
+			f = wire.AppendRepairResponse(f[:wire.HeaderLen], &resp)[:len(f)]
 		}
-		if err := write(f[:len(f)+TagLen], h); err != nil {
+		if err := write(f[:len(f)+wire.TagLen], h); err != nil {
 			return fmt.Errorf("repair response: %w", err)
 		}
 		if resp.Last {

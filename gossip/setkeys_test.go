@@ -7,6 +7,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 )
 
 // TestSetKeys rotates the key of a running cluster in the two documented steps (new key
@@ -35,7 +36,7 @@ func TestSetKeys(t *testing.T) {
 	accept := mustKeyRing(t, testKey, newKey) // old signs, both accepted
 	swap := mustKeyRing(t, newKey, testKey)   // new signs, old accepted
 	next := 2
-	for _, step := range []*gossip.KeyRing{accept, swap, ring(t, newKey)} {
+	for _, step := range []*wire.KeyRing{accept, swap, ring(t, newKey)} {
 		for _, m := range ms {
 			if err := m.node.SetKeys(step); err != nil {
 				t.Fatal(err)
@@ -85,8 +86,8 @@ func TestSetKeys(t *testing.T) {
 	}
 }
 
-func mustKeyRing(t *testing.T, current, accepted []byte) *gossip.KeyRing {
-	r, err := gossip.NewKeyRing(current, accepted)
+func mustKeyRing(t *testing.T, current, accepted []byte) *wire.KeyRing {
+	r, err := wire.NewKeyRing(current, accepted)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -616,15 +616,3 @@ func parkHold(d time.Duration) func(int, string) string {
 		return strings.Replace(toml, "\n[tunnel]\n", fmt.Sprintf("\n[tunnel]\npark_hold = %q\n", d.String()), 1)
 	}
 }
-
-// raceConfig is what Options.NoPark and Options.NoTentative add to a host
-// configuration's section ("tunnel" or "probe"): nothing by default.
-func (l *Lab) raceConfig(section string) string {
-	switch {
-	case section == "tunnel" && l.opts.NoPark:
-		return "park_hold = \"0\"\n"
-	case section == "probe" && l.opts.NoTentative:
-		return "tentative = false\n"
-	}
-	return ""
-}

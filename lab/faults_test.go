@@ -12,6 +12,7 @@ import (
 
 	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/internal/testenv"
 	"github.com/homing-dev/homing/session"
 )
@@ -502,7 +503,7 @@ func TestHostileGossip(t *testing.T) {
 	// Capture while connections open (records) and heartbeats flow.
 	captured := make(chan []byte, 4096)
 	go func() { // capture
-		buf := make([]byte, gossip.MaxDatagramLen)
+		buf := make([]byte, wire.MaxDatagramLen)
 		for {
 			n, _, err := conn.Recv(buf)
 			if err != nil {
@@ -520,13 +521,13 @@ func TestHostileGossip(t *testing.T) {
 	if err := sleep(ctx, 500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	var valid []gossip.Datagram
+	var valid []wire.Datagram
 	records := 0
 	for len(captured) > 0 {
-		d := gossip.Datagram(<-captured)
+		d := wire.Datagram(<-captured)
 		if d.Validate(0) == nil {
 			valid = append(valid, d)
-			if d.Type() == gossip.TypeRecords {
+			if d.Type() == wire.TypeRecords {
 				records++
 			}
 		}
@@ -558,17 +559,17 @@ func TestHostileGossip(t *testing.T) {
 	for i := range wrongKey {
 		wrongKey[i] = byte(i*7 + 1)
 	}
-	ring, err := gossip.NewKeyRing(wrongKey, nil)
+	ring, err := wire.NewKeyRing(wrongKey, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	forger := gossip.NewSealer(ring)
-	fake := func(sender uint16, inc, seq uint64) gossip.Datagram {
-		body := gossip.AppendRecord(nil, gossip.Record{Op: gossip.OpAdd, Key: session.Key{Src: netip.MustParseAddr("198.18.100.2"),
+	forger := wire.NewSealer(ring)
+	fake := func(sender uint16, inc, seq uint64) wire.Datagram {
+		body := wire.AppendRecord(nil, wire.Record{Op: wire.OpAdd, Key: session.Key{Src: netip.MustParseAddr("198.18.100.2"),
 			Dst: l.VIPAddr(), SrcPort: 7, DstPort: ServicePort, Proto: session.TCP}, Owner: session.Owner{Host: sender, Epoch: 1 << 40}})
-		d := make(gossip.Datagram, gossip.HeaderLen+len(body)+gossip.TagLen)
-		copy(d[gossip.HeaderLen:], body)
-		forger.Seal(d, gossip.Header{Type: gossip.TypeRecords, Sender: sender, Incarnation: inc, Seq: seq, Timestamp: time.Now().UnixNano()})
+		d := make(wire.Datagram, wire.HeaderLen+len(body)+wire.TagLen)
+		copy(d[wire.HeaderLen:], body)
+		forger.Seal(d, wire.Header{Type: wire.TypeRecords, Sender: sender, Incarnation: inc, Seq: seq, Timestamp: time.Now().UnixNano()})
 		return d
 	}
 	garbage := make([]byte, 64)
@@ -577,10 +578,10 @@ func TestHostileGossip(t *testing.T) {
 	}
 	oversize := make([]byte, 1450)
 	copy(oversize, valid[0])
-	impostor := append(gossip.Datagram(nil), valid[len(valid)-1]...)
+	impostor := append(wire.Datagram(nil), valid[len(valid)-1]...)
 	impostor[4], impostor[5] = 0, byte(impostor.Sender()%3+1) // another live host's id, the tag left as it was
 	hb := fake(7, 1, 1)
-	hb[3] = byte(gossip.TypeHeartbeat) // a heartbeat header over a record body, under the wrong key
+	hb[3] = byte(wire.TypeHeartbeat) // a heartbeat header over a record body, under the wrong key
 	hostile := []struct {
 		what string
 		d    []byte

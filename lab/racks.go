@@ -5,26 +5,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 )
-
-// relayConfig is the [gossip] lines that name the lab's relays (none: "").
-func (l *Lab) relayConfig() string {
-	if len(l.opts.Relays) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("relays = [")
-	for i, n := range l.opts.Relays {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "{ domain = %q, address = %q }", l.Domain(l.Rack(n)), l.HostAddress(n))
-	}
-	b.WriteString("]\n")
-	return b.String()
-}
 
 // RackHosts are the started hosts of rack r.
 func (l *Lab) RackHosts(r int) []int {

@@ -32,13 +32,30 @@ func ServeFromEnv() {
 	os.Exit(0)
 }
 
-// Serve listens on addr (TCP) and echoes every byte of every connection back until
+// Serve listens on addr (TCP) and echoes every byte of every connection back, and
+// echoes every UDP datagram to addr (a DNS-like request/response service), until
 // SIGTERM or SIGINT. It prints ServeReady to stdout once it listens.
 func Serve(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer pc.Close()
+	go func() { // UDP echo
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
 	fmt.Printf("%s on %s (pid %d)\n", ServeReady, addr, os.Getpid())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

@@ -67,6 +67,14 @@ homing_dp_add_vip6(struct homing_dp *dp, const uint8_t *net, const uint8_t *mask
 	return 0;
 }
 
+void
+homing_dp_add_udp_port(struct homing_dp *dp, uint16_t port, int quic)
+{
+	dp->udp_sess[port >> 3] |= (uint8_t)(1u << (port & 7));
+	if (quic)
+		dp->udp_quic[port >> 3] |= (uint8_t)(1u << (port & 7));
+}
+
 int
 homing_tmpl_set(struct homing_dp *dp, uint16_t id, const uint8_t *dst_mac,
 		const uint8_t *src_mac, int af, const uint8_t *src_ip, const uint8_t *dst_ip,

@@ -18,7 +18,7 @@ func classes(s lcore.Stats) lcore.Stats {
 // host) decide every frame exactly as the full classifier does: same outputs, byte for
 // byte, and same counters.
 func FuzzFastPath(f *testing.F) {
-	for _, s := range golden.FuzzSeeds() {
+	for _, s := range append(golden.FuzzSeeds(), udpSeeds()...) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {

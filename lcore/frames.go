@@ -73,8 +73,15 @@ func (f *Frames) Run(frames [][]byte) ([]Output, error) {
 	return collect(out, outLens[:nOut], outPort[:nOut]), nil
 }
 
-// SetPark turns the runner's park on (see Options.ParkHold). Call it once, before Run.
-func (f *Frames) SetPark(hold time.Duration, size int) error { return setPark(f.lc, hold, size) }
+// SetPark turns the runner's park on (see Options.ParkHold), with no share for UDP
+// session packets. Call it (or SetParkShare) once, before Run.
+func (f *Frames) SetPark(hold time.Duration, size int) error { return setPark(f.lc, hold, size, 0) }
+
+// SetParkShare turns the runner's park on with udp of its size slots for UDP session
+// packets (see Options.ParkUDP).
+func (f *Frames) SetParkShare(hold time.Duration, size, udp int) error {
+	return setPark(f.lc, hold, size, udp)
+}
 
 // Parked is the number of packets held in the park.
 func (f *Frames) Parked() int { return int(f.lc.park_count) }

@@ -56,6 +56,17 @@ type Config struct {
 	NoRedirect bool
 	// Warming starts the data plane warming up (see SetWarming).
 	Warming bool
+	// UDPPorts are the VIPs' UDP ports whose flows are sessions: only their packets of
+	// unknown flows wait in the park (other UDP to a VIP goes to the kernel at once).
+	UDPPorts []UDPPort
+}
+
+// UDPPort declares a UDP port of the VIPs as a session port.
+type UDPPort struct {
+	Port uint16
+	// QUIC: the port serves QUIC; a long-header Initial packet (a new connection) goes
+	// to the local kernel without a lookup, like a TCP SYN.
+	QUIC bool
 }
 
 // Template is what a peer's header template is built from.
@@ -117,6 +128,13 @@ func New(c Config) (*DataPlane, error) {
 	dp.tunnel_port = C.uint16_t(c.TunnelPort>>8 | c.TunnelPort<<8)
 	if c.NoRedirect {
 		dp.no_redirect = 1
+	}
+	for _, u := range c.UDPPorts {
+		q := 0
+		if u.QUIC {
+			q = 1
+		}
+		C.homing_dp_add_udp_port(dp, C.uint16_t(u.Port), C.int(q))
 	}
 	for _, p := range c.VIPs {
 		if err := d.addVIP(p); err != nil {
@@ -218,24 +236,31 @@ type Options struct {
 	// ParkSize bounds the packets held per lcore (1..MaxPark); when the park is full,
 	// packets go to the kernel as before.
 	ParkSize int
+	// ParkUDP is the share of ParkSize that packets of UDP session ports may hold
+	// (0..ParkSize-1); TCP holds the rest, so that neither fills the park for the other.
+	ParkUDP int
 }
 
 // MaxPark is the largest ParkSize.
 const MaxPark = C.HOMING_PARK_MAX
 
 // setPark configures lc's park.
-func setPark(lc *C.struct_homing_lcore, hold time.Duration, size int) error {
+func setPark(lc *C.struct_homing_lcore, hold time.Duration, size, udp int) error {
 	if hold <= 0 {
 		return nil
 	}
 	if size < 1 || size > MaxPark {
 		return fmt.Errorf("lcore: park size %d out of 1..%d", size, MaxPark)
 	}
+	if udp < 0 || udp >= size {
+		return fmt.Errorf("lcore: park UDP share %d out of 0..%d", udp, size-1)
+	}
 	lc.park = (*C.struct_homing_park_slot)(C.calloc(C.size_t(size), C.sizeof_struct_homing_park_slot))
 	if lc.park == nil {
 		return errors.New("lcore: out of memory for the park")
 	}
 	lc.park_max = C.uint32_t(size)
+	lc.park_udp_max = C.uint32_t(udp)
 	lc.park_tsc = C.uint64_t(float64(C.rte_get_tsc_hz()) * hold.Seconds())
 	if lc.park_tsc == 0 {
 		lc.park_tsc = 1
@@ -274,7 +299,7 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 		lc.idle_sleep_max_us = C.uint32_t(o.IdleSleepMax / time.Microsecond)
 		lc.lcore_id = C.uint32_t(w.Lcore)
 		d.lcores = append(d.lcores, lc)
-		if err := setPark(lc, o.ParkHold, o.ParkSize); err != nil {
+		if err := setPark(lc, o.ParkHold, o.ParkSize, o.ParkUDP); err != nil {
 			d.freeLcores()
 			return err
 		}
@@ -293,6 +318,9 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 	d.running.Store(true)
 	return nil
 }
+
+// Running reports whether the lcores run (between Start and Stop).
+func (d *DataPlane) Running() bool { return d.running.Load() }
 
 // Stop asks every lcore to return and waits for them. Counters stay readable.
 func (d *DataPlane) Stop() error {

@@ -78,6 +78,17 @@ func setup(t testing.TB) *env {
 	return shared
 }
 
+// goldenUDPPorts are the golden data plane's UDP session ports (no golden case uses
+// them; the fuzzers' seeds do).
+var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true}}
+
+// udpSeeds are fuzz seeds for the UDP session and QUIC classification.
+func udpSeeds() [][]byte {
+	return [][]byte{udpFrame(udpKey(41000, 443), quicV1Initial), udpFrame(udpKey(41001, 443), quicV2Initial),
+		udpFrame(udpKey(41002, 443), quicShort), udpFrame(udpKey(41003, 4433), []byte("session")),
+		udpFrame(udpKey(41004, 53), []byte("plain"))}
+}
+
 // newGoldenDP builds a data plane for the golden scenario on tbl.
 func newGoldenDP(tbl *table.Table) (*lcore.DataPlane, error) {
 	var vips []netip.Prefix
@@ -85,7 +96,7 @@ func newGoldenDP(tbl *table.Table) (*lcore.DataPlane, error) {
 		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
 	}
 	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
-		VIPs: vips, Table: tbl.Ptr()})
+		VIPs: vips, Table: tbl.Ptr(), UDPPorts: goldenUDPPorts})
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +267,7 @@ func dataFrame(k session.Key, payload []byte) []byte {
 // must come out exactly once (or be counted as dropped), and a frame that is not
 // redirected or decapsulated must come out byte for byte.
 func FuzzClassifier(f *testing.F) {
-	for _, s := range golden.FuzzSeeds() {
+	for _, s := range append(golden.FuzzSeeds(), udpSeeds()...) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -435,5 +446,138 @@ func TestParkWarming(t *testing.T) {
 	st = f.Stats()
 	if st.ParkExpired != 3 || f.Parked() != 0 || st.Redirect+st.ToKernel()+st.ParkWarmDrop != st.RxNIC {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// udpFrame is a UDP packet of session k with payload p, from the router.
+func udpFrame(k session.Key, p []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: golden.RouterMAC, DstMAC: golden.Self.MAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 63, Protocol: layers.IPProtocolUDP, SrcIP: k.Src.AsSlice(), DstIP: k.Dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(k.SrcPort), DstPort: layers.UDPPort(k.DstPort)}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(p)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// udpKey is an unknown UDP flow to the VIP's port dport.
+func udpKey(sport, dport uint16) session.Key {
+	k := golden.S5
+	k.SrcPort, k.DstPort = sport, dport
+	return k
+}
+
+// QUIC long-header first bytes: version 1 Initial (type 0), version 2 Initial (type 1)
+// and version 2 0-RTT (type 0).
+var (
+	quicV1Initial = []byte{0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8}
+	quicV2Initial = []byte{0xd3, 0x6b, 0x33, 0x43, 0xcf, 8, 1, 2, 3, 4, 5, 6, 7, 8}
+	quicV2ZeroRTT = []byte{0xc3, 0x6b, 0x33, 0x43, 0xcf, 8, 1, 2, 3, 4, 5, 6, 7, 8}
+	quicShort     = []byte{0x43, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+)
+
+// TestParkUDP: only traffic that can have an owner elsewhere waits in the park. UDP to
+// a VIP port that is not declared a session port goes to the kernel at once (a DNS
+// answer must not wait park_hold); a declared port's unknown flows are parked, within
+// their share of the park, so that a UDP burst leaves TCP its slots; on a QUIC port a
+// long-header Initial goes to the kernel like a SYN.
+func TestParkUDP(t *testing.T) {
+	e := setup(t)
+	var vips []netip.Prefix
+	for _, v := range golden.VIPs {
+		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
+	}
+	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
+		VIPs: vips, Table: e.tbl.Ptr(), UDPPorts: goldenUDPPorts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	p := golden.Peers[0]
+	if err := dp.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC, Src: golden.Self.Addr, Dst: p.Addr, TunnelPort: p.Port}); err != nil {
+		t.Fatal(err)
+	}
+	f := dp.NewFrames(e.pool)
+	defer f.Close()
+	if err := f.SetParkShare(time.Hour, 6, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetParkShare(time.Hour, 6, 6); err == nil {
+		t.Fatal("a UDP share of the whole park was accepted")
+	}
+
+	// Plain UDP (port 53 is not declared): to the kernel unchanged, never parked.
+	plain := udpFrame(udpKey(40000, 53), []byte("dns query"))
+	out, err := f.Run([][]byte{plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := f.Stats()
+	if len(out) != 1 || out[0].ToNIC || !bytes.Equal(out[0].Data, plain) || st.UDPPlain != 1 || st.ParkIn != 0 || st.Miss != 0 {
+		t.Fatalf("plain UDP: outputs %d, stats %+v", len(out), st)
+	}
+
+	// QUIC Initials (v1, v2) go to the kernel like SYNs; a v2 0-RTT, a short header and
+	// a truncated long header of unknown flows are parked, as is a UDP session port's.
+	var in [][]byte
+	for i, p := range [][]byte{quicV1Initial, quicV2Initial} {
+		in = append(in, udpFrame(udpKey(41000+uint16(i), 443), p))
+	}
+	out, err = f.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = f.Stats()
+	if len(out) != 2 || out[0].ToNIC || out[1].ToNIC || !bytes.Equal(out[0].Data, in[0]) || st.QUICInitial != 2 || st.ParkIn != 0 {
+		t.Fatalf("QUIC Initials: outputs %d, stats %+v", len(out), st)
+	}
+	// Three UDP session packets against a share of 2: two parked, one to the kernel.
+	in = [][]byte{udpFrame(udpKey(42000, 443), quicV2ZeroRTT), udpFrame(udpKey(42001, 443), quicShort),
+		udpFrame(udpKey(42002, 443), quicV1Initial[:4])}
+	out, err = f.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = f.Stats()
+	if len(out) != 1 || out[0].ToNIC || !bytes.Equal(out[0].Data, in[2]) || f.Parked() != 2 ||
+		st.ParkUDPIn != 2 || st.ParkUDPFull != 1 || st.ParkFull != 1 || st.Miss != 1 {
+		t.Fatalf("UDP share: outputs %d, parked %d, stats %+v", len(out), f.Parked(), st)
+	}
+	// TCP keeps its 4 slots although UDP wants more: 4 parked, the fifth to the kernel.
+	in = nil
+	for p := uint16(43000); p < 43005; p++ {
+		in = append(in, dataFrame(parkKey(p), []byte("tcp")))
+	}
+	in = append(in, udpFrame(udpKey(44000, 4433), []byte("more udp")))
+	out, err = f.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = f.Stats()
+	if len(out) != 2 || f.Parked() != 6 || st.ParkIn != 6 || st.ParkUDPIn != 2 || st.ParkFull != 3 || st.ParkUDPFull != 2 {
+		t.Fatalf("TCP share: outputs %d, parked %d, stats %+v", len(out), f.Parked(), st)
+	}
+	// A parked UDP flow whose owner shows up is released to it; its slot is UDP's again.
+	if _, err := e.tbl.ApplyBatch([]session.Update{{Key: udpKey(42001, 443), Owner: session.Owner{Host: p.ID, Epoch: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = e.tbl.ApplyBatch([]session.Update{{Key: udpKey(42001, 443), Delete: true}}) }()
+	out = f.Service(false)
+	st = f.Stats()
+	if len(out) != 1 || !out[0].ToNIC || st.ParkRedirect != 1 || f.Parked() != 5 {
+		t.Fatalf("release: outputs %d, parked %d, stats %+v", len(out), f.Parked(), st)
+	}
+	out, err = f.Run([][]byte{udpFrame(udpKey(44001, 4433), []byte("again"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st = f.Stats(); len(out) != 0 || f.Parked() != 6 || st.ParkUDPIn != 3 {
+		t.Fatalf("UDP slot after release: outputs %d, parked %d, stats %+v", len(out), f.Parked(), st)
+	}
+	if st.ToKernel()+st.Redirect+uint64(f.Parked()) != st.RxNIC {
+		t.Fatalf("classes do not add up to rx: %+v, parked %d", st, f.Parked())
 	}
 }

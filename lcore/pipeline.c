@@ -140,6 +140,41 @@ l4_check(const uint8_t *l4, uint32_t l4_len, uint8_t proto)
 	return 2;
 }
 
+/* Whether bit port (network order) is set in a port bitmap. */
+static inline int
+port_in(const uint8_t *bitmap, uint16_t port_be)
+{
+	uint16_t p = rte_be_to_cpu_16(port_be);
+	return (bitmap[p >> 3] >> (p & 7)) & 1;
+}
+
+/* QUIC versions 1 (RFC 9000) and 2 (RFC 9369): their long-header type of Initial. */
+#define QUIC_V2 0x6b3343cfu
+
+/* Whether a UDP payload of len bytes starts with a QUIC long header of an Initial
+ * packet (a client's first packet of a new connection). Version 2 numbers Initial 1,
+ * every other version (1, drafts) 0; version 0 is a server's Version Negotiation. */
+static inline int
+quic_initial(const uint8_t *p, uint32_t len)
+{
+	uint32_t ver;
+	if (len < 5 || (p[0] & 0xc0) != 0xc0)
+		return 0;
+	ver = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4];
+	if (ver == 0)
+		return 0;
+	return ((p[0] >> 4) & 3) == (ver == QUIC_V2 ? 1 : 0);
+}
+
+/* A UDP packet to a VIP on a QUIC port: its Initial is classed like a SYN (1). */
+static inline int
+udp_new_session(const struct homing_dp *dp, const uint8_t *l4, uint32_t l4_len)
+{
+	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
+	return port_in(dp->udp_quic, udp->dst_port) &&
+	       quic_initial(l4 + sizeof(*udp), l4_len - sizeof(*udp));
+}
+
 static inline void
 parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
        struct homing_key4 *key)
@@ -197,6 +232,10 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	}
 	if (!vip4_match(dp, ip->dst_addr)) {
 		bm->cls = CLS(cls_other);
+		return;
+	}
+	if (ip->next_proto_id == IPPROTO_UDP && unlikely(udp_new_session(dp, l4, l4_len))) {
+		bm->cls = CLS(cls_quic_initial);
 		return;
 	}
 	key->src = ip->src_addr;
@@ -276,6 +315,10 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	}
 	if (!vip6_match(dp, ip->dst_addr)) {
 		bm->cls = CLS(cls_other);
+		return;
+	}
+	if (ip->proto == IPPROTO_UDP && unlikely(udp_new_session(dp, l4, plen))) {
+		bm->cls = CLS(cls_quic_initial);
 		return;
 	}
 	memcpy(key->src, ip->src_addr, 16);
@@ -556,23 +599,35 @@ decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats 
 	return DECIDED_OTHER;
 }
 
-/* Resolves one looked-up packet of the burst: decided if found, else parked if the park
- * is on and has room, else to the kernel. */
-/* A looked-up packet whose session is unknown: parked if the park is on and has room,
- * else to the kernel. */
+/* A looked-up packet whose session is unknown: parked if it may have an owner elsewhere
+ * (TCP, or UDP to a UDP session port) and its class's share of the park has room, else to
+ * the kernel. Other UDP (a plain UDP service: DNS, ...) never waits. */
 static __rte_noinline void
 miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const void *key,
      uint32_t af)
 {
+	const struct homing_dp *dp = lc->dp;
 	struct homing_park_slot *s;
+	uint8_t proto = af == 4 ? ((const struct homing_key4 *)key)->proto
+				: ((const struct homing_key6 *)key)->proto;
+	uint16_t dport = af == 4 ? ((const struct homing_key4 *)key)->dport
+				 : ((const struct homing_key6 *)key)->dport;
+	int udp = proto == IPPROTO_UDP;
 
 	b->act = A_TAP;
+	if (udp && !port_in(dp->udp_sess, dport)) {
+		b->cls = CLS(cls_udp_plain);
+		return;
+	}
 	b->cls = CLS(cls_miss);
 	if (lc->park_tsc == 0)
 		return;
-	if (unlikely(lc->park_count >= lc->park_max)) {
+	if (unlikely(lc->park_count >= lc->park_max ||
+		     (udp ? lc->park_udp >= lc->park_udp_max
+			  : lc->park_count - lc->park_udp >= lc->park_max - lc->park_udp_max))) {
 		lc->stats.park_full++;
-		if (unlikely(lc->dp->warming)) {
+		lc->stats.park_udp_full += udp;
+		if (unlikely(dp->warming)) {
 			b->act = A_DROP; /* the kernel would reset it; TCP will send it again */
 			lc->stats.park_warm_drop++;
 		}
@@ -583,11 +638,14 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	s->deadline = rte_rdtsc() + lc->park_tsc;
 	s->ip_len = b->ip_len;
 	s->af = (uint8_t)af;
+	s->udp = (uint8_t)udp;
 	if (af == 4)
 		s->k4 = *(const struct homing_key4 *)key;
 	else
 		s->k6 = *(const struct homing_key6 *)key;
+	lc->park_udp += udp;
 	lc->stats.park_in++;
+	lc->stats.park_udp_in += udp;
 	b->act = A_PARKED;
 }
 
@@ -641,7 +699,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 	const struct homing_dp *dp = lc->dp;
 	struct homing_lcore_stats *st = &lc->stats;
 	uint64_t *cnt = (uint64_t *)st;
-	uint32_t count = lc->park_count, keep = 0, nout = 0, i, j;
+	uint32_t count = lc->park_count, keep = 0, keep_udp = 0, nout = 0, i, j;
 	uint64_t gen;
 	int relook;
 
@@ -710,6 +768,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 				if (keep != i + j)
 					lc->park[keep] = *s;
 				keep++;
+				keep_udp += s->udp;
 				continue;
 			}
 			to_nic[nout] = b.act == A_NIC;
@@ -717,6 +776,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 		}
 	}
 	lc->park_count = keep;
+	lc->park_udp = keep_udp;
 	return nout;
 }
 
@@ -731,6 +791,7 @@ homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_ni
 	lc->stats.cls_miss += n;
 	lc->stats.park_expired += n;
 	lc->park_count = 0;
+	lc->park_udp = 0;
 	return n;
 }
 

@@ -62,6 +62,8 @@ extern "C" {
 #define HOMING_SPORT_MASK 0x3fff
 /* Upper bound of the per-lcore park (packets of unknown VIP sessions held briefly). */
 #define HOMING_PARK_MAX 4096
+/* UDP port bitmaps (one bit per port). */
+#define HOMING_PORT_BITMAP (65536 / 8)
 /* GUE header (variant 0, no options) length. */
 #define HOMING_GUE_LEN 4
 
@@ -96,6 +98,10 @@ struct homing_lcore_stats {
 	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
 	uint64_t cls_malformed;   /* truncated or inconsistent headers, multi-segment */
 	uint64_t cls_no_redirect; /* VIP session, not looked up: redirection is off */
+	uint64_t cls_udp_plain;   /* UDP to a VIP port that is not a UDP session port, not in
+				   * the table: to the kernel at once, never parked */
+	uint64_t cls_quic_initial; /* QUIC long-header Initial on a QUIC session port: a new
+				    * connection, to the kernel like a TCP SYN */
 	/* drops */
 	uint64_t drop_nic_tx;     /* NIC tx queue full */
 	uint64_t drop_tap_tx;     /* TAP tx queue full */
@@ -114,6 +120,8 @@ struct homing_lcore_stats {
 	uint64_t park_expired;    /* released to the kernel after the hold time (also cls_miss) */
 	uint64_t park_full;       /* not parked: park full (counted in cls_miss) */
 	uint64_t park_warm_drop;  /* dropped, not handed to the kernel: park full while warming */
+	uint64_t park_udp_in;     /* of park_in: UDP session packets */
+	uint64_t park_udp_full;   /* of park_full: UDP session packets over the UDP share */
 } __rte_cache_aligned;
 
 struct homing_vip4 {
@@ -144,6 +152,11 @@ struct homing_dp {
 	 * peers' sessions): parked packets are held past the hold time, and a full park
 	 * drops instead of handing packets to the kernel, which would reset them. */
 	volatile uint32_t warming;
+	/* UDP ports (host order bit index) of VIP services whose flows are sessions: only
+	 * their packets may wait in the park; udp_quic marks those served by QUIC, whose
+	 * long-header Initial packets go to the kernel like TCP SYNs. */
+	uint8_t udp_sess[HOMING_PORT_BITMAP];
+	uint8_t udp_quic[HOMING_PORT_BITMAP];
 };
 
 /* A parked packet and what it needs to be looked up again. */
@@ -152,6 +165,7 @@ struct homing_park_slot {
 	uint64_t deadline;          /* TSC */
 	uint16_t ip_len;
 	uint8_t af;                 /* 4 or 6: key family and inner family */
+	uint8_t udp;                /* 1: a UDP session packet (counted in park_udp) */
 	union {
 		struct homing_key4 k4;
 		struct homing_key6 k6;
@@ -169,6 +183,8 @@ struct homing_lcore {
 	uint64_t park_tsc;          /* hold time in TSC cycles; 0: park off */
 	uint32_t park_max;          /* slots in park, <= HOMING_PARK_MAX */
 	uint32_t park_count;        /* parked packets: park[0..park_count) in arrival order */
+	uint32_t park_udp_max;      /* slots UDP session packets may hold (< park_max) */
+	uint32_t park_udp;          /* parked UDP session packets (of park_count) */
 	uint64_t park_gen;          /* table generation at the last look */
 	struct homing_park_slot *park;
 } __rte_cache_aligned;
@@ -180,6 +196,9 @@ void homing_dp_free(struct homing_dp *dp);
 void homing_dp_stop(struct homing_dp *dp);
 int homing_dp_add_vip4(struct homing_dp *dp, uint32_t net, uint32_t mask);
 int homing_dp_add_vip6(struct homing_dp *dp, const uint8_t *net, const uint8_t *mask);
+/* Declares UDP port (host order) of the VIPs a session port (its unknown flows may be
+ * parked), and a QUIC port if quic != 0. Before the lcores start. */
+void homing_dp_add_udp_port(struct homing_dp *dp, uint16_t port, int quic);
 
 /* Publishes the template for peer id: outer Ethernet dst/src, outer IP src/dst of family af
  * (4: 4-byte addresses, 6: 16-byte addresses), UDP destination port (host order). */

@@ -14,6 +14,9 @@ type Stats struct {
 	Redirect, Local, Miss, DeadOwner, SYN, Decap uint64
 	GUEBad, Other, Frag, IPOpt, Malformed        uint64
 	NoRedirect                                   uint64
+	// UDPPlain: UDP to a VIP port that is not a session port, not in the table (to the
+	// kernel at once); QUICInitial: QUIC Initial packets on a QUIC port (to the kernel).
+	UDPPlain, QUICInitial                        uint64
 	DropNICTx, DropTAPTx, DropHeadroom           uint64
 	Loops, IdleLoops, Sleeps, BusyCycles, Cycles uint64
 	TemplateRetries                              uint64
@@ -22,12 +25,14 @@ type Stats struct {
 	// ParkWarmDrop: misses dropped (park full) while the daemon warmed up, instead of
 	// going to the kernel; counted in Miss too.
 	ParkWarmDrop uint64
+	// ParkUDPIn and ParkUDPFull: the UDP session packets of ParkIn and ParkFull.
+	ParkUDPIn, ParkUDPFull uint64
 }
 
 // ToKernel is the number of NIC packets handed to the kernel (every class but
 // redirected).
 func (s Stats) ToKernel() uint64 {
-	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect
+	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
 }
 
 // Add sums two counter sets (Lcore is kept from s).
@@ -36,12 +41,12 @@ func (s Stats) Add(o Stats) Stats {
 		s.RxNIC + o.RxNIC, s.FromKernel + o.FromKernel, s.TxNIC + o.TxNIC, s.TxTAP + o.TxTAP,
 		s.Redirect + o.Redirect, s.Local + o.Local, s.Miss + o.Miss, s.DeadOwner + o.DeadOwner, s.SYN + o.SYN, s.Decap + o.Decap,
 		s.GUEBad + o.GUEBad, s.Other + o.Other, s.Frag + o.Frag, s.IPOpt + o.IPOpt, s.Malformed + o.Malformed,
-		s.NoRedirect + o.NoRedirect,
+		s.NoRedirect + o.NoRedirect, s.UDPPlain + o.UDPPlain, s.QUICInitial + o.QUICInitial,
 		s.DropNICTx + o.DropNICTx, s.DropTAPTx + o.DropTAPTx, s.DropHeadroom + o.DropHeadroom,
 		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
 		s.TemplateRetries + o.TemplateRetries,
 		s.ParkIn + o.ParkIn, s.ParkRedirect + o.ParkRedirect, s.ParkLocal + o.ParkLocal, s.ParkExpired + o.ParkExpired,
-		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop}
+		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop, s.ParkUDPIn + o.ParkUDPIn, s.ParkUDPFull + o.ParkUDPFull}
 }
 
 func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
@@ -54,11 +59,13 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		DeadOwner: uint64(c.cls_dead_owner), SYN: uint64(c.cls_syn), Decap: uint64(c.cls_decap),
 		GUEBad: uint64(c.cls_gue_bad), Other: uint64(c.cls_other), Frag: uint64(c.cls_frag),
 		IPOpt: uint64(c.cls_ipopt), Malformed: uint64(c.cls_malformed), NoRedirect: uint64(c.cls_no_redirect),
+		UDPPlain: uint64(c.cls_udp_plain), QUICInitial: uint64(c.cls_quic_initial),
 		DropNICTx: uint64(c.drop_nic_tx), DropTAPTx: uint64(c.drop_tap_tx), DropHeadroom: uint64(c.drop_headroom),
 		Loops: uint64(c.loops), IdleLoops: uint64(c.idle_loops), Sleeps: uint64(c.sleeps),
 		BusyCycles: uint64(c.busy_cycles), Cycles: uint64(c.total_cycles), TemplateRetries: uint64(c.tmpl_retries),
 		ParkIn: uint64(c.park_in), ParkRedirect: uint64(c.park_redirect), ParkLocal: uint64(c.park_local),
 		ParkExpired: uint64(c.park_expired), ParkFull: uint64(c.park_full), ParkWarmDrop: uint64(c.park_warm_drop),
+		ParkUDPIn: uint64(c.park_udp_in), ParkUDPFull: uint64(c.park_udp_full),
 	}
 }
 

@@ -28,23 +28,25 @@ type Class int
 
 // Classes, in the order of struct homing_lcore_stats (lcore/pipeline.h).
 const (
-	ClassRedirect   Class = iota // VIP session owned by a live peer: encapsulated to it
-	ClassLocal                   // VIP session owned here
-	ClassMiss                    // VIP session unknown
-	ClassDeadOwner               // VIP session owned by a peer without a template
-	ClassSYN                     // TCP SYN without ACK: always local
-	ClassDecap                   // GUE for this host: decapsulated
-	ClassGUEBad                  // UDP to the tunnel port with an invalid GUE or inner header
-	ClassOther                   // not for the pipeline: ARP, ICMP, non-VIP, gossip, ...
-	ClassFrag                    // IPv4 fragment
-	ClassIPOptions               // IPv4 options or IPv6 extension headers
-	ClassMalformed               // truncated or inconsistent headers
-	ClassNoRedirect              // VIP session not looked up: tunnel.redirect is off
+	ClassRedirect    Class = iota // VIP session owned by a live peer: encapsulated to it
+	ClassLocal                    // VIP session owned here
+	ClassMiss                     // VIP session unknown
+	ClassDeadOwner                // VIP session owned by a peer without a template
+	ClassSYN                      // TCP SYN without ACK: always local
+	ClassDecap                    // GUE for this host: decapsulated
+	ClassGUEBad                   // UDP to the tunnel port with an invalid GUE or inner header
+	ClassOther                    // not for the pipeline: ARP, ICMP, non-VIP, gossip, ...
+	ClassFrag                     // IPv4 fragment
+	ClassIPOptions                // IPv4 options or IPv6 extension headers
+	ClassMalformed                // truncated or inconsistent headers
+	ClassNoRedirect               // VIP session not looked up: tunnel.redirect is off
+	ClassUDPPlain                 // UDP to a VIP port that is not a session port, unknown: kernel at once
+	ClassQUICInitial              // QUIC Initial on a QUIC session port: a new connection, kernel
 	NumClasses
 )
 
 var classNames = [NumClasses]string{"redirect", "local", "miss", "dead_owner", "syn", "decap",
-	"gue_bad", "other", "fragment", "ip_options", "malformed", "no_redirect"}
+	"gue_bad", "other", "fragment", "ip_options", "malformed", "no_redirect", "udp_plain", "quic_initial"}
 
 func (c Class) String() string { return classNames[c] }
 
@@ -75,6 +77,7 @@ type Lcore struct {
 	// The park: packets of unknown VIP sessions held for a second lookup.
 	ParkIn, ParkRedirect, ParkLocal, ParkExpired, ParkFull uint64
 	ParkWarmDrop                                           uint64 // dropped (park full) while warming up
+	ParkUDPIn, ParkUDPFull                                 uint64 // of ParkIn and ParkFull: UDP session packets
 }
 
 // Port is a DPDK port's counters; Name is "nic" or "kernel".
@@ -124,6 +127,24 @@ type Snapshot struct {
 	Gossip *Gossip // nil: gossip is off
 	Probe  *Probe  // nil: the probe is off
 	Relay  *Relay  // nil: this host is not a gossip relay
+	// Serving is the host's announcement state (nil: not started).
+	Serving *Serving
+}
+
+// Serving is whether the host takes new traffic (daemon's serving state).
+type Serving struct {
+	State     string   // the current one of States
+	States    []string // every state, each exported (1 for the current)
+	Announced bool     // the VIPs are announced
+	Owned     int      // sessions this host owns
+	BGP       []BGPPeer
+}
+
+// BGPPeer is one BGP neighbour's session.
+type BGPPeer struct {
+	Address    string
+	Up         bool
+	Advertised uint64
 }
 
 // Relay is the gossip relay's counters (gossip.RelayStats).
@@ -241,9 +262,14 @@ var (
 	dLcBusy    = newDesc("lcore", "busy_cycles_total", "TSC cycles spent in loops that moved packets; rate() over homing_lcore_cycles_total is the busy ratio over a window.", cnt, "lcore")
 	dLcCycles  = newDesc("lcore", "cycles_total", "TSC cycles since the lcore started.", cnt, "lcore")
 	dLcRatio   = newDesc("lcore", "busy_ratio", "Busy cycles over all cycles since the lcore started (0..1).", gauge, "lcore")
-	dLcParked  = newDesc("lcore", "parked_packets_total", "Packets of unknown VIP sessions held for a second lookup (the park).", cnt, "lcore")
+	dState     = newDesc("", "state", "The host's serving state: 1 for the current one of warming, ready (announcing), draining, drained, stopping.", gauge, "state")
+	dAnnounced = newDesc("", "announced", "1 while the host announces its VIPs (ready), 0 while withdrawn.", gauge)
+	dOwned     = newDesc("", "owned_sessions", "Sessions this host owns (a drained host is empty at 0).", gauge)
+	dBGPUp     = newDesc("bgp", "session_up", "1 while the BGP session to the neighbour is established.", gauge, "neighbor")
+	dBGPAdv    = newDesc("bgp", "advertised_prefixes", "Prefixes advertised to the neighbour.", gauge, "neighbor")
+	dLcParked  = newDesc("lcore", "parked_packets_total", "Packets of unknown VIP sessions held for a second lookup (the park), by protocol (udp: UDP session ports).", cnt, "lcore", "proto")
 	dLcUnpark  = newDesc("lcore", "unparked_packets_total", "Parked packets released, by outcome: redirect (the owner became known), local (owned here), expired (hold time over, to the kernel).", cnt, "lcore", "outcome")
-	dLcParkFul = newDesc("lcore", "park_full_total", "Packets not parked because the park was full (sent to the kernel).", cnt, "lcore")
+	dLcParkFul = newDesc("lcore", "park_full_total", "Packets not parked because the park, or their protocol's share of it (tunnel.park_udp), was full (sent to the kernel), by protocol.", cnt, "lcore", "proto")
 	dLcWarmDrp = newDesc("lcore", "warmup_dropped_total", "Packets of unknown sessions dropped (park full) while the daemon warmed up after its start, instead of going to the kernel.", cnt, "lcore")
 	dLcRetries = newDesc("lcore", "template_retries_total", "Header template copies retried because the control plane was writing it.", cnt, "lcore")
 
@@ -320,7 +346,7 @@ var (
 	dRelayMcast  = newDesc("relay", "relayed_datagrams_total", "Datagrams of other domains multicast in this domain.", cnt)
 	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
-	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
+	allDescs = []desc{dInfo, dState, dAnnounced, dOwned, dBGPUp, dBGPAdv, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
@@ -351,6 +377,29 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(dInfo, 1, strconv.Itoa(int(c.info.HostID)), c.info.Name, c.info.Address, c.info.Version)
 
 	s := c.src.Snapshot()
+	if sv := s.Serving; sv != nil {
+		for _, st := range sv.States {
+			v := 0.0
+			if st == sv.State {
+				v = 1
+			}
+			emit(dState, v, st)
+		}
+		a := 0.0
+		if sv.Announced {
+			a = 1
+		}
+		emit(dAnnounced, a)
+		emit(dOwned, float64(sv.Owned))
+		for _, p := range sv.BGP {
+			up := 0.0
+			if p.Up {
+				up = 1
+			}
+			emit(dBGPUp, up, p.Address)
+			emit(dBGPAdv, float64(p.Advertised), p.Address)
+		}
+	}
 	for _, l := range s.Lcores {
 		id := strconv.FormatUint(uint64(l.ID), 10)
 		u(dLcRx, l.RxNIC, id, "nic")
@@ -376,11 +425,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		emit(dLcRatio, ratio, id)
 		u(dLcRetries, l.TemplateRetries, id)
-		u(dLcParked, l.ParkIn, id)
+		u(dLcParked, l.ParkIn-l.ParkUDPIn, id, "tcp")
+		u(dLcParked, l.ParkUDPIn, id, "udp")
 		u(dLcUnpark, l.ParkRedirect, id, "redirect")
 		u(dLcUnpark, l.ParkLocal, id, "local")
 		u(dLcUnpark, l.ParkExpired, id, "expired")
-		u(dLcParkFul, l.ParkFull, id)
+		u(dLcParkFul, l.ParkFull-l.ParkUDPFull, id, "tcp")
+		u(dLcParkFul, l.ParkUDPFull, id, "udp")
 		u(dLcWarmDrp, l.ParkWarmDrop, id)
 	}
 	for _, p := range s.Ports {

@@ -59,6 +59,11 @@ type Owner struct {
 // MaxEpoch is the largest epoch the data plane can store.
 const MaxEpoch = 1<<48 - 1
 
+// MaxHostID is the largest host id: host ids are 1..MaxHostID. The data plane keeps one
+// header template slot per id (lcore's HOMING_MAX_HOSTS = MaxHostID+1 slots, checked by
+// lcore's TestMaxHosts); the configuration and a gossip node refuse ids above it.
+const MaxHostID = 4095
+
 // Update is one change to a table: set k's owner, or delete k.
 type Update struct {
 	Key    Key

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,13 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 		Systems: strings.Split(o.gossipSystems, ",")}
 	if o.gossipEnv != "" {
 		opts.Env = strings.Split(o.gossipEnv, ",")
+	}
+	if slices.Contains(opts.Systems, gossipbench.Memberlist) {
+		// A module of its own, so that hashicorp/memberlist stays out of homing's go.mod.
+		if _, err := os.Stat(o.memberlistBin); err != nil {
+			return res, fmt.Errorf("gossip: memberlist node: %w (make bench builds it; or leave memberlist out of -gossip-systems)", err)
+		}
+		opts.MemberlistCommand = []string{o.memberlistBin, gossipbench.ChildCommand}
 	}
 	if o.gossipRates != "" {
 		for _, f := range strings.Split(o.gossipRates, ",") {

@@ -54,6 +54,7 @@ type options struct {
 	gossipFlush   time.Duration // homing FlushDelay override (0: the default)
 	gossipSystems string        // comma-separated systems of the gossip benchmark
 	gossipDump    string        // directory for the per-session delays
+	memberlistBin string        // the gossip benchmark's memberlist node (its own module)
 	gossipEnv     string        // comma-separated KEY=VALUE for the gossip nodes' environment
 	gossipRates   string        // comma-separated sessions per second (empty: the defaults)
 }
@@ -84,6 +85,7 @@ func main() {
 	flag.StringVar(&o.gossipEnv, "gossip-env", "", "gossip benchmark: KEY=VALUE,... added to the nodes' environment (e.g. GOGC=400)")
 	flag.StringVar(&o.gossipRates, "gossip-rates", "", "gossip benchmark: sessions per second, comma-separated (default 1000,10000,50000)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
+	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
 	flag.Parse()
 	o.smoke = *smoke
 	if *smoke {

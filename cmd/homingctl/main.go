@@ -9,9 +9,13 @@
 //	sessions [--owner N] [--vip ADDR[:PORT]] [--limit N]
 //	                                         table entries (1000 unless --limit; -1 lists all)
 //	stats                                    every counter: lcores, ports, table, gossip
+//	drain [--wait DURATION]                  withdraw the VIPs (BGP), keep serving owned sessions;
+//	                                         with --wait, report them until 0 or the wait ends
+//	undrain                                  announce again (once warm)
 //
 // Tables for people by default; --json prints the daemon's answer as JSON for scripts.
-// Exit status: 0 ok, 1 error (including "homingd is not running"), 2 usage.
+// Exit status: 0 ok, 1 error (including "homingd is not running", and a drain whose
+// --wait ended with sessions still owned), 2 usage.
 package main
 
 import (
@@ -42,6 +46,9 @@ commands:
   sessions [--owner N] [--vip ADDR[:PORT]] [--limit N]
                                              table entries (default limit 1000, -1: all)
   stats                                      lcore, port, table and gossip counters
+  drain [--wait DURATION]                    stop taking new traffic (withdraw the VIPs); with
+                                             --wait, report owned sessions until 0 or the wait ends
+  undrain                                    take new traffic again
 
 options (anywhere on the line):
   --socket PATH   control socket (default: control.socket of --config, else ` + config.DefaultControlSocket + `)
@@ -58,6 +65,7 @@ type opts struct {
 	owner          *uint16
 	vip            string
 	limit          int
+	wait           time.Duration
 	args           []string
 }
 
@@ -105,6 +113,12 @@ func parse(argv []string) (opts, error) {
 			}
 		case "vip":
 			o.vip, err = need()
+		case "wait":
+			if v, err = need(); err == nil {
+				if o.wait, err = time.ParseDuration(v); err == nil && o.wait < 0 {
+					err = fmt.Errorf("--wait %q: must not be negative", v)
+				}
+			}
 		case "limit":
 			if v, err = need(); err == nil {
 				if o.limit, err = strconv.Atoi(v); err != nil {
@@ -156,6 +170,14 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	var args, result any
 	var print func(w io.Writer)
 	switch cmd {
+	case ctl.CmdDrain, ctl.CmdUndrain:
+		if len(rest) > 0 {
+			return usageError(stderr, cmd+" takes no arguments (drain: --wait DURATION)")
+		}
+		if cmd == ctl.CmdUndrain && o.wait != 0 {
+			return usageError(stderr, "undrain takes no --wait")
+		}
+		return drain(ctx, socket, cmd, o, stdout, stderr)
 	case ctl.CmdStatus, ctl.CmdPeers, ctl.CmdStats:
 		if len(rest) > 0 {
 			return usageError(stderr, cmd+" takes no arguments")
@@ -211,6 +233,56 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// drain sends drain or undrain and prints the state; a drain with --wait then asks
+// for the status every half second, printing the owned sessions whenever they change,
+// until they reach 0 (exit 0) or the wait ends (exit 1).
+func drain(ctx context.Context, socket, cmd string, o opts, stdout, stderr io.Writer) int {
+	var st ctl.Status
+	if err := ctl.Call(ctx, socket, cmd, nil, &st); err != nil {
+		fmt.Fprintln(stderr, "homingctl:", err)
+		return 1
+	}
+	report := func() {
+		if o.json {
+			_ = json.NewEncoder(stdout).Encode(map[string]any{"state": st.State, "announced": st.Announced, "owned_sessions": st.Owned})
+			return
+		}
+		fmt.Fprintf(stdout, "%s: %s, %d sessions owned here\n", time.Now().Format(time.TimeOnly), st.State, st.Owned)
+	}
+	report()
+	if cmd != ctl.CmdDrain || o.wait == 0 {
+		return 0
+	}
+	end := time.Now().Add(o.wait)
+	last := st.Owned
+	for st.Owned > 0 {
+		if time.Now().After(end) {
+			fmt.Fprintf(stderr, "homingctl: drain: %d sessions still owned after %s\n", st.Owned, o.wait)
+			return 1
+		}
+		time.Sleep(min(500*time.Millisecond, time.Until(end)+time.Millisecond))
+		cctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+		err := ctl.Call(cctx, socket, ctl.CmdStatus, nil, &st)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(stderr, "homingctl:", err)
+			return 1
+		}
+		if st.State != "draining" && st.State != "drained" {
+			fmt.Fprintf(stderr, "homingctl: drain: the host is %s now (undrained or restarted)\n", st.State)
+			return 1
+		}
+		if st.Owned != last {
+			report()
+			last = st.Owned
+		}
+	}
+	if last != 0 {
+		report()
+	}
+	return 0
+}
+
 func usageError(w io.Writer, msg string) int {
 	fmt.Fprintln(w, "homingctl:", msg)
 	fmt.Fprint(w, usage)
@@ -256,6 +328,26 @@ func printStatus(w io.Writer, s *ctl.Status) {
 	}
 	fmt.Fprintf(t, "config\t%s  (%s)\n", s.ConfigFile, reload)
 	fmt.Fprintf(t, "data plane\t%d workers, nic %s, kernel %s, redirect %s\n", s.Workers, s.NIC, s.Kernel, onOff(s.Redirect))
+	if s.State != "" {
+		ann := "VIPs withdrawn"
+		if s.Announced {
+			ann = "VIPs announced"
+		}
+		if !s.AnnouncedAt.IsZero() {
+			ann += " since " + s.AnnouncedAt.Local().Format(time.DateTime)
+		}
+		if s.AnnounceError != "" {
+			ann += ", ERROR: " + s.AnnounceError
+		}
+		fmt.Fprintf(t, "state\t%s (%s), %d sessions owned here\n", s.State, ann, s.Owned)
+	}
+	for _, p := range s.BGP {
+		since := ""
+		if !p.Since.IsZero() {
+			since = " since " + p.Since.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(t, "bgp\t%s AS %d: %s%s, %d prefixes advertised\n", p.Address, p.AS, p.State, since, p.Advertised)
+	}
 	fmt.Fprintf(t, "vips\t%s\n", strings.Join(s.VIPs, " "))
 	if s.Gossip {
 		rot := ""
@@ -358,6 +450,13 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			fmt.Fprint(t, "drop "+name)
 			for _, l := range s.Lcores {
 				fmt.Fprintf(t, "\t%d", l.Drops[name])
+			}
+			fmt.Fprintln(t)
+		}
+		for _, name := range sortedKeys(s.Lcores[0].Park) {
+			fmt.Fprint(t, "park "+name)
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.Park[name])
 			}
 			fmt.Fprintln(t)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,6 +124,27 @@ socket = %q
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", host, bin, "-config", cfg)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// systemd's side of Type=notify with WatchdogSec=200ms: READY=1 once up, WATCHDOG=1
+	// every 100 ms while the data plane runs, STOPPING=1 at the stop.
+	notifyPath := filepath.Join(dir, "notify")
+	sd, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sd.Close()
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "WATCHDOG_USEC=200000")
+	notified := make(chan string, 64)
+	go func() { // fake systemd
+		buf := make([]byte, 4096)
+		for {
+			n, err := sd.Read(buf)
+			if err != nil {
+				close(notified)
+				return
+			}
+			notified <- string(buf[:n])
+		}
+	}()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,9 +175,29 @@ socket = %q
 		t.Fatalf("ping 198.18.0.11 through homingd: %v\n%s", err, out)
 	}
 
+	var said []string
+	next := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case m := <-notified:
+				said = append(said, m)
+				if strings.HasPrefix(m, want) {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("systemd was not told %q; it was told %q", want, said)
+			}
+		}
+	}
+	next("READY=1")
+	next("WATCHDOG=1")
+	next("WATCHDOG=1")
+
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
+	next("STOPPING=1")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("homingd exit: %v", err)
 	}

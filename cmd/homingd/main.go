@@ -20,6 +20,7 @@ import (
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/daemon"
+	"github.com/homing-dev/homing/internal/ratelog"
 )
 
 func main() {
@@ -38,7 +39,7 @@ func main() {
 	}
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	log := daemon.NewLogger(os.Stderr, cfg.Log.Format, level)
+	log := ratelog.NewLogger(os.Stderr, cfg.Log.Format, level)
 	slog.SetDefault(log)
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
@@ -46,6 +47,7 @@ func main() {
 		os.Exit(1)
 	}
 	d.SetLogLevel(level)
+	stopNotify := notify(d, log)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for s := range sig {
@@ -56,6 +58,7 @@ func main() {
 		log.Info("stopping", "signal", s.String())
 		break
 	}
+	stopNotify()
 	if err := d.Stop(); err != nil {
 		log.Error("stop", "err", err)
 		os.Exit(1)

@@ -1,5 +1,6 @@
 // Package gossiptest provides in-memory fakes for the gossip boundaries: a Hub of fake
-// Conns standing in for the multicast group, a Table and a Templates store, so that
+// Conns standing in for the multicast group, a Table and a Templates store, a Net of
+// streams for the repair exchange and a fake Clock that moves when the test says, so that
 // whole multi-node control planes run in one test process.
 package gossiptest
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/homing-dev/homing/gossip"
 	"github.com/homing-dev/homing/gossip/gossiptest"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -32,8 +33,18 @@ const ChildCommand = "gossip-node"
 
 // Child runs one node of a benchmark in the current network namespace, driven over
 // stdin and stdout (see proto.go), until stdin ends or the parent says quit. args are
-// the flags after ChildCommand.
-func Child(args []string) error {
+// the flags after ChildCommand. It runs homing and multicast nodes; memberlist nodes
+// run in a program of their own module (see StartMemberlist), which calls ChildWith.
+func Child(args []string) error { return ChildWith(args, nil) }
+
+// StartMemberlist starts a memberlist member as host id at addr (joining join, if
+// set) that reports the sessions it learns to rec. It is implemented in the separate
+// module internal/gossipbench/memberlist, so that hashicorp/memberlist stays out of
+// homing's module graph (Options.MemberlistCommand).
+type StartMemberlist func(id int, addr netip.Addr, join string, rec *Recorder) (Node, error)
+
+// ChildWith is Child, with memberlist nodes started by memberlist (nil: none).
+func ChildWith(args []string, memberlist StartMemberlist) error {
 	fs := flag.NewFlagSet(ChildCommand, flag.ContinueOnError)
 	system := fs.String("system", Homing, "homing, memberlist or multicast")
 	id := fs.Int("id", 0, "host id: the node's address is 198.18.50.<id>")
@@ -60,14 +71,17 @@ func Child(args []string) error {
 		defer trace.Stop()
 	}
 	addr := netip.AddrFrom4([4]byte{198, 18, 50, byte(*id)})
-	rec := &recorder{done: make(chan struct{})}
-	var n node
+	rec := &Recorder{done: make(chan struct{})}
+	var n Node
 	var err error
 	switch *system {
 	case Homing:
 		n, err = startHoming(uint16(*id), addr, *iface, *flush, rec)
 	case Memberlist:
-		n, err = startMemberlist(*id, addr, *join, rec)
+		if memberlist == nil {
+			return fmt.Errorf("-system %s: not in this program (internal/gossipbench/memberlist runs it)", Memberlist)
+		}
+		n, err = memberlist(*id, addr, *join, rec)
 	case Multicast:
 		n, err = startMulticast(*iface, rec)
 	default:
@@ -76,22 +90,25 @@ func Child(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer n.Close()
 	return serve(n, rec, os.Stdin, os.Stdout)
 }
 
-// node is a running gossip node of either system.
-type node interface {
-	peers() int
-	announce(i int) error
-	stats() any
-	close()
+// Node is a running gossip node of a system under test.
+type Node interface {
+	// Peers is the number of peers the node sees up.
+	Peers() int
+	// Announce announces session i (Key(i)) as the node's own.
+	Announce(i int) error
+	// Stats are the node's counters, JSON-encoded for the parent (any value).
+	Stats() any
+	Close()
 }
 
-// recorder keeps the first apply time of every session a peer learns, and counts those
+// Recorder keeps the first apply time of every session a peer learns, and counts those
 // in the range it awaits. The armed range is a preallocated slice, so that recording
 // adds no garbage (and no collections) to the node being measured.
-type recorder struct {
+type Recorder struct {
 	mu          sync.Mutex    // protects the fields below
 	at          []int64       // apply times of sessions base.., 0: not yet
 	other       map[int]int64 // apply times of sessions outside the armed range
@@ -101,7 +118,7 @@ type recorder struct {
 }
 
 // applied notes that session i is in the table at now.
-func (r *recorder) applied(i int, now int64) {
+func (r *Recorder) Applied(i int, now int64) {
 	r.mu.Lock()
 	if j := i - r.base; j >= 0 && j < len(r.at) {
 		if r.at[j] == 0 {
@@ -121,7 +138,7 @@ func (r *recorder) applied(i int, now int64) {
 }
 
 // arm starts counting the sessions base..base+count-1 (those already applied count).
-func (r *recorder) arm(base, count int) <-chan struct{} {
+func (r *Recorder) arm(base, count int) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.flattenLocked()
@@ -141,7 +158,7 @@ func (r *recorder) arm(base, count int) <-chan struct{} {
 }
 
 // flattenLocked moves the armed range's times to other.
-func (r *recorder) flattenLocked() {
+func (r *Recorder) flattenLocked() {
 	for j, t := range r.at {
 		if t != 0 {
 			if r.other == nil {
@@ -153,14 +170,14 @@ func (r *recorder) flattenLocked() {
 	r.at = nil
 }
 
-func (r *recorder) counted() int {
+func (r *Recorder) counted() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.got
 }
 
 // samples returns the recorded applies in index order.
-func (r *recorder) samples() []Sample {
+func (r *Recorder) samples() []Sample {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]Sample, 0, r.got+len(r.other))
@@ -177,7 +194,7 @@ func (r *recorder) samples() []Sample {
 }
 
 // serve runs the command loop.
-func serve(n node, rec *recorder, in io.Reader, out io.Writer) error {
+func serve(n Node, rec *Recorder, in io.Reader, out io.Writer) error {
 	w := bufio.NewWriterSize(out, 1<<16)
 	say := func(format string, a ...any) error {
 		fmt.Fprintf(w, format+"\n", a...)
@@ -225,7 +242,7 @@ func serve(n node, rec *recorder, in io.Reader, out io.Writer) error {
 			err = writeSamples(w, s)
 		case "stats":
 			var b []byte
-			if b, err = json.Marshal(n.stats()); err == nil {
+			if b, err = json.Marshal(n.Stats()); err == nil {
 				err = say("stats %s", b)
 			}
 		case "quit":
@@ -253,11 +270,11 @@ func writeSamples(w *bufio.Writer, s []Sample) error {
 	return w.Flush()
 }
 
-func waitPeers(n node, want int, timeout time.Duration) error {
+func waitPeers(n Node, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for n.peers() < want {
+	for n.Peers() < want {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d peers after %v", n.peers(), want, timeout)
+			return fmt.Errorf("%d of %d peers after %v", n.Peers(), want, timeout)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -279,7 +296,7 @@ const paceQuantum = 250 * time.Microsecond
 // announcement time (taken just before the announcement; 0 for an announcement that
 // failed), the failures, and the 99th percentile of how late announcements were
 // against their schedule.
-func pace(n node, rate, count, base int) (out []Sample, errs int, lateP99 int64) {
+func pace(n Node, rate, count, base int) (out []Sample, errs int, lateP99 int64) {
 	if rate <= 0 || count <= 0 {
 		return nil, 0, 0
 	}
@@ -307,7 +324,7 @@ func pace(n node, rate, count, base int) (out []Sample, errs int, lateP99 int64)
 				now := mono()
 				late[i] = now - due(i)
 				s[i] = Sample{Index: base + i, At: now}
-				if err := n.announce(base + i); err != nil {
+				if err := n.Announce(base + i); err != nil {
 					s[i].At = 0
 					errs++
 				}
@@ -328,10 +345,10 @@ type homingNode struct {
 }
 
 // benchKeyRing is the key every node of a benchmark signs with.
-func benchKeyRing() (*gossip.KeyRing, error) {
-	k := make([]byte, gossip.MinKeyLen)
+func benchKeyRing() (*wire.KeyRing, error) {
+	k := make([]byte, wire.MinKeyLen)
 	copy(k, "homing gossipbench key, 32 bytes")
-	return gossip.NewKeyRing(k, nil)
+	return wire.NewKeyRing(k, nil)
 }
 
 // Group is the multicast group of the homing nodes.
@@ -341,7 +358,7 @@ var Group = netip.MustParseAddr("239.77.0.9")
 // table.capacity*: more than a full run announces (2 s at 1k, 10k and 50k per second).
 const tableSize = 1 << 18
 
-func startHoming(id uint16, addr netip.Addr, iface string, flush time.Duration, rec *recorder) (*homingNode, error) {
+func startHoming(id uint16, addr netip.Addr, iface string, flush time.Duration, rec *Recorder) (*homingNode, error) {
 	ring, err := benchKeyRing()
 	if err != nil {
 		return nil, err
@@ -362,7 +379,7 @@ func startHoming(id uint16, addr netip.Addr, iface string, flush time.Duration, 
 		now := mono()
 		for _, u := range ups {
 			if !u.Delete && u.Owner.Host != id {
-				rec.applied(Index(u.Key), now)
+				rec.Applied(Index(u.Key), now)
 			}
 		}
 	})
@@ -377,11 +394,11 @@ func startHoming(id uint16, addr netip.Addr, iface string, flush time.Duration, 
 	return h, nil
 }
 
-func (h *homingNode) peers() int           { return int(h.n.Stats().PeersUp) }
-func (h *homingNode) announce(i int) error { return h.n.LocalAdd(Key(i)) }
-func (h *homingNode) stats() any           { return h.n.Stats() }
+func (h *homingNode) Peers() int           { return int(h.n.Stats().PeersUp) }
+func (h *homingNode) Announce(i int) error { return h.n.LocalAdd(Key(i)) }
+func (h *homingNode) Stats() any           { return h.n.Stats() }
 
-func (h *homingNode) close() {
+func (h *homingNode) Close() {
 	h.cancel()
 	select {
 	case <-h.done:
@@ -392,9 +409,9 @@ func (h *homingNode) close() {
 // errNoRecord is a memberlist message that is not one record.
 var errNoRecord = errors.New("not one gossip record")
 
-// decodeRecord decodes a memberlist user message: one gossip record.
-func decodeRecord(b []byte) (session.Key, error) {
-	r, n, err := gossip.ParseRecord(b)
+// DecodeRecord decodes a memberlist user message: one gossip record.
+func DecodeRecord(b []byte) (session.Key, error) {
+	r, n, err := wire.ParseRecord(b)
 	if err != nil {
 		return session.Key{}, err
 	}
@@ -404,7 +421,7 @@ func decodeRecord(b []byte) (session.Key, error) {
 	return r.Key, nil
 }
 
-// encodeRecord is the user message announcing session i from host 1.
-func encodeRecord(i int) []byte {
-	return gossip.AppendRecord(nil, gossip.Record{Op: gossip.OpAdd, Key: Key(i), Owner: session.Owner{Host: 1, Epoch: 1}})
+// EncodeRecord is the user message announcing session i from host 1.
+func EncodeRecord(i int) []byte {
+	return wire.AppendRecord(nil, wire.Record{Op: wire.OpAdd, Key: Key(i), Owner: session.Owner{Host: 1, Epoch: 1}})
 }

@@ -41,6 +41,10 @@ func clockMono() int64 {
 }
 
 // mono returns CLOCK_MONOTONIC in nanoseconds.
+// Mono is the benchmark's clock (CLOCK_MONOTONIC in ns, comparable across processes):
+// what Recorder.Applied takes.
+func Mono() int64 { return mono() }
+
 func mono() int64 { return monoBase + int64(time.Since(monoStart)) }
 
 // sleepUntil blocks the calling thread until CLOCK_MONOTONIC reaches t (absolute

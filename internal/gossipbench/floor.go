@@ -20,7 +20,7 @@ type mcNode struct {
 	done chan struct{}
 }
 
-func startMulticast(iface string, rec *recorder) (*mcNode, error) {
+func startMulticast(iface string, rec *Recorder) (*mcNode, error) {
 	conn, err := gossip.ListenMulticast(gossip.MulticastConfig{Group: netip.AddrPortFrom(Group, floorPort), Interface: iface})
 	if err != nil {
 		return nil, err
@@ -34,8 +34,8 @@ func startMulticast(iface string, rec *recorder) (*mcNode, error) {
 			if err != nil {
 				return
 			}
-			if k, err := decodeRecord(buf[:m]); err == nil {
-				rec.applied(Index(k), mono())
+			if k, err := DecodeRecord(buf[:m]); err == nil {
+				rec.Applied(Index(k), mono())
 			}
 		}
 	}()
@@ -43,11 +43,11 @@ func startMulticast(iface string, rec *recorder) (*mcNode, error) {
 }
 
 // peers: the floor has no membership; a socket that is open receives.
-func (n *mcNode) peers() int           { return Peers }
-func (n *mcNode) announce(i int) error { return n.conn.Send(encodeRecord(i)) }
-func (n *mcNode) stats() any           { return struct{}{} }
+func (n *mcNode) Peers() int           { return Peers }
+func (n *mcNode) Announce(i int) error { return n.conn.Send(EncodeRecord(i)) }
+func (n *mcNode) Stats() any           { return struct{}{} }
 
-func (n *mcNode) close() {
+func (n *mcNode) Close() {
 	_ = n.conn.Close()
 	select {
 	case <-n.done:

@@ -44,6 +44,9 @@ const (
 // Peers is the number of peers every announcement must reach.
 const Peers = 4
 
+// MemberlistPort is the memberlist members' UDP and TCP port.
+const MemberlistPort = 7946
+
 // ErrUnavailable is returned by Run when the machine cannot run it (not root, no ip).
 var ErrUnavailable = errors.New("gossip benchmark unavailable")
 
@@ -68,6 +71,10 @@ type Options struct {
 	// Run adds the node's flags (default: this executable and ChildCommand; the
 	// program must call Child for it).
 	Command []string
+	// MemberlistCommand starts a memberlist node likewise: the program built from the
+	// module in internal/gossipbench/memberlist (which keeps hashicorp/memberlist out of
+	// homing's go.mod) and its leading arguments. Required when Systems has Memberlist.
+	MemberlistCommand []string
 	// Env is added to the children's environment (e.g. GOGC=400, GOMAXPROCS=1, for
 	// experiments on where the tail comes from; HMG_GB_TRACE=<dir> has every node
 	// write a runtime execution trace, <system>-<id>.trace, for go tool trace).
@@ -136,6 +143,9 @@ func (o *Options) defaults() error {
 		if s != Homing && s != Memberlist && s != Multicast {
 			return fmt.Errorf("system %q: want %s, %s or %s", s, Homing, Memberlist, Multicast)
 		}
+		if s == Memberlist && len(o.MemberlistCommand) == 0 {
+			return fmt.Errorf("system %s: no MemberlistCommand (build internal/gossipbench/memberlist: make bench does)", s)
+		}
 	}
 	return nil
 }
@@ -197,12 +207,16 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 		}
 	}()
 	launch := func(id int) (*proc, error) {
-		argv := append(append([]string(nil), o.Command...), "-system", sys, "-id", fmt.Sprint(id))
+		cmd := o.Command
+		if sys == Memberlist {
+			cmd = o.MemberlistCommand
+		}
+		argv := append(append([]string(nil), cmd...), "-system", sys, "-id", fmt.Sprint(id))
 		if sys == Homing && o.FlushDelay > 0 {
 			argv = append(argv, "-flush", o.FlushDelay.String())
 		}
 		if sys == Memberlist && id != 1 {
-			argv = append(argv, "-join", fmt.Sprintf("198.18.50.1:%d", memberlistPort))
+			argv = append(argv, "-join", fmt.Sprintf("198.18.50.1:%d", MemberlistPort))
 		}
 		p, err := startProc(fmt.Sprintf("%s node %d", sys, id), l.host(id), argv, o.Env)
 		if err == nil {

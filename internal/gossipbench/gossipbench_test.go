@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/internal/testenv"
 )
 
@@ -200,8 +202,8 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestWireBetween(t *testing.T) {
-	hb := gossip.Heartbeat{Addr: Key(0).Dst, MAC: make([]byte, 6)}
-	hbBytes := uint64(gossip.Overhead + hb.Len())
+	hb := wire.Heartbeat{Addr: Key(0).Dst, MAC: make([]byte, 6)}
+	hbBytes := uint64(wire.Overhead + hb.Len())
 	s0 := gossip.Stats{DatagramsSent: 10, HeartbeatsSent: 5, RecordsSent: 100, BytesSent: 5000}
 	s1 := s0
 	s1.HeartbeatsSent += 2
@@ -236,14 +238,14 @@ func TestMono(t *testing.T) {
 	}
 }
 
-// fakeNode is a node whose announcements are applied at once by a fake peer recorder.
+// fakeNode is a node whose announcements are applied at once by a fake peer Recorder.
 type fakeNode struct {
 	up    int
 	apply func(i int)
 }
 
-func (f *fakeNode) peers() int { return f.up }
-func (f *fakeNode) announce(i int) error {
+func (f *fakeNode) Peers() int { return f.up }
+func (f *fakeNode) Announce(i int) error {
 	if i%10 == 9 {
 		return errors.New("queue full")
 	}
@@ -252,18 +254,18 @@ func (f *fakeNode) announce(i int) error {
 	}
 	return nil
 }
-func (f *fakeNode) stats() any { return gossip.Stats{RecordsSent: 7} }
-func (f *fakeNode) close()     {}
+func (f *fakeNode) Stats() any { return gossip.Stats{RecordsSent: 7} }
+func (f *fakeNode) Close()     {}
 
 // TestServe drives the command loop of a child over pipes, with a fake node: the
 // announcer side (run, times), the peer side (await, times), errors.
 func TestServe(t *testing.T) {
-	peerRec := &recorder{done: make(chan struct{})}
-	fn := &fakeNode{up: 4, apply: func(i int) { peerRec.applied(i, mono()) }}
+	peerRec := &Recorder{done: make(chan struct{})}
+	fn := &fakeNode{up: 4, apply: func(i int) { peerRec.Applied(i, mono()) }}
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	errc := make(chan error, 1)
-	go func() { errc <- serve(fn, &recorder{done: make(chan struct{})}, inR, outW); outW.Close() }()
+	go func() { errc <- serve(fn, &Recorder{done: make(chan struct{})}, inR, outW); outW.Close() }()
 	lines := bufio.NewScanner(outR)
 	read := func() string {
 		t.Helper()
@@ -348,8 +350,8 @@ func TestServe(t *testing.T) {
 // TestServeAwait: a peer answers armed at once, done when the sessions arrive or the
 // timeout passes, and lists what it applied.
 func TestServeAwait(t *testing.T) {
-	rec := &recorder{done: make(chan struct{})}
-	rec.applied(7, 100) // before arming: counts
+	rec := &Recorder{done: make(chan struct{})}
+	rec.Applied(7, 100) // before arming: counts
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	go func() { _ = serve(&fakeNode{}, rec, inR, outW); outW.Close() }()
@@ -366,10 +368,10 @@ func TestServeAwait(t *testing.T) {
 	if l := read(); l != "armed" {
 		t.Fatalf("await: %q", l)
 	}
-	rec.applied(5, 200)
-	rec.applied(5, 300) // repeat: ignored
-	rec.applied(4, 300) // outside the range
-	rec.applied(6, 400)
+	rec.Applied(5, 200)
+	rec.Applied(5, 300) // repeat: ignored
+	rec.Applied(4, 300) // outside the range
+	rec.Applied(6, 400)
 	if l := read(); l != "done 3" {
 		t.Fatalf("%q, want done 3", l)
 	}
@@ -389,6 +391,20 @@ func TestServeAwait(t *testing.T) {
 		t.Errorf("got %q, want %q", strings.Join(got, "|"), want)
 	}
 	inW.Close()
+}
+
+// memberlistCommand builds the memberlist node, a module of its own (memberlist/), for
+// TestRun.
+func memberlistCommand(t *testing.T) []string {
+	t.Helper()
+	testenv.RequireCommand(t, "go")
+	bin := filepath.Join(t.TempDir(), "homing-bench-memberlist")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = "memberlist"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the memberlist node: %v\n%s", err, out)
+	}
+	return []string{bin, ChildCommand}
 }
 
 // TestRun runs the whole benchmark tiny: 5 processes in namespaces, homing, memberlist
@@ -412,7 +428,8 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	var log strings.Builder
 	rows, err := Run(ctx, Options{Rates: []int{1000}, Duration: 300 * time.Millisecond, Systems: []string{Homing, Memberlist, Multicast},
-		HomingWait: 5 * time.Second, MemberlistWait: 2 * time.Second, Command: []string{exe, ChildCommand}, Log: &log})
+		HomingWait: 5 * time.Second, MemberlistWait: 2 * time.Second, Command: []string{exe, ChildCommand},
+		MemberlistCommand: memberlistCommand(t), Log: &log})
 	t.Log(log.String())
 	if err != nil {
 		t.Fatal(err)

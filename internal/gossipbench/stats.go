@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -119,10 +120,10 @@ type Wire struct {
 // counters: everything sent minus the heartbeats, each counted at its size without a
 // digest (the smallest heartbeat, so that records are never undercounted).
 func wireBetween(s0, s1 gossip.Stats) Wire {
-	hb := gossip.Heartbeat{Addr: netip.AddrFrom4([4]byte{198, 18, 50, 1}), MAC: make(net.HardwareAddr, 6)}
+	hb := wire.Heartbeat{Addr: netip.AddrFrom4([4]byte{198, 18, 50, 1}), MAC: make(net.HardwareAddr, 6)}
 	hbs := s1.HeartbeatsSent - s0.HeartbeatsSent
 	w := Wire{Datagrams: s1.DatagramsSent - s0.DatagramsSent - hbs, Records: s1.RecordsSent - s0.RecordsSent}
-	hbBytes := hbs * uint64(gossip.Overhead+hb.Len())
+	hbBytes := hbs * uint64(wire.Overhead+hb.Len())
 	if b := s1.BytesSent - s0.BytesSent; b > hbBytes {
 		w.Bytes = b - hbBytes
 	}

@@ -1,9 +1,10 @@
-package gossip
+package wire
 
 import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/homing-dev/homing/session"
 )
@@ -344,3 +345,11 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 	a16 := a.As16()
 	return append(b, a16[:]...)
 }
+
+// EpochShift turns unix nanoseconds into epochs: an epoch is a unix time in units of
+// 2^16 ns (65.536 µs), which fits 48 bits until the year 2554. A node never hands out
+// the same epoch twice: a claim made within the same unit takes the previous epoch + 1.
+const EpochShift = 16
+
+// EpochAt returns the epoch of time t.
+func EpochAt(t time.Time) uint64 { return uint64(t.UnixNano()) >> EpochShift & session.MaxEpoch }

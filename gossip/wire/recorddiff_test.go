@@ -1,4 +1,4 @@
-package gossip_test
+package wire_test
 
 import (
 	"math/rand/v2"
@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -41,12 +41,12 @@ func TestRecordWriterDifferential(t *testing.T) {
 		if r.IntN(4) == 0 {
 			ts = -r.Int64()
 		}
-		w := gossip.NewRecordWriter(sender, ts)
+		w := wire.NewRecordWriter(sender, ts)
 		var body []byte
-		var recs []gossip.Record
+		var recs []wire.Record
 		n := 1 + r.IntN(12)
 		for i := 0; i < n; i++ {
-			rec := gossip.Record{Op: gossip.OpAdd, Key: rkey(r), Owner: session.Owner{Host: uint16(1 + r.IntN(3))}}
+			rec := wire.Record{Op: wire.OpAdd, Key: rkey(r), Owner: session.Owner{Host: uint16(1 + r.IntN(3))}}
 			switch r.IntN(4) {
 			case 0:
 				rec.Owner.Epoch = 0
@@ -56,7 +56,7 @@ func TestRecordWriterDifferential(t *testing.T) {
 				rec.Owner.Epoch = r.Uint64() & session.MaxEpoch
 			}
 			if r.IntN(3) == 0 {
-				rec.Op, rec.Owner.Epoch = gossip.OpDelete, 0
+				rec.Op, rec.Owner.Epoch = wire.OpDelete, 0
 			}
 			l, saved := len(body), w
 			body = w.Append(body, rec)
@@ -69,7 +69,7 @@ func TestRecordWriterDifferential(t *testing.T) {
 		if len(recs) == 0 {
 			continue
 		}
-		got, err := gossip.ParseRecords(nil, body, sender, ts)
+		got, err := wire.ParseRecords(nil, body, sender, ts)
 		if err != nil || !slices.Equal(got, recs) {
 			t.Fatalf("it %d: %v\n got %+v\nwant %+v\nbody %x", it, err, got, recs, body)
 		}
@@ -84,10 +84,10 @@ func TestReviewMaxCompactLen(t *testing.T) {
 	}
 	for _, e := range []uint64{0, session.MaxEpoch} {
 		for _, ts := range []int64{0, -1, 1 << 62} {
-			w := gossip.NewRecordWriter(1, ts)
-			b := w.Append(nil, gossip.Record{Op: gossip.OpAdd, Key: k, Owner: session.Owner{Host: 1, Epoch: e}})
-			if len(b) > gossip.RecordAdd6Len {
-				t.Errorf("compact v6 add %d bytes > %d", len(b), gossip.RecordAdd6Len)
+			w := wire.NewRecordWriter(1, ts)
+			b := w.Append(nil, wire.Record{Op: wire.OpAdd, Key: k, Owner: session.Owner{Host: 1, Epoch: e}})
+			if len(b) > wire.RecordAdd6Len {
+				t.Errorf("compact v6 add %d bytes > %d", len(b), wire.RecordAdd6Len)
 			}
 		}
 	}

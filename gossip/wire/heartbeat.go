@@ -1,4 +1,4 @@
-package gossip
+package wire
 
 import (
 	"encoding/binary"
@@ -85,13 +85,15 @@ func (h *Heartbeat) Check() error {
 	if len(h.MAC) != 6 {
 		return fmt.Errorf("heartbeat MAC %v: %w", h.MAC, ErrMalformed)
 	}
-	if !validDomain(h.Domain) {
+	if !ValidDomain(h.Domain) {
 		return fmt.Errorf("heartbeat domain %q: %w", h.Domain, ErrMalformed)
 	}
 	return nil
 }
 
-func validDomain(s string) bool {
+// ValidDomain reports whether s can be a heartbeat's domain: at most MaxDomainLen
+// printable ASCII bytes, no blank.
+func ValidDomain(s string) bool {
 	if len(s) > MaxDomainLen {
 		return false
 	}
@@ -206,7 +208,7 @@ func ParseHeartbeat(b []byte) (Heartbeat, error) {
 		return h, fmt.Errorf("heartbeat without its primary address: %w", ErrMalformed)
 	}
 	h.Domain = string(p)
-	if !validDomain(h.Domain) {
+	if !ValidDomain(h.Domain) {
 		return h, fmt.Errorf("heartbeat domain %q: %w", h.Domain, ErrMalformed)
 	}
 	return h, nil

@@ -1,4 +1,4 @@
-package gossip
+package wire
 
 import (
 	"encoding/binary"
@@ -74,7 +74,7 @@ const Version uint8 = 1
 type Type uint8
 
 // Message types. Heartbeats and records are multicast datagrams; the repair types are
-// frames of the unicast repair exchange (see repairwire.go) and are unknown types on
+// frames of the unicast repair exchange (see repair.go) and are unknown types on
 // multicast, as datagram types are on a repair stream.
 const (
 	TypeHeartbeat       Type = 1
@@ -82,9 +82,12 @@ const (
 	TypeRepairRequest   Type = 3
 	TypeRepairResponse  Type = 4
 	TypeRepairChallenge Type = 5
-	// NACK retransmission, on the repair stream (nackwire.go).
+	// NACK retransmission, on the repair stream (nack.go).
 	TypeNackRequest  Type = 7
 	TypeNackResponse Type = 8
+	// TypeRelay is the message type of a relay envelope (unicast between relays only; on
+	// multicast it is an unknown type; see the gossip package's relay.go).
+	TypeRelay Type = 6
 )
 
 func (t Type) String() string {

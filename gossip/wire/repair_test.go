@@ -1,4 +1,4 @@
-package gossip
+package wire
 
 import (
 	"bytes"
@@ -118,10 +118,10 @@ func TestDigest(t *testing.T) {
 		t.Errorf("%+v", d)
 	}
 	var inc Digest
-	inc.add(key6(2), 6)
-	inc.add(key4(9), 1)
-	inc.add(key4(1), 5)
-	inc.remove(key4(9), 1)
+	inc.Add(key6(2), 6)
+	inc.Add(key4(9), 1)
+	inc.Add(key4(1), 5)
+	inc.Remove(key4(9), 1)
 	if inc != d {
 		t.Errorf("incremental %+v, whole %+v", inc, d)
 	}

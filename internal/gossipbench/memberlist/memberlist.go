@@ -1,19 +1,36 @@
-package gossipbench
+// Command homing-bench-memberlist runs a hashicorp/memberlist node of the gossip
+// benchmark (internal/gossipbench), as "homing-bench-memberlist gossip-node -system
+// memberlist ...": gossipbench.Run starts it through Options.MemberlistCommand.
+//
+// It is a module of its own so that memberlist and its dependencies stay out of
+// homing's go.mod: the benchmark compares homing's gossip with memberlist, homing does
+// not use it. make bench and make bench-smoke build it into bin/.
+package main
 
 import (
 	"fmt"
 	"io"
 	"log"
 	"net/netip"
+	"os"
 	"sync"
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/homing-dev/homing/internal/gossipbench"
 	"github.com/homing-dev/homing/session"
 )
 
-// memberlistPort is the memberlist members' UDP and TCP port.
-const memberlistPort = 7946
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != gossipbench.ChildCommand {
+		fmt.Fprintf(os.Stderr, "usage: %s %s -system memberlist -id N [-join ADDR:PORT]\n", os.Args[0], gossipbench.ChildCommand)
+		os.Exit(2)
+	}
+	if err := gossipbench.ChildWith(os.Args[2:], startMemberlist); err != nil {
+		fmt.Fprintln(os.Stderr, gossipbench.ChildCommand+":", err)
+		os.Exit(1)
+	}
+}
 
 // mlBroadcast is one record in memberlist's broadcast queue.
 type mlBroadcast []byte
@@ -34,7 +51,7 @@ func (m mlBroadcast) UniqueBroadcast() {}
 type mlNode struct {
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
-	rec   *recorder
+	rec   *gossipbench.Recorder
 
 	mu   sync.Mutex // protects seen
 	seen map[session.Key]bool
@@ -49,7 +66,7 @@ func (n *mlNode) GetBroadcasts(overhead, limit int) [][]byte {
 
 // NotifyMsg is memberlist's delivery of a user message.
 func (n *mlNode) NotifyMsg(b []byte) {
-	k, err := decodeRecord(b)
+	k, err := gossipbench.DecodeRecord(b)
 	if err != nil {
 		return
 	}
@@ -58,19 +75,19 @@ func (n *mlNode) NotifyMsg(b []byte) {
 	n.seen[k] = true
 	n.mu.Unlock()
 	if fresh {
-		n.rec.applied(Index(k), mono())
+		n.rec.Applied(gossipbench.Index(k), gossipbench.Mono())
 		n.queue.QueueBroadcast(mlBroadcast(append([]byte(nil), b...)))
 	}
 }
 
 // startMemberlist starts a member at addr:7946 and, with join, joins that member.
-func startMemberlist(id int, addr netip.Addr, join string, rec *recorder) (*mlNode, error) {
+func startMemberlist(id int, addr netip.Addr, join string, rec *gossipbench.Recorder) (gossipbench.Node, error) {
 	n := &mlNode{rec: rec, seen: make(map[session.Key]bool)}
 	conf := memberlist.DefaultLANConfig()
 	conf.Name = fmt.Sprintf("h%d", id)
 	conf.BindAddr = addr.String()
 	conf.AdvertiseAddr = conf.BindAddr
-	conf.BindPort, conf.AdvertisePort = memberlistPort, memberlistPort
+	conf.BindPort, conf.AdvertisePort = gossipbench.MemberlistPort, gossipbench.MemberlistPort
 	conf.Delegate = n
 	conf.Logger = log.New(io.Discard, "", 0)
 	var err error
@@ -87,18 +104,18 @@ func startMemberlist(id int, addr netip.Addr, join string, rec *recorder) (*mlNo
 	return n, nil
 }
 
-func (n *mlNode) peers() int { return n.ml.NumMembers() - 1 }
+func (n *mlNode) Peers() int { return n.ml.NumMembers() - 1 }
 
-func (n *mlNode) announce(i int) error {
-	k := Key(i)
+func (n *mlNode) Announce(i int) error {
+	k := gossipbench.Key(i)
 	n.mu.Lock()
 	n.seen[k] = true
 	n.mu.Unlock()
-	n.queue.QueueBroadcast(mlBroadcast(encodeRecord(i)))
+	n.queue.QueueBroadcast(mlBroadcast(gossipbench.EncodeRecord(i)))
 	return nil
 }
 
 // stats: memberlist exposes no counters of its own worth reporting here.
-func (n *mlNode) stats() any { return struct{}{} }
+func (n *mlNode) Stats() any { return struct{}{} }
 
-func (n *mlNode) close() { _ = n.ml.Shutdown() }
+func (n *mlNode) Close() { _ = n.ml.Shutdown() }

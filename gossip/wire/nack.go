@@ -1,13 +1,14 @@
-package gossip
+package wire
 
 import (
 	"encoding/binary"
 	"fmt"
 )
 
-// NACK retransmission (nack.go) runs over the repair stream (repairwire.go): after the
-// server's challenge, the client may send a NACK request instead of a repair request,
-// and the server answers with the sealed multicast datagrams it still holds:
+// NACK retransmission (the gossip package's nack.go) runs over the repair stream
+// (repair.go): after the server's challenge, the client may send a NACK request instead
+// of a repair request, and the server answers with the sealed multicast datagrams it
+// still holds:
 //
 //	server → client  challenge      (type 5)  body: server nonce (16 bytes)
 //	client → server  NACK request   (type 7)  body: server nonce | client nonce | target host id |

@@ -1,0 +1,47 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestUDPSessions: [[udp_sessions]] declares the VIPs' UDP session ports (the only UDP
+// that may wait in the park), and tunnel.park_udp their share of the park.
+func TestUDPSessions(t *testing.T) {
+	c := mustParse(t, minimal)
+	if len(c.UDPSessions) != 0 || c.Tunnel.ParkUDP != 0 {
+		t.Fatalf("without [[udp_sessions]]: %+v, park_udp %d", c.UDPSessions, c.Tunnel.ParkUDP)
+	}
+	c = mustParse(t, minimal+"\n[[udp_sessions]]\nport = 443\nquic = true\n\n[[udp_sessions]]\nport = 4500\n")
+	want := []UDPSession{{Port: 443, QUIC: true}, {Port: 4500}}
+	if !reflect.DeepEqual(c.UDPSessions, want) || c.Tunnel.ParkUDP != DefaultParkSize/4 {
+		t.Fatalf("udp_sessions %+v park_udp %d, want %+v and %d", c.UDPSessions, c.Tunnel.ParkUDP, want, DefaultParkSize/4)
+	}
+	c = mustParse(t, minimal+"\n[tunnel]\npark_size = 100\npark_udp = 0\n\n[[udp_sessions]]\nport = 443\n")
+	if c.Tunnel.ParkUDP != 0 {
+		t.Fatalf("explicit park_udp = 0: got %d", c.Tunnel.ParkUDP)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"\n[[udp_sessions]]\nquic = true\n", "t.toml: udp_sessions[0].port: required (the VIPs' UDP port whose flows are sessions)"},
+		{"\n[[udp_sessions]]\nport = 70000\n", "t.toml: udp_sessions[0].port: must be 1..65535, got 70000"},
+		{"\n[[udp_sessions]]\nport = 53\n[[udp_sessions]]\nport = 53\n", "t.toml: udp_sessions[1].port: duplicate port 53 (also udp_sessions[0])"},
+		{"\n[[udp_sessions]]\nport = 53\nidle = 1\n", "t.toml: udp_sessions.idle: unknown key (see docs/CONFIG.md)"},
+		{"\n[tunnel]\npark_size = 8\npark_udp = 8\n", "t.toml: tunnel.park_udp: must be 0..7, got 8"},
+		{"\n[tunnel]\npark_udp = -1\n", "t.toml: tunnel.park_udp: must be 0..1023, got -1"},
+	} {
+		_, err := Parse([]byte(minimal+tc.src), "t.toml")
+		if err == nil || !containsLine(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.src, err, tc.want)
+		}
+		if err != nil && errors.Is(err, ErrSyntax) {
+			t.Errorf("%q: a syntax error", tc.src)
+		}
+	}
+}
+
+func containsLine(s, line string) bool {
+	return slices.Contains(strings.Split(s, "\n"), line)
+}
