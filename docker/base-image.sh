@@ -2,7 +2,8 @@
 # Makes the image's Debian 12 base from Debian's packages, for machines that reach no image
 # registry but reach a Debian mirror: mmdebstrap --variant=minbase bookworm with this
 # machine's apt sources, trimmed like debian:12-slim (no manuals, no documentation but the
-# copyright files, no locales), imported into the engine as homing-base:bookworm-<key>.
+# copyright files, no locales; usrmerge and the perl it pulled in, 47 MB, purged once the
+# merge is done), imported into the engine as homing-base:bookworm-<key>.
 # The key is a hash of the apt sources and this script: with an unchanged key the image
 # already in the engine is reused, and the script only prints its name.
 #
@@ -39,6 +40,7 @@ mmdebstrap --quiet --variant=minbase --mode=root \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --aptopt='APT::Install-Recommends "false"' \
+    --customize-hook='chroot "$1" apt-get purge -y -qq usrmerge perl libperl5.36 perl-modules-5.36 libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl >/dev/null' \
     bookworm "$tmp/base.tar" "$src" >&2
 $docker import --change 'CMD ["/bin/bash"]' \
     --message "mmdebstrap minbase bookworm, sources $src" "$tmp/base.tar" "$name" >/dev/null
