@@ -42,7 +42,8 @@ var ourAddr = regexp.MustCompile(`inet 198\.19\.(19[2-9]|20[0-7])\.`)
 type pop struct {
 	t    *testing.T
 	env  []string
-	root string // repository
+	root string            // repository
+	ids  map[string]string // service: container id
 }
 
 func (p *pop) run(ctx context.Context, name string, args ...string) (string, error) {
@@ -71,14 +72,28 @@ func (p *pop) compose(ctx context.Context, args ...string) (string, error) {
 	return p.run(ctx, "docker-compose", append([]string{"-p", project, "-f", "docker/compose.yaml"}, args...)...)
 }
 
-func container(svc string) string { return project + "_" + svc + "_1" }
+// container is the id of service svc's container (compose ps -q: v1 and v2 name them
+// differently).
+func (p *pop) container(ctx context.Context, svc string) string {
+	p.t.Helper()
+	if id, ok := p.ids[svc]; ok {
+		return id
+	}
+	out, err := p.compose(ctx, "ps", "-q", svc)
+	id := strings.TrimSpace(out)
+	if err != nil || id == "" || strings.Contains(id, "\n") {
+		p.t.Fatalf("container of %s: %q %v", svc, out, err)
+	}
+	p.ids[svc] = id
+	return id
+}
 
 // counts asks the client container for its connections' counts.
 func (p *pop) counts(ctx context.Context) (c struct {
 	lab.Counts
 	Ended []string `json:"ended"`
 }, err error) {
-	out, err := p.run(ctx, "/usr/bin/docker", "exec", container("client"), "homing-popclient", "counts")
+	out, err := p.run(ctx, "/usr/bin/docker", "exec", p.container(ctx, "client"), "homing-popclient", "counts")
 	if err == nil {
 		err = json.Unmarshal([]byte(out), &c)
 	}
@@ -87,7 +102,7 @@ func (p *pop) counts(ctx context.Context) (c struct {
 
 // homingctl runs homingctl --json in host n's container and decodes its answer.
 func (p *pop) homingctl(ctx context.Context, n int, v any, args ...string) error {
-	out, err := p.run(ctx, "/usr/bin/docker", append([]string{"exec", container(fmt.Sprint("h", n)), "homingctl", "--json"}, args...)...)
+	out, err := p.run(ctx, "/usr/bin/docker", append([]string{"exec", p.container(ctx, fmt.Sprint("h", n)), "homingctl", "--json"}, args...)...)
 	if err != nil {
 		return err
 	}
@@ -115,7 +130,7 @@ func (p *pop) tunnelled(ctx context.Context) (sum uint64) {
 
 func (p *pop) route(ctx context.Context, hosts ...int) {
 	p.t.Helper()
-	args := []string{"exec", container("router"), "ip", "route", "replace", vip}
+	args := []string{"exec", p.container(ctx, "router"), "ip", "route", "replace", vip}
 	for _, n := range hosts {
 		args = append(args, "nexthop", "via", hostAddr[n])
 	}
@@ -126,7 +141,7 @@ func (p *pop) route(ctx context.Context, hosts ...int) {
 // read-only in the container: the seed is set from the machine in its network namespace.
 func (p *pop) rehash(ctx context.Context, seed uint32) {
 	p.t.Helper()
-	pid := strings.TrimSpace(p.must(ctx, "/usr/bin/docker", "inspect", "-f", "{{.State.Pid}}", container("router")))
+	pid := strings.TrimSpace(p.must(ctx, "/usr/bin/docker", "inspect", "-f", "{{.State.Pid}}", p.container(ctx, "router")))
 	p.must(ctx, "nsenter", "-t", pid, "-n", "sysctl", "-qw", "net.ipv4.fib_multipath_hash_seed="+strconv.FormatUint(uint64(seed), 10))
 }
 
@@ -170,7 +185,7 @@ func TestComposePOP(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := links(t)
-	p := &pop{t: t, root: root}
+	p := &pop{t: t, root: root, ids: map[string]string{}}
 
 	// The engine: started here unless it runs, and then left running, except under CI,
 	// which never leaves it (a killed run's engine included).
@@ -311,7 +326,7 @@ func TestComposePOP(t *testing.T) {
 	rehash := measure("rehash router")
 
 	for n := 1; n <= 3; n++ {
-		logs, _ := p.run(ctx, "/usr/bin/docker", "logs", container(fmt.Sprint("h", n)))
+		logs, _ := p.run(ctx, "/usr/bin/docker", "logs", p.container(ctx, fmt.Sprint("h", n)))
 		if strings.Contains(logs, "unauthenticated") {
 			t.Errorf("h%d runs unauthenticated gossip despite the key", n)
 		}
@@ -319,7 +334,7 @@ func TestComposePOP(t *testing.T) {
 	// A host that stalls past gossip.down_after (a loaded machine) is taken down by its
 	// peers, which then hand its sessions to their kernels: say so next to the figures.
 	for n := 1; n <= 3; n++ {
-		logs, _ := p.run(ctx, "/usr/bin/docker", "logs", container(fmt.Sprint("h", n)))
+		logs, _ := p.run(ctx, "/usr/bin/docker", "logs", p.container(ctx, fmt.Sprint("h", n)))
 		for _, l := range strings.Split(logs, "\n") {
 			if strings.Contains(l, "peer down") {
 				t.Logf("h%d: %s", n, l)
@@ -349,14 +364,14 @@ func TestComposePOP(t *testing.T) {
 	// Operations: every host container healthy (HEALTHCHECK homingctl status), homingd
 	// running as the user homing, a SIGHUP reload taken, metrics on the loopback only.
 	for n := 1; n <= 3; n++ {
-		name := container(fmt.Sprint("h", n))
+		name := p.container(ctx, fmt.Sprint("h", n))
 		health := strings.TrimSpace(p.must(ctx, "/usr/bin/docker", "inspect", "-f", "{{.State.Health.Status}}", name))
 		users := p.must(ctx, "/usr/bin/docker", "top", name, "-eo", "user,pid,comm") // docker top needs the pid
 		if health != "healthy" || !regexp.MustCompile(`(?m)^970 +[0-9]+ +homingd$`).MatchString(users) {
 			t.Errorf("h%d: health %q; processes:\n%s", n, health, users)
 		}
 	}
-	p.must(ctx, "/usr/bin/docker", "kill", "-s", "HUP", container("h2"))
+	p.must(ctx, "/usr/bin/docker", "kill", "-s", "HUP", p.container(ctx, "h2"))
 	var rl struct {
 		LastReload    time.Time `json:"last_reload"`
 		LastReloadErr string    `json:"last_reload_error"`
