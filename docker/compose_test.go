@@ -371,6 +371,16 @@ func TestComposePOP(t *testing.T) {
 			t.Errorf("h%d: health %q; processes:\n%s", n, health, users)
 		}
 	}
+	// Containers reach nothing outside the POP: no route through the machine's bridge
+	// gateways (.254, internal networks), only the POP's own prefixes.
+	for _, svc := range []string{"router", "h1", "client"} {
+		routes := p.must(ctx, "/usr/bin/docker", "exec", p.container(ctx, svc), "ip", "-4", "route", "show", "table", "all")
+		for _, r := range strings.Split(strings.TrimSpace(routes), "\n") {
+			if strings.Contains(r, ".254") || (strings.HasPrefix(r, "default") && !strings.Contains(r, "via 198.19.200.1 ")) {
+				t.Errorf("%s: route %q leads out of the POP", svc, r)
+			}
+		}
+	}
 	p.must(ctx, "/usr/bin/docker", "kill", "-s", "HUP", p.container(ctx, "h2"))
 	var rl struct {
 		LastReload    time.Time `json:"last_reload"`
