@@ -9,6 +9,7 @@
 #   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang
 #   make generate-check  regenerate them and fail if they differ from what is committed
+#   make image   the container image homing:dev on a private Docker engine (docker/README.md)
 
 SHELL := /bin/bash
 GO ?= go
@@ -43,6 +44,8 @@ TEST_TIMEOUT ?= 15m
 
 all: build
 
+# docker.io's postinst would start a dockerd with Docker's default bridge (172.17.0.0/16,
+# outside this project's range) where no policy-rc.d forbids it: one does during the install.
 deps:
 	@missing=""; for p in $(APT_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -50,6 +53,10 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; \
+	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  for svc in frr prometheus; do case " $$missing " in *" $$svc "*) \
 	    if [ -d /run/systemd/system ]; then systemctl disable --now $$svc >/dev/null 2>&1 || true; \
@@ -128,6 +135,18 @@ demo: deps
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/homingd ./cmd/homing-lab
 	bin/homing-lab demo $(DEMO_ARGS)
+
+# The container test's engine, compose and base image (docker/README.md).
+APT_PKGS += docker.io docker-compose mmdebstrap
+
+.PHONY: image
+# The container image: make build's binaries and the compose POP's client on Debian 12
+# with DPDK 22.11's runtime, built on the private engine of docker/engine.sh (started if
+# need be, left running; docker/engine.sh stop ends it). See docker/README.md.
+image: build
+	$(GO) build -o bin/ ./docker/homing-popclient
+	docker/engine.sh start
+	eval "$$(docker/engine.sh env)" && docker/image.sh
 
 clean:
 	rm -rf bin

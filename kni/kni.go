@@ -377,10 +377,15 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// writeSysctl writes /proc/sys/net/<path>. A missing file of IPv6 (IPv6 disabled) is
-// not an error.
+// writeSysctl writes /proc/sys/net/<path> unless it holds value already: a container
+// has /proc/sys read-only, and sets the values through the defaults its new interfaces
+// inherit (net.ipv4.conf.default.*, docker/compose.yaml). A missing file of IPv6 (IPv6
+// disabled) is not an error.
 func writeSysctl(path, value string) error {
 	full := "/proc/sys/net/" + path
+	if b, err := os.ReadFile(full); err == nil && string(bytes.TrimSpace(b)) == value {
+		return nil
+	}
 	err := os.WriteFile(full, []byte(value), 0)
 	if err == nil {
 		return nil

@@ -65,13 +65,17 @@ type Fleet struct {
 }
 
 // Dial opens n connections to addr from network namespace ns, par at a time. Sockets are
-// created by goroutines whose OS thread has entered ns; they stay in ns.
+// created by goroutines whose OS thread has entered ns; they stay in ns. An empty ns is
+// the caller's own namespace (a client in a container: docker/homing-popclient).
 func Dial(ctx context.Context, ns string, addr string, n, par int) (*Fleet, error) {
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("lab: netns %s: %w", ns, err)
+	target := netns.None()
+	if ns != "" {
+		var err error
+		if target, err = netns.GetFromName(ns); err != nil {
+			return nil, fmt.Errorf("lab: netns %s: %w", ns, err)
+		}
+		defer target.Close()
 	}
-	defer target.Close()
 	f := &Fleet{Conns: make([]*Conn, n)}
 	next := atomic.Int64{}
 	errs := make(chan error, par)
@@ -111,10 +115,14 @@ func Dial(ctx context.Context, ns string, addr string, n, par int) (*Fleet, erro
 	return f, nil
 }
 
-// dialIn runs fn on an OS thread that is in namespace target, and puts the thread back
+// dialIn runs fn on an OS thread that is in namespace target (netns.None(): the caller's
+// own, where it runs fn as it is), and puts the thread back
 // in its own namespace afterwards. A thread that cannot go back is not reused: the
 // goroutine ends locked and the runtime ends the thread.
 func dialIn(ctx context.Context, target netns.NsHandle, fn func(*net.Dialer) error) error {
+	if target == netns.None() { // here: no setns (a container's client has no CAP_SYS_ADMIN)
+		return fn(&net.Dialer{Timeout: 10 * time.Second})
+	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
