@@ -363,11 +363,16 @@ func TestConflictRules(t *testing.T) {
 	tb := ms[0].table
 	a, b := newPeer(hub, 10, testKey), newPeer(hub, 11, testKey)
 	k := key(1)
+	// A heartbeat of a third peer after each step's datagram marks it handled: the
+	// receiver takes datagrams in order and counts a heartbeat when it is done with it
+	// (DatagramsReceived counts a datagram when its handling starts).
+	marker := newPeer(hub, 12, testKey)
 	step := func(what string, send func(), want session.Owner, present bool) {
 		t.Helper()
-		before := ms[0].node.Stats().DatagramsReceived
+		before := ms[0].node.Stats().HeartbeatsReceived
 		send()
-		gossiptest.WaitFor(t, wait, what, func() bool { return ms[0].node.Stats().DatagramsReceived > before })
+		marker.heartbeat()
+		gossiptest.WaitFor(t, wait, what, func() bool { return ms[0].node.Stats().HeartbeatsReceived > before })
 		o, ok := tb.Get(k)
 		if ok != present || (ok && o != want) {
 			t.Errorf("%s: table has %+v %v, want %+v %v", what, o, ok, want, present)
