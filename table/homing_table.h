@@ -401,12 +401,16 @@ homing_table_stage_(const struct homing_htab *h, const uint32_t *hash, uint32_t 
 #define HOMING_TABLE_HASH_(i) (*(const uint32_t *)(const void *)((const uint8_t *)hash + (size_t)(i) * stride))
 
 	/* Only the primary bucket is prefetched: below 87.5 % load nearly every key is in
-	 * its primary bucket (an insert tries it first). */
-	for (i = 0; i < n; i++)
-		rte_prefetch0(&B[homing_table_b1_(HOMING_TABLE_HASH_(i), nb)]);
+	 * its primary bucket (an insert tries it first). cand[] holds the bucket until the
+	 * second loop replaces it by the candidate key slot. */
+	for (i = 0; i < n; i++) {
+		const struct homing_tbucket *bk = &B[homing_table_b1_(HOMING_TABLE_HASH_(i), nb)];
+		rte_prefetch0(bk);
+		cand[i] = (const uint8_t *)bk;
+	}
 	for (i = 0; i < n; i++) {
 		uint32_t hv = HOMING_TABLE_HASH_(i);
-		const struct homing_tbucket *bk = &B[homing_table_b1_(hv, nb)];
+		const struct homing_tbucket *bk = (const struct homing_tbucket *)(const void *)cand[i];
 		uint32_t m = homing_table_sigmatch_(bk, homing_table_sig_(hv)), x = 0;
 		/* no match: x = 0, the dummy slot, which no key equals */
 		if (likely(m != 0))
