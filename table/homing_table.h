@@ -416,7 +416,10 @@ homing_table_stage_(const struct homing_htab *h, const uint32_t *hash, uint32_t 
 		if (likely(m != 0))
 			x = __atomic_load_n(&bk->idx[(uint32_t)__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
 		cand[i] = kv + (size_t)x * esz;
+		/* a key slot (24 or 48 bytes) may straddle two cache lines: 2 of 8 IPv4
+		 * slots do, and the compare reads the key and the value */
 		rte_prefetch0(cand[i]);
+		rte_prefetch0(cand[i] + esz - 1);
 	}
 #undef HOMING_TABLE_HASH_
 }
