@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -207,6 +208,7 @@ homing_bench_main(void *arg)
 	struct homing_lcore *lc = b->lc;
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
 	uint64_t seed = b->seed | 1, done = 0, t0, t1;
+	struct timespec ts;
 	uint32_t w, nw = b->windows;
 
 	if (nw == 0 || nw > HOMING_BENCH_WINDOWS_MAX || b->n_keys == 0)
@@ -220,12 +222,16 @@ homing_bench_main(void *arg)
 	if (b->warmup)
 		run(b, 0, b->warmup, &seed);
 	memset(&lc->stats, 0, sizeof(lc->stats));
-	t0 = rte_rdtsc();
+	/* CLOCK_MONOTONIC, not the TSC: EAL's TSC frequency is an estimate when the VM does
+	 * not report it, and a loaded machine skews the estimate (vDSO: no system call) */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	for (w = 0; w < nw; w++) {
 		uint64_t d = run(b, done, done + b->packets, &seed);
-		t1 = rte_rdtsc();
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t1 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 		b->win_done[w] = d - done;
-		b->win_cycles[w] = t1 - t0;
+		b->win_ns[w] = t1 - t0;
 		done = d;
 		t0 = t1;
 	}

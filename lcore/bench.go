@@ -205,14 +205,13 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 	}
 	res := make([]BenchResult, n)
 	for i, b := range bs {
-		hz := float64(b.tsc_hz)
-		var cycles uint64
+		var ns uint64
 		r := BenchResult{Packets: uint64(b.done), CPU: int(b.pinned), Stats: statsOf(c.Lcores[i], &lcs[i].stats)}
 		for w := 0; w < c.Windows; w++ {
-			cycles += uint64(b.win_cycles[w])
-			r.Windows = append(r.Windows, float64(b.win_done[w])/(float64(b.win_cycles[w])/hz)/1e6)
+			ns += uint64(b.win_ns[w])
+			r.Windows = append(r.Windows, float64(b.win_done[w])/float64(b.win_ns[w])*1e3)
 		}
-		r.Elapsed = time.Duration(float64(cycles) / hz * float64(time.Second))
+		r.Elapsed = time.Duration(ns)
 		res[i] = r
 	}
 	return res, nil
