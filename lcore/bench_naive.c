@@ -5,12 +5,13 @@
  * obvious design" is a ratio anyone can re-run.
  *
  *   per burst: parse every packet (Ethernet, IPv4 without options, not a fragment, TCP
- *   or UDP to the VIP, not a SYN) into a 16-byte key; rte_hash_lookup_bulk_data on the
- *   burst (rte_hash with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF, so that a control plane
- *   can write while lcores read, as in homing); for a session owned by another host,
- *   replace the Ethernet header by outer Ethernet + IPv4 + UDP + GUE written field by
- *   field from the owner's peer record, checksum by rte_ipv4_cksum, UDP source port from
- *   a CRC of the key; everything else to the kernel port.
+ *   or UDP to the VIP, not a SYN) into a 16-byte key and its hash (rte_hash_hash, CRC);
+ *   rte_hash_lookup_with_hash_bulk_data on the burst (rte_hash with
+ *   RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF, so that a control plane can write while
+ *   lcores read, as in homing); for a session owned by another host, replace the
+ *   Ethernet header by outer Ethernet + IPv4 + UDP + GUE written field by field from the
+ *   owner's peer record, checksum by rte_ipv4_cksum, UDP source port from the key's hash
+ *   (computed once per packet, as homing does); everything else to the kernel port.
  *
  * Bench only: not linked into the data plane's decisions.
  */
@@ -170,8 +171,7 @@ naive_parse(const struct homing_bench_naive *nv, struct rte_mbuf *m, struct homi
 
 /* Replaces m's Ethernet header by the tunnel to peer p. Returns 0, or -1 without room. */
 static inline int
-naive_encap(const struct naive_peer *p, struct rte_mbuf *m, const struct homing_key4 *k,
-	    uint16_t ip_len)
+naive_encap(const struct naive_peer *p, struct rte_mbuf *m, hash_sig_t sig, uint16_t ip_len)
 {
 	const uint16_t outer = sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN;
 	struct rte_ether_hdr *eth;
@@ -201,7 +201,7 @@ naive_encap(const struct naive_peer *p, struct rte_mbuf *m, const struct homing_
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	udp = (struct rte_udp_hdr *)(ip + 1);
 	udp->src_port = rte_cpu_to_be_16(
-		(uint16_t)(HOMING_SPORT_BASE + (rte_hash_crc(k, sizeof(*k), 0) & HOMING_SPORT_MASK)));
+		(uint16_t)(HOMING_SPORT_BASE + ((sig ^ sig >> 16) & HOMING_SPORT_MASK)));
 	udp->dst_port = p->dport;
 	udp->dgram_len = rte_cpu_to_be_16(sizeof(*udp) + HOMING_GUE_LEN + ip_len);
 	udp->dgram_cksum = 0;
@@ -223,6 +223,7 @@ homing_bench_naive_burst(struct homing_bench_naive *nv, struct homing_lcore *lc,
 	struct homing_lcore_stats *st = &lc->stats;
 	struct homing_key4 keys[HOMING_BURST];
 	const void *kp[HOMING_BURST];
+	hash_sig_t sig[HOMING_BURST];
 	uint16_t ip_len[HOMING_BURST], idx[HOMING_BURST];
 	void *data[HOMING_BURST];
 	uint64_t hits = 0;
@@ -235,18 +236,19 @@ homing_bench_naive_burst(struct homing_bench_naive *nv, struct homing_lcore *lc,
 		look[i] = (uint8_t)naive_parse(nv, pkts[i], &keys[nk], &ip_len[nk]);
 		if (look[i]) {
 			kp[nk] = &keys[nk];
+			sig[nk] = rte_hash_hash(nv->h, &keys[nk]);
 			idx[i] = nk++;
 		}
 	}
 	if (nk != 0)
-		rte_hash_lookup_bulk_data(nv->h, kp, nk, &hits, data);
+		rte_hash_lookup_with_hash_bulk_data(nv->h, kp, sig, nk, &hits, data);
 	for (i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		if (look[i] && ((hits >> idx[i]) & 1)) {
 			uint16_t owner = HOMING_VAL_OWNER((uintptr_t)data[idx[i]]);
 			const struct naive_peer *p = owner < NAIVE_PEERS ? &nv->peer[owner] : NULL;
 			if (owner != nv->self_id && p != NULL && p->live) {
-				if (naive_encap(p, m, &keys[idx[i]], ip_len[idx[i]]) == 0) {
+				if (naive_encap(p, m, sig[idx[i]], ip_len[idx[i]]) == 0) {
 					st->cls_redirect++;
 					nic_out[nn++] = m;
 				} else {
