@@ -48,6 +48,7 @@ type options struct {
 	windows       int    // timed windows per case and round
 	workers       int    // most worker lcores of the multi-queue rows
 	naive         bool   // the naive reference row
+	bareCG        bool   // count the bare loops' instructions under callgrind for the table
 	rounds        int
 	huge          bool
 	only          string
@@ -82,6 +83,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds, every case once per round (median [min-max] over the rounds)")
 	flag.IntVar(&o.workers, "workers", 2, "multi-queue rows: 1..N worker lcores on N queues of net_null (needs N CPUs; 1: none)")
 	flag.BoolVar(&o.naive, "naive", true, "the naive reference design's row (rte_hash, bulk lookup, GUE written per packet)")
+	flag.BoolVar(&o.bareCG, "bare-callgrind", true, "count the bare loops' instructions per packet under valgrind (callgrind) for the table (needs an unstripped binary: make bench builds one)")
 	flag.BoolVar(&o.huge, "hugepages", true, "use 2 MB hugepages (reserved here if needed); false: --no-huge")
 	flag.StringVar(&o.only, "case", "", "run only this case (bare, redirect, local, bare-gue, decap): for instruction counts")
 	flag.DurationVar(&o.churn, "churn", 3*time.Second, "table-write phase: batched inserts and deletes while an lcore forwards (0: skip)")
@@ -97,6 +99,7 @@ func main() {
 	o.smoke = *smoke
 	if *smoke {
 		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
+		o.bareCG = false
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -330,8 +333,14 @@ func pinning(n int) []int {
 
 func run(ctx context.Context, o options) error {
 	if o.only != "" {
-		o.big, o.churn, o.scaling, o.rounds, o.gossip = 0, 0, false, 1, false
+		o.big, o.churn, o.scaling, o.rounds, o.gossip, o.bareCG = 0, 0, false, 1, false, false
 		o.naive = o.only == "naive"
+	}
+	// Before EAL: the bare loops' instruction counts (a child process under valgrind each).
+	var bareInstr map[string]float64
+	var bareInstrErr error
+	if o.bareCG {
+		bareInstr, bareInstrErr = bareInstructions()
 	}
 	capMain, capBig := uint32(o.sessions+o.sessions/4), uint32(o.big+o.big/4)
 	mem := 256 + int((table.MemSize(capMain, 1024)+table.MemSize(capBig, 1024))>>20)
@@ -443,6 +452,9 @@ func run(ctx context.Context, o options) error {
 			mpps = spread(results[c.id], "%.2f")
 			if c.bare != "" {
 				bare = spread(results[c.bare], "%.2f")
+				if in, ok := bareInstr[strings.TrimSuffix(c.bare, "-big")]; ok {
+					bare += fmt.Sprintf(", %.1f instr", in)
+				}
 				for r, x := range results[c.id] {
 					ratios = append(ratios, x/results[c.bare][r])
 				}
@@ -501,15 +513,23 @@ func run(ctx context.Context, o options) error {
 	fmt.Println()
 	printTable(tableHeader, rows)
 	fmt.Printf("\n(data plane: median [min-max] over the rounds; ratio: each round's rate over its bare loop's (or the naive design's) in the same round; " +
-		"bare: the bare loop's Mpps; multi-queue: Mpps summed over the workers, ratio = over 1 worker)\n")
+		"bare loop: its Mpps, and its instructions per packet under callgrind; multi-queue: Mpps summed over the workers, ratio = over 1 worker)\n")
 	if o.gossip && len(g.rows) > 0 {
 		fmt.Printf("(gossip: p50/p90/p99/max of the delays of all sessions, ∞ for those that had not reached all peers by the end of the wait; " +
 			"B/record: gossip payload of the records datagrams, then with 28 B of IPv4+UDP per datagram; ratio: memberlist's delay over homing's at the same rate)\n")
+	}
+	if bareInstrErr != nil {
+		fmt.Printf("(bare loop instructions: %v)\n", firstLine(bareInstrErr.Error()))
 	}
 	for _, n := range g.notes {
 		fmt.Println(n)
 	}
 	return gerr
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // churn applies batches of inserts and deletes (of sessions the generator never sends)
@@ -665,21 +685,9 @@ func callgrind(o options) error {
 	defer os.RemoveAll(dir)
 	total := map[string]uint64{}
 	for _, id := range ids {
-		out := filepath.Join(dir, "cg."+id)
-		cmd := exec.Command("valgrind", "--tool=callgrind", "--toggle-collect=homing_bench_main",
-			"--callgrind-out-file="+out, self, "-hugepages=false", "-sessions", strconv.Itoa(o.sessions),
-			"-packets", strconv.FormatUint(o.packets, 10), "-warmup", "0", "-windows", "1", "-case", id)
-		// Go's preemption signals crash valgrind's signal handling.
-		cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("callgrind %s: %w\n%s", id, err, b)
-		}
-		n, err := summary(out)
+		n, err := cgCase(self, dir, id, o.sessions, o.packets)
 		if err != nil {
 			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("callgrind %s: nothing collected in homing_bench_main: is %s stripped? (go run strips symbols: go build it)", id, self)
 		}
 		total[id] = n
 	}
@@ -709,6 +717,56 @@ func callgrind(o options) error {
 		fmt.Printf("| %-42s | %14d | %10.1f | %12s | %10s | %8s |\n", r.name, total[r.id], per, minus, bare, r.target)
 	}
 	return nil
+}
+
+// cgCase runs one case of this binary (self) under callgrind and returns the
+// instructions counted in homing_bench_main.
+func cgCase(self, dir, id string, sessions int, packets uint64) (uint64, error) {
+	out := filepath.Join(dir, "cg."+id)
+	cmd := exec.Command("valgrind", "--tool=callgrind", "--toggle-collect=homing_bench_main",
+		"--callgrind-out-file="+out, self, "-hugepages=false", "-sessions", strconv.Itoa(sessions),
+		"-packets", strconv.FormatUint(packets, 10), "-warmup", "0", "-windows", "1", "-case", id)
+	// Go's preemption signals crash valgrind's signal handling.
+	cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("callgrind %s: %w\n%s", id, err, b)
+	}
+	n, err := summary(out)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("callgrind %s: nothing collected in homing_bench_main: is %s stripped? (go run strips symbols: go build it)", id, self)
+	}
+	return n, nil
+}
+
+// bareInstructions counts the bare loops' instructions per packet under callgrind
+// (65,536 sessions, 200,000 packets: the bare loop reads no table), for the "bare loop"
+// column. Empty where valgrind is missing or fails (e.g. a stripped binary).
+func bareInstructions() (map[string]float64, error) {
+	const packets = 200_000
+	res := map[string]float64{}
+	if _, err := exec.LookPath("valgrind"); err != nil {
+		return res, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	dir, err := os.MkdirTemp("", "homing-callgrind")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	for _, id := range []string{"bare", "bare-gue"} {
+		n, err := cgCase(self, dir, id, 65536, packets)
+		if err != nil {
+			return res, err
+		}
+		res[id] = float64(n) / packets
+	}
+	return res, nil
 }
 
 func summary(path string) (uint64, error) {
