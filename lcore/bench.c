@@ -128,6 +128,16 @@ send_all(uint16_t port, uint16_t q, struct rte_mbuf **p, uint16_t n)
 		rte_pktmbuf_free_bulk(p + s, n - s);
 }
 
+/* The calling thread's CPU time (a system call: once per window). */
+static uint64_t
+thread_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Pins the calling thread to cpu. Returns cpu, or -1. */
 static int
 pin(int cpu)
@@ -207,7 +217,7 @@ homing_bench_main(void *arg)
 	struct homing_bench *b = arg;
 	struct homing_lcore *lc = b->lc;
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
-	uint64_t seed = b->seed | 1, done = 0, t0, t1;
+	uint64_t seed = b->seed | 1, done = 0, t0, t1, c0, c1;
 	struct timespec ts;
 	uint32_t w, nw = b->windows;
 
@@ -226,10 +236,14 @@ homing_bench_main(void *arg)
 	 * not report it, and a loaded machine skews the estimate (vDSO: no system call) */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	c0 = thread_ns();
 	for (w = 0; w < nw; w++) {
 		uint64_t d = run(b, done, done + b->packets, &seed);
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		t1 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		c1 = thread_ns();
+		b->win_cpu_ns[w] = c1 - c0;
+		c0 = c1;
 		b->win_done[w] = d - done;
 		b->win_ns[w] = t1 - t0;
 		done = d;

@@ -110,9 +110,14 @@ type BenchConfig struct {
 type BenchResult struct {
 	Packets uint64
 	Elapsed time.Duration
-	Windows []float64 // Mpps of each timed window
-	CPU     int       // the CPU the lcore was pinned to, -1 none
-	Stats   Stats     // of the timed windows
+	Windows []float64 // Mpps of each timed window (wall clock)
+	// CPUWindows is each window's packets over the CPU time the lcore's thread got in
+	// it (CLOCK_THREAD_CPUTIME_ID): on a shared machine, the rate without the time the
+	// thread was preempted. OnCPU is the share of the wall time it ran.
+	CPUWindows []float64
+	OnCPU      float64
+	CPU        int   // the CPU the lcore was pinned to, -1 none
+	Stats      Stats // of the timed windows
 }
 
 // Mpps is the run's packet rate in millions of packets per second over all windows.
@@ -205,13 +210,16 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 	}
 	res := make([]BenchResult, n)
 	for i, b := range bs {
-		var ns uint64
+		var ns, cpu uint64
 		r := BenchResult{Packets: uint64(b.done), CPU: int(b.pinned), Stats: statsOf(c.Lcores[i], &lcs[i].stats)}
 		for w := 0; w < c.Windows; w++ {
 			ns += uint64(b.win_ns[w])
+			cpu += uint64(b.win_cpu_ns[w])
 			r.Windows = append(r.Windows, float64(b.win_done[w])/float64(b.win_ns[w])*1e3)
+			r.CPUWindows = append(r.CPUWindows, float64(b.win_done[w])/float64(max(b.win_cpu_ns[w], 1))*1e3)
 		}
 		r.Elapsed = time.Duration(ns)
+		r.OnCPU = float64(cpu) / float64(max(ns, 1))
 		res[i] = r
 	}
 	return res, nil

@@ -70,6 +70,7 @@ struct homing_bench {
 	uint64_t done;             /* timed packets */
 	uint64_t win_done[HOMING_BENCH_WINDOWS_MAX];
 	uint64_t win_ns[HOMING_BENCH_WINDOWS_MAX]; /* CLOCK_MONOTONIC */
+	uint64_t win_cpu_ns[HOMING_BENCH_WINDOWS_MAX]; /* the lcore thread's CPU time */
 	uint64_t tsc_hz;           /* EAL's TSC frequency (for comparison) */
 	int32_t pinned;            /* the CPU the run was pinned to, -1 none */
 };

@@ -49,6 +49,7 @@ type options struct {
 	workers       int    // most worker lcores of the multi-queue rows
 	naive         bool   // the naive reference row
 	bareCG        bool   // count the bare loops' instructions under callgrind for the table
+	clock         string // "thread": rates over the lcore thread's CPU time; "wall"
 	rounds        int
 	huge          bool
 	only          string
@@ -83,6 +84,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds, every case once per round (median [min-max] over the rounds)")
 	flag.IntVar(&o.workers, "workers", 2, "multi-queue rows: 1..N worker lcores on N queues of net_null (needs N CPUs; 1: none)")
 	flag.BoolVar(&o.naive, "naive", true, "the naive reference design's row (rte_hash, bulk lookup, GUE written per packet)")
+	flag.StringVar(&o.clock, "clock", "thread", "rates over the lcore thread's CPU time (thread: preemption by other processes does not count) or over the wall clock (wall); the same on an idle machine")
 	flag.BoolVar(&o.bareCG, "bare-callgrind", true, "count the bare loops' instructions per packet under valgrind (callgrind) for the table (needs an unstripped binary: make bench builds one)")
 	flag.BoolVar(&o.huge, "hugepages", true, "use 2 MB hugepages (reserved here if needed); false: --no-huge")
 	flag.StringVar(&o.only, "case", "", "run only this case (bare, redirect, local, bare-gue, decap): for instruction counts")
@@ -97,6 +99,10 @@ func main() {
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.Parse()
 	o.smoke = *smoke
+	if o.clock != "thread" && o.clock != "wall" {
+		fmt.Fprintf(os.Stderr, "homing-bench: -clock %q: want thread or wall\n", o.clock)
+		os.Exit(2)
+	}
 	if *smoke {
 		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
 		o.bareCG = false
@@ -292,6 +298,14 @@ func cases(main, big *fixture) []bcase {
 	return cs
 }
 
+// windowsOf is a run's per-window rates on the chosen clock.
+func (o options) windowsOf(r lcore.BenchResult) []float64 {
+	if o.clock == "wall" {
+		return r.Windows
+	}
+	return r.CPUWindows
+}
+
 // spread is a figure over the rounds: median [min-max].
 func spread(v []float64, format string) string {
 	if len(v) == 0 {
@@ -416,6 +430,7 @@ func run(ctx context.Context, o options) error {
 	// Rounds interleave the cases: every case once per round, in the same order; a
 	// round's figure of a case is the median of its timed windows.
 	results := map[string][]float64{}
+	var onCPU []float64
 	pinned := -1
 	for r := 0; r < o.rounds; r++ {
 		for i, c := range cs {
@@ -432,7 +447,8 @@ func run(ctx context.Context, o options) error {
 				}
 			}
 			pinned = rs[0].CPU
-			results[c.id] = append(results[c.id], median(rs[0].Windows))
+			results[c.id] = append(results[c.id], median(o.windowsOf(rs[0])))
+			onCPU = append(onCPU, rs[0].OnCPU)
 		}
 	}
 	memMode := "2 MB hugepages"
@@ -502,11 +518,16 @@ func run(ctx context.Context, o options) error {
 		g, gerr = runGossip(ctx, o)
 		rows = append(rows, g.rows...)
 	}
-	fmt.Printf("homing benchmark: data plane: net_null, 64 B frames (GUE: 86 B), 1 worker lcore pinned to CPU %d, %d rounds; per case and round "+
+	clockNote := "rates over the lcore thread's CPU time (CLOCK_THREAD_CPUTIME_ID)"
+	if o.clock == "wall" {
+		clockNote = "rates over the wall clock (CLOCK_MONOTONIC)"
+	}
+	fmt.Printf("homing benchmark: data plane: net_null, 64 B frames (GUE: 86 B), 1 worker lcore pinned to CPU %d, on that CPU %s of the wall time "+
+		"(median [min-max] over the runs), %s; %d rounds; per case and round "+
 		"%d packets of warm-up, then %d windows of %d packets (the round's figure: their median), %s (setup %.1fs); "+
 		"table: IPv4 capacity 1.25 x sessions, IPv6 1024; generator: session = random index in [0, sessions), key computed from it; "+
 		"%d CPUs, load average %s; process %s\n",
-		pinned, o.rounds, o.warmup, o.windows, o.packets, memMode, setup.Seconds(), numCPU(), loadAvg(), procStatus("VmRSS", "HugetlbPages"))
+		pinned, spread(pct(onCPU), "%.0f%%"), clockNote, o.rounds, o.warmup, o.windows, o.packets, memMode, setup.Seconds(), numCPU(), loadAvg(), procStatus("VmRSS", "HugetlbPages"))
 	if g.title != "" {
 		fmt.Println(g.title)
 	}
@@ -525,6 +546,14 @@ func run(ctx context.Context, o options) error {
 		fmt.Println(n)
 	}
 	return gerr
+}
+
+func pct(v []float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = 100 * x
+	}
+	return out
 }
 
 func firstLine(s string) string {
@@ -635,7 +664,7 @@ func scaling(cs []bcase, port dpdk.Port, lcores []uint, o options) ([][]string, 
 				}
 				sum := 0.0
 				for _, x := range rs {
-					sum += median(x.Windows)
+					sum += median(o.windowsOf(x))
 				}
 				if len(res[c.id]) < w {
 					res[c.id] = append(res[c.id], nil)
