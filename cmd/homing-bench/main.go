@@ -420,7 +420,8 @@ func run(ctx context.Context, o options) error {
 						return fmt.Errorf("%s: %w", c.name, err)
 					}
 				}
-				fmt.Printf("%s: %d packets, %.2f Mpps\n", c.name, rs[0].Packets, rs[0].Mpps())
+				fmt.Printf("%s: %d packets, %.2f Mpps (wall), %.2f Mpps (median window, lcore CPU time), on CPU %.0f%%\n",
+					c.name, rs[0].Packets, rs[0].Mpps(), median(rs[0].CPUWindows), 100*rs[0].OnCPU)
 				return nil
 			}
 		}
