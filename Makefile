@@ -4,7 +4,7 @@
 #   make build   build bin/homingd and bin/homingctl, stamped with the version (make version)
 #   make deb     bin/homing_<version>_amd64.deb (tools/deb, nfpm)
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
-#   make bench   one table: data plane (Mpps ratios measured side by side), table writes and memory,
+#   make bench   one table: data plane (Mpps ratios measured side by side, the naive design's row), table writes and memory,
 #                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
 #   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang
@@ -94,8 +94,12 @@ unit:
 
 test: deps build check generate-check unit fuzz-smoke bench-smoke
 
+# Built, not `go run` (which strips the symbols): homing-bench counts its bare loops'
+# instructions under callgrind for the table, which needs homing_bench_main's symbol.
 bench: deps memberlist-node
-	$(GO) run ./cmd/homing-bench
+	@mkdir -p bin
+	$(GO) build -o bin/homing-bench ./cmd/homing-bench
+	bin/homing-bench $(BENCH_ARGS)
 
 BENCH_SESSIONS ?= 65536
 # Built, not `go run`: go run strips the symbol table, and callgrind's --toggle-collect

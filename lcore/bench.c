@@ -3,7 +3,11 @@
  * Data-plane benchmark loops (make bench): the pipeline next to a bare rx->tx loop with the
  * same traffic generator on the same PMD, so that their ratio cancels the machine's noise.
  */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -26,6 +30,17 @@ xorshift(uint64_t *s)
 	x ^= x >> 7;
 	x ^= x << 17;
 	return *s = x;
+}
+
+/* The next session index in [0, n): a random 32-bit draw reduced by a multiply-high
+ * (no division), then the session's key from its index (homing_bench_key4): no memory
+ * outside the mbuf is read per packet. */
+static inline void
+next_key(uint64_t *s, uint32_t n, uint32_t vip, uint16_t dport, struct homing_key4 *k)
+{
+	uint32_t i = (uint32_t)(((xorshift(s) >> 32) * (uint64_t)n) >> 32);
+
+	homing_bench_key4(i, vip, dport, k);
 }
 
 /* Writes the IPv4/TCP (ACK) packet of session k at ip (40 bytes). */
@@ -113,43 +128,127 @@ send_all(uint16_t port, uint16_t q, struct rte_mbuf **p, uint16_t n)
 		rte_pktmbuf_free_bulk(p + s, n - s);
 }
 
+/* The calling thread's CPU time (a system call: once per window). */
+static uint64_t
+thread_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Pins the calling thread to cpu. Returns cpu, or -1. */
+static int
+pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return -1;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+		return -1;
+	return cpu;
+}
+
+/* Forwards packets until done reaches stop; returns the packets forwarded. */
+static __rte_always_inline uint64_t
+loop(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed, const uint32_t mode,
+     const uint32_t gen_kind)
+{
+	struct homing_lcore *lc = b->lc;
+	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
+	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
+	const uint32_t nk = b->n_keys, vip = b->vip, gdst = b->gue_dst;
+	const uint16_t port = lc->nic_port, q = lc->queue, vport = b->vip_port, gport = b->gue_port;
+	uint16_t n, nn, nt, i;
+	struct homing_key4 k;
+
+	while (done < stop) {
+		n = rte_eth_rx_burst(port, q, pkts, HOMING_BURST);
+		for (i = 0; i < n; i++) {
+			next_key(seed, nk, vip, vport, &k);
+			if (gen_kind == HOMING_BENCH_GEN_GUE)
+				gen_gue(pkts[i], &k, gdst, gport);
+			else
+				gen(pkts[i], &k);
+		}
+		if (mode == HOMING_BENCH_BARE) {
+			send_all(port, q, pkts, n);
+		} else {
+			if (mode == HOMING_BENCH_NAIVE)
+				homing_bench_naive_burst(b->naive, lc, pkts, n, nic, &nn, tap, &nt);
+			else
+				homing_process_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
+			if (nn)
+				send_all(port, q, nic, nn);
+			if (nt)
+				send_all(port, q, tap, nt);
+			/* what the poll loop does once per burst (the bare loop needs none) */
+			rte_rcu_qsbr_quiescent(qsbr, lc->lcore_id);
+		}
+		done += n;
+	}
+	return done;
+}
+
+/* The whole run in one mode and generator (constants in each copy of loop). */
+static uint64_t
+run(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed)
+{
+#define RUN_(m) (b->gen == HOMING_BENCH_GEN_GUE ? loop(b, done, stop, seed, m, HOMING_BENCH_GEN_GUE) \
+					       : loop(b, done, stop, seed, m, HOMING_BENCH_GEN_TCP))
+	switch (b->mode) {
+	case HOMING_BENCH_BARE:
+		return RUN_(HOMING_BENCH_BARE);
+	case HOMING_BENCH_NAIVE:
+		return RUN_(HOMING_BENCH_NAIVE);
+	default:
+		return RUN_(HOMING_BENCH_PIPELINE);
+	}
+#undef RUN_
+}
+
 int
 homing_bench_main(void *arg)
 {
 	struct homing_bench *b = arg;
 	struct homing_lcore *lc = b->lc;
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
-	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
-	uint64_t seed = b->seed | 1, done = 0, t0;
-	uint16_t port = lc->nic_port, q = lc->queue, n, nn, nt, i;
+	uint64_t seed = b->seed | 1, done = 0, t0, t1, c0, c1;
+	struct timespec ts;
+	uint32_t w, nw = b->windows;
 
+	if (nw == 0 || nw > HOMING_BENCH_WINDOWS_MAX || b->n_keys == 0)
+		return -22;
+	if (b->mode == HOMING_BENCH_NAIVE && b->naive == NULL)
+		return -22;
+	b->pinned = pin(b->cpu);
 	if (rte_rcu_qsbr_thread_register(qsbr, lc->lcore_id) != 0)
 		return -1;
 	rte_rcu_qsbr_thread_online(qsbr, lc->lcore_id);
-	t0 = rte_rdtsc();
-	while (done < b->packets) {
-		n = rte_eth_rx_burst(port, q, pkts, HOMING_BURST);
-		if (b->gen == HOMING_BENCH_GEN_GUE) {
-			for (i = 0; i < n; i++)
-				gen_gue(pkts[i], &b->keys[xorshift(&seed) % b->n_keys], b->gue_dst,
-					b->gue_port);
-		} else {
-			for (i = 0; i < n; i++)
-				gen(pkts[i], &b->keys[xorshift(&seed) % b->n_keys]);
-		}
-		if (b->mode == HOMING_BENCH_BARE) {
-			send_all(port, q, pkts, n);
-		} else {
-			homing_process_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
-			if (nn)
-				send_all(port, q, nic, nn);
-			if (nt)
-				send_all(port, q, tap, nt);
-		}
-		rte_rcu_qsbr_quiescent(qsbr, lc->lcore_id);
-		done += n;
+	if (b->warmup)
+		run(b, 0, b->warmup, &seed);
+	memset(&lc->stats, 0, sizeof(lc->stats));
+	/* CLOCK_MONOTONIC, not the TSC: EAL's TSC frequency is an estimate when the VM does
+	 * not report it, and a loaded machine skews the estimate (vDSO: no system call) */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	c0 = thread_ns();
+	for (w = 0; w < nw; w++) {
+		uint64_t d = run(b, done, done + b->packets, &seed);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t1 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		c1 = thread_ns();
+		b->win_cpu_ns[w] = c1 - c0;
+		c0 = c1;
+		b->win_done[w] = d - done;
+		b->win_ns[w] = t1 - t0;
+		done = d;
+		t0 = t1;
 	}
-	b->cycles = rte_rdtsc() - t0;
 	b->done = done;
 	b->tsc_hz = rte_get_tsc_hz();
 	rte_rcu_qsbr_thread_offline(qsbr, lc->lcore_id);

@@ -25,6 +25,7 @@ type BenchMode int
 const (
 	BenchBare     BenchMode = C.HOMING_BENCH_BARE     // rx -> generator -> tx
 	BenchPipeline BenchMode = C.HOMING_BENCH_PIPELINE // rx -> generator -> pipeline -> tx
+	BenchNaive    BenchMode = C.HOMING_BENCH_NAIVE    // rx -> generator -> naive reference design -> tx
 )
 
 // BenchGen selects the traffic generator.
@@ -36,65 +37,118 @@ const (
 	BenchGenGUE BenchGen = C.HOMING_BENCH_GEN_GUE // the same in IPv4/UDP/GUE to GUEDst:GUEPort, 86 bytes
 )
 
-// BenchConfig is one benchmark run: one loop per lcore, all at once, lcore i on queue i
-// of Port (which must have as many rx and tx queues).
-type BenchConfig struct {
-	Lcores  []uint
-	Port    dpdk.Port
-	Mode    BenchMode
-	Gen     BenchGen
-	Flows   []session.Key // IPv4 only
-	Packets uint64        // per lcore
-	Seed    uint64
-	GUEDst  netip.Addr // BenchGenGUE: outer destination (this host)
-	GUEPort uint16     // BenchGenGUE: UDP destination port (the tunnel port)
+// NaiveTable is the naive reference design (bench_naive.c): rte_hash, bulk lookups, the
+// GUE header written field by field per packet. Bench only.
+type NaiveTable struct {
+	nv *C.struct_homing_bench_naive
 }
 
-// BenchResult is one run's outcome.
+// NewNaiveTable builds the naive design's table with the benchmark sessions 0..n-1
+// (see BenchKey), all owned by owner; packets of sessions owned by another host than
+// selfID go to owner's tunnel (src/dst MAC and IPv4 addresses, UDP port tunnelPort).
+func NewNaiveTable(name string, n uint32, vip netip.Addr, vipPort uint16, owner, selfID uint16,
+	srcMAC, dstMAC []byte, src, dst netip.Addr, tunnelPort uint16) (*NaiveTable, error) {
+	if !vip.Is4() || !src.Is4() || !dst.Is4() || len(srcMAC) != 6 || len(dstMAC) != 6 {
+		return nil, errors.New("lcore: naive bench needs IPv4 addresses and 6-byte MACs")
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	smac := C.CBytes(srcMAC)
+	defer C.free(smac)
+	dmac := C.CBytes(dstMAC)
+	defer C.free(dmac)
+	nv := C.homing_bench_naive_create(cname, C.uint32_t(n), be32(vip), be16(vipPort), C.uint16_t(owner),
+		C.uint16_t(selfID), (*C.uint8_t)(smac), (*C.uint8_t)(dmac), be32(src), be32(dst), be16(tunnelPort))
+	if nv == nil {
+		return nil, fmt.Errorf("lcore: naive bench table of %d sessions: rte_hash_create or add failed", n)
+	}
+	return &NaiveTable{nv: nv}, nil
+}
+
+// HeapBytes is the DPDK heap the naive table took.
+func (b *NaiveTable) HeapBytes() uint64 { return uint64(C.homing_bench_naive_heap(b.nv)) }
+
+// Close frees the naive table.
+func (b *NaiveTable) Close() {
+	if b != nil && b.nv != nil {
+		C.homing_bench_naive_free(b.nv)
+		b.nv = nil
+	}
+}
+
+// BenchKey is benchmark session i (homing_bench_key4 in bench.h): x = i * 0x9e3779b1
+// (a bijection of uint32), client 198.18.(x>>24).(x>>16 & 0xff):(x & 0xffff), TCP to
+// vip:port. The generator computes it from i alone; the tables must hold exactly these.
+func BenchKey(i uint32, vip netip.Addr, port uint16) session.Key {
+	x := i * C.HOMING_BENCH_KEY_MUL
+	return session.Key{Src: netip.AddrFrom4([4]byte{198, 18, byte(x >> 24), byte(x >> 16)}), Dst: vip,
+		SrcPort: uint16(x), DstPort: port, Proto: session.TCP}
+}
+
+// BenchConfig is one benchmark run: one loop per lcore, all at once, lcore i on queue i
+// of Port (which must have as many rx and tx queues). Each lcore forwards Warmup packets,
+// then Windows timed windows of Packets each.
+type BenchConfig struct {
+	Lcores   []uint
+	CPUs     []int // pin lcore i's thread to CPUs[i] for the run (nil: leave it floating)
+	Port     dpdk.Port
+	Mode     BenchMode
+	Gen      BenchGen
+	Naive    *NaiveTable // mode BenchNaive
+	Sessions uint32      // the generator draws sessions 0..Sessions-1 (BenchKey)
+	VIP      netip.Addr  // their destination
+	VIPPort  uint16
+	Warmup   uint64 // per lcore, untimed
+	Packets  uint64 // per window and lcore
+	Windows  int    // 1..16; 0 means 1
+	Seed     uint64
+	GUEDst   netip.Addr // BenchGenGUE: outer destination (this host)
+	GUEPort  uint16     // BenchGenGUE: UDP destination port (the tunnel port)
+}
+
+// BenchResult is one lcore's outcome of a run.
 type BenchResult struct {
 	Packets uint64
 	Elapsed time.Duration
-	Stats   Stats
+	Windows []float64 // Mpps of each timed window (wall clock)
+	// CPUWindows is each window's packets over the CPU time the lcore's thread got in
+	// it (CLOCK_THREAD_CPUTIME_ID): on a shared machine, the rate without the time the
+	// thread was preempted. OnCPU is the share of the wall time it ran.
+	CPUWindows []float64
+	OnCPU      float64
+	CPU        int   // the CPU the lcore was pinned to, -1 none
+	Stats      Stats // of the timed windows
 }
 
-// Mpps is the run's packet rate in millions of packets per second.
+// Mpps is the run's packet rate in millions of packets per second over all windows.
 func (r BenchResult) Mpps() float64 { return float64(r.Packets) / r.Elapsed.Seconds() / 1e6 }
 
-// Bench runs one benchmark on worker lcore over port (queue 0, used as both NIC and
-// kernel port): each received frame gets a TCP flow drawn at random from flows.
-// Only IPv4 flows are supported.
-func (d *DataPlane) Bench(lcoreID uint, port dpdk.Port, mode BenchMode, flows []session.Key, packets uint64, seed uint64) (BenchResult, error) {
-	rs, err := d.BenchRun(BenchConfig{Lcores: []uint{lcoreID}, Port: port, Mode: mode, Flows: flows, Packets: packets, Seed: seed})
-	if err != nil {
-		return BenchResult{}, err
-	}
-	return rs[0], nil
+func be32(a netip.Addr) C.uint32_t {
+	b := a.As4()
+	return *(*C.uint32_t)(unsafe.Pointer(&b[0]))
 }
+
+func be16(p uint16) C.uint16_t { return C.uint16_t(p>>8 | p<<8) }
 
 // BenchRun runs c on every lcore of c.Lcores at once and returns one result per lcore.
 func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
-	if len(c.Flows) == 0 || len(c.Lcores) == 0 {
-		return nil, errors.New("lcore: bench needs flows and lcores")
+	if c.Sessions == 0 || len(c.Lcores) == 0 || !c.VIP.Is4() {
+		return nil, errors.New("lcore: bench needs sessions, an IPv4 VIP and lcores")
 	}
 	if c.Gen == BenchGenGUE && !c.GUEDst.Is4() {
 		return nil, errors.New("lcore: bench GUE generator needs an IPv4 destination")
 	}
+	if c.Mode == BenchNaive && (c.Naive == nil || c.Naive.nv == nil) {
+		return nil, errors.New("lcore: naive bench needs its table")
+	}
+	if c.Windows == 0 {
+		c.Windows = 1
+	}
+	if c.Windows > C.HOMING_BENCH_WINDOWS_MAX {
+		return nil, fmt.Errorf("lcore: bench: %d windows, at most %d", c.Windows, C.HOMING_BENCH_WINDOWS_MAX)
+	}
 	if d.running.Load() {
 		return nil, ErrRunning
-	}
-	keys := (*C.struct_homing_key4)(C.calloc(C.size_t(len(c.Flows)), C.sizeof_struct_homing_key4))
-	defer C.free(unsafe.Pointer(keys))
-	ks := unsafe.Slice(keys, len(c.Flows))
-	for i, f := range c.Flows {
-		if !f.Is4() {
-			return nil, fmt.Errorf("lcore: bench flow %v is not IPv4", f)
-		}
-		s, d := f.Src.As4(), f.Dst.As4()
-		ks[i].src = *(*C.uint32_t)(unsafe.Pointer(&s[0]))
-		ks[i].dst = *(*C.uint32_t)(unsafe.Pointer(&d[0]))
-		ks[i].sport = C.uint16_t(f.SrcPort>>8 | f.SrcPort<<8)
-		ks[i].dport = C.uint16_t(f.DstPort>>8 | f.DstPort<<8)
-		ks[i].proto = C.uint8_t(f.Proto)
 	}
 	n := len(c.Lcores)
 	lcs := make([]*C.struct_homing_lcore, n)
@@ -116,16 +170,25 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 		lcs[i] = lc
 		b := (*C.struct_homing_bench)(C.calloc(1, C.sizeof_struct_homing_bench))
 		b.lc = lc
-		b.keys = keys
-		b.n_keys = C.uint32_t(len(c.Flows))
+		if c.Naive != nil {
+			b.naive = c.Naive.nv
+		}
+		b.n_keys = C.uint32_t(c.Sessions)
+		b.vip = be32(c.VIP)
+		b.vip_port = be16(c.VIPPort)
 		b.mode = C.uint32_t(c.Mode)
 		b.gen = C.uint32_t(c.Gen)
+		b.cpu = -1
+		if i < len(c.CPUs) {
+			b.cpu = C.int32_t(c.CPUs[i])
+		}
+		b.windows = C.uint32_t(c.Windows)
+		b.warmup = C.uint64_t(c.Warmup)
 		b.packets = C.uint64_t(c.Packets)
 		b.seed = C.uint64_t(c.Seed + uint64(i)*0x9e3779b97f4a7c15)
 		if c.Gen == BenchGenGUE {
-			a := c.GUEDst.As4()
-			b.gue_dst = *(*C.uint32_t)(unsafe.Pointer(&a[0]))
-			b.gue_port = C.uint16_t(c.GUEPort>>8 | c.GUEPort<<8)
+			b.gue_dst = be32(c.GUEDst)
+			b.gue_port = be16(c.GUEPort)
 		}
 		bs[i] = b
 	}
@@ -147,9 +210,17 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 	}
 	res := make([]BenchResult, n)
 	for i, b := range bs {
-		sec := float64(b.cycles) / float64(b.tsc_hz)
-		res[i] = BenchResult{Packets: uint64(b.done), Elapsed: time.Duration(sec * float64(time.Second)),
-			Stats: statsOf(c.Lcores[i], &lcs[i].stats)}
+		var ns, cpu uint64
+		r := BenchResult{Packets: uint64(b.done), CPU: int(b.pinned), Stats: statsOf(c.Lcores[i], &lcs[i].stats)}
+		for w := 0; w < c.Windows; w++ {
+			ns += uint64(b.win_ns[w])
+			cpu += uint64(b.win_cpu_ns[w])
+			r.Windows = append(r.Windows, float64(b.win_done[w])/float64(b.win_ns[w])*1e3)
+			r.CPUWindows = append(r.CPUWindows, float64(b.win_done[w])/float64(max(b.win_cpu_ns[w], 1))*1e3)
+		}
+		r.Elapsed = time.Duration(ns)
+		r.OnCPU = float64(cpu) / float64(max(ns, 1))
+		res[i] = r
 	}
 	return res, nil
 }

@@ -64,8 +64,7 @@ key_valid(const void *k, uint32_t klen)
 static uint32_t
 bucket_count(uint32_t capacity)
 {
-	uint32_t nb = rte_align32pow2((capacity + HOMING_TABLE_BUCKET_FILL - 1) /
-				      HOMING_TABLE_BUCKET_FILL);
+	uint32_t nb = (capacity + HOMING_TABLE_BUCKET_FILL - 1) / HOMING_TABLE_BUCKET_FILL;
 
 	return nb < 2 ? 2 : nb;
 }
@@ -102,7 +101,7 @@ htab_init(struct homing_htab *h, uint32_t capacity, uint32_t klen, int socket)
 				     RTE_CACHE_LINE_SIZE, socket);
 	if (h->bkt == NULL || h->kv == NULL || h->fifo == NULL || h->defer == NULL)
 		return -ENOMEM;
-	h->mask = nb - 1;
+	h->nb = nb;
 	h->capacity = capacity;
 	h->key_len = klen;
 	h->entry = entry_size(klen);
@@ -348,11 +347,12 @@ struct place {
 static uint32_t
 locate(const struct homing_htab *h, const void *key, uint32_t hv, struct place *pl)
 {
-	uint32_t b = hv & h->mask, sig = hv >> 16, m, x, i;
+	uint32_t b = homing_table_b1_(hv, h->nb), m, x, i;
+	uint16_t sig = homing_table_sig_(hv);
 
 	for (int pass = 0; pass < 2; pass++) {
 		const struct homing_tbucket *bk = &h->bkt[b];
-		for (m = homing_table_sigmatch_(bk, (uint16_t)sig); m != 0; m &= m - 1) {
+		for (m = homing_table_sigmatch_(bk, sig); m != 0; m &= m - 1) {
 			i = (uint32_t)__builtin_ctz(m) >> 1;
 			x = bk->idx[i];
 			if (x != 0 && memcmp(slot_ptr(h, x - 1), key, h->key_len) == 0) {
@@ -361,7 +361,7 @@ locate(const struct homing_htab *h, const void *key, uint32_t hv, struct place *
 				return x;
 			}
 		}
-		b = homing_table_alt_(b, sig, h->mask);
+		b = homing_table_b2_(hv, h->nb);
 	}
 	for (i = 0; i < h->stash_n; i++) {
 		x = h->stash[i];
@@ -388,6 +388,16 @@ publish(struct homing_tbucket *bk, uint32_t pos, uint16_t sig, uint32_t x)
 {
 	__atomic_store_n(&bk->sig[pos], sig, __ATOMIC_RELAXED);
 	__atomic_store_n(&bk->idx[pos], x, __ATOMIC_RELEASE);
+}
+
+/* The other bucket of the entry with key slot x + 1 in bucket b: from its key's hash. */
+static uint32_t
+other_bucket(const struct homing_htab *h, uint32_t b, uint32_t x)
+{
+	uint32_t hv = homing_table_hash_(slot_ptr(h, x - 1), h->key_len);
+	uint32_t b1 = homing_table_b1_(hv, h->nb);
+
+	return b == b1 ? homing_table_b2_(hv, h->nb) : b1;
 }
 
 struct cuckoo_node {
@@ -420,7 +430,7 @@ cuckoo(struct homing_table *t, struct homing_htab *h, uint32_t b0, uint32_t b1,
 		int32_t cur = qh++;
 		struct homing_tbucket *bk = &h->bkt[q[cur].bkt];
 		for (uint32_t i = 0; i < HOMING_TABLE_BUCKET_ENTRIES; i++) {
-			uint32_t alt = homing_table_alt_(q[cur].bkt, bk->sig[i], h->mask);
+			uint32_t alt = other_bucket(h, q[cur].bkt, bk->idx[i]);
 			int f = free_entry(&h->bkt[alt]);
 			if (f >= 0) {
 				/* Move along the path, from its free end. */
@@ -454,21 +464,21 @@ cuckoo(struct homing_table *t, struct homing_htab *h, uint32_t b0, uint32_t b1,
 static int
 place_new(struct homing_table *t, struct homing_htab *h, uint32_t hv, uint32_t x)
 {
-	uint32_t b0 = hv & h->mask, sig = hv >> 16;
-	uint32_t b1 = homing_table_alt_(b0, sig, h->mask);
+	uint32_t b0 = homing_table_b1_(hv, h->nb), b1 = homing_table_b2_(hv, h->nb);
+	uint16_t sig = homing_table_sig_(hv);
 	struct place pl;
 	int f;
 
 	if ((f = free_entry(&h->bkt[b0])) >= 0) {
-		publish(&h->bkt[b0], (uint32_t)f, (uint16_t)sig, x);
+		publish(&h->bkt[b0], (uint32_t)f, sig, x);
 		return 0;
 	}
 	if ((f = free_entry(&h->bkt[b1])) >= 0) {
-		publish(&h->bkt[b1], (uint32_t)f, (uint16_t)sig, x);
+		publish(&h->bkt[b1], (uint32_t)f, sig, x);
 		return 0;
 	}
 	if (cuckoo(t, h, b0, b1, &pl) == 0) {
-		publish(&h->bkt[pl.bkt], pl.pos, (uint16_t)sig, x);
+		publish(&h->bkt[pl.bkt], pl.pos, sig, x);
 		return 0;
 	}
 	for (uint32_t i = 0; i < HOMING_TABLE_STASH; i++) {
@@ -564,7 +574,7 @@ write_batch(struct homing_table *t, struct homing_htab *h, uint32_t *count, cons
 		uint8_t op = ops != NULL ? ops[i] : all;
 
 		if (i + 1 < n)
-			rte_prefetch0(&h->bkt[homing_table_hash_(k + h->key_len, h->key_len) & h->mask]);
+			rte_prefetch0(&h->bkt[homing_table_b1_(homing_table_hash_(k + h->key_len, h->key_len), h->nb)]);
 		if (op == HOMING_OP_ADD)
 			r = add_one(t, h, k, vals[i], &gave_up);
 		else if (op == HOMING_OP_DEL)
@@ -674,7 +684,7 @@ homing_table_get6(const struct homing_table *t, const struct homing_key6 *key, u
 static uint32_t
 iter(const struct homing_htab *h, uint32_t *next, void *keys, uint64_t *vals, uint32_t max)
 {
-	uint64_t nbe = ((uint64_t)h->mask + 1) * HOMING_TABLE_BUCKET_ENTRIES;
+	uint64_t nbe = (uint64_t)h->nb * HOMING_TABLE_BUCKET_ENTRIES;
 	uint8_t *k = keys;
 	uint32_t n = 0;
 

@@ -12,8 +12,10 @@
  *   +--------------------------------------------+    +------------------+-------+
  *
  * A key's hash h is CRC-32C of the key (homing_table_hash4/6, SSE4.2). Its primary
- * bucket is h & mask, its signature h >> 16, its secondary bucket
- * primary ^ (signature | 1) (so either bucket gives the other). Buckets hold key-slot
+ * bucket is the multiply-high of h and the bucket count (any count: the array follows the
+ * capacity, 64 bytes per 7 keys), its secondary bucket the same of a multiplicative mix
+ * of h, its signature h's low 16 bits (homing_table_b1_, _b2_, _sig_). A cuckoo move
+ * finds an entry's other bucket by hashing its key again (writer side only). Buckets hold key-slot
  * indexes only; the key and its 64-bit value live in the key store. A small stash takes
  * the keys that no cuckoo path could place, so that the table holds exactly `capacity`
  * keys (the bucket array is sized for at most 87.5 % load: the stash is for safety).
@@ -146,7 +148,7 @@ struct homing_htab {
 	 * at kv + x * entry: kv starts with a dummy all-zero slot (protocol 0, never a valid
 	 * key), so that readers can compare with the slot of an empty entry. */
 	uint8_t *kv;
-	uint32_t mask;      /* buckets - 1 */
+	uint32_t nb;        /* buckets (any number >= 2: indexes by multiply-high) */
 	uint32_t change;    /* bumped by every cuckoo move */
 	uint32_t stash_n;   /* stash entries to search (high-water mark) */
 	uint32_t stash[HOMING_TABLE_STASH]; /* key slot + 1; 0: empty */
@@ -278,10 +280,26 @@ homing_table_hash_(const void *k, uint32_t klen)
 			  : homing_table_hash6((const struct homing_key6 *)k);
 }
 
+/* A key's two buckets and its signature, from its hash hv: the primary bucket from hv's
+ * high bits by a multiply-high (no power-of-two bucket count, so that the bucket array
+ * follows the capacity closely), the secondary from a multiplicative mix of hv, the
+ * signature from hv's low 16 bits (independent of the primary bucket). */
 static __rte_always_inline uint32_t
-homing_table_alt_(uint32_t bkt, uint32_t sig, uint32_t mask)
+homing_table_b1_(uint32_t hv, uint32_t nb)
 {
-	return (bkt ^ (sig | 1)) & mask;
+	return (uint32_t)(((uint64_t)hv * nb) >> 32);
+}
+
+static __rte_always_inline uint32_t
+homing_table_b2_(uint32_t hv, uint32_t nb)
+{
+	return (uint32_t)(((uint64_t)(uint32_t)(hv * 0x9e3779b1u + 0x7f4a7c15u) * nb) >> 32);
+}
+
+static __rte_always_inline uint16_t
+homing_table_sig_(uint32_t hv)
+{
+	return (uint16_t)hv;
 }
 
 /* Bit 2*i set for every entry i of b whose signature is sig. */
@@ -327,16 +345,17 @@ static __rte_always_inline uint32_t
 homing_table_search_(const struct homing_htab *h, const void *key, uint32_t hv, uint32_t klen,
 		     uint32_t esz)
 {
-	uint32_t b = hv & h->mask, sig = hv >> 16, m, x, i, sn;
+	uint32_t b = homing_table_b1_(hv, h->nb), m, x, i, sn;
+	uint16_t sig = homing_table_sig_(hv);
 
 	for (int pass = 0; pass < 2; pass++) {
 		const struct homing_tbucket *bk = &h->bkt[b];
-		for (m = homing_table_sigmatch_(bk, (uint16_t)sig); m != 0; m &= m - 1) {
+		for (m = homing_table_sigmatch_(bk, sig); m != 0; m &= m - 1) {
 			x = __atomic_load_n(&bk->idx[__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
 			if (x != 0 && homing_table_keyeq_(h->kv + (size_t)x * esz, key, klen))
 				return x;
 		}
-		b = homing_table_alt_(b, sig, h->mask);
+		b = homing_table_b2_(hv, h->nb);
 	}
 	sn = __atomic_load_n(&h->stash_n, __ATOMIC_ACQUIRE);
 	for (i = 0; i < sn; i++) {
@@ -377,23 +396,30 @@ homing_table_stage_(const struct homing_htab *h, const uint32_t *hash, uint32_t 
 {
 	const struct homing_tbucket *B = h->bkt;
 	const uint8_t *kv = h->kv;
-	const uint32_t mask = h->mask;
+	const uint32_t nb = h->nb;
 	uint32_t i;
 #define HOMING_TABLE_HASH_(i) (*(const uint32_t *)(const void *)((const uint8_t *)hash + (size_t)(i) * stride))
 
 	/* Only the primary bucket is prefetched: below 87.5 % load nearly every key is in
-	 * its primary bucket (an insert tries it first). */
-	for (i = 0; i < n; i++)
-		rte_prefetch0(&B[HOMING_TABLE_HASH_(i) & mask]);
+	 * its primary bucket (an insert tries it first). cand[] holds the bucket until the
+	 * second loop replaces it by the candidate key slot. */
+	for (i = 0; i < n; i++) {
+		const struct homing_tbucket *bk = &B[homing_table_b1_(HOMING_TABLE_HASH_(i), nb)];
+		rte_prefetch0(bk);
+		cand[i] = (const uint8_t *)bk;
+	}
 	for (i = 0; i < n; i++) {
 		uint32_t hv = HOMING_TABLE_HASH_(i);
-		const struct homing_tbucket *bk = &B[hv & mask];
-		uint32_t m = homing_table_sigmatch_(bk, (uint16_t)(hv >> 16)), x = 0;
+		const struct homing_tbucket *bk = (const struct homing_tbucket *)(const void *)cand[i];
+		uint32_t m = homing_table_sigmatch_(bk, homing_table_sig_(hv)), x = 0;
 		/* no match: x = 0, the dummy slot, which no key equals */
 		if (likely(m != 0))
 			x = __atomic_load_n(&bk->idx[(uint32_t)__builtin_ctz(m) >> 1], __ATOMIC_ACQUIRE);
 		cand[i] = kv + (size_t)x * esz;
+		/* a key slot (24 or 48 bytes) may straddle two cache lines: 2 of 8 IPv4
+		 * slots do, and the compare reads the key and the value */
 		rte_prefetch0(cand[i]);
+		rte_prefetch0(cand[i] + esz - 1);
 	}
 #undef HOMING_TABLE_HASH_
 }

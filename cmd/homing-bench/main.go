@@ -38,11 +38,18 @@ import (
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/session"
 	"github.com/homing-dev/homing/table"
+	"golang.org/x/sys/unix"
 )
 
 type options struct {
 	sessions, big int
-	packets       uint64
+	packets       uint64 // per window
+	warmup        uint64 // per case and round, untimed
+	windows       int    // timed windows per case and round
+	workers       int    // most worker lcores of the multi-queue rows
+	naive         bool   // the naive reference row
+	bareCG        bool   // count the bare loops' instructions under callgrind for the table
+	clock         string // "thread": rates over the lcore thread's CPU time; "wall"
 	rounds        int
 	huge          bool
 	only          string
@@ -72,12 +79,18 @@ func main() {
 	cg := flag.Bool("callgrind", false, "count the pipeline's instructions per packet under valgrind (callgrind)")
 	flag.IntVar(&o.sessions, "sessions", 1<<20, "sessions in the table")
 	flag.IntVar(&o.big, "big", 10_000_000, "sessions of the large-table case (0: skip it)")
-	flag.Uint64Var(&o.packets, "packets", 20_000_000, "packets per case and round")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds (the median is reported)")
+	flag.Uint64Var(&o.packets, "packets", 4_000_000, "packets per timed window")
+	flag.Uint64Var(&o.warmup, "warmup", 2_000_000, "untimed packets before the windows of each case and round")
+	flag.IntVar(&o.windows, "windows", 5, "timed windows per case and round (the round's figure is their median)")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds, every case once per round (median [min-max] over the rounds)")
+	flag.IntVar(&o.workers, "workers", 2, "multi-queue rows: 1..N worker lcores on N queues of net_null (needs N CPUs; 1: none)")
+	flag.BoolVar(&o.naive, "naive", true, "the naive reference design's row (rte_hash, bulk lookup, GUE written per packet)")
+	flag.StringVar(&o.clock, "clock", "thread", "rates over the lcore thread's CPU time (thread: preemption by other processes does not count) or over the wall clock (wall); the same on an idle machine")
+	flag.BoolVar(&o.bareCG, "bare-callgrind", true, "count the bare loops' instructions per packet under valgrind (callgrind) for the table (needs an unstripped binary: make bench builds one)")
 	flag.BoolVar(&o.huge, "hugepages", true, "use 2 MB hugepages (reserved here if needed); false: --no-huge")
 	flag.StringVar(&o.only, "case", "", "run only this case (bare, redirect, local, bare-gue, decap): for instruction counts")
 	flag.DurationVar(&o.churn, "churn", 3*time.Second, "table-write phase: batched inserts and deletes while an lcore forwards (0: skip)")
-	flag.BoolVar(&o.scaling, "scaling", true, "also run 2 worker lcores at once (needs 2 CPUs)")
+	flag.BoolVar(&o.scaling, "scaling", true, "also run the multi-queue rows (-workers)")
 	flag.BoolVar(&o.gossip, "gossip", true, "also run the gossip convergence benchmark (root: network namespaces)")
 	flag.BoolVar(&o.gossipOnly, "gossip-only", false, "run only the gossip convergence benchmark")
 	flag.DurationVar(&o.gossipFlush, "gossip-flush", 0, "gossip benchmark: homing FlushDelay (0: the library's default)")
@@ -88,8 +101,13 @@ func main() {
 	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
 	flag.Parse()
 	o.smoke = *smoke
+	if o.clock != "thread" && o.clock != "wall" {
+		fmt.Fprintf(os.Stderr, "homing-bench: -clock %q: want thread or wall\n", o.clock)
+		os.Exit(2)
+	}
 	if *smoke {
-		o.sessions, o.big, o.packets, o.rounds, o.huge, o.churn = 1<<16, 0, 200_000, 1, false, 200*time.Millisecond
+		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
+		o.bareCG = false
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -110,7 +128,7 @@ func main() {
 }
 
 // tableHeader is the header of the one table: data-plane cases and gossip runs.
-var tableHeader = []string{"case", "sessions", "result", "ratio", "per round", "target"}
+var tableHeader = []string{"case", "sessions", "result", "ratio", "bare loop", "target"}
 
 // runGossipOnly runs the gossip benchmark alone and prints its rows.
 func runGossipOnly(ctx context.Context, o options) error {
@@ -138,28 +156,30 @@ var (
 	peer4 = netip.MustParseAddr("198.18.0.12")
 )
 
-// flowKey is the i-th session: distinct for every i < 2^32 (an odd multiplier is a
-// bijection of uint32), scattered over 198.18.0.0/16 and the client ports.
-func flowKey(i uint32) session.Key {
-	x := i * 0x9e3779b1
-	return session.Key{Src: netip.AddrFrom4([4]byte{198, 18, byte(x >> 24), byte(x >> 16)}), Dst: vip,
-		SrcPort: uint16(x), DstPort: 443, Proto: session.TCP}
-}
+// flowKey is the i-th session, the one the generator computes from i (lcore.BenchKey).
+func flowKey(i uint32) session.Key { return lcore.BenchKey(i, vip, 443) }
 
-// fixture is one table with its data plane: even sessions are owned by the peer
-// (redirected), odd ones by this host (local).
+// fixture is one table with its data planes: every session is owned by the peer, so
+// that the generator may draw any of them in every case: dp (this host) redirects them
+// all, dpLocal (a data plane on the same table that is the peer) keeps them all local.
 type fixture struct {
-	n             int
-	tbl           *table.Table
-	dp            *lcore.DataPlane
-	remote, local []session.Key
-	heapBytes     uint64 // rte_malloc heap growth across table.New
-	memSize       uint64 // table.MemSize
+	n         int
+	tbl       *table.Table
+	dp        *lcore.DataPlane
+	dpLocal   *lcore.DataPlane
+	naive     *lcore.NaiveTable // the naive design's table (nil: no naive row)
+	heapBytes uint64            // rte_malloc heap growth across table.New
+	memSize   uint64            // table.MemSize
+	capacity  uint32
 }
 
-func newFixture(name string, n int) (*fixture, error) {
-	f := &fixture{n: n}
-	capacity := uint32(n + n/4)
+var (
+	selfMAC = []byte{2, 0, 0, 0, 0, 1}
+	peerMAC = []byte{2, 0, 0, 0, 0, 2}
+)
+
+func newFixture(name string, n int, capacity uint32, naive bool) (*fixture, error) {
+	f := &fixture{n: n, capacity: capacity}
 	before := table.HeapAllocated()
 	tbl, err := table.New(name, capacity, 1024, -1)
 	if err != nil {
@@ -169,18 +189,8 @@ func newFixture(name string, n int) (*fixture, error) {
 	f.heapBytes = table.HeapAllocated() - before
 	f.memSize = table.MemSize(capacity, 1024)
 	batch := make([]session.Update, 0, batchSize)
-	f.remote = make([]session.Key, 0, n/2+1)
-	f.local = make([]session.Key, 0, n/2+1)
 	for i := 0; i < n; i++ {
-		k := flowKey(uint32(i))
-		owner := uint16(peerID)
-		if i%2 == 1 {
-			owner = selfID
-			f.local = append(f.local, k)
-		} else {
-			f.remote = append(f.remote, k)
-		}
-		batch = append(batch, session.Update{Key: k, Owner: session.Owner{Host: owner, Epoch: 1}})
+		batch = append(batch, session.Update{Key: flowKey(uint32(i)), Owner: session.Owner{Host: peerID, Epoch: 1}})
 		if len(batch) == cap(batch) || i == n-1 {
 			if err := tbl.Apply(batch); err != nil {
 				f.close()
@@ -189,21 +199,37 @@ func newFixture(name string, n int) (*fixture, error) {
 			batch = batch[:0]
 		}
 	}
-	f.dp, err = lcore.New(lcore.Config{SelfID: selfID, Self4: self4, TunnelPort: tunnelPort,
-		VIPs: []netip.Prefix{netip.PrefixFrom(vip, 32)}, Table: tbl.Ptr()})
+	vips := []netip.Prefix{netip.PrefixFrom(vip, 32)}
+	f.dp, err = lcore.New(lcore.Config{SelfID: selfID, Self4: self4, TunnelPort: tunnelPort, VIPs: vips, Table: tbl.Ptr()})
 	if err != nil {
 		f.close()
 		return nil, err
 	}
-	if err := f.dp.SetTemplate(lcore.Template{ID: peerID, SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2},
+	if err := f.dp.SetTemplate(lcore.Template{ID: peerID, SrcMAC: selfMAC, DstMAC: peerMAC,
 		Src: self4, Dst: peer4, TunnelPort: tunnelPort}); err != nil {
 		f.close()
 		return nil, err
+	}
+	f.dpLocal, err = lcore.New(lcore.Config{SelfID: peerID, Self4: peer4, TunnelPort: tunnelPort, VIPs: vips, Table: tbl.Ptr()})
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	if naive {
+		f.naive, err = lcore.NewNaiveTable(name+"-nv", uint32(n), vip, 443, peerID, selfID, selfMAC, peerMAC, self4, peer4, tunnelPort)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
 	}
 	return f, nil
 }
 
 func (f *fixture) close() {
+	f.naive.Close()
+	if f.dpLocal != nil {
+		f.dpLocal.Close()
+	}
 	if f.dp != nil {
 		f.dp.Close()
 	}
@@ -219,19 +245,22 @@ type bcase struct {
 	fx     *fixture
 	mode   lcore.BenchMode
 	gen    lcore.BenchGen
-	local  bool // flows: the local half (else the remote half)
-	bare   string
+	local  bool   // run on fx.dpLocal: every session owned here
+	bare   string // the bare loop of the ratio
+	naive  string // the naive row this case is compared with
 	target string
 	check  func(lcore.Stats) error
 }
 
-func (c bcase) config(port dpdk.Port, lcores []uint, packets, seed uint64) lcore.BenchConfig {
-	flows := c.fx.remote
+// run is one run of the case on lcores (pinned to cpus).
+func (c bcase) run(port dpdk.Port, lcores []uint, cpus []int, o options, seed uint64) ([]lcore.BenchResult, error) {
+	dp := c.fx.dp
 	if c.local {
-		flows = c.fx.local
+		dp = c.fx.dpLocal
 	}
-	return lcore.BenchConfig{Lcores: lcores, Port: port, Mode: c.mode, Gen: c.gen, Flows: flows,
-		Packets: packets, Seed: seed, GUEDst: self4, GUEPort: tunnelPort}
+	return dp.BenchRun(lcore.BenchConfig{Lcores: lcores, CPUs: cpus, Port: port, Mode: c.mode, Gen: c.gen, Naive: c.fx.naive,
+		Sessions: uint32(c.fx.n), VIP: vip, VIPPort: 443, Warmup: o.warmup, Packets: o.packets, Windows: o.windows,
+		Seed: seed, GUEDst: self4, GUEPort: tunnelPort})
 }
 
 func all(what string, get func(lcore.Stats) uint64) func(lcore.Stats) error {
@@ -244,30 +273,96 @@ func all(what string, get func(lcore.Stats) uint64) func(lcore.Stats) error {
 }
 
 func cases(main, big *fixture) []bcase {
+	redirected := all("redirected", func(s lcore.Stats) uint64 { return s.Redirect })
 	cs := []bcase{
 		{id: "bare", name: "bare rx->tx loop (TCP generator)", fx: main, mode: lcore.BenchBare},
 		{id: "redirect", name: "100 % redirected (hit + encapsulation)", fx: main, mode: lcore.BenchPipeline, bare: "bare", target: ">= 0.45",
-			check: all("redirected", func(s lcore.Stats) uint64 { return s.Redirect })},
-		{id: "local", name: "100 % local (owned here -> kernel path)", fx: main, mode: lcore.BenchPipeline, local: true, bare: "bare", target: ">= 0.50",
+			check: redirected},
+		{id: "local", name: "100 % local (owned here -> kernel path)", fx: main, mode: lcore.BenchPipeline, local: true, bare: "bare", target: ">= 0.55",
 			check: all("local", func(s lcore.Stats) uint64 { return s.Local })},
-		{id: "bare-gue", name: "bare rx->tx loop (GUE generator)", fx: main, mode: lcore.BenchBare, gen: lcore.BenchGenGUE},
-		{id: "decap", name: "decapsulation (GUE to this host)", fx: main, mode: lcore.BenchPipeline, gen: lcore.BenchGenGUE, bare: "bare-gue", target: ">= 0.60",
-			check: all("decapsulated", func(s lcore.Stats) uint64 { return s.Decap })},
 	}
+	if main.naive != nil {
+		cs = append(cs,
+			bcase{id: "naive", name: "naive design, 100 % redirected (rte_hash)", fx: main, mode: lcore.BenchNaive, bare: "bare", target: "(~0.27)",
+				check: redirected},
+			bcase{id: "redirect-vs-naive", name: "100 % redirected / naive design", fx: main, naive: "naive", target: ">= 1.6"})
+	}
+	cs = append(cs,
+		bcase{id: "bare-gue", name: "bare rx->tx loop (GUE generator)", fx: main, mode: lcore.BenchBare, gen: lcore.BenchGenGUE},
+		bcase{id: "decap", name: "decapsulation (GUE to this host)", fx: main, mode: lcore.BenchPipeline, gen: lcore.BenchGenGUE, bare: "bare-gue", target: ">= 0.80",
+			check: all("decapsulated", func(s lcore.Stats) uint64 { return s.Decap })})
 	if big != nil {
 		cs = append(cs,
 			bcase{id: "bare-big", name: "bare rx->tx loop (TCP generator)", fx: big, mode: lcore.BenchBare},
-			bcase{id: "redirect-big", name: "100 % redirected (hit + encapsulation)", fx: big, mode: lcore.BenchPipeline, bare: "bare-big", target: ">= 0.40",
-				check: all("redirected", func(s lcore.Stats) uint64 { return s.Redirect })})
+			bcase{id: "redirect-big", name: "100 % redirected (hit + encapsulation)", fx: big, mode: lcore.BenchPipeline, bare: "bare-big", target: ">= 0.35",
+				check: redirected})
 	}
 	return cs
 }
 
+// windowsOf is a run's per-window rates on the chosen clock.
+func (o options) windowsOf(r lcore.BenchResult) []float64 {
+	if o.clock == "wall" {
+		return r.Windows
+	}
+	return r.CPUWindows
+}
+
+// spread is a figure over the rounds: median [min-max].
+func spread(v []float64, format string) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return fmt.Sprintf(format+" ["+format+"-"+format+"]", median(s), s[0], s[len(s)-1])
+}
+
+// cpuList is the CPUs this process may run on, in order.
+func cpuList() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var cpus []int
+	for i := 0; i < 1024 && len(cpus) < set.Count(); i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus
+}
+
+// pinning puts worker lcore i on its own CPU, the last CPUs first (the main thread, idle
+// in rte_eal_wait_lcore meanwhile, and the rest of the machine tend to start on CPU 0).
+func pinning(n int) []int {
+	cpus := cpuList()
+	if len(cpus) == 0 {
+		return nil
+	}
+	out := make([]int, n)
+	for i := range out {
+		out[i] = cpus[(len(cpus)-1-i%len(cpus)+len(cpus))%len(cpus)]
+	}
+	return out
+}
+
 func run(ctx context.Context, o options) error {
 	if o.only != "" {
-		o.big, o.churn, o.scaling, o.rounds, o.gossip = 0, 0, false, 1, false
+		o.big, o.churn, o.scaling, o.rounds, o.gossip, o.bareCG = 0, 0, false, 1, false, false
+		o.naive = o.only == "naive"
 	}
-	mem := 256 + int((table.MemSize(uint32(o.sessions+o.sessions/4), 1024)+table.MemSize(uint32(o.big+o.big/4), 1024))>>20)
+	// Before EAL: the bare loops' instruction counts (a child process under valgrind each).
+	var bareInstr map[string]float64
+	var bareInstrErr error
+	if o.bareCG {
+		bareInstr, bareInstrErr = bareInstructions()
+	}
+	capMain, capBig := uint32(o.sessions+o.sessions/4), uint32(o.big+o.big/4)
+	mem := 256 + int((table.MemSize(capMain, 1024)+table.MemSize(capBig, 1024))>>20)
+	if o.naive {
+		mem += o.sessions * 128 >> 20 // rte_hash: ~100 B per session of 1.25 x capacity
+	}
 	if o.huge {
 		if err := reserveHugepages(mem); err != nil {
 			fmt.Fprintf(os.Stderr, "homing-bench: %v; running with --no-huge\n", err)
@@ -275,8 +370,8 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	workers := 1
-	if o.scaling && numCPU() >= 2 {
-		workers = 2
+	if o.scaling && o.workers > 1 && numCPU() >= 2 {
+		workers = o.workers
 	}
 	if err := dpdk.Init(dpdk.EALConfig{FilePrefix: fmt.Sprintf("homing-bench-%d", os.Getpid()),
 		Hugepages: o.huge, MemoryMB: mem, Workers: workers, VDevs: []string{"net_null0,size=64"}, LogLevel: "error"}); err != nil {
@@ -284,7 +379,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer func() { _ = dpdk.Cleanup() }()
 	lcores := dpdk.Workers()
-	pool, err := dpdk.NewMempool("bench", 16383, 256, 0, -1)
+	pool, err := dpdk.NewMempool("bench", 16383*len(lcores), 256, 0, -1)
 	if err != nil {
 		return err
 	}
@@ -299,39 +394,53 @@ func run(ctx context.Context, o options) error {
 	defer func() { _ = port.Stop(); _ = port.Close() }()
 
 	start := time.Now()
-	mainFx, err := newFixture("bench", o.sessions)
+	mainFx, err := newFixture("bench", o.sessions, capMain, o.naive)
 	if err != nil {
 		return err
 	}
 	defer mainFx.close()
 	var bigFx *fixture
 	if o.big > 0 {
-		if bigFx, err = newFixture("bench-big", o.big); err != nil {
+		if bigFx, err = newFixture("bench-big", o.big, capBig, false); err != nil {
 			return err
 		}
 		defer bigFx.close()
 	}
 	setup := time.Since(start)
 	cs := cases(mainFx, bigFx)
+	cpu1 := pinning(1)
 
 	if o.only != "" {
 		for _, c := range cs {
-			if c.id == o.only {
-				rs, err := c.fx.dp.BenchRun(c.config(port, lcores[:1], o.packets, 1))
+			if c.id == o.only && c.naive == "" {
+				rs, err := c.run(port, lcores[:1], cpu1, o, 1)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("%s: %d packets, %.2f Mpps\n", c.name, rs[0].Packets, rs[0].Mpps())
+				if c.check != nil {
+					if err := c.check(rs[0].Stats); err != nil {
+						return fmt.Errorf("%s: %w", c.name, err)
+					}
+				}
+				fmt.Printf("%s: %d packets, %.2f Mpps (wall), %.2f Mpps (median window, lcore CPU time), on CPU %.0f%%\n",
+					c.name, rs[0].Packets, rs[0].Mpps(), median(rs[0].CPUWindows), 100*rs[0].OnCPU)
 				return nil
 			}
 		}
-		return fmt.Errorf("-case %q: want bare, redirect, local, bare-gue or decap", o.only)
+		return fmt.Errorf("-case %q: want bare, redirect, local, naive, bare-gue or decap", o.only)
 	}
 
+	// Rounds interleave the cases: every case once per round, in the same order; a
+	// round's figure of a case is the median of its timed windows.
 	results := map[string][]float64{}
+	var onCPU []float64
+	pinned := -1
 	for r := 0; r < o.rounds; r++ {
 		for i, c := range cs {
-			rs, err := c.fx.dp.BenchRun(c.config(port, lcores[:1], o.packets, uint64(r*7+i+1)))
+			if c.naive != "" {
+				continue
+			}
+			rs, err := c.run(port, lcores[:1], cpu1, o, uint64(r*7+i+1))
 			if err != nil {
 				return err
 			}
@@ -340,7 +449,9 @@ func run(ctx context.Context, o options) error {
 					return fmt.Errorf("%s: %w", c.name, err)
 				}
 			}
-			results[c.id] = append(results[c.id], rs[0].Mpps())
+			pinned = rs[0].CPU
+			results[c.id] = append(results[c.id], median(o.windowsOf(rs[0])))
+			onCPU = append(onCPU, rs[0].OnCPU)
 		}
 	}
 	memMode := "2 MB hugepages"
@@ -349,17 +460,30 @@ func run(ctx context.Context, o options) error {
 	}
 	var rows [][]string
 	for _, c := range cs {
-		m := median(results[c.id])
-		ratio, best := "-", "-"
-		if c.bare != "" {
-			ratio = fmt.Sprintf("%.3f", m/median(results[c.bare]))
-			var rr []float64
-			for r, x := range results[c.id] {
-				rr = append(rr, x/results[c.bare][r])
+		var ratios []float64
+		mpps, bare := "-", "-"
+		switch {
+		case c.naive != "":
+			for r, x := range results["redirect"] {
+				ratios = append(ratios, x/results[c.naive][r])
 			}
-			best = fmt.Sprintf("%.3f", median(rr))
+		default:
+			mpps = spread(results[c.id], "%.2f")
+			if c.bare != "" {
+				bare = spread(results[c.bare], "%.2f")
+				if in, ok := bareInstr[strings.TrimSuffix(c.bare, "-big")]; ok {
+					bare += fmt.Sprintf(", %.1f instr", in)
+				}
+				for r, x := range results[c.id] {
+					ratios = append(ratios, x/results[c.bare][r])
+				}
+			}
 		}
-		rows = append(rows, []string{c.name, fmt.Sprint(c.fx.n), fmt.Sprintf("%.2f Mpps", m), ratio, best, cmp.Or(c.target, "-")})
+		ratio := "-"
+		if len(ratios) > 0 {
+			ratio = spread(ratios, "%.3f")
+		}
+		rows = append(rows, []string{c.name, fmt.Sprint(c.fx.n), mpps, ratio, bare, cmp.Or(c.target, "-")})
 	}
 	// Table memory, table writes and scaling, then the gossip (the lcores idle
 	// meanwhile): every figure in the one table.
@@ -367,22 +491,25 @@ func run(ctx context.Context, o options) error {
 		if f == nil {
 			continue
 		}
-		target := "-"
-		if f.n >= 10_000_000 {
-			target = "<= 56 B"
+		rows = append(rows, []string{fmt.Sprintf("table memory per session: heap growth (MemSize), capacity %d", f.capacity), fmt.Sprint(f.n),
+			fmt.Sprintf("%.1f B (%.1f B)", float64(f.heapBytes)/float64(f.n), float64(f.memSize)/float64(f.n)), "-", "-", "-"})
+		eq := uint32(f.n)
+		rows = append(rows, []string{"table memory per session at capacity = sessions (MemSize)", fmt.Sprint(f.n),
+			fmt.Sprintf("%.1f B", float64(table.MemSize(eq, 0))/float64(f.n)), "-", "-", "<= 40 B"})
+		if f.naive != nil {
+			rows = append(rows, []string{"naive design's rte_hash memory per session (heap growth)", fmt.Sprint(f.n),
+				fmt.Sprintf("%.1f B", float64(f.naive.HeapBytes())/float64(f.n)), "-", "-", "-"})
 		}
-		rows = append(rows, []string{"table memory per session: heap growth (MemSize)", fmt.Sprint(f.n),
-			fmt.Sprintf("%.1f B (%.1f B)", float64(f.heapBytes)/float64(f.n), float64(f.memSize)/float64(f.n)), "-", "-", target})
 	}
 	if o.churn > 0 {
-		cr, err := churn(mainFx, port, lcores[0], o.churn, min(o.packets, 2_000_000))
+		cr, err := churn(mainFx, port, lcores[0], cpu1, o)
 		if err != nil {
 			return err
 		}
 		rows = append(rows, cr...)
 	}
 	if len(lcores) >= 2 {
-		sr, err := scaling(cs, port, lcores, o.packets, o.rounds)
+		sr, err := scaling(cs, port, lcores, o)
 		if err != nil {
 			return err
 		}
@@ -394,19 +521,29 @@ func run(ctx context.Context, o options) error {
 		g, gerr = runGossip(ctx, o)
 		rows = append(rows, g.rows...)
 	}
-	fmt.Printf("homing benchmark: data plane: net_null, 1 worker lcore, median of %d rounds of %d packets per case, %s (setup %.1fs); "+
-		"table: IPv4 capacity 1.25 x sessions, IPv6 1024; %d CPUs, shared with the Go process; process %s\n",
-		o.rounds, o.packets, memMode, setup.Seconds(), numCPU(), procStatus("VmRSS", "HugetlbPages"))
+	clockNote := "rates over the lcore thread's CPU time (CLOCK_THREAD_CPUTIME_ID)"
+	if o.clock == "wall" {
+		clockNote = "rates over the wall clock (CLOCK_MONOTONIC)"
+	}
+	fmt.Printf("homing benchmark: data plane: net_null, 64 B frames (GUE: 86 B), 1 worker lcore pinned to CPU %d, on that CPU %s of the wall time "+
+		"(median [min-max] over the runs), %s; %d rounds; per case and round "+
+		"%d packets of warm-up, then %d windows of %d packets (the round's figure: their median), %s (setup %.1fs); "+
+		"table: IPv4 capacity 1.25 x sessions, IPv6 1024; generator: session = random index in [0, sessions), key computed from it; "+
+		"%d CPUs, load average %s; process %s\n",
+		pinned, spread(pct(onCPU), "%.0f%%"), clockNote, o.rounds, o.warmup, o.windows, o.packets, memMode, setup.Seconds(), numCPU(), loadAvg(), procStatus("VmRSS", "HugetlbPages"))
 	if g.title != "" {
 		fmt.Println(g.title)
 	}
 	fmt.Println()
 	printTable(tableHeader, rows)
-	fmt.Printf("\n(data plane: ratio of the medians to the bare loop; per round: median of each round's ratio to the bare loop run just before it; " +
-		"scaling: ratio = speedup of 2 lcores over 1)\n")
+	fmt.Printf("\n(data plane: median [min-max] over the rounds; ratio: each round's rate over its bare loop's (or the naive design's) in the same round; " +
+		"bare loop: its Mpps, and its instructions per packet under callgrind; multi-queue: Mpps summed over the workers, ratio = over 1 worker)\n")
 	if o.gossip && len(g.rows) > 0 {
 		fmt.Printf("(gossip: p50/p90/p99/max of the delays of all sessions, ∞ for those that had not reached all peers by the end of the wait; " +
 			"B/record: gossip payload of the records datagrams, then with 28 B of IPv4+UDP per datagram; ratio: memberlist's delay over homing's at the same rate)\n")
+	}
+	if bareInstrErr != nil {
+		fmt.Printf("(bare loop instructions: %v)\n", firstLine(bareInstrErr.Error()))
 	}
 	for _, n := range g.notes {
 		fmt.Println(n)
@@ -414,9 +551,23 @@ func run(ctx context.Context, o options) error {
 	return gerr
 }
 
+func pct(v []float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = 100 * x
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
 // churn applies batches of inserts and deletes (of sessions the generator never sends)
 // to the main table for d while a worker lcore forwards 100 % redirected traffic.
-func churn(f *fixture, port dpdk.Port, lc uint, d time.Duration, quietPackets uint64) ([][]string, error) {
+func churn(f *fixture, port dpdk.Port, lc uint, cpus []int, o options) ([][]string, error) {
+	d := o.churn
 	const batch = 1024
 	extra := make([]session.Key, 64*batch)
 	for i := range extra {
@@ -431,19 +582,21 @@ func churn(f *fixture, port dpdk.Port, lc uint, d time.Duration, quietPackets ui
 		}
 	}
 	c := bcase{fx: f, mode: lcore.BenchPipeline}
-	quiet, err := f.dp.BenchRun(c.config(port, []uint{lc}, quietPackets, 99))
+	q := o
+	q.windows, q.packets = 1, min(o.packets*uint64(o.windows), 2_000_000)
+	quiet, err := c.run(port, []uint{lc}, cpus, q, 99)
 	if err != nil {
 		return nil, err
 	}
 	// Packets enough for the lcore to outlast the writes.
-	pkts := uint64(quiet[0].Mpps() * 1e6 * d.Seconds() * 1.5)
+	q.warmup, q.packets = 0, uint64(quiet[0].Mpps()*1e6*d.Seconds()*1.5)
 	type out struct {
 		rs  []lcore.BenchResult
 		err error
 	}
 	done := make(chan out, 1)
 	go func() {
-		rs, err := f.dp.BenchRun(c.config(port, []uint{lc}, pkts, 100))
+		rs, err := c.run(port, []uint{lc}, cpus, q, 100)
 		done <- out{rs, err}
 	}()
 	time.Sleep(20 * time.Millisecond) // let the lcore start
@@ -492,27 +645,47 @@ func churn(f *fixture, port dpdk.Port, lc uint, d time.Duration, quietPackets ui
 	}, nil
 }
 
-// scaling runs the main table's bare and redirected cases on 1 and on 2 lcores at once
-// (2 lcores = 2 queues of net_null, Mpps summed).
-func scaling(cs []bcase, port dpdk.Port, lcores []uint, packets uint64, rounds int) ([][]string, error) {
+// scaling runs the main table's bare, redirected and local cases on 1..n worker lcores
+// at once (n queues of net_null, one lcore per queue, each pinned to its own CPU), Mpps
+// summed over the lcores, rounds interleaved.
+func scaling(cs []bcase, port dpdk.Port, lcores []uint, o options) ([][]string, error) {
 	var rows [][]string
-	for _, c := range cs[:3] {
-		var one, two []float64
-		for r := 0; r < rounds; r++ {
-			rs, err := c.fx.dp.BenchRun(c.config(port, lcores[:1], packets, uint64(r+1)))
-			if err != nil {
-				return nil, err
+	res := map[string][][]float64{} // case -> workers-1 -> rounds
+	for r := 0; r < o.rounds; r++ {
+		for _, c := range cs[:3] {
+			for w := 1; w <= len(lcores); w++ {
+				rs, err := c.run(port, lcores[:w], pinning(w), o, uint64(r+1))
+				if err != nil {
+					return nil, err
+				}
+				if c.check != nil {
+					for _, x := range rs {
+						if err := c.check(x.Stats); err != nil {
+							return nil, fmt.Errorf("%d workers, %s: %w", w, c.name, err)
+						}
+					}
+				}
+				sum := 0.0
+				for _, x := range rs {
+					sum += median(o.windowsOf(x))
+				}
+				if len(res[c.id]) < w {
+					res[c.id] = append(res[c.id], nil)
+				}
+				res[c.id][w-1] = append(res[c.id][w-1], sum)
 			}
-			one = append(one, rs[0].Mpps())
-			rs, err = c.fx.dp.BenchRun(c.config(port, lcores[:2], packets/2, uint64(r+1)))
-			if err != nil {
-				return nil, err
-			}
-			two = append(two, rs[0].Mpps()+rs[1].Mpps())
 		}
-		a, b := median(one), median(two)
-		rows = append(rows, []string{"scaling, 1 -> 2 lcores: " + c.name, fmt.Sprint(c.fx.n),
-			fmt.Sprintf("%.2f -> %.2f Mpps", a, b), fmt.Sprintf("%.2f", b/a), "-", "-"})
+	}
+	for _, c := range cs[:3] {
+		one := res[c.id][0]
+		for w := 2; w <= len(lcores); w++ {
+			var sp []float64
+			for r, x := range res[c.id][w-1] {
+				sp = append(sp, x/one[r])
+			}
+			rows = append(rows, []string{fmt.Sprintf("multi-queue, 1 -> %d workers: %s", w, c.name), fmt.Sprint(c.fx.n),
+				spread(one, "%.2f") + " -> " + spread(res[c.id][w-1], "%.2f"), spread(sp, "%.2f"), "-", "-"})
+		}
 	}
 	return rows, nil
 }
@@ -529,6 +702,10 @@ func callgrind(o options) error {
 	if !flagSet("packets") {
 		o.packets = 200_000
 	}
+	ids := []string{"bare", "redirect", "local", "naive", "bare-gue", "decap"}
+	if !o.naive {
+		ids = []string{"bare", "redirect", "local", "bare-gue", "decap"}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -538,45 +715,90 @@ func callgrind(o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ids := []string{"bare", "redirect", "local", "bare-gue", "decap"}
 	total := map[string]uint64{}
 	for _, id := range ids {
-		out := filepath.Join(dir, "cg."+id)
-		cmd := exec.Command("valgrind", "--tool=callgrind", "--toggle-collect=homing_bench_main",
-			"--callgrind-out-file="+out, self, "-hugepages=false", "-sessions", strconv.Itoa(o.sessions),
-			"-packets", strconv.FormatUint(o.packets, 10), "-case", id)
-		// Go's preemption signals crash valgrind's signal handling.
-		cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("callgrind %s: %w\n%s", id, err, b)
-		}
-		n, err := summary(out)
+		n, err := cgCase(self, dir, id, o.sessions, o.packets)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return fmt.Errorf("callgrind %s: nothing collected in homing_bench_main: is %s stripped? (go run strips symbols: go build it)", id, self)
-		}
 		total[id] = n
 	}
-	fmt.Printf("pipeline instructions per packet (callgrind, %d sessions, %d packets per case, --no-huge; case minus its bare loop)\n\n", o.sessions, o.packets)
-	fmt.Printf("| %-36s | %14s | %10s | %8s |\n", "case", "instructions", "per packet", "target")
-	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 16), strings.Repeat("-", 12), strings.Repeat("-", 10))
+	fmt.Printf("instructions per packet (callgrind, %d sessions, %d packets per case, --no-huge): the loop's total, "+
+		"and the case minus its bare loop (the pipeline's own)\n\n", o.sessions, o.packets)
+	fmt.Printf("| %-42s | %14s | %10s | %12s | %10s | %8s |\n", "case", "instructions", "per packet", "minus bare", "bare loop", "target")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 44), strings.Repeat("-", 16), strings.Repeat("-", 12), strings.Repeat("-", 14),
+		strings.Repeat("-", 12), strings.Repeat("-", 10))
 	rows := []struct{ id, bare, name, target string }{
 		{"bare", "", "bare loop (TCP generator)", ""},
-		{"redirect", "bare", "100 % redirected", "<= 200"},
+		{"redirect", "bare", "100 % redirected", "<= 330 total"},
 		{"local", "bare", "100 % local", ""},
+		{"naive", "bare", "naive design, 100 % redirected (rte_hash)", ""},
 		{"bare-gue", "", "bare loop (GUE generator)", ""},
 		{"decap", "bare-gue", "decapsulation", ""},
 	}
 	for _, r := range rows {
-		per := float64(total[r.id]) / float64(o.packets)
-		if r.bare != "" {
-			per = (float64(total[r.id]) - float64(total[r.bare])) / float64(o.packets)
+		if _, ok := total[r.id]; !ok {
+			continue
 		}
-		fmt.Printf("| %-36s | %14d | %10.1f | %8s |\n", r.name, total[r.id], per, r.target)
+		per := float64(total[r.id]) / float64(o.packets)
+		minus, bare := "-", "-"
+		if r.bare != "" {
+			minus = fmt.Sprintf("%.1f", (float64(total[r.id])-float64(total[r.bare]))/float64(o.packets))
+			bare = fmt.Sprintf("%.1f", float64(total[r.bare])/float64(o.packets))
+		}
+		fmt.Printf("| %-42s | %14d | %10.1f | %12s | %10s | %8s |\n", r.name, total[r.id], per, minus, bare, r.target)
 	}
 	return nil
+}
+
+// cgCase runs one case of this binary (self) under callgrind and returns the
+// instructions counted in homing_bench_main.
+func cgCase(self, dir, id string, sessions int, packets uint64) (uint64, error) {
+	out := filepath.Join(dir, "cg."+id)
+	cmd := exec.Command("valgrind", "--tool=callgrind", "--toggle-collect=homing_bench_main",
+		"--callgrind-out-file="+out, self, "-hugepages=false", "-sessions", strconv.Itoa(sessions),
+		"-packets", strconv.FormatUint(packets, 10), "-warmup", "0", "-windows", "1", "-case", id)
+	// Go's preemption signals crash valgrind's signal handling.
+	cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("callgrind %s: %w\n%s", id, err, b)
+	}
+	n, err := summary(out)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("callgrind %s: nothing collected in homing_bench_main: is %s stripped? (go run strips symbols: go build it)", id, self)
+	}
+	return n, nil
+}
+
+// bareInstructions counts the bare loops' instructions per packet under callgrind
+// (65,536 sessions, 200,000 packets: the bare loop reads no table), for the "bare loop"
+// column. Empty where valgrind is missing or fails (e.g. a stripped binary).
+func bareInstructions() (map[string]float64, error) {
+	const packets = 200_000
+	res := map[string]float64{}
+	if _, err := exec.LookPath("valgrind"); err != nil {
+		return res, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	dir, err := os.MkdirTemp("", "homing-callgrind")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	for _, id := range []string{"bare", "bare-gue"} {
+		n, err := cgCase(self, dir, id, 65536, packets)
+		if err != nil {
+			return res, err
+		}
+		res[id] = float64(n) / packets
+	}
+	return res, nil
 }
 
 func summary(path string) (uint64, error) {
