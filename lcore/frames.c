@@ -33,6 +33,15 @@ homing_run_frames(struct homing_lcore *lc, struct rte_mempool *pool, const uint8
 		  const uint32_t *in_lens, uint32_t n, uint8_t *out, uint32_t out_cap,
 		  uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out)
 {
+	return homing_run_frames_side(lc, pool, 0, in, in_lens, n, out, out_cap, out_lens,
+				      out_port, n_out);
+}
+
+int
+homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, int kernel,
+		       const uint8_t *in, const uint32_t *in_lens, uint32_t n, uint8_t *out,
+		       uint32_t out_cap, uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out)
+{
 	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
 	uint32_t off = 0, ooff = 0, no = 0, done = 0;
 
@@ -52,7 +61,14 @@ homing_run_frames(struct homing_lcore *lc, struct rte_mempool *pool, const uint8
 			off += len;
 			pkts[b++] = m;
 		}
-		homing_process_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
+		if (kernel) {
+			/* The poll loop's kernel side: every packet to the NIC. */
+			homing_process_tap_burst(lc, pkts, b);
+			memcpy(nic, pkts, b * sizeof(*pkts));
+			nn = b;
+		} else {
+			homing_process_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
+		}
 		/* Outputs of one burst: NIC ones first, then TAP ones (order kept per port). */
 		for (uint16_t k = 0; k < nn + nt; k++)
 			emit_copy(k < nn ? nic[k] : tap[k - nn], k < nn ? 0 : 1, out, out_cap, &ooff,

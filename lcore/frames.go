@@ -40,7 +40,13 @@ type Output struct {
 
 // Run processes frames and returns the outputs: for each burst of Burst frames, the NIC
 // outputs first, then the kernel outputs, each in arrival order.
-func (f *Frames) Run(frames [][]byte) ([]Output, error) {
+func (f *Frames) Run(frames [][]byte) ([]Output, error) { return f.run(frames, 0) }
+
+// RunKernel processes frames as the poll loop does those it receives from the kernel
+// (TAP): every output goes to the NIC, in order.
+func (f *Frames) RunKernel(frames [][]byte) ([]Output, error) { return f.run(frames, 1) }
+
+func (f *Frames) run(frames [][]byte, kernel C.int) ([]Output, error) {
 	if len(frames) == 0 {
 		return nil, nil
 	}
@@ -64,7 +70,7 @@ func (f *Frames) Run(frames [][]byte) ([]Output, error) {
 	outLens := unsafe.Slice((*uint32)(unsafe.Add(mem, total+outCap+n*4)), n)
 	outPort := unsafe.Slice((*byte)(unsafe.Add(mem, total+outCap+n*8)), n)
 	var nOut C.uint32_t
-	ret := C.homing_run_frames(f.lc, (*C.struct_rte_mempool)(f.pool.Ptr()), (*C.uint8_t)(mem),
+	ret := C.homing_run_frames_side(f.lc, (*C.struct_rte_mempool)(f.pool.Ptr()), kernel, (*C.uint8_t)(mem),
 		(*C.uint32_t)(unsafe.Pointer(&inLens[0])), C.uint32_t(n), (*C.uint8_t)(out), C.uint32_t(outCap),
 		(*C.uint32_t)(unsafe.Pointer(&outLens[0])), (*C.uint8_t)(unsafe.Pointer(&outPort[0])), &nOut)
 	if ret != 0 {

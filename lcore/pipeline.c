@@ -11,6 +11,7 @@
 #include <rte_ethdev.h>
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
+#include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
@@ -30,6 +31,8 @@ enum action {
 	A_NIC,      /* encapsulated, to the NIC */
 	A_DROP,
 	A_PARKED,   /* held in the park: counted when released */
+	A_TOOBIG,   /* to a live peer, but too big for the tunnel: answer or drop (too_big) */
+	A_REPLY,    /* rewritten in place into a reply to the sender, to the NIC, counted in cls */
 };
 
 /* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words). */
@@ -60,6 +63,7 @@ struct burst_meta {
 	uint8_t act;
 	uint8_t cls;
 	uint8_t inner;      /* inner packet: IPPROTO_IPIP (IPv4) or IPPROTO_IPV6, the GUE protocol */
+	uint8_t tun_af;     /* A_TOOBIG: the owner's tunnel family (4 or 6) */
 	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
 };
 
@@ -467,13 +471,16 @@ encap_finish(struct rte_mbuf *m, uint8_t *h, const struct burst_meta *bm, uint16
 }
 
 /* Prepends owner's template in place of the Ethernet header. Returns 0 (encapsulated),
- * -1 (owner has no live template: packet untouched) or -2 (no headroom). The template's
- * length follows from its family (homing_tmpl_set), so that the copy has a fixed size.
- * Slot 0 is never valid (homing_tmpl_set refuses id 0). */
+ * -1 (owner has no live template: packet untouched), -2 (no headroom), or 4 / 6 (the
+ * encapsulated packet, over an outer IPv4 / IPv6 tunnel, would exceed the NIC MTU:
+ * packet untouched). The template's length follows from its family (homing_tmpl_set),
+ * so that the copy has a fixed size. Slot 0 is never valid (homing_tmpl_set refuses
+ * id 0). */
 static __rte_always_inline int
-encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_mbuf *m,
+encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
       uint16_t owner, const struct burst_meta *bm, uint16_t sport)
 {
+	const struct homing_tmpl *tmpl = dp->tmpl;
 	const struct homing_tmpl *t;
 	uint8_t *h;
 	uint32_t sn, csb;
@@ -488,6 +495,11 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 		memcpy(&va, &t->valid, 2);
 		csb = t->csum_base;
 		if (likely(va == TMPL_LIVE4)) {
+			if (unlikely(bm->ip_len > dp->max_inner4)) {
+				if (rte_seqlock_read_retry(&t->lock, sn))
+					continue;
+				return 4;
+			}
 			if (unlikely(rte_pktmbuf_headroom(m) < TMPL4_LEN - ETH_LEN))
 				goto no_room;
 			h = rte_pktmbuf_mtod(m, uint8_t *) - (TMPL4_LEN - ETH_LEN);
@@ -497,6 +509,11 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 				return 0;
 			}
 		} else if (va == TMPL_LIVE6) {
+			if (unlikely(bm->ip_len > dp->max_inner6)) {
+				if (rte_seqlock_read_retry(&t->lock, sn))
+					continue;
+				return 6;
+			}
 			if (unlikely(rte_pktmbuf_headroom(m) < TMPL6_LEN - ETH_LEN))
 				goto no_room;
 			h = rte_pktmbuf_mtod(m, uint8_t *) - (TMPL6_LEN - ETH_LEN);
@@ -526,26 +543,31 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 #define DECIDED_LOCAL (1 << 16)
 
 /* Decides a packet whose session was found: to the owner (encapsulated), to the kernel
- * (owned here, or the owner is not live), or dropped (no headroom). Sets b->act, b->cls. */
+ * (owned here, or the owner is not live), dropped (no headroom), or A_TOOBIG (too big
+ * for the tunnel: too_big() decides). Sets b->act, b->cls. */
 static __rte_always_inline int
-decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats *st,
-       struct rte_mbuf *m, struct burst_meta *b, uint64_t val, uint32_t hash)
+decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
+       struct burst_meta *b, uint64_t val, uint32_t hash)
 {
 	uint16_t owner = HOMING_VAL_OWNER(val);
 	int r;
 
-	if (owner == self) {
+	if (owner == dp->self_id) {
 		b->act = A_TAP;
 		b->cls = CLS(cls_local);
 		return DECIDED_LOCAL;
 	}
-	r = encap(tmpl, st, m, owner, b, flow_sport(hash));
+	r = encap(dp, st, m, owner, b, flow_sport(hash));
 	if (likely(r == 0)) {
 		b->act = A_NIC;
 		b->cls = CLS(cls_redirect);
 		return DECIDED_REDIRECT;
 	}
-	if (r == -1) {
+	if (r > 0) {
+		b->act = A_TOOBIG;
+		b->cls = CLS(cls_too_big);
+		b->tun_af = (uint8_t)r;
+	} else if (r == -1) {
 		b->act = A_TAP;
 		b->cls = CLS(cls_dead_owner);
 	} else {
@@ -554,6 +576,142 @@ decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats 
 		st->drop_headroom++;
 	}
 	return DECIDED_OTHER;
+}
+
+/* ICMP rate limit of one lcore: a token bucket as a GCRA (one token per dp->icmp_tsc
+ * cycles, at most burst tokens). Returns 1 if a reply may be sent now. */
+static inline int
+icmp_allow(struct homing_lcore *lc)
+{
+	const struct homing_dp *dp = lc->dp;
+	uint64_t now, tat;
+
+	if (dp->icmp_tsc == 0)
+		return 0;
+	now = rte_rdtsc();
+	tat = lc->icmp_tat > now ? lc->icmp_tat : now;
+	if (tat - now > dp->icmp_burst_tsc)
+		return 0;
+	lc->icmp_tat = tat + dp->icmp_tsc;
+	return 1;
+}
+
+/* Rewrites m, an IPv4 packet of ip_len bytes after its Ethernet header, into an ICMP
+ * Destination Unreachable / Fragmentation Needed (RFC 792, RFC 1191) from its destination
+ * (the VIP) to its source, with next-hop MTU mtu, quoting as much of the packet as fits
+ * in HOMING_ICMP4_MAX bytes. The Ethernet addresses are swapped (the packet came from
+ * the router). Returns 0, or -1 without headroom (m unchanged). */
+static int
+icmp4_too_big(struct rte_mbuf *m, uint32_t ip_len, uint16_t mtu)
+{
+	const uint32_t hl = sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_icmp_hdr);
+	struct rte_ether_hdr eth = *rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t quote = RTE_MIN(ip_len, HOMING_ICMP4_MAX - hl);
+	struct rte_ether_hdr *e;
+	struct rte_ipv4_hdr *ip, *orig;
+	struct rte_icmp_hdr *icmp;
+	uint16_t *next_mtu;
+
+	e = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)hl);
+	if (e == NULL)
+		return -1;
+	ip = (struct rte_ipv4_hdr *)(e + 1);
+	icmp = (struct rte_icmp_hdr *)(ip + 1);
+	orig = (struct rte_ipv4_hdr *)(icmp + 1);
+	rte_ether_addr_copy(&eth.src_addr, &e->dst_addr);
+	rte_ether_addr_copy(&eth.dst_addr, &e->src_addr);
+	e->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(hl + quote));
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_ICMP;
+	ip->src_addr = orig->dst_addr;
+	ip->dst_addr = orig->src_addr;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	icmp->icmp_type = 3; /* destination unreachable */
+	icmp->icmp_code = 4; /* fragmentation needed and DF set */
+	icmp->icmp_cksum = 0;
+	icmp->icmp_ident = 0; /* unused */
+	next_mtu = &icmp->icmp_seq_nb;
+	*next_mtu = rte_cpu_to_be_16(mtu);
+	icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, sizeof(*icmp) + quote);
+	/* One segment (checked by the parser): cut the quote. */
+	m->data_len = (uint16_t)(ETH_LEN + hl + quote);
+	m->pkt_len = m->data_len;
+	m->ol_flags = 0;
+	m->packet_type = 0;
+	return 0;
+}
+
+/* The same for IPv6: ICMPv6 Packet Too Big (RFC 4443 3.2), at most HOMING_ICMP6_MAX
+ * bytes. */
+static int
+icmp6_too_big(struct rte_mbuf *m, uint32_t ip_len, uint32_t mtu)
+{
+	const uint32_t hl = sizeof(struct rte_ipv6_hdr) + 8;
+	struct rte_ether_hdr eth = *rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t quote = RTE_MIN(ip_len, HOMING_ICMP6_MAX - hl);
+	struct rte_ether_hdr *e;
+	struct rte_ipv6_hdr *ip, *orig;
+	uint8_t *icmp;
+	uint8_t src[16];
+
+	e = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)hl);
+	if (e == NULL)
+		return -1;
+	ip = (struct rte_ipv6_hdr *)(e + 1);
+	icmp = (uint8_t *)(ip + 1);
+	orig = (struct rte_ipv6_hdr *)(icmp + 8);
+	rte_ether_addr_copy(&eth.src_addr, &e->dst_addr);
+	rte_ether_addr_copy(&eth.dst_addr, &e->src_addr);
+	e->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	memcpy(src, orig->dst_addr, 16);
+	memcpy(ip->dst_addr, orig->src_addr, 16);
+	memcpy(ip->src_addr, src, 16);
+	ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+	ip->payload_len = rte_cpu_to_be_16((uint16_t)(8 + quote));
+	ip->proto = IPPROTO_ICMPV6;
+	ip->hop_limits = 64;
+	icmp[0] = 2; /* packet too big */
+	icmp[1] = 0;
+	icmp[2] = icmp[3] = 0;
+	*(uint32_t *)(icmp + 4) = rte_cpu_to_be_32(mtu);
+	m->data_len = (uint16_t)(ETH_LEN + hl + quote);
+	m->pkt_len = m->data_len;
+	*(uint16_t *)(icmp + 2) = rte_ipv6_udptcp_cksum(ip, icmp);
+	m->ol_flags = 0;
+	m->packet_type = 0;
+	return 0;
+}
+
+/* A packet that does not fit through the tunnel (b->act == A_TOOBIG, its tunnel family
+ * in b->tun_af). An IPv6 packet, or an IPv4 one with DF, is answered with ICMP (in place:
+ * A_REPLY, to the NIC) if the rate limit allows; anything else is dropped (A_DROP, counted
+ * in drop_too_big). Returns the action. */
+static __rte_noinline uint8_t
+too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b)
+{
+	const struct homing_dp *dp = lc->dp;
+	const uint8_t *ipb = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
+	uint32_t ovh = b->tun_af == 4 ? HOMING_TUN4_OVERHEAD : HOMING_TUN6_OVERHEAD;
+	uint32_t mtu = dp->mtu > ovh ? dp->mtu - ovh : 0;
+	int r = -1;
+
+	if (b->inner == IPPROTO_IPIP) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)ipb;
+		if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) &&
+		    icmp_allow(lc))
+			r = icmp4_too_big(m, b->ip_len, (uint16_t)RTE_MAX(mtu, 68u));
+	} else if (icmp_allow(lc)) {
+		r = icmp6_too_big(m, b->ip_len, RTE_MAX(mtu, 1280u));
+	}
+	if (r == 0) {
+		lc->stats.icmp_too_big++;
+		return A_REPLY;
+	}
+	lc->stats.drop_too_big++;
+	return A_DROP;
 }
 
 /* Resolves one looked-up packet of the burst: decided if found, else parked if the park
@@ -609,7 +767,7 @@ lookup_resolve4(struct homing_lcore *lc, struct lookup4 *lk, uint32_t n)
 			miss(lc, l->m, l->b, &l->key, 4);
 			continue;
 		}
-		acc += decide(dp->self_id, dp->tmpl, &lc->stats, l->m, l->b, val, l->hash);
+		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
 	}
 	return acc;
 }
@@ -629,7 +787,7 @@ lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 			miss(lc, l->m, l->b, &l->key, 6);
 			continue;
 		}
-		acc += decide(dp->self_id, dp->tmpl, &lc->stats, l->m, l->b, val, l->hash);
+		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
 	}
 	return acc;
 }
@@ -691,8 +849,9 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 			struct burst_meta b = { .ip_len = s->ip_len,
 						.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
 			if ((hit >> j) & 1) {
-				decide(dp->self_id, dp->tmpl, st, s->m, &b, val[j],
-				       key_hash(&s->k4, s->af));
+				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
+				if (unlikely(b.act == A_TOOBIG))
+					b.act = too_big(lc, s->m, &b);
 				cnt[b.cls]++;
 				if (b.act == A_NIC)
 					st->park_redirect++;
@@ -712,7 +871,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 				keep++;
 				continue;
 			}
-			to_nic[nout] = b.act == A_NIC;
+			to_nic[nout] = b.act == A_NIC || b.act == A_REPLY;
 			out[nout++] = s->m;
 		}
 	}
@@ -789,7 +948,7 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	struct burst_meta bm[HOMING_BURST];
 	struct lookup4 l4[HOMING_BURST];
 	struct lookup6 l6[HOMING_BURST];
-	uint32_t n4 = 0, n6 = 0, acc = 0, n_red, n_loc, i, j;
+	uint32_t n4 = 0, n6 = 0, acc = 0, n_red, n_loc, n_reply = 0, i, j;
 	uint16_t nn = 0, nt = 0;
 
 	RTE_BUILD_BUG_ON(HOMING_BURST > HOMING_TABLE_LOOKUP_MAX);
@@ -869,14 +1028,120 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			cnt[bm[i].cls]++;
 			rte_pktmbuf_free(m);
 			break;
+		case A_TOOBIG:
+			st->cls_too_big++;
+			if (too_big(lc, m, &bm[i]) == A_REPLY) {
+				nic_out[nn++] = m; /* not a redirect: see below */
+				n_reply++;
+			} else
+				rte_pktmbuf_free(m);
+			break;
 		default: /* A_PARKED: counted when released */
 			break;
 		}
 	}
-	st->cls_redirect += nn;
+	st->cls_redirect += nn - n_reply;
 	st->rx_nic += n;
 	*n_nic = nn;
 	*n_tap = nt;
+}
+
+/* Lowers the MSS option of a TCP header (tcp, hl bytes of header, in the frame) to max,
+ * updating the checksum incrementally (RFC 1624, eqn. 3). Returns 1 if it was lowered. */
+static int
+clamp_tcp_mss(uint8_t *tcp, uint32_t hl, uint16_t max)
+{
+	uint32_t i = sizeof(struct rte_tcp_hdr);
+
+	while (i < hl) {
+		uint32_t kind = tcp[i], olen;
+		if (kind == 0) /* end of options */
+			return 0;
+		if (kind == 1) { /* no-op */
+			i++;
+			continue;
+		}
+		if (i + 1 >= hl || (olen = tcp[i + 1]) < 2 || i + olen > hl)
+			return 0;
+		if (kind == 2 && olen == 4) {
+			uint8_t *v = tcp + i + 2;
+			uint32_t old = ((uint32_t)v[0] << 8) | v[1], sum, hc, mo, mn;
+			if (old <= max)
+				return 0;
+			v[0] = (uint8_t)(max >> 8);
+			v[1] = (uint8_t)max;
+			/* The checksum sums 16-bit words at even offsets of the header: a value at an
+			 * odd offset contributes its bytes swapped. */
+			mo = old;
+			mn = max;
+			if ((i + 2) & 1) {
+				mo = ((mo & 0xff) << 8) | (mo >> 8);
+				mn = ((mn & 0xff) << 8) | (mn >> 8);
+			}
+			hc = ((uint32_t)tcp[16] << 8) | tcp[17];
+			sum = (~hc & 0xffff) + (~mo & 0xffff) + mn;
+			sum = (sum & 0xffff) + (sum >> 16);
+			sum = (sum & 0xffff) + (sum >> 16);
+			hc = ~sum & 0xffff;
+			tcp[16] = (uint8_t)(hc >> 8);
+			tcp[17] = (uint8_t)hc;
+			return 1;
+		}
+		i += olen;
+	}
+	return 0;
+}
+
+/* The MSS clamp of one kernel packet: a TCP SYN-ACK from a VIP (IPv4 without fragment
+ * offset, or IPv6 with TCP as the first next header). */
+static inline void
+clamp_mss(const struct homing_dp *dp, struct rte_mbuf *m, struct homing_lcore_stats *st)
+{
+	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *), *tcp;
+	uint32_t len = rte_pktmbuf_data_len(m), l3, hl;
+	uint16_t et, max;
+
+	if (len < ETH_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
+		return;
+	et = ((const struct rte_ether_hdr *)d)->ether_type;
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
+		if (dp->mss4 == 0 || (ip->version_ihl >> 4) != 4 || ip->next_proto_id != IPPROTO_TCP ||
+		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) ||
+		    !vip4_match(dp, ip->src_addr))
+			return;
+		l3 = (ip->version_ihl & 0xf) * 4u;
+		max = dp->mss4;
+	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + ETH_LEN);
+		if (dp->mss6 == 0 || len < ETH_LEN + sizeof(*ip) + sizeof(struct rte_tcp_hdr) ||
+		    (d[ETH_LEN] >> 4) != 6 || ip->proto != IPPROTO_TCP || !vip6_match(dp, ip->src_addr))
+			return;
+		l3 = sizeof(*ip);
+		max = dp->mss6;
+	} else {
+		return;
+	}
+	if (l3 < sizeof(struct rte_ipv4_hdr) || ETH_LEN + l3 + sizeof(struct rte_tcp_hdr) > len)
+		return;
+	tcp = d + ETH_LEN + l3;
+	if ((tcp[13] & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG))
+		return;
+	hl = (uint32_t)(tcp[12] >> 4) * 4;
+	if (hl <= sizeof(struct rte_tcp_hdr) || ETH_LEN + l3 + hl > len)
+		return;
+	st->mss_clamped += (uint64_t)clamp_tcp_mss(tcp, hl, max);
+}
+
+void
+homing_process_tap_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct homing_dp *dp = lc->dp;
+
+	if ((dp->mss4 | dp->mss6) == 0)
+		return;
+	for (uint16_t i = 0; i < n; i++)
+		clamp_mss(dp, pkts[i], &lc->stats);
 }
 
 /* Sends n packets, retrying a full queue a few times; frees and counts what is left. */
@@ -959,6 +1224,7 @@ homing_lcore_main(void *arg)
 		n = rte_eth_rx_burst(lc->tap_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
 			st->from_kernel += n;
+			homing_process_tap_burst(lc, pkts, n);
 			tx_all(lc->nic_port, lc->queue, pkts, n, &st->tx_nic, &st->drop_nic_tx);
 			moved += n;
 		}

@@ -165,8 +165,14 @@ func (k Kind) String() string {
 	case Decap:
 		return "decap"
 	}
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
 	return "kind?"
 }
+
+// kindNames names the kinds of other scenarios (mtu.go).
+var kindNames = map[Kind]string{}
 
 // Want is the expected outcome of one input frame.
 type Want struct {
@@ -186,7 +192,7 @@ type Want struct {
 
 // Out is the output port of the verdict.
 func (w Want) Out() Port {
-	if w.Kind == Encap || w.Kind == ToNIC {
+	if w.Kind == Encap || w.Kind == ToNIC || w.Kind == Reply || w.Kind == Rewrite {
 		return PortNIC
 	}
 	return PortKernel

@@ -1,0 +1,178 @@
+package lcore_test
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/homing-dev/homing/internal/golden"
+	"github.com/homing-dev/homing/lcore"
+	"github.com/homing-dev/homing/table"
+)
+
+// newMTUDP builds a data plane for golden's MTU budget scenario on tbl (which holds the
+// golden sessions): NIC MTU golden.MTU, MSS clamp on, ICMP at rate/burst.
+func newMTUDP(t *testing.T, tbl *table.Table, rate, burst int) *lcore.DataPlane {
+	t.Helper()
+	var vips []netip.Prefix
+	for _, v := range golden.VIPs {
+		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
+	}
+	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
+		VIPs: vips, Table: tbl.Ptr(), MTU: golden.MTU, ClampMSS: true, ICMPRate: rate, ICMPBurst: burst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dp.Close)
+	for _, p := range golden.Peers {
+		if err := dp.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC,
+			Src: golden.Self.Addr, Dst: p.Addr, TunnelPort: p.Port}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dp
+}
+
+func runSide(t *testing.T, e *env, dp *lcore.DataPlane, kernelSide bool, frames [][]byte) (nic, kernel [][]byte, st lcore.Stats) {
+	t.Helper()
+	f := dp.NewFrames(e.pool)
+	defer f.Close()
+	run := f.Run
+	if kernelSide {
+		run = f.RunKernel
+	}
+	out, err := run(frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out {
+		if o.ToNIC {
+			nic = append(nic, o.Data)
+		} else {
+			kernel = append(kernel, o.Data)
+		}
+	}
+	if n := e.pool.InUse(); n != 0 {
+		t.Fatalf("%d mbufs leaked", n)
+	}
+	return nic, kernel, f.Stats()
+}
+
+// TestMTUBudget runs every vector of golden's MTU budget scenario: encapsulated frames
+// that fit, ICMP errors for those that do not, drops, and the SYN-ACK MSS clamp, each
+// byte for byte, and the counters they move.
+func TestMTUBudget(t *testing.T) {
+	e := setup(t)
+	dp := newMTUDP(t, e.tbl, 1000, 1000)
+	var sum lcore.Stats
+	want := map[golden.Kind]int{}
+	for _, c := range golden.MTUCases() {
+		nic, kernel, st := runSide(t, e, dp, c.In == golden.PortKernel, [][]byte{c.Frame})
+		if err := golden.CheckOne(c, nic, kernel); err != nil {
+			t.Error(err)
+		}
+		sum = sum.Add(st)
+		want[c.Want.Kind]++
+	}
+	if int(sum.ICMPTooBig) != want[golden.Reply] || int(sum.DropTooBig) != want[golden.Drop] ||
+		int(sum.TooBig) != want[golden.Reply]+want[golden.Drop] || int(sum.MSSClamped) != want[golden.Rewrite] {
+		t.Errorf("counters: too big %d (answered %d, dropped %d), MSS clamped %d; want %d answered, %d dropped, %d clamped",
+			sum.TooBig, sum.ICMPTooBig, sum.DropTooBig, sum.MSSClamped, want[golden.Reply], want[golden.Drop], want[golden.Rewrite])
+	}
+	if got := sum.Redirect + sum.TooBig + sum.ToKernel(); got != sum.RxNIC {
+		t.Errorf("classes add up to %d of %d packets: %+v", got, sum.RxNIC, sum)
+	}
+}
+
+// TestICMPRateLimit: with a rate of 1/s and a burst of 2, three too-big packets in a row
+// get two ICMP replies; the third is dropped and counted.
+func TestICMPRateLimit(t *testing.T) {
+	e := setup(t)
+	dp := newMTUDP(t, e.tbl, 1, 2)
+	var frames [][]byte
+	var c golden.Case
+	for _, x := range golden.MTUCases() {
+		if x.Name == "s1-full-size" {
+			c = x
+		}
+	}
+	for range 3 {
+		frames = append(frames, c.Frame)
+	}
+	nic, kernel, st := runSide(t, e, dp, false, frames)
+	if len(nic) != 2 || len(kernel) != 0 || st.ICMPTooBig != 2 || st.DropTooBig != 1 || st.TooBig != 3 {
+		t.Fatalf("%d to the NIC, %d to the kernel, stats %+v; want 2 replies and 1 drop", len(nic), len(kernel), st)
+	}
+	for _, f := range nic {
+		if !bytes.Equal(f, c.Want.Frame) {
+			t.Fatalf("reply differs from the golden one")
+		}
+	}
+	// ICMP off: every too-big packet is dropped.
+	off := newMTUDP(t, e.tbl, 0, 0)
+	nic, _, st = runSide(t, e, off, false, frames)
+	if len(nic) != 0 || st.DropTooBig != 3 {
+		t.Fatalf("ICMP off: %d replies, stats %+v", len(nic), st)
+	}
+}
+
+// FuzzMTUBudget feeds arbitrary frames to the MTU budget scenario's data plane, from the
+// NIC (first byte even) or from the kernel (odd): every NIC frame comes out once or is
+// counted as dropped, an ICMP reply is a well-formed too-big error within its size limit;
+// a kernel frame comes out once, of the same length, changed (if at all) only in one MSS
+// option and the TCP checksum, and counted.
+func FuzzMTUBudget(f *testing.F) {
+	for _, c := range golden.MTUCases() {
+		f.Add(byte(c.In), c.Frame)
+	}
+	for _, s := range golden.FuzzSeeds() {
+		f.Add(byte(0), s)
+		f.Add(byte(1), s)
+	}
+	f.Fuzz(func(t *testing.T, side byte, frame []byte) {
+		if len(frame) > 2000 {
+			return
+		}
+		e := setup(t)
+		dp := newMTUDP(t, e.tbl, 1000000, 1000000)
+		kernelSide := side&1 == 1
+		nic, kernel, st := runSide(t, e, dp, kernelSide, [][]byte{frame})
+		if kernelSide {
+			if len(nic) != 1 || len(kernel) != 0 || len(nic[0]) != len(frame) {
+				t.Fatalf("kernel side: %d to the NIC, %d to the kernel", len(nic), len(kernel))
+			}
+			var diff []int
+			for i := range frame {
+				if frame[i] != nic[0][i] {
+					diff = append(diff, i)
+				}
+			}
+			if (len(diff) != 0) != (st.MSSClamped == 1) || len(diff) > 4 {
+				t.Fatalf("kernel side: %d bytes changed at %v, %d clamped", len(diff), diff, st.MSSClamped)
+			}
+			return
+		}
+		out := len(nic) + len(kernel)
+		if out+int(st.DropHeadroom+st.DropTooBig) != 1 || st.Redirect+st.TooBig+st.ToKernel() != 1 {
+			t.Fatalf("%d outputs for one frame: %+v", out, st)
+		}
+		if st.ICMPTooBig == 1 {
+			r := nic[0]
+			p := gopacket.NewPacket(r, layers.LayerTypeEthernet, gopacket.Default)
+			if i4, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
+				if i4.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || len(r) > 14+576 || i4.Seq != golden.MTU-golden.Overhead {
+					t.Fatalf("ICMP reply %v (%d bytes)", i4.TypeCode, len(r))
+				}
+			} else if i6, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ok {
+				if i6.TypeCode != layers.CreateICMPv6TypeCode(2, 0) || len(r) > 14+1280 {
+					t.Fatalf("ICMPv6 reply %v (%d bytes)", i6.TypeCode, len(r))
+				}
+			} else {
+				t.Fatalf("reply is no ICMP error: %v", p)
+			}
+		}
+	})
+}
