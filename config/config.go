@@ -37,6 +37,8 @@ const (
 	DefaultTunnelPort        = 6080
 	DefaultParkHold          = 50 * time.Millisecond
 	DefaultParkSize          = 1024
+	DefaultICMPRate          = 1000
+	DefaultICMPBurst         = 100
 	DefaultCapacity4         = 1 << 20
 	DefaultCapacity6         = 1 << 18
 	DefaultGossipGroup       = "239.193.0.1"
@@ -179,6 +181,14 @@ type Tunnel struct {
 	ParkHold time.Duration
 	// ParkSize bounds the packets held per worker lcore.
 	ParkSize int
+	// ClampMSS lowers the MSS option of the SYN-ACKs the kernel sends from a VIP to what
+	// fits through the tunnel (nic.mtu minus IP, TCP and tunnel headers), so that clients
+	// never send a segment the tunnel cannot carry.
+	ClampMSS bool
+	// ICMPRate is how many ICMP "fragmentation needed" / ICMPv6 "packet too big" replies
+	// per second each worker lcore sends to clients whose packets are too big for the
+	// tunnel (bursts of up to ICMPBurst); 0 sends none (those packets are dropped).
+	ICMPRate, ICMPBurst int
 }
 
 // Table sizes the ownership tables.
@@ -311,8 +321,9 @@ func Default() *Config {
 			Name:   DefaultKernelName,
 			MTU:    DefaultMTU,
 		},
-		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold, ParkSize: DefaultParkSize},
-		Table:  Table{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
+		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold, ParkSize: DefaultParkSize,
+			ClampMSS: true, ICMPRate: DefaultICMPRate, ICMPBurst: DefaultICMPBurst},
+		Table: Table{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: Gossip{
 			Enabled:           true,
 			Group:             netip.MustParseAddr(DefaultGossipGroup),

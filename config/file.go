@@ -76,10 +76,13 @@ type fileRoute struct {
 }
 
 type fileTunnel struct {
-	Port     int    `toml:"port"`
-	Redirect bool   `toml:"redirect"`
-	ParkHold string `toml:"park_hold"`
-	ParkSize int    `toml:"park_size"`
+	Port      int    `toml:"port"`
+	Redirect  bool   `toml:"redirect"`
+	ParkHold  string `toml:"park_hold"`
+	ParkSize  int    `toml:"park_size"`
+	ClampMSS  bool   `toml:"clamp_mss"`
+	ICMPRate  int    `toml:"icmp_rate"`
+	ICMPBurst int    `toml:"icmp_burst"`
 }
 
 type fileTable struct {
@@ -165,8 +168,9 @@ func defaultFile() fileConfig {
 		},
 		NIC:    fileNIC{MTU: DefaultMTU, Promiscuous: true, RxDesc: DefaultRxDesc, TxDesc: DefaultTxDesc},
 		Kernel: fileKernel{Name: DefaultKernelName},
-		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold.String(), ParkSize: DefaultParkSize},
-		Table:  fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
+		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold.String(), ParkSize: DefaultParkSize,
+			ClampMSS: true, ICMPRate: DefaultICMPRate, ICMPBurst: DefaultICMPBurst},
+		Table: fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: fileGossip{
 			Enabled:           true,
 			Group:             DefaultGossipGroup,

@@ -283,6 +283,10 @@ func (c *checker) build(r *fileConfig) *Config {
 	}
 	cfg.Tunnel.ParkSize = r.Tunnel.ParkSize
 	c.intRange("tunnel.park_size", r.Tunnel.ParkSize, 1, 4096)
+	cfg.Tunnel.ClampMSS = r.Tunnel.ClampMSS
+	cfg.Tunnel.ICMPRate, cfg.Tunnel.ICMPBurst = r.Tunnel.ICMPRate, r.Tunnel.ICMPBurst
+	c.intRange("tunnel.icmp_rate", r.Tunnel.ICMPRate, 0, 1000000)
+	c.intRange("tunnel.icmp_burst", r.Tunnel.ICMPBurst, 1, 1000000)
 	cfg.Table.Capacity4 = r.Table.Capacity4
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)

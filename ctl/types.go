@@ -113,6 +113,8 @@ type LcoreStats struct {
 	Decapsulated uint64            `json:"decapsulated"`
 	Classes      map[string]uint64 `json:"classes"`
 	Drops        map[string]uint64 `json:"drops"`
+	ICMPTooBig   uint64            `json:"icmp_too_big"` // ICMP too-big replies sent to clients
+	MSSClamped   uint64            `json:"mss_clamped"`  // SYN-ACK MSS options lowered
 	BusyRatio    float64           `json:"busy_ratio"`
 }
 

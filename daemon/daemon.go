@@ -132,7 +132,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return d, err
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
-		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0}
+		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0,
+		MTU: cfg.NIC.MTU, ClampMSS: cfg.Tunnel.ClampMSS, ICMPRate: cfg.Tunnel.ICMPRate, ICMPBurst: cfg.Tunnel.ICMPBurst}
 	d.warming.Store(dc.Warming)
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address

@@ -231,15 +231,17 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 	m := metrics.Lcore{ID: l.Lcore, RxNIC: l.RxNIC, RxKernel: l.FromKernel, TxNIC: l.TxNIC, TxKernel: l.TxTAP,
 		Loops: l.Loops, IdleLoops: l.IdleLoops, Sleeps: l.Sleeps, BusyCycles: l.BusyCycles, Cycles: l.Cycles,
 		TemplateRetries: l.TemplateRetries, ParkIn: l.ParkIn, ParkRedirect: l.ParkRedirect, ParkLocal: l.ParkLocal,
-		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop}
+		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop,
+		ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped}
 	m.Classes = [metrics.NumClasses]uint64{
 		metrics.ClassRedirect: l.Redirect, metrics.ClassLocal: l.Local, metrics.ClassMiss: l.Miss,
 		metrics.ClassDeadOwner: l.DeadOwner, metrics.ClassSYN: l.SYN, metrics.ClassDecap: l.Decap,
 		metrics.ClassGUEBad: l.GUEBad, metrics.ClassOther: l.Other, metrics.ClassFrag: l.Frag,
 		metrics.ClassIPOptions: l.IPOpt, metrics.ClassMalformed: l.Malformed, metrics.ClassNoRedirect: l.NoRedirect,
+		metrics.ClassTooBig: l.TooBig,
 	}
 	m.Drops = [metrics.NumDrops]uint64{metrics.DropNICTxFull: l.DropNICTx, metrics.DropKernelTxFull: l.DropTAPTx,
-		metrics.DropNoHeadroom: l.DropHeadroom}
+		metrics.DropNoHeadroom: l.DropHeadroom, metrics.DropTooBig: l.DropTooBig}
 	return m
 }
 
@@ -493,7 +495,7 @@ func (o *ops) stats() ctl.Stats {
 	for _, l := range s.Lcores {
 		ls := ctl.LcoreStats{Lcore: l.ID, RxNIC: l.RxNIC, RxKernel: l.RxKernel, TxNIC: l.TxNIC, TxKernel: l.TxKernel,
 			Redirected: l.Classes[metrics.ClassRedirect], Decapsulated: l.Classes[metrics.ClassDecap],
-			Classes: map[string]uint64{}, Drops: map[string]uint64{}}
+			Classes: map[string]uint64{}, Drops: map[string]uint64{}, ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped}
 		for c, v := range l.Classes {
 			ls.Classes[metrics.Class(c).String()] = v
 		}
