@@ -76,7 +76,13 @@ func demo(args []string) int {
 	homingd := fs.String("homingd", "", "homingd executable (default: next to this one, then PATH)")
 	keep := fs.Bool("keep", false, "keep the labs' directories (configs, logs)")
 	ipv6 := fs.Bool("ipv6", false, "an IPv6 POP: VIP, clients, hosts, tunnels and gossip in 2001:2::/48")
+	uploads := fs.Int("uploads", 20, "upload connections writing 64 KiB blocks (full-size segments); 0 none")
+	clamp := fs.Bool("clamp", true, "tunnel.clamp_mss in every homingd (false: full-size segments rely on ICMP too big)")
+	plain := fs.Bool("plain", true, "also run the plain-ECMP baseline")
 	_ = fs.Parse(args)
+	if *uploads == 0 {
+		*uploads = -1
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "homing-lab demo: needs root (network namespaces, DPDK, eBPF)")
 		return 1
@@ -105,14 +111,19 @@ func demo(args []string) int {
 		family = "IPv6"
 	}
 	fmt.Printf("homing-lab demo: an %s POP in network namespaces: router (multipath route to the VIP, L4 hash),\n"+
-		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v.\n"+
+		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v,\n"+
+		"%d upload connections that echo 64 KiB blocks (full-size TCP segments; 1500-byte MTU everywhere).\n"+
 		"Steps: drain h1 (it keeps running), restore it, add h%d, new router hash seed.\n\n",
-		family, *hosts, *conns, lab.MinGap, lab.MaxGap, *hosts+1)
+		family, *hosts, *conns, lab.MinGap, lab.MaxGap, max(*uploads, 0), *hosts+1)
 	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep,
-		Live: isTerminal(os.Stdout), IPv6: *ipv6}
+		Live: isTerminal(os.Stdout), IPv6: *ipv6, Uploads: *uploads, NoClamp: !*clamp}
 	var runs []*lab.Result
 	failed := false
-	for _, redirect := range []bool{true, false} {
+	modes := []bool{true, false}
+	if !*plain {
+		modes = modes[:1]
+	}
+	for _, redirect := range modes {
 		r, err := sc.Run(ctx, redirect)
 		runs = append(runs, r)
 		if errors.Is(err, context.Canceled) {
@@ -132,7 +143,10 @@ func demo(args []string) int {
 	fmt.Println()
 	lab.Table(os.Stdout, runs...)
 	fmt.Printf("\nalive: connections still open at the end of the step; reset: connections reset during it;\n" +
-		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE.\n")
+		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE;\n" +
+		"stall: uploads open but without an echoed block in the last 1.5 s; blocks: 64 KiB blocks echoed intact;\n" +
+		"toobig: packets too big for the tunnel (nic.mtu); icmp: of those, answered with ICMP fragmentation\n" +
+		"needed (the client lowers its path MTU; see -clamp=false).\n")
 	for _, r := range runs {
 		if r.Redirect && len(r.Ended) > 0 {
 			fmt.Printf("\nconnections that ended with homing (%d), the first:\n", r.TotalReset())
