@@ -125,7 +125,7 @@ func TestICMPRateLimit(t *testing.T) {
 // a kernel frame comes out once, of the same length, changed (if at all) only in one MSS
 // option and the TCP checksum, and counted.
 func FuzzMTUBudget(f *testing.F) {
-	for _, c := range golden.MTUCases() {
+	for _, c := range append(golden.MTUCases(), golden.ICMPCases()...) {
 		f.Add(byte(c.In), c.Frame)
 	}
 	for _, s := range golden.FuzzSeeds() {
@@ -175,4 +175,26 @@ func FuzzMTUBudget(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestICMPToOwner runs golden's ICMP error vectors through the base scenario: errors
+// about a live peer's session are tunnelled to it whole, everything else goes to the
+// kernel unchanged.
+func TestICMPToOwner(t *testing.T) {
+	e := setup(t)
+	var sum lcore.Stats
+	encaps := 0
+	for _, c := range golden.ICMPCases() {
+		nic, kernel, st := run(t, e, [][]byte{c.Frame})
+		if err := golden.CheckOne(c, nic, kernel); err != nil {
+			t.Error(err)
+		}
+		sum = sum.Add(st)
+		if c.Want.Kind == golden.Encap {
+			encaps++
+		}
+	}
+	if int(sum.Redirect) != encaps || sum.Local == 0 || sum.Miss == 0 || sum.DeadOwner == 0 {
+		t.Errorf("counters %+v; want %d redirected and some local, miss, dead owner", sum, encaps)
+	}
 }

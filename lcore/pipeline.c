@@ -144,6 +144,68 @@ l4_check(const uint8_t *l4, uint32_t l4_len, uint8_t proto)
 	return 2;
 }
 
+/* An ICMP error about a VIP session (RFC 792: destination unreachable, including
+ * fragmentation needed, time exceeded, parameter problem), to the VIP: the router hashed
+ * it on its own header, so it reaches an arbitrary host. The quoted packet is one the VIP
+ * sent (VIP -> client); its reverse is the session's key (client -> VIP). icmp points to
+ * the ICMP header, with icmp_len bytes up to the IP total length. Returns 1 with the key
+ * built, 0 if the message is no such error or its quote does not hold an IPv4 header
+ * without fragment offset and the first 4 bytes of a TCP/UDP header from the VIP
+ * (truncated quotes, lying lengths). The quote's own total length is not trusted: the
+ * quote is usually cut. */
+static inline int
+icmp4_key(const uint8_t *icmp, uint32_t icmp_len, uint32_t vip, struct homing_key4 *key)
+{
+	const struct rte_ipv4_hdr *q = (const struct rte_ipv4_hdr *)(icmp + 8);
+	const uint8_t *ql4;
+	uint32_t qhl;
+
+	if (icmp_len < 8 + sizeof(*q) + 4)
+		return 0;
+	switch (icmp[0]) {
+	case 3:  /* destination unreachable (code 4: fragmentation needed) */
+	case 11: /* time exceeded */
+	case 12: /* parameter problem */
+		break;
+	default:
+		return 0;
+	}
+	qhl = (q->version_ihl & 0xf) * 4u;
+	if ((q->version_ihl >> 4) != 4 || qhl < sizeof(*q) || 8 + qhl + 4 > icmp_len ||
+	    (q->next_proto_id != IPPROTO_TCP && q->next_proto_id != IPPROTO_UDP) ||
+	    (q->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) || q->src_addr != vip)
+		return 0;
+	ql4 = icmp + 8 + qhl;
+	key->src = q->dst_addr;
+	key->dst = q->src_addr;
+	memcpy(&key->sport, ql4 + 2, 2); /* the quote's destination port: the client's */
+	memcpy(&key->dport, ql4, 2);
+	key->proto = q->next_proto_id;
+	key->pad[0] = key->pad[1] = key->pad[2] = 0;
+	return 1;
+}
+
+/* The same for ICMPv6 (RFC 4443: destination unreachable, packet too big, time exceeded,
+ * parameter problem) quoting an IPv6 header whose next header is TCP or UDP. */
+static inline int
+icmp6_key(const uint8_t *icmp, uint32_t icmp_len, const uint8_t *vip, struct homing_key6 *key)
+{
+	const struct rte_ipv6_hdr *q = (const struct rte_ipv6_hdr *)(icmp + 8);
+	const uint8_t *ql4 = (const uint8_t *)(q + 1);
+
+	if (icmp_len < 8 + sizeof(*q) + 4 || icmp[0] < 1 || icmp[0] > 4 ||
+	    (icmp[8] >> 4) != 6 || (q->proto != IPPROTO_TCP && q->proto != IPPROTO_UDP) ||
+	    memcmp(q->src_addr, vip, 16) != 0)
+		return 0;
+	memcpy(key->src, q->dst_addr, 16);
+	memcpy(key->dst, q->src_addr, 16);
+	memcpy(&key->sport, ql4 + 2, 2);
+	memcpy(&key->dport, ql4, 2);
+	key->proto = q->proto;
+	key->pad[0] = key->pad[1] = key->pad[2] = 0;
+	return 1;
+}
+
 static inline void
 parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
        struct homing_key4 *key)
@@ -171,6 +233,14 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		return;
 	}
 	if (ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP) {
+		/* An ICMP error about a VIP session goes where the session lives. */
+		if (ip->next_proto_id == IPPROTO_ICMP && vip4_match(dp, ip->dst_addr) &&
+		    icmp4_key((const uint8_t *)(ip + 1), tot - sizeof(*ip), ip->dst_addr, key)) {
+			bm->ip_len = (uint16_t)tot;
+			bm->inner = IPPROTO_IPIP;
+			bm->act = A_LOOKUP4;
+			return;
+		}
 		bm->cls = CLS(cls_other);
 		return;
 	}
@@ -238,6 +308,17 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		break;
 	case IPPROTO_FRAGMENT:
 		bm->cls = CLS(cls_frag);
+		return;
+	case IPPROTO_ICMPV6:
+		/* An ICMPv6 error about a VIP session goes where the session lives. */
+		if (vip6_match(dp, ip->dst_addr) &&
+		    icmp6_key((const uint8_t *)(ip + 1), plen, ip->dst_addr, key)) {
+			bm->ip_len = (uint16_t)(sizeof(*ip) + plen);
+			bm->inner = IPPROTO_IPV6;
+			bm->act = A_LOOKUP6;
+			return;
+		}
+		bm->cls = CLS(cls_other);
 		return;
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_ROUTING:
@@ -698,12 +779,14 @@ too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b)
 	uint32_t mtu = dp->mtu > ovh ? dp->mtu - ovh : 0;
 	int r = -1;
 
+	/* Never an ICMP error about an ICMP message (RFC 1122 3.2.2, RFC 4443 2.4(e)): the
+	 * ICMP errors tunnelled to a session's owner are such messages. */
 	if (b->inner == IPPROTO_IPIP) {
 		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)ipb;
 		if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) &&
-		    icmp_allow(lc))
+		    ip->next_proto_id != IPPROTO_ICMP && icmp_allow(lc))
 			r = icmp4_too_big(m, b->ip_len, (uint16_t)RTE_MAX(mtu, 68u));
-	} else if (icmp_allow(lc)) {
+	} else if (((const struct rte_ipv6_hdr *)ipb)->proto != IPPROTO_ICMPV6 && icmp_allow(lc)) {
 		r = icmp6_too_big(m, b->ip_len, RTE_MAX(mtu, 1280u));
 	}
 	if (r == 0) {
