@@ -343,3 +343,46 @@ func TestTable(t *testing.T) {
 		t.Errorf("TotalReset = %d, want 6", p.TotalReset())
 	}
 }
+
+// TestRouterPMTU: a router on the client's path with a smaller MTU answers the VIP's
+// full-size segments with ICMP fragmentation needed, routed like any packet to the VIP:
+// never to the drained h1, which still owns a third of the uploads. The hosts hand each
+// error to the session's owner (tunnelled whole), whose kernel lowers its path MTU:
+// every upload goes on, h1's too.
+func TestRouterPMTU(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
+		testenv.RequireCommand(t, c)
+	}
+	if _, err := CgroupRoot(); err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const uploads, mtu = 30, 1400
+	r, err := RunRouterMTU(ctx, Options{Homingd: buildHomingd(t), Serve: []string{exe}, Redirect: true, Log: &lineLog{t: t}},
+		3, uploads, mtu, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.Logs)
+	}
+	if rest := Remains(r.LabID, r.PIDs); len(rest) > 0 {
+		t.Errorf("lab %s left behind: %s", r.LabID, strings.Join(rest, ", "))
+	}
+	u := r.Uploads
+	if u.Alive != uploads || u.Stalled != 0 || u.Reset != 0 || u.Failed != 0 || u.Corrupted != 0 || r.Blocks == 0 {
+		t.Errorf("uploads: %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes, %d blocks; want every upload alive and moving",
+			u.Alive, uploads, u.Stalled, u.Reset, u.Failed, u.Corrupted, r.Blocks)
+	}
+	for n, m := range r.HostPMTU {
+		if r.Owners[n] > 0 && m != mtu {
+			t.Errorf("h%d owns %d uploads but its path MTU to the client is %d, want %d", n, r.Owners[n], m, mtu)
+		}
+	}
+	if r.Owners[1] == 0 {
+		t.Errorf("h1 owns no upload: the drain proves nothing (owners %v)", r.Owners)
+	}
+}
