@@ -12,20 +12,51 @@
 #include "pipeline.h"
 #include "frames.h"
 
-/* Copies a packet into the output buffers and frees it. */
+/* Copies a packet (one segment or a chain) into the output buffers and frees it. */
 static void
 emit_copy(struct rte_mbuf *m, uint8_t port, uint8_t *out, uint32_t out_cap, uint32_t *ooff,
 	  uint32_t *out_lens, uint8_t *out_port, uint32_t *no)
 {
-	uint32_t len = rte_pktmbuf_data_len(m);
+	uint32_t len = rte_pktmbuf_pkt_len(m);
 	if (*ooff + len <= out_cap) {
-		memcpy(out + *ooff, rte_pktmbuf_mtod(m, void *), len);
+		const void *p = rte_pktmbuf_read(m, 0, len, out + *ooff);
+		if (p != out + *ooff)
+			memcpy(out + *ooff, p, len);
 		*ooff += len;
 		out_lens[*no] = len;
 		out_port[*no] = port;
 		(*no)++;
 	}
 	rte_pktmbuf_free(m);
+}
+
+/* A frame in an mbuf of pool, or in a chain of them if it does not fit one (as a NIC
+ * with scattered rx delivers a frame larger than its buffers). NULL: out of mbufs. */
+static struct rte_mbuf *
+frame_mbuf(struct rte_mempool *pool, const uint8_t *f, uint32_t len)
+{
+	struct rte_mbuf *head = NULL;
+
+	do {
+		struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+		uint16_t n;
+		if (m == NULL)
+			goto fail;
+		n = (uint16_t)RTE_MIN(len, (uint32_t)rte_pktmbuf_tailroom(m));
+		memcpy(rte_pktmbuf_append(m, n), f, n);
+		f += n;
+		len -= n;
+		if (head == NULL)
+			head = m;
+		else if (rte_pktmbuf_chain(head, m) != 0) {
+			rte_pktmbuf_free(m);
+			goto fail;
+		}
+	} while (len > 0);
+	return head;
+fail:
+	rte_pktmbuf_free(head);
+	return NULL;
 }
 
 int
@@ -49,15 +80,11 @@ homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, int ke
 		uint16_t b = 0, nn = 0, nt = 0;
 		while (b < HOMING_BURST && done + b < n) {
 			uint32_t len = in_lens[done + b];
-			struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
-			char *p;
-			if (m == NULL || len > rte_pktmbuf_tailroom(m)) {
-				rte_pktmbuf_free(m);
+			struct rte_mbuf *m = frame_mbuf(pool, in + off, len);
+			if (m == NULL) {
 				rte_pktmbuf_free_bulk(pkts, b);
 				return -ENOMEM;
 			}
-			p = rte_pktmbuf_append(m, (uint16_t)len);
-			memcpy(p, in + off, len);
 			off += len;
 			pkts[b++] = m;
 		}

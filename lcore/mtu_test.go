@@ -8,6 +8,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/homing-dev/homing/dpdk"
 	"github.com/homing-dev/homing/internal/golden"
 	"github.com/homing-dev/homing/lcore"
 	"github.com/homing-dev/homing/table"
@@ -197,4 +198,120 @@ func TestICMPToOwner(t *testing.T) {
 	if int(sum.Redirect) != encaps || sum.Local == 0 || sum.Miss == 0 || sum.DeadOwner == 0 {
 		t.Errorf("counters %+v; want %d redirected and some local, miss, dead owner", sum, encaps)
 	}
+}
+
+// chainPool is a pool whose mbufs hold 512 bytes of data: larger frames arrive as chains
+// (as with jumbo frames and scattered rx).
+var chainPool *dpdk.Mempool
+
+func chains(t *testing.T) *env {
+	t.Helper()
+	e := setup(t)
+	if chainPool == nil {
+		p, err := dpdk.NewMempool("lcore-chain", 1023, 0, 128+512, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chainPool = p
+	}
+	return &env{pool: chainPool, tbl: e.tbl, dp: e.dp}
+}
+
+// TestChains runs the golden vectors, the MTU budget's and the ICMP errors' with frames
+// larger than an mbuf's data room, as chains of 512-byte segments: every verdict and
+// every output byte is that of the one-segment frame (headers are in the first segment).
+func TestChains(t *testing.T) {
+	e := chains(t)
+	var in [][]byte
+	long := 0
+	for _, c := range golden.Cases() {
+		if c.In == golden.PortNIC {
+			in = append(in, c.Frame)
+			if len(c.Frame) > 512 {
+				long++
+			}
+		}
+	}
+	nic, kernel, st := run(t, e, in)
+	for _, c := range golden.Cases() {
+		if c.In == golden.PortKernel {
+			nic = append(nic, c.Frame)
+		}
+	}
+	if err := golden.Check(nic, kernel); err != nil {
+		t.Fatal(err)
+	}
+	if long == 0 || st.Malformed != shared.malformedOneSeg(t) {
+		t.Fatalf("%d frames longer than a segment; %d malformed", long, st.Malformed)
+	}
+	dp := newMTUDP(t, e.tbl, 1000, 1000)
+	for _, c := range golden.MTUCases() {
+		nic, kernel, _ := runSide(t, e, dp, c.In == golden.PortKernel, [][]byte{c.Frame})
+		if err := golden.CheckOne(c, nic, kernel); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, c := range golden.ICMPCases() {
+		nic, kernel, _ := run(t, e, [][]byte{c.Frame})
+		if err := golden.CheckOne(c, nic, kernel); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// malformedOneSeg is the malformed count of the golden NIC frames in one segment each.
+func (e *env) malformedOneSeg(t *testing.T) uint64 {
+	var in [][]byte
+	for _, c := range golden.Cases() {
+		if c.In == golden.PortNIC {
+			in = append(in, c.Frame)
+		}
+	}
+	_, _, st := run(t, e, in)
+	return st.Malformed
+}
+
+// TestChainHeadersSplit: a chain whose TCP header is not in its first segment is not
+// parsed: it goes to the kernel unchanged, counted as malformed.
+func TestChainHeadersSplit(t *testing.T) {
+	e := setup(t)
+	p, err := dpdk.NewMempool("lcore-tiny", 255, 0, 128+40, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	frame := dataFrame(golden.S1, bytes.Repeat([]byte{7}, 200)) // 14 + 20 | 6 + 14 ... in 40-byte segments
+	nic, kernel, st := run(t, &env{pool: p, tbl: e.tbl, dp: e.dp}, [][]byte{frame})
+	if len(nic) != 0 || len(kernel) != 1 || !bytes.Equal(kernel[0], frame) || st.Malformed != 1 {
+		t.Fatalf("%d to the NIC, %d to the kernel, stats %+v", len(nic), len(kernel), st)
+	}
+}
+
+// FuzzChains runs each frame twice, in one mbuf and as a chain of 512-byte segments: the
+// chain must come out as the single segment does, or (headers not all in its first
+// segment, bytes after its IP packet) go to the kernel unchanged, counted as malformed.
+func FuzzChains(f *testing.F) {
+	for _, c := range append(append(golden.Cases(), golden.MTUCases()...), golden.ICMPCases()...) {
+		if c.In == golden.PortNIC {
+			f.Add(c.Frame)
+		}
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) > 3000 {
+			return
+		}
+		e := setup(t)
+		nic1, ker1, _ := run(t, e, [][]byte{frame})
+		nic2, ker2, st := run(t, chains(t), [][]byte{frame})
+		same := len(nic1) == len(nic2) && len(ker1) == len(ker2)
+		for i := 0; same && i < len(nic1); i++ {
+			same = bytes.Equal(nic1[i], nic2[i])
+		}
+		for i := 0; same && i < len(ker1); i++ {
+			same = bytes.Equal(ker1[i], ker2[i])
+		}
+		if !same && (len(frame) <= 512 || st.Malformed != 1 || len(ker2) != 1 || !bytes.Equal(ker2[0], frame)) {
+			t.Fatalf("chain: %d to the NIC, %d to the kernel (%+v); one segment: %d, %d", len(nic2), len(ker2), st, len(nic1), len(ker1))
+		}
+	})
 }

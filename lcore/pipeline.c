@@ -206,16 +206,38 @@ icmp6_key(const uint8_t *icmp, uint32_t icmp_len, const uint8_t *vip, struct hom
 	return 1;
 }
 
+/* The length of the TCP or UDP header at l4 (checked by l4_check). */
+static inline uint32_t
+l4_hdr_len(const uint8_t *l4, uint8_t proto)
+{
+	return proto == IPPROTO_TCP ? (uint32_t)(l4[12] >> 4) * 4 : sizeof(struct rte_udp_hdr);
+}
+
+/* A chain (multi-segment mbuf: len, the packet's length, > hlen, its first segment's)
+ * is parsed like one segment if the headers the pipeline reads are in its first segment
+ * and it carries no bytes after its IP packet (a chain is a large frame: no Ethernet
+ * padding). chain_ok checks the second for a packet of ip_len bytes. */
+static inline int
+chain_ok(uint32_t len, uint32_t hlen, uint32_t ip_len)
+{
+	return hlen == len || ETH_LEN + ip_len == len;
+}
+
+/* The smallest first segment of a chain that holds a GUE packet's headers: outer IP, UDP,
+ * GUE and the largest inner IP header. */
+#define GUE_HDRS_LEN(l3) (ETH_LEN + (l3) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN + \
+			  sizeof(struct rte_ipv6_hdr))
+
 static inline void
-parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
-       struct homing_key4 *key)
+parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen,
+       struct burst_meta *bm, struct homing_key4 *key)
 {
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
 	const uint8_t *l4;
 	uint32_t tot, l4_len;
 	int r;
 
-	if (unlikely(len < ETH_LEN + sizeof(*ip) || (ip->version_ihl >> 4) != 4)) {
+	if (unlikely(hlen < ETH_LEN + sizeof(*ip) || (ip->version_ihl >> 4) != 4)) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
@@ -224,7 +246,7 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		return;
 	}
 	tot = rte_be_to_cpu_16(ip->total_length);
-	if (unlikely(tot < sizeof(*ip) || ETH_LEN + tot > len)) {
+	if (unlikely(tot < sizeof(*ip) || ETH_LEN + tot > len || !chain_ok(len, hlen, tot))) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
@@ -235,7 +257,8 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	if (ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP) {
 		/* An ICMP error about a VIP session goes where the session lives. */
 		if (ip->next_proto_id == IPPROTO_ICMP && vip4_match(dp, ip->dst_addr) &&
-		    icmp4_key((const uint8_t *)(ip + 1), tot - sizeof(*ip), ip->dst_addr, key)) {
+		    icmp4_key((const uint8_t *)(ip + 1), RTE_MIN(tot, hlen - ETH_LEN) - sizeof(*ip),
+			      ip->dst_addr, key)) {
 			bm->ip_len = (uint16_t)tot;
 			bm->inner = IPPROTO_IPIP;
 			bm->act = A_LOOKUP4;
@@ -246,6 +269,12 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	}
 	l4 = (const uint8_t *)(ip + 1);
 	l4_len = tot - sizeof(*ip);
+	/* A chain's TCP/UDP header must be in its first segment (l4_check reads 20 bytes). */
+	if (unlikely(hlen < len && (hlen < ETH_LEN + sizeof(*ip) + sizeof(struct rte_tcp_hdr) ||
+				    hlen < ETH_LEN + sizeof(*ip) + l4_hdr_len(l4, ip->next_proto_id)))) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
 	r = l4_check(l4, l4_len, ip->next_proto_id);
 	if (unlikely(r == 0)) {
 		bm->cls = CLS(cls_malformed);
@@ -257,6 +286,7 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
 		int af;
 		if (ulen < sizeof(*udp) || ulen > l4_len ||
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
 		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
 			bm->cls = CLS(cls_gue_bad);
 			return;
@@ -285,20 +315,20 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 }
 
 static inline void
-parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
-       struct homing_key6 *key)
+parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen,
+       struct burst_meta *bm, struct homing_key6 *key)
 {
 	const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + ETH_LEN);
 	const uint8_t *l4;
 	uint32_t plen;
 	int r;
 
-	if (unlikely(len < ETH_LEN + sizeof(*ip) || (d[ETH_LEN] >> 4) != 6)) {
+	if (unlikely(hlen < ETH_LEN + sizeof(*ip) || (d[ETH_LEN] >> 4) != 6)) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
 	plen = rte_be_to_cpu_16(ip->payload_len);
-	if (unlikely(ETH_LEN + sizeof(*ip) + plen > len)) {
+	if (unlikely(ETH_LEN + sizeof(*ip) + plen > len || !chain_ok(len, hlen, sizeof(*ip) + plen))) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
@@ -312,7 +342,8 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 	case IPPROTO_ICMPV6:
 		/* An ICMPv6 error about a VIP session goes where the session lives. */
 		if (vip6_match(dp, ip->dst_addr) &&
-		    icmp6_key((const uint8_t *)(ip + 1), plen, ip->dst_addr, key)) {
+		    icmp6_key((const uint8_t *)(ip + 1), RTE_MIN(plen, hlen - ETH_LEN - sizeof(*ip)),
+			      ip->dst_addr, key)) {
 			bm->ip_len = (uint16_t)(sizeof(*ip) + plen);
 			bm->inner = IPPROTO_IPV6;
 			bm->act = A_LOOKUP6;
@@ -335,6 +366,11 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		return;
 	}
 	l4 = (const uint8_t *)(ip + 1);
+	if (unlikely(hlen < len && (hlen < ETH_LEN + sizeof(*ip) + sizeof(struct rte_tcp_hdr) ||
+				    hlen < ETH_LEN + sizeof(*ip) + l4_hdr_len(l4, ip->proto)))) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
 	r = l4_check(l4, plen, ip->proto);
 	if (unlikely(r == 0)) {
 		bm->cls = CLS(cls_malformed);
@@ -347,6 +383,7 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
 		int af;
 		if (ulen < sizeof(*udp) || ulen > plen ||
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
 		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
 			bm->cls = CLS(cls_gue_bad);
 			return;
@@ -379,19 +416,22 @@ parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
       struct homing_key4 *k4, struct homing_key6 *k6)
 {
 	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
-	uint32_t len = rte_pktmbuf_data_len(m);
+	uint32_t hlen = rte_pktmbuf_data_len(m), len = hlen;
 	uint16_t et;
 
 	bm->act = A_TAP;
-	if (unlikely(len < ETH_LEN || m->nb_segs != 1)) {
+	/* A chain: classified like one segment if its headers are in the first (parse4/6). */
+	if (unlikely(m->nb_segs != 1))
+		len = rte_pktmbuf_pkt_len(m);
+	if (unlikely(hlen < ETH_LEN || len < hlen)) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
 	et = ((const struct rte_ether_hdr *)d)->ether_type;
 	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
-		parse4(dp, d, len, bm, k4);
+		parse4(dp, d, len, hlen, bm, k4);
 	else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
-		parse6(dp, d, len, bm, k6);
+		parse6(dp, d, len, hlen, bm, k6);
 	else
 		bm->cls = CLS(cls_other);
 }
@@ -471,6 +511,30 @@ parse_fast4(const struct homing_dp *dp, const struct rte_mbuf *m, struct burst_m
 	return 1;
 }
 
+/* Cuts a chain to its pkt_len: bytes beyond it (GUE's outer trailer, an ICMP reply's
+ * unquoted rest) are dropped, segments that hold none of it are freed. */
+static void
+trim_chain(struct rte_mbuf *m)
+{
+	uint32_t left = m->pkt_len;
+	struct rte_mbuf *s = m, *prev = NULL;
+	uint16_t n = 0;
+
+	while (s != NULL && left > 0) {
+		if (s->data_len > left)
+			s->data_len = (uint16_t)left;
+		left -= s->data_len;
+		n++;
+		prev = s;
+		s = s->next;
+	}
+	if (prev != NULL && prev->next != NULL) {
+		rte_pktmbuf_free(prev->next);
+		prev->next = NULL;
+	}
+	m->nb_segs = n;
+}
+
 /* Strips the outer IP/UDP/GUE headers, keeping the outer MAC addresses. */
 static inline void
 decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
@@ -481,10 +545,18 @@ decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
 
 	memcpy(d + strip, d, 2 * RTE_ETHER_ADDR_LEN);
 	*(uint16_t *)(d + strip + 2 * RTE_ETHER_ADDR_LEN) = rte_cpu_to_be_16(et);
-	/* One segment, and the parser checked ETH_LEN + ip_len <= data_len - strip. */
 	m->data_off += (uint16_t)strip;
-	m->data_len = (uint16_t)(ETH_LEN + bm->ip_len);
-	m->pkt_len = ETH_LEN + bm->ip_len;
+	if (likely(m->nb_segs == 1)) {
+		/* The parser checked ETH_LEN + ip_len <= data_len - strip. */
+		m->data_len = (uint16_t)(ETH_LEN + bm->ip_len);
+		m->pkt_len = ETH_LEN + bm->ip_len;
+	} else {
+		/* A chain: the outer headers are in its first segment and nothing follows
+		 * the outer packet, whose UDP length the parser compared with the inner one. */
+		m->data_len -= (uint16_t)strip;
+		m->pkt_len = ETH_LEN + bm->ip_len;
+		trim_chain(m);
+	}
 }
 
 /* The GUE source port: from the key's table hash (computed once per packet, while
@@ -518,9 +590,12 @@ encap_finish(struct rte_mbuf *m, uint8_t *h, const struct burst_meta *bm, uint16
 {
 	const uint32_t tlen = af == 4 ? TMPL4_LEN : TMPL6_LEN;
 
-	/* One segment (checked by the parser); Ethernet padding is not carried. */
+	/* Ethernet padding is not carried. */
+	if (likely(m->nb_segs == 1))
+		m->data_len = (uint16_t)(tlen + bm->ip_len);
+	else /* a chain: nothing follows its IP packet (checked by the parser) */
+		m->data_len += (uint16_t)(rte_pktmbuf_mtod(m, uint8_t *) - h);
 	m->data_off = (uint16_t)(h - (uint8_t *)m->buf_addr);
-	m->data_len = (uint16_t)(tlen + bm->ip_len);
 	m->pkt_len = tlen + bm->ip_len;
 	/* GUE protocol: the inner family. */
 	h[tlen - 3] = bm->inner;
@@ -691,7 +766,7 @@ icmp4_too_big(struct rte_mbuf *m, uint32_t ip_len, uint16_t mtu)
 	struct rte_ether_hdr *e;
 	struct rte_ipv4_hdr *ip, *orig;
 	struct rte_icmp_hdr *icmp;
-	uint16_t *next_mtu;
+	uint16_t *next_mtu, sum = 0;
 
 	e = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)hl);
 	if (e == NULL)
@@ -716,10 +791,11 @@ icmp4_too_big(struct rte_mbuf *m, uint32_t ip_len, uint16_t mtu)
 	icmp->icmp_ident = 0; /* unused */
 	next_mtu = &icmp->icmp_seq_nb;
 	*next_mtu = rte_cpu_to_be_16(mtu);
-	icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, sizeof(*icmp) + quote);
-	/* One segment (checked by the parser): cut the quote. */
-	m->data_len = (uint16_t)(ETH_LEN + hl + quote);
-	m->pkt_len = m->data_len;
+	/* Cut the quote (it may continue in a chain's next segments). */
+	m->pkt_len = ETH_LEN + hl + quote;
+	trim_chain(m);
+	rte_raw_cksum_mbuf(m, ETH_LEN + sizeof(*ip), sizeof(*icmp) + quote, &sum);
+	icmp->icmp_cksum = (uint16_t)~sum;
 	m->ol_flags = 0;
 	m->packet_type = 0;
 	return 0;
@@ -758,9 +834,9 @@ icmp6_too_big(struct rte_mbuf *m, uint32_t ip_len, uint32_t mtu)
 	icmp[1] = 0;
 	icmp[2] = icmp[3] = 0;
 	*(uint32_t *)(icmp + 4) = rte_cpu_to_be_32(mtu);
-	m->data_len = (uint16_t)(ETH_LEN + hl + quote);
-	m->pkt_len = m->data_len;
-	*(uint16_t *)(icmp + 2) = rte_ipv6_udptcp_cksum(ip, icmp);
+	m->pkt_len = ETH_LEN + hl + quote;
+	trim_chain(m);
+	*(uint16_t *)(icmp + 2) = rte_ipv6_udptcp_cksum_mbuf(m, ip, ETH_LEN + sizeof(*ip));
 	m->ol_flags = 0;
 	m->packet_type = 0;
 	return 0;

@@ -101,7 +101,8 @@ struct homing_lcore_stats {
 	uint64_t cls_other;       /* not for the pipeline: ARP, ICMP, non-VIP, VLAN, ... */
 	uint64_t cls_frag;        /* IPv4 fragments */
 	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
-	uint64_t cls_malformed;   /* truncated or inconsistent headers, multi-segment */
+	uint64_t cls_malformed;   /* truncated or inconsistent headers; chains whose headers
+				   * are not all in the first segment */
 	uint64_t cls_no_redirect; /* VIP session, not looked up: redirection is off */
 	uint64_t cls_too_big;     /* VIP session owned by a live peer, but the encapsulated
 				   * frame exceeds the NIC MTU: never sent as such; answered
