@@ -167,7 +167,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
 	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
-		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize}); err != nil {
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, Pool: d.pool}); err != nil {
 		return d, err
 	}
 	if err = d.startControl(); err != nil {

@@ -232,7 +232,7 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 		Loops: l.Loops, IdleLoops: l.IdleLoops, Sleeps: l.Sleeps, BusyCycles: l.BusyCycles, Cycles: l.Cycles,
 		TemplateRetries: l.TemplateRetries, ParkIn: l.ParkIn, ParkRedirect: l.ParkRedirect, ParkLocal: l.ParkLocal,
 		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop,
-		ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped}
+		ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped, FragTunnelled: l.FragTunnelled}
 	m.Classes = [metrics.NumClasses]uint64{
 		metrics.ClassRedirect: l.Redirect, metrics.ClassLocal: l.Local, metrics.ClassMiss: l.Miss,
 		metrics.ClassDeadOwner: l.DeadOwner, metrics.ClassSYN: l.SYN, metrics.ClassDecap: l.Decap,
@@ -495,7 +495,8 @@ func (o *ops) stats() ctl.Stats {
 	for _, l := range s.Lcores {
 		ls := ctl.LcoreStats{Lcore: l.ID, RxNIC: l.RxNIC, RxKernel: l.RxKernel, TxNIC: l.TxNIC, TxKernel: l.TxKernel,
 			Redirected: l.Classes[metrics.ClassRedirect], Decapsulated: l.Classes[metrics.ClassDecap],
-			Classes: map[string]uint64{}, Drops: map[string]uint64{}, ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped}
+			Classes: map[string]uint64{}, Drops: map[string]uint64{}, ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped,
+			FragTunnelled: l.FragTunnelled}
 		for c, v := range l.Classes {
 			ls.Classes[metrics.Class(c).String()] = v
 		}

@@ -119,7 +119,7 @@ homing_bench_main(void *arg)
 	struct homing_bench *b = arg;
 	struct homing_lcore *lc = b->lc;
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
-	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
+	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_NIC_OUT_MAX], *tap[HOMING_BURST];
 	uint64_t seed = b->seed | 1, done = 0, t0;
 	uint16_t port = lc->nic_port, q = lc->queue, n, nn, nt, i;
 

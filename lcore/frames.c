@@ -15,10 +15,10 @@
 /* Copies a packet (one segment or a chain) into the output buffers and frees it. */
 static void
 emit_copy(struct rte_mbuf *m, uint8_t port, uint8_t *out, uint32_t out_cap, uint32_t *ooff,
-	  uint32_t *out_lens, uint8_t *out_port, uint32_t *no)
+	  uint32_t *out_lens, uint8_t *out_port, uint32_t max_out, uint32_t *no)
 {
 	uint32_t len = rte_pktmbuf_pkt_len(m);
-	if (*ooff + len <= out_cap) {
+	if (*ooff + len <= out_cap && *no < max_out) {
 		const void *p = rte_pktmbuf_read(m, 0, len, out + *ooff);
 		if (p != out + *ooff)
 			memcpy(out + *ooff, p, len);
@@ -65,15 +65,16 @@ homing_run_frames(struct homing_lcore *lc, struct rte_mempool *pool, const uint8
 		  uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out)
 {
 	return homing_run_frames_side(lc, pool, 0, in, in_lens, n, out, out_cap, out_lens,
-				      out_port, n_out);
+				      out_port, n, n_out);
 }
 
 int
 homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, int kernel,
 		       const uint8_t *in, const uint32_t *in_lens, uint32_t n, uint8_t *out,
-		       uint32_t out_cap, uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out)
+		       uint32_t out_cap, uint32_t *out_lens, uint8_t *out_port, uint32_t max_out,
+		       uint32_t *n_out)
 {
-	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
+	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_NIC_OUT_MAX], *tap[HOMING_BURST];
 	uint32_t off = 0, ooff = 0, no = 0, done = 0;
 
 	while (done < n) {
@@ -99,7 +100,7 @@ homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, int ke
 		/* Outputs of one burst: NIC ones first, then TAP ones (order kept per port). */
 		for (uint16_t k = 0; k < nn + nt; k++)
 			emit_copy(k < nn ? nic[k] : tap[k - nn], k < nn ? 0 : 1, out, out_cap, &ooff,
-				  out_lens, out_port, &no);
+				  out_lens, out_port, max_out, &no);
 		done += b;
 	}
 	*n_out = no;
@@ -117,7 +118,8 @@ homing_service_frames(struct homing_lcore *lc, int flush, uint8_t *out, uint32_t
 	n = flush ? homing_park_flush(lc, rel, to_nic)
 		  : homing_park_service(lc, rte_rdtsc(), rel, to_nic);
 	for (uint32_t i = 0; i < n; i++)
-		emit_copy(rel[i], to_nic[i] ? 0 : 1, out, out_cap, &ooff, out_lens, out_port, &no);
+		emit_copy(rel[i], to_nic[i] ? 0 : 1, out, out_cap, &ooff, out_lens, out_port,
+			  HOMING_PARK_MAX, &no);
 	*n_out = no;
 	return 0;
 }

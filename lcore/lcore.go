@@ -279,6 +279,9 @@ type Options struct {
 	// ParkSize bounds the packets held per lcore (1..MaxPark); when the park is full,
 	// packets go to the kernel as before.
 	ParkSize int
+	// Pool is where the lcores take the mbufs of fragments from (IPv4 packets without DF
+	// too big for the tunnel are fragmented and tunnelled); nil drops such packets.
+	Pool *dpdk.Mempool
 }
 
 // MaxPark is the largest ParkSize.
@@ -334,6 +337,9 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 		lc.queue = C.uint16_t(w.Queue)
 		lc.idle_sleep_max_us = C.uint32_t(o.IdleSleepMax / time.Microsecond)
 		lc.lcore_id = C.uint32_t(w.Lcore)
+		if o.Pool != nil {
+			lc.pool = (*C.struct_rte_mempool)(o.Pool.Ptr())
+		}
 		d.lcores = append(d.lcores, lc)
 		if err := setPark(lc, o.ParkHold, o.ParkSize); err != nil {
 			d.freeLcores()

@@ -64,6 +64,8 @@ struct burst_meta {
 	uint8_t cls;
 	uint8_t inner;      /* inner packet: IPPROTO_IPIP (IPv4) or IPPROTO_IPV6, the GUE protocol */
 	uint8_t tun_af;     /* A_TOOBIG: the owner's tunnel family (4 or 6) */
+	uint16_t owner;     /* A_TOOBIG: the owner */
+	uint16_t sport;     /* A_TOOBIG: the flow's GUE source port */
 	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
 };
 
@@ -723,6 +725,8 @@ decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbu
 		b->act = A_TOOBIG;
 		b->cls = CLS(cls_too_big);
 		b->tun_af = (uint8_t)r;
+		b->owner = owner;
+		b->sport = flow_sport(hash);
 	} else if (r == -1) {
 		b->act = A_TAP;
 		b->cls = CLS(cls_dead_owner);
@@ -842,12 +846,98 @@ icmp6_too_big(struct rte_mbuf *m, uint32_t ip_len, uint32_t mtu)
 	return 0;
 }
 
+/* Fragments m, an IPv4 packet without DF of b->ip_len bytes (IHL 5, not a fragment:
+ * checked by the parser) after its Ethernet header, into fragments of at most max bytes
+ * (RFC 791), and encapsulates each to b->owner: m becomes the first, the others are new
+ * mbufs of lc->pool (copies), written to out[0..max_out). Returns the number of new
+ * mbufs, or -1 (nothing sent: no pool, no room, no mbuf, no headroom, template gone;
+ * m unchanged but for its first fragment's IP header). */
+static int
+frag4(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b, uint32_t max,
+      struct rte_mbuf **out, uint32_t max_out)
+{
+	const uint32_t hl = sizeof(struct rte_ipv4_hdr);
+	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, ETH_LEN);
+	uint32_t payload = b->ip_len - hl, fp = ((max - hl) / 8) * 8, nf, k;
+	struct burst_meta fb = { .inner = IPPROTO_IPIP };
+
+	if (lc->pool == NULL || max < hl + 8 || fp == 0)
+		return -1;
+	nf = (payload + fp - 1) / fp;
+	if (nf - 1 > max_out)
+		return -1;
+	for (k = 1; k < nf; k++) {
+		uint32_t off = k * fp, n = RTE_MIN(fp, payload - off);
+		struct rte_mbuf *f = rte_pktmbuf_alloc(lc->pool);
+		struct rte_ipv4_hdr *fi;
+		uint32_t done = 0;
+		uint8_t *d;
+		if (f == NULL || rte_pktmbuf_tailroom(f) < ETH_LEN + hl) {
+			rte_pktmbuf_free(f);
+			goto fail;
+		}
+		d = (uint8_t *)rte_pktmbuf_append(f, (uint16_t)(ETH_LEN + hl));
+		memcpy(d, rte_pktmbuf_mtod(m, uint8_t *), ETH_LEN + hl);
+		fi = (struct rte_ipv4_hdr *)(d + ETH_LEN);
+		out[k - 1] = f;
+		/* The payload, in as many segments of the pool as it takes. */
+		while (done < n) {
+			uint32_t take = RTE_MIN(n - done,
+						(uint32_t)rte_pktmbuf_tailroom(rte_pktmbuf_lastseg(f)));
+			const void *src;
+			uint8_t *p;
+			if (take == 0) {
+				struct rte_mbuf *s = rte_pktmbuf_alloc(lc->pool);
+				if (s == NULL || rte_pktmbuf_chain(f, s) != 0) {
+					rte_pktmbuf_free(s);
+					goto fail_k;
+				}
+				continue;
+			}
+			p = (uint8_t *)rte_pktmbuf_append(f, (uint16_t)take);
+			src = rte_pktmbuf_read(m, ETH_LEN + hl + off + done, take, p);
+			if (src != p)
+				memcpy(p, src, take);
+			done += take;
+		}
+		fi->total_length = rte_cpu_to_be_16((uint16_t)(hl + n));
+		fi->fragment_offset = rte_cpu_to_be_16((uint16_t)((off / 8) | (k + 1 < nf ? RTE_IPV4_HDR_MF_FLAG : 0)));
+		fi->hdr_checksum = 0;
+		fi->hdr_checksum = rte_ipv4_cksum(fi);
+	}
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(hl + fp));
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG);
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	m->pkt_len = ETH_LEN + hl + fp;
+	trim_chain(m);
+	for (k = 0; k < nf; k++) {
+		struct rte_mbuf *f = k == 0 ? m : out[k - 1];
+		fb.ip_len = (uint16_t)(rte_pktmbuf_pkt_len(f) - ETH_LEN);
+		if (encap(lc->dp, &lc->stats, f, b->owner, &fb, b->sport) != 0)
+			goto fail_all;
+	}
+	return (int)nf - 1;
+fail_k:
+	k++; /* out[k - 1] is this fragment */
+fail:
+	rte_pktmbuf_free_bulk(out, k - 1);
+	return -1;
+fail_all:
+	/* Some fragments are encapsulated already: send none (m is freed by the caller). */
+	rte_pktmbuf_free_bulk(out, nf - 1);
+	return -1;
+}
+
 /* A packet that does not fit through the tunnel (b->act == A_TOOBIG, its tunnel family
  * in b->tun_af). An IPv6 packet, or an IPv4 one with DF, is answered with ICMP (in place:
- * A_REPLY, to the NIC) if the rate limit allows; anything else is dropped (A_DROP, counted
+ * A_REPLY, to the NIC) if the rate limit allows. An IPv4 packet without DF is fragmented
+ * and tunnelled (A_NIC: m is the first fragment, the others in frags[0..*n_frags), at
+ * most max_frags; frags NULL: not fragmented). Anything else is dropped (A_DROP, counted
  * in drop_too_big). Returns the action. */
 static __rte_noinline uint8_t
-too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b)
+too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b,
+	struct rte_mbuf **frags, uint32_t max_frags, uint32_t *n_frags)
 {
 	const struct homing_dp *dp = lc->dp;
 	const uint8_t *ipb = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
@@ -859,9 +949,16 @@ too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b)
 	 * ICMP errors tunnelled to a session's owner are such messages. */
 	if (b->inner == IPPROTO_IPIP) {
 		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)ipb;
-		if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) &&
-		    ip->next_proto_id != IPPROTO_ICMP && icmp_allow(lc))
+		if (!(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG))) {
+			int nf = frags == NULL ? -1 : frag4(lc, m, b, mtu, frags, max_frags);
+			if (nf >= 0) {
+				*n_frags = (uint32_t)nf;
+				lc->stats.frag_tunnelled += (uint64_t)nf + 1;
+				return A_NIC;
+			}
+		} else if (ip->next_proto_id != IPPROTO_ICMP && icmp_allow(lc)) {
 			r = icmp4_too_big(m, b->ip_len, (uint16_t)RTE_MAX(mtu, 68u));
+		}
 	} else if (((const struct rte_ipv6_hdr *)ipb)->proto != IPPROTO_ICMPV6 && icmp_allow(lc)) {
 		r = icmp6_too_big(m, b->ip_len, RTE_MAX(mtu, 1280u));
 	}
@@ -1010,7 +1107,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 			if ((hit >> j) & 1) {
 				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
 				if (unlikely(b.act == A_TOOBIG))
-					b.act = too_big(lc, s->m, &b);
+					b.act = too_big(lc, s->m, &b, NULL, 0, NULL);
 				cnt[b.cls]++;
 				if (b.act == A_NIC)
 					st->park_redirect++;
@@ -1187,14 +1284,20 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			cnt[bm[i].cls]++;
 			rte_pktmbuf_free(m);
 			break;
-		case A_TOOBIG:
+		case A_TOOBIG: {
+			/* Fragments: room for them, and for one output of each packet left. */
+			uint32_t nf = 0, room = HOMING_NIC_OUT_MAX - nn - (n - i);
+			uint8_t a = too_big(lc, m, &bm[i], nic_out + nn + 1, room, &nf);
 			st->cls_too_big++;
-			if (too_big(lc, m, &bm[i]) == A_REPLY) {
-				nic_out[nn++] = m; /* not a redirect: see below */
-				n_reply++;
-			} else
+			if (a == A_DROP) {
 				rte_pktmbuf_free(m);
+				break;
+			}
+			nic_out[nn++] = m; /* not a redirect: see below */
+			nn += nf;
+			n_reply += 1 + nf;
 			break;
+		}
 		default: /* A_PARKED: counted when released */
 			break;
 		}
@@ -1348,7 +1451,7 @@ homing_lcore_main(void *arg)
 	struct homing_dp *dp = lc->dp;
 	struct homing_lcore_stats *st = &lc->stats;
 	struct rte_rcu_qsbr *qsbr = dp->table->qsbr;
-	struct rte_mbuf *pkts[HOMING_BURST], *nic_out[HOMING_BURST], *tap_out[HOMING_BURST];
+	struct rte_mbuf *pkts[HOMING_BURST], *nic_out[HOMING_NIC_OUT_MAX], *tap_out[HOMING_BURST];
 	struct rte_mbuf *park_out[HOMING_PARK_MAX];
 	uint8_t park_to_nic[HOMING_PARK_MAX];
 	uint64_t start, t0;

@@ -45,6 +45,9 @@ extern "C" {
 
 /* Packets per rx burst (<= 64, the bulk-lookup limit). */
 #define HOMING_BURST 32
+/* Room for a burst's NIC outputs: the fragments of packets too big for the tunnel add
+ * to them (a burst's packets beyond this room are dropped, counted in drop_too_big). */
+#define HOMING_NIC_OUT_MAX (2 * HOMING_BURST)
 /* How many packets ahead the parser prefetches. */
 #define HOMING_PREFETCH_OFFSET 3
 /* Host ids are 1..HOMING_MAX_HOSTS-1; one template slot each. */
@@ -111,10 +114,11 @@ struct homing_lcore_stats {
 	uint64_t drop_nic_tx;     /* NIC tx queue full */
 	uint64_t drop_tap_tx;     /* TAP tx queue full */
 	uint64_t drop_headroom;   /* no headroom to prepend a template */
-	uint64_t drop_too_big;    /* too big and not answered: ICMP rate limit, ICMP off, or
-				   * IPv4 without DF */
+	uint64_t drop_too_big;    /* too big and neither answered nor fragmented: ICMP rate
+				   * limit, ICMP off, no room or mbufs for fragments */
 	/* MTU budget */
 	uint64_t icmp_too_big;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to a client */
+	uint64_t frag_tunnelled;  /* fragments of too-big IPv4 packets without DF, tunnelled */
 	uint64_t mss_clamped;     /* SYN-ACKs from a VIP (kernel side) whose MSS was lowered */
 	/* loop accounting */
 	uint64_t loops;
@@ -196,6 +200,7 @@ struct homing_lcore {
 	uint64_t park_gen;          /* table generation at the last look */
 	struct homing_park_slot *park;
 	uint64_t icmp_tat;          /* ICMP rate limit: theoretical arrival time (GCRA), TSC */
+	struct rte_mempool *pool;   /* fragments' mbufs; NULL: too-big IPv4 without DF dropped */
 } __rte_cache_aligned;
 
 /* Data plane lifecycle (control plane side). */
@@ -227,7 +232,8 @@ uint32_t homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_m
 uint32_t homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_nic);
 
 /* Processes one burst of NIC packets: every packet ends up in nic_out, tap_out or is freed
- * (counted). Used by the poll loop, the tests and the fuzzer. */
+ * (counted); nic_out holds HOMING_NIC_OUT_MAX (fragments), tap_out HOMING_BURST. Used by
+ * the poll loop, the tests and the fuzzer. */
 void homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 			      struct rte_mbuf **nic_out, uint16_t *n_nic,
 			      struct rte_mbuf **tap_out, uint16_t *n_tap);

@@ -25,6 +25,8 @@ type Stats struct {
 	// TooBig: packets of a live peer's session too big for the tunnel (a class); each
 	// is answered (ICMPTooBig) or dropped (DropTooBig).
 	TooBig, DropTooBig, ICMPTooBig uint64
+	// FragTunnelled: fragments of too-big IPv4 packets without DF, tunnelled.
+	FragTunnelled uint64
 	// MSSClamped: SYN-ACKs from a VIP whose MSS option was lowered (kernel side).
 	MSSClamped uint64
 }
@@ -47,7 +49,8 @@ func (s Stats) Add(o Stats) Stats {
 		s.TemplateRetries + o.TemplateRetries,
 		s.ParkIn + o.ParkIn, s.ParkRedirect + o.ParkRedirect, s.ParkLocal + o.ParkLocal, s.ParkExpired + o.ParkExpired,
 		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop,
-		s.TooBig + o.TooBig, s.DropTooBig + o.DropTooBig, s.ICMPTooBig + o.ICMPTooBig, s.MSSClamped + o.MSSClamped}
+		s.TooBig + o.TooBig, s.DropTooBig + o.DropTooBig, s.ICMPTooBig + o.ICMPTooBig, s.FragTunnelled + o.FragTunnelled,
+		s.MSSClamped + o.MSSClamped}
 }
 
 func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
@@ -66,7 +69,7 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		ParkIn: uint64(c.park_in), ParkRedirect: uint64(c.park_redirect), ParkLocal: uint64(c.park_local),
 		ParkExpired: uint64(c.park_expired), ParkFull: uint64(c.park_full), ParkWarmDrop: uint64(c.park_warm_drop),
 		TooBig: uint64(c.cls_too_big), DropTooBig: uint64(c.drop_too_big), ICMPTooBig: uint64(c.icmp_too_big),
-		MSSClamped: uint64(c.mss_clamped),
+		FragTunnelled: uint64(c.frag_tunnelled), MSSClamped: uint64(c.mss_clamped),
 	}
 }
 

@@ -79,6 +79,7 @@ type Lcore struct {
 	ParkWarmDrop                                           uint64 // dropped (park full) while warming up
 	// The MTU budget: ICMP too-big replies sent, SYN-ACK MSS options lowered.
 	ICMPTooBig, MSSClamped uint64
+	FragTunnelled          uint64 // fragments of too-big IPv4 packets without DF, tunnelled
 }
 
 // Port is a DPDK port's counters; Name is "nic" or "kernel".
@@ -251,6 +252,7 @@ var (
 	dLcWarmDrp = newDesc("lcore", "warmup_dropped_total", "Packets of unknown sessions dropped (park full) while the daemon warmed up after its start, instead of going to the kernel.", cnt, "lcore")
 	dLcICMP    = newDesc("lcore", "icmp_too_big_sent_total", "ICMP fragmentation-needed / ICMPv6 packet-too-big replies sent to clients whose packets were too big for the tunnel (class too_big).", cnt, "lcore")
 	dLcClamp   = newDesc("lcore", "mss_clamped_total", "SYN-ACKs from a VIP whose MSS option was lowered to fit the tunnel (tunnel.clamp_mss).", cnt, "lcore")
+	dLcFrag    = newDesc("lcore", "fragments_tunnelled_total", "Fragments of IPv4 packets without DF too big for the tunnel (class too_big), tunnelled to the owner, whose kernel reassembles them.", cnt, "lcore")
 	dLcRetries = newDesc("lcore", "template_retries_total", "Header template copies retried because the control plane was writing it.", cnt, "lcore")
 
 	// per port
@@ -327,7 +329,7 @@ var (
 	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
 	allDescs = []desc{dInfo, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
-		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dLcICMP, dLcClamp, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
+		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dLcICMP, dLcClamp, dLcFrag, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
@@ -390,6 +392,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dLcWarmDrp, l.ParkWarmDrop, id)
 		u(dLcICMP, l.ICMPTooBig, id)
 		u(dLcClamp, l.MSSClamped, id)
+		u(dLcFrag, l.FragTunnelled, id)
 	}
 	for _, p := range s.Ports {
 		u(dPortRxP, p.RxPackets, p.Name)

@@ -365,6 +365,10 @@ func printStats(w io.Writer, s *ctl.Stats) {
 		for _, l := range s.Lcores {
 			fmt.Fprintf(t, "\t%d", l.ICMPTooBig)
 		}
+		fmt.Fprint(t, "\nfragments tunnelled")
+		for _, l := range s.Lcores {
+			fmt.Fprintf(t, "\t%d", l.FragTunnelled)
+		}
 		fmt.Fprint(t, "\nmss clamped")
 		for _, l := range s.Lcores {
 			fmt.Fprintf(t, "\t%d", l.MSSClamped)

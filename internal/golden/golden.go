@@ -188,6 +188,9 @@ type Want struct {
 	// Frame is the expected output frame, exact for ToKernel, ToNIC and Decap; for Encap
 	// exact except the UDP source port (bytes 34-35), which is zero here.
 	Frame []byte
+	// More are further output frames after Frame, in order, compared as Frame is (the
+	// MTU budget's fragments: Frame carries the first).
+	More [][]byte
 }
 
 // Out is the output port of the verdict.

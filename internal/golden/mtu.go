@@ -23,7 +23,9 @@ import (
 //	    fragmentation needed (3/4) / ICMPv6 packet too big (2/0) from the VIP to the
 //	    client, next-hop MTU = MTU - 32, Ethernet addresses swapped, quoting the packet
 //	    up to 576 (IPv4) / 1280 (IPv6) bytes
-//	  longer, IPv4 without DF                                 -> Drop
+//	  longer, IPv4 without DF                                 -> Encap of each fragment
+//	    (RFC 791: fragments of MTU - 32 bytes at most, payload in 8-byte units; the
+//	    first keeps the header but for length, MF and checksum)
 //	  (sessions owned here or unknown are not checked: the kernel's)
 //	kernel rx, TCP SYN-ACK from a VIP with an MSS option above the clamp
 //	  (IPv4 VIP: MTU - 20 - 20 - 32; IPv6 VIP: MTU - 40 - 20 - 32)
@@ -63,7 +65,7 @@ func MTUCases() []Case {
 	const (
 		ruleFits  = "inner packet + tunnel overhead <= MTU: encapsulated"
 		ruleICMP  = "too big for the tunnel, DF (or IPv6): ICMP to the client, from the VIP"
-		ruleDrop  = "too big for the tunnel, IPv4 without DF: dropped"
+		ruleFrag  = "too big for the tunnel, IPv4 without DF: fragmented (8-byte units), each fragment tunnelled"
 		ruleLocal = "not tunnelled: the kernel's, whatever its size"
 		ruleClamp = "SYN-ACK from a VIP: MSS lowered to what fits through the tunnel"
 		ruleKeep  = "kernel rx not a SYN-ACK from a VIP with a larger MSS: unchanged"
@@ -82,7 +84,12 @@ func MTUCases() []Case {
 	f = seg{k: S1, flags: fACK, seq: 40000, ack: 5001, payload: fill(1460, 0x14)}.frame()
 	f[offIP+6] &^= 0x40 // no DF
 	fixIPv4Checksum(f, offIP)
-	nic("s1-full-size-no-df", f, Want{Kind: Drop}, ruleDrop)
+	nic("s1-full-size-no-df", f, wantFragments(f, S1, 2), ruleFrag)
+
+	f = seg{k: S5, payload: fill(3000, 0x1a)}.frame()
+	f[offIP+6] &^= 0x40
+	fixIPv4Checksum(f, offIP)
+	nic("s5-udp-jumbo-no-df", f, wantFragments(f, S5, 2), ruleFrag+" (3 fragments)")
 
 	f = seg{k: S5, payload: fill(1460, 0x15)}.frame()
 	nic("s5-udp-too-big", f, wantReply(f), ruleICMP+" (UDP)")
@@ -143,6 +150,29 @@ func synAck(k session.Key, opts []layers.TCPOption) []byte {
 	return serialize(ethLayer(RouterMAC, self().MAC, et), ip, t)
 }
 
+// wantFragments: frame's IPv4 packet (without DF) cut into fragments that fit the tunnel,
+// each encapsulated to owner.
+func wantFragments(frame []byte, k session.Key, owner uint16) Want {
+	h, _ := hostByID(owner)
+	pkt := ipPacket(frame)
+	hdr, payload := pkt[:20], pkt[20:]
+	fp := (MTU - Overhead - 20) / 8 * 8
+	var outs [][]byte
+	for off := 0; off < len(payload); off += fp {
+		n := min(fp, len(payload)-off)
+		f := append(clone(hdr), payload[off:off+n]...)
+		binary.BigEndian.PutUint16(f[2:], uint16(20+n))
+		fo := uint16(off / 8)
+		if off+n < len(payload) {
+			fo |= 0x2000 // MF
+		}
+		binary.BigEndian.PutUint16(f[6:], fo)
+		fixIPv4Checksum(f, 0)
+		outs = append(outs, encapFrame(h, f))
+	}
+	return Want{Kind: Encap, Owner: owner, Session: k, Inner: clone(pkt), Frame: outs[0], More: outs[1:]}
+}
+
 // wantReply is the ICMP error the scenario sends back for frame, too big for its tunnel.
 func wantReply(frame []byte) Want {
 	pkt := ipPacket(frame)
@@ -182,30 +212,35 @@ func CheckOne(c Case, nic, kernel [][]byte) error {
 			return fmt.Errorf("%s: %d frames to the NIC, want none", c.Name, len(nic))
 		}
 	}
+	want = append(want, c.Want.More...)
 	if c.Want.Kind == Drop {
 		want = nil
 	}
 	if len(got) != len(want) {
 		return fmt.Errorf("%s (%s): %d frames out, want %d", c.Name, c.Want.Kind, len(got), len(want))
 	}
-	if len(want) == 0 {
-		return nil
-	}
-	g, w := clone(got[0]), want[0]
-	if c.Want.Kind == Encap && len(g) >= offUDPSport+2 {
-		sp := binary.BigEndian.Uint16(g[offUDPSport:])
-		if sp < SrcPortMin {
-			return fmt.Errorf("%s: UDP source port %d below %d", c.Name, sp, SrcPortMin)
+	var sport []byte
+	for i := range want {
+		g, w := clone(got[i]), want[i]
+		if c.Want.Kind == Encap && len(g) >= offUDPSport+2 {
+			sp := g[offUDPSport : offUDPSport+2]
+			if binary.BigEndian.Uint16(sp) < SrcPortMin {
+				return fmt.Errorf("%s: UDP source port %d below %d", c.Name, binary.BigEndian.Uint16(sp), SrcPortMin)
+			}
+			if sport != nil && !bytes.Equal(sp, sport) {
+				return fmt.Errorf("%s: frame %d has UDP source port %x, frame 0 %x: one flow, one port", c.Name, i, sp, sport)
+			}
+			sport = clone(sp)
+			g[offUDPSport], g[offUDPSport+1] = w[offUDPSport], w[offUDPSport+1]
 		}
-		g[offUDPSport], g[offUDPSport+1] = w[offUDPSport], w[offUDPSport+1]
-	}
-	if !bytes.Equal(g, w) {
-		first := layers.LayerTypeEthernet
-		var b bytes.Buffer
-		for _, p := range diffProblems(c.Name, c.Want.Out(), 0, "", w, g, first) {
-			fmt.Fprintln(&b, p.String())
+		if !bytes.Equal(g, w) {
+			first := layers.LayerTypeEthernet
+			var b bytes.Buffer
+			for _, p := range diffProblems(c.Name, c.Want.Out(), i, "", w, g, first) {
+				fmt.Fprintln(&b, p.String())
+			}
+			return fmt.Errorf("%s (%s, %s): output %d differs (%d bytes, want %d):\n%s", c.Name, c.Want.Kind, c.Why, i, len(g), len(w), b.String())
 		}
-		return fmt.Errorf("%s (%s, %s): output differs (%d bytes, want %d):\n%s", c.Name, c.Want.Kind, c.Why, len(g), len(w), b.String())
 	}
 	return nil
 }
