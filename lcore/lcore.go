@@ -57,7 +57,8 @@ type Config struct {
 	// Warming starts the data plane warming up (see SetWarming).
 	Warming bool
 	// MTU is the NIC's MTU: an encapsulated packet longer than it is never sent (it is
-	// answered with ICMP or dropped, see ICMPRate). 0 turns the check off.
+	// answered with ICMP, see ICMPRate, or fragmented, see Options.Pool, or dropped).
+	// 0 turns the check off.
 	MTU int
 	// ClampMSS lowers the MSS option of every SYN-ACK the kernel sends from a VIP to what
 	// fits through the tunnel (MTU minus the IP, TCP and tunnel headers). Needs MTU.
