@@ -44,7 +44,7 @@ const (
 type Conn struct {
 	ID        int
 	Local     string // the client's address:port
-	size      int    // bytes per exchange: ChunkLen or UploadLen
+	size      int    // bytes per exchange: ChunkLen (also 0) or UploadLen
 	c         *net.TCPConn
 	state     atomic.Int32
 	endedAt   atomic.Int64 // unix ns
@@ -189,7 +189,11 @@ func chunk(b []byte, id int, seq uint32) {
 }
 
 func (c *Conn) loop(ctx context.Context) {
-	want, got := make([]byte, c.size), make([]byte, c.size)
+	size := c.size
+	if size == 0 {
+		size = ChunkLen // a Conn made elsewhere (the churn and fault openers)
+	}
+	want, got := make([]byte, size), make([]byte, size)
 	rng := rand.New(rand.NewPCG(uint64(c.ID), uint64(time.Now().UnixNano())))
 	for seq := uint32(0); ; seq++ {
 		gap := MinGap + time.Duration(rng.Int64N(int64(MaxGap-MinGap)))
