@@ -42,6 +42,8 @@ const (
 	DefaultTunnelPort     = gossip.DefaultTunnelPort
 	DefaultParkHold       = 50 * time.Millisecond
 	DefaultParkSize       = 1024
+	DefaultICMPRate       = 1000
+	DefaultICMPBurst      = 100
 	// BGP: hold time (keepalives every third) and how long a stopping host serves after
 	// its withdrawal.
 	DefaultBGPHoldTime       = 9 * time.Second
@@ -218,6 +220,14 @@ type Tunnel struct {
 	// ParkUDP is how many of ParkSize's slots packets of UDP session ports may hold;
 	// TCP holds the rest.
 	ParkUDP int
+	// ClampMSS lowers the MSS option of the SYN-ACKs the kernel sends from a VIP to what
+	// fits through the tunnel (nic.mtu minus IP, TCP and tunnel headers), so that clients
+	// never send a segment the tunnel cannot carry.
+	ClampMSS bool
+	// ICMPRate is how many ICMP "fragmentation needed" / ICMPv6 "packet too big" replies
+	// per second each worker lcore sends to clients whose packets are too big for the
+	// tunnel (bursts of up to ICMPBurst); 0 sends none (those packets are dropped).
+	ICMPRate, ICMPBurst int
 }
 
 // UDPSession declares a UDP port of the VIPs whose flows are sessions: the only UDP
@@ -357,8 +367,9 @@ func Default() *Config {
 			Name:   DefaultKernelName,
 			MTU:    DefaultMTU,
 		},
-		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold, ParkSize: DefaultParkSize},
-		Table:  Table{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
+		Tunnel: Tunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold, ParkSize: DefaultParkSize,
+			ClampMSS: true, ICMPRate: DefaultICMPRate, ICMPBurst: DefaultICMPBurst},
+		Table: Table{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
 		Gossip: Gossip{
 			Enabled:           true,
 			Group:             netip.MustParseAddr(DefaultGossipGroup),

@@ -128,6 +128,9 @@ port = 7000
 redirect = false
 park_hold = "5ms"
 park_size = 64
+clamp_mss = false
+icmp_rate = 10
+icmp_burst = 5
 
 [table]
 capacity4 = 100
@@ -213,7 +216,7 @@ format = "json"
 			Routes: []Route{{To: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("2001:2::1")},
 				{To: netip.MustParsePrefix("198.18.64.0/18")}},
 			MTU: 1400},
-		Tunnel: Tunnel{Port: 7000, ParkHold: 5 * time.Millisecond, ParkSize: 64},
+		Tunnel: Tunnel{Port: 7000, ParkHold: 5 * time.Millisecond, ParkSize: 64, ICMPRate: 10, ICMPBurst: 5},
 		Table:  Table{Capacity4: 100, Capacity6: 64},
 		Peers: []Peer{
 			{ID: 1, Address: netip.MustParseAddr("2001:2::1:1"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, TunnelPort: 7001, Domain: "rack-1"},

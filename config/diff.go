@@ -51,6 +51,9 @@ func Diff(old, new *Config) []string {
 	key("tunnel.park_hold", a.Tunnel.ParkHold, b.Tunnel.ParkHold)
 	key("tunnel.park_size", a.Tunnel.ParkSize, b.Tunnel.ParkSize)
 	key("tunnel.park_udp", a.Tunnel.ParkUDP, b.Tunnel.ParkUDP)
+	key("tunnel.clamp_mss", a.Tunnel.ClampMSS, b.Tunnel.ClampMSS)
+	key("tunnel.icmp_rate", a.Tunnel.ICMPRate, b.Tunnel.ICMPRate)
+	key("tunnel.icmp_burst", a.Tunnel.ICMPBurst, b.Tunnel.ICMPBurst)
 
 	key("table.capacity4", a.Table.Capacity4, b.Table.Capacity4)
 	key("table.capacity6", a.Table.Capacity6, b.Table.Capacity6)

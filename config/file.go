@@ -78,11 +78,14 @@ type fileRoute struct {
 }
 
 type fileTunnel struct {
-	Port     int    `toml:"port"`
-	Redirect bool   `toml:"redirect"`
-	ParkHold string `toml:"park_hold"`
-	ParkSize int    `toml:"park_size"`
-	ParkUDP  *int   `toml:"park_udp"` // default: a quarter of park_size with [[udp_sessions]]
+	Port      int    `toml:"port"`
+	Redirect  bool   `toml:"redirect"`
+	ParkHold  string `toml:"park_hold"`
+	ParkSize  int    `toml:"park_size"`
+	ParkUDP   *int   `toml:"park_udp"` // default: a quarter of park_size with [[udp_sessions]]
+	ClampMSS  bool   `toml:"clamp_mss"`
+	ICMPRate  int    `toml:"icmp_rate"`
+	ICMPBurst int    `toml:"icmp_burst"`
 }
 
 // fileUDP declares a UDP port of the VIPs whose flows are sessions.
@@ -190,9 +193,10 @@ func defaultFile() fileConfig {
 		},
 		NIC:    fileNIC{MTU: DefaultMTU, Promiscuous: true, RxDesc: DefaultRxDesc, TxDesc: DefaultTxDesc},
 		Kernel: fileKernel{Name: DefaultKernelName},
-		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold.String(), ParkSize: DefaultParkSize},
-		Table:  fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
-		BGP:    fileBGP{HoldTime: DefaultBGPHoldTime.String(), StopLinger: DefaultBGPStopLinger.String()},
+		Tunnel: fileTunnel{Port: DefaultTunnelPort, Redirect: true, ParkHold: DefaultParkHold.String(), ParkSize: DefaultParkSize,
+			ClampMSS: true, ICMPRate: DefaultICMPRate, ICMPBurst: DefaultICMPBurst},
+		Table: fileTable{Capacity4: DefaultCapacity4, Capacity6: DefaultCapacity6},
+		BGP:   fileBGP{HoldTime: DefaultBGPHoldTime.String(), StopLinger: DefaultBGPStopLinger.String()},
 		Gossip: fileGossip{
 			Enabled:           true,
 			Group:             DefaultGossipGroup,

@@ -297,6 +297,10 @@ func (c *checker) build(r *fileConfig) *Config {
 	case len(cfg.UDPSessions) > 0:
 		cfg.Tunnel.ParkUDP = r.Tunnel.ParkSize / 4
 	}
+	cfg.Tunnel.ClampMSS = r.Tunnel.ClampMSS
+	cfg.Tunnel.ICMPRate, cfg.Tunnel.ICMPBurst = r.Tunnel.ICMPRate, r.Tunnel.ICMPBurst
+	c.intRange("tunnel.icmp_rate", r.Tunnel.ICMPRate, 0, 1000000)
+	c.intRange("tunnel.icmp_burst", r.Tunnel.ICMPBurst, 1, 1000000)
 	cfg.Table.Capacity4 = r.Table.Capacity4
 	cfg.Table.Capacity6 = r.Table.Capacity6
 	c.intRange("table.capacity4", r.Table.Capacity4, 64, 1<<30)

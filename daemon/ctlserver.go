@@ -223,7 +223,8 @@ func (o *ops) stats() ctl.Stats {
 	for _, l := range s.Lcores {
 		ls := ctl.LcoreStats{Lcore: l.ID, RxNIC: l.RxNIC, RxKernel: l.RxKernel, TxNIC: l.TxNIC, TxKernel: l.TxKernel,
 			Redirected: l.Classes[metrics.ClassRedirect], Decapsulated: l.Classes[metrics.ClassDecap],
-			Classes: map[string]uint64{}, Drops: map[string]uint64{}}
+			Classes: map[string]uint64{}, Drops: map[string]uint64{}, ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped,
+			FragTunnelled: l.FragTunnelled}
 		for c, v := range l.Classes {
 			ls.Classes[metrics.Class(c).String()] = v
 		}

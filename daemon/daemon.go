@@ -156,7 +156,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
 		NoRedirect: !cfg.Tunnel.Redirect, Warming: cfg.Gossip.Enabled && cfg.Tunnel.Redirect && cfg.Tunnel.ParkHold > 0,
-		UDPPorts: udpPorts(cfg.UDPSessions)}
+		UDPPorts: udpPorts(cfg.UDPSessions), MTU: cfg.NIC.MTU, ClampMSS: cfg.Tunnel.ClampMSS, ICMPRate: cfg.Tunnel.ICMPRate,
+		ICMPBurst: cfg.Tunnel.ICMPBurst}
 	d.warming.Store(dc.Warming)
 	if cfg.Host.Address.Is4() {
 		dc.Self4 = cfg.Host.Address
@@ -183,7 +184,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
 	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
-		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP}); err != nil {
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP, Pool: d.pool}); err != nil {
 		return d, err
 	}
 	d.ops.Store(newOps(d))

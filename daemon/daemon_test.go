@@ -47,12 +47,14 @@ idle_sleep_max_us = 50
 log_level = "error"
 [nic]
 device = "net_pcap0,rx_pcap=%s,tx_pcap=%s"
+mtu = 9000  # the golden cases carry full-size frames without an MTU budget (lcore tests it)
 [kernel]
 device = "net_pcap1,rx_pcap=%s,tx_pcap=%s"
 addresses = []
 [tunnel]
 port = %d
 park_hold = "0"  # the park delays unknown sessions: tested in lcore, off here to keep order
+clamp_mss = false  # golden's kernel-side SYN-ACK keeps its MSS (the clamp is tested in lcore)
 [table]
 capacity4 = 1024
 capacity6 = 1024

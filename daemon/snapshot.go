@@ -63,16 +63,17 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 		Loops: l.Loops, IdleLoops: l.IdleLoops, Sleeps: l.Sleeps, BusyCycles: l.BusyCycles, Cycles: l.Cycles,
 		TemplateRetries: l.TemplateRetries, ParkIn: l.ParkIn, ParkRedirect: l.ParkRedirect, ParkLocal: l.ParkLocal,
 		ParkExpired: l.ParkExpired, ParkFull: l.ParkFull, ParkWarmDrop: l.ParkWarmDrop,
-		ParkUDPIn: l.ParkUDPIn, ParkUDPFull: l.ParkUDPFull}
+		ParkUDPIn: l.ParkUDPIn, ParkUDPFull: l.ParkUDPFull,
+		ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped, FragTunnelled: l.FragTunnelled}
 	m.Classes = [metrics.NumClasses]uint64{
 		metrics.ClassRedirect: l.Redirect, metrics.ClassLocal: l.Local, metrics.ClassMiss: l.Miss,
 		metrics.ClassDeadOwner: l.DeadOwner, metrics.ClassSYN: l.SYN, metrics.ClassDecap: l.Decap,
 		metrics.ClassGUEBad: l.GUEBad, metrics.ClassOther: l.Other, metrics.ClassFrag: l.Frag,
 		metrics.ClassIPOptions: l.IPOpt, metrics.ClassMalformed: l.Malformed, metrics.ClassNoRedirect: l.NoRedirect,
-		metrics.ClassUDPPlain: l.UDPPlain, metrics.ClassQUICInitial: l.QUICInitial,
+		metrics.ClassUDPPlain: l.UDPPlain, metrics.ClassQUICInitial: l.QUICInitial, metrics.ClassTooBig: l.TooBig,
 	}
 	m.Drops = [metrics.NumDrops]uint64{metrics.DropNICTxFull: l.DropNICTx, metrics.DropKernelTxFull: l.DropTAPTx,
-		metrics.DropNoHeadroom: l.DropHeadroom}
+		metrics.DropNoHeadroom: l.DropHeadroom, metrics.DropTooBig: l.DropTooBig}
 	return m
 }
 

@@ -43,6 +43,15 @@ hdpdk_port_setup(uint16_t port, const struct hdpdk_port_conf *c, struct rte_memp
 	}
 	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+	/* Frames larger than the pool's buffers (jumbo MTU) arrive as chains (scattered rx)
+	 * and leave as chains: the data plane classifies and encapsulates them. */
+	if (c->mtu != 0 && (uint32_t)c->mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN + 8 >
+				   (uint32_t)rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM) {
+		if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER)
+			conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+		if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+			conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	}
 
 	ret = rte_eth_dev_configure(port, c->nb_rxq, c->nb_txq, &conf);
 	if (ret != 0) {

@@ -23,8 +23,12 @@ import (
 // what it sent. It ends on the first error: a reset (RST, EPIPE, EOF) or anything else.
 const (
 	ChunkLen = 32
-	MinGap   = 100 * time.Millisecond
-	MaxGap   = 300 * time.Millisecond
+	// UploadLen is the block an upload connection writes (and reads back) each time: 64
+	// KiB, so that TCP sends full-size segments (those that do not fit through the tunnel
+	// without MSS clamping or path MTU discovery).
+	UploadLen = 64 << 10
+	MinGap    = 100 * time.Millisecond
+	MaxGap    = 300 * time.Millisecond
 	// AliveWindow: a connection is alive at t if an exchange completed after t-AliveWindow.
 	AliveWindow = 1500 * time.Millisecond
 )
@@ -40,6 +44,7 @@ const (
 type Conn struct {
 	ID        int
 	Local     string // the client's address:port
+	size      int    // bytes per exchange: ChunkLen (also 0) or UploadLen
 	c         *net.TCPConn
 	state     atomic.Int32
 	endedAt   atomic.Int64 // unix ns
@@ -66,8 +71,15 @@ type Fleet struct {
 
 // Dial opens n connections to addr from network namespace ns, par at a time. Sockets are
 // created by goroutines whose OS thread has entered ns; they stay in ns. An empty ns is
-// the caller's own namespace (a client in a container: docker/homing-popclient).
+// the caller's own namespace (a client in a container: docker/homing-popclient). Each
+// exchanges chunks of ChunkLen bytes.
 func Dial(ctx context.Context, ns string, addr string, n, par int) (*Fleet, error) {
+	return DialSize(ctx, ns, addr, n, par, ChunkLen)
+}
+
+// DialSize is Dial with connections that exchange blocks of size bytes (UploadLen: the
+// uploads).
+func DialSize(ctx context.Context, ns string, addr string, n, par, size int) (*Fleet, error) {
 	target := netns.None()
 	if ns != "" {
 		var err error
@@ -93,7 +105,7 @@ func Dial(ctx context.Context, ns string, addr string, n, par int) (*Fleet, erro
 					}
 					tc := c.(*net.TCPConn)
 					_ = tc.SetNoDelay(true)
-					f.Conns[i] = &Conn{ID: i, Local: c.LocalAddr().String(), c: tc}
+					f.Conns[i] = &Conn{ID: i, Local: c.LocalAddr().String(), c: tc, size: size}
 				}
 			})
 		}()
@@ -185,7 +197,11 @@ func chunk(b []byte, id int, seq uint32) {
 }
 
 func (c *Conn) loop(ctx context.Context) {
-	want, got := make([]byte, ChunkLen), make([]byte, ChunkLen)
+	size := c.size
+	if size == 0 {
+		size = ChunkLen // a Conn made elsewhere (the churn and fault openers)
+	}
+	want, got := make([]byte, size), make([]byte, size)
 	rng := rand.New(rand.NewPCG(uint64(c.ID), uint64(time.Now().UnixNano())))
 	for seq := uint32(0); ; seq++ {
 		gap := MinGap + time.Duration(rng.Int64N(int64(MaxGap-MinGap)))

@@ -40,6 +40,7 @@ type hostFile struct {
 	} `toml:"kernel"`
 	Tunnel struct {
 		Redirect bool   `toml:"redirect"`
+		ClampMSS *bool  `toml:"clamp_mss,omitempty"` // Options.NoClamp: false
 		ParkHold string `toml:"park_hold,omitempty"`
 	} `toml:"tunnel"`
 	Table struct {
@@ -94,6 +95,9 @@ func (l *Lab) hostConfig(n int, cgroup string) string {
 	f.Kernel.Addresses = []string{fmt.Sprintf("%s/%d", l.HostAddress(n), l.bits())}
 	f.Kernel.Routes = []hostRoute{{To: l.defaultRoute(), Via: l.Gateway(l.Rack(n)).String()}}
 	f.Tunnel.Redirect = l.opts.Redirect
+	if l.opts.NoClamp {
+		f.Tunnel.ClampMSS = new(bool)
+	}
 	if l.opts.NoPark {
 		f.Tunnel.ParkHold = "0"
 	}

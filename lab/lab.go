@@ -115,6 +115,9 @@ type Options struct {
 	// BGP runs FRR (zebra, bgpd) in the router namespace: the hosts announce the VIP to
 	// it by BGP, the route is what BGP installs, SetRoute drains and undrains hosts.
 	BGP bool
+	// NoClamp sets tunnel.clamp_mss = false in every homingd: full-size segments then
+	// rely on the ICMP too-big path (path MTU discovery).
+	NoClamp bool
 	// EditConfig, if set, rewrites host n's generated homingd configuration before it is
 	// written (the fault tests shorten gossip.grace, shrink table.capacity4, ...).
 	EditConfig func(n int, toml string) string
@@ -594,7 +597,22 @@ func (l *Lab) Status(ctx context.Context, n int) (ctl.Status, error) {
 // Redirected is the number of packets every host's data plane has tunnelled to another
 // host so far.
 func (l *Lab) Redirected(ctx context.Context) (uint64, error) {
-	var sum uint64
+	t, err := l.Tunnel(ctx)
+	return t.Redirected, err
+}
+
+// TunnelCounts are the data planes' tunnel counters, summed over every host.
+type TunnelCounts struct {
+	Redirected uint64 // packets tunnelled to another host
+	TooBig     uint64 // packets too big for the tunnel (class too_big)
+	ICMPTooBig uint64 // ICMP too-big replies sent to clients
+	DropTooBig uint64 // too big and not answered
+	MSSClamped uint64 // SYN-ACK MSS options lowered
+}
+
+// Tunnel sums the tunnel counters of every host's data plane so far.
+func (l *Lab) Tunnel(ctx context.Context) (TunnelCounts, error) {
+	var sum TunnelCounts
 	for _, n := range l.Hosts() {
 		var st ctl.Stats
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -604,10 +622,30 @@ func (l *Lab) Redirected(ctx context.Context) (uint64, error) {
 			return sum, fmt.Errorf("h%d: %w", n, err)
 		}
 		for _, lc := range st.Lcores {
-			sum += lc.Redirected
+			sum.Redirected += lc.Redirected
+			sum.TooBig += lc.Classes["too_big"]
+			sum.ICMPTooBig += lc.ICMPTooBig
+			sum.DropTooBig += lc.Drops["too_big"]
+			sum.MSSClamped += lc.MSSClamped
 		}
 	}
 	return sum, nil
+}
+
+// ClientPMTU is the path MTU the client's kernel has learned for the VIP (from ICMP
+// too-big errors), or 0 if it has none cached.
+func (l *Lab) ClientPMTU() (int, error) {
+	out, err := exec.Command("ip", "-n", l.NS("cli"), "route", "get", l.VIPAddr().String()).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("ip route get: %v: %s", err, out)
+	}
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "mtu" {
+			return strconv.Atoi(f[i+1])
+		}
+	}
+	return 0, nil
 }
 
 // WaitSessions waits until the tables of hosts hold at least want sessions each, or

@@ -54,10 +54,12 @@ func buildHomingd(t *testing.T) string {
 	return out
 }
 
-// TestPOP is the end-to-end proof: 1000 long-lived connections through a drain, a
-// return, a new host and a router rehash keep every connection and every byte with
-// homing, while plain ECMP (tunnel.redirect = false) in the same run loses connections;
-// and nothing of either lab is left afterwards.
+// TestPOP is the end-to-end proof: 1000 long-lived connections and 20 uploads (64 KiB
+// blocks: full-size segments over 1500-byte links) through a drain, a return, a new host
+// and a router rehash keep every connection and every byte with homing, while plain ECMP
+// (tunnel.redirect = false) in the same run loses connections; with the MSS clamp off,
+// the uploads survive through ICMP too big (the client's kernel lowers its path MTU);
+// and nothing of any lab is left afterwards.
 func TestPOP(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
@@ -71,15 +73,18 @@ func TestPOP(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := Scenario{Conns: 1000, Homingd: buildHomingd(t), Serve: []string{exe}, Log: &lineLog{t: t}}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	t0 := time.Now()
 	var runs []*Result
-	for _, redirect := range []bool{true, false} {
-		r, err := sc.Run(ctx, redirect)
+	noClamp := sc
+	noClamp.Conns, noClamp.NoClamp = 300, true
+	for i, s := range []Scenario{sc, sc, noClamp} {
+		redirect := i != 1
+		r, err := s.Run(ctx, redirect)
 		runs = append(runs, r)
 		if err != nil {
-			t.Fatalf("redirect=%v: %v\n%s", redirect, err, r.Logs)
+			t.Fatalf("redirect=%v, clamp=%v: %v\n%s", redirect, !s.NoClamp, err, r.Logs)
 		}
 		if rest := Remains(r.LabID, r.PIDs); len(rest) > 0 {
 			t.Errorf("lab %s left behind: %s", r.LabID, strings.Join(rest, ", "))
@@ -87,20 +92,45 @@ func TestPOP(t *testing.T) {
 	}
 	var table bytes.Buffer
 	Table(&table, runs...)
-	t.Logf("both runs in %.0fs:\n%s", time.Since(t0).Seconds(), table.String())
+	t.Logf("three runs in %.0fs:\n%s", time.Since(t0).Seconds(), table.String())
 
-	homing, plain := runs[0], runs[1]
-	if len(homing.Steps) != 5 || len(plain.Steps) != 5 {
-		t.Fatalf("steps: homing %d, plain %d, want 5 each", len(homing.Steps), len(plain.Steps))
+	homing, plain, icmp := runs[0], runs[1], runs[2]
+	if len(homing.Steps) != 5 || len(plain.Steps) != 5 || len(icmp.Steps) != 5 {
+		t.Fatalf("steps: homing %d, plain %d, homing without clamp %d, want 5 each", len(homing.Steps), len(plain.Steps), len(icmp.Steps))
 	}
-	for _, st := range homing.Steps {
-		if st.Reset != 0 || st.Failed != 0 || st.Corrupted != 0 || st.Alive != sc.Conns {
-			t.Errorf("homing, step %q: %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes; want every connection alive and intact",
-				st.Name, st.Alive, sc.Conns, st.Stalled, st.Reset, st.Failed, st.Corrupted)
+	for _, r := range []*Result{homing, icmp} {
+		name := runName(r)
+		for _, st := range r.Steps {
+			if st.Reset != 0 || st.Failed != 0 || st.Corrupted != 0 || st.Alive != r.Conns {
+				t.Errorf("%s, step %q: %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes; want every connection alive and intact",
+					name, st.Name, st.Alive, r.Conns, st.Stalled, st.Reset, st.Failed, st.Corrupted)
+			}
+			if st.UpReset != 0 || st.UpFailed != 0 || st.UpCorrupted != 0 || st.UpAlive != r.Uploads || st.UpStalled != 0 || st.UpBlocks == 0 {
+				t.Errorf("%s, step %q: uploads %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes, %d blocks; want every upload alive, moving and intact",
+					name, st.Name, st.UpAlive, r.Uploads, st.UpStalled, st.UpReset, st.UpFailed, st.UpCorrupted, st.UpBlocks)
+			}
+		}
+		if r.Stalled != 0 || r.UpStalled != 0 {
+			t.Errorf("%s: %d connections and %d uploads open but exchanging nothing at the end", name, r.Stalled, r.UpStalled)
 		}
 	}
-	if homing.Stalled != 0 {
-		t.Errorf("homing: %d connections open but exchanging nothing at the end", homing.Stalled)
+	// With the clamp no segment is too big for the tunnel, and the client learns no
+	// smaller path MTU; without it the drain sends full-size segments into the tunnel,
+	// the hosts answer them with ICMP, and the client's kernel lowers its path MTU to
+	// what fits (1500 - 32).
+	for _, st := range homing.Steps {
+		if st.TooBig != 0 {
+			t.Errorf("homing, step %q: %d packets too big for the tunnel with the MSS clamp on", st.Name, st.TooBig)
+		}
+	}
+	if homing.ClientPMTU != 0 {
+		t.Errorf("homing: the client learned a path MTU of %d with the MSS clamp on", homing.ClientPMTU)
+	}
+	if st := icmp.Steps[1]; st.TooBig == 0 || st.ICMPTooBig == 0 {
+		t.Errorf("homing without clamp, step %q: %d too big, %d ICMP replies; want both > 0", st.Name, st.TooBig, st.ICMPTooBig)
+	}
+	if icmp.ClientPMTU != 1500-32 {
+		t.Errorf("homing without clamp: the client's path MTU to the VIP is %d, want %d", icmp.ClientPMTU, 1500-32)
 	}
 	// The drain moves about half of the connections: their packets must have gone through
 	// the tunnel; with redirection off nothing may.
@@ -113,10 +143,12 @@ func TestPOP(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		for _, e := range homing.Ended {
-			t.Log(e)
+		for _, r := range []*Result{homing, icmp} {
+			for _, e := range r.Ended {
+				t.Log(e)
+			}
+			t.Logf("host logs (%s):\n%s", runName(r), r.Logs)
 		}
-		t.Logf("host logs:\n%s", homing.Logs)
 	}
 	// The baseline must lose connections where ECMP moves them, or the proof proves
 	// nothing: a drain of 1 of 3 hosts moves about half of them with hash-threshold.
@@ -309,5 +341,48 @@ func TestTable(t *testing.T) {
 	}
 	if p.TotalReset() != 6 {
 		t.Errorf("TotalReset = %d, want 6", p.TotalReset())
+	}
+}
+
+// TestRouterPMTU: a router on the client's path with a smaller MTU answers the VIP's
+// full-size segments with ICMP fragmentation needed, routed like any packet to the VIP:
+// never to the drained h1, which still owns a third of the uploads. The hosts hand each
+// error to the session's owner (tunnelled whole), whose kernel lowers its path MTU:
+// every upload goes on, h1's too.
+func TestRouterPMTU(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
+		testenv.RequireCommand(t, c)
+	}
+	if _, err := CgroupRoot(); err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const uploads, mtu = 30, 1400
+	r, err := RunRouterMTU(ctx, Options{Homingd: buildHomingd(t), Serve: []string{exe}, Redirect: true, Log: &lineLog{t: t}},
+		3, uploads, mtu, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.Logs)
+	}
+	if rest := Remains(r.LabID, r.PIDs); len(rest) > 0 {
+		t.Errorf("lab %s left behind: %s", r.LabID, strings.Join(rest, ", "))
+	}
+	u := r.Uploads
+	if u.Alive != uploads || u.Stalled != 0 || u.Reset != 0 || u.Failed != 0 || u.Corrupted != 0 || r.Blocks == 0 {
+		t.Errorf("uploads: %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes, %d blocks; want every upload alive and moving",
+			u.Alive, uploads, u.Stalled, u.Reset, u.Failed, u.Corrupted, r.Blocks)
+	}
+	for n, m := range r.HostPMTU {
+		if r.Owners[n] > 0 && m != mtu {
+			t.Errorf("h%d owns %d uploads but its path MTU to the client is %d, want %d", n, r.Owners[n], m, mtu)
+		}
+	}
+	if r.Owners[1] == 0 {
+		t.Errorf("h1 owns no upload: the drain proves nothing (owners %v)", r.Owners)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,6 +19,8 @@ import (
 type Scenario struct {
 	Hosts   int           // hosts at the start (default 3); one more is added
 	Conns   int           // client connections (default 300)
+	Uploads int           // upload connections (64 KiB blocks, full-size segments; default 20, -1 none)
+	NoClamp bool          // tunnel.clamp_mss = false: full-size segments rely on ICMP too big
 	Homingd string        // homingd executable
 	Serve   []string      // Options.Serve
 	Settle  time.Duration // wait for the hosts' tables to hold every session, at most (default 10s)
@@ -40,26 +43,38 @@ type StepResult struct {
 	Failed    int    // ended by another error during this step
 	Corrupted uint64 // corrupted echoed bytes during this step
 	Tunnelled uint64 // packets the hosts' data planes tunnelled to another host during this step
+	// The upload connections (64 KiB blocks) at the end of the step, counted as above.
+	UpAlive, UpStalled, UpReset, UpFailed int
+	UpCorrupted                           uint64
+	UpBlocks                              uint64 // blocks echoed intact during this step
+	// The MTU budget during this step: packets too big for the tunnel, ICMP too-big
+	// replies sent, SYN-ACK MSS options lowered (every host).
+	TooBig, ICMPTooBig, MSSClamped uint64
 }
 
 // Result is one run of the scenario.
 type Result struct {
-	Redirect  bool
-	LabID     string
-	Conns     int
-	Steps     []StepResult
-	Exchanges uint64        // completed echo exchanges over the run
-	Stalled   int           // connections open at the end that exchanged nothing for 5 s
-	Elapsed   time.Duration // the whole run, lab setup and teardown included
-	Ended     []string      // the first connections that ended, with their errors
-	PIDs      []int         // every process the lab started
-	Logs      string        // tails of the hosts' logs when something ended or failed
+	Redirect   bool
+	LabID      string
+	Conns      int
+	Steps      []StepResult
+	Exchanges  uint64        // completed echo exchanges over the run
+	Stalled    int           // connections open at the end that exchanged nothing for 5 s
+	Uploads    int           // upload connections
+	UpStalled  int           // upload connections open at the end that exchanged nothing for 5 s
+	UpBytes    uint64        // bytes the upload connections had echoed intact over the run
+	ClientPMTU int           // the client's path MTU to the VIP at the end (0: none learned)
+	NoClamp    bool          // run with tunnel.clamp_mss = false
+	Elapsed    time.Duration // the whole run, lab setup and teardown included
+	Ended      []string      // the first connections that ended, with their errors
+	PIDs       []int         // every process the lab started
+	Logs       string        // tails of the hosts' logs when something ended or failed
 }
 
 // TotalReset sums the resets of every step.
 func (r *Result) TotalReset() (n int) {
 	for _, s := range r.Steps {
-		n += s.Reset + s.Failed
+		n += s.Reset + s.Failed + s.UpReset + s.UpFailed
 	}
 	return n
 }
@@ -70,6 +85,12 @@ func (s *Scenario) defaults() {
 	}
 	if s.Conns == 0 {
 		s.Conns = 300
+	}
+	if s.Uploads == 0 {
+		s.Uploads = 20
+	}
+	if s.Uploads < 0 {
+		s.Uploads = 0
 	}
 	if s.Settle == 0 {
 		s.Settle = 10 * time.Second
@@ -108,7 +129,7 @@ func (l *Lab) end(err *error, keepLogs bool, t0 time.Time, log io.Writer) (logs 
 func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err error) {
 	s.defaults()
 	t0 := time.Now()
-	res = &Result{Redirect: redirect, Conns: s.Conns}
+	res = &Result{Redirect: redirect, Conns: s.Conns, Uploads: s.Uploads, NoClamp: s.NoClamp}
 	mode := "homing (tunnel.redirect = true)"
 	if !redirect {
 		mode = "plain ECMP (tunnel.redirect = false)"
@@ -117,9 +138,13 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	if s.IPv6 {
 		family = "IPv6"
 	}
-	s.logf("== %s: %d hosts, %d connections, %s", mode, s.Hosts, s.Conns, family)
+	clamp := "MSS clamp on"
+	if s.NoClamp {
+		clamp = "MSS clamp off"
+	}
+	s.logf("== %s: %d hosts, %d connections + %d uploads, %s, %s", mode, s.Hosts, s.Conns, s.Uploads, family, clamp)
 	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir, IPv6: s.IPv6,
-		BGP: !s.Static})
+		BGP: !s.Static, NoClamp: s.NoClamp})
 	if err != nil {
 		return res, err
 	}
@@ -142,24 +167,37 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	if err != nil {
 		return res, fmt.Errorf("connect: %w", err)
 	}
+	up := &Fleet{}
+	if s.Uploads > 0 {
+		if up, err = DialSize(ctx, l.NS("cli"), l.Service().String(), s.Uploads, 4, UploadLen); err != nil {
+			fleet.Stop()
+			return res, fmt.Errorf("connect uploads: %w", err)
+		}
+	}
 	fleet.Start()
 	defer fleet.Stop()
-	s.logf("  %d connections from %s to %s open (%.1fs)", s.Conns, l.Client(), l.Service(), time.Since(t).Seconds())
-	if err = s.converge(ctx, l, hosts, s.Conns); err != nil {
+	up.Start()
+	defer up.Stop()
+	s.logf("  %d connections and %d uploads from %s to %s open (%.1fs)", s.Conns, s.Uploads, l.Client(), l.Service(), time.Since(t).Seconds())
+	if err = s.converge(ctx, l, hosts, s.Conns+s.Uploads); err != nil {
 		return res, err
 	}
-	prev := fleet.Counts()
-	prevTun, _ := l.Redirected(ctx)
+	prev, prevUp := fleet.Counts(), up.Counts()
+	prevTun, _ := l.Tunnel(ctx)
 	measure := func(name string) error {
-		if err := s.watch(ctx, l, fleet, name, prev); err != nil {
+		if err := s.watch(ctx, l, fleet, up, name, prev, prevUp); err != nil {
 			return err
 		}
-		now := fleet.Counts()
-		tun, _ := l.Redirected(ctx)
+		now, nowUp := fleet.Counts(), up.Counts()
+		tun, _ := l.Tunnel(ctx)
 		res.Steps = append(res.Steps, StepResult{Name: name, Alive: now.Alive + now.Stalled, Stalled: now.Stalled,
 			Reset: now.Reset - prev.Reset, Failed: now.Failed - prev.Failed, Corrupted: now.Corrupted - prev.Corrupted,
-			Tunnelled: tun - prevTun})
-		prev, prevTun = now, tun
+			Tunnelled: tun.Redirected - prevTun.Redirected,
+			UpAlive:   nowUp.Alive + nowUp.Stalled, UpStalled: nowUp.Stalled, UpReset: nowUp.Reset - prevUp.Reset,
+			UpFailed: nowUp.Failed - prevUp.Failed, UpCorrupted: nowUp.Corrupted - prevUp.Corrupted,
+			UpBlocks: nowUp.Exchanges - prevUp.Exchanges, TooBig: tun.TooBig - prevTun.TooBig,
+			ICMPTooBig: tun.ICMPTooBig - prevTun.ICMPTooBig, MSSClamped: tun.MSSClamped - prevTun.MSSClamped})
+		prev, prevUp, prevTun = now, nowUp, tun
 		return nil
 	}
 	if err = measure("steady"); err != nil {
@@ -184,7 +222,8 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		return res, err
 	}
 	c := fleet.Counts()
-	if err = s.converge(ctx, l, []int{extra}, c.Alive+c.Stalled); err != nil {
+	cu := up.Counts()
+	if err = s.converge(ctx, l, []int{extra}, c.Alive+c.Stalled+cu.Alive+cu.Stalled); err != nil {
 		return res, err
 	}
 	hosts = append(hosts, extra)
@@ -203,8 +242,8 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	}
 	// Every connection still open must still exchange data: a stalled one is black-holed.
 	for end := time.Now().Add(5 * time.Second); ; {
-		c = fleet.Counts()
-		if c.Stalled == 0 || time.Now().After(end) {
+		c, cu = fleet.Counts(), up.Counts()
+		if c.Stalled+cu.Stalled == 0 || time.Now().After(end) {
 			break
 		}
 		if err = sleep(ctx, 100*time.Millisecond); err != nil {
@@ -213,12 +252,23 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	}
 	res.Stalled = c.Stalled
 	res.Exchanges = c.Exchanges
-	for i, cn := range fleet.Ended() {
-		if i == 10 {
-			res.Ended = append(res.Ended, fmt.Sprintf("... %d more", len(fleet.Ended())-10))
-			break
+	res.UpStalled = cu.Stalled
+	res.UpBytes = cu.Exchanges * UploadLen
+	if res.ClientPMTU, err = l.ClientPMTU(); err != nil {
+		return res, err
+	}
+	s.logf("  uploads: %d MiB echoed intact; client path MTU to the VIP: %s", res.UpBytes>>20, pmtuString(res.ClientPMTU))
+	for _, f := range []struct {
+		name string
+		f    *Fleet
+	}{{"connection", fleet}, {"upload", up}} {
+		for i, cn := range f.f.Ended() {
+			if i == 10 {
+				res.Ended = append(res.Ended, fmt.Sprintf("... %d more", len(f.f.Ended())-10))
+				break
+			}
+			res.Ended = append(res.Ended, fmt.Sprintf("%s %d from %s: %v", f.name, cn.ID, cn.Local, cn.Err()))
 		}
-		res.Ended = append(res.Ended, fmt.Sprintf("connection %d from %s: %v", cn.ID, cn.Local, cn.Err()))
 	}
 	return res, l.Check()
 }
@@ -262,12 +312,20 @@ func sessionCounts(got map[int]int) string {
 	return strings.TrimSpace(b.String())
 }
 
+func pmtuString(n int) string {
+	if n == 0 {
+		return "none learned"
+	}
+	return strconv.Itoa(n)
+}
+
 // watch lets the traffic run for one step, then prints the step's line.
-func (s *Scenario) watch(ctx context.Context, l *Lab, f *Fleet, name string, start Counts) error {
+func (s *Scenario) watch(ctx context.Context, l *Lab, f, up *Fleet, name string, start, startUp Counts) error {
 	line := func() string {
-		c := f.Counts()
-		return fmt.Sprintf("  %-14s alive %5d  stalled %4d  reset %4d  corrupted bytes %d", name, c.Alive, c.Stalled,
-			c.Reset+c.Failed-start.Reset-start.Failed, c.Corrupted-start.Corrupted)
+		c, u := f.Counts(), up.Counts()
+		return fmt.Sprintf("  %-14s alive %5d  stalled %4d  reset %4d  corrupted bytes %d | uploads alive %3d  stalled %3d  reset %3d  corrupted %d",
+			name, c.Alive, c.Stalled, c.Reset+c.Failed-start.Reset-start.Failed, c.Corrupted-start.Corrupted,
+			u.Alive, u.Stalled, u.Reset+u.Failed-startUp.Reset-startUp.Failed, u.Corrupted-startUp.Corrupted)
 	}
 	end := time.Now().Add(s.Step)
 	for {
@@ -311,16 +369,24 @@ func (l *Lab) logTails(n int) string {
 	return b.String()
 }
 
-// Table prints the results of runs side by side, one row per step.
+// runName names a run in the tables.
+func runName(r *Result) string {
+	switch {
+	case !r.Redirect:
+		return "plain ECMP"
+	case r.NoClamp:
+		return "homing, no clamp"
+	}
+	return "homing"
+}
+
+// Table prints the results of runs side by side, one row per step; then, if the runs had
+// upload connections, their table (UploadTable).
 func Table(w io.Writer, runs ...*Result) {
 	const colw = 39
 	fmt.Fprintf(w, "%-14s", "step")
 	for _, r := range runs {
-		name := "homing"
-		if !r.Redirect {
-			name = "plain ECMP"
-		}
-		fmt.Fprintf(w, " | %-*s", colw, fmt.Sprintf("%s, %d connections", name, r.Conns))
+		fmt.Fprintf(w, " | %-*s", colw, fmt.Sprintf("%s, %d connections", runName(r), r.Conns))
 	}
 	fmt.Fprintf(w, "\n%-14s", "")
 	for range runs {
@@ -350,6 +416,57 @@ func Table(w io.Writer, runs ...*Result) {
 			}
 			st := r.Steps[i]
 			fmt.Fprintf(w, " | %6d %6d %12d %12d", st.Alive, st.Reset+st.Failed, st.Corrupted, st.Tunnelled)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, r := range runs {
+		if r.Uploads > 0 {
+			fmt.Fprintln(w)
+			UploadTable(w, runs...)
+			break
+		}
+	}
+}
+
+// UploadTable prints the upload connections of runs side by side, one row per step:
+// alive (stalled included), stalled (no block echoed in the last AliveWindow), reset,
+// corrupted bytes, 64 KiB blocks echoed intact, and packets too big for the tunnel with
+// the ICMP replies they got.
+func UploadTable(w io.Writer, runs ...*Result) {
+	const colw = 43
+	fmt.Fprintf(w, "%-14s", "step")
+	for _, r := range runs {
+		fmt.Fprintf(w, " | %-*s", colw, fmt.Sprintf("%s, %d uploads", runName(r), r.Uploads))
+	}
+	fmt.Fprintf(w, "\n%-14s", "")
+	for range runs {
+		fmt.Fprintf(w, " | %5s %5s %5s %4s %7s %6s %5s", "alive", "stall", "reset", "bad", "blocks", "toobig", "icmp")
+	}
+	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 14))
+	for range runs {
+		fmt.Fprintf(w, "-+-%s", strings.Repeat("-", colw))
+	}
+	fmt.Fprintln(w)
+	rows := 0
+	for _, r := range runs {
+		rows = max(rows, len(r.Steps))
+	}
+	for i := range rows {
+		name := ""
+		for _, r := range runs {
+			if i < len(r.Steps) {
+				name = r.Steps[i].Name
+			}
+		}
+		fmt.Fprintf(w, "%-14s", name)
+		for _, r := range runs {
+			if i >= len(r.Steps) {
+				fmt.Fprintf(w, " | %*s", colw, "")
+				continue
+			}
+			st := r.Steps[i]
+			fmt.Fprintf(w, " | %5d %5d %5d %4d %7d %6d %5d", st.UpAlive, st.UpStalled, st.UpReset+st.UpFailed, st.UpCorrupted,
+				st.UpBlocks, st.TooBig, st.ICMPTooBig)
 		}
 		fmt.Fprintln(w)
 	}

@@ -52,8 +52,9 @@ func TestPOP6(t *testing.T) {
 	checkHoming(t, r, sc.Conns)
 }
 
-// checkHoming checks a homing run of the ECMP scenario: every connection alive and
-// intact after every step, none stalled, and packets tunnelled during the drain.
+// checkHoming checks a homing run of the ECMP scenario: every connection and upload
+// alive and intact after every step, none stalled, nothing too big for the tunnel with
+// the MSS clamp on, and packets tunnelled during the drain.
 func checkHoming(t *testing.T, r *Result, conns int) {
 	t.Helper()
 	if len(r.Steps) != 5 {
@@ -65,8 +66,17 @@ func checkHoming(t *testing.T, r *Result, conns int) {
 				st.Name, st.Alive, conns, st.Stalled, st.Reset, st.Failed, st.Corrupted)
 		}
 	}
-	if r.Stalled != 0 {
-		t.Errorf("%d connections open but exchanging nothing at the end", r.Stalled)
+	for _, st := range r.Steps {
+		if st.UpReset != 0 || st.UpFailed != 0 || st.UpCorrupted != 0 || st.UpAlive != r.Uploads || st.UpStalled != 0 || st.UpBlocks == 0 {
+			t.Errorf("step %q: uploads %d alive of %d, %d stalled, %d reset, %d failed, %d corrupted bytes, %d blocks; want every upload alive, moving and intact",
+				st.Name, st.UpAlive, r.Uploads, st.UpStalled, st.UpReset, st.UpFailed, st.UpCorrupted, st.UpBlocks)
+		}
+		if !r.NoClamp && st.TooBig != 0 {
+			t.Errorf("step %q: %d packets too big for the tunnel with the MSS clamp on", st.Name, st.TooBig)
+		}
+	}
+	if r.Stalled != 0 || r.UpStalled != 0 {
+		t.Errorf("%d connections and %d uploads open but exchanging nothing at the end", r.Stalled, r.UpStalled)
 	}
 	if st := r.Steps[1]; st.Tunnelled == 0 {
 		t.Errorf("step %q: no packet tunnelled", st.Name)

@@ -160,7 +160,7 @@ loop(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed, const
 {
 	struct homing_lcore *lc = b->lc;
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
-	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_BURST], *tap[HOMING_BURST];
+	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_NIC_OUT_MAX], *tap[HOMING_BURST];
 	const uint32_t nk = b->n_keys, vip = b->vip, gdst = b->gue_dst;
 	const uint16_t port = lc->nic_port, q = lc->queue, vport = b->vip_port, gport = b->gue_port;
 	uint16_t n, nn, nt, i;

@@ -29,6 +29,7 @@ homing_dp_create(struct homing_table *t, uint16_t self_id)
 		rte_seqlock_init(&dp->tmpl[i].lock);
 	dp->table = t;
 	dp->self_id = self_id;
+	dp->max_inner4 = dp->max_inner6 = UINT32_MAX;
 	return dp;
 }
 

@@ -29,6 +29,7 @@ func (d *DataPlane) NewFrames(pool *dpdk.Mempool) *Frames {
 	lc := (*C.struct_homing_lcore)(C.aligned_alloc(64, C.sizeof_struct_homing_lcore))
 	*lc = C.struct_homing_lcore{}
 	lc.dp = d.dp
+	lc.pool = (*C.struct_rte_mempool)(pool.Ptr())
 	return &Frames{lc: lc, pool: pool}
 }
 
@@ -40,7 +41,13 @@ type Output struct {
 
 // Run processes frames and returns the outputs: for each burst of Burst frames, the NIC
 // outputs first, then the kernel outputs, each in arrival order.
-func (f *Frames) Run(frames [][]byte) ([]Output, error) {
+func (f *Frames) Run(frames [][]byte) ([]Output, error) { return f.run(frames, 0) }
+
+// RunKernel processes frames as the poll loop does those it receives from the kernel
+// (TAP): every output goes to the NIC, in order.
+func (f *Frames) RunKernel(frames [][]byte) ([]Output, error) { return f.run(frames, 1) }
+
+func (f *Frames) run(frames [][]byte, kernel C.int) ([]Output, error) {
 	if len(frames) == 0 {
 		return nil, nil
 	}
@@ -50,7 +57,11 @@ func (f *Frames) Run(frames [][]byte) ([]Output, error) {
 	}
 	n := len(frames)
 	outCap := total + n*80
-	mem := C.malloc(C.size_t(total + outCap + n*4*2 + n + 16))
+	// Fragments make more outputs than inputs: at most 64 KiB / 8 per input; room for a
+	// few each (the runner drops what does not fit).
+	maxOut := 8 * n
+	outCap *= 2
+	mem := C.malloc(C.size_t(total + outCap + n*4 + maxOut*5 + 16))
 	defer C.free(mem)
 	in := unsafe.Slice((*byte)(mem), total)
 	off := 0
@@ -61,12 +72,12 @@ func (f *Frames) Run(frames [][]byte) ([]Output, error) {
 		inLens[i] = uint32(len(fr))
 	}
 	out := unsafe.Add(mem, total)
-	outLens := unsafe.Slice((*uint32)(unsafe.Add(mem, total+outCap+n*4)), n)
-	outPort := unsafe.Slice((*byte)(unsafe.Add(mem, total+outCap+n*8)), n)
+	outLens := unsafe.Slice((*uint32)(unsafe.Add(mem, total+outCap+n*4)), maxOut)
+	outPort := unsafe.Slice((*byte)(unsafe.Add(mem, total+outCap+n*4+maxOut*4)), maxOut)
 	var nOut C.uint32_t
-	ret := C.homing_run_frames(f.lc, (*C.struct_rte_mempool)(f.pool.Ptr()), (*C.uint8_t)(mem),
+	ret := C.homing_run_frames_side(f.lc, (*C.struct_rte_mempool)(f.pool.Ptr()), kernel, (*C.uint8_t)(mem),
 		(*C.uint32_t)(unsafe.Pointer(&inLens[0])), C.uint32_t(n), (*C.uint8_t)(out), C.uint32_t(outCap),
-		(*C.uint32_t)(unsafe.Pointer(&outLens[0])), (*C.uint8_t)(unsafe.Pointer(&outPort[0])), &nOut)
+		(*C.uint32_t)(unsafe.Pointer(&outLens[0])), (*C.uint8_t)(unsafe.Pointer(&outPort[0])), C.uint32_t(maxOut), &nOut)
 	if ret != 0 {
 		return nil, errors.New("lcore: out of mbufs")
 	}

@@ -59,6 +59,17 @@ type Config struct {
 	// UDPPorts are the VIPs' UDP ports whose flows are sessions: only their packets of
 	// unknown flows wait in the park (other UDP to a VIP goes to the kernel at once).
 	UDPPorts []UDPPort
+	// MTU is the NIC's MTU: an encapsulated packet longer than it is never sent (it is
+	// answered with ICMP, see ICMPRate, or fragmented, see Options.Pool, or dropped).
+	// 0 turns the check off.
+	MTU int
+	// ClampMSS lowers the MSS option of every SYN-ACK the kernel sends from a VIP to what
+	// fits through the tunnel (MTU minus the IP, TCP and tunnel headers). Needs MTU.
+	ClampMSS bool
+	// ICMPRate is the number of ICMP "fragmentation needed" / ICMPv6 "packet too big"
+	// replies per second each lcore may send to clients whose packets are too big for
+	// the tunnel, with bursts of up to ICMPBurst; 0 sends none.
+	ICMPRate, ICMPBurst int
 }
 
 // UDPPort declares a UDP port of the VIPs as a session port.
@@ -67,6 +78,22 @@ type UDPPort struct {
 	// QUIC: the port serves QUIC; a long-header Initial packet (a new connection) goes
 	// to the local kernel without a lookup, like a TCP SYN.
 	QUIC bool
+}
+
+// Tunnel overheads: outer IP, UDP and GUE headers.
+const (
+	Overhead4 = C.HOMING_TUN4_OVERHEAD
+	Overhead6 = C.HOMING_TUN6_OVERHEAD
+)
+
+// ClampMSS returns the MSS a SYN-ACK of an IPv4 and of an IPv6 VIP is clamped to, for a
+// NIC MTU and an outer (tunnel) family: MTU minus the IP and TCP headers and the tunnel.
+func ClampMSS(mtu int, outer6 bool) (mss4, mss6 int) {
+	ovh := Overhead4
+	if outer6 {
+		ovh = Overhead6
+	}
+	return mtu - 20 - 20 - ovh, mtu - 40 - 20 - ovh
 }
 
 // Template is what a peer's header template is built from.
@@ -136,6 +163,10 @@ func New(c Config) (*DataPlane, error) {
 		}
 		C.homing_dp_add_udp_port(dp, C.uint16_t(u.Port), C.int(q))
 	}
+	if err := setBudget(dp, c); err != nil {
+		d.Close()
+		return nil, err
+	}
 	for _, p := range c.VIPs {
 		if err := d.addVIP(p); err != nil {
 			d.Close()
@@ -143,6 +174,37 @@ func New(c Config) (*DataPlane, error) {
 		}
 	}
 	return d, nil
+}
+
+// setBudget sets the MTU budget: the size check, the MSS clamp and the ICMP rate.
+func setBudget(dp *C.struct_homing_dp, c Config) error {
+	if c.MTU == 0 {
+		if c.ClampMSS {
+			return errors.New("lcore: the MSS clamp needs the MTU")
+		}
+		return nil
+	}
+	if c.MTU < 68 || c.MTU > 65535 {
+		return fmt.Errorf("lcore: MTU %d out of 68..65535", c.MTU)
+	}
+	dp.mtu = C.uint32_t(c.MTU)
+	dp.max_inner4 = C.uint32_t(max(c.MTU-Overhead4, 0))
+	dp.max_inner6 = C.uint32_t(max(c.MTU-Overhead6, 0))
+	if c.ClampMSS {
+		m4, m6 := ClampMSS(c.MTU, !c.Self4.Is4())
+		// An MTU too small for the tunnel still gets a clamp: the smallest MSS a
+		// peer may send (RFC 9293 3.7.1: 536 minus what IPv4 options might take).
+		dp.mss4, dp.mss6 = C.uint16_t(max(m4, 88)), C.uint16_t(max(m6, 88))
+	}
+	if c.ICMPRate < 0 || c.ICMPBurst < 0 {
+		return fmt.Errorf("lcore: ICMP rate %d, burst %d: negative", c.ICMPRate, c.ICMPBurst)
+	}
+	if c.ICMPRate > 0 {
+		per := uint64(C.rte_get_tsc_hz()) / uint64(c.ICMPRate)
+		dp.icmp_tsc = C.uint64_t(max(per, 1))
+		dp.icmp_burst_tsc = C.uint64_t(uint64(max(c.ICMPBurst, 1)-1) * uint64(dp.icmp_tsc))
+	}
+	return nil
 }
 
 func (d *DataPlane) addVIP(p netip.Prefix) error {
@@ -239,6 +301,9 @@ type Options struct {
 	// ParkUDP is the share of ParkSize that packets of UDP session ports may hold
 	// (0..ParkSize-1); TCP holds the rest, so that neither fills the park for the other.
 	ParkUDP int
+	// Pool is where the lcores take the mbufs of fragments from (IPv4 packets without DF
+	// too big for the tunnel are fragmented and tunnelled); nil drops such packets.
+	Pool *dpdk.Mempool
 }
 
 // MaxPark is the largest ParkSize.
@@ -298,6 +363,9 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 		lc.queue = C.uint16_t(w.Queue)
 		lc.idle_sleep_max_us = C.uint32_t(o.IdleSleepMax / time.Microsecond)
 		lc.lcore_id = C.uint32_t(w.Lcore)
+		if o.Pool != nil {
+			lc.pool = (*C.struct_rte_mempool)(o.Pool.Ptr())
+		}
 		d.lcores = append(d.lcores, lc)
 		if err := setPark(lc, o.ParkHold, o.ParkSize, o.ParkUDP); err != nil {
 			d.freeLcores()

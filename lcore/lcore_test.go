@@ -270,6 +270,9 @@ func FuzzClassifier(f *testing.F) {
 	for _, s := range append(golden.FuzzSeeds(), udpSeeds()...) {
 		f.Add(s)
 	}
+	for _, c := range golden.ICMPCases() {
+		f.Add(c.Frame)
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) > 2000 {
 			return

@@ -11,6 +11,7 @@
 #include <rte_ethdev.h>
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
+#include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
@@ -30,6 +31,8 @@ enum action {
 	A_NIC,      /* encapsulated, to the NIC */
 	A_DROP,
 	A_PARKED,   /* held in the park: counted when released */
+	A_TOOBIG,   /* to a live peer, but too big for the tunnel: answer or drop (too_big) */
+	A_REPLY,    /* rewritten in place into a reply to the sender, to the NIC, counted in cls */
 };
 
 /* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words). */
@@ -60,6 +63,9 @@ struct burst_meta {
 	uint8_t act;
 	uint8_t cls;
 	uint8_t inner;      /* inner packet: IPPROTO_IPIP (IPv4) or IPPROTO_IPV6, the GUE protocol */
+	uint8_t tun_af;     /* A_TOOBIG: the owner's tunnel family (4 or 6) */
+	uint16_t owner;     /* A_TOOBIG: the owner */
+	uint16_t sport;     /* A_TOOBIG: the flow's GUE source port */
 	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
 };
 
@@ -175,16 +181,100 @@ udp_new_session(const struct homing_dp *dp, const uint8_t *l4, uint32_t l4_len)
 	       quic_initial(l4 + sizeof(*udp), l4_len - sizeof(*udp));
 }
 
+/* An ICMP error about a VIP session (RFC 792: destination unreachable, including
+ * fragmentation needed, time exceeded, parameter problem), to the VIP: the router hashed
+ * it on its own header, so it reaches an arbitrary host. The quoted packet is one the VIP
+ * sent (VIP -> client); its reverse is the session's key (client -> VIP). icmp points to
+ * the ICMP header, with icmp_len bytes up to the IP total length. Returns 1 with the key
+ * built, 0 if the message is no such error or its quote does not hold an IPv4 header
+ * without fragment offset and the first 4 bytes of a TCP/UDP header from the VIP
+ * (truncated quotes, lying lengths). The quote's own total length is not trusted: the
+ * quote is usually cut. */
+static inline int
+icmp4_key(const uint8_t *icmp, uint32_t icmp_len, uint32_t vip, struct homing_key4 *key)
+{
+	const struct rte_ipv4_hdr *q = (const struct rte_ipv4_hdr *)(icmp + 8);
+	const uint8_t *ql4;
+	uint32_t qhl;
+
+	if (icmp_len < 8 + sizeof(*q) + 4)
+		return 0;
+	switch (icmp[0]) {
+	case 3:  /* destination unreachable (code 4: fragmentation needed) */
+	case 11: /* time exceeded */
+	case 12: /* parameter problem */
+		break;
+	default:
+		return 0;
+	}
+	qhl = (q->version_ihl & 0xf) * 4u;
+	if ((q->version_ihl >> 4) != 4 || qhl < sizeof(*q) || 8 + qhl + 4 > icmp_len ||
+	    (q->next_proto_id != IPPROTO_TCP && q->next_proto_id != IPPROTO_UDP) ||
+	    (q->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) || q->src_addr != vip)
+		return 0;
+	ql4 = icmp + 8 + qhl;
+	key->src = q->dst_addr;
+	key->dst = q->src_addr;
+	memcpy(&key->sport, ql4 + 2, 2); /* the quote's destination port: the client's */
+	memcpy(&key->dport, ql4, 2);
+	key->proto = q->next_proto_id;
+	key->pad[0] = key->pad[1] = key->pad[2] = 0;
+	return 1;
+}
+
+/* The same for ICMPv6 (RFC 4443: destination unreachable, packet too big, time exceeded,
+ * parameter problem) quoting an IPv6 header whose next header is TCP or UDP. */
+static inline int
+icmp6_key(const uint8_t *icmp, uint32_t icmp_len, const uint8_t *vip, struct homing_key6 *key)
+{
+	const struct rte_ipv6_hdr *q = (const struct rte_ipv6_hdr *)(icmp + 8);
+	const uint8_t *ql4 = (const uint8_t *)(q + 1);
+
+	if (icmp_len < 8 + sizeof(*q) + 4 || icmp[0] < 1 || icmp[0] > 4 ||
+	    (icmp[8] >> 4) != 6 || (q->proto != IPPROTO_TCP && q->proto != IPPROTO_UDP) ||
+	    memcmp(q->src_addr, vip, 16) != 0)
+		return 0;
+	memcpy(key->src, q->dst_addr, 16);
+	memcpy(key->dst, q->src_addr, 16);
+	memcpy(&key->sport, ql4 + 2, 2);
+	memcpy(&key->dport, ql4, 2);
+	key->proto = q->proto;
+	key->pad[0] = key->pad[1] = key->pad[2] = 0;
+	return 1;
+}
+
+/* The length of the TCP or UDP header at l4 (checked by l4_check). */
+static inline uint32_t
+l4_hdr_len(const uint8_t *l4, uint8_t proto)
+{
+	return proto == IPPROTO_TCP ? (uint32_t)(l4[12] >> 4) * 4 : sizeof(struct rte_udp_hdr);
+}
+
+/* A chain (multi-segment mbuf: len, the packet's length, > hlen, its first segment's)
+ * is parsed like one segment if the headers the pipeline reads are in its first segment
+ * and it carries no bytes after its IP packet (a chain is a large frame: no Ethernet
+ * padding). chain_ok checks the second for a packet of ip_len bytes. */
+static inline int
+chain_ok(uint32_t len, uint32_t hlen, uint32_t ip_len)
+{
+	return hlen == len || ETH_LEN + ip_len == len;
+}
+
+/* The smallest first segment of a chain that holds a GUE packet's headers: outer IP, UDP,
+ * GUE and the largest inner IP header. */
+#define GUE_HDRS_LEN(l3) (ETH_LEN + (l3) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN + \
+			  sizeof(struct rte_ipv6_hdr))
+
 static inline void
-parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
-       struct homing_key4 *key)
+parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen,
+       struct burst_meta *bm, struct homing_key4 *key)
 {
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
 	const uint8_t *l4;
 	uint32_t tot, l4_len;
 	int r;
 
-	if (unlikely(len < ETH_LEN + sizeof(*ip) || (ip->version_ihl >> 4) != 4)) {
+	if (unlikely(hlen < ETH_LEN + sizeof(*ip) || (ip->version_ihl >> 4) != 4)) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
@@ -193,7 +283,7 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		return;
 	}
 	tot = rte_be_to_cpu_16(ip->total_length);
-	if (unlikely(tot < sizeof(*ip) || ETH_LEN + tot > len)) {
+	if (unlikely(tot < sizeof(*ip) || ETH_LEN + tot > len || !chain_ok(len, hlen, tot))) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
@@ -202,11 +292,26 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		return;
 	}
 	if (ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP) {
+		/* An ICMP error about a VIP session goes where the session lives. */
+		if (ip->next_proto_id == IPPROTO_ICMP && vip4_match(dp, ip->dst_addr) &&
+		    icmp4_key((const uint8_t *)(ip + 1), RTE_MIN(tot, hlen - ETH_LEN) - sizeof(*ip),
+			      ip->dst_addr, key)) {
+			bm->ip_len = (uint16_t)tot;
+			bm->inner = IPPROTO_IPIP;
+			bm->act = A_LOOKUP4;
+			return;
+		}
 		bm->cls = CLS(cls_other);
 		return;
 	}
 	l4 = (const uint8_t *)(ip + 1);
 	l4_len = tot - sizeof(*ip);
+	/* A chain's TCP/UDP header must be in its first segment (l4_check reads 20 bytes). */
+	if (unlikely(hlen < len && (hlen < ETH_LEN + sizeof(*ip) + sizeof(struct rte_tcp_hdr) ||
+				    hlen < ETH_LEN + sizeof(*ip) + l4_hdr_len(l4, ip->next_proto_id)))) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
 	r = l4_check(l4, l4_len, ip->next_proto_id);
 	if (unlikely(r == 0)) {
 		bm->cls = CLS(cls_malformed);
@@ -218,6 +323,7 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
 		int af;
 		if (ulen < sizeof(*udp) || ulen > l4_len ||
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
 		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
 			bm->cls = CLS(cls_gue_bad);
 			return;
@@ -250,20 +356,20 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 }
 
 static inline void
-parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_meta *bm,
-       struct homing_key6 *key)
+parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen,
+       struct burst_meta *bm, struct homing_key6 *key)
 {
 	const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + ETH_LEN);
 	const uint8_t *l4;
 	uint32_t plen;
 	int r;
 
-	if (unlikely(len < ETH_LEN + sizeof(*ip) || (d[ETH_LEN] >> 4) != 6)) {
+	if (unlikely(hlen < ETH_LEN + sizeof(*ip) || (d[ETH_LEN] >> 4) != 6)) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
 	plen = rte_be_to_cpu_16(ip->payload_len);
-	if (unlikely(ETH_LEN + sizeof(*ip) + plen > len)) {
+	if (unlikely(ETH_LEN + sizeof(*ip) + plen > len || !chain_ok(len, hlen, sizeof(*ip) + plen))) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
@@ -273,6 +379,18 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		break;
 	case IPPROTO_FRAGMENT:
 		bm->cls = CLS(cls_frag);
+		return;
+	case IPPROTO_ICMPV6:
+		/* An ICMPv6 error about a VIP session goes where the session lives. */
+		if (vip6_match(dp, ip->dst_addr) &&
+		    icmp6_key((const uint8_t *)(ip + 1), RTE_MIN(plen, hlen - ETH_LEN - sizeof(*ip)),
+			      ip->dst_addr, key)) {
+			bm->ip_len = (uint16_t)(sizeof(*ip) + plen);
+			bm->inner = IPPROTO_IPV6;
+			bm->act = A_LOOKUP6;
+			return;
+		}
+		bm->cls = CLS(cls_other);
 		return;
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_ROUTING:
@@ -289,6 +407,11 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		return;
 	}
 	l4 = (const uint8_t *)(ip + 1);
+	if (unlikely(hlen < len && (hlen < ETH_LEN + sizeof(*ip) + sizeof(struct rte_tcp_hdr) ||
+				    hlen < ETH_LEN + sizeof(*ip) + l4_hdr_len(l4, ip->proto)))) {
+		bm->cls = CLS(cls_malformed);
+		return;
+	}
 	r = l4_check(l4, plen, ip->proto);
 	if (unlikely(r == 0)) {
 		bm->cls = CLS(cls_malformed);
@@ -301,6 +424,7 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, struct burst_
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
 		int af;
 		if (ulen < sizeof(*udp) || ulen > plen ||
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
 		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
 			bm->cls = CLS(cls_gue_bad);
 			return;
@@ -337,19 +461,22 @@ parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
       struct homing_key4 *k4, struct homing_key6 *k6)
 {
 	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
-	uint32_t len = rte_pktmbuf_data_len(m);
+	uint32_t hlen = rte_pktmbuf_data_len(m), len = hlen;
 	uint16_t et;
 
 	bm->act = A_TAP;
-	if (unlikely(len < ETH_LEN || m->nb_segs != 1)) {
+	/* A chain: classified like one segment if its headers are in the first (parse4/6). */
+	if (unlikely(m->nb_segs != 1))
+		len = rte_pktmbuf_pkt_len(m);
+	if (unlikely(hlen < ETH_LEN || len < hlen)) {
 		bm->cls = CLS(cls_malformed);
 		return;
 	}
 	et = ((const struct rte_ether_hdr *)d)->ether_type;
 	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
-		parse4(dp, d, len, bm, k4);
+		parse4(dp, d, len, hlen, bm, k4);
 	else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
-		parse6(dp, d, len, bm, k6);
+		parse6(dp, d, len, hlen, bm, k6);
 	else
 		bm->cls = CLS(cls_other);
 }
@@ -429,6 +556,30 @@ parse_fast4(const struct homing_dp *dp, const struct rte_mbuf *m, struct burst_m
 	return 1;
 }
 
+/* Cuts a chain to its pkt_len: bytes beyond it (GUE's outer trailer, an ICMP reply's
+ * unquoted rest) are dropped, segments that hold none of it are freed. */
+static void
+trim_chain(struct rte_mbuf *m)
+{
+	uint32_t left = m->pkt_len;
+	struct rte_mbuf *s = m, *prev = NULL;
+	uint16_t n = 0;
+
+	while (s != NULL && left > 0) {
+		if (s->data_len > left)
+			s->data_len = (uint16_t)left;
+		left -= s->data_len;
+		n++;
+		prev = s;
+		s = s->next;
+	}
+	if (prev != NULL && prev->next != NULL) {
+		rte_pktmbuf_free(prev->next);
+		prev->next = NULL;
+	}
+	m->nb_segs = n;
+}
+
 /* Strips the outer IP/UDP/GUE headers, keeping the outer MAC addresses. */
 static inline void
 decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
@@ -439,10 +590,18 @@ decap(struct rte_mbuf *m, uint32_t outer_l3, const struct burst_meta *bm)
 
 	memcpy(d + strip, d, 2 * RTE_ETHER_ADDR_LEN);
 	*(uint16_t *)(d + strip + 2 * RTE_ETHER_ADDR_LEN) = rte_cpu_to_be_16(et);
-	/* One segment, and the parser checked ETH_LEN + ip_len <= data_len - strip. */
 	m->data_off += (uint16_t)strip;
-	m->data_len = (uint16_t)(ETH_LEN + bm->ip_len);
-	m->pkt_len = ETH_LEN + bm->ip_len;
+	if (likely(m->nb_segs == 1)) {
+		/* The parser checked ETH_LEN + ip_len <= data_len - strip. */
+		m->data_len = (uint16_t)(ETH_LEN + bm->ip_len);
+		m->pkt_len = ETH_LEN + bm->ip_len;
+	} else {
+		/* A chain: the outer headers are in its first segment and nothing follows
+		 * the outer packet, whose UDP length the parser compared with the inner one. */
+		m->data_len -= (uint16_t)strip;
+		m->pkt_len = ETH_LEN + bm->ip_len;
+		trim_chain(m);
+	}
 }
 
 /* The GUE source port: from the key's table hash (computed once per packet, while
@@ -476,9 +635,12 @@ encap_finish(struct rte_mbuf *m, uint8_t *h, const struct burst_meta *bm, uint16
 {
 	const uint32_t tlen = af == 4 ? TMPL4_LEN : TMPL6_LEN;
 
-	/* One segment (checked by the parser); Ethernet padding is not carried. */
+	/* Ethernet padding is not carried. */
+	if (likely(m->nb_segs == 1))
+		m->data_len = (uint16_t)(tlen + bm->ip_len);
+	else /* a chain: nothing follows its IP packet (checked by the parser) */
+		m->data_len += (uint16_t)(rte_pktmbuf_mtod(m, uint8_t *) - h);
 	m->data_off = (uint16_t)(h - (uint8_t *)m->buf_addr);
-	m->data_len = (uint16_t)(tlen + bm->ip_len);
 	m->pkt_len = tlen + bm->ip_len;
 	/* GUE protocol: the inner family. */
 	h[tlen - 3] = bm->inner;
@@ -510,13 +672,16 @@ encap_finish(struct rte_mbuf *m, uint8_t *h, const struct burst_meta *bm, uint16
 }
 
 /* Prepends owner's template in place of the Ethernet header. Returns 0 (encapsulated),
- * -1 (owner has no live template: packet untouched) or -2 (no headroom). The template's
- * length follows from its family (homing_tmpl_set), so that the copy has a fixed size.
- * Slot 0 is never valid (homing_tmpl_set refuses id 0). */
+ * -1 (owner has no live template: packet untouched), -2 (no headroom), or 4 / 6 (the
+ * encapsulated packet, over an outer IPv4 / IPv6 tunnel, would exceed the NIC MTU:
+ * packet untouched). The template's length follows from its family (homing_tmpl_set),
+ * so that the copy has a fixed size. Slot 0 is never valid (homing_tmpl_set refuses
+ * id 0). */
 static __rte_always_inline int
-encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_mbuf *m,
+encap(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
       uint16_t owner, const struct burst_meta *bm, uint16_t sport)
 {
+	const struct homing_tmpl *tmpl = dp->tmpl;
 	const struct homing_tmpl *t;
 	uint8_t *h;
 	uint32_t sn, csb;
@@ -531,6 +696,11 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 		memcpy(&va, &t->valid, 2);
 		csb = t->csum_base;
 		if (likely(va == TMPL_LIVE4)) {
+			if (unlikely(bm->ip_len > dp->max_inner4)) {
+				if (rte_seqlock_read_retry(&t->lock, sn))
+					continue;
+				return 4;
+			}
 			if (unlikely(rte_pktmbuf_headroom(m) < TMPL4_LEN - ETH_LEN))
 				goto no_room;
 			h = rte_pktmbuf_mtod(m, uint8_t *) - (TMPL4_LEN - ETH_LEN);
@@ -540,6 +710,11 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 				return 0;
 			}
 		} else if (va == TMPL_LIVE6) {
+			if (unlikely(bm->ip_len > dp->max_inner6)) {
+				if (rte_seqlock_read_retry(&t->lock, sn))
+					continue;
+				return 6;
+			}
 			if (unlikely(rte_pktmbuf_headroom(m) < TMPL6_LEN - ETH_LEN))
 				goto no_room;
 			h = rte_pktmbuf_mtod(m, uint8_t *) - (TMPL6_LEN - ETH_LEN);
@@ -569,26 +744,33 @@ encap(const struct homing_tmpl *tmpl, struct homing_lcore_stats *st, struct rte_
 #define DECIDED_LOCAL (1 << 16)
 
 /* Decides a packet whose session was found: to the owner (encapsulated), to the kernel
- * (owned here, or the owner is not live), or dropped (no headroom). Sets b->act, b->cls. */
+ * (owned here, or the owner is not live), dropped (no headroom), or A_TOOBIG (too big
+ * for the tunnel: too_big() decides). Sets b->act, b->cls. */
 static __rte_always_inline int
-decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats *st,
-       struct rte_mbuf *m, struct burst_meta *b, uint64_t val, uint32_t hash)
+decide(const struct homing_dp *dp, struct homing_lcore_stats *st, struct rte_mbuf *m,
+       struct burst_meta *b, uint64_t val, uint32_t hash)
 {
 	uint16_t owner = HOMING_VAL_OWNER(val);
 	int r;
 
-	if (owner == self) {
+	if (owner == dp->self_id) {
 		b->act = A_TAP;
 		b->cls = CLS(cls_local);
 		return DECIDED_LOCAL;
 	}
-	r = encap(tmpl, st, m, owner, b, flow_sport(hash));
+	r = encap(dp, st, m, owner, b, flow_sport(hash));
 	if (likely(r == 0)) {
 		b->act = A_NIC;
 		b->cls = CLS(cls_redirect);
 		return DECIDED_REDIRECT;
 	}
-	if (r == -1) {
+	if (r > 0) {
+		b->act = A_TOOBIG;
+		b->cls = CLS(cls_too_big);
+		b->tun_af = (uint8_t)r;
+		b->owner = owner;
+		b->sport = flow_sport(hash);
+	} else if (r == -1) {
 		b->act = A_TAP;
 		b->cls = CLS(cls_dead_owner);
 	} else {
@@ -597,6 +779,238 @@ decide(uint16_t self, const struct homing_tmpl *tmpl, struct homing_lcore_stats 
 		st->drop_headroom++;
 	}
 	return DECIDED_OTHER;
+}
+
+/* ICMP rate limit of one lcore: a token bucket as a GCRA (one token per dp->icmp_tsc
+ * cycles, at most burst tokens). Returns 1 if a reply may be sent now. */
+static inline int
+icmp_allow(struct homing_lcore *lc)
+{
+	const struct homing_dp *dp = lc->dp;
+	uint64_t now, tat;
+
+	if (dp->icmp_tsc == 0)
+		return 0;
+	now = rte_rdtsc();
+	tat = lc->icmp_tat > now ? lc->icmp_tat : now;
+	if (tat - now > dp->icmp_burst_tsc)
+		return 0;
+	lc->icmp_tat = tat + dp->icmp_tsc;
+	return 1;
+}
+
+/* Rewrites m, an IPv4 packet of ip_len bytes after its Ethernet header, into an ICMP
+ * Destination Unreachable / Fragmentation Needed (RFC 792, RFC 1191) from its destination
+ * (the VIP) to its source, with next-hop MTU mtu, quoting as much of the packet as fits
+ * in HOMING_ICMP4_MAX bytes. The Ethernet addresses are swapped (the packet came from
+ * the router). Returns 0, or -1 without headroom (m unchanged). */
+static int
+icmp4_too_big(struct rte_mbuf *m, uint32_t ip_len, uint16_t mtu)
+{
+	const uint32_t hl = sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_icmp_hdr);
+	struct rte_ether_hdr eth = *rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t quote = RTE_MIN(ip_len, HOMING_ICMP4_MAX - hl);
+	struct rte_ether_hdr *e;
+	struct rte_ipv4_hdr *ip, *orig;
+	struct rte_icmp_hdr *icmp;
+	uint16_t *next_mtu, sum = 0;
+
+	e = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)hl);
+	if (e == NULL)
+		return -1;
+	ip = (struct rte_ipv4_hdr *)(e + 1);
+	icmp = (struct rte_icmp_hdr *)(ip + 1);
+	orig = (struct rte_ipv4_hdr *)(icmp + 1);
+	rte_ether_addr_copy(&eth.src_addr, &e->dst_addr);
+	rte_ether_addr_copy(&eth.dst_addr, &e->src_addr);
+	e->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(hl + quote));
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_ICMP;
+	ip->src_addr = orig->dst_addr;
+	ip->dst_addr = orig->src_addr;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	icmp->icmp_type = 3; /* destination unreachable */
+	icmp->icmp_code = 4; /* fragmentation needed and DF set */
+	icmp->icmp_cksum = 0;
+	icmp->icmp_ident = 0; /* unused */
+	next_mtu = &icmp->icmp_seq_nb;
+	*next_mtu = rte_cpu_to_be_16(mtu);
+	/* Cut the quote (it may continue in a chain's next segments). */
+	m->pkt_len = ETH_LEN + hl + quote;
+	trim_chain(m);
+	rte_raw_cksum_mbuf(m, ETH_LEN + sizeof(*ip), sizeof(*icmp) + quote, &sum);
+	icmp->icmp_cksum = (uint16_t)~sum;
+	m->ol_flags = 0;
+	m->packet_type = 0;
+	return 0;
+}
+
+/* The same for IPv6: ICMPv6 Packet Too Big (RFC 4443 3.2), at most HOMING_ICMP6_MAX
+ * bytes. */
+static int
+icmp6_too_big(struct rte_mbuf *m, uint32_t ip_len, uint32_t mtu)
+{
+	const uint32_t hl = sizeof(struct rte_ipv6_hdr) + 8;
+	struct rte_ether_hdr eth = *rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t quote = RTE_MIN(ip_len, HOMING_ICMP6_MAX - hl);
+	struct rte_ether_hdr *e;
+	struct rte_ipv6_hdr *ip, *orig;
+	uint8_t *icmp;
+	uint8_t src[16];
+
+	e = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)hl);
+	if (e == NULL)
+		return -1;
+	ip = (struct rte_ipv6_hdr *)(e + 1);
+	icmp = (uint8_t *)(ip + 1);
+	orig = (struct rte_ipv6_hdr *)(icmp + 8);
+	rte_ether_addr_copy(&eth.src_addr, &e->dst_addr);
+	rte_ether_addr_copy(&eth.dst_addr, &e->src_addr);
+	e->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	memcpy(src, orig->dst_addr, 16);
+	memcpy(ip->dst_addr, orig->src_addr, 16);
+	memcpy(ip->src_addr, src, 16);
+	ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+	ip->payload_len = rte_cpu_to_be_16((uint16_t)(8 + quote));
+	ip->proto = IPPROTO_ICMPV6;
+	ip->hop_limits = 64;
+	icmp[0] = 2; /* packet too big */
+	icmp[1] = 0;
+	icmp[2] = icmp[3] = 0;
+	*(uint32_t *)(icmp + 4) = rte_cpu_to_be_32(mtu);
+	m->pkt_len = ETH_LEN + hl + quote;
+	trim_chain(m);
+	*(uint16_t *)(icmp + 2) = rte_ipv6_udptcp_cksum_mbuf(m, ip, ETH_LEN + sizeof(*ip));
+	m->ol_flags = 0;
+	m->packet_type = 0;
+	return 0;
+}
+
+/* Fragments m, an IPv4 packet without DF of b->ip_len bytes (IHL 5, not a fragment:
+ * checked by the parser) after its Ethernet header, into fragments of at most max bytes
+ * (RFC 791), and encapsulates each to b->owner: m becomes the first, the others are new
+ * mbufs of lc->pool (copies), written to out[0..max_out). Returns the number of new
+ * mbufs, or -1 (nothing sent: no pool, no room, no mbuf, no headroom, template gone;
+ * m unchanged but for its first fragment's IP header). */
+static int
+frag4(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b, uint32_t max,
+      struct rte_mbuf **out, uint32_t max_out)
+{
+	const uint32_t hl = sizeof(struct rte_ipv4_hdr);
+	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, ETH_LEN);
+	uint32_t payload = b->ip_len - hl, fp = ((max - hl) / 8) * 8, nf, k;
+	struct burst_meta fb = { .inner = IPPROTO_IPIP };
+
+	if (lc->pool == NULL || max < hl + 8 || fp == 0)
+		return -1;
+	nf = (payload + fp - 1) / fp;
+	if (nf - 1 > max_out)
+		return -1;
+	for (k = 1; k < nf; k++) {
+		uint32_t off = k * fp, n = RTE_MIN(fp, payload - off);
+		struct rte_mbuf *f = rte_pktmbuf_alloc(lc->pool);
+		struct rte_ipv4_hdr *fi;
+		uint32_t done = 0;
+		uint8_t *d;
+		if (f == NULL || rte_pktmbuf_tailroom(f) < ETH_LEN + hl) {
+			rte_pktmbuf_free(f);
+			goto fail;
+		}
+		d = (uint8_t *)rte_pktmbuf_append(f, (uint16_t)(ETH_LEN + hl));
+		memcpy(d, rte_pktmbuf_mtod(m, uint8_t *), ETH_LEN + hl);
+		fi = (struct rte_ipv4_hdr *)(d + ETH_LEN);
+		out[k - 1] = f;
+		/* The payload, in as many segments of the pool as it takes. */
+		while (done < n) {
+			uint32_t take = RTE_MIN(n - done,
+						(uint32_t)rte_pktmbuf_tailroom(rte_pktmbuf_lastseg(f)));
+			const void *src;
+			uint8_t *p;
+			if (take == 0) {
+				struct rte_mbuf *s = rte_pktmbuf_alloc(lc->pool);
+				if (s == NULL || rte_pktmbuf_chain(f, s) != 0) {
+					rte_pktmbuf_free(s);
+					goto fail_k;
+				}
+				continue;
+			}
+			p = (uint8_t *)rte_pktmbuf_append(f, (uint16_t)take);
+			src = rte_pktmbuf_read(m, ETH_LEN + hl + off + done, take, p);
+			if (src != p)
+				memcpy(p, src, take);
+			done += take;
+		}
+		fi->total_length = rte_cpu_to_be_16((uint16_t)(hl + n));
+		fi->fragment_offset = rte_cpu_to_be_16((uint16_t)((off / 8) | (k + 1 < nf ? RTE_IPV4_HDR_MF_FLAG : 0)));
+		fi->hdr_checksum = 0;
+		fi->hdr_checksum = rte_ipv4_cksum(fi);
+	}
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(hl + fp));
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG);
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	m->pkt_len = ETH_LEN + hl + fp;
+	trim_chain(m);
+	for (k = 0; k < nf; k++) {
+		struct rte_mbuf *f = k == 0 ? m : out[k - 1];
+		fb.ip_len = (uint16_t)(rte_pktmbuf_pkt_len(f) - ETH_LEN);
+		if (encap(lc->dp, &lc->stats, f, b->owner, &fb, b->sport) != 0)
+			goto fail_all;
+	}
+	return (int)nf - 1;
+fail_k:
+	k++; /* out[k - 1] is this fragment */
+fail:
+	rte_pktmbuf_free_bulk(out, k - 1);
+	return -1;
+fail_all:
+	/* Some fragments are encapsulated already: send none (m is freed by the caller). */
+	rte_pktmbuf_free_bulk(out, nf - 1);
+	return -1;
+}
+
+/* A packet that does not fit through the tunnel (b->act == A_TOOBIG, its tunnel family
+ * in b->tun_af). An IPv6 packet, or an IPv4 one with DF, is answered with ICMP (in place:
+ * A_REPLY, to the NIC) if the rate limit allows. An IPv4 packet without DF is fragmented
+ * and tunnelled (A_NIC: m is the first fragment, the others in frags[0..*n_frags), at
+ * most max_frags; frags NULL: not fragmented). Anything else is dropped (A_DROP, counted
+ * in drop_too_big). Returns the action. */
+static __rte_noinline uint8_t
+too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b,
+	struct rte_mbuf **frags, uint32_t max_frags, uint32_t *n_frags)
+{
+	const struct homing_dp *dp = lc->dp;
+	const uint8_t *ipb = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
+	uint32_t ovh = b->tun_af == 4 ? HOMING_TUN4_OVERHEAD : HOMING_TUN6_OVERHEAD;
+	uint32_t mtu = dp->mtu > ovh ? dp->mtu - ovh : 0;
+	int r = -1;
+
+	/* Never an ICMP error about an ICMP message (RFC 1122 3.2.2, RFC 4443 2.4(e)): the
+	 * ICMP errors tunnelled to a session's owner are such messages. */
+	if (b->inner == IPPROTO_IPIP) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)ipb;
+		if (!(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG))) {
+			int nf = frags == NULL ? -1 : frag4(lc, m, b, mtu, frags, max_frags);
+			if (nf >= 0) {
+				*n_frags = (uint32_t)nf;
+				lc->stats.frag_tunnelled += (uint64_t)nf + 1;
+				return A_NIC;
+			}
+		} else if (ip->next_proto_id != IPPROTO_ICMP && icmp_allow(lc)) {
+			r = icmp4_too_big(m, b->ip_len, (uint16_t)RTE_MAX(mtu, 68u));
+		}
+	} else if (((const struct rte_ipv6_hdr *)ipb)->proto != IPPROTO_ICMPV6 && icmp_allow(lc)) {
+		r = icmp6_too_big(m, b->ip_len, RTE_MAX(mtu, 1280u));
+	}
+	if (r == 0) {
+		lc->stats.icmp_too_big++;
+		return A_REPLY;
+	}
+	lc->stats.drop_too_big++;
+	return A_DROP;
 }
 
 /* A looked-up packet whose session is unknown: parked if it may have an owner elsewhere
@@ -667,7 +1081,7 @@ lookup_resolve4(struct homing_lcore *lc, struct lookup4 *lk, uint32_t n)
 			miss(lc, l->m, l->b, &l->key, 4);
 			continue;
 		}
-		acc += decide(dp->self_id, dp->tmpl, &lc->stats, l->m, l->b, val, l->hash);
+		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
 	}
 	return acc;
 }
@@ -687,7 +1101,7 @@ lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 			miss(lc, l->m, l->b, &l->key, 6);
 			continue;
 		}
-		acc += decide(dp->self_id, dp->tmpl, &lc->stats, l->m, l->b, val, l->hash);
+		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
 	}
 	return acc;
 }
@@ -749,8 +1163,9 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 			struct burst_meta b = { .ip_len = s->ip_len,
 						.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
 			if ((hit >> j) & 1) {
-				decide(dp->self_id, dp->tmpl, st, s->m, &b, val[j],
-				       key_hash(&s->k4, s->af));
+				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
+				if (unlikely(b.act == A_TOOBIG))
+					b.act = too_big(lc, s->m, &b, NULL, 0, NULL);
 				cnt[b.cls]++;
 				if (b.act == A_NIC)
 					st->park_redirect++;
@@ -771,7 +1186,7 @@ homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out
 				keep_udp += s->udp;
 				continue;
 			}
-			to_nic[nout] = b.act == A_NIC;
+			to_nic[nout] = b.act == A_NIC || b.act == A_REPLY;
 			out[nout++] = s->m;
 		}
 	}
@@ -850,7 +1265,7 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	struct burst_meta bm[HOMING_BURST];
 	struct lookup4 l4[HOMING_BURST];
 	struct lookup6 l6[HOMING_BURST];
-	uint32_t n4 = 0, n6 = 0, acc = 0, n_red, n_loc, i, j;
+	uint32_t n4 = 0, n6 = 0, acc = 0, n_red, n_loc, n_reply = 0, i, j;
 	uint16_t nn = 0, nt = 0;
 
 	RTE_BUILD_BUG_ON(HOMING_BURST > HOMING_TABLE_LOOKUP_MAX);
@@ -930,14 +1345,126 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			cnt[bm[i].cls]++;
 			rte_pktmbuf_free(m);
 			break;
+		case A_TOOBIG: {
+			/* Fragments: room for them, and for one output of each packet left. */
+			uint32_t nf = 0, room = HOMING_NIC_OUT_MAX - nn - (n - i);
+			uint8_t a = too_big(lc, m, &bm[i], nic_out + nn + 1, room, &nf);
+			st->cls_too_big++;
+			if (a == A_DROP) {
+				rte_pktmbuf_free(m);
+				break;
+			}
+			nic_out[nn++] = m; /* not a redirect: see below */
+			nn += nf;
+			n_reply += 1 + nf;
+			break;
+		}
 		default: /* A_PARKED: counted when released */
 			break;
 		}
 	}
-	st->cls_redirect += nn;
+	st->cls_redirect += nn - n_reply;
 	st->rx_nic += n;
 	*n_nic = nn;
 	*n_tap = nt;
+}
+
+/* Lowers the MSS option of a TCP header (tcp, hl bytes of header, in the frame) to max,
+ * updating the checksum incrementally (RFC 1624, eqn. 3). Returns 1 if it was lowered. */
+static int
+clamp_tcp_mss(uint8_t *tcp, uint32_t hl, uint16_t max)
+{
+	uint32_t i = sizeof(struct rte_tcp_hdr);
+
+	while (i < hl) {
+		uint32_t kind = tcp[i], olen;
+		if (kind == 0) /* end of options */
+			return 0;
+		if (kind == 1) { /* no-op */
+			i++;
+			continue;
+		}
+		if (i + 1 >= hl || (olen = tcp[i + 1]) < 2 || i + olen > hl)
+			return 0;
+		if (kind == 2 && olen == 4) {
+			uint8_t *v = tcp + i + 2;
+			uint32_t old = ((uint32_t)v[0] << 8) | v[1], sum, hc, mo, mn;
+			if (old <= max)
+				return 0;
+			v[0] = (uint8_t)(max >> 8);
+			v[1] = (uint8_t)max;
+			/* The checksum sums 16-bit words at even offsets of the header: a value at an
+			 * odd offset contributes its bytes swapped. */
+			mo = old;
+			mn = max;
+			if ((i + 2) & 1) {
+				mo = ((mo & 0xff) << 8) | (mo >> 8);
+				mn = ((mn & 0xff) << 8) | (mn >> 8);
+			}
+			hc = ((uint32_t)tcp[16] << 8) | tcp[17];
+			sum = (~hc & 0xffff) + (~mo & 0xffff) + mn;
+			sum = (sum & 0xffff) + (sum >> 16);
+			sum = (sum & 0xffff) + (sum >> 16);
+			hc = ~sum & 0xffff;
+			tcp[16] = (uint8_t)(hc >> 8);
+			tcp[17] = (uint8_t)hc;
+			return 1;
+		}
+		i += olen;
+	}
+	return 0;
+}
+
+/* The MSS clamp of one kernel packet: a TCP SYN-ACK from a VIP (IPv4 without fragment
+ * offset, or IPv6 with TCP as the first next header). */
+static inline void
+clamp_mss(const struct homing_dp *dp, struct rte_mbuf *m, struct homing_lcore_stats *st)
+{
+	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *), *tcp;
+	uint32_t len = rte_pktmbuf_data_len(m), l3, hl;
+	uint16_t et, max;
+
+	if (len < ETH_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
+		return;
+	et = ((const struct rte_ether_hdr *)d)->ether_type;
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH_LEN);
+		if (dp->mss4 == 0 || (ip->version_ihl >> 4) != 4 || ip->next_proto_id != IPPROTO_TCP ||
+		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) ||
+		    !vip4_match(dp, ip->src_addr))
+			return;
+		l3 = (ip->version_ihl & 0xf) * 4u;
+		max = dp->mss4;
+	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + ETH_LEN);
+		if (dp->mss6 == 0 || len < ETH_LEN + sizeof(*ip) + sizeof(struct rte_tcp_hdr) ||
+		    (d[ETH_LEN] >> 4) != 6 || ip->proto != IPPROTO_TCP || !vip6_match(dp, ip->src_addr))
+			return;
+		l3 = sizeof(*ip);
+		max = dp->mss6;
+	} else {
+		return;
+	}
+	if (l3 < sizeof(struct rte_ipv4_hdr) || ETH_LEN + l3 + sizeof(struct rte_tcp_hdr) > len)
+		return;
+	tcp = d + ETH_LEN + l3;
+	if ((tcp[13] & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG))
+		return;
+	hl = (uint32_t)(tcp[12] >> 4) * 4;
+	if (hl <= sizeof(struct rte_tcp_hdr) || ETH_LEN + l3 + hl > len)
+		return;
+	st->mss_clamped += (uint64_t)clamp_tcp_mss(tcp, hl, max);
+}
+
+void
+homing_process_tap_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct homing_dp *dp = lc->dp;
+
+	if ((dp->mss4 | dp->mss6) == 0)
+		return;
+	for (uint16_t i = 0; i < n; i++)
+		clamp_mss(dp, pkts[i], &lc->stats);
 }
 
 /* Sends n packets, retrying a full queue a few times; frees and counts what is left. */
@@ -985,7 +1512,7 @@ homing_lcore_main(void *arg)
 	struct homing_dp *dp = lc->dp;
 	struct homing_lcore_stats *st = &lc->stats;
 	struct rte_rcu_qsbr *qsbr = dp->table->qsbr;
-	struct rte_mbuf *pkts[HOMING_BURST], *nic_out[HOMING_BURST], *tap_out[HOMING_BURST];
+	struct rte_mbuf *pkts[HOMING_BURST], *nic_out[HOMING_NIC_OUT_MAX], *tap_out[HOMING_BURST];
 	struct rte_mbuf *park_out[HOMING_PARK_MAX];
 	uint8_t park_to_nic[HOMING_PARK_MAX];
 	uint64_t start, t0;
@@ -1020,6 +1547,7 @@ homing_lcore_main(void *arg)
 		n = rte_eth_rx_burst(lc->tap_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
 			st->from_kernel += n;
+			homing_process_tap_burst(lc, pkts, n);
 			tx_all(lc->nic_port, lc->queue, pkts, n, &st->tx_nic, &st->drop_nic_tx);
 			moved += n;
 		}

@@ -45,6 +45,9 @@ extern "C" {
 
 /* Packets per rx burst (<= 64, the bulk-lookup limit). */
 #define HOMING_BURST 32
+/* Room for a burst's NIC outputs: the fragments of packets too big for the tunnel add
+ * to them (a burst's packets beyond this room are dropped, counted in drop_too_big). */
+#define HOMING_NIC_OUT_MAX (2 * HOMING_BURST)
 /* How many packets ahead the parser prefetches. */
 #define HOMING_PREFETCH_OFFSET 3
 /* Host ids are 1..HOMING_MAX_HOSTS-1; one template slot each. */
@@ -66,6 +69,13 @@ extern "C" {
 #define HOMING_PORT_BITMAP (65536 / 8)
 /* GUE header (variant 0, no options) length. */
 #define HOMING_GUE_LEN 4
+/* Tunnel overhead: outer IP + UDP + GUE (the outer Ethernet header replaces the inner). */
+#define HOMING_TUN4_OVERHEAD 32
+#define HOMING_TUN6_OVERHEAD 52
+/* Largest ICMP "fragmentation needed" datagram (RFC 1812 4.3.2.3: at most 576 bytes) and
+ * ICMPv6 "packet too big" datagram (RFC 4443 2.4(c): at most the IPv6 minimum MTU). */
+#define HOMING_ICMP4_MAX 576
+#define HOMING_ICMP6_MAX 1280
 
 /* One header template (outer Ethernet + IP + UDP + GUE), per peer host id. */
 struct homing_tmpl {
@@ -96,16 +106,26 @@ struct homing_lcore_stats {
 	uint64_t cls_other;       /* not for the pipeline: ARP, ICMP, non-VIP, VLAN, ... */
 	uint64_t cls_frag;        /* IPv4 fragments */
 	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
-	uint64_t cls_malformed;   /* truncated or inconsistent headers, multi-segment */
+	uint64_t cls_malformed;   /* truncated or inconsistent headers; chains whose headers
+				   * are not all in the first segment */
 	uint64_t cls_no_redirect; /* VIP session, not looked up: redirection is off */
 	uint64_t cls_udp_plain;   /* UDP to a VIP port that is not a UDP session port, not in
 				   * the table: to the kernel at once, never parked */
 	uint64_t cls_quic_initial; /* QUIC long-header Initial on a QUIC session port: a new
 				    * connection, to the kernel like a TCP SYN */
+	uint64_t cls_too_big;     /* VIP session owned by a live peer, but the encapsulated
+				   * frame exceeds the NIC MTU: never sent as such; answered
+				   * (icmp_too_big) or dropped (drop_too_big) */
 	/* drops */
 	uint64_t drop_nic_tx;     /* NIC tx queue full */
 	uint64_t drop_tap_tx;     /* TAP tx queue full */
 	uint64_t drop_headroom;   /* no headroom to prepend a template */
+	uint64_t drop_too_big;    /* too big and neither answered nor fragmented: ICMP rate
+				   * limit, ICMP off, no room or mbufs for fragments */
+	/* MTU budget */
+	uint64_t icmp_too_big;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to a client */
+	uint64_t frag_tunnelled;  /* fragments of too-big IPv4 packets without DF, tunnelled */
+	uint64_t mss_clamped;     /* SYN-ACKs from a VIP (kernel side) whose MSS was lowered */
 	/* loop accounting */
 	uint64_t loops;
 	uint64_t idle_loops;
@@ -145,6 +165,14 @@ struct homing_dp {
 	uint8_t n_vip4, n_vip6;
 	uint16_t self_id;
 	uint16_t tunnel_port;      /* network order */
+	/* The MTU budget (set before the lcores start). mtu is the NIC's MTU, the largest IP
+	 * packet it sends; an encapsulated packet longer than it is never sent. 0: no check. */
+	uint32_t mtu;
+	uint32_t max_inner4;       /* mtu - HOMING_TUN4_OVERHEAD, or UINT32_MAX: no check */
+	uint32_t max_inner6;       /* mtu - HOMING_TUN6_OVERHEAD, or UINT32_MAX */
+	uint16_t mss4, mss6;       /* SYN-ACK MSS clamp of IPv4 / IPv6 VIPs; 0: off */
+	uint64_t icmp_tsc;         /* TSC cycles per ICMP token; 0: never answer too big */
+	uint64_t icmp_burst_tsc;   /* (burst - 1) * icmp_tsc: the bucket's depth */
 	struct homing_vip4 vip4[HOMING_MAX_VIPS];
 	struct homing_vip6 vip6[HOMING_MAX_VIPS];
 	volatile uint32_t stop;
@@ -187,6 +215,8 @@ struct homing_lcore {
 	uint32_t park_udp;          /* parked UDP session packets (of park_count) */
 	uint64_t park_gen;          /* table generation at the last look */
 	struct homing_park_slot *park;
+	uint64_t icmp_tat;          /* ICMP rate limit: theoretical arrival time (GCRA), TSC */
+	struct rte_mempool *pool;   /* fragments' mbufs; NULL: too-big IPv4 without DF dropped */
 } __rte_cache_aligned;
 
 /* Data plane lifecycle (control plane side). */
@@ -221,10 +251,16 @@ uint32_t homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_m
 uint32_t homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_nic);
 
 /* Processes one burst of NIC packets: every packet ends up in nic_out, tap_out or is freed
- * (counted). Used by the poll loop, the tests and the fuzzer. */
+ * (counted); nic_out holds HOMING_NIC_OUT_MAX (fragments), tap_out HOMING_BURST. Used by
+ * the poll loop, the tests and the fuzzer. */
 void homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 			      struct rte_mbuf **nic_out, uint16_t *n_nic,
 			      struct rte_mbuf **tap_out, uint16_t *n_tap);
+
+/* Processes one burst of kernel (TAP) packets before they leave through the NIC:
+ * lowers the MSS option of SYN-ACKs from a VIP to the clamp (dp->mss4/mss6), with an
+ * incremental checksum update. Every packet stays in pkts. */
+void homing_process_tap_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
 
 #ifdef __cplusplus
 }

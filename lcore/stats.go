@@ -27,10 +27,17 @@ type Stats struct {
 	ParkWarmDrop uint64
 	// ParkUDPIn and ParkUDPFull: the UDP session packets of ParkIn and ParkFull.
 	ParkUDPIn, ParkUDPFull uint64
+	// TooBig: packets of a live peer's session too big for the tunnel (a class); each
+	// is answered (ICMPTooBig) or dropped (DropTooBig).
+	TooBig, DropTooBig, ICMPTooBig uint64
+	// FragTunnelled: fragments of too-big IPv4 packets without DF, tunnelled.
+	FragTunnelled uint64
+	// MSSClamped: SYN-ACKs from a VIP whose MSS option was lowered (kernel side).
+	MSSClamped uint64
 }
 
 // ToKernel is the number of NIC packets handed to the kernel (every class but
-// redirected).
+// redirected and too big).
 func (s Stats) ToKernel() uint64 {
 	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
 }
@@ -46,7 +53,9 @@ func (s Stats) Add(o Stats) Stats {
 		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
 		s.TemplateRetries + o.TemplateRetries,
 		s.ParkIn + o.ParkIn, s.ParkRedirect + o.ParkRedirect, s.ParkLocal + o.ParkLocal, s.ParkExpired + o.ParkExpired,
-		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop, s.ParkUDPIn + o.ParkUDPIn, s.ParkUDPFull + o.ParkUDPFull}
+		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop, s.ParkUDPIn + o.ParkUDPIn, s.ParkUDPFull + o.ParkUDPFull,
+		s.TooBig + o.TooBig, s.DropTooBig + o.DropTooBig, s.ICMPTooBig + o.ICMPTooBig, s.FragTunnelled + o.FragTunnelled,
+		s.MSSClamped + o.MSSClamped}
 }
 
 func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
@@ -66,6 +75,8 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		ParkIn: uint64(c.park_in), ParkRedirect: uint64(c.park_redirect), ParkLocal: uint64(c.park_local),
 		ParkExpired: uint64(c.park_expired), ParkFull: uint64(c.park_full), ParkWarmDrop: uint64(c.park_warm_drop),
 		ParkUDPIn: uint64(c.park_udp_in), ParkUDPFull: uint64(c.park_udp_full),
+		TooBig: uint64(c.cls_too_big), DropTooBig: uint64(c.drop_too_big), ICMPTooBig: uint64(c.icmp_too_big),
+		FragTunnelled: uint64(c.frag_tunnelled), MSSClamped: uint64(c.mss_clamped),
 	}
 }
 

@@ -43,11 +43,12 @@ const (
 	ClassNoRedirect               // VIP session not looked up: tunnel.redirect is off
 	ClassUDPPlain                 // UDP to a VIP port that is not a session port, unknown: kernel at once
 	ClassQUICInitial              // QUIC Initial on a QUIC session port: a new connection, kernel
+	ClassTooBig                   // VIP session of a live peer, too big for the tunnel (nic.mtu)
 	NumClasses
 )
 
 var classNames = [NumClasses]string{"redirect", "local", "miss", "dead_owner", "syn", "decap",
-	"gue_bad", "other", "fragment", "ip_options", "malformed", "no_redirect", "udp_plain", "quic_initial"}
+	"gue_bad", "other", "fragment", "ip_options", "malformed", "no_redirect", "udp_plain", "quic_initial", "too_big"}
 
 func (c Class) String() string { return classNames[c] }
 
@@ -59,10 +60,11 @@ const (
 	DropNICTxFull    Drop = iota // the NIC tx queue was full
 	DropKernelTxFull             // the kernel (TAP) tx queue was full
 	DropNoHeadroom               // no mbuf headroom to prepend a tunnel header
+	DropTooBig                   // too big for the tunnel and not answered (ICMP rate limit, no DF)
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"nic_tx_full", "kernel_tx_full", "no_headroom"}
+var dropNames = [NumDrops]string{"nic_tx_full", "kernel_tx_full", "no_headroom", "too_big"}
 
 func (d Drop) String() string { return dropNames[d] }
 
@@ -79,6 +81,9 @@ type Lcore struct {
 	ParkIn, ParkRedirect, ParkLocal, ParkExpired, ParkFull uint64
 	ParkWarmDrop                                           uint64 // dropped (park full) while warming up
 	ParkUDPIn, ParkUDPFull                                 uint64 // of ParkIn and ParkFull: UDP session packets
+	// The MTU budget: ICMP too-big replies sent, SYN-ACK MSS options lowered.
+	ICMPTooBig, MSSClamped uint64
+	FragTunnelled          uint64 // fragments of too-big IPv4 packets without DF, tunnelled
 }
 
 // Port is a DPDK port's counters; Name is "nic" or "kernel".
@@ -279,6 +284,9 @@ var (
 	dLcUnpark  = newDesc("lcore", "unparked_packets_total", "Parked packets released, by outcome: redirect (the owner became known), local (owned here), expired (hold time over, to the kernel).", cnt, "lcore", "outcome")
 	dLcParkFul = newDesc("lcore", "park_full_total", "Packets not parked because the park, or their protocol's share of it (tunnel.park_udp), was full (sent to the kernel), by protocol.", cnt, "lcore", "proto")
 	dLcWarmDrp = newDesc("lcore", "warmup_dropped_total", "Packets of unknown sessions dropped (park full) while the daemon warmed up after its start, instead of going to the kernel.", cnt, "lcore")
+	dLcICMP    = newDesc("lcore", "icmp_too_big_sent_total", "ICMP fragmentation-needed / ICMPv6 packet-too-big replies sent to clients whose packets were too big for the tunnel (class too_big).", cnt, "lcore")
+	dLcClamp   = newDesc("lcore", "mss_clamped_total", "SYN-ACKs from a VIP whose MSS option was lowered to fit the tunnel (tunnel.clamp_mss).", cnt, "lcore")
+	dLcFrag    = newDesc("lcore", "fragments_tunnelled_total", "Fragments of IPv4 packets without DF too big for the tunnel (class too_big), tunnelled to the owner, whose kernel reassembles them.", cnt, "lcore")
 	dLcRetries = newDesc("lcore", "template_retries_total", "Header template copies retried because the control plane was writing it.", cnt, "lcore")
 
 	// per port
@@ -355,7 +363,7 @@ var (
 	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
 	allDescs = []desc{dInfo, dState, dAnnounced, dOwned, dBGPUp, dBGPAdv, dBGPLoss, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
-		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
+		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dLcICMP, dLcClamp, dLcFrag, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
@@ -442,6 +450,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dLcParkFul, l.ParkFull-l.ParkUDPFull, id, "tcp")
 		u(dLcParkFul, l.ParkUDPFull, id, "udp")
 		u(dLcWarmDrp, l.ParkWarmDrop, id)
+		u(dLcICMP, l.ICMPTooBig, id)
+		u(dLcClamp, l.MSSClamped, id)
+		u(dLcFrag, l.FragTunnelled, id)
 	}
 	for _, p := range s.Ports {
 		u(dPortRxP, p.RxPackets, p.Name)

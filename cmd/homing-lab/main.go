@@ -77,7 +77,13 @@ func demo(args []string) int {
 	keep := fs.Bool("keep", false, "keep the labs' directories (configs, logs)")
 	ipv6 := fs.Bool("ipv6", false, "an IPv6 POP: VIP, clients, hosts, tunnels and gossip in 2001:2::/48")
 	static := fs.Bool("static", false, "static multipath routes in the router instead of BGP (FRR)")
+	uploads := fs.Int("uploads", 20, "upload connections writing 64 KiB blocks (full-size segments); 0 none")
+	clamp := fs.Bool("clamp", true, "tunnel.clamp_mss in every homingd (false: full-size segments rely on ICMP too big)")
+	plain := fs.Bool("plain", true, "also run the plain-ECMP baseline")
 	_ = fs.Parse(args)
+	if *uploads == 0 {
+		*uploads = -1
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "homing-lab demo: needs root (network namespaces, DPDK, eBPF)")
 		return 1
@@ -110,14 +116,19 @@ func demo(args []string) int {
 		steer, drain = "a static multipath route to the VIP, L4 hash", "taken out of the route"
 	}
 	fmt.Printf("homing-lab demo: an %s POP in network namespaces: router (%s),\n"+
-		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v.\n"+
+		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v,\n"+
+		"%d upload connections that echo 64 KiB blocks (full-size TCP segments; 1500-byte MTU everywhere).\n"+
 		"Steps: drain h1 (%s; it keeps running), restore it, add h%d, new router hash seed.\n\n",
-		family, steer, *hosts, *conns, lab.MinGap, lab.MaxGap, drain, *hosts+1)
+		family, steer, *hosts, *conns, lab.MinGap, lab.MaxGap, max(*uploads, 0), drain, *hosts+1)
 	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep,
-		Live: isTerminal(os.Stdout), IPv6: *ipv6, Static: *static}
+		Live: isTerminal(os.Stdout), IPv6: *ipv6, Static: *static, Uploads: *uploads, NoClamp: !*clamp}
 	var runs []*lab.Result
 	failed := false
-	for _, redirect := range []bool{true, false} {
+	modes := []bool{true, false}
+	if !*plain {
+		modes = modes[:1]
+	}
+	for _, redirect := range modes {
 		r, err := sc.Run(ctx, redirect)
 		runs = append(runs, r)
 		if errors.Is(err, context.Canceled) {
@@ -137,7 +148,10 @@ func demo(args []string) int {
 	fmt.Println()
 	lab.Table(os.Stdout, runs...)
 	fmt.Printf("\nalive: connections still open at the end of the step; reset: connections reset during it;\n" +
-		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE.\n")
+		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE;\n" +
+		"stall: uploads open but without an echoed block in the last 1.5 s; blocks: 64 KiB blocks echoed intact;\n" +
+		"toobig: packets too big for the tunnel (nic.mtu); icmp: of those, answered with ICMP fragmentation\n" +
+		"needed (the client lowers its path MTU; see -clamp=false).\n")
 	for _, r := range runs {
 		if r.Redirect && len(r.Ended) > 0 {
 			fmt.Printf("\nconnections that ended with homing (%d), the first:\n", r.TotalReset())

@@ -490,6 +490,19 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			}
 			fmt.Fprintln(t)
 		}
+		fmt.Fprint(t, "icmp too big sent")
+		for _, l := range s.Lcores {
+			fmt.Fprintf(t, "\t%d", l.ICMPTooBig)
+		}
+		fmt.Fprint(t, "\nfragments tunnelled")
+		for _, l := range s.Lcores {
+			fmt.Fprintf(t, "\t%d", l.FragTunnelled)
+		}
+		fmt.Fprint(t, "\nmss clamped")
+		for _, l := range s.Lcores {
+			fmt.Fprintf(t, "\t%d", l.MSSClamped)
+		}
+		fmt.Fprintln(t)
 		t.Flush()
 		fmt.Fprintln(w)
 	}

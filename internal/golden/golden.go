@@ -165,8 +165,14 @@ func (k Kind) String() string {
 	case Decap:
 		return "decap"
 	}
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
 	return "kind?"
 }
+
+// kindNames names the kinds of other scenarios (mtu.go).
+var kindNames = map[Kind]string{}
 
 // Want is the expected outcome of one input frame.
 type Want struct {
@@ -182,11 +188,14 @@ type Want struct {
 	// Frame is the expected output frame, exact for ToKernel, ToNIC and Decap; for Encap
 	// exact except the UDP source port (bytes 34-35), which is zero here.
 	Frame []byte
+	// More are further output frames after Frame, in order, compared as Frame is (the
+	// MTU budget's fragments: Frame carries the first).
+	More [][]byte
 }
 
 // Out is the output port of the verdict.
 func (w Want) Out() Port {
-	if w.Kind == Encap || w.Kind == ToNIC {
+	if w.Kind == Encap || w.Kind == ToNIC || w.Kind == Reply || w.Kind == Rewrite {
 		return PortNIC
 	}
 	return PortKernel
