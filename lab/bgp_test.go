@@ -150,7 +150,7 @@ func TestBGP(t *testing.T) {
 	if st3.AnnouncedAt.Before(st3.WarmAt) {
 		t.Errorf("restarted h3 announced at %v, before its warm-up ended at %v", st3.AnnouncedAt, st3.WarmAt)
 	}
-	prev = step("restart h3", prev, 3*time.Second)
+	step("restart h3", prev, 3*time.Second)
 
 	// A host dies (its namespace goes with it): the router withdraws it after the hold
 	// time; only its own connections are lost.
