@@ -353,7 +353,6 @@ type Node struct {
 	wakeSend   chan struct{} // the sender: records queued, local updates pending
 	wakeLing   chan struct{} // the linger goroutine: a first deadline
 	wakeRepair chan struct{} // the repairer: a repair or NACK wanted
-	serveSem   chan struct{} // answers being served (repair and NACK)
 	fullSem    chan struct{} // full repair answers being served
 	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
 	// bumped after the store, so that a reader that sees a new generation sees its keys).
@@ -406,6 +405,7 @@ type Node struct {
 	servedMu    sync.Mutex
 	served      map[uint16]time.Time // requester -> last answer started
 	sources     map[netip.Addr]int   // source address -> connections being served
+	serving     int                  // connections being served
 	nackServing map[uint16]bool      // requesters with a NACK answer running
 }
 
@@ -462,7 +462,6 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		wakeRepair:  make(chan struct{}, 1),
 		dialer:      cfg.RepairDialer,
 		nonce:       func(b []byte) { _, _ = rand.Read(b) },
-		serveSem:    make(chan struct{}, cfg.RepairConcurrency+nackServeConcurrency),
 		fullSem:     make(chan struct{}, cfg.RepairConcurrency),
 		served:      make(map[uint16]time.Time),
 		nackServing: make(map[uint16]bool),
@@ -471,7 +470,7 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		n.ring = newResendRing(cfg.NackRing, cfg.NackRingBytes)
 	}
 	if n.dialer == nil {
-		n.dialer = &net.Dialer{}
+		n.dialer = sourceDialer{cfg.Addr, cfg.AltAddr}
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
