@@ -58,7 +58,8 @@ func fakeSnapshot() Snapshot {
 		Ports:  []Port{{Name: "nic", RxPackets: 100, RxBytes: 6400}, {Name: "kernel", TxPackets: 90}},
 		Table:  &Table{Entries4: 3, Capacity4: 1024, Capacity6: 64, Inserts: 5, Deletes: 2, Full: 1, ByOwner: map[uint16]int{1: 1, 2: 2}},
 		Gossip: &Gossip{DatagramsSent: 7, BytesSent: 700, DatagramsReceived: 9, BytesReceived: 900,
-			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2},
+			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2,
+			RepairServeRefused: map[string]uint64{"stranger": 1278, "slow": 2}},
 		Probe: &Probe{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
 		Relay: &Relay{Forwarded: 12, Received: 8, Relayed: 7, Duplicates: 3, Replays: 1},
 	}
@@ -100,6 +101,8 @@ func TestCollector(t *testing.T) {
 		{"homing_gossip_received_bytes_total", nil, 900},
 		{"homing_gossip_rejected_datagrams_total", map[string]string{"reason": "auth"}, 3},
 		{"homing_gossip_auth_failures_total", nil, 3},
+		{"homing_gossip_repair_serve_refused_total", map[string]string{"reason": "stranger"}, 1278},
+		{"homing_gossip_repair_serve_refused_total", map[string]string{"reason": "slow"}, 2},
 		{"homing_gossip_sequence_gaps_total", nil, 4},
 		{"homing_gossip_records_applied_total", nil, 11},
 		{"homing_gossip_peers_up", nil, 2},
