@@ -16,6 +16,13 @@ import (
 
 // The repair and NACK listener serves only live peers (repairserve.go).
 
+// listenerConfig is repairConfig with the listener's default time to authenticate.
+func listenerConfig(t *testing.T, nt *gossiptest.Net, id uint16) gossip.Config {
+	c := repairConfig(t, nt, id)
+	c.RepairAuthTimeout = gossip.DefaultRepairAuthTimeout
+	return c
+}
+
 // hold dials addr with d and returns the connection, or nil if the dial failed.
 func hold(d gossip.Dialer, addr netip.AddrPort) net.Conn {
 	c, err := d.DialContext(context.Background(), "tcp", addr.String())
@@ -39,7 +46,7 @@ func closedWithin(c net.Conn, d time.Duration) (time.Duration, bool) {
 
 func TestListenerClosesStrangers(t *testing.T) {
 	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
-	m := start(t, hub, repairConfig(t, nt, 1))
+	m := start(t, hub, listenerConfig(t, nt, 1))
 	addr := netip.AddrPortFrom(netip.MustParseAddr("198.18.50.1"), gossip.DefaultGossipPort)
 	for i, d := range []gossip.Dialer{nt.From(netip.MustParseAddr("198.18.100.2")), nt} {
 		c := hold(d, addr)
@@ -58,7 +65,7 @@ func TestListenerClosesStrangers(t *testing.T) {
 
 func TestListenerCutsSlowAuthenticator(t *testing.T) {
 	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
-	m := start(t, hub, repairConfig(t, nt, 1))
+	m := start(t, hub, listenerConfig(t, nt, 1))
 	p := newPeer(hub, 2, testKey)
 	p.heartbeat()
 	gossiptest.WaitFor(t, wait, "2 up", func() bool { return m.node.Stats().PeersUp == 1 })
@@ -110,7 +117,7 @@ func TestListenerPerSourceCap(t *testing.T) {
 // each by an outsider made a peer's repairs fail 16 times in a row.)
 func TestListenerFlood(t *testing.T) {
 	hub, nt := gossiptest.NewHub(), gossiptest.NewNet()
-	m1 := start(t, hub, repairConfig(t, nt, 1))
+	m1 := start(t, hub, listenerConfig(t, nt, 1))
 	for j := range 200 {
 		if err := m1.node.LocalAdd(key(j)); err != nil {
 			t.Fatal(err)

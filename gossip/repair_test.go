@@ -24,6 +24,9 @@ func repairConfig(t testing.TB, nt *gossiptest.Net, id uint16) gossip.Config {
 	c.Repair, c.RepairInterval, c.RepairTimeout = true, 100*time.Millisecond, 2*time.Second
 	c.RepairListener = nt.Listen(netip.AddrPortFrom(c.Addr, gossip.DefaultGossipPort))
 	c.RepairDialer = nt.From(c.Addr)
+	// The listener's 200 ms to authenticate is for a real host; under -race on shared
+	// cores a goroutine may wait longer than that to run (listener_test.go tests it).
+	c.RepairAuthTimeout = c.RepairTimeout
 	return c
 }
 
