@@ -290,6 +290,7 @@ func (o *ops) stats() ctl.Stats {
 			"digest_mismatches": g.DigestMismatches, "table_errors": g.TableErrors, "repair_removed": g.RepairRemoved,
 			"repair_records": g.RepairRecords, "repair_auth_failures": g.RepairAuthFailures, "template_errors": g.TemplateErrors,
 			"nacks_sent": g.NacksSent, "nack_recovered": g.NackRecovered, "nack_fallbacks": g.NackFallbacks, "nack_resent": g.NackResent}
+		out.Gossip["sequence_conflicts"] = g.SeqConflicts
 		for reason, v := range g.RepairServeRefused {
 			out.Gossip["repair_refused_"+reason] = v
 		}

@@ -107,8 +107,8 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 		RepairsStarted: st.RepairsStarted, RepairsCompleted: st.RepairsCompleted, RepairsFailed: st.RepairsFailed,
 		RepairAuthFailures: st.RepairAuthFailures, RepairRecords: st.RepairRecords, RepairRemoved: st.RepairRemoved,
 		RepairsServed: st.RepairsServed, RepairServeRejects: st.RepairServeRejects, RepairRefused: st.RepairServeRefused,
-		DigestMismatches: st.DigestMismatches,
-		NacksSent:        st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
+		DigestMismatches: st.DigestMismatches, SeqConflicts: st.SeqConflicts,
+		NacksSent: st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
 		HeartbeatAge: heartbeatAges(n),
 	}
 }

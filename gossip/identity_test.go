@@ -214,3 +214,35 @@ func TestRebind(t *testing.T) {
 		t.Errorf("rebind of an unknown id: %v %v", bound, err)
 	}
 }
+
+// A keyed rogue sends records under live host 2's id and incarnation with sequence
+// numbers far ahead: 2's next heartbeat resets the tracking (SeqConflicts) and its
+// records are taken again; a replayed heartbeat of 2 does not reset it.
+func TestSequencePushedAhead(t *testing.T) {
+	hub, clk, m := fakeNode(t)
+	real := clockPeer(hub, clk, 2)
+	real.heartbeat()
+	real.records(add(key(1), 2, 10))
+	gossiptest.WaitFor(t, wait, "2 up with its session", owned(m.table, key(1), 2))
+	old := real.datagram(wire.TypeHeartbeat, wire.AppendHeartbeat(nil, &wire.Heartbeat{Host: 2, Incarnation: real.inc,
+		Addr: real.addr.Addr(), MAC: net.HardwareAddr{2, 0, 0, 0, 1, 2}, TunnelPort: 6080}))
+	real.send(old)
+
+	rogue := newPeer(hub, 2, testKey)
+	rogue.addr = netip.MustParseAddrPort("198.18.51.66:6081")
+	rogue.now, rogue.inc, rogue.seq = clk.Now, real.inc, 1<<40
+	rogue.records(add(key(2), 2, 99))
+	gossiptest.WaitFor(t, wait, "the rogue's records", owned(m.table, key(2), 2))
+	clk.Advance(50 * time.Millisecond)
+	real.records(add(key(3), 2, 11)) // refused as a replay: the tracking is ahead
+	gossiptest.WaitFor(t, wait, "refused", stat(m, func(s gossip.Stats) uint64 { return s.Replays }, 1))
+	real.send(old) // a replayed heartbeat: no reset
+	gossiptest.WaitFor(t, wait, "refused", stat(m, func(s gossip.Stats) uint64 { return s.Replays }, 2))
+	real.heartbeat()
+	gossiptest.WaitFor(t, wait, "reset", stat(m, func(s gossip.Stats) uint64 { return s.SeqConflicts }, 1))
+	real.records(add(key(4), 2, 12))
+	gossiptest.WaitFor(t, wait, "2's records taken again", owned(m.table, key(4), 2))
+	if s := m.node.Stats(); s.SeqConflicts != 1 || s.Replays != 2 {
+		t.Errorf("%d conflicts, %d replays; want 1 and 2", s.SeqConflicts, s.Replays)
+	}
+}

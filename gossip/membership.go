@@ -34,6 +34,7 @@ type peerState struct {
 	inc     uint64    // current incarnation
 	highest uint64    // highest sequence number seen in inc
 	lastHB  time.Time // last heartbeat (first datagram for peerNew)
+	hbTS    int64     // sender timestamp of the newest heartbeat admitted in inc
 
 	// Repair (with Config.Repair).
 	covered      uint64    // sequence number of the last snapshot applied in inc
@@ -61,6 +62,7 @@ type pendingDrop struct {
 func (n *Node) heartbeatLocked(h wire.Header, hb *wire.Heartbeat, now time.Time) {
 	n.bindLocked(hb)
 	p := n.peers[h.Sender]
+	p.hbTS = max(p.hbTS, h.Timestamp)
 	info := Peer{
 		ID: hb.Host, Addr: hb.Addr, AltAddr: hb.AltAddr, MAC: hb.MAC,
 		TunnelPort: hb.TunnelPort, Domain: hb.Domain, Incarnation: hb.Incarnation,
@@ -223,6 +225,17 @@ func (n *Node) checkPeers(now time.Time) {
 // to it): the first datagram of a peer, or of a new incarnation, is accepted only if
 // its timestamp is within ReplayWindow of our clock (OutsideWindow); later ones are
 // checked by sequence number as before.
+
+// Sequence numbers pushed ahead. Records carry no address to check against the
+// binding, so a keyed host can send datagrams under a live host's id and incarnation;
+// with sequence numbers far ahead, the real host's next datagrams would look like
+// replays until it restarted. A heartbeat (checked against the binding) timestamped
+// later than every heartbeat admitted from the host in this incarnation, and within
+// ReplayWindow, whose sequence number is more than seqConflictMargin below the highest
+// seen, resets the highest to it (SeqConflicts, alarmed) and asks for a repair. A
+// replayed heartbeat is not later than the last admitted one; a reordered one (two
+// relay paths) is not that far behind. A jump of at most the margin heals by itself.
+const seqConflictMargin = 1024
 
 // alarmEvery rate-limits the identity alarms' log lines, per host id.
 const alarmEvery = 10 * time.Second

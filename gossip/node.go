@@ -256,6 +256,7 @@ type Stats struct {
 	FutureIncarnations uint64 // datagrams whose incarnation runs ahead of our clock by more than MaxClockSkew
 	OutsideWindow      uint64 // first datagrams of a peer or incarnation timestamped outside ReplayWindow (replays)
 	Unannounced        uint64 // records datagrams of a new incarnation of a live peer before its heartbeat
+	SeqConflicts       uint64 // a peer's fresh heartbeat far below its highest sequence number: reset (membership.go)
 
 	ForeignRecords uint64 // records naming an owner other than their sender, skipped
 	StaleRecords   uint64 // records that lost to the current owner (older epoch, other owner)

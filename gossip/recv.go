@@ -251,6 +251,17 @@ func (n *Node) admitLocked(h wire.Header, now time.Time) admitVerdict {
 			delete(p.missing, h.Seq)
 			return admitMissing
 		}
+		if hb && h.Seq+seqConflictMargin < p.highest && h.Timestamp > p.hbTS && n.inWindow(h, now) {
+			// A heartbeat newer than any admitted, far below the highest sequence
+			// number: datagrams the sender did not send pushed it (membership.go).
+			inc(&n.stats.SeqConflicts)
+			n.alarmLocked(h.Sender, now, "gossip sequence numbers pushed ahead of the host's own (a keyed impostor sent datagrams in its name); reset",
+				"incarnation", h.Incarnation, "seq", h.Seq, "highest", p.highest)
+			n.forgetMissingLocked(h.Sender, p, ^uint64(0))
+			p.highest = h.Seq
+			n.wantRepairLocked(p, h.Seq)
+			return admitNew
+		}
 		inc(&n.stats.Replays)
 		return admitReject
 	}
@@ -274,7 +285,7 @@ func (n *Node) admitLocked(h wire.Header, now time.Time) admitVerdict {
 // restartLocked starts a new incarnation of peer p with datagram h. n.peersMu is held.
 func (n *Node) restartLocked(h wire.Header, p *peerState, now time.Time) admitVerdict {
 	n.scheduleDropLocked(h.Sender, p.inc, now)
-	p.inc, p.highest, p.covered, p.digestMiss = h.Incarnation, h.Seq, 0, 0
+	p.inc, p.highest, p.covered, p.digestMiss, p.hbTS = h.Incarnation, h.Seq, 0, 0, 0
 	n.forgetMissingLocked(h.Sender, p, ^uint64(0))
 	if p.state == peerNew {
 		p.lastHB = now
