@@ -64,6 +64,10 @@ const (
 	DefaultRepairInterval    = gossip.DefaultRepairInterval
 	DefaultRepairTimeout     = gossip.DefaultRepairTimeout
 	DefaultRepairMaxRecords  = gossip.DefaultRepairMaxRecords
+	DefaultRepairAuthTimeout = gossip.DefaultRepairAuthTimeout
+	DefaultRepairPerSource   = gossip.DefaultRepairPerSource
+	DefaultMaxClockSkew      = gossip.DefaultMaxClockSkew
+	DefaultReplayWindow      = gossip.DefaultReplayWindow
 	DefaultMaxQueue          = gossip.DefaultMaxQueue
 	DefaultNackRing          = gossip.DefaultNackRing
 	DefaultRelayPort         = gossip.DefaultRelayPort
@@ -281,9 +285,17 @@ type Gossip struct {
 	RepairInterval    time.Duration
 	RepairTimeout     time.Duration
 	RepairMaxRecords  int
-	MaxQueue          int  // records waiting to be sent, at most
-	NackRing          int  // datagrams kept for NACK retransmission; 0: NACK off
-	Digest            bool // compare heartbeat digests (repair on silent divergence)
+	// RepairAuthTimeout: a repair or NACK connection's time to authenticate;
+	// RepairPerSource: connections served at once per source address.
+	RepairAuthTimeout time.Duration
+	RepairPerSource   int
+	// MaxClockSkew: how far a peer's incarnation may run ahead of this host's clock;
+	// ReplayWindow: the age (either way) a first datagram of a peer may have.
+	MaxClockSkew time.Duration
+	ReplayWindow time.Duration
+	MaxQueue     int  // records waiting to be sent, at most
+	NackRing     int  // datagrams kept for NACK retransmission; 0: NACK off
+	Digest       bool // compare heartbeat digests (repair on silent divergence)
 	// Relays are the gossip relays of the POP, every domain's: each forwards its domain's
 	// gossip to the relays of the other domains, which multicast it in theirs. This host
 	// relays if its host.address is listed.
@@ -389,6 +401,10 @@ func Default() *Config {
 			RepairInterval:    DefaultRepairInterval,
 			RepairTimeout:     DefaultRepairTimeout,
 			RepairMaxRecords:  DefaultRepairMaxRecords,
+			RepairAuthTimeout: DefaultRepairAuthTimeout,
+			RepairPerSource:   DefaultRepairPerSource,
+			MaxClockSkew:      DefaultMaxClockSkew,
+			ReplayWindow:      DefaultReplayWindow,
 			MaxQueue:          DefaultMaxQueue,
 			NackRing:          DefaultNackRing,
 			Digest:            true,

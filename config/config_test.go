@@ -182,6 +182,10 @@ repair_port = 7003
 repair_interval = "250ms"
 repair_timeout = "2s"
 repair_max_records = 5000
+repair_auth_timeout = "300ms"
+repair_per_source = 3
+max_clock_skew = "5s"
+replay_window = "20s"
 digest = false
 
 [probe]
@@ -231,7 +235,8 @@ format = "json"
 		Gossip: Gossip{Enabled: true, Group: netip.MustParseAddr("ff02::1:6"), Port: 7002, Interface: "eth9", TTL: 2,
 			KeyFile: "/k", MaxDatagram: 1300, FlushDelay: time.Millisecond, Flush: "fixed", MaxRate: 5, HeartbeatInterval: time.Second,
 			DownAfter: 5, Grace: time.Minute, Linger: 150 * time.Second, DiscoveryFile: "/var/lib/homing/peers",
-			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000, MaxQueue: 1000, RelayPort: DefaultRelayPort},
+			RepairPort: 7003, RepairInterval: 250 * time.Millisecond, RepairTimeout: 2 * time.Second, RepairMaxRecords: 5000,
+			RepairAuthTimeout: 300 * time.Millisecond, RepairPerSource: 3, MaxClockSkew: 5 * time.Second, ReplayWindow: 20 * time.Second, MaxQueue: 1000, RelayPort: DefaultRelayPort},
 		Probe:   Probe{Cgroup: "relative/is/fine/when/disabled", TentativeLifetime: 500 * time.Millisecond, RingBytes: DefaultProbeRingBytes},
 		BGP:     BGP{HoldTime: DefaultBGPHoldTime, StopLinger: DefaultBGPStopLinger},
 		Metrics: Metrics{Listen: "[::1]:0"},
@@ -362,6 +367,10 @@ func TestErrors(t *testing.T) {
 		{"repair port", replace(t, "insecure = true", "insecure = true\nrepair_port = 65536"), "t.toml: gossip.repair_port: must be 1..65535, got 65536", ErrInvalid},
 		{"repair records", replace(t, "insecure = true", "insecure = true\nrepair_max_records = 0"), "t.toml: gossip.repair_max_records: must be 1..67108864, got 0", ErrInvalid},
 		{"repair timeout", replace(t, "insecure = true", "insecure = true\nrepair_timeout = \"0s\""), "t.toml: gossip.repair_timeout: must be > 0, got 0s", ErrInvalid},
+		{"repair auth timeout", replace(t, "insecure = true", "insecure = true\nrepair_auth_timeout = \"6s\""), "t.toml: gossip.repair_auth_timeout: 6s is longer than gossip.repair_timeout (5s)", ErrInvalid},
+		{"repair per source", replace(t, "insecure = true", "insecure = true\nrepair_per_source = 1"), "t.toml: gossip.repair_per_source: must be 2..64, got 1", ErrInvalid},
+		{"clock skew", replace(t, "insecure = true", "insecure = true\nmax_clock_skew = \"0s\""), "t.toml: gossip.max_clock_skew: must be > 0, got 0s", ErrInvalid},
+		{"replay window", replace(t, "insecure = true", "insecure = true\nreplay_window = \"2h\""), "t.toml: gossip.replay_window: 2h0m0s is more than 1h: the hosts' clocks must agree within seconds (NTP)", ErrInvalid},
 		{"cgroup", minimal + "[probe]\ncgroup = \"sys/fs\"\n", `t.toml: probe.cgroup: "sys/fs" must be an absolute path`, ErrInvalid},
 		{"metrics", minimal + "[metrics]\nlisten = \"9370\"\n", `t.toml: metrics.listen: "9370" is not host:port ("" disables metrics)`, ErrInvalid},
 		{"control", minimal + "[control]\nsocket = \"\"\n", "t.toml: control.socket: must not be empty", ErrMissing},

@@ -136,6 +136,10 @@ type fileGossip struct {
 	RepairInterval    string      `toml:"repair_interval"`
 	RepairTimeout     string      `toml:"repair_timeout"`
 	RepairMaxRecords  int         `toml:"repair_max_records"`
+	RepairAuthTimeout string      `toml:"repair_auth_timeout"`
+	RepairPerSource   int         `toml:"repair_per_source"`
+	MaxClockSkew      string      `toml:"max_clock_skew"`
+	ReplayWindow      string      `toml:"replay_window"`
 	MaxQueue          int         `toml:"max_queue"`
 	NackRing          int         `toml:"nack_ring"`
 	Digest            bool        `toml:"digest"`
@@ -214,6 +218,10 @@ func defaultFile() fileConfig {
 			RepairInterval:    DefaultRepairInterval.String(),
 			RepairTimeout:     DefaultRepairTimeout.String(),
 			RepairMaxRecords:  DefaultRepairMaxRecords,
+			RepairAuthTimeout: DefaultRepairAuthTimeout.String(),
+			RepairPerSource:   DefaultRepairPerSource,
+			MaxClockSkew:      DefaultMaxClockSkew.String(),
+			ReplayWindow:      DefaultReplayWindow.String(),
 			MaxQueue:          DefaultMaxQueue,
 			NackRing:          DefaultNackRing,
 			Digest:            true,

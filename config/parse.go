@@ -801,6 +801,22 @@ func (c *checker) gossip(cfg *Config, g *fileGossip) {
 	out.RepairTimeout = c.duration("gossip.repair_timeout", g.RepairTimeout)
 	out.RepairMaxRecords = g.RepairMaxRecords
 	c.intRange("gossip.repair_max_records", g.RepairMaxRecords, 1, 1<<26)
+	out.RepairAuthTimeout = c.duration("gossip.repair_auth_timeout", g.RepairAuthTimeout)
+	if out.RepairAuthTimeout > out.RepairTimeout && out.RepairTimeout > 0 {
+		c.fail(ErrInvalid, "gossip.repair_auth_timeout", "%s is longer than gossip.repair_timeout (%s)", out.RepairAuthTimeout, out.RepairTimeout)
+	}
+	out.RepairPerSource = g.RepairPerSource
+	c.intRange("gossip.repair_per_source", g.RepairPerSource, 2, 64)
+	out.MaxClockSkew = c.duration("gossip.max_clock_skew", g.MaxClockSkew)
+	out.ReplayWindow = c.duration("gossip.replay_window", g.ReplayWindow)
+	for _, k := range []struct {
+		key string
+		d   time.Duration
+	}{{"gossip.max_clock_skew", out.MaxClockSkew}, {"gossip.replay_window", out.ReplayWindow}} {
+		if k.d > time.Hour {
+			c.fail(ErrInvalid, k.key, "%s is more than 1h: the hosts' clocks must agree within seconds (NTP)", k.d)
+		}
+	}
 	out.MaxQueue, out.NackRing = g.MaxQueue, g.NackRing
 	c.intRange("gossip.max_queue", g.MaxQueue, 64, 1<<24)
 	c.intRange("gossip.nack_ring", g.NackRing, 0, 1<<20)

@@ -12,7 +12,19 @@ const (
 	CmdStats    = "stats"    // no arguments; Stats
 	CmdDrain    = "drain"    // no arguments; Status after the drain
 	CmdUndrain  = "undrain"  // no arguments; Status after the undrain
+	CmdRebind   = "rebind"   // RebindArgs; Rebind
 )
+
+// RebindArgs names the host id whose binding to an address and MAC gossip forgets.
+type RebindArgs struct {
+	Host uint16 `json:"host"`
+}
+
+// Rebind is the answer to a rebind: whether the id was bound.
+type Rebind struct {
+	Host  uint16 `json:"host"`
+	Bound bool   `json:"bound"`
+}
 
 // Status is the daemon's identity and health.
 type Status struct {

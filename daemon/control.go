@@ -109,6 +109,8 @@ func (d *Daemon) startControl() (err error) {
 			Repair: cfg.Gossip.Repair, RepairListener: repairL, RepairPort: cfg.Gossip.RepairPort,
 			RepairInterval: cfg.Gossip.RepairInterval, RepairTimeout: cfg.Gossip.RepairTimeout,
 			RepairMaxRecords: cfg.Gossip.RepairMaxRecords, NoDigest: !cfg.Gossip.Digest,
+			RepairAuthTimeout: cfg.Gossip.RepairAuthTimeout, RepairPerSource: cfg.Gossip.RepairPerSource,
+			MaxClockSkew: cfg.Gossip.MaxClockSkew, ReplayWindow: cfg.Gossip.ReplayWindow,
 			MaxQueue: cfg.Gossip.MaxQueue, NackRing: nackRing(cfg.Gossip.NackRing),
 		}, relayed, d.Table, templates{d})
 		if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -44,8 +45,32 @@ func (o *ops) handle(_ context.Context, r ctl.Request) (any, error) {
 		return o.sessions(a)
 	case ctl.CmdStats:
 		return o.stats(), nil
+	case ctl.CmdRebind:
+		var a ctl.RebindArgs
+		if err := r.Decode(&a); err != nil {
+			return nil, err
+		}
+		return o.rebind(a)
 	}
-	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats)", ctl.ErrUnknownCommand, r.Cmd)
+	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind)", ctl.ErrUnknownCommand, r.Cmd)
+}
+
+// rebind makes gossip forget a host id's binding to an address and MAC (the host
+// moved, or its NIC changed): its next heartbeat binds it again.
+func (o *ops) rebind(a ctl.RebindArgs) (ctl.Rebind, error) {
+	n := o.d.Node()
+	if n == nil {
+		return ctl.Rebind{}, errors.New("gossip is off")
+	}
+	if a.Host == 0 || a.Host == n.HostID() {
+		return ctl.Rebind{}, fmt.Errorf("host id %d: not a peer", a.Host)
+	}
+	bound, err := n.Rebind(a.Host)
+	if err != nil {
+		return ctl.Rebind{}, fmt.Errorf("host id %d: %w", a.Host, err)
+	}
+	o.d.Log.Warn("gossip binding forgotten by the operator (homingctl rebind)", "host", a.Host, "was_bound", bound)
+	return ctl.Rebind{Host: a.Host, Bound: bound}, nil
 }
 
 func (o *ops) status() ctl.Status {
@@ -266,6 +291,10 @@ func (o *ops) stats() ctl.Stats {
 			"digest_mismatches": g.DigestMismatches, "table_errors": g.TableErrors, "repair_removed": g.RepairRemoved,
 			"repair_records": g.RepairRecords, "repair_auth_failures": g.RepairAuthFailures, "template_errors": g.TemplateErrors,
 			"nacks_sent": g.NacksSent, "nack_recovered": g.NackRecovered, "nack_fallbacks": g.NackFallbacks, "nack_resent": g.NackResent}
+		out.Gossip["sequence_conflicts"] = g.SeqConflicts
+		for reason, v := range g.RepairServeRefused {
+			out.Gossip["repair_refused_"+reason] = v
+		}
 		out.Reject = g.Rejected
 	}
 	if p := s.Probe; p != nil {

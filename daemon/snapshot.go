@@ -93,6 +93,12 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 			"bad_magic": st.BadMagic, "bad_version": st.BadVersion, "unknown_type": st.UnknownType,
 			"truncated": st.Truncated, "oversize": st.Oversize, "auth": st.AuthFailures, "malformed": st.Malformed,
 			"own": st.OwnDatagrams, "unknown_host": st.UnknownHost, "mismatch": st.Mismatch, "replay": st.Replays,
+			"id_conflict": st.IDConflicts, "duplicate_id": st.DuplicateIDs, "future_incarnation": st.FutureIncarnations,
+			"outside_window": st.OutsideWindow, "unannounced": st.Unannounced,
+		},
+		RepairServeRefused: map[string]uint64{
+			"stranger": st.RepairServeStranger, "per_source": st.RepairServePerSource, "busy": st.RepairServeRefused,
+			"slow": st.RepairServeSlow, "rejected": st.RepairServeRejects,
 		},
 		AuthFailures: st.AuthFailures, SeqGaps: st.SeqGaps, RecordsApplied: st.RecordsApplied,
 		StaleRecords: st.StaleRecords, ForeignRecords: st.ForeignRecords, LocalUpdates: st.LocalUpdates,
@@ -102,8 +108,8 @@ func gossipMetrics(n *gossip.Node) *metrics.Gossip {
 		RepairsStarted: st.RepairsStarted, RepairsCompleted: st.RepairsCompleted, RepairsFailed: st.RepairsFailed,
 		RepairAuthFailures: st.RepairAuthFailures, RepairRecords: st.RepairRecords, RepairRemoved: st.RepairRemoved,
 		RepairsServed: st.RepairsServed, RepairServeRejects: st.RepairServeRejects, RepairRefused: st.RepairServeRefused,
-		DigestMismatches: st.DigestMismatches,
-		NacksSent:        st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
+		DigestMismatches: st.DigestMismatches, SeqConflicts: st.SeqConflicts,
+		NacksSent: st.NacksSent, NackRecovered: st.NackRecovered, NackFallbacks: st.NackFallbacks, NackResent: st.NackResent,
 		HeartbeatAge: heartbeatAges(n),
 	}
 }

@@ -78,6 +78,10 @@ const (
 	DefaultRepairMaxRecords  = 1 << 20
 	DefaultRepairConcurrency = 4
 	DefaultTailProbe         = 5 * time.Millisecond
+	DefaultMaxClockSkew      = 10 * time.Second
+	DefaultReplayWindow      = 10 * time.Second
+	DefaultRepairAuthTimeout = 200 * time.Millisecond
+	DefaultRepairPerSource   = 4
 )
 
 // Config configures a Node. Zero fields take the defaults above.
@@ -153,6 +157,16 @@ type Config struct {
 	// Incarnation identifies this run of the host; 0 means the start time in unix
 	// nanoseconds. It must grow from one run to the next.
 	Incarnation uint64
+	// MaxClockSkew bounds how far a peer's incarnation (its start time in unix
+	// nanoseconds, on its clock) may run ahead of this node's clock: a datagram whose
+	// incarnation is later than now+MaxClockSkew is refused (FutureIncarnations) and
+	// changes nothing; it is admitted once this node's clock has caught up (default 10 s).
+	MaxClockSkew time.Duration
+	// ReplayWindow: a datagram of a peer this node holds no state for (first contact,
+	// or a new incarnation) is accepted only if its timestamp is within ReplayWindow of
+	// this node's clock; older (replayed) or later ones are refused (OutsideWindow).
+	// The hosts' clocks are assumed NTP-synchronised well within it (default 10 s).
+	ReplayWindow time.Duration
 
 	// Repair turns on the unicast repair exchange (anti-entropy, see repair.go): the
 	// node fetches a peer's sessions when it sees a gap in the peer's sequence numbers,
@@ -179,6 +193,12 @@ type Config struct {
 	// RepairConcurrency bounds the repairs in flight, and separately the answers being
 	// served, at once (default 4).
 	RepairConcurrency int
+	// RepairAuthTimeout bounds the time a repair or NACK connection may take, from
+	// accept, to send its authenticated request (default 200 ms; real time).
+	RepairAuthTimeout time.Duration
+	// RepairPerSource bounds the repair and NACK connections served at once per
+	// source address (default 4; a peer uses at most two: a repair and a NACK).
+	RepairPerSource int
 	// NackRing is how many of its latest multicast datagrams a node keeps to resend
 	// them to peers that missed them (NACK, see nack.go; with Repair only); default
 	// 8192, negative turns NACK off (a gap asks for a full repair). A receiver also
@@ -230,6 +250,13 @@ type Stats struct {
 	Mismatch     uint64 // heartbeats whose address disagrees with the discovery file
 	SeqGaps      uint64 // datagrams missed: sum of sequence jumps
 	Replays      uint64 // datagrams with an old sequence number or incarnation, dropped
+	// Membership refusals (membership.go): none of these changes any state.
+	IDConflicts        uint64 // heartbeats claiming a bound host id from another address or MAC (impostor or duplicate id)
+	DuplicateIDs       uint64 // heartbeats of a live host id, bound address and MAC, but an older incarnation still running: two hosts with one id
+	FutureIncarnations uint64 // datagrams whose incarnation runs ahead of our clock by more than MaxClockSkew
+	OutsideWindow      uint64 // first datagrams of a peer or incarnation timestamped outside ReplayWindow (replays)
+	Unannounced        uint64 // records datagrams of a new incarnation of a live peer before its heartbeat
+	SeqConflicts       uint64 // a peer's fresh heartbeat far below its highest sequence number: reset (membership.go)
 
 	ForeignRecords uint64 // records naming an owner other than their sender, skipped
 	StaleRecords   uint64 // records that lost to the current owner (older epoch, other owner)
@@ -257,11 +284,14 @@ type Stats struct {
 	RepairSuperseded                                uint64 // multicast datagrams dropped: a snapshot already covered them
 	DigestMismatches                                uint64 // heartbeats whose digest differed from our view of the sender
 	// Repair, as the server.
-	RepairsServed      uint64 // answers sent in full
-	RepairServeRejects uint64 // requests that failed authentication or checks (tag, nonce, target, sender)
-	RepairServeRefused uint64 // connections refused: too many at once, or a requester asking too often
-	RepairServeErrors  uint64 // connections that failed (timeouts, resets)
-	RepairBytesSent    uint64
+	RepairsServed        uint64 // answers sent in full
+	RepairServeRejects   uint64 // requests that failed authentication or checks (tag, nonce, target, sender)
+	RepairServeRefused   uint64 // connections refused: too many at once, or a requester asking too often
+	RepairServeStranger  uint64 // connections closed at accept: the source is not a live peer's address
+	RepairServePerSource uint64 // connections closed at accept: RepairPerSource from that address already
+	RepairServeSlow      uint64 // connections cut: no authenticated request within RepairAuthTimeout
+	RepairServeErrors    uint64 // connections that failed (timeouts, resets)
+	RepairBytesSent      uint64
 
 	// NACK (nack.go), as the receiver of multicast.
 	NacksSent         uint64 // NACK exchanges started
@@ -324,7 +354,6 @@ type Node struct {
 	wakeSend   chan struct{} // the sender: records queued, local updates pending
 	wakeLing   chan struct{} // the linger goroutine: a first deadline
 	wakeRepair chan struct{} // the repairer: a repair or NACK wanted
-	serveSem   chan struct{} // answers being served (repair and NACK)
 	fullSem    chan struct{} // full repair answers being served
 	// keys seal and check everything; replaced by SetKeys (keyGen counts replacements,
 	// bumped after the store, so that a reader that sees a new generation sees its keys).
@@ -341,8 +370,10 @@ type Node struct {
 	peersMu   sync.Mutex
 	peers     map[uint16]*peerState
 	drops     []pendingDrop
-	discovery discoveryList // nil: every host is allowed
-	inFlight  int           // repairs running (RepairConcurrency)
+	discovery discoveryList        // nil: every host is allowed
+	bindings  map[uint16]binding   // host id -> address and MAC, from first contact (membership.go)
+	alarms    map[uint16]time.Time // host id -> last conflict logged (rate limit)
+	inFlight  int                  // repairs running (RepairConcurrency)
 
 	// mu (taken after peersMu, before sendMu) protects the ownership map, the source of
 	// truth the Table mirrors, and all that changes with it: the per-host digests, the
@@ -374,6 +405,8 @@ type Node struct {
 	// servedMu (a leaf) protects the repair server's per-requester state.
 	servedMu    sync.Mutex
 	served      map[uint16]time.Time // requester -> last answer started
+	sources     map[netip.Addr]int   // source address -> connections being served
+	serving     int                  // connections being served
 	nackServing map[uint16]bool      // requesters with a NACK answer running
 }
 
@@ -419,6 +452,9 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		wakeSend:   make(chan struct{}, 1),
 		wakeLing:   make(chan struct{}, 1),
 		peers:      make(map[uint16]*peerState),
+		bindings:   make(map[uint16]binding),
+		alarms:     make(map[uint16]time.Time),
+		sources:    make(map[netip.Addr]int),
 		sealer:     wire.NewSealer(cfg.Keys),
 		digests:    make(map[uint16]*wire.Digest),
 		tracks:     make(map[uint16]*repairTrack),
@@ -427,7 +463,6 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		wakeRepair:  make(chan struct{}, 1),
 		dialer:      cfg.RepairDialer,
 		nonce:       func(b []byte) { _, _ = rand.Read(b) },
-		serveSem:    make(chan struct{}, cfg.RepairConcurrency+nackServeConcurrency),
 		fullSem:     make(chan struct{}, cfg.RepairConcurrency),
 		served:      make(map[uint16]time.Time),
 		nackServing: make(map[uint16]bool),
@@ -436,7 +471,7 @@ func New(cfg Config, conn Conn, table Table, templates Templates) (*Node, error)
 		n.ring = newResendRing(cfg.NackRing, cfg.NackRingBytes)
 	}
 	if n.dialer == nil {
-		n.dialer = &net.Dialer{}
+		n.dialer = sourceDialer{cfg.Addr, cfg.AltAddr}
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -515,6 +550,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.NackRing == 0 {
 		c.NackRing = DefaultNackRing
+	}
+	if c.MaxClockSkew <= 0 {
+		c.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if c.ReplayWindow <= 0 {
+		c.ReplayWindow = DefaultReplayWindow
+	}
+	if c.RepairAuthTimeout <= 0 {
+		c.RepairAuthTimeout = DefaultRepairAuthTimeout
+	}
+	if c.RepairPerSource <= 0 {
+		c.RepairPerSource = DefaultRepairPerSource
 	}
 	if c.TailProbe == 0 {
 		c.TailProbe = DefaultTailProbe

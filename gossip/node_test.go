@@ -273,18 +273,19 @@ type peer struct {
 	inc  uint64
 	seq  uint64
 	seal *wire.Sealer
+	now  func() time.Time // the timestamps' clock (default time.Now)
 }
 
 func newPeer(hub *gossiptest.Hub, id uint16, k []byte) *peer {
 	r, _ := wire.NewKeyRing(k, nil)
-	return &peer{hub: hub, addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 51, byte(id)}), 6081), id: id, inc: 1, seal: wire.NewSealer(r)}
+	return &peer{hub: hub, addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 51, byte(id)}), 6081), id: id, inc: 1, seal: wire.NewSealer(r), now: time.Now}
 }
 
 func (p *peer) datagram(typ wire.Type, body []byte) wire.Datagram {
 	p.seq++
 	d := make(wire.Datagram, wire.Overhead+len(body))
 	copy(d[wire.HeaderLen:], body)
-	p.seal.Seal(d, wire.Header{Type: typ, Sender: p.id, Incarnation: p.inc, Seq: p.seq, Timestamp: time.Now().UnixNano()})
+	p.seal.Seal(d, wire.Header{Type: typ, Sender: p.id, Incarnation: p.inc, Seq: p.seq, Timestamp: p.now().UnixNano()})
 	return d
 }
 
@@ -362,6 +363,7 @@ func TestConflictRules(t *testing.T) {
 	hub, ms := cluster(t, 1, func(c *gossip.Config) { c.Clock = clk })
 	tb := ms[0].table
 	a, b := newPeer(hub, 10, testKey), newPeer(hub, 11, testKey)
+	a.now, b.now = clk.Now, clk.Now
 	k := key(1)
 	// A heartbeat of a third peer after each step's datagram marks it handled: the
 	// receiver takes datagrams in order and counts a heartbeat when it is done with it

@@ -89,6 +89,10 @@ func (n *Node) handle(op *wire.Opener, d wire.Datagram, recs []wire.Record) []wi
 	}
 	now := n.clock.Now()
 	n.peersMu.Lock()
+	if h.Type == wire.TypeHeartbeat && !n.identityLocked(h, &hb, now) {
+		n.peersMu.Unlock()
+		return recs
+	}
 	switch n.admitLocked(h, now) {
 	case admitReject:
 		n.peersMu.Unlock()
@@ -184,11 +188,14 @@ const (
 	admitMissing                     // a datagram this node missed and tracks (NACK): recoverLocked
 )
 
-// admitLocked checks the sender against the discovery list and its sequence numbers:
-// per sender and incarnation, sequence numbers must grow; a jump counts the datagrams
-// missed, which are tracked for a NACK (or ask for a full repair); a missed datagram
-// that arrives later is admitted once; a higher incarnation starts over (and the older
-// incarnation's sessions go after the grace). n.peersMu is held.
+// admitLocked checks the sender against the discovery list, its incarnation against
+// our clock and its sequence numbers: per sender and incarnation, sequence numbers must
+// grow; a jump counts the datagrams missed, which are tracked for a NACK (or ask for a
+// full repair); a missed datagram that arrives later is admitted once; a higher
+// incarnation starts over (and the older incarnation's sessions go after the grace).
+// The first datagram of a peer or of an incarnation must be timestamped within
+// ReplayWindow; see membership.go for the identity rules. A heartbeat's identity is
+// checked before (identityLocked). n.peersMu is held.
 func (n *Node) admitLocked(h wire.Header, now time.Time) admitVerdict {
 	if n.discovery != nil {
 		if _, ok := n.discovery[h.Sender]; !ok {
@@ -196,32 +203,64 @@ func (n *Node) admitLocked(h wire.Header, now time.Time) admitVerdict {
 			return admitReject
 		}
 	}
+	if n.ahead(h.Incarnation, now) {
+		inc(&n.stats.FutureIncarnations)
+		n.alarmLocked(h.Sender, now, "gossip incarnation ahead of our clock beyond max_clock_skew; refused until our clock catches up",
+			"incarnation", h.Incarnation, "ahead", time.Unix(0, int64(min(h.Incarnation, 1<<63-1))).Sub(now))
+		return admitReject
+	}
 	p := n.peers[h.Sender]
 	if p == nil {
+		if !n.inWindow(h, now) {
+			inc(&n.stats.OutsideWindow)
+			return admitReject
+		}
 		p = &peerState{state: peerNew, inc: h.Incarnation, highest: h.Seq, lastHB: now}
 		n.peers[h.Sender] = p
 		n.wantRepairLocked(p, h.Seq)
 		return admitNew
 	}
+	hb := h.Type == wire.TypeHeartbeat
 	switch {
+	case h.Incarnation < p.inc && hb && p.state == peerDown && n.inWindow(h, now):
+		// A bound peer back with a lower incarnation (its clock was ahead): a restart.
+		n.log.Warn("gossip peer back with a lower incarnation", "host", h.Sender, "incarnation", h.Incarnation, "was", p.inc)
+		return n.restartLocked(h, p, now)
+	case h.Incarnation < p.inc && hb && p.state == peerUp && n.inWindow(h, now):
+		inc(&n.stats.DuplicateIDs)
+		n.alarmLocked(h.Sender, now, "gossip duplicate host id: an older incarnation still heartbeats from the bound address and MAC; refused",
+			"incarnation", h.Incarnation, "current", p.inc)
+		return admitReject
 	case h.Incarnation < p.inc:
 		inc(&n.stats.Replays)
 		return admitReject
 	case h.Incarnation > p.inc:
-		n.log.Info("gossip peer restarted", "host", h.Sender, "incarnation", h.Incarnation)
-		n.scheduleDropLocked(h.Sender, p.inc, now)
-		p.inc, p.highest, p.covered, p.digestMiss = h.Incarnation, h.Seq, 0, 0
-		n.forgetMissingLocked(h.Sender, p, ^uint64(0))
-		if p.state == peerNew {
-			p.lastHB = now
+		if !n.inWindow(h, now) {
+			inc(&n.stats.OutsideWindow)
+			return admitReject
 		}
-		n.wantRepairLocked(p, h.Seq)
-		return admitNew
+		if p.state == peerUp && !hb {
+			inc(&n.stats.Unannounced)
+			return admitReject
+		}
+		n.log.Info("gossip peer restarted", "host", h.Sender, "incarnation", h.Incarnation)
+		return n.restartLocked(h, p, now)
 	}
 	if h.Seq <= p.highest {
 		if _, ok := p.missing[h.Seq]; ok {
 			delete(p.missing, h.Seq)
 			return admitMissing
+		}
+		if hb && h.Seq+seqConflictMargin < p.highest && h.Timestamp > p.hbTS && n.inWindow(h, now) {
+			// A heartbeat newer than any admitted, far below the highest sequence
+			// number: datagrams the sender did not send pushed it (membership.go).
+			inc(&n.stats.SeqConflicts)
+			n.alarmLocked(h.Sender, now, "gossip sequence numbers pushed ahead of the host's own (a keyed impostor sent datagrams in its name); reset",
+				"incarnation", h.Incarnation, "seq", h.Seq, "highest", p.highest)
+			n.forgetMissingLocked(h.Sender, p, ^uint64(0))
+			p.highest = h.Seq
+			n.wantRepairLocked(p, h.Seq)
+			return admitNew
 		}
 		inc(&n.stats.Replays)
 		return admitReject
@@ -240,5 +279,17 @@ func (n *Node) admitLocked(h wire.Header, now time.Time) admitVerdict {
 		}
 	}
 	p.highest = h.Seq
+	return admitNew
+}
+
+// restartLocked starts a new incarnation of peer p with datagram h. n.peersMu is held.
+func (n *Node) restartLocked(h wire.Header, p *peerState, now time.Time) admitVerdict {
+	n.scheduleDropLocked(h.Sender, p.inc, now)
+	p.inc, p.highest, p.covered, p.digestMiss, p.hbTS = h.Incarnation, h.Seq, 0, 0, 0
+	n.forgetMissingLocked(h.Sender, p, ^uint64(0))
+	if p.state == peerNew {
+		p.lastHB = now
+	}
+	n.wantRepairLocked(p, h.Seq)
 	return admitNew
 }

@@ -44,6 +44,24 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
+// sourceDialer is the default Dialer: TCP from this host's own address of the
+// destination's family, the address its peers know it by (their repair listeners serve
+// live peers' addresses only).
+type sourceDialer struct{ addr, alt netip.Addr }
+
+func (d sourceDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var nd net.Dialer
+	if to, err := netip.ParseAddrPort(address); err == nil {
+		for _, a := range []netip.Addr{d.addr, d.alt} {
+			if a.IsValid() && a.Is4() == to.Addr().Unmap().Is4() {
+				nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+				break
+			}
+		}
+	}
+	return nd.DialContext(ctx, network, address)
+}
+
 // ListenRepair opens the TCP listener a node answers repair requests on; addr is this
 // host's address and the repair port. Like the multicast socket, it belongs to the
 // network namespace of the thread that opens it.

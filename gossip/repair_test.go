@@ -23,7 +23,10 @@ func repairConfig(t testing.TB, nt *gossiptest.Net, id uint16) gossip.Config {
 	c := fastConfig(t, id)
 	c.Repair, c.RepairInterval, c.RepairTimeout = true, 100*time.Millisecond, 2*time.Second
 	c.RepairListener = nt.Listen(netip.AddrPortFrom(c.Addr, gossip.DefaultGossipPort))
-	c.RepairDialer = nt
+	c.RepairDialer = nt.From(c.Addr)
+	// The listener's 200 ms to authenticate is for a real host; under -race on shared
+	// cores a goroutine may wait longer than that to run (listener_test.go tests it).
+	c.RepairAuthTimeout = c.RepairTimeout
 	return c
 }
 
@@ -441,7 +444,7 @@ func TestRepairForgedAnswers(t *testing.T) {
 
 // exchange runs a hand-made client exchange against addr on nt: it reads the
 // challenge, lets req build the request frame, and returns what the server sent next.
-func exchange(t *testing.T, nt *gossiptest.Net, addr netip.AddrPort, req func(challenge wire.Datagram) []byte) (wire.Datagram, error) {
+func exchange(t *testing.T, nt gossip.Dialer, addr netip.AddrPort, req func(challenge wire.Datagram) []byte) (wire.Datagram, error) {
 	c, err := nt.DialContext(context.Background(), "tcp", addr.String())
 	if err != nil {
 		t.Fatal(err)
@@ -469,6 +472,11 @@ func TestRepairForgedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := netip.AddrPortFrom(c.Addr, gossip.DefaultGossipPort)
+	// The requests come from live host 2's address (strangers are closed at accept).
+	p2 := newPeer(hub, 2, testKey)
+	p2.heartbeat()
+	gossiptest.WaitFor(t, wait, "2 up", func() bool { return m.node.Stats().PeersUp == 1 })
+	from2 := nt.From(p2.addr.Addr())
 	request := func(s *wire.Sealer, from uint16, body wire.RepairRequest) []byte {
 		f := wire.AppendRepairRequest(make([]byte, wire.HeaderLen), &body)
 		f = append(f, make([]byte, wire.TagLen)...)
@@ -495,7 +503,7 @@ func TestRepairForgedRequests(t *testing.T) {
 	} {
 		if name == "replayed" {
 			// Record a genuine exchange first.
-			d, err := exchange(t, nt, addr, func(ch wire.Datagram) []byte {
+			d, err := exchange(t, from2, addr, func(ch wire.Datagram) []byte {
 				recorded = request(good, 2, wire.RepairRequest{ServerNonce: nonce(ch), Target: 1})
 				return recorded
 			})
@@ -504,7 +512,7 @@ func TestRepairForgedRequests(t *testing.T) {
 			}
 		}
 		before := m.node.Stats().RepairServeRejects
-		if d, err := exchange(t, nt, addr, req); err == nil {
+		if d, err := exchange(t, from2, addr, req); err == nil {
 			t.Errorf("%s: answered with %v", name, d.Type())
 		}
 		gossiptest.WaitFor(t, wait, name+" rejected", func() bool { return m.node.Stats().RepairServeRejects == before+1 })

@@ -114,7 +114,7 @@ func FuzzRepairServer(f *testing.F) {
 	n.putLocked(key4(1), entry{owner: session.Owner{Host: 1, Epoch: 1}, inc: n.inc})
 	n.mu.Unlock()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sent, _, err := n.answer(streamConn{bytes.NewReader(b)})
+		sent, _, err := n.answer(streamConn{bytes.NewReader(b)}, func() {})
 		if err == nil && sent < 2*wire.Overhead {
 			t.Fatalf("answered with %d bytes", sent)
 		}

@@ -6,13 +6,24 @@ import (
 	"fmt"
 	"github.com/homing-dev/homing/gossip/wire"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"time"
 )
 
-// repairServer is the goroutine that accepts repair connections and answers each in a
-// goroutine of its own (in wg), at most RepairConcurrency at once; connections beyond
-// are closed at once (RepairServeRefused).
+// repairServer is the goroutine that accepts repair and NACK connections and answers
+// each in a goroutine of its own (in wg). It keeps the listener for the POP's live
+// peers (an outsider once held all its slots, 1,278 connections in 20 s, and a peer's
+// repairs failed 16 times in a row):
+//   - a connection whose source is not a live peer's address (up, or listed in the
+//     discovery file) is closed at accept (RepairServeStranger);
+//   - a source holds at most RepairPerSource connections at once (RepairServePerSource);
+//   - RepairConcurrency + nackServeConcurrency connections are served at once, but a
+//     source that holds none always gets one: every peer keeps a slot
+//     (RepairServeRefused beyond);
+//   - a connection has RepairAuthTimeout from accept to send its authenticated request
+//     (serve; RepairServeSlow).
 func (n *Node) repairServer(ctx context.Context, wg *sync.WaitGroup) {
 	l := n.cfg.RepairListener
 	for {
@@ -30,21 +41,86 @@ func (n *Node) repairServer(ctx context.Context, wg *sync.WaitGroup) {
 			}
 			continue
 		}
-		select {
-		case n.serveSem <- struct{}{}:
-			wg.Go(func() {
-				defer func() { <-n.serveSem }()
-				n.serve(ctx, c)
-			})
-		default:
-			inc(&n.stats.RepairServeRefused)
+		src, ok := remoteAddr(c)
+		if !ok || !n.livePeerAddr(src) {
+			inc(&n.stats.RepairServeStranger)
 			c.Close()
+			continue
 		}
+		if p := n.takeSource(src); p != nil {
+			inc(p)
+			c.Close()
+			continue
+		}
+		wg.Go(func() {
+			defer n.releaseSource(src)
+			n.serve(ctx, c)
+		})
+	}
+}
+
+// remoteAddr returns a connection's source address.
+func remoteAddr(c net.Conn) (netip.Addr, bool) {
+	a := c.RemoteAddr()
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap(), true
+	}
+	if a == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap(), err == nil
+}
+
+// livePeerAddr reports whether a is the address of a peer that is up, or of a host of
+// the discovery file.
+func (n *Node) livePeerAddr(a netip.Addr) bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, d := range n.discovery {
+		if d.Addr == a {
+			return true
+		}
+	}
+	for _, p := range n.peers {
+		if p.state == peerUp && (p.info.Addr == a || p.info.AltAddr == a) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeSource takes a serving slot for source a; it returns the counter of the
+// refusal, or nil.
+func (n *Node) takeSource(a netip.Addr) *uint64 {
+	n.servedMu.Lock()
+	defer n.servedMu.Unlock()
+	held := n.sources[a]
+	switch {
+	case held >= n.cfg.RepairPerSource:
+		return &n.stats.RepairServePerSource
+	case held > 0 && n.serving >= n.cfg.RepairConcurrency+nackServeConcurrency:
+		return &n.stats.RepairServeRefused
+	}
+	n.sources[a] = held + 1
+	n.serving++
+	return nil
+}
+
+func (n *Node) releaseSource(a netip.Addr) {
+	n.servedMu.Lock()
+	defer n.servedMu.Unlock()
+	n.serving--
+	if n.sources[a]--; n.sources[a] <= 0 {
+		delete(n.sources, a)
 	}
 }
 
 // errRefused: a requester asking again within RepairInterval/2.
 var errRefused = errors.New("repair requested too often")
+
+// errSlow: no authenticated request within RepairAuthTimeout.
+var errSlow = errors.New("no authenticated request in time")
 
 // serve answers one repair connection and counts the outcome.
 func (n *Node) serve(ctx context.Context, c net.Conn) {
@@ -53,10 +129,15 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
+	dl, _ := ctx.Deadline()
+	// Until it is authenticated, a connection has RepairAuthTimeout (real time).
+	authDL := time.Now().Add(n.cfg.RepairAuthTimeout)
+	_ = c.SetDeadline(authDL)
+	authed := false
+	sent, nack, err := n.answer(c, func() { authed = true; _ = c.SetDeadline(dl) })
+	if err != nil && !authed && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", errSlow, err)
 	}
-	sent, nack, err := n.answer(c)
 	switch {
 	case nack:
 		add(&n.stats.NackBytesSent, sent)
@@ -70,6 +151,8 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 		inc(&n.stats.RepairsServed)
 	case errors.Is(err, errRefused):
 		inc(&n.stats.RepairServeRefused)
+	case errors.Is(err, errSlow):
+		inc(&n.stats.RepairServeSlow)
 	case errors.Is(err, wire.ErrBadTag), errors.Is(err, ErrRepairMismatch), errors.Is(err, wire.ErrMalformed),
 		errors.Is(err, wire.ErrTruncated), errors.Is(err, wire.ErrBadMagic), errors.Is(err, wire.ErrBadVersion),
 		errors.Is(err, wire.ErrUnknownType), errors.Is(err, wire.ErrOversize):
@@ -84,8 +167,9 @@ func (n *Node) serve(ctx context.Context, c net.Conn) {
 }
 
 // answer runs the server side of the exchange (a full repair or a NACK) and returns
-// the bytes it wrote and whether the request was a NACK.
-func (n *Node) answer(c net.Conn) (int, bool, error) {
+// the bytes it wrote and whether the request was a NACK; it calls authed once the
+// request is authenticated and comes from a listed host.
+func (n *Node) answer(c net.Conn, authed func()) (int, bool, error) {
 	sealer := wire.NewSealer(n.keys.Load())
 	sent := 0
 	write := func(f []byte, h wire.Header) error {
@@ -120,6 +204,7 @@ func (n *Node) answer(c net.Conn) (int, bool, error) {
 	if !listed {
 		return sent, false, fmt.Errorf("repair request from unlisted host %d: %w", from, ErrRepairMismatch)
 	}
+	authed()
 	if d.Type() == wire.TypeNackRequest {
 		return sent, true, n.answerNack(d, from, nonce, write)
 	}

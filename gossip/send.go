@@ -131,6 +131,9 @@ func (s *sender) close() {
 }
 
 func (s *sender) run(ctx context.Context) {
+	// The heartbeat goes first: peers admit a new incarnation of a live host by its
+	// heartbeat only (membership.go), so records queued before Run must follow it.
+	s.heartbeat()
 	for {
 		digest := s.pull()
 		now := s.n.clock.Now()

@@ -120,7 +120,13 @@ type Gossip struct {
 	RepairsStarted, RepairsCompleted, RepairsFailed  uint64
 	RepairAuthFailures, RepairRecords, RepairRemoved uint64
 	RepairsServed, RepairServeRejects, RepairRefused uint64
-	DigestMismatches                                 uint64
+	// RepairServeRefused counts repair and NACK connections refused, by reason
+	// (stranger, per_source, busy, slow, rejected).
+	RepairServeRefused map[string]uint64
+	DigestMismatches   uint64
+	// SeqConflicts: a peer's fresh heartbeat far below the sequence numbers seen in
+	// its name (a keyed impostor sent datagrams as that peer); the tracking was reset.
+	SeqConflicts uint64
 	// NACK retransmission of lost datagrams.
 	NacksSent, NackRecovered, NackFallbacks, NackResent uint64
 	// HeartbeatAge is the seconds since each peer's last heartbeat, by host id.
@@ -346,6 +352,8 @@ var (
 	dGRepRemoved = newDesc("gossip", "repair_removed_total", "Entries removed because a full repair answer did not list them.", cnt)
 	dGServed     = newDesc("gossip", "repair_served_total", "Repair requests of peers answered in full.", cnt)
 	dGServeRej   = newDesc("gossip", "repair_serve_rejects_total", "Repair requests refused: failed authentication or checks, or too many or too often.", cnt)
+	dGServeRefd  = newDesc("gossip", "repair_serve_refused_total", "Repair and NACK connections refused, by reason: stranger (source not a live peer's address, closed at accept), per_source (over gossip.repair_per_source), busy (every slot taken, or a peer asking too often), slow (no authenticated request within gossip.repair_auth_timeout), rejected (failed authentication or checks).", cnt, "reason")
+	dGSeqConfl   = newDesc("gossip", "sequence_conflicts_total", "Peers' fresh heartbeats far below the sequence numbers seen in their name (a keyed host sent datagrams as that peer); the tracking was reset to the heartbeat.", cnt)
 	dGDigest     = newDesc("gossip", "digest_mismatches_total", "Heartbeats whose session digest differed from this host's view of the sender.", cnt)
 	dGNacks      = newDesc("gossip", "nacks_total", "NACK exchanges started (asking a peer to resend missed datagrams).", cnt)
 	dGNackRec    = newDesc("gossip", "nack_recovered_datagrams_total", "Missed datagrams recovered from NACK answers.", cnt)
@@ -368,7 +376,7 @@ var (
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
 		dGSendErr, dGDgRecv, dGBytesRecv, dGHbRecv, dGRecRecv, dGRecvErr, dGRejected, dGAuth, dGGaps, dGApplied,
 		dGStale, dGForeign, dGLocal, dGGrace, dGTableErr, dGTmplErr, dGOverflow, dGDiscErr, dGQueue, dGPeersUp,
-		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGDigest,
+		dGSessions, dGIncarnated, dGRepairs, dGRepAuth, dGRepRecs, dGRepRemoved, dGServed, dGServeRej, dGServeRefd, dGSeqConfl, dGDigest,
 		dGNacks, dGNackRec, dGNackFall, dGNackResent, dProbeLost, dProbeResync, dProbeRAdd, dProbeRDel, dProbeSess,
 		dRelayFwd, dRelaySendE, dRelayRecv, dRelayMcast, dRelayDrop}
 )
@@ -518,7 +526,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGRepRemoved, g.RepairRemoved)
 		u(dGServed, g.RepairsServed)
 		u(dGServeRej, g.RepairServeRejects+g.RepairRefused)
+		for reason, v := range g.RepairServeRefused {
+			u(dGServeRefd, v, reason)
+		}
 		u(dGDigest, g.DigestMismatches)
+		u(dGSeqConfl, g.SeqConflicts)
 		u(dGNacks, g.NacksSent)
 		u(dGNackRec, g.NackRecovered)
 		u(dGNackFall, g.NackFallbacks)

@@ -107,7 +107,8 @@ func TestUsage(t *testing.T) {
 	for _, args := range [][]string{{}, {"bogus"}, {"lookup", "tcp"}, {"status", "extra"}, {"--owner", "x", "sessions"}, {"--frob"},
 		{"lookup", "icmp", "198.18.0.1:1", "198.19.255.1:80"}, {"lookup", "tcp", "198.18.0.1", "198.19.255.1:80"},
 		{"lookup", "udp", "198.18.0.1:1", "vip:80"}, {"lookup", "tcp", "[2001:2::1]:1", "198.19.255.1:80"},
-		{"sessions", "--vip", "not-an-address"}, {"sessions", "--limit", "-2"}, {"--timeout", "soon", "status"}} {
+		{"sessions", "--vip", "not-an-address"}, {"sessions", "--limit", "-2"}, {"--timeout", "soon", "status"},
+		{"rebind"}, {"rebind", "0"}, {"rebind", "host2"}, {"rebind", "65536"}, {"rebind", "1", "2"}} {
 		_, errOut, code := ctlRun(args...)
 		if code != 2 || !strings.Contains(errOut, "usage: homingctl") {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)

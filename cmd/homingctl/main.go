@@ -12,6 +12,8 @@
 //	drain [--wait DURATION]                  withdraw the VIPs (BGP), keep serving owned sessions;
 //	                                         with --wait, report them until 0 or the wait ends
 //	undrain                                  announce again (once warm)
+//	rebind ID                                gossip forgets host ID's address and MAC: its next
+//	                                         heartbeat binds it (a host that moved or changed NIC)
 //	version                                  homingctl's version and the running homingd's
 //
 // Tables for people by default; --json prints the daemon's answer as JSON for scripts.
@@ -60,6 +62,8 @@ commands:
   drain [--wait DURATION]                    stop taking new traffic (withdraw the VIPs); with
                                              --wait, report owned sessions until 0 or the wait ends
   undrain                                    take new traffic again
+  rebind ID                                  forget host ID's gossip binding to an address and MAC
+                                             (it moved, or its NIC changed); its next heartbeat binds it
   version                                    homingctl's version and the running homingd's
 
 options (anywhere on the line):
@@ -221,6 +225,23 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		var r ctl.Lookup
 		args = ctl.LookupArgs{Proto: rest[0], Client: rest[1], VIP: rest[2]}
 		result, print = &r, func(w io.Writer) { printLookup(w, &r) }
+	case ctl.CmdRebind:
+		if len(rest) != 1 {
+			return usageError(stderr, "rebind needs a host id, e.g. rebind 2")
+		}
+		id, err := strconv.ParseUint(rest[0], 10, 16)
+		if err != nil || id == 0 {
+			return usageError(stderr, fmt.Sprintf("rebind: host id %q: want 1..65535", rest[0]))
+		}
+		var r ctl.Rebind
+		args = ctl.RebindArgs{Host: uint16(id)}
+		result, print = &r, func(w io.Writer) {
+			if r.Bound {
+				fmt.Fprintf(w, "host %d unbound: its next heartbeat binds it to its address and MAC\n", r.Host)
+			} else {
+				fmt.Fprintf(w, "host %d was not bound; its next heartbeat binds it\n", r.Host)
+			}
+		}
 	case ctl.CmdSessions:
 		if len(rest) > 0 {
 			return usageError(stderr, "sessions takes options only: --owner N, --vip ADDR[:PORT], --limit N")

@@ -290,6 +290,7 @@ type Net struct {
 	listeners map[netip.AddrPort]*Listener
 	refuse    func(to netip.AddrPort) bool
 	dials     atomic.Uint64
+	ports     atomic.Uint32 // ephemeral ports of From's connections
 }
 
 var _ gossip.Dialer = (*Net)(nil)
@@ -320,8 +321,36 @@ func (nt *Net) SetRefuse(f func(to netip.AddrPort) bool) {
 // Dials returns the number of DialContext calls.
 func (nt *Net) Dials() uint64 { return nt.dials.Load() }
 
-// DialContext connects to the listener at address ("ip:port"); network is ignored.
+// DialContext connects to the listener at address ("ip:port"); network is ignored. Its
+// connections have no IP source address (net.Pipe's): a node's repair listener, which
+// serves only live peers' addresses, closes them; From dials from an address.
 func (nt *Net) DialContext(ctx context.Context, _, address string) (net.Conn, error) {
+	return nt.dial(ctx, netip.Addr{}, address)
+}
+
+// From returns a Dialer on nt whose connections come from src: the listener's end
+// reports src, with a port of its own per connection, as the remote address.
+func (nt *Net) From(src netip.Addr) gossip.Dialer { return fromDialer{nt, src} }
+
+type fromDialer struct {
+	nt  *Net
+	src netip.Addr
+}
+
+func (d fromDialer) DialContext(ctx context.Context, _, address string) (net.Conn, error) {
+	return d.nt.dial(ctx, d.src, address)
+}
+
+// addrConn is one end of a pipe with the addresses of a TCP connection.
+type addrConn struct {
+	net.Conn
+	local, remote net.Addr
+}
+
+func (c addrConn) LocalAddr() net.Addr  { return c.local }
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+func (nt *Net) dial(ctx context.Context, src netip.Addr, address string) (net.Conn, error) {
 	nt.dials.Add(1)
 	to, err := netip.ParseAddrPort(address)
 	if err != nil {
@@ -333,7 +362,12 @@ func (nt *Net) DialContext(ctx context.Context, _, address string) (net.Conn, er
 	if l == nil || (refuse != nil && refuse(to)) {
 		return nil, fmt.Errorf("dial %s: %w", to, ErrRefused)
 	}
-	client, server := net.Pipe()
+	var client, server net.Conn = net.Pipe()
+	if src.IsValid() {
+		from := net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(32768+nt.ports.Add(1)%28000)))
+		toA := net.TCPAddrFromAddrPort(to)
+		client, server = addrConn{client, from, toA}, addrConn{server, toA, from}
+	}
 	select {
 	case l.ch <- server:
 		return client, nil
