@@ -369,6 +369,7 @@ func TestConflictRules(t *testing.T) {
 	// receiver takes datagrams in order and counts a heartbeat when it is done with it
 	// (DatagramsReceived counts a datagram when its handling starts).
 	marker := newPeer(hub, 12, testKey)
+	marker.now = clk.Now
 	step := func(what string, send func(), want session.Owner, present bool) {
 		t.Helper()
 		before := ms[0].node.Stats().HeartbeatsReceived

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"github.com/homing-dev/homing/gossip/wire"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/homing-dev/homing/session"
@@ -277,8 +279,28 @@ func (rs *repairStream) request(typ wire.Type, f []byte) error {
 }
 
 // dialRepair connects to a peer's repair listener (ctx bounds the whole exchange) and
-// reads its challenge; it returns the stream and the server's nonce.
+// reads its challenge; it returns the stream and the server's nonce. A listener serves
+// live peers only and closes other connections at accept: a host that dials a peer as
+// soon as it hears it may reach it before the peer has admitted its heartbeat, and finds
+// the connection closed before the challenge. Such a dial is made again after 25, 50,
+// 100 and 200 ms (within ctx) before the exchange counts as failed.
 func (n *Node) dialRepair(ctx context.Context, id uint16, addr netip.AddrPort, inc uint64) (*repairStream, [wire.NonceLen]byte, error) {
+	for wait := 25 * time.Millisecond; ; wait *= 2 {
+		rs, nonce, err := n.dialRepairOnce(ctx, id, addr, inc)
+		if err == nil || wait > 200*time.Millisecond || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			return rs, nonce, err
+		}
+		t := time.NewTimer(wait) // network time, like the exchange's deadlines
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rs, nonce, err
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) dialRepairOnce(ctx context.Context, id uint16, addr netip.AddrPort, inc uint64) (*repairStream, [wire.NonceLen]byte, error) {
 	var nonce [wire.NonceLen]byte
 	c, err := n.dialer.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
