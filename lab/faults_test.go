@@ -24,13 +24,26 @@ import (
 // requireFaultLab fails (CI) or skips the test unless the lab can run here.
 func requireFaultLab(t *testing.T) {
 	t.Helper()
+	requireLab(t)
+	testenv.RequireCommand(t, "ss")
+}
+
+// requireLab needs what every lab needs (root, ip, nft, nsenter, go, cgroup v2) and
+// returns this test binary, which the hosts run as their echo service (TestMain).
+func requireLab(t *testing.T) string {
+	t.Helper()
 	testenv.RequireRoot(t)
-	for _, c := range []string{"ip", "nft", "nsenter", "ss", "go"} {
+	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
 		testenv.RequireCommand(t, c)
 	}
 	if _, err := CgroupRoot(); err != nil {
 		testenv.Missing(t, err.Error())
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
 
 // setKey replaces the line "key = ..." of section [section] in a generated host

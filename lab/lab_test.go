@@ -61,17 +61,7 @@ func buildHomingd(t *testing.T) string {
 // the uploads survive through ICMP too big (the client's kernel lowers its path MTU);
 // and nothing of any lab is left afterwards.
 func TestPOP(t *testing.T) {
-	testenv.RequireRoot(t)
-	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
-		testenv.RequireCommand(t, c)
-	}
-	if _, err := CgroupRoot(); err != nil {
-		testenv.Missing(t, err.Error())
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := requireLab(t)
 	sc := Scenario{Conns: 1000, Homingd: buildHomingd(t), Serve: []string{exe}, Log: &lineLog{t: t}}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -350,17 +340,7 @@ func TestTable(t *testing.T) {
 // error to the session's owner (tunnelled whole), whose kernel lowers its path MTU:
 // every upload goes on, h1's too.
 func TestRouterPMTU(t *testing.T) {
-	testenv.RequireRoot(t)
-	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
-		testenv.RequireCommand(t, c)
-	}
-	if _, err := CgroupRoot(); err != nil {
-		testenv.Missing(t, err.Error())
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := requireLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const uploads, mtu = 30, 1400

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/homing-dev/homing/config"
-	"github.com/homing-dev/homing/internal/testenv"
 )
 
 // udpSessionPort is the VIP port the UDP test declares in [[udp_sessions]]: its unknown
@@ -60,17 +58,7 @@ func (r *udpRun) all() []time.Duration {
 // step by step in lockstep, so that both see the same load on the shared cores: round
 // trips of two runs one after the other differ by several milliseconds at p99 here.
 func TestUDP(t *testing.T) {
-	testenv.RequireRoot(t)
-	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
-		testenv.RequireCommand(t, c)
-	}
-	if _, err := CgroupRoot(); err != nil {
-		testenv.Missing(t, err.Error())
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := requireLab(t)
 	homingd := buildHomingd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

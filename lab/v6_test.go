@@ -9,20 +9,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/config"
-	"github.com/homing-dev/homing/internal/testenv"
 )
-
-// requireLab checks what a lab needs: root, its commands and a cgroup v2 hierarchy.
-func requireLab(t *testing.T) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	for _, c := range []string{"ip", "nft", "nsenter", "go"} {
-		testenv.RequireCommand(t, c)
-	}
-	if _, err := CgroupRoot(); err != nil {
-		testenv.Missing(t, err.Error())
-	}
-}
 
 // TestPOP6 is the ECMP scenario of TestPOP on an IPv6 POP: IPv6 VIP, clients and
 // hosts (no IPv4 address on them), so that the router's multipath route, neighbour

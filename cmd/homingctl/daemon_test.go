@@ -234,23 +234,9 @@ owner = 2
 // "name{labels}" as the text format prints them.
 func (l *lab) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	var body []byte
-	err := inNetns(l.host, func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:9370", 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprint(c, "GET /metrics HTTP/1.0\r\nAccept: text/plain\r\n\r\n")
-		body, err = io.ReadAll(c)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
+	_, body := l.get(t, "/metrics")
 	m := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc := bufio.NewScanner(strings.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -635,8 +621,8 @@ mac = "02:00:00:00:00:13"
 	}
 }
 
-// get fetches path from the daemon's metrics server, inside the host's namespace, and
-// returns the HTTP status line's code and the body.
+// get fetches path from the daemon's metrics server (plain text), inside the host's
+// namespace, and returns the HTTP status line's code and the body.
 func (l *lab) get(t *testing.T, path string) (int, string) {
 	t.Helper()
 	var body []byte
@@ -647,7 +633,7 @@ func (l *lab) get(t *testing.T, path string) (int, string) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\nAccept: text/plain\r\n\r\n", path)
 		body, err = io.ReadAll(c)
 		return err
 	})
