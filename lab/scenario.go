@@ -383,42 +383,11 @@ func runName(r *Result) string {
 // Table prints the results of runs side by side, one row per step; then, if the runs had
 // upload connections, their table (UploadTable).
 func Table(w io.Writer, runs ...*Result) {
-	const colw = 39
-	fmt.Fprintf(w, "%-14s", "step")
-	for _, r := range runs {
-		fmt.Fprintf(w, " | %-*s", colw, fmt.Sprintf("%s, %d connections", runName(r), r.Conns))
-	}
-	fmt.Fprintf(w, "\n%-14s", "")
-	for range runs {
-		fmt.Fprintf(w, " | %6s %6s %12s %12s", "alive", "reset", "bad bytes", "tunnelled")
-	}
-	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 14))
-	for range runs {
-		fmt.Fprintf(w, "-+-%s", strings.Repeat("-", colw))
-	}
-	fmt.Fprintln(w)
-	rows := 0
-	for _, r := range runs {
-		rows = max(rows, len(r.Steps))
-	}
-	for i := range rows {
-		name := ""
-		for _, r := range runs {
-			if i < len(r.Steps) {
-				name = r.Steps[i].Name
-			}
-		}
-		fmt.Fprintf(w, "%-14s", name)
-		for _, r := range runs {
-			if i >= len(r.Steps) {
-				fmt.Fprintf(w, " | %*s", colw, "")
-				continue
-			}
-			st := r.Steps[i]
-			fmt.Fprintf(w, " | %6d %6d %12d %12d", st.Alive, st.Reset+st.Failed, st.Corrupted, st.Tunnelled)
-		}
-		fmt.Fprintln(w)
-	}
+	sideBySide(w, runs, 39, func(r *Result) string { return fmt.Sprintf("%s, %d connections", runName(r), r.Conns) },
+		fmt.Sprintf("%6s %6s %12s %12s", "alive", "reset", "bad bytes", "tunnelled"),
+		func(st StepResult) string {
+			return fmt.Sprintf("%6d %6d %12d %12d", st.Alive, st.Reset+st.Failed, st.Corrupted, st.Tunnelled)
+		})
 	for _, r := range runs {
 		if r.Uploads > 0 {
 			fmt.Fprintln(w)
@@ -433,14 +402,25 @@ func Table(w io.Writer, runs ...*Result) {
 // corrupted bytes, 64 KiB blocks echoed intact, and packets too big for the tunnel with
 // the ICMP replies they got.
 func UploadTable(w io.Writer, runs ...*Result) {
-	const colw = 43
+	sideBySide(w, runs, 43, func(r *Result) string { return fmt.Sprintf("%s, %d uploads", runName(r), r.Uploads) },
+		fmt.Sprintf("%5s %5s %5s %4s %7s %6s %5s", "alive", "stall", "reset", "bad", "blocks", "toobig", "icmp"),
+		func(st StepResult) string {
+			return fmt.Sprintf("%5d %5d %5d %4d %7d %6d %5d", st.UpAlive, st.UpStalled, st.UpReset+st.UpFailed,
+				st.UpCorrupted, st.UpBlocks, st.TooBig, st.ICMPTooBig)
+		})
+}
+
+// sideBySide prints runs side by side, one column of colw characters each (its title, the
+// header head, one cell per step) and one row per step.
+func sideBySide(w io.Writer, runs []*Result, colw int, title func(*Result) string, head string,
+	cell func(StepResult) string) {
 	fmt.Fprintf(w, "%-14s", "step")
 	for _, r := range runs {
-		fmt.Fprintf(w, " | %-*s", colw, fmt.Sprintf("%s, %d uploads", runName(r), r.Uploads))
+		fmt.Fprintf(w, " | %-*s", colw, title(r))
 	}
 	fmt.Fprintf(w, "\n%-14s", "")
 	for range runs {
-		fmt.Fprintf(w, " | %5s %5s %5s %4s %7s %6s %5s", "alive", "stall", "reset", "bad", "blocks", "toobig", "icmp")
+		fmt.Fprintf(w, " | %s", head)
 	}
 	fmt.Fprintf(w, "\n%s", strings.Repeat("-", 14))
 	for range runs {
@@ -464,9 +444,7 @@ func UploadTable(w io.Writer, runs ...*Result) {
 				fmt.Fprintf(w, " | %*s", colw, "")
 				continue
 			}
-			st := r.Steps[i]
-			fmt.Fprintf(w, " | %5d %5d %5d %4d %7d %6d %5d", st.UpAlive, st.UpStalled, st.UpReset+st.UpFailed, st.UpCorrupted,
-				st.UpBlocks, st.TooBig, st.ICMPTooBig)
+			fmt.Fprintf(w, " | %s", cell(r.Steps[i]))
 		}
 		fmt.Fprintln(w)
 	}
