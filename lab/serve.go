@@ -56,6 +56,12 @@ func Serve(addr string) error {
 			_, _ = pc.WriteTo(buf[:n], from)
 		}
 	}()
+	return EchoTCP(ln, addr)
+}
+
+// EchoTCP echoes every byte of every connection of ln back until SIGTERM or SIGINT,
+// and then closes ln. It prints ServeReady with addr to stdout first.
+func EchoTCP(ln net.Listener, addr string) error {
 	fmt.Printf("%s on %s (pid %d)\n", ServeReady, addr, os.Getpid())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

@@ -162,26 +162,7 @@ func serve(addr string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s on %s (pid %d)\n", lab.ServeReady, addr, os.Getpid())
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { // signal watcher
-		<-sig
-		ln.Close()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		go func() { // echo, one per connection
-			defer c.Close()
-			_, _ = io.Copy(c, c)
-		}()
-	}
+	return lab.EchoTCP(ln, addr)
 }
 
 func run(args []string) error {
