@@ -17,17 +17,15 @@ func (n *Node) digestLocked(host uint16) *wire.Digest {
 
 // putLocked sets k's entry in the ownership map and keeps the digests. n.mu is held.
 func (n *Node) putLocked(k session.Key, e entry) {
-	if old, ok := n.owners[k]; ok {
+	if old, ok := n.owners.put(k, e); ok {
 		n.digestLocked(old.owner.Host).Remove(k, old.owner.Epoch)
 	}
-	n.owners[k] = e
 	n.digestLocked(e.owner.Host).Add(k, e.owner.Epoch)
 }
 
 // delLocked removes k from the ownership map and keeps the digests. n.mu is held.
 func (n *Node) delLocked(k session.Key) {
-	if old, ok := n.owners[k]; ok {
-		delete(n.owners, k)
+	if old, ok := n.owners.del(k); ok {
 		n.digestLocked(old.owner.Host).Remove(k, old.owner.Epoch)
 	}
 }

@@ -188,7 +188,7 @@ func (n *Node) checkPeers(now time.Time) {
 	}
 	n.mu.Lock()
 	var ups []session.Update
-	for k, e := range n.owners {
+	for k, e := range n.owners.all() {
 		if due[hostInc{e.owner.Host, e.inc}] {
 			n.delLocked(k)
 			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})

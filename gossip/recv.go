@@ -145,12 +145,12 @@ func (n *Node) applyRecords(h wire.Header, recs []wire.Record, recovered bool) {
 		if nt != nil {
 			nt.touch(r.Key, h.Seq)
 		}
-		cur, ok := n.owners[r.Key]
+		cur, ok := n.owners.get(r.Key)
 		switch r.Op {
 		case wire.OpAdd:
 			if ok && cur.owner == r.Owner {
 				cur.inc = h.Incarnation // idempotent repeat; the claim now lives in this incarnation
-				n.owners[r.Key] = cur
+				n.owners.put(r.Key, cur)
 				continue
 			}
 			if ok && !wins(r.Owner, cur.owner) {

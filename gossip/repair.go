@@ -411,8 +411,6 @@ func (n *Node) reconcile(job repairJob, snap *snapshot) error {
 	}
 	n.mu.Lock()
 	tr := n.tracks[job.id]
-	n.repGen++
-	gen := n.repGen
 	var ups []session.Update
 	flush := func(force bool) {
 		if len(ups) >= reconcileChunk || (force && len(ups) > 0) {
@@ -420,32 +418,37 @@ func (n *Node) reconcile(job repairJob, snap *snapshot) error {
 			ups = ups[:0]
 		}
 	}
+	// The entries the snapshot lists are marked (entry.listed) until the scan below,
+	// which removes the peer's unmarked ones and clears every mark.
 	applied, stale := 0, 0
 	for _, r := range snap.recs {
 		if tr.after(r.Key, snap.seq) {
 			continue // the peer's multicast since the snapshot is newer
 		}
-		cur, ok := n.owners[r.Key]
+		cur, ok := n.owners.get(r.Key)
 		if ok && cur.owner == r.Owner {
-			cur.inc, cur.rep = job.inc, gen
-			n.owners[r.Key] = cur
+			cur.inc, cur.listed = job.inc, true
+			n.owners.put(r.Key, cur)
 			continue
 		}
 		if ok && !wins(r.Owner, cur.owner) {
 			stale++
 			continue
 		}
-		n.putLocked(r.Key, entry{owner: r.Owner, inc: job.inc, rep: gen})
+		n.putLocked(r.Key, entry{owner: r.Owner, inc: job.inc, listed: true})
 		ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
 		applied++
 		flush(false)
 	}
 	removed := 0
-	if !snap.truncated {
-		for k, e := range n.owners {
-			if e.owner.Host != job.id || e.rep == gen || tr.after(k, snap.seq) {
-				continue
-			}
+	for k, e := range n.owners.all() {
+		switch {
+		case e.owner.Host != job.id:
+		case e.listed:
+			e.listed = false
+			n.owners.put(k, e)
+		case snap.truncated || tr.after(k, snap.seq):
+		default:
 			n.delLocked(k)
 			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
 			removed++

@@ -249,7 +249,7 @@ func (n *Node) answerFull(d wire.Datagram, from uint16, nonce [wire.NonceLen]byt
 	n.sendMu.Unlock()
 	recs := make([]wire.Record, 0, min(limit, 1024))
 	truncated := false
-	for k, e := range n.owners {
+	for k, e := range n.owners.all() {
 		if e.owner.Host != n.cfg.HostID {
 			continue
 		}
