@@ -392,6 +392,8 @@ type Node struct {
 	queue      []queued                // records to announce, taken by the sender
 	localUpd   []session.Update        // local updates to write to the table, by the sender
 	updBuf     []session.Update        // the receiver's scratch
+	refBuf     []mref                  // the receiver's scratch: the keys of a datagram
+	sink       uint64                  // keeps the receiver's touch loads
 	tracks     map[uint16]*repairTrack // peers with a repair in flight
 	nackTracks map[uint16]*repairTrack // peers with missing datagrams (nack.go)
 

@@ -164,7 +164,11 @@ func (t *famTable) keyAt(i uint64, p *pkey) bool {
 
 // find returns the slot of p and true, or the empty slot that ends p's probe and false.
 func (m *ownerMap) find(t *famTable, p *pkey) (uint64, bool) {
-	h := m.hash(p, t.w-1)
+	return t.findH(p, m.hash(p, t.w-1))
+}
+
+// findH is find with p's hash h.
+func (t *famTable) findH(p *pkey, h uint64) (uint64, bool) {
 	tag := tagOf(h)
 	i := t.home(h)
 	for {
@@ -180,6 +184,44 @@ func (m *ownerMap) find(t *famTable, p *pkey) (uint64, bool) {
 			i = 0
 		}
 	}
+}
+
+// mref is a key packed and hashed once, for the batched paths (applyRecords): ref
+// all the keys of a datagram, touch them (their tag and slot lines load in parallel
+// instead of one miss after the other), then work on each.
+type mref struct {
+	t *famTable
+	h uint64
+	p pkey
+}
+
+// ref packs and hashes k.
+func (m *ownerMap) ref(k session.Key, r *mref) {
+	r.t, r.p = m.pack(k)
+	r.h = m.hash(&r.p, r.t.w-1)
+}
+
+// touch loads r's first tag: called for a batch of refs before their lookups, so that
+// the cache misses overlap. It returns a value to keep the load.
+func (r *mref) touch() uint64 {
+	return uint64(r.t.tags[r.t.home(r.h)])
+}
+
+// touchSlot loads the slot r's probe ends at (its key's, or the empty one a new key
+// takes: with linear probing that is often lines away from the first), after touch.
+func (r *mref) touchSlot() uint64 {
+	i, _ := r.t.findH(&r.p, r.h)
+	w := uint64(r.t.w)
+	return r.t.data[i*w] + r.t.data[i*w+w-1]
+}
+
+// getRef is get of a ref.
+func (m *ownerMap) getRef(r *mref) (entry, bool) {
+	i, ok := r.t.findH(&r.p, r.h)
+	if !ok {
+		return entry{}, false
+	}
+	return m.entryAt(r.t, i), true
 }
 
 // entryAt decodes slot i's entry.
@@ -202,8 +244,15 @@ func (m *ownerMap) get(k session.Key) (entry, bool) {
 
 // put sets k's entry and returns the one it replaced.
 func (m *ownerMap) put(k session.Key, e entry) (old entry, existed bool) {
-	t, p := m.pack(k)
-	i, ok := m.find(t, &p)
+	var r mref
+	m.ref(k, &r)
+	return m.putRef(&r, e)
+}
+
+// putRef is put of a ref.
+func (m *ownerMap) putRef(r *mref, e entry) (old entry, existed bool) {
+	t, p := r.t, &r.p
+	i, ok := t.findH(p, r.h)
 	w := uint64(t.w)
 	s := t.data[i*w : (i+1)*w]
 	var id uint32
@@ -219,12 +268,12 @@ func (m *ownerMap) put(k session.Key, e entry) (old entry, existed bool) {
 	} else {
 		if uint64(t.count+1)*maxLoadDen > t.n*maxLoadNum {
 			m.grow(t)
-			i, _ = m.find(t, &p)
+			i, _ = t.findH(p, r.h)
 			s = t.data[i*w : (i+1)*w]
 		}
 		id = m.incs.acquire(e.inc)
 		t.count++
-		t.tags[i] = tagOf(m.hash(&p, t.w-1))
+		t.tags[i] = tagOf(r.h)
 	}
 	meta := uint64(id) << 1
 	if e.listed {
@@ -238,8 +287,15 @@ func (m *ownerMap) put(k session.Key, e entry) (old entry, existed bool) {
 
 // del removes k and returns its entry.
 func (m *ownerMap) del(k session.Key) (entry, bool) {
-	t, p := m.pack(k)
-	i, ok := m.find(t, &p)
+	var r mref
+	m.ref(k, &r)
+	return m.delRef(&r)
+}
+
+// delRef is del of a ref.
+func (m *ownerMap) delRef(r *mref) (entry, bool) {
+	t := r.t
+	i, ok := t.findH(&r.p, r.h)
 	if !ok {
 		return entry{}, false
 	}
@@ -350,6 +406,10 @@ type incTable struct {
 	refs  []uint32
 	byVal map[uint64]uint32
 	free  []uint32
+	// The last id acquired (most puts are of the same incarnation as the last).
+	lastVal uint64
+	lastID  uint32
+	lastOK  bool
 }
 
 // maxIncIDs bounds the ids (23 bits of meta). Live ids are the incarnations that
@@ -358,8 +418,13 @@ type incTable struct {
 const maxIncIDs = 1 << 23
 
 func (c *incTable) acquire(v uint64) uint32 {
+	if c.lastOK && c.lastVal == v {
+		c.refs[c.lastID]++
+		return c.lastID
+	}
 	if id, ok := c.byVal[v]; ok {
 		c.refs[id]++
+		c.lastVal, c.lastID, c.lastOK = v, id, true
 		return id
 	}
 	var id uint32
@@ -376,6 +441,7 @@ func (c *incTable) acquire(v uint64) uint32 {
 		c.refs = append(c.refs, 1)
 	}
 	c.byVal[v] = id
+	c.lastVal, c.lastID, c.lastOK = v, id, true
 	return id
 }
 
@@ -383,5 +449,8 @@ func (c *incTable) release(id uint32) {
 	if c.refs[id]--; c.refs[id] == 0 {
 		delete(c.byVal, c.vals[id])
 		c.free = append(c.free, id)
+		if c.lastID == id {
+			c.lastOK = false
+		}
 	}
 }
