@@ -42,28 +42,30 @@ import (
 )
 
 type options struct {
-	sessions, big int
-	packets       uint64 // per window
-	warmup        uint64 // per case and round, untimed
-	windows       int    // timed windows per case and round
-	workers       int    // most worker lcores of the multi-queue rows
-	naive         bool   // the naive reference row
-	bareCG        bool   // count the bare loops' instructions under callgrind for the table
-	clock         string // "thread": rates over the lcore thread's CPU time; "wall"
-	rounds        int
-	huge          bool
-	only          string
-	churn         time.Duration
-	scaling       bool
-	smoke         bool
-	gossip        bool          // run the gossip benchmark too
-	gossipOnly    bool          // run only the gossip benchmark
-	gossipFlush   time.Duration // homing FlushDelay override (0: the default)
-	gossipSystems string        // comma-separated systems of the gossip benchmark
-	gossipDump    string        // directory for the per-session delays
-	memberlistBin string        // the gossip benchmark's memberlist node (its own module)
-	gossipEnv     string        // comma-separated KEY=VALUE for the gossip nodes' environment
-	gossipRates   string        // comma-separated sessions per second (empty: the defaults)
+	sessions, big    int
+	packets          uint64 // per window
+	warmup           uint64 // per case and round, untimed
+	windows          int    // timed windows per case and round
+	workers          int    // most worker lcores of the multi-queue rows
+	naive            bool   // the naive reference row
+	bareCG           bool   // count the bare loops' instructions under callgrind for the table
+	clock            string // "thread": rates over the lcore thread's CPU time; "wall"
+	rounds           int
+	huge             bool
+	only             string
+	churn            time.Duration
+	scaling          bool
+	smoke            bool
+	gossip           bool          // run the gossip benchmark too
+	gossipOnly       bool          // run only the gossip benchmark
+	gossipFlush      time.Duration // homing FlushDelay override (0: the default)
+	gossipSystems    string        // comma-separated systems of the gossip benchmark
+	gossipDump       string        // directory for the per-session delays
+	memberlistBin    string        // the gossip benchmark's memberlist node (its own module)
+	gossipEnv        string        // comma-separated KEY=VALUE for the gossip nodes' environment
+	gossipRates      string        // comma-separated sessions per second (empty: the defaults)
+	gossipGrowth     string        // comma-separated host counts of the growth sweep (empty: none)
+	gossipGrowthRate int           // its total sessions per second
 }
 
 func main() {
@@ -99,6 +101,8 @@ func main() {
 	flag.StringVar(&o.gossipRates, "gossip-rates", "", "gossip benchmark: sessions per second, comma-separated (default 1000,10000,50000)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
+	flag.StringVar(&o.gossipGrowth, "gossip-growth", "4,8,16,32", "gossip benchmark: host counts of the growth sweep (homing only, one announcer; empty: none)")
+	flag.IntVar(&o.gossipGrowthRate, "gossip-growth-rate", 10000, "gossip benchmark: sessions per second of the growth sweep, in all")
 	flag.Parse()
 	o.smoke = *smoke
 	if o.clock != "thread" && o.clock != "wall" {
@@ -106,6 +110,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *smoke {
+		o.gossipGrowth, o.gossipGrowthRate = "3", 1000
 		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
 		o.bareCG = false
 	}
