@@ -394,6 +394,47 @@ func (m *ownerMap) all() iter.Seq2[session.Key, entry] {
 	}
 }
 
+// sweepListed ends a repair's reconcile for host's entries: it clears the listed mark
+// of those that have it and, for each of the others, calls drop, which removes the
+// entry if it returns true (keys are unpacked for the unlisted entries only).
+func (m *ownerMap) sweepListed(host uint16, drop func(session.Key, entry) bool) {
+	for _, t := range []*famTable{&m.v4, &m.v6} {
+		if t.count == 0 {
+			continue
+		}
+		start := uint64(0)
+		for t.tags[start] != 0 {
+			start++
+		}
+		w := uint64(t.w)
+		for n := uint64(1); n <= t.n; {
+			i := start + n
+			if i >= t.n {
+				i -= t.n
+			}
+			s := t.data[i*w : i*w+w]
+			if t.tags[i] == 0 || uint16(s[w-1]) != host {
+				n++
+				continue
+			}
+			if s[w-2]&1 != 0 {
+				s[w-2] &^= 1
+				n++
+				continue
+			}
+			var p pkey
+			copy(p[:], s[:w-1])
+			p[t.w-2] &^= metaMask
+			if !drop(unpack(p[:t.w-1]), m.entryAt(t, i)) {
+				n++
+				continue
+			}
+			m.incs.release(uint32(s[w-2]&metaMask) >> 1)
+			m.removeAt(t, i) // slot i is read again: a key may have shifted into it
+		}
+	}
+}
+
 // memBytes is the memory the tables hold (the slots and tags).
 func (m *ownerMap) memBytes() int {
 	return len(m.v4.tags) + 8*len(m.v4.data) + len(m.v6.tags) + 8*len(m.v6.data)

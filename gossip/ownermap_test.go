@@ -52,7 +52,7 @@ func TestOwnerMap(t *testing.T) {
 			k := randKey(r)
 			switch r.IntN(3) {
 			case 0, 1:
-				e := entry{owner: session.Owner{Host: uint16(1 + r.IntN(4095)), Epoch: r.Uint64() & session.MaxEpoch},
+				e := entry{owner: session.Owner{Host: uint16(1 + r.IntN(4)), Epoch: r.Uint64() & session.MaxEpoch},
 					inc: uint64(r.IntN(5)), listed: r.IntN(2) == 0}
 				old, ok := m.put(k, e)
 				if w, wok := ref[k]; ok != wok || old != w {
@@ -76,7 +76,7 @@ func TestOwnerMap(t *testing.T) {
 		for k, e := range m.all() {
 			visited++
 			switch {
-			case int(e.owner.Host)%3 == round%3:
+			case int(e.owner.Host)%3 == round%3 && r.IntN(2) == 0:
 				if _, ok := m.del(k); !ok {
 					t.Fatalf("del %v in iteration", k)
 				}
@@ -87,6 +87,30 @@ func TestOwnerMap(t *testing.T) {
 				ref[k] = e
 			}
 		}
+		check()
+		// A repair's sweep of one host's entries (reconcile): marks cleared, some of
+		// the unmarked removed.
+		var host uint16
+		for _, e := range ref {
+			host = e.owner.Host
+			break
+		}
+		for k, e := range ref {
+			switch {
+			case e.owner.Host != host:
+			case e.listed:
+				e.listed = false
+				ref[k] = e
+			case e.owner.Epoch%2 == 1:
+				delete(ref, k)
+			}
+		}
+		m.sweepListed(host, func(k session.Key, e entry) bool {
+			if e.owner.Host != host || e.listed {
+				t.Fatalf("sweep of %d gave %v %+v", host, k, e)
+			}
+			return e.owner.Epoch%2 == 1
+		})
 		check()
 		if len(m.incs.byVal) > 5 || len(m.incs.vals)-len(m.incs.free) != len(m.incs.byVal) {
 			t.Fatalf("incarnations: %d ids, %d free, %d live", len(m.incs.vals), len(m.incs.free), len(m.incs.byVal))

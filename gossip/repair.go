@@ -398,8 +398,12 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 	}
 }
 
-// reconcileChunk bounds the updates of one Table.Apply during a reconcile.
-const reconcileChunk = 8192
+// reconcileChunk bounds the updates of one Table.Apply during a reconcile;
+// reconcileBatch is the snapshot records whose keys are touched together.
+const (
+	reconcileChunk = 8192
+	reconcileBatch = 64
+)
 
 // reconcile applies a peer's snapshot (see the comment at the top of this file).
 func (n *Node) reconcile(job repairJob, snap *snapshot) error {
@@ -421,40 +425,51 @@ func (n *Node) reconcile(job repairJob, snap *snapshot) error {
 	// The entries the snapshot lists are marked (entry.listed) until the scan below,
 	// which removes the peer's unmarked ones and clears every mark.
 	applied, stale := 0, 0
-	for _, r := range snap.recs {
-		if tr.after(r.Key, snap.seq) {
-			continue // the peer's multicast since the snapshot is newer
+	var refs [reconcileBatch]mref
+	for at := 0; at < len(snap.recs); at += reconcileBatch {
+		recs := snap.recs[at:min(at+reconcileBatch, len(snap.recs))]
+		// As applyRecords: pack, hash and touch a batch of keys first.
+		var sink uint64
+		for i := range recs {
+			n.owners.ref(recs[i].Key, &refs[i])
+			sink += refs[i].touch()
 		}
-		cur, ok := n.owners.get(r.Key)
-		if ok && cur.owner == r.Owner {
-			cur.inc, cur.listed = job.inc, true
-			n.owners.put(r.Key, cur)
-			continue
+		for i := range recs {
+			sink += refs[i].touchSlot()
 		}
-		if ok && !wins(r.Owner, cur.owner) {
-			stale++
-			continue
-		}
-		n.putLocked(r.Key, entry{owner: r.Owner, inc: job.inc, listed: true})
-		ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
-		applied++
-		flush(false)
-	}
-	removed := 0
-	for k, e := range n.owners.all() {
-		switch {
-		case e.owner.Host != job.id:
-		case e.listed:
-			e.listed = false
-			n.owners.put(k, e)
-		case snap.truncated || tr.after(k, snap.seq):
-		default:
-			n.delLocked(k)
-			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
-			removed++
+		n.sink = sink
+		for i, r := range recs {
+			ref := &refs[i]
+			if tr.after(r.Key, snap.seq) {
+				continue // the peer's multicast since the snapshot is newer
+			}
+			cur, ok := n.owners.getRef(ref)
+			if ok && cur.owner == r.Owner {
+				cur.inc, cur.listed = job.inc, true
+				n.owners.putRef(ref, cur)
+				continue
+			}
+			if ok && !wins(r.Owner, cur.owner) {
+				stale++
+				continue
+			}
+			n.putRefLocked(r.Key, ref, entry{owner: r.Owner, inc: job.inc, listed: true})
+			ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
+			applied++
 			flush(false)
 		}
 	}
+	removed := 0
+	n.owners.sweepListed(job.id, func(k session.Key, e entry) bool {
+		if snap.truncated || tr.after(k, snap.seq) {
+			return false
+		}
+		n.digestLocked(e.owner.Host).Remove(k, e.owner.Epoch)
+		ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
+		removed++
+		flush(false)
+		return true
+	})
 	flush(true)
 	n.mu.Unlock()
 	if snap.seq > p.highest && snap.seq > p.covered {
