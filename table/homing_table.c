@@ -559,6 +559,36 @@ del_one(struct homing_table *t, struct homing_htab *h, const void *key)
 	return 0;
 }
 
+/* Prefetch distances of write_batch, in keys. */
+#define WRITE_PF_BUCKETS 8
+#define WRITE_PF_SLOTS 4
+
+static inline void
+prefetch_buckets(const struct homing_htab *h, const uint8_t *k)
+{
+	uint32_t hv = homing_table_hash_(k, h->key_len);
+
+	rte_prefetch0(&h->bkt[homing_table_b1_(hv, h->nb)]);
+	rte_prefetch0(&h->bkt[homing_table_b2_(hv, h->nb)]);
+}
+
+static inline void
+prefetch_slots(const struct homing_htab *h, const uint8_t *k)
+{
+	uint32_t hv = homing_table_hash_(k, h->key_len), m, x;
+	uint16_t sig = homing_table_sig_(hv);
+	const struct homing_tbucket *bk = &h->bkt[homing_table_b1_(hv, h->nb)];
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (m = homing_table_sigmatch_(bk, sig); m != 0; m &= m - 1) {
+			x = bk->idx[__builtin_ctz(m) >> 1];
+			if (x != 0)
+				rte_prefetch0(slot_ptr(h, x - 1));
+		}
+		bk = &h->bkt[homing_table_b2_(hv, h->nb)];
+	}
+}
+
 /* ops == NULL: every entry is the op `all`. Results as homing_table_write4. */
 static uint32_t
 write_batch(struct homing_table *t, struct homing_htab *h, uint32_t *count, const void *keys,
@@ -570,11 +600,21 @@ write_batch(struct homing_table *t, struct homing_htab *h, uint32_t *count, cons
 	int32_t r;
 
 	defer_reclaim(t, h);
+	/* Two-stage prefetch (issue 20): both buckets of the key WRITE_PF_BUCKETS ahead,
+	 * then the key slots their signatures match WRITE_PF_SLOTS ahead (a delete or an
+	 * update compares the key in its slot; an add of a new key reads both buckets),
+	 * so that a batch's cache misses overlap instead of one key's after the other. */
+	for (i = 0; i < n && i < WRITE_PF_BUCKETS; i++)
+		prefetch_buckets(h, (const uint8_t *)keys + (size_t)i * h->key_len);
+	for (i = 0; i < n && i < WRITE_PF_SLOTS; i++)
+		prefetch_slots(h, (const uint8_t *)keys + (size_t)i * h->key_len);
 	for (i = 0; i < n; i++, k += h->key_len) {
 		uint8_t op = ops != NULL ? ops[i] : all;
 
-		if (i + 1 < n)
-			rte_prefetch0(&h->bkt[homing_table_b1_(homing_table_hash_(k + h->key_len, h->key_len), h->nb)]);
+		if (i + WRITE_PF_BUCKETS < n)
+			prefetch_buckets(h, k + (size_t)WRITE_PF_BUCKETS * h->key_len);
+		if (i + WRITE_PF_SLOTS < n)
+			prefetch_slots(h, k + (size_t)WRITE_PF_SLOTS * h->key_len);
 		if (op == HOMING_OP_ADD)
 			r = add_one(t, h, k, vals[i], &gave_up);
 		else if (op == HOMING_OP_DEL)
