@@ -64,6 +64,7 @@ type options struct {
 	memberlistBin    string        // the gossip benchmark's memberlist node (its own module)
 	gossipEnv        string        // comma-separated KEY=VALUE for the gossip nodes' environment
 	gossipRates      string        // comma-separated sessions per second (empty: the defaults)
+	apply            int           // sessions of the gossip apply and join rows (0: none)
 	gossipGrowth     string        // comma-separated host counts of the growth sweep (empty: none)
 	gossipGrowthRate int           // its total sessions per second
 }
@@ -101,6 +102,7 @@ func main() {
 	flag.StringVar(&o.gossipRates, "gossip-rates", "", "gossip benchmark: sessions per second, comma-separated (default 1000,10000,50000)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
+	flag.IntVar(&o.apply, "apply", 1<<20, "sessions of the gossip apply rows: receive -> ownership map + table, and a joining host's repair (0: skip)")
 	flag.StringVar(&o.gossipGrowth, "gossip-growth", "4,8,16,32", "gossip benchmark: host counts of the growth sweep (homing only, one announcer; empty: none)")
 	flag.IntVar(&o.gossipGrowthRate, "gossip-growth-rate", 10000, "gossip benchmark: sessions per second of the growth sweep, in all")
 	flag.Parse()
@@ -110,7 +112,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *smoke {
-		o.gossipGrowth, o.gossipGrowthRate = "3", 1000
+		o.gossipGrowth, o.gossipGrowthRate, o.apply = "3", 1000, 1<<14
 		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
 		o.bareCG = false
 	}
@@ -505,6 +507,13 @@ func run(ctx context.Context, o options) error {
 			rows = append(rows, []string{"naive design's rte_hash memory per session (heap growth)", fmt.Sprint(f.n),
 				fmt.Sprintf("%.1f B", float64(f.naive.HeapBytes())/float64(f.n)), "-", "-", "-"})
 		}
+	}
+	if o.apply > 0 {
+		ar, err := applyRows(o.apply)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, ar...)
 	}
 	if o.churn > 0 {
 		cr, err := churn(mainFx, port, lcores[0], cpu1, o)
