@@ -2,10 +2,13 @@ package gossip
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/homing-dev/homing/gossip/wire"
 	"github.com/homing-dev/homing/session"
@@ -273,4 +276,54 @@ func costServe(b *testing.B, n *Node, keep bool) (int, []wire.Datagram) {
 		b.Fatal(err)
 	}
 	return count, frames
+}
+
+// BenchmarkCostRecvmsg measures the kernel's part of a received datagram when the
+// receiver is busy (datagrams queued, no wake-up): one recvmsg of a 1400-byte UDP
+// datagram on loopback, the receiver's CPU time only (the datagrams are sent before
+// the timed loop). The growth sweep measures the other end: a receiver woken for each.
+func BenchmarkCostRecvmsg(b *testing.B) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rx.Close()
+	_ = rx.SetReadBuffer(32 << 20)
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Close()
+	msg := make([]byte, DefaultMaxDatagram)
+	buf := make([]byte, wire.MaxDatagramLen+1)
+	const batch = 64 // within the default socket buffer (rmem_max may cap SetReadBuffer)
+	var cpu time.Duration
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += batch {
+		b.StopTimer()
+		k := min(batch, b.N-done)
+		for range k {
+			if _, err := tx.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		c0 := threadCPUTime()
+		for range k {
+			if _, _, err := rx.ReadFromUDPAddrPort(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu += threadCPUTime() - c0
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/datagram")
+}
+
+// threadCPUTime is the calling thread's CPU time (callers lock their goroutine to it).
+func threadCPUTime() time.Duration {
+	var ts syscall.Timespec
+	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 3 /* CLOCK_THREAD_CPUTIME_ID */, uintptr(unsafe.Pointer(&ts)), 0)
+	return time.Duration(ts.Nano())
 }

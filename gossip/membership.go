@@ -44,6 +44,7 @@ type peerState struct {
 	lastRepair   time.Time // start of the last repair
 	digestMiss   int       // consecutive heartbeats whose digest disagreed
 	digestMissAt time.Time // the first of them
+	announced    uint32    // sessions the peer's last heartbeat digest counted (sizes a repair's snapshot)
 
 	// NACK (nack.go).
 	missing map[uint64]struct{} // sequence numbers missed in inc, not yet recovered
@@ -69,6 +70,7 @@ func (n *Node) heartbeatLocked(h wire.Header, hb *wire.Heartbeat, now time.Time)
 	}
 	p.lastHB = now
 	if hb.HasDigest {
+		p.announced = hb.Digest.Count
 		n.compareDigestLocked(h, p, hb.Digest)
 	}
 	if p.state == peerUp && p.info.equal(info) {

@@ -279,8 +279,11 @@ func (m *ownerMap) putRef(r *mref, e entry) (old entry, existed bool) {
 	if e.listed {
 		meta |= 1
 	}
-	copy(s, p[:t.w-1])
-	s[t.w-2] |= meta
+	if t.w == 3 {
+		s[0], s[1] = p[0], p[1]|meta
+	} else {
+		s[0], s[1], s[2], s[3], s[4] = p[0], p[1], p[2], p[3], p[4]|meta
+	}
 	s[t.w-1] = e.owner.Epoch<<16 | uint64(e.owner.Host)
 	return old, ok
 }

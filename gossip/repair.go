@@ -152,6 +152,7 @@ type repairJob struct {
 	id   uint16
 	addr netip.AddrPort
 	inc  uint64
+	hint int // the sessions the peer's last heartbeat counted: the snapshot's expected size
 }
 
 // repairer is the goroutine that starts repairs: for each peer that is up and needs
@@ -196,7 +197,7 @@ func (n *Node) dueRepairs(now time.Time) ([]repairJob, []nackJob) {
 		n.mu.Lock()
 		n.tracks[id] = &repairTrack{keys: make(map[session.Key]uint64)}
 		n.mu.Unlock()
-		jobs = append(jobs, repairJob{id: id, addr: netip.AddrPortFrom(p.info.Addr, n.cfg.RepairPort), inc: p.inc})
+		jobs = append(jobs, repairJob{id: id, addr: netip.AddrPortFrom(p.info.Addr, n.cfg.RepairPort), inc: p.inc, hint: int(p.announced)})
 	}
 	return jobs, nacks
 }
@@ -364,7 +365,9 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 		return nil, err
 	}
 
-	snap := &snapshot{}
+	// Sized from the peer's own count (bounded by the cap): a 1M-session snapshot
+	// grown by append copied and zeroed 80 MB several times.
+	snap := &snapshot{recs: make([]wire.Record, 0, min(job.hint, n.cfg.RepairMaxRecords)+wire.MaxFrameLen/wire.RecordAdd4Len)}
 	for i := uint32(0); ; i++ {
 		d, err := rs.read(wire.MaxFrameLen, wire.TypeRepairResponse)
 		if err != nil {
