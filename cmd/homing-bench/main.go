@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,11 +103,23 @@ func main() {
 	flag.StringVar(&o.gossipRates, "gossip-rates", "", "gossip benchmark: sessions per second, comma-separated (default 1000,10000,50000)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
 	flag.IntVar(&o.apply, "apply", 1<<20, "sessions of the gossip apply rows: receive -> ownership map + table, and a joining host's repair (0: skip)")
 	flag.StringVar(&o.gossipGrowth, "gossip-growth", "4,8,16,32", "gossip benchmark: host counts of the growth sweep (homing only, one announcer; empty: none)")
 	flag.IntVar(&o.gossipGrowthRate, "gossip-growth-rate", 10000, "gossip benchmark: sessions per second of the growth sweep, in all")
 	flag.Parse()
 	o.smoke = *smoke
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "homing-bench:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.clock != "thread" && o.clock != "wall" {
 		fmt.Fprintf(os.Stderr, "homing-bench: -clock %q: want thread or wall\n", o.clock)
 		os.Exit(2)
