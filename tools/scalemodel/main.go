@@ -28,7 +28,7 @@ const (
 	// BenchmarkCost/apply/v4: conflict rules, ownership map, digests (1M sessions).
 	mapNsPerRecord = 255.0
 	// table.BenchmarkWriteCPU/v4: the C table's batched writes (1M sessions).
-	tableNsPerRecord = 60.0
+	tableNsPerRecord = 62.0
 	// BenchmarkCost/send/v4: RecordWriter + Seal, per record.
 	sendNsPerRecord = 21.0
 	// Growth sweep (homing-bench -gossip-growth), 4-16 hosts at 10k/s: a peer process's
