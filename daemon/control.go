@@ -215,7 +215,7 @@ func nackRing(n int) int {
 }
 
 // maxSizeHint caps the sessions of each family the gossip ownership map is allocated
-// for at start (~29 B per IPv4 session, 58 per IPv6: 490 MB and 970 MB at the cap); a
+// for at start (~33 B per IPv4 session, 58 per IPv6: 560 MB and 970 MB at the cap); a
 // larger table's map grows beyond it as needed, doubling at once (a stall of the
 // receiver while it rehashes).
 const maxSizeHint = 1 << 24
