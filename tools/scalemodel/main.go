@@ -24,13 +24,13 @@ import (
 // (docs/SCALING.md, Measured).
 const (
 	// BenchmarkCost/receive/v4: Open (tag) + ParseRecords, per record at ~164 a datagram.
-	recvNsPerRecord = 32.0
+	recvNsPerRecord = 31.0
 	// BenchmarkCost/apply/v4: conflict rules, ownership map, digests (1M sessions).
-	mapNsPerRecord = 255.0
+	mapNsPerRecord = 170.0
 	// table.BenchmarkWriteCPU/v4: the C table's batched writes (1M sessions).
 	tableNsPerRecord = 62.0
 	// BenchmarkCost/send/v4: RecordWriter + Seal, per record.
-	sendNsPerRecord = 21.0
+	sendNsPerRecord = 26.0
 	// Growth sweep (homing-bench -gossip-growth), 4-16 hosts at 10k/s: a peer process's
 	// CPU per datagram received beyond its records' cost, when the receiver sleeps
 	// between datagrams: it wakes, recvmsg, the Go scheduler (this VM; an upper bound).
@@ -39,9 +39,9 @@ const (
 	// receiver), thread CPU time.
 	dgNsBusy = 630.0
 	// Join: BenchmarkCost/join/v4 (map) plus the table's write, per session.
-	joinNsPerSession = 306.0 + tableNsPerRecord
+	joinNsPerSession = 219.0 + tableNsPerRecord
 	// Serve: BenchmarkCost/serve/v4, per session (the peer that answers).
-	serveNsPerSession = 78.0
+	serveNsPerSession = 75.0
 	// Memory per IPv4 session at capacity = sessions: the table (docs/PERFORMANCE.md
 	// Memory, 37.2 B) and the ownership map (TestOwnerMapMemory, 33.3 B).
 	tableBytesPerSession = 37.2
@@ -71,11 +71,17 @@ const (
 )
 
 // growth: the growth sweep's measured points (homing-bench -gossip-growth 4,8,16,32,
-// 10k/s; docs/SCALING.md "Growth").
+// 10k/s; docs/SCALING.md "Growth", runs A and B).
 var growth = []struct {
 	hosts        int
+	run          string
 	perDg, cores float64
-}{{4, 3.6, 0.086}, {8, 4.4, 0.067}, {16, 5.5, 0.051}, {32, 137.9, 0.033}}
+}{
+	{4, "A", 3.6, 0.086}, {4, "B", 3.6, 0.105},
+	{8, "A", 4.4, 0.067}, {8, "B", 4.1, 0.073},
+	{16, "A", 5.5, 0.051}, {16, "B", 4.4, 0.053},
+	{32, "A", 137.9, 0.033}, {32, "B", 7.1, 0.030},
+}
 
 var (
 	hostCounts = []int{8, 32, 64, 128}
@@ -193,10 +199,10 @@ func render() string {
 	p("\n### The model against the growth sweep (this VM)\n\n")
 	p("One announcer at 10k new sessions/s in all (adds only), N-1 peers; measured records per datagram; CPU per peer " +
 		"(cores over the run, the process's whole CPU time: Go runtime and heartbeats included).\n\n")
-	p("| hosts | records/datagram (measured) | model: peer CPU, cores | measured: peer CPU, cores |\n| ---: | ---: | ---: | ---: |\n")
+	p("| hosts | run | records/datagram (measured) | model: peer CPU, cores | measured: peer CPU, cores |\n| ---: | --- | ---: | ---: | ---: |\n")
 	for _, g := range growth {
 		dgs := 10000 / g.perDg
-		p("| %d | %.1f | %.3f | %.3f |\n", g.hosts, g.perDg, receiverLoad(dgs+float64(g.hosts-1)*heartbeatsPerS, 10000), g.cores)
+		p("| %d | %s | %.1f | %.3f | %.3f |\n", g.hosts, g.run, g.perDg, receiverLoad(dgs+float64(g.hosts-1)*heartbeatsPerS, 10000), g.cores)
 	}
 
 	p("\n### Memory and a joining host's repair\n\n")
