@@ -130,7 +130,7 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 	if len(failed) > 0 {
 		err = errors.Join(err, fmt.Errorf("gossip: %s", strings.Join(failed, "; ")))
 	}
-	if o.gossipGrowth != "" && err == nil && slices.Contains(opts.Systems, gossipbench.Homing) {
+	if o.scale.growth != "" && err == nil && slices.Contains(opts.Systems, gossipbench.Homing) {
 		g, gerr := runGrowth(ctx, o)
 		res.rows = append(res.rows, g.rows...)
 		res.title += "\n" + g.title

@@ -19,10 +19,10 @@ import (
 func runGrowth(ctx context.Context, o options) (gossipResult, error) {
 	var res gossipResult
 	var hosts []int
-	for _, f := range strings.Split(o.gossipGrowth, ",") {
+	for _, f := range strings.Split(o.scale.growth, ",") {
 		h, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || h < 2 || h > 254 {
-			return res, fmt.Errorf("-gossip-growth %q: want host counts 2..254", o.gossipGrowth)
+			return res, fmt.Errorf("-gossip-growth %q: want host counts 2..254", o.scale.growth)
 		}
 		hosts = append(hosts, h)
 	}
@@ -33,7 +33,7 @@ func runGrowth(ctx context.Context, o options) (gossipResult, error) {
 	load := loadAvg()
 	for _, h := range hosts {
 		rows, err := gossipbench.Run(ctx, gossipbench.Options{
-			Systems: []string{gossipbench.Homing}, Rates: []int{o.gossipGrowthRate}, Duration: dur,
+			Systems: []string{gossipbench.Homing}, Rates: []int{o.scale.growthRate}, Duration: dur,
 			Hosts: h, Log: os.Stderr, FlushDelay: o.gossipFlush,
 		})
 		if err != nil {
@@ -60,6 +60,6 @@ func runGrowth(ctx context.Context, o options) (gossipResult, error) {
 	}
 	res.title = fmt.Sprintf("gossip growth: homing, 1 announcer at %d sessions/s + N-1 peers, one process each in a network namespace, %v per run; "+
 		"CPU per peer: the peers' CPU time (user+system, start to stop) over N-1; load average at the start %s",
-		o.gossipGrowthRate, dur, load)
+		o.scale.growthRate, dur, load)
 	return res, nil
 }

@@ -43,31 +43,36 @@ import (
 )
 
 type options struct {
-	sessions, big    int
-	packets          uint64 // per window
-	warmup           uint64 // per case and round, untimed
-	windows          int    // timed windows per case and round
-	workers          int    // most worker lcores of the multi-queue rows
-	naive            bool   // the naive reference row
-	bareCG           bool   // count the bare loops' instructions under callgrind for the table
-	clock            string // "thread": rates over the lcore thread's CPU time; "wall"
-	rounds           int
-	huge             bool
-	only             string
-	churn            time.Duration
-	scaling          bool
-	smoke            bool
-	gossip           bool          // run the gossip benchmark too
-	gossipOnly       bool          // run only the gossip benchmark
-	gossipFlush      time.Duration // homing FlushDelay override (0: the default)
-	gossipSystems    string        // comma-separated systems of the gossip benchmark
-	gossipDump       string        // directory for the per-session delays
-	memberlistBin    string        // the gossip benchmark's memberlist node (its own module)
-	gossipEnv        string        // comma-separated KEY=VALUE for the gossip nodes' environment
-	gossipRates      string        // comma-separated sessions per second (empty: the defaults)
-	apply            int           // sessions of the gossip apply and join rows (0: none)
-	gossipGrowth     string        // comma-separated host counts of the growth sweep (empty: none)
-	gossipGrowthRate int           // its total sessions per second
+	sessions, big int
+	packets       uint64 // per window
+	warmup        uint64 // per case and round, untimed
+	windows       int    // timed windows per case and round
+	workers       int    // most worker lcores of the multi-queue rows
+	naive         bool   // the naive reference row
+	bareCG        bool   // count the bare loops' instructions under callgrind for the table
+	clock         string // "thread": rates over the lcore thread's CPU time; "wall"
+	rounds        int
+	huge          bool
+	only          string
+	churn         time.Duration
+	scaling       bool
+	smoke         bool
+	gossip        bool          // run the gossip benchmark too
+	gossipOnly    bool          // run only the gossip benchmark
+	gossipFlush   time.Duration // homing FlushDelay override (0: the default)
+	gossipSystems string        // comma-separated systems of the gossip benchmark
+	gossipDump    string        // directory for the per-session delays
+	memberlistBin string        // the gossip benchmark's memberlist node (its own module)
+	gossipEnv     string        // comma-separated KEY=VALUE for the gossip nodes' environment
+	gossipRates   string        // comma-separated sessions per second (empty: the defaults)
+	scale         scaleOptions  // gossip at scale (issue 20): apply rows, growth sweep
+}
+
+// scaleOptions are the gossip-at-scale rows' (apply.go, growth.go).
+type scaleOptions struct {
+	apply      int    // sessions of the gossip apply and join rows (0: none)
+	growth     string // comma-separated host counts of the growth sweep (empty: none)
+	growthRate int    // its total sessions per second
 }
 
 func main() {
@@ -104,9 +109,9 @@ func main() {
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
-	flag.IntVar(&o.apply, "apply", 1<<20, "sessions of the gossip apply rows: receive -> ownership map + table, and a joining host's repair (0: skip)")
-	flag.StringVar(&o.gossipGrowth, "gossip-growth", "4,8,16,32", "gossip benchmark: host counts of the growth sweep (homing only, one announcer; empty: none)")
-	flag.IntVar(&o.gossipGrowthRate, "gossip-growth-rate", 10000, "gossip benchmark: sessions per second of the growth sweep, in all")
+	flag.IntVar(&o.scale.apply, "apply", 1<<20, "sessions of the gossip apply rows: receive -> ownership map + table, and a joining host's repair (0: skip)")
+	flag.StringVar(&o.scale.growth, "gossip-growth", "4,8,16,32", "gossip benchmark: host counts of the growth sweep (homing only, one announcer; empty: none)")
+	flag.IntVar(&o.scale.growthRate, "gossip-growth-rate", 10000, "gossip benchmark: sessions per second of the growth sweep, in all")
 	flag.Parse()
 	o.smoke = *smoke
 	if *cpuProfile != "" {
@@ -125,7 +130,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *smoke {
-		o.gossipGrowth, o.gossipGrowthRate, o.apply = "3", 1000, 1<<14
+		o.scale.growth, o.scale.growthRate, o.scale.apply = "3", 1000, 1<<14
 		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
 		o.bareCG = false
 	}
@@ -521,8 +526,8 @@ func run(ctx context.Context, o options) error {
 				fmt.Sprintf("%.1f B", float64(f.naive.HeapBytes())/float64(f.n)), "-", "-", "-"})
 		}
 	}
-	if o.apply > 0 {
-		ar, err := applyRows(o.apply)
+	if o.scale.apply > 0 {
+		ar, err := applyRows(o.scale.apply)
 		if err != nil {
 			return err
 		}
