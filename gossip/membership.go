@@ -196,9 +196,11 @@ func (n *Node) checkPeers(now time.Time) {
 			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
 		}
 	}
+	// Counted before the table changes: whoever sees the sessions gone from the table
+	// (TestPeerDownAndGrace) sees them counted.
+	add(&n.stats.GraceDrops, len(ups))
 	n.applyLocked(ups)
 	n.mu.Unlock()
-	add(&n.stats.GraceDrops, len(ups))
 	if len(ups) > 0 {
 		n.log.Info("gossip dropped sessions of departed peer", "sessions", len(ups))
 	}
