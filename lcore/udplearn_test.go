@@ -350,3 +350,35 @@ func FuzzQUICDCID(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkKernelLearn: a burst of 32 kernel frames (UDP answers of 32 flows from a
+// session port) through the kernel side, learning off and on (the flows already
+// reported in this tick: the steady state of live flows). The difference is the cost of
+// learning; both include the runner's copying of the frames into mbufs.
+func BenchmarkKernelLearn(b *testing.B) {
+	e := setup(b)
+	var in [][]byte
+	for p := uint16(52000); p < 52032; p++ {
+		in = append(in, kernelUDP(learnKey(lClient4, p, lVIP4, 443), make([]byte, 100)))
+	}
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			f := e.dp.NewFrames(e.pool)
+			defer f.Close()
+			if on {
+				if err := f.SetLearn(1024); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if _, err := f.RunKernel(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if on && len(f.Learned()) != len(in) {
+				b.Fatal("not learnt once each")
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/packet")
+		})
+	}
+}
