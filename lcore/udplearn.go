@@ -27,9 +27,12 @@ import (
 const MaxLearnRing = C.HOMING_LEARN_RING_MAX
 
 // learnFilter is the size of an lcore's recently-reported filter for a ring of n records:
-// four slots per record, at least 4096, at most HOMING_LEARN_FILTER_MAX.
+// sixteen slots per record (8 bytes each), at least 4096, at most HOMING_LEARN_FILTER_MAX
+// (65,536: 512 KiB for the daemon's ring of 4,096). The filter is direct-mapped: two live
+// flows on one slot both report once per packet instead of once per tick, which is rare
+// while the flows of an lcore are well below the slots.
 func learnFilter(n int) int {
-	return min(max(4*n, 4096), C.HOMING_LEARN_FILTER_MAX)
+	return min(max(16*n, 4096), C.HOMING_LEARN_FILTER_MAX)
 }
 
 // newUDPLcore allocates an lcore's learning state (ring 0: CID counters only).
