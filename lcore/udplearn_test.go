@@ -261,6 +261,47 @@ func TestQUICCIDRoute(t *testing.T) {
 			t.Errorf("%s: classes do not add up: %+v", c.name, st)
 		}
 	}
+	// IPv6: the same reading after a 40-byte header.
+	for _, c := range []struct {
+		p    []byte
+		want uint16
+	}{{quicShortCID(cidFor(2), 40), 2}, {quicShortCID(cidFor(1), 40), 1}, {quicLong(0xe0, 1, 8, cidFor(2), 60), 2},
+		{quicShortCID(cidFor(2), lcore.QUICShortMin-1), 0}} {
+		frame := udp6Frame(learnKey(lClient6, 47000, lVIP6, 443), c.p)
+		nic, kernel, st := run(t, e, [][]byte{frame})
+		switch c.want {
+		case 2:
+			if len(nic) != 1 || st.Redirect != 1 || !bytes.Equal(nic[0][46:], frame[14:]) {
+				t.Errorf("IPv6 %x: not redirected: %+v", c.p[:3], st)
+			}
+		case 1:
+			if len(kernel) != 1 || st.Local != 1 || !bytes.Equal(kernel[0], frame) {
+				t.Errorf("IPv6 %x: not local: %+v", c.p[:3], st)
+			}
+		default:
+			if len(kernel) != 1 || st.Miss != 1 {
+				t.Errorf("IPv6 %x: not a miss: %+v", c.p[:3], st)
+			}
+		}
+	}
+	// An ICMP error about an unknown QUIC flow whose quote reads like a CID of a peer: its
+	// key is the quoted flow's, but it is no QUIC packet: a miss, not routed.
+	quoted := kernelUDP(udpKey(47100, 443), quicShortCID(cidFor(2), 40))[14:]
+	icmp := append([]byte{3, 4, 0, 0, 0, 0, 0x05, 0xa0}, quoted...)
+	icmpFrame := func() []byte {
+		eth := &layers.Ethernet{SrcMAC: golden.RouterMAC, DstMAC: golden.Self.MAC, EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 63, Protocol: layers.IPProtocolICMPv4,
+			SrcIP: netip.MustParseAddr("198.18.50.1").AsSlice(), DstIP: lVIP4.AsSlice()}
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			eth, ip, gopacket.Payload(icmp)); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}()
+	if _, kernel, st := run(t, e, [][]byte{icmpFrame}); len(kernel) != 1 || st.Miss != 1 || !bytes.Equal(kernel[0], icmpFrame) {
+		t.Errorf("ICMP about a QUIC flow: %+v", st)
+	}
 	// A known flow owned here with a peer's DCID: the table wins.
 	peer := quicShortCID(cidFor(2), 40)
 	k := udpKey(46000, 443)
@@ -381,4 +422,18 @@ func BenchmarkKernelLearn(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/packet")
 		})
 	}
+}
+
+// udp6Frame is an IPv6 UDP packet of flow k with payload p, from the router.
+func udp6Frame(k session.Key, p []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: golden.RouterMAC, DstMAC: golden.Self.MAC, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 63, NextHeader: layers.IPProtocolUDP, SrcIP: k.Src.AsSlice(), DstIP: k.Dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(k.SrcPort), DstPort: layers.UDPPort(k.DstPort)}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(p)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
 }
