@@ -184,7 +184,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
 	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
-		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP, Pool: d.pool}); err != nil {
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP, Pool: d.pool,
+		LearnRing: learnRingFor(cfg)}); err != nil {
 		return d, err
 	}
 	d.ops.Store(newOps(d))
@@ -271,7 +272,15 @@ func (d *Daemon) teardown() error {
 func udpPorts(us []config.UDPSession) []lcore.UDPPort {
 	out := make([]lcore.UDPPort, 0, len(us))
 	for _, u := range us {
-		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC})
+		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC, CID: u.QUICCID})
 	}
 	return out
+}
+
+// learnRingFor is the lcores' learning ring: on with [[udp_sessions]] (udplearn.go).
+func learnRingFor(cfg *config.Config) int {
+	if len(cfg.UDPSessions) == 0 {
+		return 0
+	}
+	return learnRing
 }

@@ -51,6 +51,9 @@ func (o *ops) Snapshot() metrics.Snapshot {
 			Relayed: rs.Relayed, Duplicates: rs.Duplicates, Loops: rs.Loops, AuthFailures: rs.AuthFailures,
 			Malformed: rs.Malformed, Replays: rs.Replays}
 	}
+	if d.ctl != nil && d.ctl.udp != nil {
+		s.UDP = udpMetrics(d.DP.UDPStats(), d.ctl.udp.Stats())
+	}
 	if d.ctl != nil && d.ctl.probe != nil {
 		ps := d.ctl.probe.Stats()
 		s.Probe = &metrics.Probe{Lost: ps.Lost, Resyncs: ps.Resyncs, ResyncAdds: ps.ResyncAdds, ResyncDeletes: ps.ResyncDeletes, Sessions: ps.Sessions}

@@ -30,6 +30,7 @@ func (d *DataPlane) NewFrames(pool *dpdk.Mempool) *Frames {
 	*lc = C.struct_homing_lcore{}
 	lc.dp = d.dp
 	lc.pool = (*C.struct_rte_mempool)(pool.Ptr())
+	lc.udp, _ = newUDPLcore(0) // CID counters; SetLearn adds a ring
 	return &Frames{lc: lc, pool: pool}
 }
 

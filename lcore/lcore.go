@@ -78,6 +78,10 @@ type UDPPort struct {
 	// QUIC: the port serves QUIC; a long-header Initial packet (a new connection) goes
 	// to the local kernel without a lookup, like a TCP SYN.
 	QUIC bool
+	// CID: the port's QUIC servers encode their host id in the connection IDs they
+	// issue (docs/PROTOCOL.md): a packet of an unknown flow goes to the live host its
+	// destination CID names instead of waiting in the park. Needs QUIC.
+	CID bool
 }
 
 // Tunnel overheads: outer IP, UDP and GUE headers.
@@ -162,6 +166,9 @@ func New(c Config) (*DataPlane, error) {
 			q = 1
 		}
 		C.homing_dp_add_udp_port(dp, C.uint16_t(u.Port), C.int(q))
+		if u.CID && u.QUIC {
+			C.homing_dp_set_quic_cid(dp, C.uint16_t(u.Port))
+		}
 	}
 	if err := setBudget(dp, c); err != nil {
 		d.Close()
@@ -301,6 +308,9 @@ type Options struct {
 	// ParkUDP is the share of ParkSize that packets of UDP session ports may hold
 	// (0..ParkSize-1); TCP holds the rest, so that neither fills the park for the other.
 	ParkUDP int
+	// LearnRing is the size (records, a power of two up to MaxLearnRing) of each lcore's
+	// ring of learned UDP flows (DrainLearned); 0: no learning.
+	LearnRing int
 	// Pool is where the lcores take the mbufs of fragments from (IPv4 packets without DF
 	// too big for the tunnel are fragmented and tunnelled); nil drops such packets.
 	Pool *dpdk.Mempool
@@ -334,6 +344,7 @@ func setPark(lc *C.struct_homing_lcore, hold time.Duration, size, udp int) error
 }
 
 func freeLcore(lc *C.struct_homing_lcore) {
+	C.homing_udp_lcore_free(lc.udp)
 	C.free(unsafe.Pointer(lc.park))
 	C.free(unsafe.Pointer(lc))
 }
@@ -371,6 +382,12 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 			d.freeLcores()
 			return err
 		}
+		u, err := newUDPLcore(o.LearnRing)
+		if err != nil {
+			d.freeLcores()
+			return err
+		}
+		lc.udp = u
 	}
 	for i, w := range workers {
 		if err := dpdk.Launch(unsafe.Pointer(C.homing_lcore_main), unsafe.Pointer(d.lcores[i]), w.Lcore); err != nil {

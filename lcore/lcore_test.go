@@ -80,13 +80,14 @@ func setup(t testing.TB) *env {
 
 // goldenUDPPorts are the golden data plane's UDP session ports (no golden case uses
 // them; the fuzzers' seeds do).
-var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true}}
+var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true, CID: true}}
 
 // udpSeeds are fuzz seeds for the UDP session and QUIC classification.
 func udpSeeds() [][]byte {
 	return [][]byte{udpFrame(udpKey(41000, 443), quicV1Initial), udpFrame(udpKey(41001, 443), quicV2Initial),
 		udpFrame(udpKey(41002, 443), quicShort), udpFrame(udpKey(41003, 4433), []byte("session")),
-		udpFrame(udpKey(41004, 53), []byte("plain"))}
+		udpFrame(udpKey(41004, 53), []byte("plain")), udpFrame(udpKey(41005, 443), quicShortCID(cidFor(2), 40)),
+		udpFrame(udpKey(41006, 443), quicShortCID(cidFor(1), 40)), udpFrame(udpKey(41007, 443), quicLong(0xe0, 1, 8, cidFor(2), 60))}
 }
 
 // newGoldenDP builds a data plane for the golden scenario on tbl.

@@ -1013,12 +1013,51 @@ too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b,
 	return A_DROP;
 }
 
+/* An unknown flow on a QUIC port with host-id CIDs (dp->udp_cid): if its destination
+ * CID names this host or a live peer, it goes there (decide(), as a table hit would):
+ * returns 1 with *r decide()'s result. Otherwise 0 (parked or to the kernel as usual). */
+static inline int
+cid_route(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, uint32_t af,
+	  uint32_t hash, uint32_t *r)
+{
+	const struct homing_dp *dp = lc->dp;
+	const uint32_t l3 = af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr);
+	const uint32_t off = ETH_LEN + l3 + sizeof(struct rte_udp_hdr);
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
+	uint32_t len, ulen;
+	uint16_t h;
+
+	/* Not an ICMP error about the flow (its key is the quoted flow's). */
+	if (ip[af == 4 ? 9 : 6] != IPPROTO_UDP)
+		return 0;
+	/* The UDP payload: within the UDP length, the IP length and the first segment. */
+	ulen = ((uint32_t)ip[l3 + 4] << 8) | ip[l3 + 5];
+	len = RTE_MIN(ETH_LEN + l3 + ulen, (uint32_t)ETH_LEN + b->ip_len);
+	len = RTE_MIN(len, (uint32_t)rte_pktmbuf_data_len(m));
+	if (ulen < sizeof(struct rte_udp_hdr) || len <= off)
+		return 0;
+	h = homing_quic_dcid_host(rte_pktmbuf_mtod_offset(m, const uint8_t *, off), len - off);
+	if (h == 0 || h >= HOMING_MAX_HOSTS)
+		return 0;
+	if (h != dp->self_id && !dp->tmpl[h].valid) {
+		if (lc->udp != NULL)
+			lc->udp->stats.cid_not_live++;
+		return 0;
+	}
+	*r = decide(dp, &lc->stats, m, b, HOMING_VAL(h, 0), hash);
+	if (lc->udp != NULL) {
+		lc->udp->stats.cid_local += *r == DECIDED_LOCAL;
+		lc->udp->stats.cid_redirect += *r == DECIDED_REDIRECT;
+	}
+	return 1;
+}
+
 /* A looked-up packet whose session is unknown: parked if it may have an owner elsewhere
  * (TCP, or UDP to a UDP session port) and its class's share of the park has room, else to
  * the kernel. Other UDP (a plain UDP service: DNS, ...) never waits. */
-static __rte_noinline void
+static __rte_noinline uint32_t
 miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const void *key,
-     uint32_t af)
+     uint32_t af, uint32_t hash)
 {
 	const struct homing_dp *dp = lc->dp;
 	struct homing_park_slot *s;
@@ -1031,11 +1070,16 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	b->act = A_TAP;
 	if (udp && !port_in(dp->udp_sess, dport)) {
 		b->cls = CLS(cls_udp_plain);
-		return;
+		return DECIDED_OTHER;
+	}
+	if (udp && port_in(dp->udp_cid, dport)) {
+		uint32_t r;
+		if (cid_route(lc, m, b, af, hash, &r))
+			return r;
 	}
 	b->cls = CLS(cls_miss);
 	if (lc->park_tsc == 0)
-		return;
+		return DECIDED_OTHER;
 	if (unlikely(lc->park_count >= lc->park_max ||
 		     (udp ? lc->park_udp >= lc->park_udp_max
 			  : lc->park_count - lc->park_udp >= lc->park_max - lc->park_udp_max))) {
@@ -1045,7 +1089,7 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 			b->act = A_DROP; /* the kernel would reset it; TCP will send it again */
 			lc->stats.park_warm_drop++;
 		}
-		return;
+		return DECIDED_OTHER;
 	}
 	s = &lc->park[lc->park_count++];
 	s->m = m;
@@ -1061,6 +1105,7 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	lc->stats.park_in++;
 	lc->stats.park_udp_in += udp;
 	b->act = A_PARKED;
+	return DECIDED_OTHER;
 }
 
 /* Looks up and decides the VIP packets of a burst (lk[0..n), one address family).
@@ -1078,7 +1123,7 @@ lookup_resolve4(struct homing_lcore *lc, struct lookup4 *lk, uint32_t n)
 		struct lookup4 *l = &lk[j];
 		uint64_t val;
 		if (unlikely(!homing_table_finish4(dp->table, &l->key, l->hash, cand[j], &val))) {
-			miss(lc, l->m, l->b, &l->key, 4);
+			acc += miss(lc, l->m, l->b, &l->key, 4, l->hash);
 			continue;
 		}
 		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
@@ -1098,7 +1143,7 @@ lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 		struct lookup6 *l = &lk[j];
 		uint64_t val;
 		if (unlikely(!homing_table_finish6(dp->table, &l->key, l->hash, cand[j], &val))) {
-			miss(lc, l->m, l->b, &l->key, 6);
+			acc += miss(lc, l->m, l->b, &l->key, 6, l->hash);
 			continue;
 		}
 		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
@@ -1461,6 +1506,8 @@ homing_process_tap_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 {
 	const struct homing_dp *dp = lc->dp;
 
+	if (lc->udp != NULL && lc->udp->ring != NULL)
+		homing_udp_learn_burst(lc, pkts, n);
 	if ((dp->mss4 | dp->mss6) == 0)
 		return;
 	for (uint16_t i = 0; i < n; i++)

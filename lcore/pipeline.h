@@ -38,6 +38,7 @@
 #include <rte_seqlock.h>
 
 #include "../table/homing_table.h"
+#include "udplearn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -185,6 +186,9 @@ struct homing_dp {
 	 * long-header Initial packets go to the kernel like TCP SYNs. */
 	uint8_t udp_sess[HOMING_PORT_BITMAP];
 	uint8_t udp_quic[HOMING_PORT_BITMAP];
+	/* QUIC ports whose servers encode host ids in their CIDs: an unknown flow goes to
+	 * the live host its destination CID names (udplearn.h). */
+	uint8_t udp_cid[HOMING_PORT_BITMAP];
 };
 
 /* A parked packet and what it needs to be looked up again. */
@@ -217,6 +221,7 @@ struct homing_lcore {
 	struct homing_park_slot *park;
 	uint64_t icmp_tat;          /* ICMP rate limit: theoretical arrival time (GCRA), TSC */
 	struct rte_mempool *pool;   /* fragments' mbufs; NULL: too-big IPv4 without DF dropped */
+	struct homing_udp_lcore *udp; /* UDP learning and CID routing (udplearn.h); NULL: off */
 } __rte_cache_aligned;
 
 /* Data plane lifecycle (control plane side). */

@@ -145,6 +145,7 @@ type Snapshot struct {
 	Relay  *Relay  // nil: this host is not a gossip relay
 	// Serving is the host's announcement state (nil: not started).
 	Serving *Serving
+	UDP     *UDPSessions // nil: no [[udp_sessions]]
 }
 
 // Serving is whether the host takes new traffic (daemon's serving state).
@@ -537,6 +538,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dGNackResent, g.NackResent)
 		collectGossipPeers(ch, g)
 	}
+	collectUDP(u, s.UDP)
 	if p := s.Probe; p != nil {
 		u(dProbeLost, p.Lost)
 		u(dProbeResync, p.Resyncs)

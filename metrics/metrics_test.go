@@ -61,6 +61,7 @@ func fakeSnapshot() Snapshot {
 			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2,
 			RepairServeRefused: map[string]uint64{"stranger": 1278, "slow": 2}},
 		Probe: &Probe{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
+		UDP:   &UDPSessions{Reported: 9, Learned: 4, Refreshed: 5, Expired: 1, Flows: 3, CIDRedirect: 2},
 		Relay: &Relay{Forwarded: 12, Received: 8, Relayed: 7, Duplicates: 3, Replays: 1},
 		Serving: &Serving{State: "draining", States: []string{"warming", "ready", "draining", "drained", "stopping"},
 			Owned: 42, BGP: []BGPPeer{{Address: "198.18.0.1", Up: true, Advertised: 1, Losses: 2}}},
