@@ -13,6 +13,8 @@ import (
 	"net"
 	"strings"
 	"unsafe"
+
+	"github.com/homing-dev/homing/internal/counters"
 )
 
 // Port is an ethdev port.
@@ -119,11 +121,9 @@ func (p Port) SetMAC(mac net.HardwareAddr) error {
 	return nil
 }
 
-// Stats are a port's basic counters.
-type Stats struct {
-	RxPackets, TxPackets, RxBytes, TxBytes uint64
-	RxMissed, RxErrors, TxErrors, RxNoMbuf uint64
-}
+// Stats are a port's basic counters, declared with their metric tags in
+// internal/counters.
+type Stats = counters.Port
 
 // Stats reads the port's counters.
 func (p Port) Stats() (Stats, error) {

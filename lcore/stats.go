@@ -5,58 +5,16 @@ package lcore
 */
 import "C"
 
-import "unsafe"
+import (
+	"unsafe"
 
-// Stats are one lcore's counters (see struct homing_lcore_stats in pipeline.h).
-type Stats struct {
-	Lcore                                        uint
-	RxNIC, FromKernel, TxNIC, TxTAP              uint64
-	Redirect, Local, Miss, DeadOwner, SYN, Decap uint64
-	GUEBad, Other, Frag, IPOpt, Malformed        uint64
-	NoRedirect                                   uint64
-	// UDPPlain: UDP to a VIP port that is not a session port, not in the table (to the
-	// kernel at once); QUICInitial: QUIC Initial packets on a QUIC port (to the kernel).
-	UDPPlain, QUICInitial                        uint64
-	DropNICTx, DropTAPTx, DropHeadroom           uint64
-	Loops, IdleLoops, Sleeps, BusyCycles, Cycles uint64
-	TemplateRetries                              uint64
-	ParkIn, ParkRedirect, ParkLocal, ParkExpired uint64
-	ParkFull                                     uint64
-	// ParkWarmDrop: misses dropped (park full) while the daemon warmed up, instead of
-	// going to the kernel; counted in Miss too.
-	ParkWarmDrop uint64
-	// ParkUDPIn and ParkUDPFull: the UDP session packets of ParkIn and ParkFull.
-	ParkUDPIn, ParkUDPFull uint64
-	// TooBig: packets of a live peer's session too big for the tunnel (a class); each
-	// is answered (ICMPTooBig) or dropped (DropTooBig).
-	TooBig, DropTooBig, ICMPTooBig uint64
-	// FragTunnelled: fragments of too-big IPv4 packets without DF, tunnelled.
-	FragTunnelled uint64
-	// MSSClamped: SYN-ACKs from a VIP whose MSS option was lowered (kernel side).
-	MSSClamped uint64
-}
+	"github.com/homing-dev/homing/internal/counters"
+)
 
-// ToKernel is the number of NIC packets handed to the kernel (every class but
-// redirected and too big).
-func (s Stats) ToKernel() uint64 {
-	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
-}
-
-// Add sums two counter sets (Lcore is kept from s).
-func (s Stats) Add(o Stats) Stats {
-	return Stats{s.Lcore,
-		s.RxNIC + o.RxNIC, s.FromKernel + o.FromKernel, s.TxNIC + o.TxNIC, s.TxTAP + o.TxTAP,
-		s.Redirect + o.Redirect, s.Local + o.Local, s.Miss + o.Miss, s.DeadOwner + o.DeadOwner, s.SYN + o.SYN, s.Decap + o.Decap,
-		s.GUEBad + o.GUEBad, s.Other + o.Other, s.Frag + o.Frag, s.IPOpt + o.IPOpt, s.Malformed + o.Malformed,
-		s.NoRedirect + o.NoRedirect, s.UDPPlain + o.UDPPlain, s.QUICInitial + o.QUICInitial,
-		s.DropNICTx + o.DropNICTx, s.DropTAPTx + o.DropTAPTx, s.DropHeadroom + o.DropHeadroom,
-		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
-		s.TemplateRetries + o.TemplateRetries,
-		s.ParkIn + o.ParkIn, s.ParkRedirect + o.ParkRedirect, s.ParkLocal + o.ParkLocal, s.ParkExpired + o.ParkExpired,
-		s.ParkFull + o.ParkFull, s.ParkWarmDrop + o.ParkWarmDrop, s.ParkUDPIn + o.ParkUDPIn, s.ParkUDPFull + o.ParkUDPFull,
-		s.TooBig + o.TooBig, s.DropTooBig + o.DropTooBig, s.ICMPTooBig + o.ICMPTooBig, s.FragTunnelled + o.FragTunnelled,
-		s.MSSClamped + o.MSSClamped}
-}
+// Stats are one lcore's counters, declared with their metric tags in
+// internal/counters (pure Go, for the metrics package); statsOf copies them from
+// struct homing_lcore_stats (pipeline.h).
+type Stats = counters.Lcore
 
 func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 	// Copy first: each field is an aligned 64-bit word written by one lcore.

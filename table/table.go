@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/homing-dev/homing/internal/counters"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -87,13 +88,9 @@ type Result struct {
 	Failed  int // other failures of the C side (not expected)
 }
 
-// Stats are the table's lifetime counters (homing_table_stats).
-type Stats struct {
-	Inserts, Updates, Deletes, DeleteMiss, Full, Errors, Invalid uint64
-	// ReclaimWaits counts adds that found no free slot while deleted slots still waited
-	// for the readers, and waited for a grace period; ReclaimTimeouts those that gave up.
-	ReclaimWaits, ReclaimTimeouts uint64
-}
+// Stats are the table's lifetime counters (homing_table_stats), declared with their
+// metric tags in internal/counters.
+type Stats = counters.Table
 
 // New creates a table named name (at most NameMax bytes, unique in the process) with
 // room for cap4 IPv4 and cap6 IPv6 sessions, in DPDK memory of NUMA socket socket (-1:
