@@ -253,7 +253,7 @@ func statsView(s metrics.Snapshot) ctl.Stats {
 	for i := range s.Lcores {
 		l := &s.Lcores[i]
 		v := metrics.LcoreCounters.View(l)
-		ls := ctl.LcoreStats{Lcore: l.Lcore, Classes: cut(v, "classes/"), Drops: cut(v, "drops/"), Park: cut(v, "park/")}
+		ls := ctl.LcoreStats{Lcore: l.Lcore}
 		ls.Counters = setFields(&ls, v)
 		if l.Cycles > 0 {
 			ls.BusyRatio = float64(l.BusyCycles) / float64(l.Cycles)
@@ -300,16 +300,24 @@ func cut(m map[string]uint64, prefix string) map[string]uint64 {
 	return out
 }
 
-// setFields sets the uint64 fields of the struct dst points to whose JSON name is a key
-// of m, and returns the other keys (nil if none).
+// setFields places m in the struct dst points to: a key in the uint64 field of that
+// JSON name, a key "name/x" as x in the map[string]uint64 field of JSON name "name"
+// (lcore's classes/, drops/, park/); it returns the other keys (nil if none).
 func setFields(dst any, m map[string]uint64) map[string]uint64 {
 	v := reflect.ValueOf(dst).Elem()
 	for i := range v.NumField() {
 		f := v.Type().Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if x, ok := m[name]; ok && f.Type.Kind() == reflect.Uint64 {
-			v.Field(i).SetUint(x)
-			delete(m, name)
+		switch {
+		case f.Type.Kind() == reflect.Uint64:
+			if x, ok := m[name]; ok {
+				v.Field(i).SetUint(x)
+				delete(m, name)
+			}
+		case f.Type == reflect.TypeFor[map[string]uint64]():
+			if sub := cut(m, name+"/"); len(sub) > 0 {
+				v.Field(i).Set(reflect.ValueOf(sub))
+			}
 		}
 	}
 	if len(m) == 0 {
