@@ -21,8 +21,8 @@ import (
 //
 //	Sent    uint64 `metric:"sent_total" help:"Things sent."`                   // homing_<sub>_sent_total
 //	Refused uint64 `metric:"dropped_total{reason=refused}" help:"Drops by reason."`
-//	Late    uint64 `metric:"dropped_total{reason=late} late_total" ctl:"late"` // two families
-//	Port    uint   `label:"lcore"`                                              // a label of every series
+//	Late    uint64 `metric:"late_total dropped_total{reason=late}" help:"Late."` // two families
+//	Lcore   uint   `label:"lcore"`                                              // a label of every series
 //
 // metric: the series the field counts in, space-separated: a family name (without
 // namespace and subsystem) and optional constant labels in braces. A family whose name
@@ -34,12 +34,14 @@ import (
 // on any of its fields.
 //
 // ctl: the field's keys in homingctl stats, space-separated, '-' subtracts as above;
-// default: the field's name in snake case. A key with a '/' ("class/redirect") goes to
-// a sub-map of the view (see daemon/ctlserver.go).
+// default: the field's name in snake case. A key with a '/' ("classes/redirect") goes
+// to a by-name map of homingctl stats (daemon/ctlserver.go, statsView).
+//
+// c (internal/counters only): the C field the cgo package copies it from (FromC).
 //
 // label: a field (uint or string) whose value labels every series of the struct.
 //
-// New panics on a malformed tag, a uint64 field without a metric tag, a family with no
+// NewGroup panics on a malformed tag, a uint64 field without a metric tag, a family with no
 // help or two, or with different label names in two fields: a program with a
 // mis-declared counter does not start, and the tests that make every Group fail.
 type Group struct {
