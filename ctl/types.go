@@ -156,6 +156,9 @@ type LcoreStats struct {
 	// warmup_dropped.
 	Park      map[string]uint64 `json:"park"`
 	BusyRatio float64           `json:"busy_ratio"`
+	// Counters are the lcore's other counters (loops, cycles, ...), by name: every
+	// counter of lcore.Stats is in a field above or here.
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
 // PortStats are a DPDK port's counters.
@@ -169,9 +172,12 @@ type PortStats struct {
 	RxErrors  uint64 `json:"rx_errors"`
 	TxErrors  uint64 `json:"tx_errors"`
 	RxNoMbuf  uint64 `json:"rx_nombuf"`
+	// Counters are the port's other counters, by name (none yet).
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
-// Stats are every counter, as the metrics show them.
+// Stats are every counter, as the metrics show them: the daemon fills them from the
+// ctl tags of the counter structs (metrics/counters.go), not field by field.
 type Stats struct {
 	Lcores []LcoreStats      `json:"lcores"`
 	Ports  []PortStats       `json:"ports"`
@@ -181,4 +187,5 @@ type Stats struct {
 	Owners map[string]int    `json:"owners,omitempty"` // entries per owner host id
 	Probe  map[string]uint64 `json:"probe,omitempty"`  // absent when the probe is off
 	Relay  map[string]uint64 `json:"relay,omitempty"`  // absent unless this host is a gossip relay
+	UDP    map[string]uint64 `json:"udp,omitempty"`    // absent without [[udp_sessions]]
 }

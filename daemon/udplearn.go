@@ -7,8 +7,7 @@ import (
 
 	"github.com/homing-dev/homing/config"
 	"github.com/homing-dev/homing/gossip"
-	"github.com/homing-dev/homing/lcore"
-	"github.com/homing-dev/homing/metrics"
+	"github.com/homing-dev/homing/internal/counters"
 	"github.com/homing-dev/homing/probe"
 	"github.com/homing-dev/homing/session"
 )
@@ -45,14 +44,9 @@ func refreshEvery(idle map[uint16]time.Duration) time.Duration {
 	return max(r, 100*time.Millisecond)
 }
 
-// UDPLearnStats are the learner's counters.
-type UDPLearnStats struct {
-	Learned   uint64 // flows claimed: new, or claimed by another host since
-	Refreshed uint64 // reports of flows already claimed here (not gossiped)
-	Expired   uint64 // flows deleted after their idle timeout
-	Errors    uint64 // claims or deletes that failed (logged)
-	Flows     int    // flows claimed here now (gauge)
-}
+// UDPLearnStats are the learner's counters (declared in internal/counters: Learned,
+// Refreshed, Expired, Errors, and Flows, a gauge).
+type UDPLearnStats = counters.UDPLearn
 
 type udpLearner struct {
 	src  learnSource
@@ -165,7 +159,7 @@ func (l *udpLearner) Stats() UDPLearnStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.st
-	s.Flows = len(l.flows)
+	s.Flows = uint64(len(l.flows))
 	return s
 }
 
@@ -224,10 +218,4 @@ func (d *Daemon) startUDPLearner(ctx context.Context, c *control) {
 		defer c.wg.Done()
 		l.run(ctx, d.clk())
 	}()
-}
-
-func udpMetrics(l lcore.UDPStats, s UDPLearnStats) *metrics.UDPSessions {
-	return &metrics.UDPSessions{Reported: l.Reported, RingFull: l.RingFull, Learned: s.Learned, Refreshed: s.Refreshed,
-		Expired: s.Expired, Errors: s.Errors, Flows: uint64(s.Flows), CIDRedirect: l.CIDRedirect, CIDLocal: l.CIDLocal,
-		CIDNotLive: l.CIDNotLive}
 }

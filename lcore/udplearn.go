@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/homing-dev/homing/internal/counters"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -48,29 +50,17 @@ func newUDPLcore(ring int) (*C.struct_homing_udp_lcore, error) {
 }
 
 // UDPStats are the counters of UDP session learning and QUIC CID routing, summed over
-// lcores (struct homing_udp_stats).
-type UDPStats struct {
-	// Reported: flows the lcores put on their rings (new ones, and live ones again once
-	// per refresh tick); RingFull: reports lost to a full ring (reported again later).
-	Reported, RingFull uint64
-	// CIDRedirect, CIDLocal: unknown flows routed by the host id in their QUIC DCID to a
-	// live peer, or to this host's kernel; CIDNotLive: the DCID named a host without a
-	// template (parked or to the kernel as any unknown flow).
-	CIDRedirect, CIDLocal, CIDNotLive uint64
-}
+// lcores (struct homing_udp_stats), declared in internal/counters.
+type UDPStats = counters.UDP
+
+var udpFromC = counters.NewFromC(reflect.TypeFor[C.struct_homing_udp_stats](), reflect.TypeFor[UDPStats]())
 
 func udpStatsOf(u *C.struct_homing_udp_lcore) UDPStats {
-	if u == nil {
-		return UDPStats{}
+	var s UDPStats
+	if u != nil {
+		udpFromC.Copy(&s, u.stats)
 	}
-	c := u.stats
-	return UDPStats{Reported: uint64(c.reported), RingFull: uint64(c.ring_full), CIDRedirect: uint64(c.cid_redirect),
-		CIDLocal: uint64(c.cid_local), CIDNotLive: uint64(c.cid_not_live)}
-}
-
-func (s UDPStats) add(o UDPStats) UDPStats {
-	return UDPStats{s.Reported + o.Reported, s.RingFull + o.RingFull, s.CIDRedirect + o.CIDRedirect,
-		s.CIDLocal + o.CIDLocal, s.CIDNotLive + o.CIDNotLive}
+	return s
 }
 
 // UDPStats sums the lcores' learning and CID counters of the last Start.
@@ -79,7 +69,7 @@ func (d *DataPlane) UDPStats() UDPStats {
 	defer d.mu.Unlock()
 	var s UDPStats
 	for _, lc := range d.lcores {
-		s = s.add(udpStatsOf(lc.udp))
+		s = s.Add(udpStatsOf(lc.udp))
 	}
 	return s
 }

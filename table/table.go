@@ -37,10 +37,12 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"syscall"
 	"unsafe"
 
+	"github.com/homing-dev/homing/internal/counters"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -87,13 +89,13 @@ type Result struct {
 	Failed  int // other failures of the C side (not expected)
 }
 
-// Stats are the table's lifetime counters (homing_table_stats).
-type Stats struct {
-	Inserts, Updates, Deletes, DeleteMiss, Full, Errors, Invalid uint64
-	// ReclaimWaits counts adds that found no free slot while deleted slots still waited
-	// for the readers, and waited for a grace period; ReclaimTimeouts those that gave up.
-	ReclaimWaits, ReclaimTimeouts uint64
-}
+// Stats are the table's lifetime counters (homing_table_stats), declared with their
+// metric tags in internal/counters.
+type Stats = counters.Table
+
+// statsFromC copies struct homing_table_stats by the fields' c tags; it panics at start
+// if a C counter has no field in Stats.
+var statsFromC = counters.NewFromC(reflect.TypeFor[C.struct_homing_table_stats](), reflect.TypeFor[Stats]())
 
 // New creates a table named name (at most NameMax bytes, unique in the process) with
 // room for cap4 IPv4 and cap6 IPv6 sessions, in DPDK memory of NUMA socket socket (-1:
@@ -312,13 +314,9 @@ func (t *Table) Stats() Stats {
 	if t.t == nil {
 		return Stats{}
 	}
-	s := t.t.stats
-	return Stats{
-		Inserts: uint64(s.inserts), Updates: uint64(s.updates), Deletes: uint64(s.deletes),
-		DeleteMiss: uint64(s.delete_miss), Full: uint64(s.full), Errors: uint64(s.errors),
-		Invalid: uint64(s.invalid), ReclaimWaits: uint64(s.reclaim_waits),
-		ReclaimTimeouts: uint64(s.reclaim_timeouts),
-	}
+	var s Stats
+	statsFromC.Copy(&s, t.t.stats)
+	return s
 }
 
 // Close frees the table. The caller guarantees that no lcore reads it any more (every

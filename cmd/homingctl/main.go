@@ -524,6 +524,13 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			fmt.Fprintf(t, "\t%d", l.MSSClamped)
 		}
 		fmt.Fprintln(t)
+		for _, name := range sortedKeys(s.Lcores[0].Counters) {
+			fmt.Fprint(t, strings.ReplaceAll(name, "_", " "))
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.Counters[name])
+			}
+			fmt.Fprintln(t)
+		}
 		t.Flush()
 		fmt.Fprintln(w)
 	}
@@ -534,6 +541,9 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			p.RxMissed, p.RxErrors, p.TxErrors, p.RxNoMbuf)
 	}
 	t.Flush()
+	for _, p := range s.Ports {
+		printMap(w, "port "+p.Name, p.Counters)
+	}
 	printMap(w, "table", s.Table)
 	if len(s.Owners) > 0 {
 		owners := map[string]uint64{}
@@ -549,6 +559,7 @@ func printStats(w io.Writer, s *ctl.Stats) {
 		fmt.Fprintln(w, "\ngossip off")
 	}
 	printMap(w, "gossip relay", s.Relay)
+	printMap(w, "udp sessions", s.UDP)
 	printMap(w, "probe", s.Probe)
 }
 
