@@ -13,7 +13,12 @@ type Stats struct {
 	RxNIC, FromKernel, TxNIC, TxTAP              uint64
 	Redirect, Local, Miss, DeadOwner, SYN, Decap uint64
 	GUEBad, Other, Frag, IPOpt, Malformed        uint64
-	NoRedirect                                   uint64
+	// GUE refused (dropped, each also in GUEBad), by reason: the outer source is not a
+	// live peer's tunnel address; the GUE header or UDP length is invalid; the inner
+	// packet is truncated or inconsistent, of another protocol than TCP, UDP or an ICMP
+	// error, or not to a VIP.
+	GUEUnknownSource, GUEMalformed, GUEInnerMalformed, GUEInnerProto, GUEInnerNotVIP uint64
+	NoRedirect                                                                       uint64
 	// UDPPlain: UDP to a VIP port that is not a session port, not in the table (to the
 	// kernel at once); QUICInitial: QUIC Initial packets on a QUIC port (to the kernel).
 	UDPPlain, QUICInitial                        uint64
@@ -37,9 +42,16 @@ type Stats struct {
 }
 
 // ToKernel is the number of NIC packets handed to the kernel (every class but
-// redirected and too big).
+// redirected, too big and refused GUE).
 func (s Stats) ToKernel() uint64 {
-	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
+	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
+}
+
+// GUERefused is the GUE refusals by reason, as exported (the reason label of
+// homing_lcore_gue_refused_total, "gue_<reason>" in homingctl stats).
+func (s Stats) GUERefused() map[string]uint64 {
+	return map[string]uint64{"unknown_source": s.GUEUnknownSource, "malformed": s.GUEMalformed,
+		"inner_malformed": s.GUEInnerMalformed, "inner_proto": s.GUEInnerProto, "inner_not_vip": s.GUEInnerNotVIP}
 }
 
 // Add sums two counter sets (Lcore is kept from s).
@@ -48,6 +60,8 @@ func (s Stats) Add(o Stats) Stats {
 		s.RxNIC + o.RxNIC, s.FromKernel + o.FromKernel, s.TxNIC + o.TxNIC, s.TxTAP + o.TxTAP,
 		s.Redirect + o.Redirect, s.Local + o.Local, s.Miss + o.Miss, s.DeadOwner + o.DeadOwner, s.SYN + o.SYN, s.Decap + o.Decap,
 		s.GUEBad + o.GUEBad, s.Other + o.Other, s.Frag + o.Frag, s.IPOpt + o.IPOpt, s.Malformed + o.Malformed,
+		s.GUEUnknownSource + o.GUEUnknownSource, s.GUEMalformed + o.GUEMalformed, s.GUEInnerMalformed + o.GUEInnerMalformed,
+		s.GUEInnerProto + o.GUEInnerProto, s.GUEInnerNotVIP + o.GUEInnerNotVIP,
 		s.NoRedirect + o.NoRedirect, s.UDPPlain + o.UDPPlain, s.QUICInitial + o.QUICInitial,
 		s.DropNICTx + o.DropNICTx, s.DropTAPTx + o.DropTAPTx, s.DropHeadroom + o.DropHeadroom,
 		s.Loops + o.Loops, s.IdleLoops + o.IdleLoops, s.Sleeps + o.Sleeps, s.BusyCycles + o.BusyCycles, s.Cycles + o.Cycles,
@@ -68,7 +82,10 @@ func statsOf(lcore uint, p *C.struct_homing_lcore_stats) Stats {
 		DeadOwner: uint64(c.cls_dead_owner), SYN: uint64(c.cls_syn), Decap: uint64(c.cls_decap),
 		GUEBad: uint64(c.cls_gue_bad), Other: uint64(c.cls_other), Frag: uint64(c.cls_frag),
 		IPOpt: uint64(c.cls_ipopt), Malformed: uint64(c.cls_malformed), NoRedirect: uint64(c.cls_no_redirect),
-		UDPPlain: uint64(c.cls_udp_plain), QUICInitial: uint64(c.cls_quic_initial),
+		GUEUnknownSource: uint64(c.gue_unknown_source), GUEMalformed: uint64(c.gue_malformed),
+		GUEInnerMalformed: uint64(c.gue_inner_malformed), GUEInnerProto: uint64(c.gue_inner_proto),
+		GUEInnerNotVIP: uint64(c.gue_inner_not_vip),
+		UDPPlain:       uint64(c.cls_udp_plain), QUICInitial: uint64(c.cls_quic_initial),
 		DropNICTx: uint64(c.drop_nic_tx), DropTAPTx: uint64(c.drop_tap_tx), DropHeadroom: uint64(c.drop_headroom),
 		Loops: uint64(c.loops), IdleLoops: uint64(c.idle_loops), Sleeps: uint64(c.sleeps),
 		BusyCycles: uint64(c.busy_cycles), Cycles: uint64(c.total_cycles), TemplateRetries: uint64(c.tmpl_retries),
