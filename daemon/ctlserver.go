@@ -256,6 +256,10 @@ func (o *ops) stats() ctl.Stats {
 		for dr, v := range l.Drops {
 			ls.Drops[metrics.Drop(dr).String()] = v
 		}
+		ls.GUERefused = map[string]uint64{}
+		for r, v := range l.GUERefused {
+			ls.GUERefused[metrics.GUERefusal(r).String()] = v
+		}
 		ls.Park = map[string]uint64{"held_tcp": l.ParkIn - l.ParkUDPIn, "held_udp": l.ParkUDPIn,
 			"released_redirect": l.ParkRedirect, "released_local": l.ParkLocal, "expired": l.ParkExpired,
 			"full_tcp": l.ParkFull - l.ParkUDPFull, "full_udp": l.ParkUDPFull, "warmup_dropped": l.ParkWarmDrop}

@@ -72,6 +72,9 @@ func lcoreMetrics(l lcore.Stats) metrics.Lcore {
 		metrics.ClassIPOptions: l.IPOpt, metrics.ClassMalformed: l.Malformed, metrics.ClassNoRedirect: l.NoRedirect,
 		metrics.ClassUDPPlain: l.UDPPlain, metrics.ClassQUICInitial: l.QUICInitial, metrics.ClassTooBig: l.TooBig,
 	}
+	m.GUERefused = [metrics.NumGUERefusals]uint64{metrics.GUEUnknownSource: l.GUEUnknownSource,
+		metrics.GUEMalformed: l.GUEMalformed, metrics.GUEInnerMalformed: l.GUEInnerMalformed,
+		metrics.GUEInnerProto: l.GUEInnerProto, metrics.GUEInnerNotVIP: l.GUEInnerNotVIP}
 	m.Drops = [metrics.NumDrops]uint64{metrics.DropNICTxFull: l.DropNICTx, metrics.DropKernelTxFull: l.DropTAPTx,
 		metrics.DropNoHeadroom: l.DropHeadroom, metrics.DropTooBig: l.DropTooBig}
 	return m

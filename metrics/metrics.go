@@ -35,7 +35,7 @@ const (
 	ClassDeadOwner                // VIP session owned by a peer without a template
 	ClassSYN                      // TCP SYN without ACK: always local
 	ClassDecap                    // GUE for this host: decapsulated
-	ClassGUEBad                   // UDP to the tunnel port with an invalid GUE or inner header
+	ClassGUEBad                   // UDP to the tunnel port refused (dropped): see GUERefusal
 	ClassOther                    // not for the pipeline: ARP, ICMP, non-VIP, gossip, ...
 	ClassFrag                     // IPv4 fragment
 	ClassIPOptions                // IPv4 options or IPv6 extension headers
@@ -68,12 +68,31 @@ var dropNames = [NumDrops]string{"nic_tx_full", "kernel_tx_full", "no_headroom",
 
 func (d Drop) String() string { return dropNames[d] }
 
+// GUERefusal is a reason the data plane refuses (drops) GUE to this host's tunnel port;
+// every refused packet is in ClassGUEBad.
+type GUERefusal int
+
+// GUE refusal reasons.
+const (
+	GUEUnknownSource  GUERefusal = iota // the outer source is no live peer's tunnel address
+	GUEMalformed                        // GUE header or UDP length invalid
+	GUEInnerMalformed                   // inner packet truncated or inconsistent, IPv4 options
+	GUEInnerProto                       // inner packet neither TCP/UDP nor an ICMP error
+	GUEInnerNotVIP                      // inner destination not a VIP
+	NumGUERefusals
+)
+
+var gueRefusalNames = [NumGUERefusals]string{"unknown_source", "malformed", "inner_malformed", "inner_proto", "inner_not_vip"}
+
+func (r GUERefusal) String() string { return gueRefusalNames[r] }
+
 // Lcore is one worker lcore's counters.
 type Lcore struct {
 	ID                               uint
 	RxNIC, RxKernel, TxNIC, TxKernel uint64
 	Classes                          [NumClasses]uint64
 	Drops                            [NumDrops]uint64
+	GUERefused                       [NumGUERefusals]uint64
 	Loops, IdleLoops, Sleeps         uint64
 	BusyCycles, Cycles               uint64 // TSC cycles of loops that moved packets; since start
 	TemplateRetries                  uint64
@@ -274,6 +293,7 @@ var (
 	dLcDecap   = newDesc("lcore", "decapsulated_packets_total", "GUE packets for this host whose outer headers were stripped (class decap).", cnt, "lcore")
 	dLcClass   = newDesc("lcore", "classified_packets_total", "NIC packets by classification; every NIC packet is in exactly one class.", cnt, "lcore", "class")
 	dLcDrop    = newDesc("lcore", "dropped_packets_total", "Packets dropped by the data plane, by reason.", cnt, "lcore", "reason")
+	dLcGUE     = newDesc("lcore", "gue_refused_total", "GUE to this host's tunnel port refused and dropped, by reason: unknown_source (not from a live peer's tunnel address), malformed (GUE header), inner_malformed, inner_proto (neither TCP/UDP nor an ICMP error), inner_not_vip.", cnt, "lcore", "reason")
 	dLcLoops   = newDesc("lcore", "loops_total", "Poll loop iterations.", cnt, "lcore")
 	dLcIdle    = newDesc("lcore", "idle_loops_total", "Poll loop iterations that received nothing.", cnt, "lcore")
 	dLcSleeps  = newDesc("lcore", "sleeps_total", "Idle backoff sleeps.", cnt, "lcore")
@@ -370,7 +390,7 @@ var (
 	dRelayMcast  = newDesc("relay", "relayed_datagrams_total", "Datagrams of other domains multicast in this domain.", cnt)
 	dRelayDrop   = newDesc("relay", "dropped_envelopes_total", "Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay).", cnt, "reason")
 
-	allDescs = []desc{dInfo, dState, dAnnounced, dOwned, dBGPUp, dBGPAdv, dBGPLoss, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcLoops, dLcIdle, dLcSleeps,
+	allDescs = []desc{dInfo, dState, dAnnounced, dOwned, dBGPUp, dBGPAdv, dBGPLoss, dLcRx, dLcTx, dLcRedir, dLcDecap, dLcClass, dLcDrop, dLcGUE, dLcLoops, dLcIdle, dLcSleeps,
 		dLcBusy, dLcCycles, dLcRatio, dLcRetries, dLcParked, dLcUnpark, dLcParkFul, dLcWarmDrp, dLcICMP, dLcClamp, dLcFrag, dPortRxP, dPortTxP, dPortRxB, dPortTxB, dPortMiss, dPortRxErr,
 		dPortTxErr, dPortNoMb, dTabEntries, dTabCap, dTabOwner, dTabInserts, dTabUpdates, dTabDeletes, dTabDelMiss,
 		dTabFull, dTabErrors, dTabInvalid, dTabRecWait, dTabRecTmout, dGDgSent, dGBytesSent, dGHbSent, dGRecSent,
@@ -438,6 +458,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for i, v := range l.Drops {
 			u(dLcDrop, v, id, dropNames[i])
+		}
+		for i, v := range l.GUERefused {
+			u(dLcGUE, v, id, gueRefusalNames[i])
 		}
 		u(dLcLoops, l.Loops, id)
 		u(dLcIdle, l.IdleLoops, id)

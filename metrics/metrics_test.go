@@ -53,6 +53,7 @@ func fakeSnapshot() Snapshot {
 	l.Classes[ClassDecap] = 4
 	l.Classes[ClassOther] = 86
 	l.Drops[DropNICTxFull] = 2
+	l.GUERefused[GUEUnknownSource] = 6
 	return Snapshot{
 		Lcores: []Lcore{l, {ID: 2}},
 		Ports:  []Port{{Name: "nic", RxPackets: 100, RxBytes: 6400}, {Name: "kernel", TxPackets: 90}},
@@ -93,6 +94,7 @@ func TestCollector(t *testing.T) {
 		{"homing_lcore_classified_packets_total", map[string]string{"lcore": "1", "class": "syn"}, 0},
 		{"homing_lcore_classified_packets_total", map[string]string{"lcore": "2", "class": "redirect"}, 0},
 		{"homing_lcore_dropped_packets_total", map[string]string{"lcore": "1", "reason": "nic_tx_full"}, 2},
+		{"homing_lcore_gue_refused_total", map[string]string{"lcore": "1", "reason": "unknown_source"}, 6},
 		{"homing_lcore_busy_ratio", map[string]string{"lcore": "1"}, 0.25},
 		{"homing_lcore_busy_ratio", map[string]string{"lcore": "2"}, 0},
 		{"homing_port_received_packets_total", map[string]string{"port": "nic"}, 100},
