@@ -647,7 +647,7 @@ parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint3
 {
 	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
 	const struct rte_ipv4_hdr *in;
-	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g;
+	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g, w;
 
 	if (ip->dst_addr != dp->self4 || udp->dst_port != dp->tunnel_port)
 		return 0;
@@ -662,17 +662,19 @@ parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint3
 	in = (const struct rte_ipv4_hdr *)((const uint8_t *)(udp + 1) + HOMING_GUE_LEN);
 	itot = rte_be_to_cpu_16(in->total_length);
 	if (g != rte_cpu_to_be_32(IPPROTO_IPIP << 16) || in->version_ihl != RTE_IPV4_VHL_DEF ||
-	    itot - 20 > ulen - 32 || (in->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)))
+	    itot - 20 > ulen - 32)
 		return 0;
-	/* gue_inner's TCP/UDP case: l4_check on itot - 20 bytes, to a VIP */
-	if (in->next_proto_id == IPPROTO_TCP) {
-		uint32_t doff;
-		if (itot < 40) /* inner bytes up to itot are in the frame (itot <= ulen - 12) */
+	/* gue_inner's TCP/UDP case: not a fragment, l4_check on itot - 20 bytes, to a VIP.
+	 * w: the inner fragment_offset, ttl, next_proto_id. */
+	memcpy(&w, &in->fragment_offset, 4);
+	w &= rte_cpu_to_be_32((IPV4_MF_OFF_MASK << 16) | 0xff);
+	if (likely(w == rte_cpu_to_be_32(IPPROTO_TCP))) {
+		/* inner bytes up to itot are in the frame (itot <= ulen - 12); with itot >= 40,
+		 * 20 <= doff <= itot - 20 is doff - 20 <= itot - 40 (unsigned) */
+		if (itot < 40 ||
+		    ((uint32_t)(((const uint8_t *)(in + 1))[12] >> 2) & 0x3c) - 20 > itot - 40)
 			return 0;
-		doff = (uint32_t)(((const uint8_t *)(in + 1))[12] >> 2) & 0x3c;
-		if (doff < 20 || doff > itot - 20)
-			return 0;
-	} else if (in->next_proto_id != IPPROTO_UDP || itot < 28) {
+	} else if (w != rte_cpu_to_be_32(IPPROTO_UDP) || itot < 28) {
 		return 0;
 	}
 	if (unlikely(!peer4_known(dp, ip->src_addr) || !vip4_match(dp, in->dst_addr)))
