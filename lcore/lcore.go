@@ -329,6 +329,12 @@ func (d *DataPlane) publishSources() error {
 	return nil
 }
 
+// PeerSetsLeaked is the number of old live-peer sets not freed because a running lcore
+// did not report a quiescent state within a second of the swap.
+func (d *DataPlane) PeerSetsLeaked() uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&d.dp.peers_leaked)))
+}
+
 // PeerSources returns the tunnel addresses GUE is decapsulated from, in no order.
 func (d *DataPlane) PeerSources() []netip.Addr {
 	d.mu.Lock()
