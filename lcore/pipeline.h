@@ -9,7 +9,9 @@
  *   +-------------+--------------+--------------+                 |
  *   |             |              |              |                 |
  *  GUE for us   SYN / not a    VIP TCP/UDP     (other)            |
- *  (decap)      VIP / other    -> bulk lookup                     |
+ *  from a live  VIP / other    -> bulk lookup                     |
+ *  peer (decap;                                                   |
+ *  else drop)                                                     |
  *   |             |          owner live peer?                     |
  *   |             |          yes        no                        |
  *   |             |           |          |                        |
