@@ -1,6 +1,7 @@
 package lcore_test
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/homing-dev/homing/dpdk"
@@ -84,6 +85,12 @@ func TestGUEPeerWithdrawn(t *testing.T) {
 	}
 }
 
+var swapPort struct {
+	once sync.Once
+	p    dpdk.Port
+	err  error
+}
+
 // TestPeerSetSwapUnderLoad: a worker lcore decapsulates GUE from peer 2 at full speed
 // (the bench loop on net_null) while the control plane withdraws and publishes peer 2's
 // template over and over: each swap of the live-peer set waits for the lcore's
@@ -96,14 +103,16 @@ func TestPeerSetSwapUnderLoad(t *testing.T) {
 	if len(workers) == 0 {
 		t.Fatal("no worker lcore")
 	}
-	port, err := dpdk.ProbeVdev("net_null9,size=86")
-	if err != nil {
-		t.Fatal(err)
+	// One net_null port per process (a vdev cannot be probed twice; -count=N).
+	swapPort.once.Do(func() {
+		if swapPort.p, swapPort.err = dpdk.ProbeVdev("net_null9,size=86"); swapPort.err == nil {
+			swapPort.err = swapPort.p.Start(dpdk.PortConfig{RxQueues: 1, TxQueues: 1}, e.pool)
+		}
+	})
+	if swapPort.err != nil {
+		t.Fatal(swapPort.err)
 	}
-	if err := port.Start(dpdk.PortConfig{RxQueues: 1, TxQueues: 1}, e.pool); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = port.Stop(); _ = port.Close() }()
+	port := swapPort.p
 	p := golden.Peers[0]
 	done := make(chan struct{})
 	swaps := make(chan int)
