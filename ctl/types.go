@@ -138,15 +138,18 @@ type Sessions struct {
 
 // LcoreStats are one lcore's counters.
 type LcoreStats struct {
-	Lcore         uint              `json:"lcore"`
-	RxNIC         uint64            `json:"rx_nic"`
-	RxKernel      uint64            `json:"rx_kernel"`
-	TxNIC         uint64            `json:"tx_nic"`
-	TxKernel      uint64            `json:"tx_kernel"`
-	Redirected    uint64            `json:"redirected"`
-	Decapsulated  uint64            `json:"decapsulated"`
-	Classes       map[string]uint64 `json:"classes"`
-	Drops         map[string]uint64 `json:"drops"`
+	Lcore        uint              `json:"lcore"`
+	RxNIC        uint64            `json:"rx_nic"`
+	RxKernel     uint64            `json:"rx_kernel"`
+	TxNIC        uint64            `json:"tx_nic"`
+	TxKernel     uint64            `json:"tx_kernel"`
+	Redirected   uint64            `json:"redirected"`
+	Decapsulated uint64            `json:"decapsulated"`
+	Classes      map[string]uint64 `json:"classes"`
+	Drops        map[string]uint64 `json:"drops"`
+	// GUERefused: GUE to this host's tunnel port refused (dropped), by reason
+	// (unknown_source, malformed, inner_malformed, inner_proto, inner_not_vip).
+	GUERefused    map[string]uint64 `json:"gue_refused"`
 	ICMPTooBig    uint64            `json:"icmp_too_big"`        // ICMP too-big replies sent to clients
 	MSSClamped    uint64            `json:"mss_clamped"`         // SYN-ACK MSS options lowered
 	FragTunnelled uint64            `json:"fragments_tunnelled"` // fragments of too-big IPv4 packets without DF

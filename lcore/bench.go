@@ -103,6 +103,7 @@ type BenchConfig struct {
 	Windows  int    // 1..16; 0 means 1
 	Seed     uint64
 	GUEDst   netip.Addr // BenchGenGUE: outer destination (this host)
+	GUESrc   netip.Addr // BenchGenGUE: outer source (a live peer: others are refused)
 	GUEPort  uint16     // BenchGenGUE: UDP destination port (the tunnel port)
 }
 
@@ -135,8 +136,8 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 	if c.Sessions == 0 || len(c.Lcores) == 0 || !c.VIP.Is4() {
 		return nil, errors.New("lcore: bench needs sessions, an IPv4 VIP and lcores")
 	}
-	if c.Gen == BenchGenGUE && !c.GUEDst.Is4() {
-		return nil, errors.New("lcore: bench GUE generator needs an IPv4 destination")
+	if c.Gen == BenchGenGUE && (!c.GUEDst.Is4() || !c.GUESrc.Is4()) {
+		return nil, errors.New("lcore: bench GUE generator needs an IPv4 source and destination")
 	}
 	if c.Mode == BenchNaive && (c.Naive == nil || c.Naive.nv == nil) {
 		return nil, errors.New("lcore: naive bench needs its table")
@@ -188,6 +189,7 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 		b.seed = C.uint64_t(c.Seed + uint64(i)*0x9e3779b97f4a7c15)
 		if c.Gen == BenchGenGUE {
 			b.gue_dst = be32(c.GUEDst)
+			b.gue_src = be32(c.GUESrc)
 			b.gue_port = be16(c.GUEPort)
 		}
 		bs[i] = b

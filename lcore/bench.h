@@ -59,6 +59,7 @@ struct homing_bench {
 	uint16_t vip_port;         /* sessions' destination port (network order) */
 	uint16_t gue_port;         /* GEN_GUE: UDP destination port (network order) */
 	uint32_t gue_dst;          /* GEN_GUE: outer destination (network order) */
+	uint32_t gue_src;          /* GEN_GUE: outer source, a live peer (network order) */
 	uint32_t mode;
 	uint32_t gen;
 	int32_t cpu;               /* pin the lcore's thread to this CPU; -1: leave it */

@@ -64,6 +64,7 @@ struct burst_meta {
 	uint8_t cls;
 	uint8_t inner;      /* inner packet: IPPROTO_IPIP (IPv4) or IPPROTO_IPV6, the GUE protocol */
 	uint8_t tun_af;     /* A_TOOBIG: the owner's tunnel family (4 or 6) */
+	uint8_t why;        /* A_DROP of cls_gue_bad: the gue_* counter of the refusal */
 	uint16_t owner;     /* A_TOOBIG: the owner */
 	uint16_t sport;     /* A_TOOBIG: the flow's GUE source port */
 	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
@@ -125,6 +126,44 @@ gue_check(const uint8_t *gue, uint32_t avail, uint16_t *inner_len)
 		return 6;
 	}
 	return 0;
+}
+
+/* Whether a is the IPv4 tunnel address (network order) of a live peer: one CRC32 and,
+ * the set being at most half full, one or two probes. */
+static inline int
+peer4_known(const struct homing_dp *dp, uint32_t a)
+{
+	const struct homing_peers *p = __atomic_load_n(&dp->peers, __ATOMIC_ACQUIRE);
+	uint32_t i = rte_hash_crc_4byte(a, 0) & p->mask4;
+
+	for (;; i = (i + 1) & p->mask4) {
+		uint32_t v = p->a4[i];
+		if (v == 0)
+			return 0;
+		if (v == a)
+			return 1;
+	}
+}
+
+/* The same for an IPv6 address. */
+static inline int
+peer6_known(const struct homing_dp *dp, const uint8_t *a)
+{
+	const struct homing_peers *p = __atomic_load_n(&dp->peers, __ATOMIC_ACQUIRE);
+	uint64_t a0, a1;
+	uint32_t i = rte_hash_crc(a, 16, 0) & p->mask6;
+
+	memcpy(&a0, a, 8);
+	memcpy(&a1, a + 8, 8);
+	for (;; i = (i + 1) & p->mask6) {
+		uint64_t v0, v1;
+		memcpy(&v0, p->a6[i], 8);
+		memcpy(&v1, p->a6[i] + 8, 8);
+		if ((v0 | v1) == 0)
+			return 0;
+		if (v0 == a0 && v1 == a1)
+			return 1;
+	}
 }
 
 /* Checks the L4 header of a TCP/UDP packet of l4_len bytes. Returns 0 if malformed,
@@ -243,6 +282,90 @@ icmp6_key(const uint8_t *icmp, uint32_t icmp_len, const uint8_t *vip, struct hom
 	return 1;
 }
 
+/* Index of the cls_* or gue_* counter (in struct homing_lcore_stats, as uint64_t words). */
+#define CNT(field) CLS(field)
+
+/* What a peer tunnels (the inner packet of valid GUE, family af, ilen bytes at in): TCP
+ * or UDP to a VIP (IPv4 without options; a fragment, which a peer sends for a too-big
+ * packet without DF, is checked up to its destination and protocol), or an ICMP / ICMPv6
+ * error about a VIP flow (what parse4/parse6 hand to a session's owner). Returns 0, or
+ * the gue_* counter of the refusal. Reads at most GUE_INNER_READ bytes of the inner
+ * packet, and none beyond ilen. */
+static inline uint8_t
+gue_inner(const struct homing_dp *dp, const uint8_t *in, uint32_t ilen, int af)
+{
+	union {
+		struct homing_key4 k4;
+		struct homing_key6 k6;
+	} k;
+	uint8_t proto;
+
+	if (af == 4) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)in;
+		/* gue_check: version 4, 20 <= IHL <= ilen */
+		if (unlikely(ip->version_ihl != RTE_IPV4_VHL_DEF))
+			return CNT(gue_inner_malformed);
+		proto = ip->next_proto_id;
+		if (likely(proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+			if (unlikely(!vip4_match(dp, ip->dst_addr)))
+				return CNT(gue_inner_not_vip);
+			if (unlikely(ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)))
+				return 0;
+			return l4_check(in + sizeof(*ip), ilen - sizeof(*ip), proto) ? 0 : CNT(gue_inner_malformed);
+		}
+		if (proto != IPPROTO_ICMP)
+			return CNT(gue_inner_proto);
+		if (ilen < sizeof(*ip) + 1)
+			return CNT(gue_inner_malformed);
+		if (in[sizeof(*ip)] != 3 && in[sizeof(*ip)] != 11 && in[sizeof(*ip)] != 12)
+			return CNT(gue_inner_proto);
+		if (!vip4_match(dp, ip->dst_addr))
+			return CNT(gue_inner_not_vip);
+		if ((ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)) ||
+		    !icmp4_key(in + sizeof(*ip), ilen - sizeof(*ip), ip->dst_addr, &k.k4))
+			return CNT(gue_inner_malformed);
+		return 0;
+	} else {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)in;
+		/* gue_check: version 6, 40 + payload length = ilen */
+		proto = ip->proto;
+		if (likely(proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+			if (unlikely(!vip6_match(dp, ip->dst_addr)))
+				return CNT(gue_inner_not_vip);
+			return l4_check(in + sizeof(*ip), ilen - sizeof(*ip), proto) ? 0 : CNT(gue_inner_malformed);
+		}
+		if (proto != IPPROTO_ICMPV6)
+			return CNT(gue_inner_proto);
+		if (ilen < sizeof(*ip) + 1)
+			return CNT(gue_inner_malformed);
+		if (in[sizeof(*ip)] < 1 || in[sizeof(*ip)] > 4)
+			return CNT(gue_inner_proto);
+		if (!vip6_match(dp, ip->dst_addr))
+			return CNT(gue_inner_not_vip);
+		if (!icmp6_key(in + sizeof(*ip), ilen - sizeof(*ip), ip->dst_addr, &k.k6))
+			return CNT(gue_inner_malformed);
+		return 0;
+	}
+}
+
+/* Whether avail bytes at gue hold a GUE header gue_check accepts (variant 0, no flags or
+ * options, protocol IPv4 or IPv6): if gue_check failed, the inner packet did. */
+static inline int
+gue_hdr_ok(const uint8_t *gue, uint32_t avail)
+{
+	return avail >= HOMING_GUE_LEN && gue[0] == 0 && gue[2] == 0 && gue[3] == 0 &&
+	       (gue[1] == IPPROTO_IPIP || gue[1] == IPPROTO_IPV6);
+}
+
+/* Refuses a GUE packet: dropped, counted in cls_gue_bad and in the gue_* counter why. */
+static inline void
+gue_refuse(struct burst_meta *bm, uint8_t why)
+{
+	bm->act = A_DROP;
+	bm->cls = CLS(cls_gue_bad);
+	bm->why = why;
+}
+
 /* The length of the TCP or UDP header at l4 (checked by l4_check). */
 static inline uint32_t
 l4_hdr_len(const uint8_t *l4, uint8_t proto)
@@ -260,10 +383,13 @@ chain_ok(uint32_t len, uint32_t hlen, uint32_t ip_len)
 	return hlen == len || ETH_LEN + ip_len == len;
 }
 
+/* The most gue_inner reads of an inner packet: IPv6, ICMPv6 header, quoted IPv6 header,
+ * 4 bytes of its TCP/UDP header. */
+#define GUE_INNER_READ (2 * sizeof(struct rte_ipv6_hdr) + 8 + 4)
 /* The smallest first segment of a chain that holds a GUE packet's headers: outer IP, UDP,
- * GUE and the largest inner IP header. */
+ * GUE and what gue_inner reads. */
 #define GUE_HDRS_LEN(l3) (ETH_LEN + (l3) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN + \
-			  sizeof(struct rte_ipv6_hdr))
+			  GUE_INNER_READ)
 
 static inline void
 parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen,
@@ -321,11 +447,26 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen
 	    ((const struct rte_udp_hdr *)l4)->dst_port == dp->tunnel_port) {
 		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+		uint8_t why;
 		int af;
+		if (!peer4_known(dp, ip->src_addr)) {
+			gue_refuse(bm, CNT(gue_unknown_source));
+			return;
+		}
 		if (ulen < sizeof(*udp) || ulen > l4_len ||
-		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
-		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
-			bm->cls = CLS(cls_gue_bad);
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip)))) {
+			gue_refuse(bm, CNT(gue_malformed));
+			return;
+		}
+		af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len);
+		if (af == 0) {
+			gue_refuse(bm, gue_hdr_ok(l4 + sizeof(*udp), ulen - sizeof(*udp))
+					       ? CNT(gue_inner_malformed) : CNT(gue_malformed));
+			return;
+		}
+		why = gue_inner(dp, l4 + sizeof(*udp) + HOMING_GUE_LEN, bm->ip_len, af);
+		if (why != 0) {
+			gue_refuse(bm, why);
 			return;
 		}
 		bm->inner = af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
@@ -422,11 +563,26 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen
 	    memcmp(ip->dst_addr, dp->self6, 16) == 0) {
 		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+		uint8_t why;
 		int af;
+		if (!peer6_known(dp, ip->src_addr)) {
+			gue_refuse(bm, CNT(gue_unknown_source));
+			return;
+		}
 		if (ulen < sizeof(*udp) || ulen > plen ||
-		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
-		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
-			bm->cls = CLS(cls_gue_bad);
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip)))) {
+			gue_refuse(bm, CNT(gue_malformed));
+			return;
+		}
+		af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len);
+		if (af == 0) {
+			gue_refuse(bm, gue_hdr_ok(l4 + sizeof(*udp), ulen - sizeof(*udp))
+					       ? CNT(gue_inner_malformed) : CNT(gue_malformed));
+			return;
+		}
+		why = gue_inner(dp, l4 + sizeof(*udp) + HOMING_GUE_LEN, bm->ip_len, af);
+		if (why != 0) {
+			gue_refuse(bm, why);
 			return;
 		}
 		bm->inner = af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
@@ -482,15 +638,16 @@ parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
 }
 
 /* GUE to this host over IPv4 (after parse_fast4's first tests: one segment, IPv4
- * without options, not a fragment, UDP) with an IPv4 inner packet: 1 (A_DECAP4, exactly
- * what parse4 decides), else 0 (the full parser decides). */
+ * without options, not a fragment, UDP) from a live peer with an IPv4 inner packet, TCP
+ * or UDP to a VIP, not a fragment: 1 (A_DECAP4, exactly what parse4 decides), else 0
+ * (the full parser decides, and counts the refusals). */
 static __rte_always_inline int
 parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint32_t len,
 		struct burst_meta *bm)
 {
 	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
 	const struct rte_ipv4_hdr *in;
-	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g;
+	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g, w;
 
 	if (ip->dst_addr != dp->self4 || udp->dst_port != dp->tunnel_port)
 		return 0;
@@ -506,6 +663,21 @@ parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint3
 	itot = rte_be_to_cpu_16(in->total_length);
 	if (g != rte_cpu_to_be_32(IPPROTO_IPIP << 16) || in->version_ihl != RTE_IPV4_VHL_DEF ||
 	    itot - 20 > ulen - 32)
+		return 0;
+	/* gue_inner's TCP/UDP case: not a fragment, l4_check on itot - 20 bytes, to a VIP.
+	 * w: the inner fragment_offset, ttl, next_proto_id. */
+	memcpy(&w, &in->fragment_offset, 4);
+	w &= rte_cpu_to_be_32((IPV4_MF_OFF_MASK << 16) | 0xff);
+	if (likely(w == rte_cpu_to_be_32(IPPROTO_TCP))) {
+		/* inner bytes up to itot are in the frame (itot <= ulen - 12); with itot >= 40,
+		 * 20 <= doff <= itot - 20 is doff - 20 <= itot - 40 (unsigned) */
+		if (itot < 40 ||
+		    ((uint32_t)(((const uint8_t *)(in + 1))[12] >> 2) & 0x3c) - 20 > itot - 40)
+			return 0;
+	} else if (w != rte_cpu_to_be_32(IPPROTO_UDP) || itot < 28) {
+		return 0;
+	}
+	if (unlikely(!peer4_known(dp, ip->src_addr) || !vip4_match(dp, in->dst_addr)))
 		return 0;
 	bm->ip_len = (uint16_t)itot;
 	bm->inner = IPPROTO_IPIP;
@@ -1388,6 +1560,8 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			break;
 		case A_DROP:
 			cnt[bm[i].cls]++;
+			if (bm[i].cls == CLS(cls_gue_bad))
+				cnt[bm[i].why]++;
 			rte_pktmbuf_free(m);
 			break;
 		case A_TOOBIG: {

@@ -9,7 +9,9 @@
  *   +-------------+--------------+--------------+                 |
  *   |             |              |              |                 |
  *  GUE for us   SYN / not a    VIP TCP/UDP     (other)            |
- *  (decap)      VIP / other    -> bulk lookup                     |
+ *  from a live  VIP / other    -> bulk lookup                     |
+ *  peer (decap;                                                   |
+ *  else drop)                                                     |
  *   |             |          owner live peer?                     |
  *   |             |          yes        no                        |
  *   |             |           |          |                        |
@@ -22,9 +24,12 @@
  * Concurrency rules:
  *  - struct homing_dp is shared by all lcores and written by the Go control plane only
  *    through the functions below: the ownership table (lock-free readers, QSBR for
- *    deletes, see table/homing_table.h) and the header templates (one rte_seqlock per
- *    peer slot, so that an lcore never copies half a template). VIPs and addresses are
- *    set before the lcores start and never change while they run.
+ *    deletes, see table/homing_table.h), the header templates (one rte_seqlock per
+ *    peer slot, so that an lcore never copies half a template) and the live peers'
+ *    tunnel addresses (struct homing_peers: an immutable set, replaced whole by a
+ *    pointer swap; the old one is freed once every lcore has reported a quiescent
+ *    state on the table's QSBR variable). VIPs and addresses are set before the
+ *    lcores start and never change while they run.
  *  - struct homing_lcore is owned by one lcore: its counters are written by that lcore
  *    only and read by Go (aligned 64-bit loads, never torn on x86-64).
  *  - dp->stop is the only flag the lcores poll; Go sets it and waits for them.
@@ -103,7 +108,8 @@ struct homing_lcore_stats {
 	uint64_t cls_dead_owner;  /* VIP session owned by a peer without a template */
 	uint64_t cls_syn;         /* SYN without ACK */
 	uint64_t cls_decap;       /* GUE for this host: decapsulated */
-	uint64_t cls_gue_bad;     /* UDP to our tunnel port with an invalid GUE/inner header */
+	uint64_t cls_gue_bad;     /* UDP to our tunnel port refused: dropped, counted by
+				   * reason in gue_* below */
 	uint64_t cls_other;       /* not for the pipeline: ARP, ICMP, non-VIP, VLAN, ... */
 	uint64_t cls_frag;        /* IPv4 fragments */
 	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
@@ -123,6 +129,17 @@ struct homing_lcore_stats {
 	uint64_t drop_headroom;   /* no headroom to prepend a template */
 	uint64_t drop_too_big;    /* too big and neither answered nor fragmented: ICMP rate
 				   * limit, ICMP off, no room or mbufs for fragments */
+	/* GUE refusals (each also counted in cls_gue_bad): decapsulated is only GUE from
+	 * a live peer's tunnel address whose inner packet is TCP/UDP to a VIP or an ICMP
+	 * error about a VIP flow */
+	uint64_t gue_unknown_source; /* outer source not a live peer's tunnel address */
+	uint64_t gue_malformed;      /* GUE header or UDP length invalid, headers not in a
+				      * chain's first segment */
+	uint64_t gue_inner_malformed; /* inner IP header, TCP/UDP header or ICMP quote
+				       * truncated or inconsistent; inner IPv4 options */
+	uint64_t gue_inner_proto;    /* inner protocol not TCP/UDP, ICMP not an error
+				      * (redirect, router advertisement, echo, ...) */
+	uint64_t gue_inner_not_vip;  /* inner destination not a VIP */
 	/* MTU budget */
 	uint64_t icmp_too_big;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to a client */
 	uint64_t frag_tunnelled;  /* fragments of too-big IPv4 packets without DF, tunnelled */
@@ -145,6 +162,16 @@ struct homing_lcore_stats {
 	uint64_t park_udp_full;   /* of park_full: UDP session packets over the UDP share */
 } __rte_cache_aligned;
 
+/* The live peers' tunnel addresses: open addressing with linear probing, at most half
+ * full, so that a probe ends at an empty slot (address 0 / ::, never a peer's). Built by
+ * homing_peers_set, never changed once published. */
+struct homing_peers {
+	uint32_t mask4, mask6;     /* slots - 1 (powers of two) */
+	uint32_t n4, n6;
+	uint32_t *a4;              /* network order */
+	uint8_t (*a6)[16];
+};
+
 struct homing_vip4 {
 	uint32_t net;  /* network order */
 	uint32_t mask; /* network order */
@@ -159,6 +186,8 @@ struct homing_vip6 {
 struct homing_dp {
 	struct homing_table *table;
 	struct homing_tmpl *tmpl;  /* HOMING_MAX_HOSTS slots */
+	struct homing_peers *peers; /* live peers' tunnel addresses (read with acquire) */
+	uint64_t peers_leaked;     /* old sets not freed: readers did not report in time */
 	uint32_t self4;            /* network order; 0 = none */
 	uint8_t self6[16];         /* all zero = none */
 	uint8_t has_self6;
@@ -242,6 +271,14 @@ int homing_tmpl_set(struct homing_dp *dp, uint16_t id, const uint8_t *dst_mac,
 		    uint16_t dport);
 /* Withdraws peer id's template: its sessions go to the local kernel from now on. */
 void homing_tmpl_clear(struct homing_dp *dp, uint16_t id);
+/* Publishes the live peers' tunnel addresses (v4: n4 addresses in network order; v6: n6
+ * addresses of 16 bytes): from then on GUE is decapsulated only from these sources.
+ * Replaces the previous set, which is freed once every lcore registered on the table's
+ * QSBR variable has reported a quiescent state (waits up to about a second; after that
+ * the old set is leaked, counted in peers_leaked). Duplicates are allowed; zero
+ * addresses are skipped. Returns 0 or -ENOMEM (the previous set stays). */
+int homing_peers_set(struct homing_dp *dp, const uint32_t *v4, uint32_t n4, const uint8_t *v6,
+		     uint32_t n6);
 
 /* The poll loop (lcore_function_t); arg is a struct homing_lcore *. */
 int homing_lcore_main(void *arg);

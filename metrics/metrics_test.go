@@ -53,7 +53,7 @@ func value(t *testing.T, reg prometheus.Gatherer, name string, want map[string]s
 
 func fakeSnapshot() Snapshot {
 	l := counters.Lcore{Lcore: 1, RxNIC: 100, FromKernel: 20, TxNIC: 30, TxTAP: 90, BusyCycles: 250, Cycles: 1000,
-		Redirect: 10, Decap: 4, Other: 86, DropNICTx: 2}
+		Redirect: 10, Decap: 4, Other: 86, DropNICTx: 2, GUEUnknownSource: 6}
 	return Snapshot{
 		Lcores: []counters.Lcore{l, {Lcore: 2}},
 		Ports:  []Port{{Name: "nic", Port: counters.Port{RxPackets: 100, RxBytes: 6400}}, {Name: "kernel", Port: counters.Port{TxPackets: 90}}},
@@ -97,6 +97,7 @@ func TestCollector(t *testing.T) {
 		{"homing_lcore_classified_packets_total", map[string]string{"lcore": "1", "class": "syn"}, 0},
 		{"homing_lcore_classified_packets_total", map[string]string{"lcore": "2", "class": "redirect"}, 0},
 		{"homing_lcore_dropped_packets_total", map[string]string{"lcore": "1", "reason": "nic_tx_full"}, 2},
+		{"homing_lcore_gue_refused_total", map[string]string{"lcore": "1", "reason": "unknown_source"}, 6},
 		{"homing_lcore_busy_ratio", map[string]string{"lcore": "1"}, 0.25},
 		{"homing_lcore_busy_ratio", map[string]string{"lcore": "2"}, 0},
 		{"homing_port_received_packets_total", map[string]string{"port": "nic"}, 100},

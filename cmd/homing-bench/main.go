@@ -260,7 +260,7 @@ func (c bcase) run(port dpdk.Port, lcores []uint, cpus []int, o options, seed ui
 	}
 	return dp.BenchRun(lcore.BenchConfig{Lcores: lcores, CPUs: cpus, Port: port, Mode: c.mode, Gen: c.gen, Naive: c.fx.naive,
 		Sessions: uint32(c.fx.n), VIP: vip, VIPPort: 443, Warmup: o.warmup, Packets: o.packets, Windows: o.windows,
-		Seed: seed, GUEDst: self4, GUEPort: tunnelPort})
+		Seed: seed, GUEDst: self4, GUESrc: peer4, GUEPort: tunnelPort})
 }
 
 func all(what string, get func(lcore.Stats) uint64) func(lcore.Stats) error {

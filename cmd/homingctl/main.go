@@ -504,6 +504,13 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			}
 			fmt.Fprintln(t)
 		}
+		for _, name := range sortedKeys(s.Lcores[0].GUERefused) {
+			fmt.Fprint(t, "gue refused "+name)
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.GUERefused[name])
+			}
+			fmt.Fprintln(t)
+		}
 		for _, name := range sortedKeys(s.Lcores[0].Park) {
 			fmt.Fprint(t, "park "+name)
 			for _, l := range s.Lcores {

@@ -10,7 +10,10 @@
 // field reaches /metrics and homingctl stats.
 package counters
 
-import "reflect"
+import (
+	"reflect"
+	"strings"
+)
 
 // Lcore are one lcore's counters (struct homing_lcore_stats, lcore/pipeline.h). Every
 // NIC packet is in exactly one class (classified_packets_total{class}).
@@ -23,18 +26,27 @@ type Lcore struct {
 	TxTAP      uint64 `c:"tx_tap" metric:"sent_packets_total{port=kernel}" ctl:"tx_kernel"`
 
 	// Classes of NIC packets.
-	Redirect   uint64 `c:"cls_redirect" metric:"redirected_packets_total classified_packets_total{class=redirect}" ctl:"redirected classes/redirect" help:"NIC packets of sessions owned by another live host, tunnelled to it (class redirect)."`
-	Local      uint64 `c:"cls_local" metric:"classified_packets_total{class=local}" ctl:"classes/local" help:"NIC packets by classification; every NIC packet is in exactly one class."`
-	Miss       uint64 `c:"cls_miss" metric:"classified_packets_total{class=miss}" ctl:"classes/miss"`
-	DeadOwner  uint64 `c:"cls_dead_owner" metric:"classified_packets_total{class=dead_owner}" ctl:"classes/dead_owner"`
-	SYN        uint64 `c:"cls_syn" metric:"classified_packets_total{class=syn}" ctl:"classes/syn"`
-	Decap      uint64 `c:"cls_decap" metric:"decapsulated_packets_total classified_packets_total{class=decap}" ctl:"decapsulated classes/decap" help:"GUE packets for this host whose outer headers were stripped (class decap)."`
-	GUEBad     uint64 `c:"cls_gue_bad" metric:"classified_packets_total{class=gue_bad}" ctl:"classes/gue_bad"`
-	Other      uint64 `c:"cls_other" metric:"classified_packets_total{class=other}" ctl:"classes/other"`
-	Frag       uint64 `c:"cls_frag" metric:"classified_packets_total{class=fragment}" ctl:"classes/fragment"`
-	IPOpt      uint64 `c:"cls_ipopt" metric:"classified_packets_total{class=ip_options}" ctl:"classes/ip_options"`
-	Malformed  uint64 `c:"cls_malformed" metric:"classified_packets_total{class=malformed}" ctl:"classes/malformed"`
-	NoRedirect uint64 `c:"cls_no_redirect" metric:"classified_packets_total{class=no_redirect}" ctl:"classes/no_redirect"`
+	Redirect  uint64 `c:"cls_redirect" metric:"redirected_packets_total classified_packets_total{class=redirect}" ctl:"redirected classes/redirect" help:"NIC packets of sessions owned by another live host, tunnelled to it (class redirect)."`
+	Local     uint64 `c:"cls_local" metric:"classified_packets_total{class=local}" ctl:"classes/local" help:"NIC packets by classification; every NIC packet is in exactly one class."`
+	Miss      uint64 `c:"cls_miss" metric:"classified_packets_total{class=miss}" ctl:"classes/miss"`
+	DeadOwner uint64 `c:"cls_dead_owner" metric:"classified_packets_total{class=dead_owner}" ctl:"classes/dead_owner"`
+	SYN       uint64 `c:"cls_syn" metric:"classified_packets_total{class=syn}" ctl:"classes/syn"`
+	Decap     uint64 `c:"cls_decap" metric:"decapsulated_packets_total classified_packets_total{class=decap}" ctl:"decapsulated classes/decap" help:"GUE packets for this host whose outer headers were stripped (class decap)."`
+	GUEBad    uint64 `c:"cls_gue_bad" metric:"classified_packets_total{class=gue_bad}" ctl:"classes/gue_bad"`
+	// GUE refused (dropped, each also in GUEBad), by reason: the outer source is not a
+	// live peer's tunnel address; the GUE header or UDP length is invalid; the inner
+	// packet is truncated or inconsistent, of another protocol than TCP, UDP or an ICMP
+	// error, or not to a VIP.
+	GUEUnknownSource  uint64 `c:"gue_unknown_source" metric:"gue_refused_total{reason=unknown_source}" ctl:"gue_refused/unknown_source" help:"GUE to this host's tunnel port refused and dropped, by reason: unknown_source (not from a live peer's tunnel address), malformed (GUE header), inner_malformed, inner_proto (neither TCP/UDP nor an ICMP error), inner_not_vip."`
+	GUEMalformed      uint64 `c:"gue_malformed" metric:"gue_refused_total{reason=malformed}" ctl:"gue_refused/malformed"`
+	GUEInnerMalformed uint64 `c:"gue_inner_malformed" metric:"gue_refused_total{reason=inner_malformed}" ctl:"gue_refused/inner_malformed"`
+	GUEInnerProto     uint64 `c:"gue_inner_proto" metric:"gue_refused_total{reason=inner_proto}" ctl:"gue_refused/inner_proto"`
+	GUEInnerNotVIP    uint64 `c:"gue_inner_not_vip" metric:"gue_refused_total{reason=inner_not_vip}" ctl:"gue_refused/inner_not_vip"`
+	Other             uint64 `c:"cls_other" metric:"classified_packets_total{class=other}" ctl:"classes/other"`
+	Frag              uint64 `c:"cls_frag" metric:"classified_packets_total{class=fragment}" ctl:"classes/fragment"`
+	IPOpt             uint64 `c:"cls_ipopt" metric:"classified_packets_total{class=ip_options}" ctl:"classes/ip_options"`
+	Malformed         uint64 `c:"cls_malformed" metric:"classified_packets_total{class=malformed}" ctl:"classes/malformed"`
+	NoRedirect        uint64 `c:"cls_no_redirect" metric:"classified_packets_total{class=no_redirect}" ctl:"classes/no_redirect"`
 	// UDPPlain: UDP to a VIP port that is not a session port, not in the table (to the
 	// kernel at once); QUICInitial: QUIC Initial packets on a QUIC port (to the kernel).
 	UDPPlain    uint64 `c:"cls_udp_plain" metric:"classified_packets_total{class=udp_plain}" ctl:"classes/udp_plain"`
@@ -76,10 +88,10 @@ type Lcore struct {
 	MSSClamped uint64 `c:"mss_clamped" metric:"mss_clamped_total" ctl:"mss_clamped" help:"SYN-ACKs from a VIP whose MSS option was lowered to fit the tunnel (tunnel.clamp_mss)."`
 }
 
-// ToKernel is the number of NIC packets handed to the kernel (every class but
+// ToKernel is the number of NIC packets handed to the kernel (every class but refused GUE,
 // redirected and too big).
 func (s Lcore) ToKernel() uint64 {
-	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.GUEBad + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
+	return s.Local + s.Miss - s.ParkWarmDrop + s.DeadOwner + s.SYN + s.Decap + s.Other + s.Frag + s.IPOpt + s.Malformed + s.NoRedirect + s.UDPPlain + s.QUICInitial
 }
 
 // Add sums two counter sets (Lcore is kept from s).
@@ -147,4 +159,19 @@ type UDPLearn struct {
 	Expired   uint64 `metric:"expired_flows_total" help:"UDP flows deleted after their port's idle_timeout without an answer from this host."`
 	Errors    uint64 `metric:"errors_total" help:"UDP flow claims or deletes that failed (gossip queue full, table errors)."`
 	Flows     uint64 `metric:"flows" help:"UDP flows claimed by this host now."`
+}
+
+// GUERefused is the GUE refusals by reason (the reason label of
+// homing_lcore_gue_refused_total), read from the fields' ctl tags.
+func (s Lcore) GUERefused() map[string]uint64 {
+	out := map[string]uint64{}
+	v := reflect.ValueOf(s)
+	for i := range v.NumField() {
+		for _, k := range strings.Fields(v.Type().Field(i).Tag.Get("ctl")) {
+			if r, ok := strings.CutPrefix(k, "gue_refused/"); ok {
+				out[r] = v.Field(i).Uint()
+			}
+		}
+	}
+	return out
 }
