@@ -120,6 +120,7 @@ type DataPlane struct {
 	lcores  []*C.struct_homing_lcore
 	workers []Worker
 	running atomic.Bool
+	capture *Capture // armed on the lcores, or nil (d.mu)
 }
 
 // New creates the data plane. The table must outlive it.
@@ -409,6 +410,9 @@ func (d *DataPlane) Stop() error {
 }
 
 func (d *DataPlane) freeLcores() {
+	if d.capture != nil {
+		d.disarm(d.capture) // its Close frees the rings
+	}
 	for _, lc := range d.lcores {
 		freeLcore(lc)
 	}

@@ -200,6 +200,9 @@ struct homing_park_slot {
 	};
 };
 
+struct homing_cap;
+struct homing_cap_ring;
+
 /* One worker lcore. */
 struct homing_lcore {
 	struct homing_lcore_stats stats;
@@ -217,6 +220,9 @@ struct homing_lcore {
 	struct homing_park_slot *park;
 	uint64_t icmp_tat;          /* ICMP rate limit: theoretical arrival time (GCRA), TSC */
 	struct rte_mempool *pool;   /* fragments' mbufs; NULL: too-big IPv4 without DF dropped */
+	/* packet capture (capture.h): NULL unless one is armed; published by Go */
+	struct homing_cap *cap;
+	struct homing_cap_ring *cap_ring;
 } __rte_cache_aligned;
 
 /* Data plane lifecycle (control plane side). */
