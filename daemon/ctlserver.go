@@ -51,8 +51,14 @@ func (o *ops) handle(_ context.Context, r ctl.Request) (any, error) {
 			return nil, err
 		}
 		return o.rebind(a)
+	case ctl.CmdCapture:
+		var a ctl.CaptureArgs
+		if err := r.Decode(&a); err != nil {
+			return nil, err
+		}
+		return o.capture(a)
 	}
-	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind)", ctl.ErrUnknownCommand, r.Cmd)
+	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind, capture)", ctl.ErrUnknownCommand, r.Cmd)
 }
 
 // rebind makes gossip forget a host id's binding to an address and MAC (the host
