@@ -16,7 +16,7 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(a, " ")
-	want := "--lcores=(0-2)@(0-1) --main-lcore=0 --file-prefix=h1 -m 256 --no-telemetry --no-huge --no-shconf --no-pci --vdev=net_null0 --log-level=notice"
+	want := "--lcores=0@(0-1),1@0,2@1 --main-lcore=0 --file-prefix=h1 -m 256 --no-telemetry --no-huge --no-shconf --no-pci --vdev=net_null0 --log-level=notice"
 	if got != want {
 		t.Fatalf("args:\n got %s\nwant %s", got, want)
 	}
