@@ -82,6 +82,22 @@ func TestEAL(t *testing.T) {
 		if _, err := null.Stats(); err != nil {
 			t.Fatal(err)
 		}
+		// link, xstats and NUMA socket, as the metrics and the daemon read them
+		if l, err := null.Link(); err != nil || !l.Up || l.SpeedMbps == 0 {
+			t.Errorf("net_null link %v %v, want up with a speed", l, err)
+		}
+		xs, err := null.XStats()
+		if err != nil || len(xs) == 0 {
+			t.Fatalf("xstats %v %v", xs, err)
+		}
+		qs := QueuesOf(xs)
+		if len(qs) != 1 || qs[0].Queue != 0 || !qs[0].HasRx || !qs[0].HasTx {
+			t.Errorf("queues of net_null's xstats %v: %+v, want queue 0 with rx and tx counters", xs, qs)
+		}
+		if s := null.Socket(); s < -1 {
+			t.Errorf("socket %d", s)
+		}
+		t.Logf("net_null0: link %v, socket %d, %d xstats, queues %+v", func() Link { l, _ := null.Link(); return l }(), null.Socket(), len(xs), qs)
 		// Too many queues is a clear error, not a crash.
 		ring, err := PortByName("net_ring0")
 		if err != nil {

@@ -48,3 +48,14 @@ func TestPlacement(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuesOf(t *testing.T) {
+	xs := []XStat{{"rx_good_packets", 9}, {"rx_q0_packets", 5}, {"rx_q0_bytes", 320}, {"rx_q0_errors", 1}, {"tx_q0_packets", 7},
+		{"tx_q0_bytes", 448}, {"rx_q1_packets", 4}, {"rx_q64_packets", 1}, {"rx_q1_weird", 3}, {"mlx5_rx_q0_packets", 2}}
+	qs := QueuesOf(xs)
+	want := []QueueStats{{Queue: 0, RxPackets: 5, RxBytes: 320, RxErrors: 1, TxPackets: 7, TxBytes: 448, HasRx: true, HasTx: true},
+		{Queue: 1, RxPackets: 4, HasRx: true}}
+	if !slices.Equal(qs, want) {
+		t.Errorf("QueuesOf = %+v, want %+v", qs, want)
+	}
+}
