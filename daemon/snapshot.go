@@ -22,10 +22,10 @@ func (o *ops) Snapshot() metrics.Snapshot {
 		}
 	}
 	if ps, err := d.NICStats(); err == nil {
-		s.Ports = append(s.Ports, portMetrics("nic", ps.RxPackets, ps.TxPackets, ps.RxBytes, ps.TxBytes, ps.RxMissed, ps.RxErrors, ps.TxErrors, ps.RxNoMbuf))
+		s.Ports = append(s.Ports, withLinkQueues(d.nic, portMetrics("nic", ps.RxPackets, ps.TxPackets, ps.RxBytes, ps.TxBytes, ps.RxMissed, ps.RxErrors, ps.TxErrors, ps.RxNoMbuf)))
 	}
 	if ps, err := d.KernelStats(); err == nil {
-		s.Ports = append(s.Ports, portMetrics("kernel", ps.RxPackets, ps.TxPackets, ps.RxBytes, ps.TxBytes, ps.RxMissed, ps.RxErrors, ps.TxErrors, ps.RxNoMbuf))
+		s.Ports = append(s.Ports, withLinkQueues(d.tap, portMetrics("kernel", ps.RxPackets, ps.TxPackets, ps.RxBytes, ps.TxBytes, ps.RxMissed, ps.RxErrors, ps.TxErrors, ps.RxNoMbuf)))
 	}
 	if d.Table != nil {
 		t := &metrics.Table{}

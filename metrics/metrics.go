@@ -91,6 +91,8 @@ type Port struct {
 	Name                                   string
 	RxPackets, TxPackets, RxBytes, TxBytes uint64
 	RxMissed, RxErrors, TxErrors, RxNoMbuf uint64
+	Link                                   *Link   // nil: not read (ports.go)
+	Queues                                 []Queue // per-queue xstats (ports.go)
 }
 
 // Table is the ownership table's state.
@@ -471,6 +473,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		u(dPortRxErr, p.RxErrors, p.Name)
 		u(dPortTxErr, p.TxErrors, p.Name)
 		u(dPortNoMb, p.RxNoMbuf, p.Name)
+		collectPortExtra(ch, p)
 	}
 	if t := s.Table; t != nil {
 		emit(dTabEntries, float64(t.Entries4), "ipv4")
