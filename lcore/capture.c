@@ -30,12 +30,14 @@ struct flow {
 };
 
 /* Parses an IP packet at p (len bytes): 1 if IP, with *l4 and *l4_len set. */
-static int
+static inline int
 parse_ip(const uint8_t *p, uint32_t len, struct flow *f, const uint8_t **l4, uint32_t *l4_len)
 {
 	uint32_t hl, frag = 0;
 
-	memset(f, 0, sizeof(*f));
+	f->af = 0;
+	f->ports = 0;
+	f->sport = f->dport = 0;
 	if (len < 1)
 		return 0;
 	if (p[0] >> 4 == 4) {
@@ -73,7 +75,7 @@ parse_ip(const uint8_t *p, uint32_t len, struct flow *f, const uint8_t **l4, uin
 }
 
 /* Parses a frame: its outer flow, and the inner one if it is GUE to tunnel_port. */
-static void
+static inline void
 parse_frame(const uint8_t *d, uint32_t len, uint16_t tunnel_port, struct flow *outer,
 	    struct flow *inner)
 {
@@ -102,12 +104,24 @@ parse_frame(const uint8_t *d, uint32_t len, uint16_t tunnel_port, struct flow *o
 static inline int
 addr_eq(const struct homing_cap_addr *a, const uint8_t *x, uint8_t af)
 {
-	return a->af == af && memcmp(a->a, x, af == 4 ? 4 : 16) == 0;
+	uint64_t p[2], q[2];
+	uint32_t v, w;
+
+	if (a->af != af)
+		return 0;
+	if (af == 4) {
+		memcpy(&v, a->a, 4);
+		memcpy(&w, x, 4);
+		return v == w;
+	}
+	memcpy(p, a->a, 16);
+	memcpy(q, x, 16);
+	return ((p[0] ^ q[0]) | (p[1] ^ q[1])) == 0;
 }
 
 /* The filter's addresses, ports and protocol against one flow (swapped: source and
  * destination exchanged). */
-static int
+static inline int
 flow_match(const struct homing_cap_filter *f, const struct flow *x, int swapped)
 {
 	const uint8_t *src = swapped ? x->dst : x->src, *dst = swapped ? x->src : x->dst;
@@ -136,7 +150,7 @@ flow_match(const struct homing_cap_filter *f, const struct flow *x, int swapped)
 }
 
 /* The filter against a frame's outer or inner flow: the flow that matched, or NULL. */
-static const struct flow *
+static inline const struct flow *
 filter_match(const struct homing_cap_filter *f, const struct flow *outer, const struct flow *inner)
 {
 	if (flow_match(f, outer, 0) || (f->bidir && flow_match(f, outer, 1)))
@@ -156,7 +170,7 @@ homing_cap_match(const struct homing_dp *dp, const struct homing_cap_filter *f,
 }
 
 /* Matches the filter against packet m (first segment's headers). */
-static const struct flow *
+static inline const struct flow *
 mbuf_match(const struct homing_lcore *lc, const struct homing_cap *c, struct rte_mbuf *m,
 	   struct flow *outer, struct flow *inner)
 {
