@@ -195,6 +195,30 @@ func TestCapture(t *testing.T) {
 	if recs != 4 {
 		t.Errorf("%d trace records, want 4", recs)
 	}
+	// h1, the owner, decapsulates them: its kernel port's tx carries the flows' packets,
+	// class decap (lines without -w)
+	out, err = exec.CommandContext(ctx, homingctl, "--socket", l.socket(1), "capture", "--port", "tap", "--dir", "tx",
+		"--filter", "class decap and dst port "+strconv.Itoa(ServicePort), "--count", "4", "--duration", "20s").CombinedOutput()
+	t.Logf("homingctl capture --port tap --dir tx --filter 'class decap and dst port %d' --count 4 (on h1): %v\n%s", ServicePort, err, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 4 {
+		t.Errorf("%d lines, want 4", len(lines))
+	} else {
+		for _, ln := range lines {
+			if f := strings.Fields(ln); len(f) < 4 || f[1] != "tap-tx" || f[2] != "decap" || f[3] != "kernel" {
+				t.Errorf("line %q: want tap-tx decap kernel", ln)
+			}
+		}
+	}
+	if b, err := os.ReadFile(l.Host(2).LogFile); err == nil {
+		for _, ln := range strings.Split(string(b), "\n") {
+			if strings.Contains(ln, "homingd started") {
+				t.Logf("h2's start line: %s", ln)
+			}
+		}
+	}
 	if c := fleet.Counts(); c.Reset != 0 || c.Failed != 0 || c.Corrupted != 0 {
 		t.Errorf("connections: %+v", c)
 	}
