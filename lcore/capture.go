@@ -182,6 +182,10 @@ func ParseFilter(s string) (Filter, error) {
 	var terms [][]string
 	cur := []string{}
 	for _, t := range toks {
+		switch strings.ToLower(t) {
+		case "or", "not", "||", "!":
+			return f, fmt.Errorf("filter %q: %q: terms can only be joined by \"and\" (no or, no not)", s, t)
+		}
 		if strings.EqualFold(t, "and") || t == "&&" {
 			if len(cur) == 0 {
 				return f, fmt.Errorf("filter %q: \"and\" without a term before it", s)
