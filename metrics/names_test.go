@@ -17,6 +17,7 @@ func exported(t *testing.T) map[string]bool {
 	snap := func() Snapshot {
 		s := fakeSnapshot()
 		s.Gossip.HeartbeatAge = map[uint16]float64{2: 0.1}
+		s.Ports[0].Link, s.Ports[0].Queues = &Link{Up: true}, []Queue{{HasRx: true, HasTx: true}}
 		return s
 	}
 	fams, err := New(SourceFunc(snap), Info{HostID: 1}).Registry().Gather()
