@@ -175,7 +175,8 @@ type PortStats struct {
 	RxErrors  uint64 `json:"rx_errors"`
 	TxErrors  uint64 `json:"tx_errors"`
 	RxNoMbuf  uint64 `json:"rx_nombuf"`
-	// Counters are the port's other counters, by name (none yet).
+	// Counters are the port's other counters, by name: per queue, q<N>_rx_packets,
+	// q<N>_rx_bytes, q<N>_rx_errors, q<N>_tx_packets, q<N>_tx_bytes (ethdev xstats).
 	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 

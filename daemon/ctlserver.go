@@ -52,8 +52,14 @@ func (o *ops) handle(_ context.Context, r ctl.Request) (any, error) {
 			return nil, err
 		}
 		return o.rebind(a)
+	case ctl.CmdCapture:
+		var a ctl.CaptureArgs
+		if err := r.Decode(&a); err != nil {
+			return nil, err
+		}
+		return o.capture(a)
 	}
-	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind)", ctl.ErrUnknownCommand, r.Cmd)
+	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind, capture)", ctl.ErrUnknownCommand, r.Cmd)
 }
 
 // rebind makes gossip forget a host id's binding to an address and MAC (the host
@@ -262,7 +268,22 @@ func statsView(s metrics.Snapshot) ctl.Stats {
 	}
 	for i := range s.Ports {
 		ps := ctl.PortStats{Name: s.Ports[i].Name}
-		ps.Counters = setFields(&ps, metrics.PortCounters.View(&s.Ports[i].Port))
+		p := &s.Ports[i]
+		ps.Counters = setFields(&ps, metrics.PortCounters.View(&p.Port))
+		queue := func(q uint, v map[string]uint64) { // q<N>_rx_packets, ...
+			if ps.Counters == nil {
+				ps.Counters = map[string]uint64{}
+			}
+			for k, n := range v {
+				ps.Counters[fmt.Sprintf("q%d_%s", q, k)] = n
+			}
+		}
+		for j := range p.RxQueues {
+			queue(p.RxQueues[j].Queue, metrics.QueueRxCounters.View(&p.RxQueues[j]))
+		}
+		for j := range p.TxQueues {
+			queue(p.TxQueues[j].Queue, metrics.QueueTxCounters.View(&p.TxQueues[j]))
+		}
 		out.Ports = append(out.Ports, ps)
 	}
 	if t := s.Table; t != nil {

@@ -98,7 +98,9 @@ func TestStatsViewKeys(t *testing.T) {
 	if want := []string{"busy_cycles", "cycles", "idle_loops", "loops", "sleeps", "template_retries"}; !reflect.DeepEqual(sortedKeys(l.Counters), want) {
 		t.Errorf("lcore counters %v, want %v", sortedKeys(l.Counters), want)
 	}
-	if p := v.Ports[0]; p.Name != "nic" || p.Counters != nil {
+	// the port's other counters are its queues'
+	if p := v.Ports[0]; p.Name != "nic" || !reflect.DeepEqual(sortedKeys(p.Counters),
+		[]string{"q0_rx_bytes", "q0_rx_errors", "q0_rx_packets", "q0_tx_bytes", "q0_tx_packets"}) {
 		t.Errorf("port %+v", p)
 	}
 }

@@ -21,10 +21,10 @@ func (o *ops) Snapshot() metrics.Snapshot {
 		s.Lcores = d.DP.Stats()
 	}
 	if ps, err := d.NICStats(); err == nil {
-		s.Ports = append(s.Ports, metrics.Port{Name: "nic", Port: ps})
+		s.Ports = append(s.Ports, withLinkQueues(d.nic, metrics.Port{Name: "nic", Port: ps}))
 	}
 	if ps, err := d.KernelStats(); err == nil {
-		s.Ports = append(s.Ports, metrics.Port{Name: "kernel", Port: ps})
+		s.Ports = append(s.Ports, withLinkQueues(d.tap, metrics.Port{Name: "kernel", Port: ps}))
 	}
 	if d.Table != nil {
 		t := &metrics.Table{Table: d.Table.Stats()}

@@ -18,6 +18,7 @@
 #include <rte_udp.h>
 
 #include "bench.h"
+#include "capture.h"
 
 #define GEN_LEN (RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
 #define GUE_OUTER (sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
@@ -180,6 +181,8 @@ loop(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed, const
 		} else {
 			if (mode == HOMING_BENCH_NAIVE)
 				homing_bench_naive_burst(b->naive, lc, pkts, n, nic, &nn, tap, &nt);
+			else if (mode == HOMING_BENCH_HOOK)
+				homing_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
 			else
 				homing_process_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
 			if (nn)
@@ -205,6 +208,8 @@ run(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed)
 		return RUN_(HOMING_BENCH_BARE);
 	case HOMING_BENCH_NAIVE:
 		return RUN_(HOMING_BENCH_NAIVE);
+	case HOMING_BENCH_HOOK:
+		return RUN_(HOMING_BENCH_HOOK);
 	default:
 		return RUN_(HOMING_BENCH_PIPELINE);
 	}

@@ -26,6 +26,9 @@ const (
 	BenchBare     BenchMode = C.HOMING_BENCH_BARE     // rx -> generator -> tx
 	BenchPipeline BenchMode = C.HOMING_BENCH_PIPELINE // rx -> generator -> pipeline -> tx
 	BenchNaive    BenchMode = C.HOMING_BENCH_NAIVE    // rx -> generator -> naive reference design -> tx
+	// BenchHook: the pipeline behind the poll loop's capture branch (with
+	// BenchConfig.Capture armed, or none).
+	BenchHook BenchMode = C.HOMING_BENCH_HOOK
 )
 
 // BenchGen selects the traffic generator.
@@ -105,6 +108,8 @@ type BenchConfig struct {
 	GUEDst   netip.Addr // BenchGenGUE: outer destination (this host)
 	GUESrc   netip.Addr // BenchGenGUE: outer source (a live peer: others are refused)
 	GUEPort  uint16     // BenchGenGUE: UDP destination port (the tunnel port)
+	// Capture, with BenchHook, is armed on the lcores for the run (nil: none).
+	Capture *CaptureConfig
 }
 
 // BenchResult is one lcore's outcome of a run.
@@ -193,6 +198,18 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 			b.gue_port = be16(c.GUEPort)
 		}
 		bs[i] = b
+	}
+	if c.Capture != nil {
+		if c.Mode != BenchHook {
+			return nil, errors.New("lcore: bench: a capture needs BenchHook")
+		}
+		d.mu.Lock()
+		cp, err := d.arm(*c.Capture, lcs, false)
+		d.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		defer cp.Close() // after the lcores returned (Wait below)
 	}
 	launched := 0
 	var err error

@@ -10,6 +10,9 @@ enum homing_bench_mode {
 	HOMING_BENCH_BARE = 0,     /* rx -> generator -> tx: the cost of moving packets */
 	HOMING_BENCH_PIPELINE = 1, /* rx -> generator -> pipeline -> tx */
 	HOMING_BENCH_NAIVE = 2,    /* rx -> generator -> the naive reference (bench_naive.c) -> tx */
+	HOMING_BENCH_HOOK = 3,     /* rx -> generator -> the poll loop's NIC burst: the pipeline
+				    * behind the capture branch (capture.h), a capture armed or
+				    * not (lc->cap) -> tx */
 };
 
 enum homing_bench_gen {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * Runs raw frames through homing_process_nic_burst without any port: the fuzzer's and the
+ * Runs raw frames through the poll loop's bursts (homing_nic_burst, homing_tap_burst: the
+ * pipeline, and the capture when one is armed) without any port: the fuzzer's and the
  * unit tests' entry point (one call per batch of frames, never per packet on a data path).
  */
 #include <errno.h>
@@ -11,6 +12,7 @@
 
 #include "pipeline.h"
 #include "frames.h"
+#include "capture.h"
 
 /* Copies a packet (one segment or a chain) into the output buffers and frees it. */
 static void
@@ -91,11 +93,11 @@ homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, int ke
 		}
 		if (kernel) {
 			/* The poll loop's kernel side: every packet to the NIC. */
-			homing_process_tap_burst(lc, pkts, b);
+			homing_tap_burst(lc, pkts, b);
 			memcpy(nic, pkts, b * sizeof(*pkts));
 			nn = b;
 		} else {
-			homing_process_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
+			homing_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
 		}
 		/* Outputs of one burst: NIC ones first, then TAP ones (order kept per port). */
 		for (uint16_t k = 0; k < nn + nt; k++)

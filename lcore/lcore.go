@@ -132,6 +132,7 @@ type DataPlane struct {
 	// sources are the tunnel addresses of the peers with a template (Dst and Alt),
 	// published to the lcores as the set GUE is accepted from.
 	sources map[uint16][]netip.Addr
+	capture *Capture // armed on the lcores, or nil (d.mu)
 }
 
 // New creates the data plane. The table must outlive it.
@@ -494,6 +495,9 @@ func (d *DataPlane) Stop() error {
 }
 
 func (d *DataPlane) freeLcores() {
+	if d.capture != nil {
+		d.disarm(d.capture) // its Close frees the rings
+	}
 	for _, lc := range d.lcores {
 		freeLcore(lc)
 	}

@@ -20,6 +20,7 @@
 
 #include "pipeline.h"
 #include "bench.h"
+#include "capture.h"
 
 /* What happens to a NIC packet, decided per packet in the parse pass. */
 enum action {
@@ -1427,6 +1428,23 @@ homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_ni
 	return n;
 }
 
+/* Each packet's class (stats word) and fate for the capture (capture.h). */
+static __rte_noinline void
+export_fate(const struct burst_meta *bm, uint32_t n, uint8_t *cls, uint8_t *fate)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t a = bm[i].act;
+		cls[i] = bm[i].cls;
+		fate[i] = a == A_NIC || a == A_REPLY ? HOMING_FATE_NIC
+			: a == A_PARKED		     ? HOMING_FATE_PARKED
+			: a == A_DROP		     ? HOMING_FATE_DROP
+			: a == A_TOOBIG		     ? HOMING_FATE_TOOBIG
+						     : HOMING_FATE_KERNEL;
+		if (a == A_DECAP4 || a == A_DECAP6)
+			cls[i] = CLS(cls_decap);
+	}
+}
+
 /* Fast paths on (1, the default) or off (0: every packet through the full classifier;
  * tests compare both). */
 int homing_fast_paths = 1;
@@ -1471,10 +1489,12 @@ parse_burst_full(const struct homing_dp *dp, struct rte_mbuf **pkts, uint32_t n,
 	parse_burst(dp, pkts, n, bm, l4, l6, n4p, n6p, 0);
 }
 
-void
-homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
-			 struct rte_mbuf **nic_out, uint16_t *n_nic,
-			 struct rte_mbuf **tap_out, uint16_t *n_tap)
+/* The NIC burst; with fate != NULL (a constant in each caller), also each packet's class
+ * and fate for the capture (capture.h). */
+static __rte_always_inline void
+process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+		  struct rte_mbuf **nic_out, uint16_t *n_nic, struct rte_mbuf **tap_out,
+		  uint16_t *n_tap, uint8_t *cls, uint8_t *fate)
 {
 	const struct homing_dp *dp = lc->dp;
 	struct homing_lcore_stats *st = &lc->stats;
@@ -1586,6 +1606,24 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	st->rx_nic += n;
 	*n_nic = nn;
 	*n_tap = nt;
+	if (fate != NULL)
+		export_fate(bm, n, cls, fate);
+}
+
+void
+homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+			 struct rte_mbuf **nic_out, uint16_t *n_nic,
+			 struct rte_mbuf **tap_out, uint16_t *n_tap)
+{
+	process_nic_burst(lc, pkts, n, nic_out, n_nic, tap_out, n_tap, NULL, NULL);
+}
+
+void
+homing_process_nic_burst_fate(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+			      struct rte_mbuf **nic_out, uint16_t *n_nic,
+			      struct rte_mbuf **tap_out, uint16_t *n_tap, uint8_t *cls, uint8_t *fate)
+{
+	process_nic_burst(lc, pkts, n, nic_out, n_nic, tap_out, n_tap, cls, fate);
 }
 
 /* Lowers the MSS option of a TCP header (tcp, hl bytes of header, in the frame) to max,
@@ -1756,7 +1794,7 @@ homing_lcore_main(void *arg)
 		}
 		n = rte_eth_rx_burst(lc->nic_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
-			homing_process_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
+			homing_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
 			if (nn != 0)
 				tx_all(lc->nic_port, lc->queue, nic_out, nn, &st->tx_nic,
 				       &st->drop_nic_tx);
@@ -1768,7 +1806,7 @@ homing_lcore_main(void *arg)
 		n = rte_eth_rx_burst(lc->tap_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
 			st->from_kernel += n;
-			homing_process_tap_burst(lc, pkts, n);
+			homing_tap_burst(lc, pkts, n);
 			tx_all(lc->nic_port, lc->queue, pkts, n, &st->tx_nic, &st->drop_nic_tx);
 			moved += n;
 		}

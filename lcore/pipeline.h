@@ -233,6 +233,9 @@ struct homing_park_slot {
 	};
 };
 
+struct homing_cap;
+struct homing_cap_ring;
+
 /* One worker lcore. */
 struct homing_lcore {
 	struct homing_lcore_stats stats;
@@ -251,6 +254,9 @@ struct homing_lcore {
 	uint64_t icmp_tat;          /* ICMP rate limit: theoretical arrival time (GCRA), TSC */
 	struct rte_mempool *pool;   /* fragments' mbufs; NULL: too-big IPv4 without DF dropped */
 	struct homing_udp_lcore *udp; /* UDP learning and CID routing (udplearn.h); NULL: off */
+	/* packet capture (capture.h): NULL unless one is armed; published by Go */
+	struct homing_cap *cap;
+	struct homing_cap_ring *cap_ring;
 } __rte_cache_aligned;
 
 /* Data plane lifecycle (control plane side). */

@@ -290,7 +290,10 @@ func (s Snapshot) With(v any) Snapshot {
 	case counters.Lcore:
 		s.Lcores = []counters.Lcore{v}
 	case counters.Port:
-		s.Ports = []Port{{Name: "nic", Port: v}}
+		if len(s.Ports) == 0 {
+			s.Ports = []Port{{Name: "nic"}}
+		}
+		s.Ports[0].Port = v
 	case counters.Table:
 		s.Table = &Table{Table: v}
 	case gossip.Stats:
@@ -303,6 +306,16 @@ func (s Snapshot) With(v any) Snapshot {
 		s.UDP = &v
 	case counters.UDPLearn:
 		s.UDPLearn = &v
+	case counters.QueueRx: // the nic port's queue, beside its counters
+		if len(s.Ports) == 0 {
+			s.Ports = []Port{{Name: "nic"}}
+		}
+		s.Ports[0].RxQueues = []counters.QueueRx{v}
+	case counters.QueueTx:
+		if len(s.Ports) == 0 {
+			s.Ports = []Port{{Name: "nic"}}
+		}
+		s.Ports[0].TxQueues = []counters.QueueTx{v}
 	default:
 		panic(fmt.Sprintf("metrics: Snapshot has no place for a %T", v))
 	}

@@ -39,6 +39,9 @@ const Namespace = "homing"
 type Port struct {
 	Name string
 	counters.Port
+	Link     *Link              // nil: not read (ports.go)
+	RxQueues []counters.QueueRx // per-queue xstats, as the PMD reports them
+	TxQueues []counters.QueueTx
 }
 
 // Table is the ownership table's state.
@@ -202,12 +205,14 @@ var (
 	RelayCounters    = NewGroup("relay", gossip.RelayStats{})
 	ProbeCounters    = NewGroup("probe", probe.Stats{})
 	UDPCounters      = NewGroup("udp", counters.UDP{})
+	QueueRxCounters  = NewGroup("port", counters.QueueRx{}, "port")
+	QueueTxCounters  = NewGroup("port", counters.QueueTx{}, "port")
 	UDPLearnCounters = NewGroup("udp", counters.UDPLearn{})
 )
 
 // Groups are every counter struct the collector exports.
 func Groups() []*Group {
-	return []*Group{LcoreCounters, PortCounters, TableCounters, GossipCounters, RelayCounters, ProbeCounters, UDPCounters, UDPLearnCounters}
+	return []*Group{LcoreCounters, PortCounters, TableCounters, GossipCounters, RelayCounters, ProbeCounters, UDPCounters, UDPLearnCounters, QueueRxCounters, QueueTxCounters}
 }
 
 // collector reads a Source at every scrape.
@@ -267,6 +272,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for i := range s.Ports {
 		PortCounters.Collect(ch, &s.Ports[i].Port, s.Ports[i].Name)
+		collectPortExtra(ch, s.Ports[i])
 	}
 	if t := s.Table; t != nil {
 		emit(dTabEntries, float64(t.Entries4), "ipv4")

@@ -345,6 +345,7 @@ func TestDaemon(t *testing.T) {
 	t.Run("homingctl", l.testCtl)
 	t.Run("reload", l.testReload)
 	t.Run("drain", l.testDrain)
+	t.Run("capture", l.testCapture)
 	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,11 @@
 //	rebind ID                                gossip forgets host ID's address and MAC: its next
 //	                                         heartbeat binds it (a host that moved or changed NIC)
 //	version                                  homingctl's version and the running homingd's
+//	capture [--port nic|tap|all] [--dir rx|tx|both] [--filter EXPR] [--count N]
+//	        [--duration D] [--snaplen N] [-w FILE|-]
+//	                                         packets of the data plane, as pcapng (-w) or lines
+//	trace PROTO CLIENT-IP:PORT VIP-IP:PORT [--count N] [--duration D]
+//	                                         the next packets of one flow: class, lookup, owner, fate
 //
 // Tables for people by default; --json prints the daemon's answer as JSON for scripts.
 // Exit status: 0 ok, 1 error (including "homingd is not running", and a drain whose
@@ -65,6 +70,17 @@ commands:
   rebind ID                                  forget host ID's gossip binding to an address and MAC
                                              (it moved, or its NIC changed); its next heartbeat binds it
   version                                    homingctl's version and the running homingd's
+  capture [--port nic|tap|all] [--dir rx|tx|both] [--filter EXPR] [--count N] [--duration D]
+          [--snaplen N] [-w FILE|-]          packets of the running data plane, taken on the lcores:
+                                             pcapng with -w (- for stdout), else one line each
+                                             (defaults: all ports, both directions, 1000 packets, 10s,
+                                             2048 bytes). EXPR: terms joined by "and": host|src|dst ADDR,
+                                             [src|dst] port N, tcp|udp|icmp|icmp6|proto N,
+                                             class NAME[,NAME] (redirected, decap, local, miss, syn,
+                                             kernel, ...), flow PROTO SRC:PORT DST:PORT
+  trace PROTO CLIENT-IP:PORT VIP-IP:PORT [--count N] [--duration D]
+                                             the next packets of one flow (both ways; default 100,
+                                             60s): point, class, lookup, owner, fate, lcore
 
 options (anywhere on the line):
   --socket PATH   control socket (default: control.socket of --config, else ` + config.DefaultControlSocket + `)
@@ -82,6 +98,7 @@ type opts struct {
 	vip            string
 	limit          int
 	wait           time.Duration
+	capture        captureOpts
 	args           []string
 }
 
@@ -141,6 +158,10 @@ func parse(argv []string) (opts, error) {
 					err = fmt.Errorf("--limit %q: want a number", v)
 				}
 			}
+		case "port", "dir", "filter", "w", "count", "duration", "snaplen":
+			if v, err = need(); err == nil {
+				err = o.capture.set1(name, v)
+			}
 		case "h", "help":
 			return o, errUsage
 		default:
@@ -188,6 +209,15 @@ func run(argv []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, "version takes no arguments")
 		}
 		return runVersion(ctx, socket, o.json, stdout, stderr)
+	}
+	switch cmd {
+	case ctl.CmdCapture:
+		return capture(socket, o, stdout, stderr)
+	case "trace":
+		return trace(socket, o, stdout, stderr)
+	}
+	if o.capture.set {
+		return usageError(stderr, cmd+": --port, --dir, --filter, --count, --duration, --snaplen and -w are capture's and trace's")
 	}
 	var args, result any
 	var print func(w io.Writer)

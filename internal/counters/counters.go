@@ -175,3 +175,19 @@ func (s Lcore) GUERefused() map[string]uint64 {
 	}
 	return out
 }
+
+// QueueRx are one rx queue's counters of a port (ethdev's generic per-queue xstats
+// rx_qN_*); the port's name and the queue label them. Only queues the PMD reports.
+type QueueRx struct {
+	Queue   uint   `label:"queue"`
+	Packets uint64 `metric:"queue_received_packets_total" ctl:"rx_packets" help:"Packets received on one rx queue of the port (ethdev xstats rx_qN_packets)."`
+	Bytes   uint64 `metric:"queue_received_bytes_total" ctl:"rx_bytes" help:"Bytes received on one rx queue of the port (rx_qN_bytes)."`
+	Errors  uint64 `metric:"queue_receive_errors_total" ctl:"rx_errors" help:"Erroneous packets on one rx queue of the port (rx_qN_errors)."`
+}
+
+// QueueTx are one tx queue's counters of a port (tx_qN_*).
+type QueueTx struct {
+	Queue   uint   `label:"queue"`
+	Packets uint64 `metric:"queue_sent_packets_total" ctl:"tx_packets" help:"Packets sent on one tx queue of the port (tx_qN_packets)."`
+	Bytes   uint64 `metric:"queue_sent_bytes_total" ctl:"tx_bytes" help:"Bytes sent on one tx queue of the port (tx_qN_bytes)."`
+}
