@@ -21,6 +21,7 @@
 #include "pipeline.h"
 #include "bench.h"
 #include "capture.h"
+#include "park.h"
 
 /* What happens to a NIC packet, decided per packet in the parse pass. */
 enum action {
@@ -1233,7 +1234,6 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
      uint32_t af, uint32_t hash)
 {
 	const struct homing_dp *dp = lc->dp;
-	struct homing_park_slot *s;
 	uint8_t proto = af == 4 ? ((const struct homing_key4 *)key)->proto
 				: ((const struct homing_key6 *)key)->proto;
 	uint16_t dport = af == 4 ? ((const struct homing_key4 *)key)->dport
@@ -1251,33 +1251,16 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 			return r;
 	}
 	b->cls = CLS(cls_miss);
-	if (lc->park_tsc == 0)
-		return DECIDED_OTHER;
-	if (unlikely(lc->park_count >= lc->park_max ||
-		     (udp ? lc->park_udp >= lc->park_udp_max
-			  : lc->park_count - lc->park_udp >= lc->park_max - lc->park_udp_max))) {
-		lc->stats.park_full++;
-		lc->stats.park_udp_full += udp;
-		if (unlikely(dp->warming)) {
-			b->act = A_DROP; /* the kernel would reset it; TCP will send it again */
-			lc->stats.park_warm_drop++;
-		}
-		return DECIDED_OTHER;
+	switch (homing_park_hold(lc, m, b->ip_len, key, af, udp)) {
+	case HOMING_PARK_HELD:
+		b->act = A_PARKED;
+		break;
+	case HOMING_PARK_HOLD_DROP:
+		b->act = A_DROP; /* full while warming: the kernel would reset it */
+		break;
+	case HOMING_PARK_NOT_HELD: /* to the kernel */
+		break;
 	}
-	s = &lc->park[lc->park_count++];
-	s->m = m;
-	s->deadline = rte_rdtsc() + lc->park_tsc;
-	s->ip_len = b->ip_len;
-	s->af = (uint8_t)af;
-	s->udp = (uint8_t)udp;
-	if (af == 4)
-		s->k4 = *(const struct homing_key4 *)key;
-	else
-		s->k6 = *(const struct homing_key6 *)key;
-	lc->park_udp += udp;
-	lc->stats.park_in++;
-	lc->stats.park_udp_in += udp;
-	b->act = A_PARKED;
 	return DECIDED_OTHER;
 }
 
@@ -1324,108 +1307,29 @@ lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 	return acc;
 }
 
-uint32_t
-homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out,
-		    uint8_t *to_nic)
+/* The park's release of a parked packet whose session showed up (park.c): decides it
+ * as the pipeline decides a looked-up packet (to its owner, too big, or the kernel). */
+enum homing_park_fate
+homing_park_decide(struct homing_lcore *lc, const struct homing_park_slot *s, uint64_t val,
+		   uint8_t *cls)
 {
-	const struct homing_dp *dp = lc->dp;
-	struct homing_lcore_stats *st = &lc->stats;
-	uint64_t *cnt = (uint64_t *)st;
-	uint32_t count = lc->park_count, keep = 0, keep_udp = 0, nout = 0, i, j;
-	uint64_t gen;
-	int relook;
+	struct burst_meta b = { .ip_len = s->ip_len,
+				.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
 
-	if (count == 0)
-		return 0;
-	gen = __atomic_load_n(&dp->table->gen, __ATOMIC_ACQUIRE);
-	relook = gen != lc->park_gen;
-	if (!relook && (lc->park[0].deadline > now || dp->warming))
-		return 0;
-	lc->park_gen = gen;
-	for (i = 0; i < count; i += HOMING_BURST) {
-		uint32_t n = RTE_MIN((uint32_t)HOMING_BURST, count - i);
-		const void *kp4[HOMING_BURST], *kp6[HOMING_BURST];
-		uint8_t i4[HOMING_BURST], i6[HOMING_BURST];
-		uint64_t v4[HOMING_BURST], v6[HOMING_BURST], h4 = 0, h6 = 0;
-		uint64_t hit = 0, val[HOMING_BURST];
-		uint32_t n4 = 0, n6 = 0;
-
-		if (relook) {
-			for (j = 0; j < n; j++) {
-				struct homing_park_slot *s = &lc->park[i + j];
-				if (s->af == 4) {
-					i4[n4] = (uint8_t)j;
-					kp4[n4++] = &s->k4;
-				} else {
-					i6[n6] = (uint8_t)j;
-					kp6[n6++] = &s->k6;
-				}
-			}
-			if (n4 != 0)
-				homing_table_lookup4_bulk(dp->table, kp4, n4, &h4, v4);
-			if (n6 != 0)
-				homing_table_lookup6_bulk(dp->table, kp6, n6, &h6, v6);
-			for (j = 0; j < n4; j++)
-				if ((h4 >> j) & 1) {
-					hit |= 1ULL << i4[j];
-					val[i4[j]] = v4[j];
-				}
-			for (j = 0; j < n6; j++)
-				if ((h6 >> j) & 1) {
-					hit |= 1ULL << i6[j];
-					val[i6[j]] = v6[j];
-				}
-		}
-		for (j = 0; j < n; j++) {
-			struct homing_park_slot *s = &lc->park[i + j];
-			struct burst_meta b = { .ip_len = s->ip_len,
-						.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
-			if ((hit >> j) & 1) {
-				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
-				if (unlikely(b.act == A_TOOBIG))
-					b.act = too_big(lc, s->m, &b, NULL, 0, NULL);
-				cnt[b.cls]++;
-				if (b.act == A_NIC)
-					st->park_redirect++;
-				else
-					st->park_local++;
-				if (b.act == A_DROP) {
-					rte_pktmbuf_free(s->m);
-					continue;
-				}
-			} else if (s->deadline <= now && !dp->warming) {
-				b.act = A_TAP;
-				st->cls_miss++;
-				st->park_expired++;
-			} else {
-				if (keep != i + j)
-					lc->park[keep] = *s;
-				keep++;
-				keep_udp += s->udp;
-				continue;
-			}
-			to_nic[nout] = b.act == A_NIC || b.act == A_REPLY;
-			out[nout++] = s->m;
-		}
+	decide(lc->dp, &lc->stats, s->m, &b, val, key_hash(&s->k4, s->af));
+	if (unlikely(b.act == A_TOOBIG))
+		b.act = too_big(lc, s->m, &b, NULL, 0, NULL);
+	*cls = b.cls;
+	switch (b.act) {
+	case A_NIC:
+		return HOMING_PARK_NIC;
+	case A_REPLY:
+		return HOMING_PARK_REPLY;
+	case A_DROP:
+		return HOMING_PARK_DROP;
+	default:
+		return HOMING_PARK_TAP;
 	}
-	lc->park_count = keep;
-	lc->park_udp = keep_udp;
-	return nout;
-}
-
-uint32_t
-homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_nic)
-{
-	uint32_t n = lc->park_count;
-	for (uint32_t i = 0; i < n; i++) {
-		out[i] = lc->park[i].m;
-		to_nic[i] = 0;
-	}
-	lc->stats.cls_miss += n;
-	lc->stats.park_expired += n;
-	lc->park_count = 0;
-	lc->park_udp = 0;
-	return n;
 }
 
 /* Each packet's class (stats word) and fate for the capture (capture.h). */
