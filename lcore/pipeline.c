@@ -37,8 +37,16 @@ enum action {
 	A_REPLY,    /* rewritten in place into a reply to the sender, to the NIC, counted in cls */
 };
 
-/* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words). */
+/* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words): the
+ * pipeline counts through cnt[bm->cls]++ with cnt the stats struct seen as an array.
+ * That needs a struct of uint64_t words only (no padding, no other type: Go's
+ * counters.NewFromC refuses any other field at start) whose every index fits the
+ * uint8_t of burst_meta. */
 #define CLS(field) ((uint8_t)(offsetof(struct homing_lcore_stats, field) / sizeof(uint64_t)))
+_Static_assert(sizeof(struct homing_lcore_stats) % sizeof(uint64_t) == 0,
+	       "struct homing_lcore_stats: uint64_t words only");
+_Static_assert(sizeof(struct homing_lcore_stats) / sizeof(uint64_t) <= UINT8_MAX + 1,
+	       "struct homing_lcore_stats: too many words for CLS's uint8_t index");
 
 #define ETH_LEN RTE_ETHER_HDR_LEN
 #define TUN_V4_LEN (sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
@@ -1471,12 +1479,7 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 			tap_out[nt++] = m;
 			continue;
 		}
-		switch (act) {
-		case A_DECAP4:
-			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
-			st->cls_decap++;
-			tap_out[nt++] = m;
-			break;
+		switch (act) { /* A_DECAP4 is taken above */
 		case A_DECAP6:
 			decap(m, sizeof(struct rte_ipv6_hdr), &bm[i]);
 			st->cls_decap++;
