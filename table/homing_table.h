@@ -534,15 +534,17 @@ homing_table_match4_(const struct homing_tbucket4 *b, const struct homing_key4 *
 	uint32_t pw;
 	__m128i s, d, p, q;
 
+	__m128i kv = _mm_loadu_si128((const __m128i *)(const void *)k);
+
 	memcpy(&pw, b->proto, sizeof(pw));
 	s = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->src),
-			    _mm_set1_epi32((int)w[0]));
+			    _mm_shuffle_epi32(kv, 0x00));
 	d = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->dst),
-			    _mm_set1_epi32((int)w[1]));
+			    _mm_shuffle_epi32(kv, 0x55));
 	p = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->ports),
-			    _mm_set1_epi32((int)w[2]));
+			    _mm_shuffle_epi32(kv, 0xaa));
 	q = _mm_cmpeq_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)pw)),
-			    _mm_set1_epi32((int)w[3]));
+			    _mm_shuffle_epi32(kv, 0xff));
 	return (uint32_t)_mm_movemask_ps(
 		_mm_castsi128_ps(_mm_and_si128(_mm_and_si128(s, d), _mm_and_si128(p, q))));
 #else
