@@ -61,7 +61,7 @@ func (m Memory) Total() int64 { return m.Mempool + m.Tables + m.Other }
 // TotalMiB is Total in MiB, rounded up.
 func (m Memory) TotalMiB() int64 { return mib(m.Total()) }
 
-// String lists the parts: "mempool 32 MiB, tables 53 MiB, EAL and queues 4 MiB".
+// String lists the parts: "mempool 32 MiB, tables 43 MiB, EAL and queues 4 MiB".
 func (m Memory) String() string {
 	return fmt.Sprintf("mempool %d MiB, tables %d MiB, EAL and queues %d MiB", mib(m.Mempool), mib(m.Tables), mib(m.Other))
 }
