@@ -265,3 +265,18 @@ func race4(t *Table, nstable, nchurn int, d time.Duration) (raceCounts, error) {
 		Writes: uint64(r.writes), WriterErrors: uint64(r.writer_errors), CuckooMoves: uint64(r.cuckoo_moves),
 	}, nil
 }
+
+// buckets4 returns the two buckets of IPv4 key k in t.
+func buckets4(t *Table, k session.Key) (b1, b2 uint32) {
+	b, _ := encodeKey(k)
+	var c1, c2 C.uint32_t
+	C.homing_selftest_buckets4((*C.struct_homing_table)(t.Ptr()), (*C.struct_homing_key4)(unsafe.Pointer(&b[0])), &c1, &c2)
+	return uint32(c1), uint32(c2)
+}
+
+// stashedCount is the table's count of keys placed in a stash.
+func stashedCount(t *Table) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint64(t.t.stats.stashed)
+}

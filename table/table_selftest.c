@@ -331,3 +331,13 @@ homing_selftest_race4(struct homing_table *t, struct homing_selftest_race *r)
 	return 0;
 }
 
+
+void
+homing_selftest_buckets4(const struct homing_table *t, const struct homing_key4 *k,
+			 uint32_t *b1, uint32_t *b2)
+{
+	uint32_t hv = homing_table_hash4(k);
+
+	*b1 = homing_table_b41_(hv, t->v4.nb);
+	*b2 = homing_table_b42_(hv, t->v4.nb);
+}

@@ -67,4 +67,8 @@ struct homing_selftest_race {
 };
 int homing_selftest_race4(struct homing_table *t, struct homing_selftest_race *r);
 
+/* The two buckets of IPv4 key k in t. */
+void homing_selftest_buckets4(const struct homing_table *t, const struct homing_key4 *k,
+			      uint32_t *b1, uint32_t *b2);
+
 #endif
