@@ -1285,12 +1285,13 @@ lookup_resolve4(struct homing_lcore *lc, struct lookup4 *lk, uint32_t n)
 	homing_table_stage4(dp->table, &lk[0].hash, sizeof(*lk), n, cand);
 	for (j = 0; j < n; j++) {
 		struct lookup4 *l = &lk[j];
-		uint64_t val;
-		if (unlikely(!homing_table_finish4(dp->table, &l->key, l->hash, cand[j], &val))) {
+		uint16_t owner;
+		/* the owner only: one cache line, the bucket */
+		if (unlikely(!homing_table_finish4_owner(dp->table, &l->key, l->hash, cand[j], &owner))) {
 			acc += miss(lc, l->m, l->b, &l->key, 4, l->hash);
 			continue;
 		}
-		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
+		acc += decide(dp, &lc->stats, l->m, l->b, HOMING_VAL(owner, 0), l->hash);
 	}
 	return acc;
 }
