@@ -42,7 +42,7 @@
 #include <rte_mbuf.h>
 #include <rte_seqlock.h>
 
-#include "../table/homing_table.h"
+#include "homing_table.h" /* table/homing_table.h (generate.go) */
 #include "udplearn.h"
 
 #ifdef __cplusplus

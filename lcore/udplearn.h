@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <rte_common.h>
 
-#include "../table/homing_table.h"
+#include "homing_table.h" /* table/homing_table.h (generate.go) */
 
 #ifdef __cplusplus
 extern "C" {
