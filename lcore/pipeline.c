@@ -1634,19 +1634,51 @@ homing_process_tap_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 		clamp_mss(dp, pkts[i], &lc->stats);
 }
 
-/* Sends n packets, retrying a full queue a few times; frees and counts what is left. */
-static inline void
-tx_all(uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint16_t n, uint64_t *sent,
-       uint64_t *dropped)
+/* Offers a port's backlog to its queue once. */
+static void
+tx_flush(uint16_t port, uint16_t q, struct homing_tx_backlog *bl, uint64_t *sent)
 {
-	uint16_t s = 0;
-	for (int tries = 0; s < n && tries < 8; tries++)
-		s += rte_eth_tx_burst(port, q, pkts + s, n - s);
+	uint16_t s = rte_eth_tx_burst(port, q, bl->m, bl->n);
 	*sent += s;
+	bl->n -= s;
+	if (s != 0 && bl->n != 0)
+		memmove(bl->m, bl->m + s, bl->n * sizeof(*bl->m));
+}
+
+/* Sends pkts[0..n) on port's queue q after the port's backlog (struct homing_tx_backlog):
+ * what the queue does not take joins the backlog; what overflows it is dropped. */
+static void
+tx_all(uint16_t port, uint16_t q, struct homing_tx_backlog *bl, struct rte_mbuf **pkts,
+       uint16_t n, uint64_t *sent, uint64_t *dropped)
+{
+	uint16_t s = 0, k;
+
+	if (unlikely(bl->n != 0))
+		tx_flush(port, q, bl, sent);
+	if (likely(bl->n == 0)) {
+		s = rte_eth_tx_burst(port, q, pkts, n);
+		*sent += s;
+		if (likely(s == n))
+			return;
+	}
+	k = RTE_MIN((uint16_t)(n - s), (uint16_t)(HOMING_TX_BACKLOG - bl->n));
+	memcpy(bl->m + bl->n, pkts + s, k * sizeof(*pkts));
+	bl->n += k;
+	s += k;
 	if (unlikely(s < n)) {
 		*dropped += n - s;
 		rte_pktmbuf_free_bulk(pkts + s, n - s);
 	}
+}
+
+void
+homing_tx_nic(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n)
+{
+	if (n == 0)
+		tx_flush(lc->nic_port, lc->queue, &lc->nic_bl, &lc->stats.tx_nic);
+	else
+		tx_all(lc->nic_port, lc->queue, &lc->nic_bl, pkts, n, &lc->stats.tx_nic,
+		       &lc->stats.drop_nic_tx);
 }
 
 /* Sends what the park released: NIC-bound and kernel-bound packets in their order. */
@@ -1664,9 +1696,9 @@ park_emit(struct homing_lcore *lc, struct rte_mbuf **out, const uint8_t *to_nic,
 			tap[nt++] = out[i];
 		if (nn == HOMING_BURST || nt == HOMING_BURST || i + 1 == n) {
 			if (nn != 0)
-				tx_all(lc->nic_port, lc->queue, nic, nn, &st->tx_nic, &st->drop_nic_tx);
+				tx_all(lc->nic_port, lc->queue, &lc->nic_bl, nic, nn, &st->tx_nic, &st->drop_nic_tx);
 			if (nt != 0)
-				tx_all(lc->tap_port, lc->queue, tap, nt, &st->tx_tap, &st->drop_tap_tx);
+				tx_all(lc->tap_port, lc->queue, &lc->tap_bl, tap, nt, &st->tx_tap, &st->drop_tap_tx);
 			nn = nt = 0;
 		}
 	}
@@ -1704,10 +1736,10 @@ homing_lcore_main(void *arg)
 		if (n != 0) {
 			homing_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
 			if (nn != 0)
-				tx_all(lc->nic_port, lc->queue, nic_out, nn, &st->tx_nic,
+				tx_all(lc->nic_port, lc->queue, &lc->nic_bl, nic_out, nn, &st->tx_nic,
 				       &st->drop_nic_tx);
 			if (nt != 0)
-				tx_all(lc->tap_port, lc->queue, tap_out, nt, &st->tx_tap,
+				tx_all(lc->tap_port, lc->queue, &lc->tap_bl, tap_out, nt, &st->tx_tap,
 				       &st->drop_tap_tx);
 			moved += n;
 		}
@@ -1715,8 +1747,16 @@ homing_lcore_main(void *arg)
 		if (n != 0) {
 			st->from_kernel += n;
 			homing_tap_burst(lc, pkts, n);
-			tx_all(lc->nic_port, lc->queue, pkts, n, &st->tx_nic, &st->drop_nic_tx);
+			tx_all(lc->nic_port, lc->queue, &lc->nic_bl, pkts, n, &st->tx_nic, &st->drop_nic_tx);
 			moved += n;
+		}
+		if (unlikely((lc->nic_bl.n | lc->tap_bl.n) != 0)) {
+			uint16_t before = lc->nic_bl.n + lc->tap_bl.n;
+			if (lc->nic_bl.n != 0)
+				tx_flush(lc->nic_port, lc->queue, &lc->nic_bl, &st->tx_nic);
+			if (lc->tap_bl.n != 0)
+				tx_flush(lc->tap_port, lc->queue, &lc->tap_bl, &st->tx_tap);
+			moved += before - (lc->nic_bl.n + lc->tap_bl.n);
 		}
 		rte_rcu_qsbr_quiescent(qsbr, lc->lcore_id);
 		if ((++st->loops & 1023) == 0)
@@ -1728,7 +1768,8 @@ homing_lcore_main(void *arg)
 			continue;
 		}
 		st->idle_loops++;
-		if (lc->idle_sleep_max_us != 0 && lc->park_count == 0 && ++idle > HOMING_IDLE_SPINS) {
+		if (lc->idle_sleep_max_us != 0 && lc->park_count == 0 &&
+		    (lc->nic_bl.n | lc->tap_bl.n) == 0 && ++idle > HOMING_IDLE_SPINS) {
 			sleep_us = sleep_us == 0 ? HOMING_IDLE_SLEEP_MIN_US : sleep_us * 2;
 			if (sleep_us > lc->idle_sleep_max_us)
 				sleep_us = lc->idle_sleep_max_us;
@@ -1740,6 +1781,18 @@ homing_lcore_main(void *arg)
 	}
 	if (lc->park_count != 0)
 		park_emit(lc, park_out, park_to_nic, homing_park_flush(lc, park_out, park_to_nic));
+	/* At stop, a backlog gets a few more offers; what its queue still refuses is dropped. */
+	for (int tries = 0; (lc->nic_bl.n | lc->tap_bl.n) != 0 && tries < 64; tries++) {
+		if (lc->nic_bl.n != 0)
+			tx_flush(lc->nic_port, lc->queue, &lc->nic_bl, &st->tx_nic);
+		if (lc->tap_bl.n != 0)
+			tx_flush(lc->tap_port, lc->queue, &lc->tap_bl, &st->tx_tap);
+	}
+	st->drop_nic_tx += lc->nic_bl.n;
+	st->drop_tap_tx += lc->tap_bl.n;
+	rte_pktmbuf_free_bulk(lc->nic_bl.m, lc->nic_bl.n);
+	rte_pktmbuf_free_bulk(lc->tap_bl.m, lc->tap_bl.n);
+	lc->nic_bl.n = lc->tap_bl.n = 0;
 	st->total_cycles = rte_rdtsc() - start;
 	rte_rcu_qsbr_thread_offline(qsbr, lc->lcore_id);
 	rte_rcu_qsbr_thread_unregister(qsbr, lc->lcore_id);

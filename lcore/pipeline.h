@@ -236,6 +236,17 @@ struct homing_park_slot {
 struct homing_cap;
 struct homing_cap_ring;
 
+/* Packets per port and lcore that a full tx queue did not take (4 bursts). */
+#define HOMING_TX_BACKLOG (4 * HOMING_BURST)
+
+/* A port's tx backlog: what its queue refused, offered again before any newer packet at
+ * the lcore's next send or poll (so order is kept); only what overflows it is dropped
+ * (drop_nic_tx, drop_tap_tx). A full queue costs one tx call a loop, not a spin. */
+struct homing_tx_backlog {
+	uint16_t n;
+	struct rte_mbuf *m[HOMING_TX_BACKLOG];
+};
+
 /* One worker lcore. */
 struct homing_lcore {
 	struct homing_lcore_stats stats;
@@ -257,7 +268,14 @@ struct homing_lcore {
 	/* packet capture (capture.h): NULL unless one is armed; published by Go */
 	struct homing_cap *cap;
 	struct homing_cap_ring *cap_ring;
+	/* tx backlogs of the NIC and TAP ports (homing_lcore_main) */
+	struct homing_tx_backlog nic_bl, tap_bl;
 } __rte_cache_aligned;
+
+/* Sends n packets on lc's NIC queue as the poll loop does (after its backlog; what the
+ * queue refuses joins the backlog, what overflows it is dropped); n == 0 offers the
+ * backlog once. For tests (Frames.TxNIC). */
+void homing_tx_nic(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
 
 /* Data plane lifecycle (control plane side). */
 struct homing_dp *homing_dp_create(struct homing_table *t, uint16_t self_id);
