@@ -239,7 +239,21 @@ type Tunnel struct {
 type UDPSession struct {
 	Port uint16
 	QUIC bool // a QUIC service: long-header Initial packets go to the kernel like SYNs
+	// QUICCID: the port's QUIC servers encode their host id in the connection IDs they
+	// issue (quiccid): an unknown flow goes to the live host its DCID names.
+	QUICCID bool
+	// IdleTimeout: a learned flow of this port that the kernel has not answered for this
+	// long is deleted (gossiped).
+	IdleTimeout time.Duration
 }
+
+// DefaultUDPIdleTimeout is udp_sessions[].idle_timeout's default; MinUDPIdleTimeout and
+// MaxUDPIdleTimeout bound it.
+const (
+	DefaultUDPIdleTimeout = 30 * time.Second
+	MinUDPIdleTimeout     = time.Second
+	MaxUDPIdleTimeout     = 24 * time.Hour
+)
 
 // Table sizes the ownership tables.
 type Table struct {

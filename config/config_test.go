@@ -307,7 +307,7 @@ func TestErrors(t *testing.T) {
 		{"workers zero", minimal + "[dpdk]\nworkers = 0\n", "t.toml: dpdk.workers: must be 1..16, got 0", ErrInvalid},
 		{"cpus", minimal + "[dpdk]\ncpus = \"1-0\"\n", `t.toml: dpdk.cpus: "1-0" is not a CPU list ("0-1", "0,2,4-7"; CPUs 0..1023)`, ErrInvalid},
 		{"mbufs small", minimal + "[dpdk]\nmbufs = 100\n", "t.toml: dpdk.mbufs: must be 1023..16777215, got 100", ErrInvalid},
-		{"mbufs memory", minimal + "[dpdk]\nmbufs = 65535\nmemory_mb = 64\n", "t.toml: dpdk.memory_mb: 64 MiB cannot hold what homingd takes from DPDK memory, 312 MiB: 65535 mbufs 256 MiB (4 KiB each without hugepages), tables of 1048576 IPv4 + 262144 IPv6 sessions 53 MiB, EAL and queues 4 MiB", ErrConflict},
+		{"mbufs memory", minimal + "[dpdk]\nmbufs = 65535\nmemory_mb = 64\n", "t.toml: dpdk.memory_mb: 64 MiB cannot hold what homingd takes from DPDK memory, 302 MiB: 65535 mbufs 256 MiB (4 KiB each without hugepages), tables of 1048576 IPv4 + 262144 IPv6 sessions 43 MiB, EAL and queues 4 MiB", ErrConflict},
 		{"dpdk log", minimal + "[dpdk]\nlog_level = \"loud\"\n", `t.toml: dpdk.log_level: must be one of emergency|alert|critical|error|warning|notice|info|debug|1|2|3|4|5|6|7|8, got "loud"`, ErrInvalid},
 		{"prefix", minimal + "[dpdk]\nfile_prefix = \"a/b\"\n", `t.toml: dpdk.file_prefix: "a/b" must be 1..64 characters of A-Z a-z 0-9 _ -`, ErrInvalid},
 		{"idle", minimal + "[dpdk]\nidle_sleep_max_us = -1\n", "t.toml: dpdk.idle_sleep_max_us: must be 0..1000000, got -1", ErrInvalid},

@@ -90,8 +90,10 @@ type fileTunnel struct {
 
 // fileUDP declares a UDP port of the VIPs whose flows are sessions.
 type fileUDP struct {
-	Port int   `toml:"port"`
-	QUIC *bool `toml:"quic"`
+	Port        int     `toml:"port"`
+	QUIC        *bool   `toml:"quic"`
+	QUICCID     *bool   `toml:"quic_cid"`
+	IdleTimeout *string `toml:"idle_timeout"`
 }
 
 type fileTable struct {

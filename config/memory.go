@@ -7,9 +7,9 @@ import "fmt"
 // docs/CONFIG.md):
 //
 //	mbufs 16383 → 65535, tables small:          67 → 259 MiB: 4096 bytes a mbuf (--no-huge)
-//	4095 mbufs, IPv4 table 1 Mi → 4 Mi:          56 → 167 MiB: 37 bytes an IPv4 session
+//	4095 mbufs, IPv4 table 1 Mi → 4 Mi:          46 → 128 MiB: 27 bytes an IPv4 session
 //	4095 mbufs, IPv6 table 1 Mi:                 80 MiB:       61 bytes an IPv6 session
-//	8191 mbufs, 1 Mi + 256 Ki (the defaults):    87 MiB;  4095 mbufs, tiny tables: 19 MiB
+//	8191 mbufs, 1 Mi + 256 Ki (the defaults):    77 MiB;  4095 mbufs, tiny tables: 19 MiB
 //
 // Without hugepages EAL's memory is 4 KiB pages and a mempool object does not cross a
 // page: one mbuf (2432 bytes) takes a whole page. With 2 MB hugepages it takes 2432.
@@ -24,25 +24,28 @@ const (
 	// software ring (PCI drivers take them from DPDK memory; the vdevs mostly do not).
 	queueFootprint = 32
 
-	// The table's layout (table/homing_table.h): 8-entry buckets of 64 bytes filled to
-	// 7 entries, a power of two of them; a key slot of key + 8-byte value; a free list
-	// of 4 bytes a slot; 1024 deferred groups of 16 bytes; the QSBR variable.
+	// The table's layout (table/homing_table.h). IPv6: 8-entry buckets of 64 bytes
+	// filled to 7 entries; a key slot of key + 8-byte value; a free list of 4 bytes a
+	// slot; 1024 deferred groups of 16 bytes. IPv4: below. The QSBR variable.
 	tableBucketBytes = 64
 	tableBucketFill  = 7
-	tableKey4Bytes   = 16
 	tableKey6Bytes   = 40
-	tableFixedBytes  = 2*1024*16 + 32<<10
+	tableFixedBytes  = 1024*16 + 32<<10
 )
 
 // TableMemory is the DPDK memory a table of cap4 IPv4 and cap6 IPv6 sessions takes: about
-// 37 bytes an IPv4 session and 61 an IPv6 one (one 64-byte bucket per 7 sessions). It
+// 27 bytes an IPv4 session (one 64-byte bucket and 32 bytes of values per 3.5 sessions)
+// and 61 an IPv6 one (one 64-byte bucket per 7 sessions). It
 // follows table.MemSize, which a test in package table compares.
 func TableMemory(cap4, cap6 int) int64 {
 	family := func(capacity, klen int) int64 {
 		nb := max((int64(capacity)+tableBucketFill-1)/tableBucketFill, 2)
 		return nb*tableBucketBytes + int64(capacity+1)*int64(klen+8) + int64(capacity)*4
 	}
-	return family(cap4, tableKey4Bytes) + family(cap6, tableKey6Bytes) + tableFixedBytes
+	// IPv4: keys and owners in 64-byte buckets of 4, sized for 3.5 keys, and an 8-byte
+	// value per entry.
+	nb4 := max((2*int64(cap4)+6)/7, 2)
+	return nb4*(tableBucketBytes+4*8) + family(cap6, tableKey6Bytes) + tableFixedBytes
 }
 
 // Memory is the DPDK memory homingd needs for c, by part.
@@ -58,7 +61,7 @@ func (m Memory) Total() int64 { return m.Mempool + m.Tables + m.Other }
 // TotalMiB is Total in MiB, rounded up.
 func (m Memory) TotalMiB() int64 { return mib(m.Total()) }
 
-// String lists the parts: "mempool 32 MiB, tables 53 MiB, EAL and queues 4 MiB".
+// String lists the parts: "mempool 32 MiB, tables 43 MiB, EAL and queues 4 MiB".
 func (m Memory) String() string {
 	return fmt.Sprintf("mempool %d MiB, tables %d MiB, EAL and queues %d MiB", mib(m.Mempool), mib(m.Tables), mib(m.Other))
 }

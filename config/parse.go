@@ -709,7 +709,20 @@ func (c *checker) udpSessions(cfg *Config, ports []fileUDP) {
 			continue
 		}
 		seen[u.Port] = i
-		cfg.UDPSessions = append(cfg.UDPSessions, UDPSession{Port: p, QUIC: u.QUIC != nil && *u.QUIC})
+		us := UDPSession{Port: p, QUIC: u.QUIC != nil && *u.QUIC, QUICCID: u.QUICCID != nil && *u.QUICCID,
+			IdleTimeout: DefaultUDPIdleTimeout}
+		if us.QUICCID && !us.QUIC {
+			c.fail(ErrConflict, key+".quic_cid", "needs quic = true (connection IDs are QUIC's)")
+		}
+		if u.IdleTimeout != nil {
+			if d := c.duration(key+".idle_timeout", *u.IdleTimeout); d != 0 {
+				if d < MinUDPIdleTimeout || d > MaxUDPIdleTimeout {
+					c.fail(ErrInvalid, key+".idle_timeout", "must be %s..%s, got %s", MinUDPIdleTimeout, MaxUDPIdleTimeout, d)
+				}
+				us.IdleTimeout = d
+			}
+		}
+		cfg.UDPSessions = append(cfg.UDPSessions, us)
 	}
 }
 

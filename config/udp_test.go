@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUDPSessions: [[udp_sessions]] declares the VIPs' UDP session ports (the only UDP
@@ -16,7 +17,7 @@ func TestUDPSessions(t *testing.T) {
 		t.Fatalf("without [[udp_sessions]]: %+v, park_udp %d", c.UDPSessions, c.Tunnel.ParkUDP)
 	}
 	c = mustParse(t, minimal+"\n[[udp_sessions]]\nport = 443\nquic = true\n\n[[udp_sessions]]\nport = 4500\n")
-	want := []UDPSession{{Port: 443, QUIC: true}, {Port: 4500}}
+	want := []UDPSession{{Port: 443, QUIC: true, IdleTimeout: DefaultUDPIdleTimeout}, {Port: 4500, IdleTimeout: DefaultUDPIdleTimeout}}
 	if !reflect.DeepEqual(c.UDPSessions, want) || c.Tunnel.ParkUDP != DefaultParkSize/4 {
 		t.Fatalf("udp_sessions %+v park_udp %d, want %+v and %d", c.UDPSessions, c.Tunnel.ParkUDP, want, DefaultParkSize/4)
 	}
@@ -24,7 +25,14 @@ func TestUDPSessions(t *testing.T) {
 	if c.Tunnel.ParkUDP != 0 {
 		t.Fatalf("explicit park_udp = 0: got %d", c.Tunnel.ParkUDP)
 	}
+	c = mustParse(t, minimal+"\n[[udp_sessions]]\nport = 443\nquic = true\nquic_cid = true\nidle_timeout = \"2m\"\n")
+	if want := []UDPSession{{Port: 443, QUIC: true, QUICCID: true, IdleTimeout: 2 * time.Minute}}; !reflect.DeepEqual(c.UDPSessions, want) {
+		t.Fatalf("udp_sessions %+v, want %+v", c.UDPSessions, want)
+	}
 	for _, tc := range []struct{ src, want string }{
+		{"\n[[udp_sessions]]\nport = 443\nquic_cid = true\n", "t.toml: udp_sessions[0].quic_cid: needs quic = true (connection IDs are QUIC's)"},
+		{"\n[[udp_sessions]]\nport = 443\nidle_timeout = \"500ms\"\n", "t.toml: udp_sessions[0].idle_timeout: must be 1s..24h0m0s, got 500ms"},
+		{"\n[[udp_sessions]]\nport = 443\nidle_timeout = \"soon\"\n", "t.toml: udp_sessions[0].idle_timeout: \"soon\" is not a duration (e.g. \"200us\", \"5s\")"},
 		{"\n[[udp_sessions]]\nquic = true\n", "t.toml: udp_sessions[0].port: required (the VIPs' UDP port whose flows are sessions)"},
 		{"\n[[udp_sessions]]\nport = 70000\n", "t.toml: udp_sessions[0].port: must be 1..65535, got 70000"},
 		{"\n[[udp_sessions]]\nport = 53\n[[udp_sessions]]\nport = 53\n", "t.toml: udp_sessions[1].port: duplicate port 53 (also udp_sessions[0])"},

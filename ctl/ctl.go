@@ -1,5 +1,6 @@
 // Package ctl is the local control protocol between homingd and homingctl: JSON lines
-// over a Unix stream socket, one request and one response per connection.
+// over a Unix stream socket, one request and one response per connection (a capture's
+// response is followed by a stream of JSON lines: stream.go).
 //
 //	client → server   {"cmd":"sessions","args":{"owner":2,"limit":100}}\n
 //	server → client   {"ok":true,"result":{...}}\n
@@ -250,6 +251,10 @@ func (s *Server) serve(c net.Conn) {
 	if err == nil {
 		var res any
 		if res, err = s.h.Handle(s.ctx, req); err == nil {
+			if st, ok := res.(Streamer); ok {
+				s.stream(c, st)
+				return
+			}
 			if resp.Result, err = json.Marshal(res); err == nil {
 				resp.OK = true
 			}

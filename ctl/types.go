@@ -138,15 +138,18 @@ type Sessions struct {
 
 // LcoreStats are one lcore's counters.
 type LcoreStats struct {
-	Lcore         uint              `json:"lcore"`
-	RxNIC         uint64            `json:"rx_nic"`
-	RxKernel      uint64            `json:"rx_kernel"`
-	TxNIC         uint64            `json:"tx_nic"`
-	TxKernel      uint64            `json:"tx_kernel"`
-	Redirected    uint64            `json:"redirected"`
-	Decapsulated  uint64            `json:"decapsulated"`
-	Classes       map[string]uint64 `json:"classes"`
-	Drops         map[string]uint64 `json:"drops"`
+	Lcore        uint              `json:"lcore"`
+	RxNIC        uint64            `json:"rx_nic"`
+	RxKernel     uint64            `json:"rx_kernel"`
+	TxNIC        uint64            `json:"tx_nic"`
+	TxKernel     uint64            `json:"tx_kernel"`
+	Redirected   uint64            `json:"redirected"`
+	Decapsulated uint64            `json:"decapsulated"`
+	Classes      map[string]uint64 `json:"classes"`
+	Drops        map[string]uint64 `json:"drops"`
+	// GUERefused: GUE to this host's tunnel port refused (dropped), by reason
+	// (unknown_source, malformed, inner_malformed, inner_proto, inner_not_vip).
+	GUERefused    map[string]uint64 `json:"gue_refused"`
 	ICMPTooBig    uint64            `json:"icmp_too_big"`        // ICMP too-big replies sent to clients
 	MSSClamped    uint64            `json:"mss_clamped"`         // SYN-ACK MSS options lowered
 	FragTunnelled uint64            `json:"fragments_tunnelled"` // fragments of too-big IPv4 packets without DF
@@ -156,6 +159,9 @@ type LcoreStats struct {
 	// warmup_dropped.
 	Park      map[string]uint64 `json:"park"`
 	BusyRatio float64           `json:"busy_ratio"`
+	// Counters are the lcore's other counters (loops, cycles, ...), by name: every
+	// counter of lcore.Stats is in a field above or here.
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
 // PortStats are a DPDK port's counters.
@@ -169,9 +175,13 @@ type PortStats struct {
 	RxErrors  uint64 `json:"rx_errors"`
 	TxErrors  uint64 `json:"tx_errors"`
 	RxNoMbuf  uint64 `json:"rx_nombuf"`
+	// Counters are the port's other counters, by name: per queue, q<N>_rx_packets,
+	// q<N>_rx_bytes, q<N>_rx_errors, q<N>_tx_packets, q<N>_tx_bytes (ethdev xstats).
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
-// Stats are every counter, as the metrics show them.
+// Stats are every counter, as the metrics show them: the daemon fills them from the
+// ctl tags of the counter structs (metrics/counters.go), not field by field.
 type Stats struct {
 	Lcores []LcoreStats      `json:"lcores"`
 	Ports  []PortStats       `json:"ports"`
@@ -181,4 +191,5 @@ type Stats struct {
 	Owners map[string]int    `json:"owners,omitempty"` // entries per owner host id
 	Probe  map[string]uint64 `json:"probe,omitempty"`  // absent when the probe is off
 	Relay  map[string]uint64 `json:"relay,omitempty"`  // absent unless this host is a gossip relay
+	UDP    map[string]uint64 `json:"udp,omitempty"`    // absent without [[udp_sessions]]
 }

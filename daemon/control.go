@@ -32,6 +32,8 @@ type control struct {
 	tentative map[session.Key]time.Time // unconfirmed claims and their deadlines; nil: off
 
 	dom *domains // peers of other domains, the gateway's MAC (domains.go)
+
+	udp *udpLearner // UDP session learning (udplearn.go); nil: no [[udp_sessions]]
 }
 
 func (c *control) fail(err error) {
@@ -152,6 +154,7 @@ func (d *Daemon) startControl() (err error) {
 			d.Log.Warn("probe start-up listing not done: gossip starts without it", "waited", probeSyncWait)
 		}
 	}
+	d.startUDPLearner(ctx, c)
 	if c.node != nil {
 		c.wg.Add(1)
 		go func() { // gossip node

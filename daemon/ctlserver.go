@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -51,8 +52,14 @@ func (o *ops) handle(_ context.Context, r ctl.Request) (any, error) {
 			return nil, err
 		}
 		return o.rebind(a)
+	case ctl.CmdCapture:
+		var a ctl.CaptureArgs
+		if err := r.Decode(&a); err != nil {
+			return nil, err
+		}
+		return o.capture(a)
 	}
-	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind)", ctl.ErrUnknownCommand, r.Cmd)
+	return nil, fmt.Errorf("%w %q (status, peers, lookup, sessions, stats, rebind, capture)", ctl.ErrUnknownCommand, r.Cmd)
 }
 
 // rebind makes gossip forget a host id's binding to an address and MAC (the host
@@ -242,69 +249,111 @@ func (o *ops) sessions(a ctl.SessionsArgs) (ctl.Sessions, error) {
 	return res, nil
 }
 
-func (o *ops) stats() ctl.Stats {
-	s := o.Snapshot()
+func (o *ops) stats() ctl.Stats { return statsView(o.Snapshot()) }
+
+// statsView is homingctl stats: each counter struct of the snapshot through its
+// group's view (the ctl tags of its fields, metrics/counters.go), placed in ctl.Stats.
+// A counter added to a struct shows up here with no change to this function.
+func statsView(s metrics.Snapshot) ctl.Stats {
 	var out ctl.Stats
-	for _, l := range s.Lcores {
-		ls := ctl.LcoreStats{Lcore: l.ID, RxNIC: l.RxNIC, RxKernel: l.RxKernel, TxNIC: l.TxNIC, TxKernel: l.TxKernel,
-			Redirected: l.Classes[metrics.ClassRedirect], Decapsulated: l.Classes[metrics.ClassDecap],
-			Classes: map[string]uint64{}, Drops: map[string]uint64{}, ICMPTooBig: l.ICMPTooBig, MSSClamped: l.MSSClamped,
-			FragTunnelled: l.FragTunnelled}
-		for c, v := range l.Classes {
-			ls.Classes[metrics.Class(c).String()] = v
-		}
-		for dr, v := range l.Drops {
-			ls.Drops[metrics.Drop(dr).String()] = v
-		}
-		ls.Park = map[string]uint64{"held_tcp": l.ParkIn - l.ParkUDPIn, "held_udp": l.ParkUDPIn,
-			"released_redirect": l.ParkRedirect, "released_local": l.ParkLocal, "expired": l.ParkExpired,
-			"full_tcp": l.ParkFull - l.ParkUDPFull, "full_udp": l.ParkUDPFull, "warmup_dropped": l.ParkWarmDrop}
+	for i := range s.Lcores {
+		l := &s.Lcores[i]
+		v := metrics.LcoreCounters.View(l)
+		ls := ctl.LcoreStats{Lcore: l.Lcore}
+		ls.Counters = setFields(&ls, v)
 		if l.Cycles > 0 {
 			ls.BusyRatio = float64(l.BusyCycles) / float64(l.Cycles)
 		}
 		out.Lcores = append(out.Lcores, ls)
 	}
-	for _, p := range s.Ports {
-		out.Ports = append(out.Ports, ctl.PortStats{Name: p.Name, RxPackets: p.RxPackets, TxPackets: p.TxPackets,
-			RxBytes: p.RxBytes, TxBytes: p.TxBytes, RxMissed: p.RxMissed, RxErrors: p.RxErrors, TxErrors: p.TxErrors, RxNoMbuf: p.RxNoMbuf})
+	for i := range s.Ports {
+		ps := ctl.PortStats{Name: s.Ports[i].Name}
+		p := &s.Ports[i]
+		ps.Counters = setFields(&ps, metrics.PortCounters.View(&p.Port))
+		queue := func(q uint, v map[string]uint64) { // q<N>_rx_packets, ...
+			if ps.Counters == nil {
+				ps.Counters = map[string]uint64{}
+			}
+			for k, n := range v {
+				ps.Counters[fmt.Sprintf("q%d_%s", q, k)] = n
+			}
+		}
+		for j := range p.RxQueues {
+			queue(p.RxQueues[j].Queue, metrics.QueueRxCounters.View(&p.RxQueues[j]))
+		}
+		for j := range p.TxQueues {
+			queue(p.TxQueues[j].Queue, metrics.QueueTxCounters.View(&p.TxQueues[j]))
+		}
+		out.Ports = append(out.Ports, ps)
 	}
 	if t := s.Table; t != nil {
-		out.Table = map[string]uint64{"entries_ipv4": uint64(t.Entries4), "entries_ipv6": uint64(t.Entries6),
-			"capacity_ipv4": uint64(t.Capacity4), "capacity_ipv6": uint64(t.Capacity6),
-			"inserts": t.Inserts, "updates": t.Updates, "deletes": t.Deletes, "delete_misses": t.DeleteMisses,
-			"full": t.Full, "errors": t.Errors, "invalid": t.Invalid}
+		out.Table = metrics.TableCounters.View(&t.Table)
+		out.Table["entries_ipv4"], out.Table["entries_ipv6"] = uint64(t.Entries4), uint64(t.Entries6)
+		out.Table["capacity_ipv4"], out.Table["capacity_ipv6"] = uint64(t.Capacity4), uint64(t.Capacity6)
 		out.Owners = map[string]int{}
-		for id, n := range o.ownerCounts() {
+		for id, n := range t.ByOwner {
 			out.Owners[strconv.Itoa(int(id))] = n
 		}
 	}
 	if g := s.Gossip; g != nil {
-		out.Gossip = map[string]uint64{"datagrams_sent": g.DatagramsSent, "bytes_sent": g.BytesSent,
-			"heartbeats_sent": g.HeartbeatsSent, "records_sent": g.RecordsSent, "send_errors": g.SendErrors,
-			"datagrams_received": g.DatagramsReceived, "bytes_received": g.BytesReceived,
-			"heartbeats_received": g.HeartbeatsReceived, "records_received": g.RecordsReceived,
-			"receive_errors": g.ReceiveErrors, "auth_failures": g.AuthFailures, "sequence_gaps": g.SeqGaps,
-			"records_applied": g.RecordsApplied, "stale_records": g.StaleRecords, "local_updates": g.LocalUpdates,
-			"grace_drops": g.GraceDrops, "queue_overflow": g.QueueOverflow, "queue_len": g.QueueLen,
-			"peers_up": g.PeersUp, "sessions": g.Sessions, "repairs_started": g.RepairsStarted,
-			"repairs_completed": g.RepairsCompleted, "repairs_failed": g.RepairsFailed, "repairs_served": g.RepairsServed,
-			"digest_mismatches": g.DigestMismatches, "table_errors": g.TableErrors, "repair_removed": g.RepairRemoved,
-			"repair_records": g.RepairRecords, "repair_auth_failures": g.RepairAuthFailures, "template_errors": g.TemplateErrors,
-			"nacks_sent": g.NacksSent, "nack_recovered": g.NackRecovered, "nack_fallbacks": g.NackFallbacks, "nack_resent": g.NackResent}
-		out.Gossip["sequence_conflicts"] = g.SeqConflicts
-		for reason, v := range g.RepairServeRefused {
-			out.Gossip["repair_refused_"+reason] = v
-		}
-		out.Reject = g.Rejected
+		out.Gossip = metrics.GossipCounters.View(&g.Stats)
+		out.Reject = cut(out.Gossip, "rejected/")
 	}
 	if p := s.Probe; p != nil {
-		out.Probe = map[string]uint64{"events_lost": p.Lost, "resyncs": p.Resyncs, "resync_adds": p.ResyncAdds,
-			"resync_deletes": p.ResyncDeletes, "sessions": p.Sessions}
+		out.Probe = metrics.ProbeCounters.View(p)
 	}
 	if r := s.Relay; r != nil {
-		out.Relay = map[string]uint64{"forwarded": r.Forwarded, "send_errors": r.SendErrors, "received": r.Received,
-			"relayed": r.Relayed, "duplicates": r.Duplicates, "loops": r.Loops, "auth_failures": r.AuthFailures,
-			"malformed": r.Malformed, "replays": r.Replays}
+		out.Relay = metrics.RelayCounters.View(r)
+	}
+	if u := s.UDP; u != nil {
+		out.UDP = metrics.UDPCounters.View(u)
+	}
+	if u := s.UDPLearn; u != nil {
+		if out.UDP == nil {
+			out.UDP = map[string]uint64{}
+		}
+		for k, v := range metrics.UDPLearnCounters.View(u) {
+			out.UDP[k] = v
+		}
 	}
 	return out
+}
+
+// cut moves the keys of m that start with prefix into a map of their own, without
+// the prefix.
+func cut(m map[string]uint64, prefix string) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range m {
+		if name, ok := strings.CutPrefix(k, prefix); ok {
+			out[name] = v
+			delete(m, k)
+		}
+	}
+	return out
+}
+
+// setFields places m in the struct dst points to: a key in the uint64 field of that
+// JSON name, a key "name/x" as x in the map[string]uint64 field of JSON name "name"
+// (lcore's classes/, drops/, park/); it returns the other keys (nil if none).
+func setFields(dst any, m map[string]uint64) map[string]uint64 {
+	v := reflect.ValueOf(dst).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case f.Type.Kind() == reflect.Uint64:
+			if x, ok := m[name]; ok {
+				v.Field(i).SetUint(x)
+				delete(m, name)
+			}
+		case f.Type == reflect.TypeFor[map[string]uint64]():
+			if sub := cut(m, name+"/"); len(sub) > 0 {
+				v.Field(i).Set(reflect.ValueOf(sub))
+			}
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }

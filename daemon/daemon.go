@@ -99,11 +99,13 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if len(workers) != cfg.DPDK.Workers {
 		return d, fmt.Errorf("EAL runs %d worker lcores, want %d", len(workers), cfg.DPDK.Workers)
 	}
-	if d.pool, err = dpdk.NewMempool("homing_mbufs", cfg.DPDK.Mbufs, config.MbufCache, 0, -1); err != nil {
-		return d, err
-	}
 	if d.nic, err = dpdk.PortByName(cfg.NICPortName()); err != nil {
 		return d, fmt.Errorf("NIC: %w", err)
+	}
+	// The mbufs and the tables on the NIC's NUMA socket (-1: any, when unknown).
+	socket := d.nic.Socket()
+	if d.pool, err = dpdk.NewMempool("homing_mbufs", cfg.DPDK.Mbufs, config.MbufCache, 0, socket); err != nil {
+		return d, err
 	}
 	if d.tap, err = dpdk.PortByName(cfg.KernelPortName()); err != nil {
 		return d, fmt.Errorf("kernel port: %w", err)
@@ -151,7 +153,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		}
 	}
 
-	if d.Table, err = table.New("homing", uint32(cfg.Table.Capacity4), uint32(cfg.Table.Capacity6), -1); err != nil {
+	if d.Table, err = table.New("homing", uint32(cfg.Table.Capacity4), uint32(cfg.Table.Capacity6), socket); err != nil {
 		return d, err
 	}
 	dc := lcore.Config{SelfID: cfg.Host.ID, TunnelPort: cfg.Tunnel.Port, VIPs: cfg.Host.VIPs, Table: d.Table.Ptr(),
@@ -184,7 +186,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		ws[i] = lcore.Worker{Lcore: l, NIC: d.nic, TAP: d.tap, Queue: uint16(i)}
 	}
 	if err = d.DP.Start(ws, lcore.Options{IdleSleepMax: cfg.DPDK.IdleSleepMax,
-		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP, Pool: d.pool}); err != nil {
+		ParkHold: cfg.Tunnel.ParkHold, ParkSize: cfg.Tunnel.ParkSize, ParkUDP: cfg.Tunnel.ParkUDP, Pool: d.pool,
+		LearnRing: learnRingFor(cfg)}); err != nil {
 		return d, err
 	}
 	d.ops.Store(newOps(d))
@@ -198,7 +201,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return d, err
 	}
 	log.Info("data plane running", "host", cfg.Host.ID, "address", cfg.Host.Address,
-		"mac", d.MAC.String(), "workers", len(ws), "nic", d.nic.Name, "kernel", d.tap.Name)
+		"mac", d.MAC.String(), "workers", len(ws), "nic", d.nic.Name, "kernel", d.tap.Name, "socket", socket)
 	return d, nil
 }
 
@@ -271,7 +274,15 @@ func (d *Daemon) teardown() error {
 func udpPorts(us []config.UDPSession) []lcore.UDPPort {
 	out := make([]lcore.UDPPort, 0, len(us))
 	for _, u := range us {
-		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC})
+		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC, CID: u.QUICCID})
 	}
 	return out
+}
+
+// learnRingFor is the lcores' learning ring: on with [[udp_sessions]] (udplearn.go).
+func learnRingFor(cfg *config.Config) int {
+	if len(cfg.UDPSessions) == 0 {
+		return 0
+	}
+	return learnRing
 }

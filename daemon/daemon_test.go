@@ -107,6 +107,7 @@ socket = %q
 	}
 	time.Sleep(100 * time.Millisecond) // let the last burst be transmitted
 	st := d.DP.Stats()
+	checkPortMetrics(t, d, nNIC)
 	if err := d.Stop(); err != nil { // stops the ports: net_pcap flushes its files
 		t.Fatal(err)
 	}

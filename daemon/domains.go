@@ -59,8 +59,8 @@ type templateSink interface {
 
 // remotePeer is what a remote peer's template needs besides the gateway's MAC.
 type remotePeer struct {
-	dst  netip.Addr
-	port uint16
+	dst, alt netip.Addr // alt: the peer's address of the other family (a GUE source)
+	port     uint16
 }
 
 // domains keeps the templates of the peers of other domains.
@@ -86,13 +86,13 @@ func newDomains(self netip.Addr, selfMAC net.HardwareAddr, gw netip.Addr, neigh 
 
 // publish records a peer of another domain and publishes its template through the
 // gateway, or waits for the gateway's MAC (the watcher publishes it then).
-func (x *domains) publish(id uint16, dst netip.Addr, port uint16) error {
+func (x *domains) publish(id uint16, dst, alt netip.Addr, port uint16) error {
 	if x == nil || !x.gw.IsValid() {
 		return fmt.Errorf("peer %d (%v): %w", id, dst, ErrNoGateway)
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.remote[id] = remotePeer{dst: dst, port: port}
+	x.remote[id] = remotePeer{dst: dst, alt: alt, port: port}
 	if x.mac == nil {
 		x.log.Info("peer up in another domain: waiting for the gateway's MAC", "peer", id, "address", dst, "gateway", x.gw)
 		select {
@@ -106,7 +106,7 @@ func (x *domains) publish(id uint16, dst netip.Addr, port uint16) error {
 }
 
 func (x *domains) setLocked(id uint16, p remotePeer) error {
-	return x.sink.SetTemplate(lcore.Template{ID: id, SrcMAC: x.selfMAC, DstMAC: x.mac, Src: x.self, Dst: p.dst, TunnelPort: p.port})
+	return x.sink.SetTemplate(lcore.Template{ID: id, SrcMAC: x.selfMAC, DstMAC: x.mac, Src: x.self, Dst: p.dst, Alt: p.alt, TunnelPort: p.port})
 }
 
 // forget drops a peer from the remote set (it went down or is in this domain now). The

@@ -91,7 +91,7 @@ func TestDomainsTemplates(t *testing.T) {
 	sink := &fakeSink{t: map[uint16]lcore.Template{}}
 	x := newDomains(self, selfMAC, gw, nb, sink, quiet())
 
-	if err := x.publish(1, peer, 6080); err != nil {
+	if err := x.publish(1, peer, netip.Addr{}, 6080); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := sink.get(1); ok {
@@ -109,7 +109,7 @@ func TestDomainsTemplates(t *testing.T) {
 		t.Fatalf("template %+v, want %+v", got, want)
 	}
 	// A peer that comes up now is published at once.
-	if err := x.publish(2, netip.MustParseAddr("198.18.0.12"), 7000); err != nil {
+	if err := x.publish(2, netip.MustParseAddr("198.18.0.12"), netip.Addr{}, 7000); err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := sink.get(2); !ok || got.DstMAC.String() != gwMAC1.String() || got.TunnelPort != 7000 {
@@ -131,12 +131,12 @@ func TestDomainsTemplates(t *testing.T) {
 	}
 
 	none := newDomains(self, selfMAC, netip.Addr{}, nb, sink, quiet())
-	if err := none.publish(3, peer, 6080); !errors.Is(err, ErrNoGateway) {
+	if err := none.publish(3, peer, netip.Addr{}, 6080); !errors.Is(err, ErrNoGateway) {
 		t.Errorf("without a gateway: %v, want ErrNoGateway", err)
 	}
 	var nilDom *domains
 	nilDom.forget(1)
-	if err := nilDom.publish(3, peer, 6080); !errors.Is(err, ErrNoGateway) {
+	if err := nilDom.publish(3, peer, netip.Addr{}, 6080); !errors.Is(err, ErrNoGateway) {
 		t.Errorf("nil domains: %v", err)
 	}
 }
@@ -150,7 +150,7 @@ func TestDomainsWatcher(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { x.run(ctx); close(done) }()
-	if err := x.publish(1, netip.MustParseAddr("2001:2::11"), 6080); err != nil {
+	if err := x.publish(1, netip.MustParseAddr("2001:2::11"), netip.Addr{}, 6080); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * gatewayRetry)
@@ -236,7 +236,7 @@ func TestKernelNeighbours(t *testing.T) {
 		if got := x.gatewayMAC(); got.String() != gwMAC1.String() {
 			t.Fatalf("%s: learned %v, want %v", a, got, gwMAC1)
 		}
-		if err := x.publish(9, netip.MustParseAddr(map[bool]string{true: "2001:2:0:1::19", false: "198.18.1.19"}[addr.Is6()]), 6080); err != nil {
+		if err := x.publish(9, netip.MustParseAddr(map[bool]string{true: "2001:2:0:1::19", false: "198.18.1.19"}[addr.Is6()]), netip.Addr{}, 6080); err != nil {
 			t.Fatal(err)
 		}
 		// The kernel learns a new MAC for the gateway (as from a gratuitous ARP or an

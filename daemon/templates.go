@@ -25,6 +25,11 @@ import (
 //
 // A static peer that gossip also announces ends with gossip's template (it is written
 // last, and again on every change of the announcement).
+//
+// A slot also admits the peer's GUE: the lcores decapsulate GUE only from the tunnel
+// addresses of the peers with a template (its Dst, and Alt: the peer's address of the
+// other family, from which it sends if its family is not this host's), so a peer's GUE
+// is refused from the moment its slot is cleared.
 
 // staticTemplate is the template of a static peer (p.MAC set).
 func (d *Daemon) staticTemplate(cfg *config.Config, p config.Peer) lcore.Template {
@@ -90,22 +95,23 @@ type templates struct{ d *Daemon }
 func (t templates) Publish(p gossip.Peer) error {
 	self := t.d.Config.Host.Address
 	dst := p.Addr
+	alt := p.AltAddr
 	if dst.Is4() != self.Is4() && p.AltAddr.IsValid() {
-		dst = p.AltAddr
+		dst, alt = p.AltAddr, p.Addr
 	}
 	if dst.Is4() != self.Is4() {
 		return fmt.Errorf("peer %d: no address of this host's family (%v)", p.ID, p.Addr)
 	}
 	if p.Domain != t.d.Config.Host.Domain {
 		// Another L2 domain: through the gateway's MAC to the peer's routed address.
-		return t.d.ctl.dom.publish(p.ID, dst, p.TunnelPort)
+		return t.d.ctl.dom.publish(p.ID, dst, alt, p.TunnelPort)
 	}
 	t.d.ctl.dom.forget(p.ID)
 	if len(p.MAC) != 6 {
 		return fmt.Errorf("peer %d: no MAC", p.ID)
 	}
 	t.d.Log.Info("peer up", "peer", p.ID, "address", dst, "mac", p.MAC.String())
-	return t.d.DP.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: t.d.MAC, DstMAC: p.MAC, Src: self, Dst: dst, TunnelPort: p.TunnelPort})
+	return t.d.DP.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: t.d.MAC, DstMAC: p.MAC, Src: self, Dst: dst, Alt: alt, TunnelPort: p.TunnelPort})
 }
 
 func (t templates) Withdraw(id uint16) error {

@@ -16,7 +16,7 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(a, " ")
-	want := "--lcores=(0-2)@(0-1) --main-lcore=0 --file-prefix=h1 -m 256 --no-telemetry --no-huge --no-shconf --no-pci --vdev=net_null0 --log-level=notice"
+	want := "--lcores=0@(0-1),1@0,2@1 --main-lcore=0 --file-prefix=h1 -m 256 --no-telemetry --no-huge --no-shconf --no-pci --vdev=net_null0 --log-level=notice"
 	if got != want {
 		t.Fatalf("args:\n got %s\nwant %s", got, want)
 	}
@@ -82,6 +82,22 @@ func TestEAL(t *testing.T) {
 		if _, err := null.Stats(); err != nil {
 			t.Fatal(err)
 		}
+		// link, xstats and NUMA socket, as the metrics and the daemon read them
+		if l, err := null.Link(); err != nil || !l.Up || l.SpeedMbps == 0 {
+			t.Errorf("net_null link %v %v, want up with a speed", l, err)
+		}
+		xs, err := null.XStats()
+		if err != nil || len(xs) == 0 {
+			t.Fatalf("xstats %v %v", xs, err)
+		}
+		rxq, txq := QueuesOf(xs)
+		if len(rxq) != 1 || rxq[0].Queue != 0 || len(txq) != 1 || txq[0].Queue != 0 {
+			t.Errorf("queues of net_null's xstats %v: rx %+v tx %+v, want queue 0 with rx and tx counters", xs, rxq, txq)
+		}
+		if s := null.Socket(); s < -1 {
+			t.Errorf("socket %d", s)
+		}
+		t.Logf("net_null0: link %v, socket %d, %d xstats, queues %+v", func() Link { l, _ := null.Link(); return l }(), null.Socket(), len(xs), rxq)
 		// Too many queues is a clear error, not a crash.
 		ring, err := PortByName("net_ring0")
 		if err != nil {

@@ -83,8 +83,9 @@ type EALConfig struct {
 	// MemoryMB is the memory EAL reserves (-m).
 	MemoryMB int
 	// CPUs is the CPU list the lcores may run on, e.g. "0-1"; empty means every CPU this
-	// process may use. All lcores float over that set so that several daemons can share
-	// a small machine.
+	// process may use. With room for every worker on a CPU of its own, each worker is
+	// pinned to one; otherwise all lcores float over the set, so that several daemons
+	// can share a small machine (placement.go).
 	CPUs string
 	// Workers is the number of worker lcores (lcore ids 1..Workers); lcore 0 is the main
 	// lcore, the Go process.
@@ -117,16 +118,16 @@ func (c EALConfig) Args() ([]string, error) {
 			return nil, err
 		}
 	}
-	lcores := "0"
-	if c.Workers > 0 {
-		lcores = "0-" + strconv.Itoa(c.Workers)
+	set, err := ParseCPUList(cpus)
+	if err != nil {
+		return nil, err
 	}
 	mem := c.MemoryMB
 	if mem <= 0 {
 		mem = 256
 	}
 	args := []string{
-		"--lcores=(" + lcores + ")@(" + cpus + ")",
+		"--lcores=" + Place(set, c.Workers).Arg(c.Workers),
 		"--main-lcore=0",
 		"--file-prefix=" + c.FilePrefix,
 		"-m", strconv.Itoa(mem),

@@ -11,8 +11,11 @@ import "C"
 import (
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"unsafe"
+
+	"github.com/homing-dev/homing/internal/counters"
 )
 
 // Port is an ethdev port.
@@ -119,11 +122,13 @@ func (p Port) SetMAC(mac net.HardwareAddr) error {
 	return nil
 }
 
-// Stats are a port's basic counters.
-type Stats struct {
-	RxPackets, TxPackets, RxBytes, TxBytes uint64
-	RxMissed, RxErrors, TxErrors, RxNoMbuf uint64
-}
+// Stats are a port's basic counters, declared with their metric tags in
+// internal/counters.
+type Stats = counters.Port
+
+// portFromC copies struct hdpdk_port_stats by the fields' c tags; it panics at start if
+// a C counter has no field in Stats.
+var portFromC = counters.NewFromC(reflect.TypeFor[C.struct_hdpdk_port_stats](), reflect.TypeFor[Stats]())
 
 // Stats reads the port's counters.
 func (p Port) Stats() (Stats, error) {
@@ -131,12 +136,9 @@ func (p Port) Stats() (Stats, error) {
 	if ret := C.hdpdk_port_stats(C.uint16_t(p.ID), &s); ret != 0 {
 		return Stats{}, errorf(ret, "port %s: stats", p.Name)
 	}
-	return Stats{
-		RxPackets: uint64(s.ipackets), TxPackets: uint64(s.opackets),
-		RxBytes: uint64(s.ibytes), TxBytes: uint64(s.obytes),
-		RxMissed: uint64(s.imissed), RxErrors: uint64(s.ierrors),
-		TxErrors: uint64(s.oerrors), RxNoMbuf: uint64(s.rx_nombuf),
-	}, nil
+	var st Stats
+	portFromC.Copy(&st, s)
+	return st, nil
 }
 
 // Stop stops the port (net_pcap flushes its output file here).

@@ -236,80 +236,101 @@ type ConvergeSample struct {
 	Applied time.Time
 }
 
-// Stats are a node's counters. Gauges are marked; everything else only grows.
+// Stats are a node's counters. Gauges are marked; everything else only grows. Each
+// field's tags declare its Prometheus series and its homingctl stats key
+// (metrics/counters.go): a new counter is a field with its tags, nothing else.
 type Stats struct {
-	DatagramsSent, BytesSent, HeartbeatsSent, RecordsSent, SendErrors     uint64
-	DatagramsReceived, BytesReceived, HeartbeatsReceived, RecordsReceived uint64
-	RecvErrors                                                            uint64
+	DatagramsSent  uint64 `metric:"sent_datagrams_total" help:"Gossip datagrams sent (records and heartbeats)."`
+	BytesSent      uint64 `metric:"sent_bytes_total" help:"Gossip bytes sent (UDP payload)."`
+	HeartbeatsSent uint64 `metric:"sent_heartbeats_total" help:"Heartbeats sent."`
+	RecordsSent    uint64 `metric:"sent_records_total" help:"Ownership records sent."`
+	SendErrors     uint64 `metric:"send_errors_total" help:"Datagrams the socket refused to send."`
+
+	DatagramsReceived  uint64 `metric:"received_datagrams_total" help:"Gossip datagrams received, accepted or not."`
+	BytesReceived      uint64 `metric:"received_bytes_total" help:"Gossip bytes received (UDP payload)."`
+	HeartbeatsReceived uint64 `metric:"received_heartbeats_total" help:"Heartbeats accepted."`
+	RecordsReceived    uint64 `metric:"received_records_total" help:"Ownership records received in accepted datagrams."`
+	RecvErrors         uint64 `metric:"receive_errors_total" ctl:"receive_errors" help:"Socket receive errors."`
 
 	// Reject reasons, one counter each.
-	BadMagic, BadVersion, UnknownType, Truncated, Oversize, AuthFailures, Malformed uint64
+	BadMagic     uint64 `metric:"rejected_datagrams_total{reason=bad_magic}" ctl:"rejected/bad_magic" help:"Datagrams dropped, by reason."`
+	BadVersion   uint64 `metric:"rejected_datagrams_total{reason=bad_version}" ctl:"rejected/bad_version"`
+	UnknownType  uint64 `metric:"rejected_datagrams_total{reason=unknown_type}" ctl:"rejected/unknown_type"`
+	Truncated    uint64 `metric:"rejected_datagrams_total{reason=truncated}" ctl:"rejected/truncated"`
+	Oversize     uint64 `metric:"rejected_datagrams_total{reason=oversize}" ctl:"rejected/oversize"`
+	AuthFailures uint64 `metric:"auth_failures_total rejected_datagrams_total{reason=auth}" ctl:"auth_failures rejected/auth" help:"Datagrams whose authentication tag matched no key (also in rejected_datagrams_total{reason=\"auth\"})."`
+	Malformed    uint64 `metric:"rejected_datagrams_total{reason=malformed}" ctl:"rejected/malformed"`
 
-	OwnDatagrams uint64 // datagrams carrying our own host id, ignored
-	UnknownHost  uint64 // datagrams from hosts not in the discovery file
-	Mismatch     uint64 // heartbeats whose address disagrees with the discovery file
-	SeqGaps      uint64 // datagrams missed: sum of sequence jumps
-	Replays      uint64 // datagrams with an old sequence number or incarnation, dropped
+	OwnDatagrams uint64 `metric:"rejected_datagrams_total{reason=own}" ctl:"rejected/own"`                   // datagrams carrying our own host id, ignored
+	UnknownHost  uint64 `metric:"rejected_datagrams_total{reason=unknown_host}" ctl:"rejected/unknown_host"` // datagrams from hosts not in the discovery file
+	Mismatch     uint64 `metric:"rejected_datagrams_total{reason=mismatch}" ctl:"rejected/mismatch"`         // heartbeats whose address disagrees with the discovery file
+	SeqGaps      uint64 `metric:"sequence_gaps_total" ctl:"sequence_gaps" help:"Datagrams missed: the sum of peers' sequence number jumps."`
+	Replays      uint64 `metric:"rejected_datagrams_total{reason=replay}" ctl:"rejected/replay"` // datagrams with an old sequence number or incarnation, dropped
 	// Membership refusals (membership.go): none of these changes any state.
-	IDConflicts        uint64 // heartbeats claiming a bound host id from another address or MAC (impostor or duplicate id)
-	DuplicateIDs       uint64 // heartbeats of a live host id, bound address and MAC, but an older incarnation still running: two hosts with one id
-	FutureIncarnations uint64 // datagrams whose incarnation runs ahead of our clock by more than MaxClockSkew
-	OutsideWindow      uint64 // first datagrams of a peer or incarnation timestamped outside ReplayWindow (replays)
-	Unannounced        uint64 // records datagrams of a new incarnation of a live peer before its heartbeat
-	SeqConflicts       uint64 // a peer's fresh heartbeat far below its highest sequence number: reset (membership.go)
+	IDConflicts        uint64 `metric:"rejected_datagrams_total{reason=id_conflict}" ctl:"rejected/id_conflict"`               // heartbeats claiming a bound host id from another address or MAC (impostor or duplicate id)
+	DuplicateIDs       uint64 `metric:"rejected_datagrams_total{reason=duplicate_id}" ctl:"rejected/duplicate_id"`             // heartbeats of a live host id, bound address and MAC, but an older incarnation still running: two hosts with one id
+	FutureIncarnations uint64 `metric:"rejected_datagrams_total{reason=future_incarnation}" ctl:"rejected/future_incarnation"` // datagrams whose incarnation runs ahead of our clock by more than MaxClockSkew
+	OutsideWindow      uint64 `metric:"rejected_datagrams_total{reason=outside_window}" ctl:"rejected/outside_window"`         // first datagrams of a peer or incarnation timestamped outside ReplayWindow (replays)
+	Unannounced        uint64 `metric:"rejected_datagrams_total{reason=unannounced}" ctl:"rejected/unannounced"`               // records datagrams of a new incarnation of a live peer before its heartbeat
+	// SeqConflicts: a peer's fresh heartbeat far below its highest sequence number:
+	// reset (membership.go).
+	SeqConflicts uint64 `metric:"sequence_conflicts_total" ctl:"sequence_conflicts" help:"Peers' fresh heartbeats far below the sequence numbers seen in their name (a keyed host sent datagrams as that peer); the tracking was reset to the heartbeat."`
 
-	ForeignRecords uint64 // records naming an owner other than their sender, skipped
-	StaleRecords   uint64 // records that lost to the current owner (older epoch, other owner)
-	RecordsApplied uint64 // peers' records that changed the table
-	LocalUpdates   uint64 // local adds and deletes written to the table
-	GraceDrops     uint64 // sessions dropped because their owner went away
-	TableErrors    uint64
-	TemplateErrors uint64
+	ForeignRecords uint64 `metric:"foreign_records_total" help:"Records naming an owner other than their sender, skipped."`
+	StaleRecords   uint64 `metric:"stale_records_total" help:"Records that lost to the current owner."` // older epoch, other owner
+	RecordsApplied uint64 `metric:"records_applied_total" help:"Peers' records that changed the table."`
+	LocalUpdates   uint64 `metric:"local_updates_total" help:"Local session adds and deletes written to the table."`
+	GraceDrops     uint64 `metric:"grace_drops_total" help:"Sessions dropped because their owner went away."`
+	TableErrors    uint64 `metric:"table_errors_total" help:"Table writes from gossip that failed."`
+	TemplateErrors uint64 `metric:"template_errors_total" help:"Header templates that could not be published."`
 
-	QueueOverflow   uint64 // records refused because the send queue was full
-	QueueLen        uint64 // gauge: records waiting to be sent
-	PeersUp         uint64 // gauge
-	Sessions        uint64 // gauge: entries in the ownership map
-	DiscoveryErrors uint64
+	QueueOverflow   uint64 `metric:"queue_overflow_total" help:"Records refused because the send queue was full."`
+	QueueLen        uint64 `metric:"queue_records" help:"Records waiting to be sent."`             // gauge
+	PeersUp         uint64 `metric:"peers_up" help:"Peers whose heartbeats arrive."`               // gauge
+	Sessions        uint64 `metric:"sessions" help:"Sessions in the gossip node's ownership map."` // gauge
+	DiscoveryErrors uint64 `metric:"discovery_errors_total" help:"Discovery file reads that failed (the previous list stays)."`
 
 	// Repair, as the client (the host that fetches a peer's sessions).
-	RepairsStarted, RepairsCompleted, RepairsFailed uint64
-	RepairAuthFailures                              uint64 // answers (frames) with a bad tag
-	RepairMismatches                                uint64 // answers not for this request: nonce, sender, incarnation, frame order, foreign owner
-	RepairMalformed                                 uint64 // answers that do not decode
-	RepairRecords                                   uint64 // records received in complete answers
-	RepairRemoved                                   uint64 // entries removed because a full answer did not list them
-	RepairBytes                                     uint64 // bytes of frames received
-	RepairTruncated                                 uint64 // answers cut at the server's record cap
-	RepairSuperseded                                uint64 // multicast datagrams dropped: a snapshot already covered them
-	DigestMismatches                                uint64 // heartbeats whose digest differed from our view of the sender
-	// Repair, as the server.
-	RepairsServed        uint64 // answers sent in full
-	RepairServeRejects   uint64 // requests that failed authentication or checks (tag, nonce, target, sender)
-	RepairServeRefused   uint64 // connections refused: too many at once, or a requester asking too often
-	RepairServeStranger  uint64 // connections closed at accept: the source is not a live peer's address
-	RepairServePerSource uint64 // connections closed at accept: RepairPerSource from that address already
-	RepairServeSlow      uint64 // connections cut: no authenticated request within RepairAuthTimeout
-	RepairServeErrors    uint64 // connections that failed (timeouts, resets)
-	RepairBytesSent      uint64
+	RepairsStarted     uint64 `metric:"repairs_started_total" help:"Repairs this host started against a peer; each ends in repairs_total{outcome=\"completed\"} or {outcome=\"failed\"}."`
+	RepairsCompleted   uint64 `metric:"repairs_total{outcome=completed}" help:"Repairs this host ran against a peer (unicast fetch of its sessions), by outcome: completed or failed (started: repairs_started_total)."`
+	RepairsFailed      uint64 `metric:"repairs_total{outcome=failed}"`
+	RepairAuthFailures uint64 `metric:"repair_auth_failures_total" help:"Repair answers whose authentication tag matched no key."`
+	RepairMismatches   uint64 `metric:"repair_mismatches_total" help:"Repair answers not for this host's request (nonce, sender, incarnation, frame order, foreign owner), dropped."`
+	RepairMalformed    uint64 `metric:"repair_malformed_total" help:"Repair answers that did not decode."`
+	RepairRecords      uint64 `metric:"repair_records_total" help:"Records received in complete repair answers."`
+	RepairRemoved      uint64 `metric:"repair_removed_total" help:"Entries removed because a full repair answer did not list them."`
+	RepairBytes        uint64 `metric:"repair_received_bytes_total" help:"Bytes of repair answer frames received."`
+	RepairTruncated    uint64 `metric:"repair_truncated_total" help:"Repair answers cut at the server's record cap (gossip.repair_max_records)."`
+	RepairSuperseded   uint64 `metric:"repair_superseded_datagrams_total" help:"Multicast datagrams dropped because a repair snapshot already covered them."`
+	DigestMismatches   uint64 `metric:"digest_mismatches_total" help:"Heartbeats whose session digest differed from this host's view of the sender."`
+	// Repair, as the server. Refusals by reason: RepairServeStranger, PerSource,
+	// RepairServeRefused (busy), Slow and RepairServeRejects (rejected).
+	RepairsServed        uint64 `metric:"repair_served_total" help:"Repair requests of peers answered in full."`
+	RepairServeRejects   uint64 `metric:"repair_serve_rejects_total repair_serve_refused_total{reason=rejected}" ctl:"repair_refused_rejected" help:"Repair requests refused: failed authentication or checks, or too many or too often."`
+	RepairServeRefused   uint64 `metric:"repair_serve_rejects_total repair_serve_refused_total{reason=busy}" ctl:"repair_refused_busy"`
+	RepairServeStranger  uint64 `metric:"repair_serve_refused_total{reason=stranger}" ctl:"repair_refused_stranger" help:"Repair and NACK connections refused, by reason: stranger (source not a live peer's address, closed at accept), per_source (over gossip.repair_per_source), busy (every slot taken, or a peer asking too often), slow (no authenticated request within gossip.repair_auth_timeout), rejected (failed authentication or checks)."`
+	RepairServePerSource uint64 `metric:"repair_serve_refused_total{reason=per_source}" ctl:"repair_refused_per_source"`
+	RepairServeSlow      uint64 `metric:"repair_serve_refused_total{reason=slow}" ctl:"repair_refused_slow"`
+	RepairServeErrors    uint64 `metric:"repair_serve_errors_total" help:"Repair and NACK connections that failed otherwise (accept errors, timeouts, resets)."`
+	RepairBytesSent      uint64 `metric:"repair_sent_bytes_total" help:"Bytes of repair answer frames sent."`
 
 	// NACK (nack.go), as the receiver of multicast.
-	NacksSent         uint64 // NACK exchanges started
-	NackFailures      uint64 // NACK exchanges that failed (connection, authentication, mismatch)
-	NackSeqsRequested uint64 // sequence numbers asked for
-	NackRecovered     uint64 // missed datagrams recovered from NACK answers
-	NackLate          uint64 // missed datagrams that arrived late by multicast
-	NackDuplicates    uint64 // resent datagrams no longer missing when they came
-	NackRejects       uint64 // resent datagrams that failed checks (tag, sender, incarnation, not asked for)
-	NackSuperseded    uint64 // records of recovered datagrams skipped: a later datagram touched the key
-	NackUnavailable   uint64 // sequence numbers the sender no longer held
-	NackFallbacks     uint64 // full repairs asked because a NACK did not recover everything
-	NackBytes         uint64 // bytes of NACK answer frames received
+	NacksSent         uint64 `metric:"nacks_total" ctl:"nacks_sent" help:"NACK exchanges started (asking a peer to resend missed datagrams)."`
+	NackFailures      uint64 `metric:"nack_failures_total" help:"NACK exchanges that failed (connection, authentication, mismatch)."`
+	NackSeqsRequested uint64 `metric:"nack_requested_datagrams_total" help:"Missed datagrams (sequence numbers) asked for in NACKs."`
+	NackRecovered     uint64 `metric:"nack_recovered_datagrams_total" ctl:"nack_recovered" help:"Missed datagrams recovered from NACK answers."`
+	NackLate          uint64 `metric:"nack_late_datagrams_total" help:"Missed datagrams that arrived late by multicast."`
+	NackDuplicates    uint64 `metric:"nack_duplicate_datagrams_total" help:"Resent datagrams no longer missing when they came."`
+	NackRejects       uint64 `metric:"nack_rejected_datagrams_total" help:"Resent datagrams that failed checks (tag, sender, incarnation, not asked for)."`
+	NackSuperseded    uint64 `metric:"nack_superseded_records_total" help:"Records of recovered datagrams skipped: a later datagram had touched the session."`
+	NackUnavailable   uint64 `metric:"nack_unavailable_datagrams_total" help:"Missed datagrams the sender no longer held (left to a full repair)."`
+	NackFallbacks     uint64 `metric:"nack_fallbacks_total" help:"Full repairs asked because a NACK did not recover everything."`
+	NackBytes         uint64 `metric:"nack_received_bytes_total" help:"Bytes of NACK answer frames received."`
 	// NACK, as the sender.
-	NacksServed   uint64 // NACK requests answered
-	NackResent    uint64 // datagrams resent
-	NackMissed    uint64 // sequence numbers asked for that the ring no longer held
-	NackBytesSent uint64
+	NacksServed   uint64 `metric:"nack_served_total" ctl:"nacks_served" help:"NACK requests of peers answered."`
+	NackResent    uint64 `metric:"nack_resent_datagrams_total" help:"Datagrams this host resent to peers that NACKed them."`
+	NackMissed    uint64 `metric:"nack_missed_datagrams_total" help:"Datagrams peers NACKed that the resend ring no longer held."`
+	NackBytesSent uint64 `metric:"nack_sent_bytes_total" help:"Bytes of NACK answer frames sent."`
 }
 
 // Errors of the local API.
@@ -604,14 +625,19 @@ func (n *Node) Incarnation() uint64 { return n.inc }
 
 // Stats returns a snapshot of the counters.
 func (n *Node) Stats() Stats {
-	var s Stats
-	src := reflect.ValueOf(&n.stats).Elem()
+	s := loadCounters(&n.stats)
+	s.QueueLen = uint64(max(0, n.queued.Load()))
+	return s
+}
+
+// loadCounters reads a struct of uint64 counters, each with an atomic load.
+func loadCounters[T any](p *T) T {
+	var s T
+	src := reflect.ValueOf(p).Elem()
 	dst := reflect.ValueOf(&s).Elem()
 	for i := range src.NumField() {
-		p := src.Field(i).Addr().Interface().(*uint64)
-		dst.Field(i).SetUint(atomic.LoadUint64(p))
+		dst.Field(i).SetUint(atomic.LoadUint64(src.Field(i).Addr().Interface().(*uint64)))
 	}
-	s.QueueLen = uint64(max(0, n.queued.Load()))
 	return s
 }
 

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,17 +85,17 @@ type RelayConfig struct {
 	Logger *slog.Logger
 }
 
-// RelayStats are a relay's counters.
+// RelayStats are a relay's counters, with their metric tags (metrics/counters.go).
 type RelayStats struct {
-	Forwarded    uint64 // envelopes sent (one per datagram and peer relay)
-	SendErrors   uint64
-	Received     uint64 // envelopes received
-	Relayed      uint64 // datagrams multicast in this domain
-	Duplicates   uint64 // relayed datagrams already multicast (through another relay)
-	Loops        uint64 // relayed datagrams of this domain's senders, dropped
-	AuthFailures uint64 // envelopes or relayed datagrams with a bad tag
-	Malformed    uint64 // envelopes that do not decode, or from an unknown address
-	Replays      uint64 // envelopes with an old sequence number
+	Forwarded    uint64 `metric:"forwarded_envelopes_total" help:"Envelopes sent to the other domains' relays (one per datagram and peer relay)."`
+	SendErrors   uint64 `metric:"send_errors_total" help:"Envelopes that could not be sent."`
+	Received     uint64 `metric:"received_envelopes_total" help:"Envelopes received from other domains' relays."`
+	Relayed      uint64 `metric:"relayed_datagrams_total" help:"Datagrams of other domains multicast in this domain."`
+	Duplicates   uint64 `metric:"dropped_envelopes_total{reason=duplicate}" help:"Envelopes or relayed datagrams dropped, by reason (duplicate: already multicast through another relay; loop: this domain's own; auth; malformed; replay)."`
+	Loops        uint64 `metric:"dropped_envelopes_total{reason=loop}"`      // relayed datagrams of this domain's senders, dropped
+	AuthFailures uint64 `metric:"dropped_envelopes_total{reason=auth}"`      // envelopes or relayed datagrams with a bad tag
+	Malformed    uint64 `metric:"dropped_envelopes_total{reason=malformed}"` // envelopes that do not decode, or from an unknown address
+	Replays      uint64 `metric:"dropped_envelopes_total{reason=replay}"`    // envelopes with an old sequence number
 }
 
 // Relay forwards a domain's gossip to the other domains and multicasts theirs.
@@ -177,15 +176,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 }
 
 // Stats returns a snapshot of the counters.
-func (r *Relay) Stats() RelayStats {
-	return RelayStats{
-		Forwarded: atomic.LoadUint64(&r.stats.Forwarded), SendErrors: atomic.LoadUint64(&r.stats.SendErrors),
-		Received: atomic.LoadUint64(&r.stats.Received), Relayed: atomic.LoadUint64(&r.stats.Relayed),
-		Duplicates: atomic.LoadUint64(&r.stats.Duplicates), Loops: atomic.LoadUint64(&r.stats.Loops),
-		AuthFailures: atomic.LoadUint64(&r.stats.AuthFailures), Malformed: atomic.LoadUint64(&r.stats.Malformed),
-		Replays: atomic.LoadUint64(&r.stats.Replays),
-	}
-}
+func (r *Relay) Stats() RelayStats { return loadCounters(&r.stats) }
 
 // Tee returns a Conn that passes every datagram the node sends or receives on c to
 // Observe.

@@ -121,6 +121,9 @@ type Options struct {
 	// EditConfig, if set, rewrites host n's generated homingd configuration before it is
 	// written (the fault tests shorten gossip.grace, shrink table.capacity4, ...).
 	EditConfig func(n int, toml string) string
+	// QUIC runs a raw-QUIC echo server on the VIP's QUICPort beside every host's echo
+	// service, issuing connection IDs that carry the host's id (quic.go).
+	QUIC bool
 }
 
 var labSeq atomic.Int32
@@ -262,6 +265,9 @@ func (l *Lab) AddHosts(ctx context.Context, ns ...int) error {
 		}
 		serveLog := filepath.Join(l.Dir, fmt.Sprintf("h%d-serve.log", n))
 		env := []string{fmt.Sprintf("%s=%s", ServeEnv, l.Service())}
+		if l.opts.QUIC {
+			env = append(env, fmt.Sprintf("%s=%d", QUICEnv, n))
+		}
 		var err error
 		if h.serve, err = l.start(fmt.Sprintf("h%d echo", n), serveLog, h.NS, h.Cgroup, env, l.opts.Serve[0],
 			append(l.opts.Serve[1:len(l.opts.Serve):len(l.opts.Serve)], h.NS)...); err != nil { // the name, for ps

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,10 @@ type Scenario struct {
 	// Static steers with static multipath routes that the scenario edits; the default
 	// is BGP (Options.BGP: FRR in the router, drains by homingctl drain).
 	Static bool
+	// QUIC is the number of QUIC connections (QUICFlows) to the hosts' QUIC echo
+	// servers, whose port is a QUIC session port with host-id CIDs; with any, a last
+	// step rebinds every third of them to a new source port. 0: none.
+	QUIC int
 }
 
 // StepResult counts the connections at the end of one step.
@@ -50,6 +55,10 @@ type StepResult struct {
 	// The MTU budget during this step: packets too big for the tunnel, ICMP too-big
 	// replies sent, SYN-ACK MSS options lowered (every host).
 	TooBig, ICMPTooBig, MSSClamped uint64
+	// The QUIC connections at the end of the step: not broken, broken during the step,
+	// chunks exchanged during the step.
+	QUICAlive, QUICBroken int
+	QUICChunks            int
 }
 
 // Result is one run of the scenario.
@@ -61,6 +70,7 @@ type Result struct {
 	Exchanges  uint64        // completed echo exchanges over the run
 	Stalled    int           // connections open at the end that exchanged nothing for 5 s
 	Uploads    int           // upload connections
+	QUIC       int           // QUIC connections
 	UpStalled  int           // upload connections open at the end that exchanged nothing for 5 s
 	UpBytes    uint64        // bytes the upload connections had echoed intact over the run
 	ClientPMTU int           // the client's path MTU to the VIP at the end (0: none learned)
@@ -129,7 +139,7 @@ func (l *Lab) end(err *error, keepLogs bool, t0 time.Time, log io.Writer) (logs 
 func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err error) {
 	s.defaults()
 	t0 := time.Now()
-	res = &Result{Redirect: redirect, Conns: s.Conns, Uploads: s.Uploads, NoClamp: s.NoClamp}
+	res = &Result{Redirect: redirect, Conns: s.Conns, Uploads: s.Uploads, NoClamp: s.NoClamp, QUIC: s.QUIC}
 	mode := "homing (tunnel.redirect = true)"
 	if !redirect {
 		mode = "plain ECMP (tunnel.redirect = false)"
@@ -143,8 +153,12 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 		clamp = "MSS clamp off"
 	}
 	s.logf("== %s: %d hosts, %d connections + %d uploads, %s, %s", mode, s.Hosts, s.Conns, s.Uploads, family, clamp)
-	l, err := New(Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir, IPv6: s.IPv6,
-		BGP: !s.Static, NoClamp: s.NoClamp})
+	o := Options{Homingd: s.Homingd, Serve: s.Serve, Redirect: redirect, Log: s.Log, KeepDir: s.KeepDir, IPv6: s.IPv6,
+		BGP: !s.Static, NoClamp: s.NoClamp}
+	if s.QUIC > 0 {
+		o.QUIC, o.EditConfig = true, quicSessionPort
+	}
+	l, err := New(o)
 	if err != nil {
 		return res, err
 	}
@@ -179,16 +193,25 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	up.Start()
 	defer up.Stop()
 	s.logf("  %d connections and %d uploads from %s to %s open (%.1fs)", s.Conns, s.Uploads, l.Client(), l.Service(), time.Since(t).Seconds())
-	if err = s.converge(ctx, l, hosts, s.Conns+s.Uploads); err != nil {
+	qf := &QUICFlows{}
+	if s.QUIC > 0 {
+		t = time.Now()
+		if qf, err = StartQUICFlows(ctx, l.NS("cli"), netip.AddrPortFrom(l.VIPAddr(), QUICPort), s.QUIC, 500*time.Millisecond); err != nil {
+			return res, fmt.Errorf("connect QUIC: %w", err)
+		}
+		defer qf.Stop()
+		s.logf("  %d QUIC connections to %s open (%.1fs)", s.QUIC, netip.AddrPortFrom(l.VIPAddr(), QUICPort), time.Since(t).Seconds())
+	}
+	if err = s.converge(ctx, l, hosts, s.Conns+s.Uploads+s.QUIC); err != nil {
 		return res, err
 	}
-	prev, prevUp := fleet.Counts(), up.Counts()
+	prev, prevUp, prevQ := fleet.Counts(), up.Counts(), qf.Counts()
 	prevTun, _ := l.Tunnel(ctx)
 	measure := func(name string) error {
 		if err := s.watch(ctx, l, fleet, up, name, prev, prevUp); err != nil {
 			return err
 		}
-		now, nowUp := fleet.Counts(), up.Counts()
+		now, nowUp, nowQ := fleet.Counts(), up.Counts(), qf.Counts()
 		tun, _ := l.Tunnel(ctx)
 		res.Steps = append(res.Steps, StepResult{Name: name, Alive: now.Alive + now.Stalled, Stalled: now.Stalled,
 			Reset: now.Reset - prev.Reset, Failed: now.Failed - prev.Failed, Corrupted: now.Corrupted - prev.Corrupted,
@@ -196,8 +219,9 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 			UpAlive:   nowUp.Alive + nowUp.Stalled, UpStalled: nowUp.Stalled, UpReset: nowUp.Reset - prevUp.Reset,
 			UpFailed: nowUp.Failed - prevUp.Failed, UpCorrupted: nowUp.Corrupted - prevUp.Corrupted,
 			UpBlocks: nowUp.Exchanges - prevUp.Exchanges, TooBig: tun.TooBig - prevTun.TooBig,
-			ICMPTooBig: tun.ICMPTooBig - prevTun.ICMPTooBig, MSSClamped: tun.MSSClamped - prevTun.MSSClamped})
-		prev, prevUp, prevTun = now, nowUp, tun
+			ICMPTooBig: tun.ICMPTooBig - prevTun.ICMPTooBig, MSSClamped: tun.MSSClamped - prevTun.MSSClamped,
+			QUICAlive: nowQ.Conns - nowQ.Broken, QUICBroken: nowQ.Broken - prevQ.Broken, QUICChunks: nowQ.Exchanged - prevQ.Exchanged})
+		prev, prevUp, prevTun, prevQ = now, nowUp, tun, nowQ
 		return nil
 	}
 	if err = measure("steady"); err != nil {
@@ -223,7 +247,8 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	}
 	c := fleet.Counts()
 	cu := up.Counts()
-	if err = s.converge(ctx, l, []int{extra}, c.Alive+c.Stalled+cu.Alive+cu.Stalled); err != nil {
+	cq := qf.Counts()
+	if err = s.converge(ctx, l, []int{extra}, c.Alive+c.Stalled+cu.Alive+cu.Stalled+cq.Conns-cq.Broken); err != nil {
 		return res, err
 	}
 	hosts = append(hosts, extra)
@@ -239,6 +264,21 @@ func (s Scenario) Run(ctx context.Context, redirect bool) (res *Result, err erro
 	}
 	if err = measure("rehash router"); err != nil {
 		return res, err
+	}
+	if s.QUIC > 0 {
+		// A third of the QUIC connections move to a new source port (a NAT rebinding);
+		// the step runs 3 s longer than the others, past their 4 s stream deadline.
+		n, err := qf.Rebind(ctx, 3)
+		if err != nil {
+			return res, err
+		}
+		if err = sleep(ctx, 3*time.Second); err != nil {
+			return res, err
+		}
+		s.logf("  %d QUIC connections rebound to a new source port", n)
+		if err = measure("rebind QUIC"); err != nil {
+			return res, err
+		}
 	}
 	// Every connection still open must still exchange data: a stalled one is black-holed.
 	for end := time.Now().Add(5 * time.Second); ; {
@@ -395,6 +435,29 @@ func Table(w io.Writer, runs ...*Result) {
 			break
 		}
 	}
+	for _, r := range runs {
+		if r.QUIC > 0 {
+			fmt.Fprintln(w)
+			QUICTable(w, runs...)
+			break
+		}
+	}
+}
+
+// QUICTable prints the QUIC connections of runs side by side, one row per step: alive
+// (not broken), broken during the step, chunks exchanged during the step.
+func QUICTable(w io.Writer, runs ...*Result) {
+	sideBySide(w, runs, 28, func(r *Result) string { return fmt.Sprintf("%s, %d QUIC", runName(r), r.QUIC) },
+		fmt.Sprintf("%6s %6s %14s", "alive", "broken", "chunks"),
+		func(st StepResult) string {
+			return fmt.Sprintf("%6d %6d %14d", st.QUICAlive, st.QUICBroken, st.QUICChunks)
+		})
+}
+
+// quicSessionPort is an Options.EditConfig that declares QUICPort a QUIC session port
+// whose servers issue host-id connection IDs.
+func quicSessionPort(_ int, toml string) string {
+	return toml + fmt.Sprintf("\n[[udp_sessions]]\nport = %d\nquic = true\nquic_cid = true\n", QUICPort)
 }
 
 // UploadTable prints the upload connections of runs side by side, one row per step:

@@ -25,6 +25,10 @@ func ServeFromEnv() {
 	if addr == "" {
 		return
 	}
+	if err := serveQUICFromEnv(addr); err != nil {
+		fmt.Fprintln(os.Stderr, "QUIC echo service:", err)
+		os.Exit(1)
+	}
 	if err := Serve(addr); err != nil {
 		fmt.Fprintln(os.Stderr, "echo service:", err)
 		os.Exit(1)

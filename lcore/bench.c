@@ -18,6 +18,7 @@
 #include <rte_udp.h>
 
 #include "bench.h"
+#include "capture.h"
 
 #define GEN_LEN (RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_tcp_hdr))
 #define GUE_OUTER (sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
@@ -84,10 +85,10 @@ gen(struct rte_mbuf *m, const struct homing_key4 *k)
 	gen_ip((struct rte_ipv4_hdr *)(eth + 1), k);
 }
 
-/* Writes session k's packet inside Ethernet/IPv4/UDP/GUE to dst:port into m (86 bytes),
- * as the owner receives it from a peer. */
+/* Writes session k's packet inside Ethernet/IPv4/UDP/GUE from src (a peer) to dst:port
+ * into m (86 bytes), as the owner receives it from a peer. */
 static inline void
-gen_gue(struct rte_mbuf *m, const struct homing_key4 *k, uint32_t dst, uint16_t port)
+gen_gue(struct rte_mbuf *m, const struct homing_key4 *k, uint32_t src, uint32_t dst, uint16_t port)
 {
 	uint8_t *d = rte_pktmbuf_mtod(m, uint8_t *);
 	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)d;
@@ -108,7 +109,7 @@ gen_gue(struct rte_mbuf *m, const struct homing_key4 *k, uint32_t dst, uint16_t 
 	ip->time_to_live = 64;
 	ip->next_proto_id = IPPROTO_UDP;
 	ip->hdr_checksum = 0;
-	ip->src_addr = k->dst ^ 0x01000000; /* a peer: any address but ours */
+	ip->src_addr = src;
 	ip->dst_addr = dst;
 	udp->src_port = k->sport | rte_cpu_to_be_16(0xc000);
 	udp->dst_port = port;
@@ -161,7 +162,7 @@ loop(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed, const
 	struct homing_lcore *lc = b->lc;
 	struct rte_rcu_qsbr *qsbr = lc->dp->table->qsbr;
 	struct rte_mbuf *pkts[HOMING_BURST], *nic[HOMING_NIC_OUT_MAX], *tap[HOMING_BURST];
-	const uint32_t nk = b->n_keys, vip = b->vip, gdst = b->gue_dst;
+	const uint32_t nk = b->n_keys, vip = b->vip, gdst = b->gue_dst, gsrc = b->gue_src;
 	const uint16_t port = lc->nic_port, q = lc->queue, vport = b->vip_port, gport = b->gue_port;
 	uint16_t n, nn, nt, i;
 	struct homing_key4 k;
@@ -171,7 +172,7 @@ loop(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed, const
 		for (i = 0; i < n; i++) {
 			next_key(seed, nk, vip, vport, &k);
 			if (gen_kind == HOMING_BENCH_GEN_GUE)
-				gen_gue(pkts[i], &k, gdst, gport);
+				gen_gue(pkts[i], &k, gsrc, gdst, gport);
 			else
 				gen(pkts[i], &k);
 		}
@@ -180,6 +181,8 @@ loop(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed, const
 		} else {
 			if (mode == HOMING_BENCH_NAIVE)
 				homing_bench_naive_burst(b->naive, lc, pkts, n, nic, &nn, tap, &nt);
+			else if (mode == HOMING_BENCH_HOOK)
+				homing_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
 			else
 				homing_process_nic_burst(lc, pkts, n, nic, &nn, tap, &nt);
 			if (nn)
@@ -205,6 +208,8 @@ run(struct homing_bench *b, uint64_t done, uint64_t stop, uint64_t *seed)
 		return RUN_(HOMING_BENCH_BARE);
 	case HOMING_BENCH_NAIVE:
 		return RUN_(HOMING_BENCH_NAIVE);
+	case HOMING_BENCH_HOOK:
+		return RUN_(HOMING_BENCH_HOOK);
 	default:
 		return RUN_(HOMING_BENCH_PIPELINE);
 	}

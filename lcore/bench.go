@@ -26,6 +26,9 @@ const (
 	BenchBare     BenchMode = C.HOMING_BENCH_BARE     // rx -> generator -> tx
 	BenchPipeline BenchMode = C.HOMING_BENCH_PIPELINE // rx -> generator -> pipeline -> tx
 	BenchNaive    BenchMode = C.HOMING_BENCH_NAIVE    // rx -> generator -> naive reference design -> tx
+	// BenchHook: the pipeline behind the poll loop's capture branch (with
+	// BenchConfig.Capture armed, or none).
+	BenchHook BenchMode = C.HOMING_BENCH_HOOK
 )
 
 // BenchGen selects the traffic generator.
@@ -103,7 +106,10 @@ type BenchConfig struct {
 	Windows  int    // 1..16; 0 means 1
 	Seed     uint64
 	GUEDst   netip.Addr // BenchGenGUE: outer destination (this host)
+	GUESrc   netip.Addr // BenchGenGUE: outer source (a live peer: others are refused)
 	GUEPort  uint16     // BenchGenGUE: UDP destination port (the tunnel port)
+	// Capture, with BenchHook, is armed on the lcores for the run (nil: none).
+	Capture *CaptureConfig
 }
 
 // BenchResult is one lcore's outcome of a run.
@@ -135,8 +141,8 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 	if c.Sessions == 0 || len(c.Lcores) == 0 || !c.VIP.Is4() {
 		return nil, errors.New("lcore: bench needs sessions, an IPv4 VIP and lcores")
 	}
-	if c.Gen == BenchGenGUE && !c.GUEDst.Is4() {
-		return nil, errors.New("lcore: bench GUE generator needs an IPv4 destination")
+	if c.Gen == BenchGenGUE && (!c.GUEDst.Is4() || !c.GUESrc.Is4()) {
+		return nil, errors.New("lcore: bench GUE generator needs an IPv4 source and destination")
 	}
 	if c.Mode == BenchNaive && (c.Naive == nil || c.Naive.nv == nil) {
 		return nil, errors.New("lcore: naive bench needs its table")
@@ -188,9 +194,22 @@ func (d *DataPlane) BenchRun(c BenchConfig) ([]BenchResult, error) {
 		b.seed = C.uint64_t(c.Seed + uint64(i)*0x9e3779b97f4a7c15)
 		if c.Gen == BenchGenGUE {
 			b.gue_dst = be32(c.GUEDst)
+			b.gue_src = be32(c.GUESrc)
 			b.gue_port = be16(c.GUEPort)
 		}
 		bs[i] = b
+	}
+	if c.Capture != nil {
+		if c.Mode != BenchHook {
+			return nil, errors.New("lcore: bench: a capture needs BenchHook")
+		}
+		d.mu.Lock()
+		cp, err := d.arm(*c.Capture, lcs, false)
+		d.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		defer cp.Close() // after the lcores returned (Wait below)
 	}
 	launched := 0
 	var err error

@@ -10,6 +10,9 @@ enum homing_bench_mode {
 	HOMING_BENCH_BARE = 0,     /* rx -> generator -> tx: the cost of moving packets */
 	HOMING_BENCH_PIPELINE = 1, /* rx -> generator -> pipeline -> tx */
 	HOMING_BENCH_NAIVE = 2,    /* rx -> generator -> the naive reference (bench_naive.c) -> tx */
+	HOMING_BENCH_HOOK = 3,     /* rx -> generator -> the poll loop's NIC burst: the pipeline
+				    * behind the capture branch (capture.h), a capture armed or
+				    * not (lc->cap) -> tx */
 };
 
 enum homing_bench_gen {
@@ -59,6 +62,7 @@ struct homing_bench {
 	uint16_t vip_port;         /* sessions' destination port (network order) */
 	uint16_t gue_port;         /* GEN_GUE: UDP destination port (network order) */
 	uint32_t gue_dst;          /* GEN_GUE: outer destination (network order) */
+	uint32_t gue_src;          /* GEN_GUE: outer source, a live peer (network order) */
 	uint32_t mode;
 	uint32_t gen;
 	int32_t cpu;               /* pin the lcore's thread to this CPU; -1: leave it */

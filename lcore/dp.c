@@ -4,14 +4,104 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include <rte_byteorder.h>
 #include <rte_ether.h>
+#include <rte_hash_crc.h>
 #include <rte_ip.h>
 #include <rte_malloc.h>
+#include <rte_pause.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_udp.h>
 
 #include "pipeline.h"
+
+/* The smallest power of two >= 2 n, at least 8: the set is at most half full. */
+static uint32_t
+peers_slots(uint32_t n)
+{
+	uint32_t s = 8;
+	while (s < 2 * n)
+		s <<= 1;
+	return s;
+}
+
+/* Builds a peer set (one allocation); NULL if out of memory. */
+static struct homing_peers *
+peers_build(const uint32_t *v4, uint32_t n4, const uint8_t *v6, uint32_t n6)
+{
+	uint32_t s4 = peers_slots(n4), s6 = peers_slots(n6), i, j;
+	size_t sz = sizeof(struct homing_peers) + s4 * sizeof(uint32_t) + (size_t)s6 * 16;
+	struct homing_peers *p = rte_zmalloc("homing_peers", sz, RTE_CACHE_LINE_SIZE);
+	static const uint8_t zero[16];
+
+	if (p == NULL)
+		return NULL;
+	p->mask4 = s4 - 1;
+	p->mask6 = s6 - 1;
+	p->a4 = (uint32_t *)(p + 1);
+	p->a6 = (uint8_t(*)[16])(p->a4 + s4);
+	for (i = 0; i < n4; i++) {
+		if (v4[i] == 0)
+			continue;
+		for (j = rte_hash_crc_4byte(v4[i], 0) & p->mask4; p->a4[j] != 0 && p->a4[j] != v4[i];
+		     j = (j + 1) & p->mask4)
+			;
+		if (p->a4[j] == 0)
+			p->n4++;
+		p->a4[j] = v4[i];
+	}
+	for (i = 0; i < n6; i++) {
+		const uint8_t *a = v6 + 16 * i;
+		if (memcmp(a, zero, 16) == 0)
+			continue;
+		for (j = rte_hash_crc(a, 16, 0) & p->mask6;
+		     memcmp(p->a6[j], zero, 16) != 0 && memcmp(p->a6[j], a, 16) != 0; j = (j + 1) & p->mask6)
+			;
+		if (memcmp(p->a6[j], zero, 16) == 0)
+			p->n6++;
+		memcpy(p->a6[j], a, 16);
+	}
+	return p;
+}
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int
+homing_peers_set(struct homing_dp *dp, const uint32_t *v4, uint32_t n4, const uint8_t *v6,
+		 uint32_t n6)
+{
+	struct homing_peers *p = peers_build(v4, n4, v6, n6), *old;
+	struct timespec nap = {.tv_sec = 0, .tv_nsec = 20000};
+	uint64_t token, start;
+
+	if (p == NULL)
+		return -ENOMEM;
+	old = __atomic_exchange_n(&dp->peers, p, __ATOMIC_ACQ_REL);
+	/* Every lcore that could still read old reports a quiescent state once per loop
+	 * (or is offline while it sleeps). */
+	token = rte_rcu_qsbr_start(dp->table->qsbr);
+	start = mono_us();
+	while (!rte_rcu_qsbr_check(dp->table->qsbr, token, false)) {
+		if (mono_us() - start > 1000000) {
+			__atomic_fetch_add(&dp->peers_leaked, 1, __ATOMIC_RELAXED);
+			return 0;
+		}
+		if (mono_us() - start < 100)
+			rte_pause();
+		else
+			nanosleep(&nap, NULL);
+	}
+	rte_free(old);
+	return 0;
+}
 
 struct homing_dp *
 homing_dp_create(struct homing_table *t, uint16_t self_id)
@@ -27,6 +117,12 @@ homing_dp_create(struct homing_table *t, uint16_t self_id)
 	}
 	for (unsigned i = 0; i < HOMING_MAX_HOSTS; i++)
 		rte_seqlock_init(&dp->tmpl[i].lock);
+	dp->peers = peers_build(NULL, 0, NULL, 0);
+	if (dp->peers == NULL) {
+		rte_free(dp->tmpl);
+		rte_free(dp);
+		return NULL;
+	}
 	dp->table = t;
 	dp->self_id = self_id;
 	dp->max_inner4 = dp->max_inner6 = UINT32_MAX;
@@ -38,6 +134,7 @@ homing_dp_free(struct homing_dp *dp)
 {
 	if (dp == NULL)
 		return;
+	rte_free(dp->peers);
 	rte_free(dp->tmpl);
 	rte_free(dp);
 }

@@ -21,6 +21,9 @@ func FuzzFastPath(f *testing.F) {
 	for _, s := range append(golden.FuzzSeeds(), udpSeeds()...) {
 		f.Add(s)
 	}
+	for _, c := range golden.GUECases() {
+		f.Add(c.Frame)
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) > 2000 {
 			return

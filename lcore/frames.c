@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * Runs raw frames through homing_process_nic_burst without any port: the fuzzer's and the
+ * Runs raw frames through the poll loop's bursts (homing_nic_burst, homing_tap_burst: the
+ * pipeline, and the capture when one is armed) without any port: the fuzzer's and the
  * unit tests' entry point (one call per batch of frames, never per packet on a data path).
  */
 #include <errno.h>
 #include <string.h>
 
 #include <rte_cycles.h>
+#include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
 #include "pipeline.h"
 #include "frames.h"
+#include "capture.h"
 
 /* Copies a packet (one segment or a chain) into the output buffers and frees it. */
 static void
@@ -91,11 +94,11 @@ homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, int ke
 		}
 		if (kernel) {
 			/* The poll loop's kernel side: every packet to the NIC. */
-			homing_process_tap_burst(lc, pkts, b);
+			homing_tap_burst(lc, pkts, b);
 			memcpy(nic, pkts, b * sizeof(*pkts));
 			nn = b;
 		} else {
-			homing_process_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
+			homing_nic_burst(lc, pkts, b, nic, &nn, tap, &nt);
 		}
 		/* Outputs of one burst: NIC ones first, then TAP ones (order kept per port). */
 		for (uint16_t k = 0; k < nn + nt; k++)
@@ -122,4 +125,50 @@ homing_service_frames(struct homing_lcore *lc, int flush, uint8_t *out, uint32_t
 			  HOMING_PARK_MAX, &no);
 	*n_out = no;
 	return 0;
+}
+
+int
+homing_tx_numbered(struct homing_lcore *lc, struct rte_mempool *pool, uint16_t port,
+		   uint32_t first, uint32_t n)
+{
+	lc->nic_port = port;
+	if (n == 0) {
+		homing_tx_nic(lc, NULL, 0);
+		return 0;
+	}
+	while (n != 0) {
+		struct rte_mbuf *m[HOMING_BURST];
+		uint16_t k = (uint16_t)RTE_MIN(n, (uint32_t)HOMING_BURST);
+		if (rte_pktmbuf_alloc_bulk(pool, m, k) != 0)
+			return -1;
+		for (uint16_t i = 0; i < k; i++) {
+			uint8_t *d = (uint8_t *)rte_pktmbuf_append(m[i], 64);
+			uint32_t be = rte_cpu_to_be_32(first + i);
+			memset(d, 0, 64);
+			memcpy(d + 60, &be, 4);
+		}
+		homing_tx_nic(lc, m, k);
+		first += k;
+		n -= k;
+	}
+	return 0;
+}
+
+uint32_t
+homing_rx_numbered(uint16_t port, uint32_t *nums, uint32_t max)
+{
+	uint32_t got = 0;
+	while (got < max) {
+		struct rte_mbuf *m[HOMING_BURST];
+		uint16_t k = rte_eth_rx_burst(port, 0, m, (uint16_t)RTE_MIN(max - got, (uint32_t)HOMING_BURST));
+		if (k == 0)
+			break;
+		for (uint16_t i = 0; i < k; i++) {
+			uint32_t be;
+			memcpy(&be, rte_pktmbuf_mtod_offset(m[i], const uint8_t *, 60), 4);
+			nums[got++] = rte_be_to_cpu_32(be);
+		}
+		rte_pktmbuf_free_bulk(m, k);
+	}
+	return got;
 }

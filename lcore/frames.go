@@ -30,6 +30,7 @@ func (d *DataPlane) NewFrames(pool *dpdk.Mempool) *Frames {
 	*lc = C.struct_homing_lcore{}
 	lc.dp = d.dp
 	lc.pool = (*C.struct_rte_mempool)(pool.Ptr())
+	lc.udp, _ = newUDPLcore(0) // CID counters; SetLearn adds a ring
 	return &Frames{lc: lc, pool: pool}
 }
 
@@ -132,4 +133,27 @@ func (f *Frames) Close() {
 	f.Service(true)
 	freeLcore(f.lc)
 	f.lc = nil
+}
+
+// TxNIC sends n frames numbered first, first+1, ... on port through the poll loop's
+// NIC tx path (its backlog, homing_tx_nic); n == 0 offers the backlog once.
+func (f *Frames) TxNIC(port dpdk.Port, first, n uint32) error {
+	if C.homing_tx_numbered(f.lc, (*C.struct_rte_mempool)(f.pool.Ptr()), C.uint16_t(port.ID), C.uint32_t(first), C.uint32_t(n)) != 0 {
+		return errors.New("lcore: out of mbufs")
+	}
+	return nil
+}
+
+// TxBacklog is the number of packets waiting in the runner's NIC tx backlog.
+func (f *Frames) TxBacklog() int { return int(f.lc.nic_bl.n) }
+
+// RxNumbered receives up to max frames from port's queue 0 and returns the numbers
+// TxNIC gave them.
+func RxNumbered(port dpdk.Port, max int) []uint32 {
+	if max == 0 {
+		return nil
+	}
+	nums := make([]uint32, max)
+	n := C.homing_rx_numbered(C.uint16_t(port.ID), (*C.uint32_t)(unsafe.Pointer(&nums[0])), C.uint32_t(max))
+	return nums[:n]
 }

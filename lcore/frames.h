@@ -20,4 +20,10 @@ int homing_run_frames_side(struct homing_lcore *lc, struct rte_mempool *pool, in
  * Not reentrant (test use only). */
 int homing_service_frames(struct homing_lcore *lc, int flush, uint8_t *out, uint32_t out_cap,
 			  uint32_t *out_lens, uint8_t *out_port, uint32_t *n_out);
+/* Sends n 64-byte frames numbered first, first+1, ... (a big-endian uint32 at byte 60)
+ * through homing_tx_nic on port (n == 0: offers the backlog). -1: out of mbufs. */
+int homing_tx_numbered(struct homing_lcore *lc, struct rte_mempool *pool, uint16_t port,
+		       uint32_t first, uint32_t n);
+/* Receives up to max frames from port's queue 0 and returns their numbers (byte 60). */
+uint32_t homing_rx_numbered(uint16_t port, uint32_t *nums, uint32_t max);
 #endif

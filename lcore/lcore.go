@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,10 @@ type UDPPort struct {
 	// QUIC: the port serves QUIC; a long-header Initial packet (a new connection) goes
 	// to the local kernel without a lookup, like a TCP SYN.
 	QUIC bool
+	// CID: the port's QUIC servers encode their host id in the connection IDs they
+	// issue (docs/PROTOCOL.md): a packet of an unknown flow goes to the live host its
+	// destination CID names instead of waiting in the park. Needs QUIC.
+	CID bool
 }
 
 // Tunnel overheads: outer IP, UDP and GUE headers.
@@ -103,6 +108,10 @@ type Template struct {
 	DstMAC     net.HardwareAddr // the peer's MAC (same domain) or the gateway's
 	Src, Dst   netip.Addr       // outer IP source (this host) and destination (the peer)
 	TunnelPort uint16           // the peer's GUE port
+	// Alt is the peer's address of the other family, if it has one. GUE is decapsulated
+	// only from a live peer's Dst or Alt (the peer sends from its own primary address,
+	// which is Alt when its family is not this host's).
+	Alt netip.Addr
 }
 
 // Worker assigns one lcore to one queue pair of the NIC and TAP ports.
@@ -120,6 +129,10 @@ type DataPlane struct {
 	lcores  []*C.struct_homing_lcore
 	workers []Worker
 	running atomic.Bool
+	// sources are the tunnel addresses of the peers with a template (Dst and Alt),
+	// published to the lcores as the set GUE is accepted from.
+	sources map[uint16][]netip.Addr
+	capture *Capture // armed on the lcores, or nil (d.mu)
 }
 
 // New creates the data plane. The table must outlive it.
@@ -140,7 +153,7 @@ func New(c Config) (*DataPlane, error) {
 	if c.Warming {
 		dp.warming = 1
 	}
-	d := &DataPlane{dp: dp}
+	d := &DataPlane{dp: dp, sources: map[uint16][]netip.Addr{}}
 	if c.Self4.Is4() {
 		a := c.Self4.As4()
 		dp.self4 = *(*C.uint32_t)(unsafe.Pointer(&a[0]))
@@ -162,6 +175,9 @@ func New(c Config) (*DataPlane, error) {
 			q = 1
 		}
 		C.homing_dp_add_udp_port(dp, C.uint16_t(u.Port), C.int(q))
+		if u.CID && u.QUIC {
+			C.homing_dp_set_quic_cid(dp, C.uint16_t(u.Port))
+		}
 	}
 	if err := setBudget(dp, c); err != nil {
 		d.Close()
@@ -268,14 +284,74 @@ func (d *DataPlane) SetTemplate(t Template) error {
 	if ret != 0 {
 		return fmt.Errorf("lcore: template for host %d: errno %d", t.ID, -ret)
 	}
-	return nil
+	from := []netip.Addr{t.Dst.Unmap()}
+	if t.Alt.IsValid() && t.Alt.Unmap() != from[0] {
+		from = append(from, t.Alt.Unmap())
+	}
+	if old, ok := d.sources[t.ID]; ok && slices.Equal(old, from) {
+		return nil
+	}
+	d.sources[t.ID] = from
+	return d.publishSources()
 }
 
-// ClearTemplate withdraws peer id's template: its sessions go to the local kernel.
+// ClearTemplate withdraws peer id's template: its sessions go to the local kernel, and
+// its GUE is no longer decapsulated.
 func (d *DataPlane) ClearTemplate(id uint16) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	C.homing_tmpl_clear(d.dp, C.uint16_t(id))
+	if _, ok := d.sources[id]; ok {
+		delete(d.sources, id)
+		// Out of memory for the new set: the old one (with id) stays published. Hugepage
+		// memory for a few kilobytes is not expected to run out; the error is the
+		// caller's only if it set a template.
+		_ = d.publishSources()
+	}
+}
+
+// publishSources publishes d.sources to the lcores (d.mu held).
+func (d *DataPlane) publishSources() error {
+	var v4 []byte
+	var v6 []byte
+	for _, as := range d.sources {
+		for _, a := range as {
+			if a.Is4() {
+				b := a.As4()
+				v4 = append(v4, b[:]...)
+			} else {
+				b := a.As16()
+				v6 = append(v6, b[:]...)
+			}
+		}
+	}
+	buf := C.malloc(C.size_t(len(v4) + len(v6) + 1))
+	defer C.free(buf)
+	b := unsafe.Slice((*byte)(buf), len(v4)+len(v6)+1)
+	copy(b, v4)
+	copy(b[len(v4):], v6)
+	if C.homing_peers_set(d.dp, (*C.uint32_t)(buf), C.uint32_t(len(v4)/4),
+		(*C.uint8_t)(unsafe.Add(buf, len(v4))), C.uint32_t(len(v6)/16)) != 0 {
+		return errors.New("lcore: out of memory for the live peers' addresses")
+	}
+	return nil
+}
+
+// PeerSetsLeaked is the number of old live-peer sets not freed because a running lcore
+// did not report a quiescent state within a second of the swap.
+func (d *DataPlane) PeerSetsLeaked() uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&d.dp.peers_leaked)))
+}
+
+// PeerSources returns the tunnel addresses GUE is decapsulated from, in no order.
+func (d *DataPlane) PeerSources() []netip.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []netip.Addr
+	for _, as := range d.sources {
+		out = append(out, as...)
+	}
+	return out
 }
 
 // TemplateValid reports whether peer id has a published template.
@@ -301,6 +377,9 @@ type Options struct {
 	// ParkUDP is the share of ParkSize that packets of UDP session ports may hold
 	// (0..ParkSize-1); TCP holds the rest, so that neither fills the park for the other.
 	ParkUDP int
+	// LearnRing is the size (records, a power of two up to MaxLearnRing) of each lcore's
+	// ring of learned UDP flows (DrainLearned); 0: no learning.
+	LearnRing int
 	// Pool is where the lcores take the mbufs of fragments from (IPv4 packets without DF
 	// too big for the tunnel are fragmented and tunnelled); nil drops such packets.
 	Pool *dpdk.Mempool
@@ -334,6 +413,7 @@ func setPark(lc *C.struct_homing_lcore, hold time.Duration, size, udp int) error
 }
 
 func freeLcore(lc *C.struct_homing_lcore) {
+	C.homing_udp_lcore_free(lc.udp)
 	C.free(unsafe.Pointer(lc.park))
 	C.free(unsafe.Pointer(lc))
 }
@@ -371,6 +451,12 @@ func (d *DataPlane) Start(workers []Worker, o Options) error {
 			d.freeLcores()
 			return err
 		}
+		u, err := newUDPLcore(o.LearnRing)
+		if err != nil {
+			d.freeLcores()
+			return err
+		}
+		lc.udp = u
 	}
 	for i, w := range workers {
 		if err := dpdk.Launch(unsafe.Pointer(C.homing_lcore_main), unsafe.Pointer(d.lcores[i]), w.Lcore); err != nil {
@@ -409,6 +495,9 @@ func (d *DataPlane) Stop() error {
 }
 
 func (d *DataPlane) freeLcores() {
+	if d.capture != nil {
+		d.disarm(d.capture) // its Close frees the rings
+	}
 	for _, lc := range d.lcores {
 		freeLcore(lc)
 	}

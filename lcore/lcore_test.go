@@ -80,29 +80,31 @@ func setup(t testing.TB) *env {
 
 // goldenUDPPorts are the golden data plane's UDP session ports (no golden case uses
 // them; the fuzzers' seeds do).
-var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true}}
+var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true, CID: true}}
 
 // udpSeeds are fuzz seeds for the UDP session and QUIC classification.
 func udpSeeds() [][]byte {
 	return [][]byte{udpFrame(udpKey(41000, 443), quicV1Initial), udpFrame(udpKey(41001, 443), quicV2Initial),
 		udpFrame(udpKey(41002, 443), quicShort), udpFrame(udpKey(41003, 4433), []byte("session")),
-		udpFrame(udpKey(41004, 53), []byte("plain"))}
+		udpFrame(udpKey(41004, 53), []byte("plain")), udpFrame(udpKey(41005, 443), quicShortCID(cidFor(2), 40)),
+		udpFrame(udpKey(41006, 443), quicShortCID(cidFor(1), 40)), udpFrame(udpKey(41007, 443), quicLong(0xe0, 1, 8, cidFor(2), 60))}
 }
 
-// newGoldenDP builds a data plane for the golden scenario on tbl.
+// newGoldenDP builds a data plane for the golden scenario on tbl, with the GUE
+// scenario's IPv6 tunnel addresses (golden.Self6; golden.Peer6, peer 2's Alt), which no
+// case of the base scenario uses.
 func newGoldenDP(tbl *table.Table) (*lcore.DataPlane, error) {
 	var vips []netip.Prefix
 	for _, v := range golden.VIPs {
 		vips = append(vips, netip.PrefixFrom(v, v.BitLen()))
 	}
-	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, TunnelPort: golden.Self.Port,
-		VIPs: vips, Table: tbl.Ptr(), UDPPorts: goldenUDPPorts})
+	dp, err := lcore.New(lcore.Config{SelfID: golden.Self.ID, Self4: golden.Self.Addr, Self6: golden.Self6,
+		TunnelPort: golden.Self.Port, VIPs: vips, Table: tbl.Ptr(), UDPPorts: goldenUDPPorts})
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range golden.Peers {
-		if err := dp.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC,
-			Src: golden.Self.Addr, Dst: p.Addr, TunnelPort: p.Port}); err != nil {
+		if err := dp.SetTemplate(goldenTemplate(p)); err != nil {
 			return nil, err
 		}
 	}
@@ -111,6 +113,25 @@ func newGoldenDP(tbl *table.Table) (*lcore.DataPlane, error) {
 		ups = append(ups, session.Update{Key: s.Key, Owner: session.Owner{Host: s.Owner, Epoch: 1}})
 	}
 	return dp, tbl.Apply(ups)
+}
+
+// goldenTemplate is peer p's template in the golden scenario (peer 2 with its IPv6
+// address as Alt).
+func goldenTemplate(p golden.Host) lcore.Template {
+	t := lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC, Src: golden.Self.Addr, Dst: p.Addr, TunnelPort: p.Port}
+	if p.ID == 2 {
+		t.Alt = golden.Peer6
+	}
+	return t
+}
+
+// sumGUERefused is the sum of the GUE refusals by reason.
+func sumGUERefused(st lcore.Stats) uint64 {
+	var n uint64
+	for _, v := range st.GUERefused() {
+		n += v
+	}
+	return n
 }
 
 // run sends the NIC-side golden frames through the pipeline without ports.
@@ -160,8 +181,14 @@ func TestGoldenFrames(t *testing.T) {
 	if st.RxNIC != uint64(len(in)) {
 		t.Fatalf("rx_nic %d, want %d", st.RxNIC, len(in))
 	}
-	if sum := st.Redirect + st.ToKernel(); sum != st.RxNIC {
+	if sum := st.Redirect + st.ToKernel() + st.GUEBad; sum != st.RxNIC {
 		t.Fatalf("classes add up to %d of %d packets: %+v", sum, st.RxNIC, st)
+	}
+	want := golden.WantCounters(golden.Cases())
+	for r, n := range st.GUERefused() {
+		if n != want[r] {
+			t.Errorf("GUE refused %s: %d, want %d", r, n, want[r])
+		}
 	}
 	if st.Redirect == 0 || st.Decap == 0 || st.SYN == 0 || st.Malformed == 0 || st.Frag == 0 || st.IPOpt == 0 ||
 		st.Miss == 0 || st.Local == 0 || st.DeadOwner == 0 || st.GUEBad == 0 || st.Other == 0 {
@@ -182,9 +209,7 @@ func TestTemplateWithdraw(t *testing.T) {
 	if len(nic) != 0 || len(kernel) != 1 || !bytes.Equal(kernel[0], frame) || st.DeadOwner != 1 {
 		t.Fatalf("withdrawn: nic %d kernel %d stats %+v\n in %x\nout %x", len(nic), len(kernel), st, frame, kernel)
 	}
-	p := golden.Peers[0]
-	if err := e.dp.SetTemplate(lcore.Template{ID: p.ID, SrcMAC: golden.Self.MAC, DstMAC: p.MAC,
-		Src: golden.Self.Addr, Dst: p.Addr, TunnelPort: p.Port}); err != nil {
+	if err := e.dp.SetTemplate(goldenTemplate(golden.Peers[0])); err != nil {
 		t.Fatal(err)
 	}
 	nic, _, st = run(t, e, [][]byte{frame})
@@ -270,7 +295,7 @@ func FuzzClassifier(f *testing.F) {
 	for _, s := range append(golden.FuzzSeeds(), udpSeeds()...) {
 		f.Add(s)
 	}
-	for _, c := range golden.ICMPCases() {
+	for _, c := range append(golden.ICMPCases(), golden.GUECases()...) {
 		f.Add(c.Frame)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -279,11 +304,14 @@ func FuzzClassifier(f *testing.F) {
 		}
 		e := setup(t)
 		nic, kernel, st := run(t, e, [][]byte{frame})
-		if len(nic)+len(kernel)+int(st.DropHeadroom) != 1 {
+		if len(nic)+len(kernel)+int(st.DropHeadroom+st.GUEBad) != 1 {
 			t.Fatalf("%d outputs for one frame: %+v", len(nic)+len(kernel), st)
 		}
-		if st.Redirect+st.ToKernel() != 1 {
+		if st.Redirect+st.ToKernel()+st.GUEBad != 1 {
 			t.Fatalf("not counted exactly once: %+v", st)
+		}
+		if st.GUEBad != sumGUERefused(st) {
+			t.Fatalf("GUE refused %d, by reason %v", st.GUEBad, st.GUERefused())
 		}
 		if len(kernel) == 1 && st.Decap == 0 && !bytes.Equal(kernel[0], frame) {
 			t.Fatalf("kernel output differs from input:\n in %x\nout %x", frame, kernel[0])

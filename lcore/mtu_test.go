@@ -89,7 +89,7 @@ func TestMTUBudget(t *testing.T) {
 		t.Errorf("counters: too big %d (answered %d, dropped %d, fragments %d), MSS clamped %d; want %d answered, %d dropped, %d fragments, %d clamped",
 			sum.TooBig, sum.ICMPTooBig, sum.DropTooBig, sum.FragTunnelled, sum.MSSClamped, want[golden.Reply], want[golden.Drop], frags, want[golden.Rewrite])
 	}
-	if got := sum.Redirect + sum.TooBig + sum.ToKernel(); got != sum.RxNIC {
+	if got := sum.Redirect + sum.TooBig + sum.ToKernel() + sum.GUEBad; got != sum.RxNIC {
 		t.Errorf("classes add up to %d of %d packets: %+v", got, sum.RxNIC, sum)
 	}
 }
@@ -166,7 +166,7 @@ func FuzzMTUBudget(f *testing.F) {
 		if st.FragTunnelled > 0 {
 			out -= int(st.FragTunnelled) - 1 // one packet, in fragments
 		}
-		if out+int(st.DropHeadroom+st.DropTooBig) != 1 || st.Redirect+st.TooBig+st.ToKernel() != 1 {
+		if out+int(st.DropHeadroom+st.DropTooBig+st.GUEBad) != 1 || st.Redirect+st.TooBig+st.ToKernel()+st.GUEBad != 1 {
 			t.Fatalf("%d outputs for one frame: %+v", out, st)
 		}
 		if st.ICMPTooBig == 1 {

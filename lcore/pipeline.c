@@ -20,6 +20,8 @@
 
 #include "pipeline.h"
 #include "bench.h"
+#include "capture.h"
+#include "park.h"
 
 /* What happens to a NIC packet, decided per packet in the parse pass. */
 enum action {
@@ -35,8 +37,16 @@ enum action {
 	A_REPLY,    /* rewritten in place into a reply to the sender, to the NIC, counted in cls */
 };
 
-/* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words). */
+/* Index of the cls_* counter (in struct homing_lcore_stats, as uint64_t words): the
+ * pipeline counts through cnt[bm->cls]++ with cnt the stats struct seen as an array.
+ * That needs a struct of uint64_t words only (no padding, no other type: Go's
+ * counters.NewFromC refuses any other field at start) whose every index fits the
+ * uint8_t of burst_meta. */
 #define CLS(field) ((uint8_t)(offsetof(struct homing_lcore_stats, field) / sizeof(uint64_t)))
+_Static_assert(sizeof(struct homing_lcore_stats) % sizeof(uint64_t) == 0,
+	       "struct homing_lcore_stats: uint64_t words only");
+_Static_assert(sizeof(struct homing_lcore_stats) / sizeof(uint64_t) <= UINT8_MAX + 1,
+	       "struct homing_lcore_stats: too many words for CLS's uint8_t index");
 
 #define ETH_LEN RTE_ETHER_HDR_LEN
 #define TUN_V4_LEN (sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN)
@@ -64,6 +74,7 @@ struct burst_meta {
 	uint8_t cls;
 	uint8_t inner;      /* inner packet: IPPROTO_IPIP (IPv4) or IPPROTO_IPV6, the GUE protocol */
 	uint8_t tun_af;     /* A_TOOBIG: the owner's tunnel family (4 or 6) */
+	uint8_t why;        /* A_DROP of cls_gue_bad: the gue_* counter of the refusal */
 	uint16_t owner;     /* A_TOOBIG: the owner */
 	uint16_t sport;     /* A_TOOBIG: the flow's GUE source port */
 	uint16_t ip_len;    /* encap: inner IP packet length; decap: inner length */
@@ -125,6 +136,44 @@ gue_check(const uint8_t *gue, uint32_t avail, uint16_t *inner_len)
 		return 6;
 	}
 	return 0;
+}
+
+/* Whether a is the IPv4 tunnel address (network order) of a live peer: one CRC32 and,
+ * the set being at most half full, one or two probes. */
+static inline int
+peer4_known(const struct homing_dp *dp, uint32_t a)
+{
+	const struct homing_peers *p = __atomic_load_n(&dp->peers, __ATOMIC_ACQUIRE);
+	uint32_t i = rte_hash_crc_4byte(a, 0) & p->mask4;
+
+	for (;; i = (i + 1) & p->mask4) {
+		uint32_t v = p->a4[i];
+		if (v == 0)
+			return 0;
+		if (v == a)
+			return 1;
+	}
+}
+
+/* The same for an IPv6 address. */
+static inline int
+peer6_known(const struct homing_dp *dp, const uint8_t *a)
+{
+	const struct homing_peers *p = __atomic_load_n(&dp->peers, __ATOMIC_ACQUIRE);
+	uint64_t a0, a1;
+	uint32_t i = rte_hash_crc(a, 16, 0) & p->mask6;
+
+	memcpy(&a0, a, 8);
+	memcpy(&a1, a + 8, 8);
+	for (;; i = (i + 1) & p->mask6) {
+		uint64_t v0, v1;
+		memcpy(&v0, p->a6[i], 8);
+		memcpy(&v1, p->a6[i] + 8, 8);
+		if ((v0 | v1) == 0)
+			return 0;
+		if (v0 == a0 && v1 == a1)
+			return 1;
+	}
 }
 
 /* Checks the L4 header of a TCP/UDP packet of l4_len bytes. Returns 0 if malformed,
@@ -243,6 +292,90 @@ icmp6_key(const uint8_t *icmp, uint32_t icmp_len, const uint8_t *vip, struct hom
 	return 1;
 }
 
+/* Index of the cls_* or gue_* counter (in struct homing_lcore_stats, as uint64_t words). */
+#define CNT(field) CLS(field)
+
+/* What a peer tunnels (the inner packet of valid GUE, family af, ilen bytes at in): TCP
+ * or UDP to a VIP (IPv4 without options; a fragment, which a peer sends for a too-big
+ * packet without DF, is checked up to its destination and protocol), or an ICMP / ICMPv6
+ * error about a VIP flow (what parse4/parse6 hand to a session's owner). Returns 0, or
+ * the gue_* counter of the refusal. Reads at most GUE_INNER_READ bytes of the inner
+ * packet, and none beyond ilen. */
+static inline uint8_t
+gue_inner(const struct homing_dp *dp, const uint8_t *in, uint32_t ilen, int af)
+{
+	union {
+		struct homing_key4 k4;
+		struct homing_key6 k6;
+	} k;
+	uint8_t proto;
+
+	if (af == 4) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)in;
+		/* gue_check: version 4, 20 <= IHL <= ilen */
+		if (unlikely(ip->version_ihl != RTE_IPV4_VHL_DEF))
+			return CNT(gue_inner_malformed);
+		proto = ip->next_proto_id;
+		if (likely(proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+			if (unlikely(!vip4_match(dp, ip->dst_addr)))
+				return CNT(gue_inner_not_vip);
+			if (unlikely(ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)))
+				return 0;
+			return l4_check(in + sizeof(*ip), ilen - sizeof(*ip), proto) ? 0 : CNT(gue_inner_malformed);
+		}
+		if (proto != IPPROTO_ICMP)
+			return CNT(gue_inner_proto);
+		if (ilen < sizeof(*ip) + 1)
+			return CNT(gue_inner_malformed);
+		if (in[sizeof(*ip)] != 3 && in[sizeof(*ip)] != 11 && in[sizeof(*ip)] != 12)
+			return CNT(gue_inner_proto);
+		if (!vip4_match(dp, ip->dst_addr))
+			return CNT(gue_inner_not_vip);
+		if ((ip->fragment_offset & rte_cpu_to_be_16(IPV4_MF_OFF_MASK)) ||
+		    !icmp4_key(in + sizeof(*ip), ilen - sizeof(*ip), ip->dst_addr, &k.k4))
+			return CNT(gue_inner_malformed);
+		return 0;
+	} else {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)in;
+		/* gue_check: version 6, 40 + payload length = ilen */
+		proto = ip->proto;
+		if (likely(proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+			if (unlikely(!vip6_match(dp, ip->dst_addr)))
+				return CNT(gue_inner_not_vip);
+			return l4_check(in + sizeof(*ip), ilen - sizeof(*ip), proto) ? 0 : CNT(gue_inner_malformed);
+		}
+		if (proto != IPPROTO_ICMPV6)
+			return CNT(gue_inner_proto);
+		if (ilen < sizeof(*ip) + 1)
+			return CNT(gue_inner_malformed);
+		if (in[sizeof(*ip)] < 1 || in[sizeof(*ip)] > 4)
+			return CNT(gue_inner_proto);
+		if (!vip6_match(dp, ip->dst_addr))
+			return CNT(gue_inner_not_vip);
+		if (!icmp6_key(in + sizeof(*ip), ilen - sizeof(*ip), ip->dst_addr, &k.k6))
+			return CNT(gue_inner_malformed);
+		return 0;
+	}
+}
+
+/* Whether avail bytes at gue hold a GUE header gue_check accepts (variant 0, no flags or
+ * options, protocol IPv4 or IPv6): if gue_check failed, the inner packet did. */
+static inline int
+gue_hdr_ok(const uint8_t *gue, uint32_t avail)
+{
+	return avail >= HOMING_GUE_LEN && gue[0] == 0 && gue[2] == 0 && gue[3] == 0 &&
+	       (gue[1] == IPPROTO_IPIP || gue[1] == IPPROTO_IPV6);
+}
+
+/* Refuses a GUE packet: dropped, counted in cls_gue_bad and in the gue_* counter why. */
+static inline void
+gue_refuse(struct burst_meta *bm, uint8_t why)
+{
+	bm->act = A_DROP;
+	bm->cls = CLS(cls_gue_bad);
+	bm->why = why;
+}
+
 /* The length of the TCP or UDP header at l4 (checked by l4_check). */
 static inline uint32_t
 l4_hdr_len(const uint8_t *l4, uint8_t proto)
@@ -260,10 +393,13 @@ chain_ok(uint32_t len, uint32_t hlen, uint32_t ip_len)
 	return hlen == len || ETH_LEN + ip_len == len;
 }
 
+/* The most gue_inner reads of an inner packet: IPv6, ICMPv6 header, quoted IPv6 header,
+ * 4 bytes of its TCP/UDP header. */
+#define GUE_INNER_READ (2 * sizeof(struct rte_ipv6_hdr) + 8 + 4)
 /* The smallest first segment of a chain that holds a GUE packet's headers: outer IP, UDP,
- * GUE and the largest inner IP header. */
+ * GUE and what gue_inner reads. */
 #define GUE_HDRS_LEN(l3) (ETH_LEN + (l3) + sizeof(struct rte_udp_hdr) + HOMING_GUE_LEN + \
-			  sizeof(struct rte_ipv6_hdr))
+			  GUE_INNER_READ)
 
 static inline void
 parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen,
@@ -321,11 +457,26 @@ parse4(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen
 	    ((const struct rte_udp_hdr *)l4)->dst_port == dp->tunnel_port) {
 		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+		uint8_t why;
 		int af;
+		if (!peer4_known(dp, ip->src_addr)) {
+			gue_refuse(bm, CNT(gue_unknown_source));
+			return;
+		}
 		if (ulen < sizeof(*udp) || ulen > l4_len ||
-		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
-		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
-			bm->cls = CLS(cls_gue_bad);
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip)))) {
+			gue_refuse(bm, CNT(gue_malformed));
+			return;
+		}
+		af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len);
+		if (af == 0) {
+			gue_refuse(bm, gue_hdr_ok(l4 + sizeof(*udp), ulen - sizeof(*udp))
+					       ? CNT(gue_inner_malformed) : CNT(gue_malformed));
+			return;
+		}
+		why = gue_inner(dp, l4 + sizeof(*udp) + HOMING_GUE_LEN, bm->ip_len, af);
+		if (why != 0) {
+			gue_refuse(bm, why);
 			return;
 		}
 		bm->inner = af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
@@ -422,11 +573,26 @@ parse6(const struct homing_dp *dp, const uint8_t *d, uint32_t len, uint32_t hlen
 	    memcmp(ip->dst_addr, dp->self6, 16) == 0) {
 		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)l4;
 		uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+		uint8_t why;
 		int af;
+		if (!peer6_known(dp, ip->src_addr)) {
+			gue_refuse(bm, CNT(gue_unknown_source));
+			return;
+		}
 		if (ulen < sizeof(*udp) || ulen > plen ||
-		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip))) ||
-		    (af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len)) == 0) {
-			bm->cls = CLS(cls_gue_bad);
+		    (hlen < len && hlen < GUE_HDRS_LEN(sizeof(*ip)))) {
+			gue_refuse(bm, CNT(gue_malformed));
+			return;
+		}
+		af = gue_check(l4 + sizeof(*udp), ulen - sizeof(*udp), &bm->ip_len);
+		if (af == 0) {
+			gue_refuse(bm, gue_hdr_ok(l4 + sizeof(*udp), ulen - sizeof(*udp))
+					       ? CNT(gue_inner_malformed) : CNT(gue_malformed));
+			return;
+		}
+		why = gue_inner(dp, l4 + sizeof(*udp) + HOMING_GUE_LEN, bm->ip_len, af);
+		if (why != 0) {
+			gue_refuse(bm, why);
 			return;
 		}
 		bm->inner = af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
@@ -482,15 +648,16 @@ parse(const struct homing_dp *dp, struct rte_mbuf *m, struct burst_meta *bm,
 }
 
 /* GUE to this host over IPv4 (after parse_fast4's first tests: one segment, IPv4
- * without options, not a fragment, UDP) with an IPv4 inner packet: 1 (A_DECAP4, exactly
- * what parse4 decides), else 0 (the full parser decides). */
+ * without options, not a fragment, UDP) from a live peer with an IPv4 inner packet, TCP
+ * or UDP to a VIP, not a fragment: 1 (A_DECAP4, exactly what parse4 decides), else 0
+ * (the full parser decides, and counts the refusals). */
 static __rte_always_inline int
 parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint32_t len,
 		struct burst_meta *bm)
 {
 	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
 	const struct rte_ipv4_hdr *in;
-	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g;
+	uint32_t tot = rte_be_to_cpu_16(ip->total_length), ulen, itot, g, w;
 
 	if (ip->dst_addr != dp->self4 || udp->dst_port != dp->tunnel_port)
 		return 0;
@@ -506,6 +673,21 @@ parse_fast_gue4(const struct homing_dp *dp, const struct rte_ipv4_hdr *ip, uint3
 	itot = rte_be_to_cpu_16(in->total_length);
 	if (g != rte_cpu_to_be_32(IPPROTO_IPIP << 16) || in->version_ihl != RTE_IPV4_VHL_DEF ||
 	    itot - 20 > ulen - 32)
+		return 0;
+	/* gue_inner's TCP/UDP case: not a fragment, l4_check on itot - 20 bytes, to a VIP.
+	 * w: the inner fragment_offset, ttl, next_proto_id. */
+	memcpy(&w, &in->fragment_offset, 4);
+	w &= rte_cpu_to_be_32((IPV4_MF_OFF_MASK << 16) | 0xff);
+	if (likely(w == rte_cpu_to_be_32(IPPROTO_TCP))) {
+		/* inner bytes up to itot are in the frame (itot <= ulen - 12); with itot >= 40,
+		 * 20 <= doff <= itot - 20 is doff - 20 <= itot - 40 (unsigned) */
+		if (itot < 40 ||
+		    ((uint32_t)(((const uint8_t *)(in + 1))[12] >> 2) & 0x3c) - 20 > itot - 40)
+			return 0;
+	} else if (w != rte_cpu_to_be_32(IPPROTO_UDP) || itot < 28) {
+		return 0;
+	}
+	if (unlikely(!peer4_known(dp, ip->src_addr) || !vip4_match(dp, in->dst_addr)))
 		return 0;
 	bm->ip_len = (uint16_t)itot;
 	bm->inner = IPPROTO_IPIP;
@@ -1013,15 +1195,53 @@ too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b,
 	return A_DROP;
 }
 
+/* An unknown flow on a QUIC port with host-id CIDs (dp->udp_cid): if its destination
+ * CID names this host or a live peer, it goes there (decide(), as a table hit would):
+ * returns 1 with *r decide()'s result. Otherwise 0 (parked or to the kernel as usual). */
+static inline int
+cid_route(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, uint32_t af,
+	  uint32_t hash, uint32_t *r)
+{
+	const struct homing_dp *dp = lc->dp;
+	const uint32_t l3 = af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr);
+	const uint32_t off = ETH_LEN + l3 + sizeof(struct rte_udp_hdr);
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
+	uint32_t len, ulen;
+	uint16_t h;
+
+	/* Not an ICMP error about the flow (its key is the quoted flow's). */
+	if (ip[af == 4 ? 9 : 6] != IPPROTO_UDP)
+		return 0;
+	/* The UDP payload: within the UDP length, the IP length and the first segment. */
+	ulen = ((uint32_t)ip[l3 + 4] << 8) | ip[l3 + 5];
+	len = RTE_MIN(ETH_LEN + l3 + ulen, (uint32_t)ETH_LEN + b->ip_len);
+	len = RTE_MIN(len, (uint32_t)rte_pktmbuf_data_len(m));
+	if (ulen < sizeof(struct rte_udp_hdr) || len <= off)
+		return 0;
+	h = homing_quic_dcid_host(rte_pktmbuf_mtod_offset(m, const uint8_t *, off), len - off);
+	if (h == 0 || h >= HOMING_MAX_HOSTS)
+		return 0;
+	if (h != dp->self_id && !dp->tmpl[h].valid) {
+		if (lc->udp != NULL)
+			lc->udp->stats.cid_not_live++;
+		return 0;
+	}
+	*r = decide(dp, &lc->stats, m, b, HOMING_VAL(h, 0), hash);
+	if (lc->udp != NULL) {
+		lc->udp->stats.cid_local += *r == DECIDED_LOCAL;
+		lc->udp->stats.cid_redirect += *r == DECIDED_REDIRECT;
+	}
+	return 1;
+}
+
 /* A looked-up packet whose session is unknown: parked if it may have an owner elsewhere
  * (TCP, or UDP to a UDP session port) and its class's share of the park has room, else to
  * the kernel. Other UDP (a plain UDP service: DNS, ...) never waits. */
-static __rte_noinline void
+static __rte_noinline uint32_t
 miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const void *key,
-     uint32_t af)
+     uint32_t af, uint32_t hash)
 {
 	const struct homing_dp *dp = lc->dp;
-	struct homing_park_slot *s;
 	uint8_t proto = af == 4 ? ((const struct homing_key4 *)key)->proto
 				: ((const struct homing_key6 *)key)->proto;
 	uint16_t dport = af == 4 ? ((const struct homing_key4 *)key)->dport
@@ -1031,36 +1251,25 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	b->act = A_TAP;
 	if (udp && !port_in(dp->udp_sess, dport)) {
 		b->cls = CLS(cls_udp_plain);
-		return;
+		return DECIDED_OTHER;
+	}
+	if (udp && port_in(dp->udp_cid, dport)) {
+		uint32_t r;
+		if (cid_route(lc, m, b, af, hash, &r))
+			return r;
 	}
 	b->cls = CLS(cls_miss);
-	if (lc->park_tsc == 0)
-		return;
-	if (unlikely(lc->park_count >= lc->park_max ||
-		     (udp ? lc->park_udp >= lc->park_udp_max
-			  : lc->park_count - lc->park_udp >= lc->park_max - lc->park_udp_max))) {
-		lc->stats.park_full++;
-		lc->stats.park_udp_full += udp;
-		if (unlikely(dp->warming)) {
-			b->act = A_DROP; /* the kernel would reset it; TCP will send it again */
-			lc->stats.park_warm_drop++;
-		}
-		return;
+	switch (homing_park_hold(lc, m, b->ip_len, key, af, udp)) {
+	case HOMING_PARK_HELD:
+		b->act = A_PARKED;
+		break;
+	case HOMING_PARK_HOLD_DROP:
+		b->act = A_DROP; /* full while warming: the kernel would reset it */
+		break;
+	case HOMING_PARK_NOT_HELD: /* to the kernel */
+		break;
 	}
-	s = &lc->park[lc->park_count++];
-	s->m = m;
-	s->deadline = rte_rdtsc() + lc->park_tsc;
-	s->ip_len = b->ip_len;
-	s->af = (uint8_t)af;
-	s->udp = (uint8_t)udp;
-	if (af == 4)
-		s->k4 = *(const struct homing_key4 *)key;
-	else
-		s->k6 = *(const struct homing_key6 *)key;
-	lc->park_udp += udp;
-	lc->stats.park_in++;
-	lc->stats.park_udp_in += udp;
-	b->act = A_PARKED;
+	return DECIDED_OTHER;
 }
 
 /* Looks up and decides the VIP packets of a burst (lk[0..n), one address family).
@@ -1076,12 +1285,13 @@ lookup_resolve4(struct homing_lcore *lc, struct lookup4 *lk, uint32_t n)
 	homing_table_stage4(dp->table, &lk[0].hash, sizeof(*lk), n, cand);
 	for (j = 0; j < n; j++) {
 		struct lookup4 *l = &lk[j];
-		uint64_t val;
-		if (unlikely(!homing_table_finish4(dp->table, &l->key, l->hash, cand[j], &val))) {
-			miss(lc, l->m, l->b, &l->key, 4);
+		uint16_t owner;
+		/* the owner only: one cache line, the bucket */
+		if (unlikely(!homing_table_finish4_owner(dp->table, &l->key, l->hash, cand[j], &owner))) {
+			acc += miss(lc, l->m, l->b, &l->key, 4, l->hash);
 			continue;
 		}
-		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
+		acc += decide(dp, &lc->stats, l->m, l->b, HOMING_VAL(owner, 0), l->hash);
 	}
 	return acc;
 }
@@ -1098,7 +1308,7 @@ lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 		struct lookup6 *l = &lk[j];
 		uint64_t val;
 		if (unlikely(!homing_table_finish6(dp->table, &l->key, l->hash, cand[j], &val))) {
-			miss(lc, l->m, l->b, &l->key, 6);
+			acc += miss(lc, l->m, l->b, &l->key, 6, l->hash);
 			continue;
 		}
 		acc += decide(dp, &lc->stats, l->m, l->b, val, l->hash);
@@ -1106,108 +1316,46 @@ lookup_resolve6(struct homing_lcore *lc, struct lookup6 *lk, uint32_t n)
 	return acc;
 }
 
-uint32_t
-homing_park_service(struct homing_lcore *lc, uint64_t now, struct rte_mbuf **out,
-		    uint8_t *to_nic)
+/* The park's release of a parked packet whose session showed up (park.c): decides it
+ * as the pipeline decides a looked-up packet (to its owner, too big, or the kernel). */
+enum homing_park_fate
+homing_park_decide(struct homing_lcore *lc, const struct homing_park_slot *s, uint64_t val,
+		   uint8_t *cls)
 {
-	const struct homing_dp *dp = lc->dp;
-	struct homing_lcore_stats *st = &lc->stats;
-	uint64_t *cnt = (uint64_t *)st;
-	uint32_t count = lc->park_count, keep = 0, keep_udp = 0, nout = 0, i, j;
-	uint64_t gen;
-	int relook;
+	struct burst_meta b = { .ip_len = s->ip_len,
+				.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
 
-	if (count == 0)
-		return 0;
-	gen = __atomic_load_n(&dp->table->gen, __ATOMIC_ACQUIRE);
-	relook = gen != lc->park_gen;
-	if (!relook && (lc->park[0].deadline > now || dp->warming))
-		return 0;
-	lc->park_gen = gen;
-	for (i = 0; i < count; i += HOMING_BURST) {
-		uint32_t n = RTE_MIN((uint32_t)HOMING_BURST, count - i);
-		const void *kp4[HOMING_BURST], *kp6[HOMING_BURST];
-		uint8_t i4[HOMING_BURST], i6[HOMING_BURST];
-		uint64_t v4[HOMING_BURST], v6[HOMING_BURST], h4 = 0, h6 = 0;
-		uint64_t hit = 0, val[HOMING_BURST];
-		uint32_t n4 = 0, n6 = 0;
-
-		if (relook) {
-			for (j = 0; j < n; j++) {
-				struct homing_park_slot *s = &lc->park[i + j];
-				if (s->af == 4) {
-					i4[n4] = (uint8_t)j;
-					kp4[n4++] = &s->k4;
-				} else {
-					i6[n6] = (uint8_t)j;
-					kp6[n6++] = &s->k6;
-				}
-			}
-			if (n4 != 0)
-				homing_table_lookup4_bulk(dp->table, kp4, n4, &h4, v4);
-			if (n6 != 0)
-				homing_table_lookup6_bulk(dp->table, kp6, n6, &h6, v6);
-			for (j = 0; j < n4; j++)
-				if ((h4 >> j) & 1) {
-					hit |= 1ULL << i4[j];
-					val[i4[j]] = v4[j];
-				}
-			for (j = 0; j < n6; j++)
-				if ((h6 >> j) & 1) {
-					hit |= 1ULL << i6[j];
-					val[i6[j]] = v6[j];
-				}
-		}
-		for (j = 0; j < n; j++) {
-			struct homing_park_slot *s = &lc->park[i + j];
-			struct burst_meta b = { .ip_len = s->ip_len,
-						.inner = s->af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6 };
-			if ((hit >> j) & 1) {
-				decide(dp, st, s->m, &b, val[j], key_hash(&s->k4, s->af));
-				if (unlikely(b.act == A_TOOBIG))
-					b.act = too_big(lc, s->m, &b, NULL, 0, NULL);
-				cnt[b.cls]++;
-				if (b.act == A_NIC)
-					st->park_redirect++;
-				else
-					st->park_local++;
-				if (b.act == A_DROP) {
-					rte_pktmbuf_free(s->m);
-					continue;
-				}
-			} else if (s->deadline <= now && !dp->warming) {
-				b.act = A_TAP;
-				st->cls_miss++;
-				st->park_expired++;
-			} else {
-				if (keep != i + j)
-					lc->park[keep] = *s;
-				keep++;
-				keep_udp += s->udp;
-				continue;
-			}
-			to_nic[nout] = b.act == A_NIC || b.act == A_REPLY;
-			out[nout++] = s->m;
-		}
+	decide(lc->dp, &lc->stats, s->m, &b, val, key_hash(&s->k4, s->af));
+	if (unlikely(b.act == A_TOOBIG))
+		b.act = too_big(lc, s->m, &b, NULL, 0, NULL);
+	*cls = b.cls;
+	switch (b.act) {
+	case A_NIC:
+		return HOMING_PARK_NIC;
+	case A_REPLY:
+		return HOMING_PARK_REPLY;
+	case A_DROP:
+		return HOMING_PARK_DROP;
+	default:
+		return HOMING_PARK_TAP;
 	}
-	lc->park_count = keep;
-	lc->park_udp = keep_udp;
-	return nout;
 }
 
-uint32_t
-homing_park_flush(struct homing_lcore *lc, struct rte_mbuf **out, uint8_t *to_nic)
+/* Each packet's class (stats word) and fate for the capture (capture.h). */
+static __rte_noinline void
+export_fate(const struct burst_meta *bm, uint32_t n, uint8_t *cls, uint8_t *fate)
 {
-	uint32_t n = lc->park_count;
 	for (uint32_t i = 0; i < n; i++) {
-		out[i] = lc->park[i].m;
-		to_nic[i] = 0;
+		uint8_t a = bm[i].act;
+		cls[i] = bm[i].cls;
+		fate[i] = a == A_NIC || a == A_REPLY ? HOMING_FATE_NIC
+			: a == A_PARKED		     ? HOMING_FATE_PARKED
+			: a == A_DROP		     ? HOMING_FATE_DROP
+			: a == A_TOOBIG		     ? HOMING_FATE_TOOBIG
+						     : HOMING_FATE_KERNEL;
+		if (a == A_DECAP4 || a == A_DECAP6)
+			cls[i] = CLS(cls_decap);
 	}
-	lc->stats.cls_miss += n;
-	lc->stats.park_expired += n;
-	lc->park_count = 0;
-	lc->park_udp = 0;
-	return n;
 }
 
 /* Fast paths on (1, the default) or off (0: every packet through the full classifier;
@@ -1254,10 +1402,12 @@ parse_burst_full(const struct homing_dp *dp, struct rte_mbuf **pkts, uint32_t n,
 	parse_burst(dp, pkts, n, bm, l4, l6, n4p, n6p, 0);
 }
 
-void
-homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
-			 struct rte_mbuf **nic_out, uint16_t *n_nic,
-			 struct rte_mbuf **tap_out, uint16_t *n_tap)
+/* The NIC burst; with fate != NULL (a constant in each caller), also each packet's class
+ * and fate for the capture (capture.h). */
+static __rte_always_inline void
+process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+		  struct rte_mbuf **nic_out, uint16_t *n_nic, struct rte_mbuf **tap_out,
+		  uint16_t *n_tap, uint8_t *cls, uint8_t *fate)
 {
 	const struct homing_dp *dp = lc->dp;
 	struct homing_lcore_stats *st = &lc->stats;
@@ -1330,12 +1480,7 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			tap_out[nt++] = m;
 			continue;
 		}
-		switch (act) {
-		case A_DECAP4:
-			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
-			st->cls_decap++;
-			tap_out[nt++] = m;
-			break;
+		switch (act) { /* A_DECAP4 is taken above */
 		case A_DECAP6:
 			decap(m, sizeof(struct rte_ipv6_hdr), &bm[i]);
 			st->cls_decap++;
@@ -1343,6 +1488,8 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 			break;
 		case A_DROP:
 			cnt[bm[i].cls]++;
+			if (bm[i].cls == CLS(cls_gue_bad))
+				cnt[bm[i].why]++;
 			rte_pktmbuf_free(m);
 			break;
 		case A_TOOBIG: {
@@ -1367,6 +1514,24 @@ homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 	st->rx_nic += n;
 	*n_nic = nn;
 	*n_tap = nt;
+	if (fate != NULL)
+		export_fate(bm, n, cls, fate);
+}
+
+void
+homing_process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+			 struct rte_mbuf **nic_out, uint16_t *n_nic,
+			 struct rte_mbuf **tap_out, uint16_t *n_tap)
+{
+	process_nic_burst(lc, pkts, n, nic_out, n_nic, tap_out, n_tap, NULL, NULL);
+}
+
+void
+homing_process_nic_burst_fate(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
+			      struct rte_mbuf **nic_out, uint16_t *n_nic,
+			      struct rte_mbuf **tap_out, uint16_t *n_tap, uint8_t *cls, uint8_t *fate)
+{
+	process_nic_burst(lc, pkts, n, nic_out, n_nic, tap_out, n_tap, cls, fate);
 }
 
 /* Lowers the MSS option of a TCP header (tcp, hl bytes of header, in the frame) to max,
@@ -1461,25 +1626,59 @@ homing_process_tap_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16
 {
 	const struct homing_dp *dp = lc->dp;
 
+	if (lc->udp != NULL && lc->udp->ring != NULL)
+		homing_udp_learn_burst(lc, pkts, n);
 	if ((dp->mss4 | dp->mss6) == 0)
 		return;
 	for (uint16_t i = 0; i < n; i++)
 		clamp_mss(dp, pkts[i], &lc->stats);
 }
 
-/* Sends n packets, retrying a full queue a few times; frees and counts what is left. */
-static inline void
-tx_all(uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint16_t n, uint64_t *sent,
-       uint64_t *dropped)
+/* Offers a port's backlog to its queue once. */
+static void
+tx_flush(uint16_t port, uint16_t q, struct homing_tx_backlog *bl, uint64_t *sent)
 {
-	uint16_t s = 0;
-	for (int tries = 0; s < n && tries < 8; tries++)
-		s += rte_eth_tx_burst(port, q, pkts + s, n - s);
+	uint16_t s = rte_eth_tx_burst(port, q, bl->m, bl->n);
 	*sent += s;
+	bl->n -= s;
+	if (s != 0 && bl->n != 0)
+		memmove(bl->m, bl->m + s, bl->n * sizeof(*bl->m));
+}
+
+/* Sends pkts[0..n) on port's queue q after the port's backlog (struct homing_tx_backlog):
+ * what the queue does not take joins the backlog; what overflows it is dropped. */
+static void
+tx_all(uint16_t port, uint16_t q, struct homing_tx_backlog *bl, struct rte_mbuf **pkts,
+       uint16_t n, uint64_t *sent, uint64_t *dropped)
+{
+	uint16_t s = 0, k;
+
+	if (unlikely(bl->n != 0))
+		tx_flush(port, q, bl, sent);
+	if (likely(bl->n == 0)) {
+		s = rte_eth_tx_burst(port, q, pkts, n);
+		*sent += s;
+		if (likely(s == n))
+			return;
+	}
+	k = RTE_MIN((uint16_t)(n - s), (uint16_t)(HOMING_TX_BACKLOG - bl->n));
+	memcpy(bl->m + bl->n, pkts + s, k * sizeof(*pkts));
+	bl->n += k;
+	s += k;
 	if (unlikely(s < n)) {
 		*dropped += n - s;
 		rte_pktmbuf_free_bulk(pkts + s, n - s);
 	}
+}
+
+void
+homing_tx_nic(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n)
+{
+	if (n == 0)
+		tx_flush(lc->nic_port, lc->queue, &lc->nic_bl, &lc->stats.tx_nic);
+	else
+		tx_all(lc->nic_port, lc->queue, &lc->nic_bl, pkts, n, &lc->stats.tx_nic,
+		       &lc->stats.drop_nic_tx);
 }
 
 /* Sends what the park released: NIC-bound and kernel-bound packets in their order. */
@@ -1497,9 +1696,9 @@ park_emit(struct homing_lcore *lc, struct rte_mbuf **out, const uint8_t *to_nic,
 			tap[nt++] = out[i];
 		if (nn == HOMING_BURST || nt == HOMING_BURST || i + 1 == n) {
 			if (nn != 0)
-				tx_all(lc->nic_port, lc->queue, nic, nn, &st->tx_nic, &st->drop_nic_tx);
+				tx_all(lc->nic_port, lc->queue, &lc->nic_bl, nic, nn, &st->tx_nic, &st->drop_nic_tx);
 			if (nt != 0)
-				tx_all(lc->tap_port, lc->queue, tap, nt, &st->tx_tap, &st->drop_tap_tx);
+				tx_all(lc->tap_port, lc->queue, &lc->tap_bl, tap, nt, &st->tx_tap, &st->drop_tap_tx);
 			nn = nt = 0;
 		}
 	}
@@ -1535,21 +1734,29 @@ homing_lcore_main(void *arg)
 		}
 		n = rte_eth_rx_burst(lc->nic_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
-			homing_process_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
+			homing_nic_burst(lc, pkts, n, nic_out, &nn, tap_out, &nt);
 			if (nn != 0)
-				tx_all(lc->nic_port, lc->queue, nic_out, nn, &st->tx_nic,
+				tx_all(lc->nic_port, lc->queue, &lc->nic_bl, nic_out, nn, &st->tx_nic,
 				       &st->drop_nic_tx);
 			if (nt != 0)
-				tx_all(lc->tap_port, lc->queue, tap_out, nt, &st->tx_tap,
+				tx_all(lc->tap_port, lc->queue, &lc->tap_bl, tap_out, nt, &st->tx_tap,
 				       &st->drop_tap_tx);
 			moved += n;
 		}
 		n = rte_eth_rx_burst(lc->tap_port, lc->queue, pkts, HOMING_BURST);
 		if (n != 0) {
 			st->from_kernel += n;
-			homing_process_tap_burst(lc, pkts, n);
-			tx_all(lc->nic_port, lc->queue, pkts, n, &st->tx_nic, &st->drop_nic_tx);
+			homing_tap_burst(lc, pkts, n);
+			tx_all(lc->nic_port, lc->queue, &lc->nic_bl, pkts, n, &st->tx_nic, &st->drop_nic_tx);
 			moved += n;
+		}
+		if (unlikely((lc->nic_bl.n | lc->tap_bl.n) != 0)) {
+			uint16_t before = lc->nic_bl.n + lc->tap_bl.n;
+			if (lc->nic_bl.n != 0)
+				tx_flush(lc->nic_port, lc->queue, &lc->nic_bl, &st->tx_nic);
+			if (lc->tap_bl.n != 0)
+				tx_flush(lc->tap_port, lc->queue, &lc->tap_bl, &st->tx_tap);
+			moved += before - (lc->nic_bl.n + lc->tap_bl.n);
 		}
 		rte_rcu_qsbr_quiescent(qsbr, lc->lcore_id);
 		if ((++st->loops & 1023) == 0)
@@ -1561,7 +1768,8 @@ homing_lcore_main(void *arg)
 			continue;
 		}
 		st->idle_loops++;
-		if (lc->idle_sleep_max_us != 0 && lc->park_count == 0 && ++idle > HOMING_IDLE_SPINS) {
+		if (lc->idle_sleep_max_us != 0 && lc->park_count == 0 &&
+		    (lc->nic_bl.n | lc->tap_bl.n) == 0 && ++idle > HOMING_IDLE_SPINS) {
 			sleep_us = sleep_us == 0 ? HOMING_IDLE_SLEEP_MIN_US : sleep_us * 2;
 			if (sleep_us > lc->idle_sleep_max_us)
 				sleep_us = lc->idle_sleep_max_us;
@@ -1573,6 +1781,18 @@ homing_lcore_main(void *arg)
 	}
 	if (lc->park_count != 0)
 		park_emit(lc, park_out, park_to_nic, homing_park_flush(lc, park_out, park_to_nic));
+	/* At stop, a backlog gets a few more offers; what its queue still refuses is dropped. */
+	for (int tries = 0; (lc->nic_bl.n | lc->tap_bl.n) != 0 && tries < 64; tries++) {
+		if (lc->nic_bl.n != 0)
+			tx_flush(lc->nic_port, lc->queue, &lc->nic_bl, &st->tx_nic);
+		if (lc->tap_bl.n != 0)
+			tx_flush(lc->tap_port, lc->queue, &lc->tap_bl, &st->tx_tap);
+	}
+	st->drop_nic_tx += lc->nic_bl.n;
+	st->drop_tap_tx += lc->tap_bl.n;
+	rte_pktmbuf_free_bulk(lc->nic_bl.m, lc->nic_bl.n);
+	rte_pktmbuf_free_bulk(lc->tap_bl.m, lc->tap_bl.n);
+	lc->nic_bl.n = lc->tap_bl.n = 0;
 	st->total_cycles = rte_rdtsc() - start;
 	rte_rcu_qsbr_thread_offline(qsbr, lc->lcore_id);
 	rte_rcu_qsbr_thread_unregister(qsbr, lc->lcore_id);

@@ -9,7 +9,9 @@
  *   +-------------+--------------+--------------+                 |
  *   |             |              |              |                 |
  *  GUE for us   SYN / not a    VIP TCP/UDP     (other)            |
- *  (decap)      VIP / other    -> bulk lookup                     |
+ *  from a live  VIP / other    -> bulk lookup                     |
+ *  peer (decap;                                                   |
+ *  else drop)                                                     |
  *   |             |          owner live peer?                     |
  *   |             |          yes        no                        |
  *   |             |           |          |                        |
@@ -22,9 +24,12 @@
  * Concurrency rules:
  *  - struct homing_dp is shared by all lcores and written by the Go control plane only
  *    through the functions below: the ownership table (lock-free readers, QSBR for
- *    deletes, see table/homing_table.h) and the header templates (one rte_seqlock per
- *    peer slot, so that an lcore never copies half a template). VIPs and addresses are
- *    set before the lcores start and never change while they run.
+ *    deletes, see table/homing_table.h), the header templates (one rte_seqlock per
+ *    peer slot, so that an lcore never copies half a template) and the live peers'
+ *    tunnel addresses (struct homing_peers: an immutable set, replaced whole by a
+ *    pointer swap; the old one is freed once every lcore has reported a quiescent
+ *    state on the table's QSBR variable). VIPs and addresses are set before the
+ *    lcores start and never change while they run.
  *  - struct homing_lcore is owned by one lcore: its counters are written by that lcore
  *    only and read by Go (aligned 64-bit loads, never torn on x86-64).
  *  - dp->stop is the only flag the lcores poll; Go sets it and waits for them.
@@ -37,7 +42,8 @@
 #include <rte_mbuf.h>
 #include <rte_seqlock.h>
 
-#include "../table/homing_table.h"
+#include "homing_table.h" /* table/homing_table.h (generate.go) */
+#include "udplearn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,7 +108,8 @@ struct homing_lcore_stats {
 	uint64_t cls_dead_owner;  /* VIP session owned by a peer without a template */
 	uint64_t cls_syn;         /* SYN without ACK */
 	uint64_t cls_decap;       /* GUE for this host: decapsulated */
-	uint64_t cls_gue_bad;     /* UDP to our tunnel port with an invalid GUE/inner header */
+	uint64_t cls_gue_bad;     /* UDP to our tunnel port refused: dropped, counted by
+				   * reason in gue_* below */
 	uint64_t cls_other;       /* not for the pipeline: ARP, ICMP, non-VIP, VLAN, ... */
 	uint64_t cls_frag;        /* IPv4 fragments */
 	uint64_t cls_ipopt;       /* IPv4 options or IPv6 extension headers */
@@ -122,6 +129,17 @@ struct homing_lcore_stats {
 	uint64_t drop_headroom;   /* no headroom to prepend a template */
 	uint64_t drop_too_big;    /* too big and neither answered nor fragmented: ICMP rate
 				   * limit, ICMP off, no room or mbufs for fragments */
+	/* GUE refusals (each also counted in cls_gue_bad): decapsulated is only GUE from
+	 * a live peer's tunnel address whose inner packet is TCP/UDP to a VIP or an ICMP
+	 * error about a VIP flow */
+	uint64_t gue_unknown_source; /* outer source not a live peer's tunnel address */
+	uint64_t gue_malformed;      /* GUE header or UDP length invalid, headers not in a
+				      * chain's first segment */
+	uint64_t gue_inner_malformed; /* inner IP header, TCP/UDP header or ICMP quote
+				       * truncated or inconsistent; inner IPv4 options */
+	uint64_t gue_inner_proto;    /* inner protocol not TCP/UDP, ICMP not an error
+				      * (redirect, router advertisement, echo, ...) */
+	uint64_t gue_inner_not_vip;  /* inner destination not a VIP */
 	/* MTU budget */
 	uint64_t icmp_too_big;    /* ICMP frag-needed / ICMPv6 packet-too-big sent to a client */
 	uint64_t frag_tunnelled;  /* fragments of too-big IPv4 packets without DF, tunnelled */
@@ -144,6 +162,16 @@ struct homing_lcore_stats {
 	uint64_t park_udp_full;   /* of park_full: UDP session packets over the UDP share */
 } __rte_cache_aligned;
 
+/* The live peers' tunnel addresses: open addressing with linear probing, at most half
+ * full, so that a probe ends at an empty slot (address 0 / ::, never a peer's). Built by
+ * homing_peers_set, never changed once published. */
+struct homing_peers {
+	uint32_t mask4, mask6;     /* slots - 1 (powers of two) */
+	uint32_t n4, n6;
+	uint32_t *a4;              /* network order */
+	uint8_t (*a6)[16];
+};
+
 struct homing_vip4 {
 	uint32_t net;  /* network order */
 	uint32_t mask; /* network order */
@@ -158,6 +186,8 @@ struct homing_vip6 {
 struct homing_dp {
 	struct homing_table *table;
 	struct homing_tmpl *tmpl;  /* HOMING_MAX_HOSTS slots */
+	struct homing_peers *peers; /* live peers' tunnel addresses (read with acquire) */
+	uint64_t peers_leaked;     /* old sets not freed: readers did not report in time */
 	uint32_t self4;            /* network order; 0 = none */
 	uint8_t self6[16];         /* all zero = none */
 	uint8_t has_self6;
@@ -185,6 +215,9 @@ struct homing_dp {
 	 * long-header Initial packets go to the kernel like TCP SYNs. */
 	uint8_t udp_sess[HOMING_PORT_BITMAP];
 	uint8_t udp_quic[HOMING_PORT_BITMAP];
+	/* QUIC ports whose servers encode host ids in their CIDs: an unknown flow goes to
+	 * the live host its destination CID names (udplearn.h). */
+	uint8_t udp_cid[HOMING_PORT_BITMAP];
 };
 
 /* A parked packet and what it needs to be looked up again. */
@@ -198,6 +231,20 @@ struct homing_park_slot {
 		struct homing_key4 k4;
 		struct homing_key6 k6;
 	};
+};
+
+struct homing_cap;
+struct homing_cap_ring;
+
+/* Packets per port and lcore that a full tx queue did not take (4 bursts). */
+#define HOMING_TX_BACKLOG (4 * HOMING_BURST)
+
+/* A port's tx backlog: what its queue refused, offered again before any newer packet at
+ * the lcore's next send or poll (so order is kept); only what overflows it is dropped
+ * (drop_nic_tx, drop_tap_tx). A full queue costs one tx call a loop, not a spin. */
+struct homing_tx_backlog {
+	uint16_t n;
+	struct rte_mbuf *m[HOMING_TX_BACKLOG];
 };
 
 /* One worker lcore. */
@@ -217,7 +264,18 @@ struct homing_lcore {
 	struct homing_park_slot *park;
 	uint64_t icmp_tat;          /* ICMP rate limit: theoretical arrival time (GCRA), TSC */
 	struct rte_mempool *pool;   /* fragments' mbufs; NULL: too-big IPv4 without DF dropped */
+	struct homing_udp_lcore *udp; /* UDP learning and CID routing (udplearn.h); NULL: off */
+	/* packet capture (capture.h): NULL unless one is armed; published by Go */
+	struct homing_cap *cap;
+	struct homing_cap_ring *cap_ring;
+	/* tx backlogs of the NIC and TAP ports (homing_lcore_main) */
+	struct homing_tx_backlog nic_bl, tap_bl;
 } __rte_cache_aligned;
+
+/* Sends n packets on lc's NIC queue as the poll loop does (after its backlog; what the
+ * queue refuses joins the backlog, what overflows it is dropped); n == 0 offers the
+ * backlog once. For tests (Frames.TxNIC). */
+void homing_tx_nic(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
 
 /* Data plane lifecycle (control plane side). */
 struct homing_dp *homing_dp_create(struct homing_table *t, uint16_t self_id);
@@ -237,6 +295,14 @@ int homing_tmpl_set(struct homing_dp *dp, uint16_t id, const uint8_t *dst_mac,
 		    uint16_t dport);
 /* Withdraws peer id's template: its sessions go to the local kernel from now on. */
 void homing_tmpl_clear(struct homing_dp *dp, uint16_t id);
+/* Publishes the live peers' tunnel addresses (v4: n4 addresses in network order; v6: n6
+ * addresses of 16 bytes): from then on GUE is decapsulated only from these sources.
+ * Replaces the previous set, which is freed once every lcore registered on the table's
+ * QSBR variable has reported a quiescent state (waits up to about a second; after that
+ * the old set is leaked, counted in peers_leaked). Duplicates are allowed; zero
+ * addresses are skipped. Returns 0 or -ENOMEM (the previous set stays). */
+int homing_peers_set(struct homing_dp *dp, const uint32_t *v4, uint32_t n4, const uint8_t *v6,
+		     uint32_t n6);
 
 /* The poll loop (lcore_function_t); arg is a struct homing_lcore *. */
 int homing_lcore_main(void *arg);

@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/homing-dev/homing/gossip"
 )
 
 // TestGossipPeerMetrics: a heartbeat age per peer, the incarnation exact in a label, and
 // repairs started in their own counter (repairs_total has only the outcomes).
 func TestGossipPeerMetrics(t *testing.T) {
 	snap := func() Snapshot {
-		return Snapshot{Gossip: &Gossip{Incarnation: 1795649042780952014, RepairsStarted: 5, RepairsCompleted: 3, RepairsFailed: 1,
+		return Snapshot{Gossip: &Gossip{Incarnation: 1795649042780952014, Stats: gossip.Stats{RepairsStarted: 5, RepairsCompleted: 3, RepairsFailed: 1},
 			HeartbeatAge: map[uint16]float64{2: 0.05, 3: 12.5}, Warming: true}}
 	}
 	m := New(SourceFunc(snap), Info{HostID: 1})

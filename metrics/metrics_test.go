@@ -10,6 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/homing-dev/homing/gossip"
+	"github.com/homing-dev/homing/internal/counters"
+	"github.com/homing-dev/homing/probe"
 )
 
 // value returns the value of the metric name whose labels include want, or -1.
@@ -48,20 +52,20 @@ func value(t *testing.T, reg prometheus.Gatherer, name string, want map[string]s
 }
 
 func fakeSnapshot() Snapshot {
-	l := Lcore{ID: 1, RxNIC: 100, RxKernel: 20, TxNIC: 30, TxKernel: 90, BusyCycles: 250, Cycles: 1000}
-	l.Classes[ClassRedirect] = 10
-	l.Classes[ClassDecap] = 4
-	l.Classes[ClassOther] = 86
-	l.Drops[DropNICTxFull] = 2
+	l := counters.Lcore{Lcore: 1, RxNIC: 100, FromKernel: 20, TxNIC: 30, TxTAP: 90, BusyCycles: 250, Cycles: 1000,
+		Redirect: 10, Decap: 4, Other: 86, DropNICTx: 2, GUEUnknownSource: 6}
 	return Snapshot{
-		Lcores: []Lcore{l, {ID: 2}},
-		Ports:  []Port{{Name: "nic", RxPackets: 100, RxBytes: 6400}, {Name: "kernel", TxPackets: 90}},
-		Table:  &Table{Entries4: 3, Capacity4: 1024, Capacity6: 64, Inserts: 5, Deletes: 2, Full: 1, ByOwner: map[uint16]int{1: 1, 2: 2}},
-		Gossip: &Gossip{DatagramsSent: 7, BytesSent: 700, DatagramsReceived: 9, BytesReceived: 900,
-			Rejected: map[string]uint64{"auth": 3, "bad_magic": 1}, AuthFailures: 3, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2,
-			RepairServeRefused: map[string]uint64{"stranger": 1278, "slow": 2}},
-		Probe: &Probe{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
-		Relay: &Relay{Forwarded: 12, Received: 8, Relayed: 7, Duplicates: 3, Replays: 1},
+		Lcores: []counters.Lcore{l, {Lcore: 2}},
+		Ports:  []Port{{Name: "nic", Port: counters.Port{RxPackets: 100, RxBytes: 6400}}, {Name: "kernel", Port: counters.Port{TxPackets: 90}}},
+		Table: &Table{Entries4: 3, Capacity4: 1024, Capacity6: 64, Table: counters.Table{Inserts: 5, Deletes: 2, Full: 1},
+			ByOwner: map[uint16]int{1: 1, 2: 2}},
+		Gossip: &Gossip{Stats: gossip.Stats{DatagramsSent: 7, BytesSent: 700, DatagramsReceived: 9, BytesReceived: 900,
+			AuthFailures: 3, BadMagic: 1, SeqGaps: 4, RecordsApplied: 11, PeersUp: 2,
+			RepairServeStranger: 1278, RepairServeSlow: 2}},
+		Probe:    &probe.Stats{Lost: 6, Resyncs: 2, ResyncAdds: 5, ResyncDeletes: 1, Sessions: 40},
+		UDP:      &counters.UDP{Reported: 9, CIDRedirect: 2},
+		UDPLearn: &counters.UDPLearn{Learned: 4, Refreshed: 5, Expired: 1, Flows: 3},
+		Relay:    &gossip.RelayStats{Forwarded: 12, Received: 8, Relayed: 7, Duplicates: 3, Replays: 1},
 		Serving: &Serving{State: "draining", States: []string{"warming", "ready", "draining", "drained", "stopping"},
 			Owned: 42, BGP: []BGPPeer{{Address: "198.18.0.1", Up: true, Advertised: 1, Losses: 2}}},
 	}
@@ -93,6 +97,7 @@ func TestCollector(t *testing.T) {
 		{"homing_lcore_classified_packets_total", map[string]string{"lcore": "1", "class": "syn"}, 0},
 		{"homing_lcore_classified_packets_total", map[string]string{"lcore": "2", "class": "redirect"}, 0},
 		{"homing_lcore_dropped_packets_total", map[string]string{"lcore": "1", "reason": "nic_tx_full"}, 2},
+		{"homing_lcore_gue_refused_total", map[string]string{"lcore": "1", "reason": "unknown_source"}, 6},
 		{"homing_lcore_busy_ratio", map[string]string{"lcore": "1"}, 0.25},
 		{"homing_lcore_busy_ratio", map[string]string{"lcore": "2"}, 0},
 		{"homing_port_received_packets_total", map[string]string{"port": "nic"}, 100},

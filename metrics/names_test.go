@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/homing-dev/homing/internal/counters"
 )
 
 // exported is every series name a scrape of the collector has (histograms as _bucket,
@@ -17,6 +19,7 @@ func exported(t *testing.T) map[string]bool {
 	snap := func() Snapshot {
 		s := fakeSnapshot()
 		s.Gossip.HeartbeatAge = map[uint16]float64{2: 0.1}
+		s.Ports[0].Link, s.Ports[0].RxQueues, s.Ports[0].TxQueues = &Link{Up: true}, []counters.QueueRx{{}}, []counters.QueueTx{{}}
 		return s
 	}
 	fams, err := New(SourceFunc(snap), Info{HostID: 1}).Registry().Gather()

@@ -97,20 +97,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Stats are the probe's counters, for metrics.
+// Stats are the probe's counters, with their metric tags (metrics/counters.go).
 type Stats struct {
 	// Lost is Lost(): events the kernel could not put on the ring, and records
 	// that did not decode.
-	Lost uint64
+	Lost uint64 `metric:"events_lost_total" ctl:"events_lost" help:"sock_ops probe events the kernel could not deliver on the ring buffer (or that did not decode)."`
 	// Resyncs counts the resyncs Run did after Lost grew.
-	Resyncs uint64
+	Resyncs uint64 `metric:"resyncs_total" help:"Resyncs of the probe from sock_diag after lost events."`
 	// ResyncAdds counts the Adds resyncs emitted: connections whose Add was lost.
-	ResyncAdds uint64
+	ResyncAdds uint64 `metric:"resync_adds_total" help:"Local sessions announced by resyncs (their Add event was lost)."`
 	// ResyncDeletes counts the Deletes resyncs emitted: sessions whose Delete was
 	// lost, or polled ones (announced from sock_diag) found closed by a resync.
-	ResyncDeletes uint64
-	// Sessions is the number of sessions Run announced and has not deleted.
-	Sessions uint64
+	ResyncDeletes uint64 `metric:"resync_deletes_total" help:"Local sessions withdrawn by resyncs (their Delete event was lost, or found closed)."`
+	// Sessions is the number of sessions Run announced and has not deleted (gauge).
+	Sessions uint64 `metric:"sessions" help:"Local sessions the probe announced and has not withdrawn."`
 }
 
 // Probe is an attached sock_ops program and its ring buffer.

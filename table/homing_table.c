@@ -7,7 +7,8 @@
  * One writer at a time (the Go side holds a mutex). The writer may run on any OS thread,
  * EAL or not: nothing here needs an lcore id (rte_rcu_qsbr_start/check do not).
  *
- * Slot recycling. A delete appends the key slot to the free ring's tail. At the end of
+ * Slot recycling (IPv6; IPv4 keys live in the bucket, changed under its version, and
+ * an IPv4 add is refused only when count reaches capacity). A delete appends the key slot to the free ring's tail. At the end of
  * the batch (or when an add finds no free slot) the slots deleted since the last token
  * are closed into a group with a fresh QSBR token (rte_rcu_qsbr_start); a group becomes
  * free once rte_rcu_qsbr_check says every registered, online reader reported a
@@ -39,6 +40,8 @@
 _Static_assert(sizeof(struct homing_key4) == 16, "homing_key4 must be 16 bytes");
 _Static_assert(sizeof(struct homing_key6) == 40, "homing_key6 must be 40 bytes");
 _Static_assert(sizeof(struct homing_tbucket) == 64, "a bucket is one cache line");
+_Static_assert(sizeof(struct homing_tbucket4) == 64, "an IPv4 bucket is one cache line");
+_Static_assert(sizeof(struct homing_stash4) == 24, "homing_stash4 is a key and a value");
 
 /* Buckets the breadth-first cuckoo search visits at most. */
 #define CUCKOO_NODES 256
@@ -121,6 +124,48 @@ htab_free(struct homing_htab *h)
 	rte_free(h->defer);
 }
 
+/* IPv4: keys and owners in the bucket (homing_table.h), values beside. */
+static uint32_t
+bucket_count4(uint32_t capacity)
+{
+	uint64_t nb = ((uint64_t)capacity * 2 + HOMING_TABLE_B4_FILL2 - 1) / HOMING_TABLE_B4_FILL2;
+
+	return nb < 2 ? 2 : (uint32_t)nb;
+}
+
+static uint64_t
+htab4_memsize(uint32_t capacity)
+{
+	uint64_t nb = bucket_count4(capacity);
+
+	return nb * sizeof(struct homing_tbucket4) +
+	       RTE_ALIGN_CEIL(nb * HOMING_TABLE_B4_ENTRIES * sizeof(uint64_t), RTE_CACHE_LINE_SIZE);
+}
+
+static int
+htab4_init(struct homing_htab4 *h, uint32_t capacity, int socket)
+{
+	uint32_t nb = bucket_count4(capacity);
+
+	h->bkt = rte_zmalloc_socket("homing_tbl_bkt4", (size_t)nb * sizeof(*h->bkt),
+				    RTE_CACHE_LINE_SIZE, socket);
+	h->val = rte_zmalloc_socket("homing_tbl_val4",
+				    (size_t)nb * HOMING_TABLE_B4_ENTRIES * sizeof(uint64_t),
+				    RTE_CACHE_LINE_SIZE, socket);
+	if (h->bkt == NULL || h->val == NULL)
+		return -ENOMEM;
+	h->nb = nb;
+	h->capacity = capacity;
+	return 0;
+}
+
+static void
+htab4_free(struct homing_htab4 *h)
+{
+	rte_free(h->bkt);
+	rte_free(h->val);
+}
+
 static void
 names_drop(struct homing_table *t)
 {
@@ -200,7 +245,7 @@ homing_table_create(const char *name, uint32_t capacity4, uint32_t capacity6, in
 	t->capacity4 = capacity4;
 	t->capacity6 = capacity6;
 	t->reclaim_wait_us = HOMING_TABLE_RECLAIM_WAIT_US;
-	if (htab_init(&t->v4, capacity4, sizeof(struct homing_key4), socket_id) != 0 ||
+	if (htab4_init(&t->v4, capacity4, socket_id) != 0 ||
 	    htab_init(&t->v6, capacity6, sizeof(struct homing_key6), socket_id) != 0) {
 		err = ENOMEM;
 		goto fail;
@@ -218,7 +263,7 @@ homing_table_free(struct homing_table *t)
 	if (t == NULL)
 		return;
 	names_drop(t);
-	htab_free(&t->v4);
+	htab4_free(&t->v4);
 	htab_free(&t->v6);
 	rte_free(t->qsbr);
 	rte_free(t);
@@ -559,34 +604,311 @@ del_one(struct homing_table *t, struct homing_htab *h, const void *key)
 	return 0;
 }
 
-/* Prefetch distances of write_batch, in keys. */
-#define WRITE_PF_BUCKETS 8
-#define WRITE_PF_SLOTS 4
+/* ---- IPv4: keys and owners in the bucket, under the bucket's version ---- */
 
-static inline void
-prefetch_buckets(const struct homing_htab *h, const uint8_t *k)
+/* One IPv4 entry as the writer moves it. */
+struct ent4 {
+	uint32_t w[4]; /* key words: src, dst, ports, proto (with the zero pad) */
+	uint16_t owner;
+	uint64_t val;
+};
+
+/* Opens a change of bucket bk: readers that overlap it see the version move. */
+static void
+wbegin4(uint32_t *ver)
 {
-	uint32_t hv = homing_table_hash_(k, h->key_len);
-
-	rte_prefetch0(&h->bkt[homing_table_b1_(hv, h->nb)]);
-	rte_prefetch0(&h->bkt[homing_table_b2_(hv, h->nb)]);
+	__atomic_store_n(ver, *ver + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-static inline void
-prefetch_slots(const struct homing_htab *h, const uint8_t *k)
+static void
+wend4(uint32_t *ver)
 {
-	uint32_t hv = homing_table_hash_(k, h->key_len), m, x;
-	uint16_t sig = homing_table_sig_(hv);
-	const struct homing_tbucket *bk = &h->bkt[homing_table_b1_(hv, h->nb)];
+	__atomic_store_n(ver, *ver + 1, __ATOMIC_RELEASE);
+}
+
+static void
+get_ent4(const struct homing_htab4 *h, uint32_t b, uint32_t i, struct ent4 *e)
+{
+	const struct homing_tbucket4 *bk = &h->bkt[b];
+
+	e->w[0] = bk->src[i];
+	e->w[1] = bk->dst[i];
+	e->w[2] = bk->ports[i];
+	e->w[3] = bk->proto[i];
+	e->owner = bk->owner[i];
+	e->val = h->val[(size_t)b * HOMING_TABLE_B4_ENTRIES + i];
+}
+
+/* Writes entry i of bucket b (e == NULL: empties it), as one change of the bucket. */
+static void
+put_ent4(struct homing_htab4 *h, uint32_t b, uint32_t i, const struct ent4 *e)
+{
+	static const struct ent4 empty;
+	struct homing_tbucket4 *bk = &h->bkt[b];
+
+	if (e == NULL)
+		e = &empty;
+	wbegin4(&bk->ver);
+	__atomic_store_n(&bk->src[i], e->w[0], __ATOMIC_RELAXED);
+	__atomic_store_n(&bk->dst[i], e->w[1], __ATOMIC_RELAXED);
+	__atomic_store_n(&bk->ports[i], e->w[2], __ATOMIC_RELAXED);
+	__atomic_store_n(&bk->proto[i], (uint8_t)e->w[3], __ATOMIC_RELAXED);
+	__atomic_store_n(&bk->owner[i], e->owner, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->val[(size_t)b * HOMING_TABLE_B4_ENTRIES + i], e->val, __ATOMIC_RELAXED);
+	wend4(&bk->ver);
+}
+
+static uint32_t
+ent4_hash(const struct ent4 *e)
+{
+	return homing_table_hash4((const struct homing_key4 *)(const void *)e->w);
+}
+
+static int
+free_entry4(const struct homing_tbucket4 *bk)
+{
+	for (int i = 0; i < HOMING_TABLE_B4_ENTRIES; i++)
+		if (bk->proto[i] == 0)
+			return i;
+	return -1;
+}
+
+/* Writer-side search: 1 and the key's place (bkt UINT32_MAX: stash), or 0. */
+static int
+locate4(const struct homing_htab4 *h, const struct homing_key4 *key, uint32_t hv,
+	struct place *pl)
+{
+	uint32_t b = homing_table_b41_(hv, h->nb), m, i;
 
 	for (int pass = 0; pass < 2; pass++) {
-		for (m = homing_table_sigmatch_(bk, sig); m != 0; m &= m - 1) {
-			x = bk->idx[__builtin_ctz(m) >> 1];
-			if (x != 0)
-				rte_prefetch0(slot_ptr(h, x - 1));
+		m = homing_table_match4_(&h->bkt[b], key);
+		if (m != 0) {
+			pl->bkt = b;
+			pl->pos = (uint32_t)__builtin_ctz(m);
+			return 1;
 		}
-		bk = &h->bkt[homing_table_b2_(hv, h->nb)];
+		b = homing_table_b42_(hv, h->nb);
 	}
+	for (i = 0; i < h->stash_n; i++)
+		if (memcmp(&h->stash[i].key, key, sizeof(*key)) == 0) {
+			pl->bkt = UINT32_MAX;
+			pl->pos = i;
+			return 1;
+		}
+	return 0;
+}
+
+/* Makes room in bucket b0 or b1 (both full) by moving entries along a cuckoo path: each
+ * move copies the entry into its other bucket (a change of that bucket), bumps `change`,
+ * and only then is the source overwritten (by the next move, or by the caller). Returns 0
+ * and the freed entry, or -1. */
+static int
+cuckoo4(struct homing_table *t, struct homing_htab4 *h, uint32_t b0, uint32_t b1,
+	struct place *out)
+{
+	struct cuckoo_node q[CUCKOO_NODES];
+	int32_t qh = 0, qt = 0;
+
+	q[qt++] = (struct cuckoo_node){b0, -1, 0};
+	q[qt++] = (struct cuckoo_node){b1, -1, 0};
+	while (qh < qt) {
+		int32_t cur = qh++;
+		for (uint32_t i = 0; i < HOMING_TABLE_B4_ENTRIES; i++) {
+			struct ent4 e;
+			uint32_t hv, alt;
+			int f;
+
+			get_ent4(h, q[cur].bkt, i, &e);
+			hv = ent4_hash(&e);
+			alt = homing_table_b41_(hv, h->nb);
+			if (alt == q[cur].bkt)
+				alt = homing_table_b42_(hv, h->nb);
+			f = free_entry4(&h->bkt[alt]);
+			if (f >= 0) {
+				uint32_t db = alt, dp = (uint32_t)f, sp = i;
+				int32_t n = cur;
+				for (;;) {
+					get_ent4(h, q[n].bkt, sp, &e);
+					put_ent4(h, db, dp, &e);
+					__atomic_store_n(&h->change, h->change + 1, __ATOMIC_RELEASE);
+					__atomic_thread_fence(__ATOMIC_RELEASE);
+					t->stats.cuckoo_moves++;
+					db = q[n].bkt;
+					dp = sp;
+					if (q[n].parent < 0)
+						break;
+					sp = q[n].ppos;
+					n = q[n].parent;
+				}
+				out->bkt = db;
+				out->pos = dp;
+				return 0;
+			}
+			if (qt < CUCKOO_NODES && !on_path(q, cur, alt))
+				q[qt++] = (struct cuckoo_node){alt, cur, i};
+		}
+	}
+	return -1;
+}
+
+static int
+place_new4(struct homing_table *t, struct homing_htab4 *h, uint32_t hv, const struct ent4 *e)
+{
+	uint32_t b0 = homing_table_b41_(hv, h->nb), b1 = homing_table_b42_(hv, h->nb);
+	struct place pl;
+	int f;
+
+	if ((f = free_entry4(&h->bkt[b0])) >= 0) {
+		put_ent4(h, b0, (uint32_t)f, e);
+		return 0;
+	}
+	if ((f = free_entry4(&h->bkt[b1])) >= 0) {
+		put_ent4(h, b1, (uint32_t)f, e);
+		return 0;
+	}
+	if (cuckoo4(t, h, b0, b1, &pl) == 0) {
+		put_ent4(h, pl.bkt, pl.pos, e);
+		return 0;
+	}
+	for (uint32_t i = 0; i < HOMING_TABLE_STASH; i++) {
+		struct homing_stash4 *s = &h->stash[i];
+		if (s->key.proto != 0)
+			continue;
+		wbegin4(&h->stash_ver);
+		memcpy(&s->key, e->w, sizeof(s->key));
+		__atomic_store_n(&s->val, e->val, __ATOMIC_RELAXED);
+		if (i >= h->stash_n)
+			__atomic_store_n(&h->stash_n, i + 1, __ATOMIC_RELAXED);
+		wend4(&h->stash_ver);
+		t->stats.stashed++;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static int32_t
+add4_one(struct homing_table *t, struct homing_htab4 *h, const struct homing_key4 *key,
+	 uint64_t val)
+{
+	struct place pl;
+	struct ent4 e;
+	uint32_t hv;
+
+	if (!key_valid(key, sizeof(*key))) {
+		t->stats.invalid++;
+		return -EINVAL;
+	}
+	hv = homing_table_hash4(key);
+	memcpy(e.w, key, sizeof(e.w));
+	e.owner = HOMING_VAL_OWNER(val);
+	e.val = val;
+	if (locate4(h, key, hv, &pl)) {
+		if (pl.bkt == UINT32_MAX) {
+			wbegin4(&h->stash_ver);
+			__atomic_store_n(&h->stash[pl.pos].val, val, __ATOMIC_RELAXED);
+			wend4(&h->stash_ver);
+		} else {
+			struct homing_tbucket4 *bk = &h->bkt[pl.bkt];
+			wbegin4(&bk->ver);
+			__atomic_store_n(&bk->owner[pl.pos], e.owner, __ATOMIC_RELAXED);
+			__atomic_store_n(&h->val[(size_t)pl.bkt * HOMING_TABLE_B4_ENTRIES + pl.pos],
+					 val, __ATOMIC_RELAXED);
+			wend4(&bk->ver);
+		}
+		t->stats.updates++;
+		return HOMING_RES_UPDATED;
+	}
+	if (h->count >= h->capacity || place_new4(t, h, hv, &e) != 0) {
+		t->stats.full++;
+		return -ENOSPC;
+	}
+	h->count++;
+	t->stats.inserts++;
+	return 0;
+}
+
+static int32_t
+del4_one(struct homing_table *t, struct homing_htab4 *h, const struct homing_key4 *key)
+{
+	struct place pl;
+
+	if (!key_valid(key, sizeof(*key))) {
+		t->stats.invalid++;
+		return -EINVAL;
+	}
+	if (!locate4(h, key, homing_table_hash4(key), &pl)) {
+		t->stats.delete_miss++;
+		return -ENOENT;
+	}
+	if (pl.bkt == UINT32_MAX) {
+		wbegin4(&h->stash_ver);
+		memset(&h->stash[pl.pos], 0, sizeof(h->stash[pl.pos]));
+		wend4(&h->stash_ver);
+	} else {
+		put_ent4(h, pl.bkt, pl.pos, NULL);
+	}
+	h->count--;
+	t->stats.deletes++;
+	return 0;
+}
+
+static uint32_t
+write_batch4(struct homing_table *t, const struct homing_key4 *keys, const uint64_t *vals,
+	     const uint8_t *ops, uint8_t all, uint32_t n, int32_t *results)
+{
+	struct homing_htab4 *h = &t->v4;
+	uint32_t i, ok = 0;
+	int32_t r;
+
+	for (i = 0; i < n; i++) {
+		uint8_t op = ops != NULL ? ops[i] : all;
+
+		if (i + 1 < n)
+			rte_prefetch0(&h->bkt[homing_table_b41_(homing_table_hash4(&keys[i + 1]), h->nb)]);
+		if (op == HOMING_OP_ADD)
+			r = add4_one(t, h, &keys[i], vals[i]);
+		else if (op == HOMING_OP_DEL)
+			r = del4_one(t, h, &keys[i]);
+		else
+			r = -EINVAL;
+		if (r >= 0)
+			ok++;
+		if (results != NULL)
+			results[i] = r;
+	}
+	t->count4 = h->count;
+	if (ok != 0)
+		__atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
+	return ok;
+}
+
+static uint32_t
+iter4(const struct homing_htab4 *h, uint32_t *next, struct homing_key4 *keys, uint64_t *vals,
+      uint32_t max)
+{
+	uint64_t nbe = (uint64_t)h->nb * HOMING_TABLE_B4_ENTRIES;
+	uint32_t n = 0;
+
+	while (n < max && *next < nbe + HOMING_TABLE_STASH) {
+		uint32_t c = (*next)++;
+		if (c < nbe) {
+			struct ent4 e;
+			get_ent4(h, c / HOMING_TABLE_B4_ENTRIES, c % HOMING_TABLE_B4_ENTRIES, &e);
+			if (e.w[3] == 0)
+				continue;
+			memcpy(&keys[n], e.w, sizeof(keys[n]));
+			vals[n] = e.val;
+		} else {
+			const struct homing_stash4 *s = &h->stash[c - nbe];
+			if (s->key.proto == 0)
+				continue;
+			keys[n] = s->key;
+			vals[n] = s->val;
+		}
+		n++;
+	}
+	return n;
 }
 
 /* ops == NULL: every entry is the op `all`. Results as homing_table_write4. */
@@ -600,21 +922,11 @@ write_batch(struct homing_table *t, struct homing_htab *h, uint32_t *count, cons
 	int32_t r;
 
 	defer_reclaim(t, h);
-	/* Two-stage prefetch (issue 20): both buckets of the key WRITE_PF_BUCKETS ahead,
-	 * then the key slots their signatures match WRITE_PF_SLOTS ahead (a delete or an
-	 * update compares the key in its slot; an add of a new key reads both buckets),
-	 * so that a batch's cache misses overlap instead of one key's after the other. */
-	for (i = 0; i < n && i < WRITE_PF_BUCKETS; i++)
-		prefetch_buckets(h, (const uint8_t *)keys + (size_t)i * h->key_len);
-	for (i = 0; i < n && i < WRITE_PF_SLOTS; i++)
-		prefetch_slots(h, (const uint8_t *)keys + (size_t)i * h->key_len);
 	for (i = 0; i < n; i++, k += h->key_len) {
 		uint8_t op = ops != NULL ? ops[i] : all;
 
-		if (i + WRITE_PF_BUCKETS < n)
-			prefetch_buckets(h, k + (size_t)WRITE_PF_BUCKETS * h->key_len);
-		if (i + WRITE_PF_SLOTS < n)
-			prefetch_slots(h, k + (size_t)WRITE_PF_SLOTS * h->key_len);
+		if (i + 1 < n)
+			rte_prefetch0(&h->bkt[homing_table_b1_(homing_table_hash_(k + h->key_len, h->key_len), h->nb)]);
 		if (op == HOMING_OP_ADD)
 			r = add_one(t, h, k, vals[i], &gave_up);
 		else if (op == HOMING_OP_DEL)
@@ -637,7 +949,7 @@ uint32_t
 homing_table_write4(struct homing_table *t, const struct homing_key4 *keys,
 		    const uint64_t *vals, const uint8_t *ops, uint32_t n, int32_t *results)
 {
-	return write_batch(t, &t->v4, &t->count4, keys, vals, ops, HOMING_OP_ADD, n, results);
+	return write_batch4(t, keys, vals, ops, HOMING_OP_ADD, n, results);
 }
 
 uint32_t
@@ -661,8 +973,7 @@ uint32_t
 homing_table_add4(struct homing_table *t, const struct homing_key4 *keys,
 		  const uint64_t *vals, uint32_t n, int32_t *results)
 {
-	uint32_t ok = write_batch(t, &t->v4, &t->count4, keys, vals, NULL, HOMING_OP_ADD, n,
-				  results);
+	uint32_t ok = write_batch4(t, keys, vals, NULL, HOMING_OP_ADD, n, results);
 
 	updated_is_success(results, n);
 	return ok;
@@ -683,7 +994,7 @@ uint32_t
 homing_table_del4(struct homing_table *t, const struct homing_key4 *keys, uint32_t n,
 		  int32_t *results)
 {
-	return write_batch(t, &t->v4, &t->count4, keys, NULL, NULL, HOMING_OP_DEL, n, results);
+	return write_batch4(t, keys, NULL, NULL, HOMING_OP_DEL, n, results);
 }
 
 uint32_t
@@ -711,7 +1022,15 @@ get_one(const struct homing_htab *h, const void *key, uint64_t *val)
 int
 homing_table_get4(const struct homing_table *t, const struct homing_key4 *key, uint64_t *val)
 {
-	return get_one(&t->v4, key, val);
+	struct place pl;
+
+	if (!key_valid(key, sizeof(*key)))
+		return -EINVAL;
+	if (!locate4(&t->v4, key, homing_table_hash4(key), &pl))
+		return -ENOENT;
+	*val = pl.bkt == UINT32_MAX ? t->v4.stash[pl.pos].val
+				    : t->v4.val[(size_t)pl.bkt * HOMING_TABLE_B4_ENTRIES + pl.pos];
+	return 0;
 }
 
 int
@@ -747,7 +1066,7 @@ uint32_t
 homing_table_iter4(const struct homing_table *t, uint32_t *next, struct homing_key4 *keys,
 		   uint64_t *vals, uint32_t max)
 {
-	return iter(&t->v4, next, keys, vals, max);
+	return iter4(&t->v4, next, keys, vals, max);
 }
 
 uint32_t
@@ -772,25 +1091,37 @@ homing_table_count6(const struct homing_table *t)
 int32_t
 homing_table_position(const struct homing_table *t, int v6, const void *key)
 {
-	const struct homing_htab *h = v6 ? &t->v6 : &t->v4;
-	uint32_t x = v6 ? homing_table_find_(h, key, homing_table_hash6(key), 40, 48)
-			: homing_table_find_(h, key, homing_table_hash4(key), 16, 24);
+	const struct homing_htab *h = &t->v6;
+	struct place pl;
+	uint32_t x;
 
+	if (!v6) {
+		/* IPv4: the entry's position, bucket * 4 + entry (the stash after the buckets). */
+		if (!locate4(&t->v4, key, homing_table_hash4(key), &pl))
+			return -ENOENT;
+		return (int32_t)(pl.bkt == UINT32_MAX
+					 ? t->v4.nb * HOMING_TABLE_B4_ENTRIES + pl.pos
+					 : pl.bkt * HOMING_TABLE_B4_ENTRIES + pl.pos);
+	}
+	x = homing_table_find_(h, key, homing_table_hash6(key), 40, 48);
 	return x == 0 ? -ENOENT : (int32_t)(x - 1);
 }
 
 const void *
 homing_table_slot_key(const struct homing_table *t, int v6, uint32_t pos)
 {
-	const struct homing_htab *h = v6 ? &t->v6 : &t->v4;
+	const struct homing_htab *h = &t->v6;
 
+	/* IPv4 keys have no key slot: they live in the bucket, column by column. */
+	if (!v6)
+		return NULL;
 	return pos < h->capacity ? slot_ptr(h, pos) : NULL;
 }
 
 uint64_t
 homing_table_memsize(uint32_t capacity4, uint32_t capacity6)
 {
-	return htab_memsize(capacity4, sizeof(struct homing_key4)) +
+	return htab4_memsize(capacity4) +
 	       htab_memsize(capacity6, sizeof(struct homing_key6)) +
 	       rte_rcu_qsbr_get_memsize(RTE_MAX_LCORE) +
 	       RTE_ALIGN(sizeof(struct homing_table), RTE_CACHE_LINE_SIZE);

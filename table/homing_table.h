@@ -2,44 +2,67 @@
  *
  * homing ownership table: session key -> (owner host id, epoch).
  *
- * One cuckoo hash per address family (IPv4 keys of 16 bytes, IPv6 keys of 40 bytes),
- * written for this table instead of rte_hash (see docs/PERFORMANCE.md: rte_hash spent
- * about 140 instructions per lookup and 95 bytes per session).
+ * One cuckoo hash per address family, written for this table instead of rte_hash (see
+ * docs/PERFORMANCE.md: rte_hash spent about 140 instructions per lookup and 95 bytes per
+ * session). Two layouts:
  *
- *   bucket array (power of two, 64-byte buckets)      key store (capacity slots)
+ * IPv4 (16-byte keys): keys and owners inside the 64-byte bucket, so that a hit reads one
+ * cache line (homing_tbucket4, 4 entries, column by column):
+ *
+ *   ver | proto[4] | owner[4] | src[4] | dst[4] | ports[4]     val[b*4+i] (owner+epoch)
+ *
+ *   The 64-bit values sit in a side array (read only by homing_table_finish4 and the
+ *   bulk lookups, which return the epoch too; the pipeline's finish4_owner reads the
+ *   bucket only). Buckets: ceil(capacity * 2 / 7) (3.5 keys of 4, 87.5 % load at
+ *   capacity): 64 + 32 bytes per 3.5 sessions, 27.4 bytes a session. Primary bucket:
+ *   homing_table_b41_, secondary: _b42_ (both mix h first). The stage step prefetches
+ *   both (buckets of 4 overflow more than buckets of 8).
+ *
+ * IPv6 (40-byte keys): buckets of 8 signatures and key-slot indexes, the keys and values
+ * in a key store:
+ *
+ *   bucket array (64-byte buckets)                     key store (capacity slots)
  *   +--------------------------------------------+    +------------------+-------+
- *   | sig[8] (16 bits of hash) | idx[8] (slot+1) | -> | key (16 or 40 B) | value |
+ *   | sig[8] (16 bits of hash) | idx[8] (slot+1) | -> | key (40 B)       | value |
  *   +--------------------------------------------+    +------------------+-------+
  *
- * A key's hash h is CRC-32C of the key (homing_table_hash4/6, SSE4.2). Its primary
- * bucket is the multiply-high of h and the bucket count (any count: the array follows the
- * capacity, 64 bytes per 7 keys), its secondary bucket the same of a multiplicative mix
- * of h, its signature h's low 16 bits (homing_table_b1_, _b2_, _sig_). A cuckoo move
- * finds an entry's other bucket by hashing its key again (writer side only). Buckets hold key-slot
- * indexes only; the key and its 64-bit value live in the key store. A small stash takes
- * the keys that no cuckoo path could place, so that the table holds exactly `capacity`
- * keys (the bucket array is sized for at most 87.5 % load: the stash is for safety).
+ *   Primary bucket: the multiply-high of h and the bucket count (any count: 64 bytes per
+ *   7 keys), secondary: the same of a multiplicative mix of h, signature: h's low 16
+ *   bits (homing_table_b1_, _b2_, _sig_).
+ *
+ * A key's hash h is CRC-32C of the key (homing_table_hash4/6, SSE4.2). A cuckoo move
+ * finds an entry's other bucket by hashing its key again (writer side only). A small
+ * stash per family takes the keys that no cuckoo path could place, so that the table
+ * holds exactly `capacity` keys (the stash is for safety).
  *
  * Concurrency. There is exactly one writer, the Go control plane, which calls the
  * batched write functions below from one goroutine at a time (the Go side holds a
- * mutex); readers (the worker lcores) never lock:
+ * mutex); readers (the worker lcores) never lock.
+ * IPv4, per-bucket versions (a seqlock without the lock): every change of a bucket
+ * (insert, update, delete, either end of a cuckoo move) makes its version odd, stores
+ * the fields, and makes it even again (release); a reader loads the version (acquire),
+ * compares and reads the entry, fences (acquire), and retries if the version was odd or
+ * moved. The stash has one version of its own. Nothing is deferred: a reader never keeps
+ * a reference past its check.
+ * IPv6, QSBR:
  *  - an insert writes the key and value into a free key slot, then the bucket's
  *    signature, then publishes the slot index with a release store;
  *  - an update stores the new value with one aligned 64-bit store;
  *  - a delete clears the bucket's index; the key slot goes to a defer queue and is
  *    reused only after every registered reader has reported a quiescent state on
- *    t->qsbr (QSBR), so a reader never reads a slot that was reused for another session;
- *  - a cuckoo move copies an index into the entry's other bucket first, bumps
- *    `change` (release), then overwrites the old place: a reader that misses re-checks
- *    `change` and searches again if it moved during its lookup.
+ *    t->qsbr (QSBR), so a reader never reads a slot that was reused for another session.
+ * Both: a cuckoo move copies an entry into its other bucket first, bumps `change`
+ * (release), then overwrites the old place: a reader that misses re-checks `change` and
+ * searches again if it moved during its lookup.
  *
  * Reader contract (lcore/): register the lcore on t->qsbr with its lcore id as thread id,
  * go online, call homing_table_lookup{4,6}_bulk* inside the loop, and call
  * rte_rcu_qsbr_quiescent(t->qsbr, lcore_id) once per loop iteration (outside any lookup).
  * Go offline before sleeping. A reader that stays online without reporting holds every
- * deleted slot back: once the free slots run out, adds wait up to reclaim_wait_us (once
- * per batch) and then fail with -ENOSPC. Go offline and unregister before the table is
- * freed. Bursts have up to HOMING_TABLE_LOOKUP_MAX keys.
+ * deleted IPv6 slot back: once the free slots run out, IPv6 adds wait up to
+ * reclaim_wait_us (once per batch) and then fail with -ENOSPC. Go offline and unregister
+ * before the table is freed. Bursts have up to HOMING_TABLE_LOOKUP_MAX keys. Keys looked
+ * up must have protocol 6 or 17 (an all-zero IPv4 key would match an empty entry).
  *
  * Keys are in network byte order, in the client -> VIP direction of the 5-tuple.
  */
@@ -50,6 +73,7 @@
 #include <string.h>
 #include <rte_branch_prediction.h>
 #include <rte_common.h>
+#include <rte_pause.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 #if defined(__SSE4_2__)
@@ -107,6 +131,10 @@ struct homing_key6 {
 #define HOMING_TABLE_BUCKET_ENTRIES 8
 /* Keys per bucket the bucket array is sized for (8 entries: 87.5 % load at capacity). */
 #define HOMING_TABLE_BUCKET_FILL 7
+/* IPv4 entries per bucket (keys and owners in the 64-byte line), and the IPv4 keys per
+ * bucket the array is sized for, in halves: 7/2 = 3.5 keys of 4 (87.5 % load). */
+#define HOMING_TABLE_B4_ENTRIES 4
+#define HOMING_TABLE_B4_FILL2 7
 /* Overflow stash entries per family (keys no cuckoo path could place). */
 #define HOMING_TABLE_STASH 32
 /* Pending QSBR tokens per family (groups of deleted slots waiting for the readers). */
@@ -133,6 +161,39 @@ struct homing_tbucket {
 	uint32_t idx[HOMING_TABLE_BUCKET_ENTRIES]; /* key slot + 1; 0: empty */
 	uint32_t pad_[4];
 } __attribute__((aligned(64)));
+
+/* IPv4 bucket: four keys, column by column, with their owners and a version. The version
+ * is even while the bucket is stable; the writer makes it odd for the time of a change
+ * (insert, update, delete, either end of a cuckoo move) and even again after it. */
+struct homing_tbucket4 {
+	uint32_t ver;
+	uint8_t proto[HOMING_TABLE_B4_ENTRIES];  /* 0: empty entry (the key's pad is zero) */
+	uint16_t owner[HOMING_TABLE_B4_ENTRIES];
+	uint32_t src[HOMING_TABLE_B4_ENTRIES];   /* key bytes 0..3 */
+	uint32_t dst[HOMING_TABLE_B4_ENTRIES];   /* key bytes 4..7 */
+	uint32_t ports[HOMING_TABLE_B4_ENTRIES]; /* key bytes 8..11 (sport, dport) */
+} __attribute__((aligned(64)));
+
+/* An IPv4 stash entry (protocol 0: empty). */
+struct homing_stash4 {
+	struct homing_key4 key;
+	uint64_t val;
+};
+
+/* The IPv4 hash. */
+struct homing_htab4 {
+	/* Read by the lcores. */
+	struct homing_tbucket4 *bkt;
+	uint64_t *val;      /* value (owner and epoch) of entry i of bucket b at b * 4 + i */
+	uint32_t nb;        /* buckets */
+	uint32_t change;    /* bumped by every cuckoo move */
+	uint32_t stash_ver; /* the stash's version (as a bucket's) */
+	uint32_t stash_n;   /* stash entries to search (high-water mark) */
+	struct homing_stash4 stash[HOMING_TABLE_STASH];
+	/* Writer only. */
+	uint32_t capacity;
+	uint32_t count;
+};
 
 /* A group of deleted key slots (fifo positions before end) and its QSBR token. */
 struct homing_defer {
@@ -167,7 +228,7 @@ struct homing_htab {
 };
 
 struct homing_table {
-	struct homing_htab v4;
+	struct homing_htab4 v4;
 	struct homing_htab v6;
 	struct rte_rcu_qsbr *qsbr;
 	uint32_t capacity4;
@@ -294,6 +355,22 @@ static __rte_always_inline uint32_t
 homing_table_b2_(uint32_t hv, uint32_t nb)
 {
 	return (uint32_t)(((uint64_t)(uint32_t)(hv * 0x9e3779b1u + 0x7f4a7c15u) * nb) >> 32);
+}
+
+/* The IPv4 hash's two buckets. CRC-32C is linear and session keys are structured (a
+ * client network, a port range): the high bits of hv alone fill buckets of 4 unevenly
+ * (37 % of 100,000 test keys missed their primary bucket at 75 % load). A multiply by an
+ * odd constant carries every bit of hv into the high bits that pick the bucket. */
+static __rte_always_inline uint32_t
+homing_table_b41_(uint32_t hv, uint32_t nb)
+{
+	return (uint32_t)(((uint64_t)(uint32_t)(hv * 0x9e3779b1u) * nb) >> 32);
+}
+
+static __rte_always_inline uint32_t
+homing_table_b42_(uint32_t hv, uint32_t nb)
+{
+	return (uint32_t)(((uint64_t)(uint32_t)((hv >> 16 | hv << 16) * 0x85ebca77u) * nb) >> 32);
 }
 
 static __rte_always_inline uint16_t
@@ -443,20 +520,190 @@ homing_table_finish_(const struct homing_htab *h, const void *key, uint32_t hash
 	return 1;
 }
 
+/* ---- IPv4: keys and owners inside the bucket (one cache line per lookup) ---- */
+
+/* Bit i set for every entry i of IPv4 bucket b that holds key k (all 16 key bytes:
+ * addresses, ports, and protocol with the padding; an empty entry has protocol 0). */
+static __rte_always_inline uint32_t
+homing_table_match4_(const struct homing_tbucket4 *b, const struct homing_key4 *k)
+{
+	uint32_t w[4];
+
+	memcpy(w, k, sizeof(w));
+#if defined(__SSE4_2__)
+	uint32_t pw;
+	__m128i s, d, p, q;
+
+	__m128i kv = _mm_loadu_si128((const __m128i *)(const void *)k);
+
+	memcpy(&pw, b->proto, sizeof(pw));
+	s = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->src),
+			    _mm_shuffle_epi32(kv, 0x00));
+	d = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->dst),
+			    _mm_shuffle_epi32(kv, 0x55));
+	p = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->ports),
+			    _mm_shuffle_epi32(kv, 0xaa));
+	q = _mm_cmpeq_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)pw)),
+			    _mm_shuffle_epi32(kv, 0xff));
+	return (uint32_t)_mm_movemask_ps(
+		_mm_castsi128_ps(_mm_and_si128(_mm_and_si128(s, d), _mm_and_si128(p, q))));
+#else
+	uint32_t m = 0;
+	for (int i = 0; i < HOMING_TABLE_B4_ENTRIES; i++)
+		m |= (uint32_t)(b->src[i] == w[0] && b->dst[i] == w[1] && b->ports[i] == w[2] &&
+				(uint32_t)b->proto[i] == w[3]) << i;
+	return m;
+#endif
+}
+
+/* Reads key's entry in bucket bk under the bucket's version. Returns 1 (found: *owner,
+ * and *val if val is not NULL), 0 (not in bk), -1 (the writer changed bk meanwhile). */
+static __rte_always_inline int
+homing_table_read4_(const struct homing_htab4 *h, const struct homing_tbucket4 *bk,
+		    const struct homing_key4 *key, uint16_t *owner, uint64_t *val)
+{
+	uint32_t v0 = __atomic_load_n(&bk->ver, __ATOMIC_ACQUIRE);
+	uint32_t m = homing_table_match4_(bk, key), i;
+	uint16_t o = 0;
+	uint64_t x = 0;
+
+	if (m != 0) {
+		i = (uint32_t)__builtin_ctz(m);
+		o = __atomic_load_n(&bk->owner[i], __ATOMIC_RELAXED);
+		if (val != NULL)
+			x = __atomic_load_n(&h->val[(size_t)(bk - h->bkt) * HOMING_TABLE_B4_ENTRIES + i],
+					    __ATOMIC_RELAXED);
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (unlikely((v0 & 1) != 0 || __atomic_load_n(&bk->ver, __ATOMIC_RELAXED) != v0))
+		return -1;
+	if (m == 0)
+		return 0;
+	*owner = o;
+	if (val != NULL)
+		*val = x;
+	return 1;
+}
+
+/* The stash, under its own version. Same results as homing_table_read4_. */
+static __rte_always_inline int
+homing_table_stash4_(const struct homing_htab4 *h, const struct homing_key4 *key,
+		     uint16_t *owner, uint64_t *val)
+{
+	uint32_t v0 = __atomic_load_n(&h->stash_ver, __ATOMIC_ACQUIRE);
+	uint32_t sn = __atomic_load_n(&h->stash_n, __ATOMIC_RELAXED), i;
+	uint64_t x = 0;
+	int found = 0;
+
+	for (i = 0; i < sn && i < HOMING_TABLE_STASH; i++)
+		if (homing_table_keyeq_((const uint8_t *)&h->stash[i].key, key, 16)) {
+			x = __atomic_load_n(&h->stash[i].val, __ATOMIC_RELAXED);
+			found = 1;
+			break;
+		}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (unlikely((v0 & 1) != 0 || __atomic_load_n(&h->stash_ver, __ATOMIC_RELAXED) != v0))
+		return -1;
+	if (!found)
+		return 0;
+	*owner = HOMING_VAL_OWNER(x);
+	if (val != NULL)
+		*val = x;
+	return 1;
+}
+
+/* Full IPv4 search: both buckets and the stash, each read under its version (retried
+ * while the writer changes it), the whole retried while a cuckoo move may have hidden
+ * the key. Returns 1 (found) or 0. */
+static __rte_always_inline int
+homing_table_find4_(const struct homing_htab4 *h, const struct homing_key4 *key, uint32_t hv,
+		    uint16_t *owner, uint64_t *val)
+{
+	uint32_t c0, b;
+	int r;
+
+	do {
+		c0 = __atomic_load_n(&h->change, __ATOMIC_ACQUIRE);
+		b = homing_table_b41_(hv, h->nb);
+		for (int pass = 0; pass < 2; pass++) {
+			while ((r = homing_table_read4_(h, &h->bkt[b], key, owner, val)) < 0)
+				rte_pause();
+			if (r > 0)
+				return 1;
+			b = homing_table_b42_(hv, h->nb);
+		}
+		if (__atomic_load_n(&h->stash_n, __ATOMIC_ACQUIRE) != 0) {
+			while ((r = homing_table_stash4_(h, key, owner, val)) < 0)
+				rte_pause();
+			if (r > 0)
+				return 1;
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while (__atomic_load_n(&h->change, __ATOMIC_ACQUIRE) != c0);
+	return 0;
+}
+
 /* hash[0] is the first key's hash, the next ones follow every stride bytes (the hashes
- * may sit in the caller's per-packet records). */
+ * may sit in the caller's per-packet records). IPv4: stage prefetches each key's two
+ * buckets (cand[i]: the primary); finish compares the key in the primary bucket under
+ * its version (a hit reads that one cache line), then in the secondary, then falls back
+ * to the full search. No QSBR hold: an IPv4 lookup is complete when finish returns. */
 static __rte_always_inline void
 homing_table_stage4(const struct homing_table *t, const uint32_t *hash, uint32_t stride,
 		    uint32_t n, const uint8_t **cand)
 {
-	homing_table_stage_(&t->v4, hash, stride, n, cand, 24);
+	const struct homing_tbucket4 *B = t->v4.bkt;
+	const uint32_t nb = t->v4.nb;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		uint32_t hv = *(const uint32_t *)(const void *)((const uint8_t *)hash + (size_t)i * stride);
+		const struct homing_tbucket4 *bk = &B[homing_table_b41_(hv, nb)];
+		rte_prefetch0(bk);
+		/* buckets of 4 overflow: 7-13 % of keys live in their secondary bucket
+		 * (at 70-87 % load); fetching it in parallel beats a dependent miss */
+		rte_prefetch0(&B[homing_table_b42_(hv, nb)]);
+		cand[i] = (const uint8_t *)bk;
+	}
 }
 
+/* After a miss in the primary bucket: the secondary bucket (a hit there is as good as
+ * anywhere), then the full search. */
+static __rte_always_inline int
+homing_table_second4_(const struct homing_htab4 *h, const struct homing_key4 *key, uint32_t hv,
+		      int r, uint16_t *owner, uint64_t *val)
+{
+	if (r == 0 &&
+	    homing_table_read4_(h, &h->bkt[homing_table_b42_(hv, h->nb)], key, owner, val) > 0)
+		return 1;
+	return homing_table_find4_(h, key, hv, owner, val);
+}
+
+/* The owner only: what the forwarding decision needs (no read outside the bucket). */
+static __rte_always_inline int
+homing_table_finish4_owner(const struct homing_table *t, const struct homing_key4 *key,
+			   uint32_t hash, const uint8_t *cand, uint16_t *owner)
+{
+	const struct homing_tbucket4 *bk = (const struct homing_tbucket4 *)(const void *)cand;
+	int r = homing_table_read4_(&t->v4, bk, key, owner, NULL);
+
+	if (likely(r > 0))
+		return 1;
+	return homing_table_second4_(&t->v4, key, hash, r, owner, NULL);
+}
+
+/* The whole value (owner and epoch): reads the entry's value word too (a second line). */
 static __rte_always_inline int
 homing_table_finish4(const struct homing_table *t, const struct homing_key4 *key,
 		     uint32_t hash, const uint8_t *cand, uint64_t *val)
 {
-	return homing_table_finish_(&t->v4, key, hash, cand, val, 16);
+	const struct homing_tbucket4 *bk = (const struct homing_tbucket4 *)(const void *)cand;
+	uint16_t owner;
+	int r = homing_table_read4_(&t->v4, bk, key, &owner, val);
+
+	if (likely(r > 0))
+		return 1;
+	return homing_table_second4_(&t->v4, key, hash, r, &owner, val);
 }
 
 static __rte_always_inline void
@@ -471,6 +718,31 @@ homing_table_finish6(const struct homing_table *t, const struct homing_key6 *key
 		     uint32_t hash, const uint8_t *cand, uint64_t *val)
 {
 	return homing_table_finish_(&t->v6, key, hash, cand, val, 40);
+}
+
+/* IPv4 bulk lookup (pointers kp or array karr; hashes given or computed). */
+static __rte_always_inline uint64_t
+homing_table_bulk4_(const struct homing_table *t, const void *const *kp, const void *karr,
+		    const uint32_t *hash, uint32_t n, uint64_t *vals)
+{
+	const uint8_t *cand[HOMING_TABLE_LOOKUP_MAX];
+	uint32_t hs[HOMING_TABLE_LOOKUP_MAX];
+	uint64_t hits = 0;
+	uint32_t i;
+
+#define HOMING_TABLE_KEY4_(i) \
+	((const struct homing_key4 *)(kp != NULL ? kp[i] : (const void *)((const uint8_t *)karr + (size_t)(i) * 16)))
+	if (hash == NULL) {
+		for (i = 0; i < n; i++)
+			hs[i] = homing_table_hash4(HOMING_TABLE_KEY4_(i));
+		hash = hs;
+	}
+	homing_table_stage4(t, hash, sizeof(uint32_t), n, cand);
+	for (i = 0; i < n; i++)
+		if (homing_table_finish4(t, HOMING_TABLE_KEY4_(i), hash[i], cand[i], &vals[i]))
+			hits |= 1ULL << i;
+#undef HOMING_TABLE_KEY4_
+	return hits;
 }
 
 /* The bulk lookup: keys either as pointers (kp) or as an array (karr); hashes given
@@ -506,7 +778,7 @@ static __rte_always_inline uint64_t
 homing_table_lookup4_hashed(const struct homing_table *t, const struct homing_key4 *keys,
 			    const uint32_t *hash, uint32_t n, uint64_t *vals)
 {
-	return homing_table_bulk_(&t->v4, NULL, keys, hash, n, vals, 16);
+	return homing_table_bulk4_(t, NULL, keys, hash, n, vals);
 }
 
 static __rte_always_inline uint64_t
@@ -522,7 +794,7 @@ static inline int
 homing_table_lookup4_bulk(const struct homing_table *t, const void **keys, uint32_t n,
 			  uint64_t *hitmask, uint64_t *vals)
 {
-	*hitmask = homing_table_bulk_(&t->v4, keys, NULL, NULL, n, vals, 16);
+	*hitmask = homing_table_bulk4_(t, keys, NULL, NULL, n, vals);
 	return __builtin_popcountll(*hitmask);
 }
 

@@ -245,3 +245,38 @@ func (t *Table) rawGet(kb []byte) int {
 	}
 	return int(C.homing_table_get6(t.t, (*C.struct_homing_key6)(p), &v))
 }
+
+// raceCounts is what homing_selftest_race4 reports.
+type raceCounts struct {
+	Lookups, Missing, Mismatches, Writes, WriterErrors, CuckooMoves uint64
+}
+
+// race4 runs the IPv4 reader/writer race (homing_selftest_race4) on t (empty, capacity4
+// = nstable + nchurn/2) for d: a writer thread churns while this thread looks up.
+func race4(t *Table, nstable, nchurn int, d time.Duration) (raceCounts, error) {
+	r := (*C.struct_homing_selftest_race)(C.calloc(1, C.sizeof_struct_homing_selftest_race))
+	defer C.free(unsafe.Pointer(r))
+	r.nstable, r.nchurn, r.ms = C.uint32_t(nstable), C.uint32_t(nchurn), C.uint32_t(d.Milliseconds())
+	if rc := C.homing_selftest_race4((*C.struct_homing_table)(t.Ptr()), r); rc != 0 {
+		return raceCounts{}, fmt.Errorf("homing_selftest_race4: %d", int(rc))
+	}
+	return raceCounts{
+		Lookups: uint64(r.lookups), Missing: uint64(r.missing), Mismatches: uint64(r.mismatches),
+		Writes: uint64(r.writes), WriterErrors: uint64(r.writer_errors), CuckooMoves: uint64(r.cuckoo_moves),
+	}, nil
+}
+
+// buckets4 returns the two buckets of IPv4 key k in t.
+func buckets4(t *Table, k session.Key) (b1, b2 uint32) {
+	b, _ := encodeKey(k)
+	var c1, c2 C.uint32_t
+	C.homing_selftest_buckets4((*C.struct_homing_table)(t.Ptr()), (*C.struct_homing_key4)(unsafe.Pointer(&b[0])), &c1, &c2)
+	return uint32(c1), uint32(c2)
+}
+
+// stashedCount is the table's count of keys placed in a stash.
+func stashedCount(t *Table) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint64(t.t.stats.stashed)
+}

@@ -54,4 +54,21 @@ int homing_selftest_lookup_repeat(const struct homing_table *t, int v6, const vo
 /* Bytes allocated on every rte_malloc heap socket. */
 uint64_t homing_selftest_heap_allocated(void);
 
+/* IPv4 reader/writer race (the bucket versions): a writer thread churns a small, full
+ * table (each step deletes a churn key, adds another through cuckoo paths that move
+ * the stable keys, and rewrites a stable key's value) while the calling thread looks
+ * the keys up for ms milliseconds. Every stable key must always be found (missing)
+ * and every hit must carry its own key's value (mismatches). The table must be empty
+ * with capacity4 >= nstable + nchurn / 2 + 1. Returns 0 or a negative errno. */
+struct homing_selftest_race {
+	uint32_t nstable, nchurn, ms;
+	uint32_t stop; /* internal */
+	uint64_t lookups, missing, mismatches, writes, writer_errors, cuckoo_moves;
+};
+int homing_selftest_race4(struct homing_table *t, struct homing_selftest_race *r);
+
+/* The two buckets of IPv4 key k in t. */
+void homing_selftest_buckets4(const struct homing_table *t, const struct homing_key4 *k,
+			      uint32_t *b1, uint32_t *b2);
+
 #endif

@@ -275,6 +275,8 @@ type bcase struct {
 	naive  string // the naive row this case is compared with
 	target string
 	check  func(lcore.Stats) error
+	// capture is armed on the lcore for the run (mode BenchHook)
+	capture *lcore.CaptureConfig
 }
 
 // run is one run of the case on lcores (pinned to cpus).
@@ -285,7 +287,7 @@ func (c bcase) run(port dpdk.Port, lcores []uint, cpus []int, o options, seed ui
 	}
 	return dp.BenchRun(lcore.BenchConfig{Lcores: lcores, CPUs: cpus, Port: port, Mode: c.mode, Gen: c.gen, Naive: c.fx.naive,
 		Sessions: uint32(c.fx.n), VIP: vip, VIPPort: 443, Warmup: o.warmup, Packets: o.packets, Windows: o.windows,
-		Seed: seed, GUEDst: self4, GUEPort: tunnelPort})
+		Seed: seed, GUEDst: self4, GUESrc: peer4, GUEPort: tunnelPort, Capture: c.capture})
 }
 
 func all(what string, get func(lcore.Stats) uint64) func(lcore.Stats) error {
@@ -305,6 +307,15 @@ func cases(main, big *fixture) []bcase {
 			check: redirected},
 		{id: "local", name: "100 % local (owned here -> kernel path)", fx: main, mode: lcore.BenchPipeline, local: true, bare: "bare", target: ">= 0.55",
 			check: all("local", func(s lcore.Stats) uint64 { return s.Local })},
+		// The capture's cost (issue 17): the poll loop's NIC burst goes through one branch
+		// on lc->cap; the same redirected traffic with no capture armed, and with one armed
+		// on every point whose filter matches no packet (each packet's headers are parsed
+		// and compared at nic-rx and at nic-tx), over the pipeline called directly.
+		{id: "capture-off", name: "capture branch, none armed / 100 % redirected", fx: main, mode: lcore.BenchHook, bare: "redirect",
+			target: ">= 0.98", check: redirected},
+		{id: "capture-armed", name: "capture armed, matching nothing / 100 % redirected", fx: main, mode: lcore.BenchHook, bare: "redirect",
+			check: redirected, capture: &lcore.CaptureConfig{Points: lcore.NICRx | lcore.NICTx | lcore.TAPRx | lcore.TAPTx, Snaplen: 2048,
+				Count: lcore.MaxCaptureCount, Filter: lcore.Filter{Addrs: []lcore.AddrCond{{Addr: netip.MustParseAddr("192.0.2.1")}}}}},
 	}
 	if main.naive != nil {
 		cs = append(cs,
@@ -452,7 +463,7 @@ func run(ctx context.Context, o options) error {
 				return nil
 			}
 		}
-		return fmt.Errorf("-case %q: want bare, redirect, local, naive, bare-gue or decap", o.only)
+		return fmt.Errorf("-case %q: want bare, redirect, local, capture-off, capture-armed, naive, bare-gue or decap", o.only)
 	}
 
 	// Rounds interleave the cases: every case once per round, in the same order; a
@@ -734,9 +745,9 @@ func callgrind(o options) error {
 	if !flagSet("packets") {
 		o.packets = 200_000
 	}
-	ids := []string{"bare", "redirect", "local", "naive", "bare-gue", "decap"}
+	ids := []string{"bare", "redirect", "local", "capture-off", "capture-armed", "naive", "bare-gue", "decap"}
 	if !o.naive {
-		ids = []string{"bare", "redirect", "local", "bare-gue", "decap"}
+		ids = []string{"bare", "redirect", "local", "capture-off", "capture-armed", "bare-gue", "decap"}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -764,6 +775,8 @@ func callgrind(o options) error {
 		{"bare", "", "bare loop (TCP generator)", ""},
 		{"redirect", "bare", "100 % redirected", "<= 330 total"},
 		{"local", "bare", "100 % local", ""},
+		{"capture-off", "redirect", "capture branch, none armed (minus redirected)", ""},
+		{"capture-armed", "redirect", "capture armed, matching nothing (minus redir.)", ""},
 		{"naive", "bare", "naive design, 100 % redirected (rte_hash)", ""},
 		{"bare-gue", "", "bare loop (GUE generator)", ""},
 		{"decap", "bare-gue", "decapsulation", ""},

@@ -80,6 +80,7 @@ func demo(args []string) int {
 	uploads := fs.Int("uploads", 20, "upload connections writing 64 KiB blocks (full-size segments); 0 none")
 	clamp := fs.Bool("clamp", true, "tunnel.clamp_mss in every homingd (false: full-size segments rely on ICMP too big)")
 	plain := fs.Bool("plain", true, "also run the plain-ECMP baseline")
+	quicConns := fs.Int("quic", 100, "QUIC connections (quic-go) to a QUIC echo server on the VIP, rebound at the end; 0 none")
 	_ = fs.Parse(args)
 	if *uploads == 0 {
 		*uploads = -1
@@ -117,11 +118,12 @@ func demo(args []string) int {
 	}
 	fmt.Printf("homing-lab demo: an %s POP in network namespaces: router (%s),\n"+
 		"%d hosts with homingd, %d client connections that echo numbered chunks every %v-%v,\n"+
-		"%d upload connections that echo 64 KiB blocks (full-size TCP segments; 1500-byte MTU everywhere).\n"+
-		"Steps: drain h1 (%s; it keeps running), restore it, add h%d, new router hash seed.\n\n",
-		family, steer, *hosts, *conns, lab.MinGap, lab.MaxGap, max(*uploads, 0), drain, *hosts+1)
+		"%d upload connections that echo 64 KiB blocks (full-size TCP segments; 1500-byte MTU everywhere),\n"+
+		"%d QUIC connections.\n"+
+		"Steps: drain h1 (%s; it keeps running), restore it, add h%d, new router hash seed%s.\n\n",
+		family, steer, *hosts, *conns, lab.MinGap, lab.MaxGap, max(*uploads, 0), max(*quicConns, 0), drain, *hosts+1, rebindStep(*quicConns))
 	sc := lab.Scenario{Hosts: *hosts, Conns: *conns, Homingd: bin, Step: *step, Log: os.Stdout, KeepDir: *keep,
-		Live: isTerminal(os.Stdout), IPv6: *ipv6, Static: *static, Uploads: *uploads, NoClamp: !*clamp}
+		Live: isTerminal(os.Stdout), IPv6: *ipv6, Static: *static, Uploads: *uploads, NoClamp: !*clamp, QUIC: max(*quicConns, 0)}
 	var runs []*lab.Result
 	failed := false
 	modes := []bool{true, false}
@@ -151,7 +153,10 @@ func demo(args []string) int {
 		"bad bytes: echoed bytes that differ from those sent; tunnelled: packets the hosts sent to the owner in GUE;\n" +
 		"stall: uploads open but without an echoed block in the last 1.5 s; blocks: 64 KiB blocks echoed intact;\n" +
 		"toobig: packets too big for the tunnel (nic.mtu); icmp: of those, answered with ICMP fragmentation\n" +
-		"needed (the client lowers its path MTU; see -clamp=false).\n")
+		"needed (the client lowers its path MTU; see -clamp=false);\n" +
+		"QUIC: long-lived quic-go connections echoing a chunk every 500 ms on UDP port 443, whose servers put their\n" +
+		"host id in their connection IDs (udp_sessions quic_cid); rebind: every third moves to a new source port;\n" +
+		"broken: connections that ended during the step.\n")
 	for _, r := range runs {
 		if r.Redirect && len(r.Ended) > 0 {
 			fmt.Printf("\nconnections that ended with homing (%d), the first:\n", r.TotalReset())
@@ -165,6 +170,14 @@ func demo(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// rebindStep names the demo's last step when it has QUIC connections.
+func rebindStep(quic int) string {
+	if quic > 0 {
+		return ", every third QUIC connection to a new source port"
+	}
+	return ""
 }
 
 // isTerminal reports whether f is a character device (a terminal, for the live line).

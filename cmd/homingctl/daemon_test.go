@@ -143,6 +143,10 @@ func startLab(t *testing.T) *lab {
 	sh(t, "ip", "-n", l.nb, "neigh", "replace", hostAddr, "lladdr", hostMAC, "dev", "nb0", "nud", "permanent")
 	sh(t, "ip", "-n", l.nb, "route", "add", vip+"/32", "via", hostAddr)
 	sh(t, "ip", "-n", l.nb, "route", "add", "239.0.0.0/8", "dev", "nb0")
+	// The neighbour also sends as static peer 2 (GUE is decapsulated only from a live
+	// peer's address), without answering ARP for it.
+	sh(t, "ip", "-n", l.nb, "addr", "add", peer2Addr+"/32", "dev", "lo")
+	sh(t, "ip", "netns", "exec", l.nb, "sysctl", "-qw", "net.ipv4.conf.nb0.arp_ignore=1")
 	sh(t, "ip", "netns", "exec", l.host, "nft", "add table netdev homing; add chain netdev homing in { type filter hook ingress device eth0 priority 0; policy drop; }")
 	nbMAC := strings.TrimSpace(sh(t, "ip", "netns", "exec", l.nb, "cat", "/sys/class/net/nb0/address"))
 
@@ -293,13 +297,16 @@ func csum(b []byte) uint16 {
 	return ^uint16(s)
 }
 
-// gue returns a GUE (variant 0, IPIP) payload carrying an IPv4/UDP packet.
-func gue() []byte {
+// peer2Addr is static peer 2's address.
+const peer2Addr = "198.18.0.12"
+
+// gue returns a GUE (variant 0, IPIP) payload carrying an IPv4/UDP packet to dst.
+func gue(dst string) []byte {
 	inner := make([]byte, 20+8+4)
 	inner[0], inner[8], inner[9] = 0x45, 64, 17
 	binary.BigEndian.PutUint16(inner[2:], uint16(len(inner)))
 	copy(inner[12:], netip.MustParseAddr("198.18.200.1").AsSlice())
-	copy(inner[16:], netip.MustParseAddr(vip).AsSlice())
+	copy(inner[16:], netip.MustParseAddr(dst).AsSlice())
 	binary.BigEndian.PutUint16(inner[10:], csum(inner[:20]))
 	binary.BigEndian.PutUint16(inner[20:], 1234)
 	binary.BigEndian.PutUint16(inner[22:], 5301)
@@ -338,6 +345,7 @@ func TestDaemon(t *testing.T) {
 	t.Run("homingctl", l.testCtl)
 	t.Run("reload", l.testReload)
 	t.Run("drain", l.testDrain)
+	t.Run("capture", l.testCapture)
 	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +360,10 @@ func TestDaemon(t *testing.T) {
 
 func (l *lab) testMetrics(t *testing.T) {
 	before := l.scrape(t)
-	const pings, udp, gues, junk = 5, 7, 3, 4
+	// GUE from peer 2's address to a VIP is decapsulated; to the host's own address it
+	// is refused (inner_not_vip), and so is GUE from the neighbour's (unknown_source).
+	const pings, udp, gues, notVIP, stranger, junk = 5, 7, 3, 2, 2, 4
+	const refused = notVIP + stranger
 	out, err := exec.Command("ip", "netns", "exec", l.nb, "ping", "-c", strconv.Itoa(pings), "-i", "0.05", "-W", "2", hostAddr).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), " 0% packet loss") {
 		t.Fatalf("ping: %v\n%s", err, out)
@@ -380,9 +391,11 @@ func (l *lab) testMetrics(t *testing.T) {
 	}
 	g := make([][]byte, gues)
 	for i := range g {
-		g[i] = gue()
+		g[i] = gue(vip)
 	}
-	l.sendUDP(t, nbAddr+":41000", hostAddr+":6080", g...)
+	l.sendUDP(t, peer2Addr+":41000", hostAddr+":6080", g...)
+	l.sendUDP(t, peer2Addr+":41000", hostAddr+":6080", gue(hostAddr), gue(hostAddr))
+	l.sendUDP(t, nbAddr+":41000", hostAddr+":6080", gue(vip), gue(vip))
 	j := make([][]byte, junk)
 	for i := range j {
 		j[i] = []byte("not a gossip datagram at all, no magic")
@@ -414,14 +427,17 @@ func (l *lab) testMetrics(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"homing_lcore_received_packets_total", []string{"lcore", "1", "port", "nic"}, pings + udp + 1 + gues + junk + 1},
+		{"homing_lcore_received_packets_total", []string{"lcore", "1", "port", "nic"}, pings + udp + 1 + gues + refused + junk + 1},
 		{"homing_lcore_redirected_packets_total", []string{"lcore", "1"}, udp},
 		{"homing_lcore_classified_packets_total", []string{"class", "redirect", "lcore", "1"}, udp},
 		{"homing_lcore_decapsulated_packets_total", []string{"lcore", "1"}, gues},
 		{"homing_lcore_classified_packets_total", []string{"class", "syn", "lcore", "1"}, 1},
 		{"homing_lcore_classified_packets_total", []string{"class", "other", "lcore", "1"}, pings + junk + 1},
 		{"homing_lcore_classified_packets_total", []string{"class", "miss", "lcore", "1"}, 0},
-		{"homing_lcore_classified_packets_total", []string{"class", "gue_bad", "lcore", "1"}, 0},
+		{"homing_lcore_classified_packets_total", []string{"class", "gue_bad", "lcore", "1"}, refused},
+		{"homing_lcore_gue_refused_total", []string{"lcore", "1", "reason", "inner_not_vip"}, notVIP},
+		{"homing_lcore_gue_refused_total", []string{"lcore", "1", "reason", "unknown_source"}, stranger},
+		{"homing_lcore_gue_refused_total", []string{"lcore", "1", "reason", "inner_proto"}, 0},
 		{"homing_lcore_sent_packets_total", []string{"lcore", "1", "port", "kernel"}, pings + 1 + gues + junk + 1},
 		{"homing_lcore_dropped_packets_total", []string{"lcore", "1", "reason", "nic_tx_full"}, 0},
 		{"homing_gossip_received_datagrams_total", nil, junk + 1},
@@ -443,7 +459,7 @@ func (l *lab) testMetrics(t *testing.T) {
 	if d := delta("homing_lcore_received_packets_total", "lcore", "1", "port", "kernel"); d < pings+1 {
 		t.Errorf("received from the kernel moved by %v, want at least %d", d, pings+1)
 	}
-	if d := delta("homing_port_received_packets_total", "port", "nic"); d < pings+udp+1+gues+junk+1 {
+	if d := delta("homing_port_received_packets_total", "port", "nic"); d < pings+udp+1+gues+refused+junk+1 {
 		t.Errorf("NIC port rx moved by %v", d)
 	}
 	if d := delta("homing_gossip_sent_datagrams_total"); d < 1 || delta("homing_gossip_sent_bytes_total") < 50*d {
@@ -532,7 +548,8 @@ func (l *lab) testCtl(t *testing.T) {
 	match(t, "sessions --limit", l.ctl(t, "sessions", "--owner", "2", "--limit", "1"), `3 sessions match, 1 shown`)
 
 	match(t, "stats", l.ctl(t, "stats"), `(?m)^LCORE\s+RX NIC`, `(?m)^1\s+\d+\s+\d+\s+\d+\s+\d+\s+7\s+3\s+0\s+[0-9.]+%$`,
-		`(?m)^redirect\s+7$`, `(?m)^syn\s+1$`, `(?m)^nic\s+\d+`, `records applied\s+1`, `bad magic\s+4`, `owner 2\s+3`)
+		`(?m)^redirect\s+7$`, `(?m)^syn\s+1$`, `(?m)^gue_bad\s+4$`, `(?m)^gue refused inner_not_vip\s+2$`,
+		`(?m)^gue refused unknown_source\s+2$`, `(?m)^nic\s+\d+`, `records applied\s+1`, `bad magic\s+4`, `owner 2\s+3`)
 	var sts ctl.Stats
 	l.ctlJSON(t, &sts, "stats")
 	if len(sts.Lcores) != 1 || sts.Lcores[0].Redirected != 7 || sts.Gossip["records_applied"] != 1 || sts.Reject["bad_magic"] != 4 || sts.Owners["2"] != 3 {

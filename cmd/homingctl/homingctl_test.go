@@ -48,8 +48,9 @@ func fakeDaemon(t *testing.T) string {
 			}
 			return ctl.Sessions{Sessions: []ctl.Session{{Proto: "udp", Client: "198.18.0.1:40000", VIP: "198.19.255.1:5300", Owner: 2, Epoch: 1}}, Matched: 2, Truncated: true}, nil
 		case ctl.CmdStats:
-			return ctl.Stats{Lcores: []ctl.LcoreStats{{Lcore: 1, RxNIC: 21, Redirected: 7, Classes: map[string]uint64{"redirect": 7}, Drops: map[string]uint64{"nic_tx_full": 0}, BusyRatio: 0.5}},
-				Ports: []ctl.PortStats{{Name: "nic", RxPackets: 21}}, Table: map[string]uint64{"inserts": 3}}, nil
+			return ctl.Stats{Lcores: []ctl.LcoreStats{{Lcore: 1, RxNIC: 21, Redirected: 7, Classes: map[string]uint64{"redirect": 7}, Drops: map[string]uint64{"nic_tx_full": 0}, BusyRatio: 0.5,
+				Counters: map[string]uint64{"idle_loops": 9}}},
+				Ports: []ctl.PortStats{{Name: "nic", RxPackets: 21, Counters: map[string]uint64{"rx_later": 2}}}, Table: map[string]uint64{"inserts": 3}}, nil
 		}
 		return nil, fmt.Errorf("%w %q", ctl.ErrUnknownCommand, r.Cmd)
 	}))
@@ -71,7 +72,8 @@ func TestOutputForms(t *testing.T) {
 		{[]string{"peers"}, []string{`ID\s+ADDRESS\s+MAC`, `(?m)^2\s+198\.18\.0\.12\s+02:00:00:00:00:12\s+6080\s+static\s+yes\s+2$`}, "tunnel_port"},
 		{[]string{"lookup", "udp", "198.18.0.1:40000", "198.19.255.1:5300"}, []string{`owner\s+host 2 \(epoch 1\)`, `verdict\s+redirect to host 2`}, "verdict"},
 		{[]string{"sessions", "--owner", "2", "--vip=198.19.255.1", "--limit", "1"}, []string{`udp\s+198\.18\.0\.1:40000\s+198\.19\.255\.1:5300\s+2\s+1`, `2 sessions match, 1 shown`}, "matched"},
-		{[]string{"stats"}, []string{`(?m)^1\s+21\s+0\s+0\s+0\s+7\s+0\s+0\s+50\.0%$`, `(?m)^redirect\s+7$`, `inserts\s+3`}, "lcores"},
+		{[]string{"stats"}, []string{`(?m)^1\s+21\s+0\s+0\s+0\s+7\s+0\s+0\s+50\.0%$`, `(?m)^redirect\s+7$`, `inserts\s+3`,
+			`(?m)^idle loops\s+9$`, `(?m)^port nic\n\s+rx later\s+2$`}, "lcores"},
 	}
 	for _, c := range cases {
 		out, errOut, code := ctlRun(append([]string{"--socket", sock}, c.args...)...)

@@ -15,6 +15,11 @@
 //	rebind ID                                gossip forgets host ID's address and MAC: its next
 //	                                         heartbeat binds it (a host that moved or changed NIC)
 //	version                                  homingctl's version and the running homingd's
+//	capture [--port nic|tap|all] [--dir rx|tx|both] [--filter EXPR] [--count N]
+//	        [--duration D] [--snaplen N] [-w FILE|-]
+//	                                         packets of the data plane, as pcapng (-w) or lines
+//	trace PROTO CLIENT-IP:PORT VIP-IP:PORT [--count N] [--duration D]
+//	                                         the next packets of one flow: class, lookup, owner, fate
 //
 // Tables for people by default; --json prints the daemon's answer as JSON for scripts.
 // Exit status: 0 ok, 1 error (including "homingd is not running", and a drain whose
@@ -65,6 +70,17 @@ commands:
   rebind ID                                  forget host ID's gossip binding to an address and MAC
                                              (it moved, or its NIC changed); its next heartbeat binds it
   version                                    homingctl's version and the running homingd's
+  capture [--port nic|tap|all] [--dir rx|tx|both] [--filter EXPR] [--count N] [--duration D]
+          [--snaplen N] [-w FILE|-]          packets of the running data plane, taken on the lcores:
+                                             pcapng with -w (- for stdout), else one line each
+                                             (defaults: all ports, both directions, 1000 packets, 10s,
+                                             2048 bytes). EXPR: terms joined by "and": host|src|dst ADDR,
+                                             [src|dst] port N, tcp|udp|icmp|icmp6|proto N,
+                                             class NAME[,NAME] (redirected, decap, local, miss, syn,
+                                             kernel, ...), flow PROTO SRC:PORT DST:PORT
+  trace PROTO CLIENT-IP:PORT VIP-IP:PORT [--count N] [--duration D]
+                                             the next packets of one flow (both ways; default 100,
+                                             60s): point, class, lookup, owner, fate, lcore
 
 options (anywhere on the line):
   --socket PATH   control socket (default: control.socket of --config, else ` + config.DefaultControlSocket + `)
@@ -82,6 +98,7 @@ type opts struct {
 	vip            string
 	limit          int
 	wait           time.Duration
+	capture        captureOpts
 	args           []string
 }
 
@@ -141,6 +158,10 @@ func parse(argv []string) (opts, error) {
 					err = fmt.Errorf("--limit %q: want a number", v)
 				}
 			}
+		case "port", "dir", "filter", "w", "count", "duration", "snaplen":
+			if v, err = need(); err == nil {
+				err = o.capture.set1(name, v)
+			}
 		case "h", "help":
 			return o, errUsage
 		default:
@@ -188,6 +209,15 @@ func run(argv []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, "version takes no arguments")
 		}
 		return runVersion(ctx, socket, o.json, stdout, stderr)
+	}
+	switch cmd {
+	case ctl.CmdCapture:
+		return capture(socket, o, stdout, stderr)
+	case "trace":
+		return trace(socket, o, stdout, stderr)
+	}
+	if o.capture.set {
+		return usageError(stderr, cmd+": --port, --dir, --filter, --count, --duration, --snaplen and -w are capture's and trace's")
 	}
 	var args, result any
 	var print func(w io.Writer)
@@ -504,6 +534,13 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			}
 			fmt.Fprintln(t)
 		}
+		for _, name := range sortedKeys(s.Lcores[0].GUERefused) {
+			fmt.Fprint(t, "gue refused "+name)
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.GUERefused[name])
+			}
+			fmt.Fprintln(t)
+		}
 		for _, name := range sortedKeys(s.Lcores[0].Park) {
 			fmt.Fprint(t, "park "+name)
 			for _, l := range s.Lcores {
@@ -524,6 +561,13 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			fmt.Fprintf(t, "\t%d", l.MSSClamped)
 		}
 		fmt.Fprintln(t)
+		for _, name := range sortedKeys(s.Lcores[0].Counters) {
+			fmt.Fprint(t, strings.ReplaceAll(name, "_", " "))
+			for _, l := range s.Lcores {
+				fmt.Fprintf(t, "\t%d", l.Counters[name])
+			}
+			fmt.Fprintln(t)
+		}
 		t.Flush()
 		fmt.Fprintln(w)
 	}
@@ -534,6 +578,9 @@ func printStats(w io.Writer, s *ctl.Stats) {
 			p.RxMissed, p.RxErrors, p.TxErrors, p.RxNoMbuf)
 	}
 	t.Flush()
+	for _, p := range s.Ports {
+		printMap(w, "port "+p.Name, p.Counters)
+	}
 	printMap(w, "table", s.Table)
 	if len(s.Owners) > 0 {
 		owners := map[string]uint64{}
@@ -549,6 +596,7 @@ func printStats(w io.Writer, s *ctl.Stats) {
 		fmt.Fprintln(w, "\ngossip off")
 	}
 	printMap(w, "gossip relay", s.Relay)
+	printMap(w, "udp sessions", s.UDP)
 	printMap(w, "probe", s.Probe)
 }
 

@@ -175,7 +175,7 @@ func TestCheckCommand(t *testing.T) {
 	}
 	good, _ := writeKeyConfig(t, goodKey, 0o600)
 	out, errOut, code := run("-check", "-config", good)
-	if code != 0 || out != good+": ok, DPDK memory 88 of 256 MiB (mempool 32 MiB, tables 53 MiB, EAL and queues 4 MiB)\n" || errOut != "" {
+	if code != 0 || out != good+": ok, DPDK memory 78 of 256 MiB (mempool 32 MiB, tables 43 MiB, EAL and queues 4 MiB)\n" || errOut != "" {
 		t.Errorf("good: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	open, key := writeKeyConfig(t, goodKey, 0o644)

@@ -135,19 +135,31 @@ func ipv4Frame(dst, src net.HardwareAddr, ip *layers.IPv4, payload []byte) []byt
 // of hdr. A zero UDP checksum, as GUE senders commonly use, unless withCsum.
 func gueFrame(dst netip.Addr, dport uint16, hdr [4]byte, payload []byte, withCsum bool) []byte {
 	p := peer2()
-	ip := ip4Layer(p.Addr, dst, layers.IPProtocolUDP, 0)
-	ip.TTL = 64
+	return gueFrameFrom(p.Addr, p.MAC, dst, dport, hdr, payload, withCsum)
+}
+
+// gueFrameFrom is the same from src (MAC srcMAC), outer IPv4 or IPv6 (as src and dst;
+// over IPv6 the UDP checksum is always computed).
+func gueFrameFrom(src netip.Addr, srcMAC net.HardwareAddr, dst netip.Addr, dport uint16, hdr [4]byte, payload []byte, withCsum bool) []byte {
 	udp := &layers.UDP{SrcPort: 51000, DstPort: layers.UDPPort(dport)}
 	body := gopacket.Payload(append(hdr[:], payload...))
+	if src.Is6() {
+		ip := ip6Layer(src, dst, layers.IPProtocolUDP)
+		ip.HopLimit, ip.FlowLabel = 64, 0
+		must(udp.SetNetworkLayerForChecksum(ip))
+		return serialize(ethLayer(self().MAC, srcMAC, layers.EthernetTypeIPv6), ip, udp, body)
+	}
+	ip := ip4Layer(src, dst, layers.IPProtocolUDP, 0)
+	ip.TTL = 64
 	if withCsum {
 		must(udp.SetNetworkLayerForChecksum(ip))
-		return serialize(ethLayer(self().MAC, p.MAC, layers.EthernetTypeIPv4), ip, udp, body)
+		return serialize(ethLayer(self().MAC, srcMAC, layers.EthernetTypeIPv4), ip, udp, body)
 	}
 	buf := gopacket.NewSerializeBuffer()
 	must(body.SerializeTo(buf, gopacket.SerializeOptions{FixLengths: true}))
 	must(udp.SerializeTo(buf, gopacket.SerializeOptions{FixLengths: true}))
 	must(ip.SerializeTo(buf, serializeOpts))
-	must(ethLayer(self().MAC, p.MAC, layers.EthernetTypeIPv4).SerializeTo(buf, serializeOpts))
+	must(ethLayer(self().MAC, srcMAC, layers.EthernetTypeIPv4).SerializeTo(buf, serializeOpts))
 	return clone(buf.Bytes())
 }
 
@@ -156,6 +168,9 @@ func gueFrame(dst netip.Addr, dport uint16, hdr [4]byte, payload []byte, withCsu
 func wantKernel(frame []byte) Want { return Want{Kind: ToKernel, Frame: clone(frame)} }
 
 func wantNIC(frame []byte) Want { return Want{Kind: ToNIC, Frame: clone(frame)} }
+
+// wantDrop: nothing out, the refusal counter counter moved by one.
+func wantDrop(counter string) Want { return Want{Kind: Drop, Counter: counter} }
 
 func wantEncap(frame []byte, k session.Key, owner uint16) Want {
 	h, ok := hostByID(owner)
@@ -210,7 +225,8 @@ func Cases() []Case {
 		ruleLocal   = "a session owned here goes to the kernel"
 		ruleUnknown = "a session not in the table is local: kernel"
 		ruleDead    = "a session owned by a peer without a template goes to the kernel"
-		ruleDecap   = "GUE to this host's address and tunnel port is decapsulated to the kernel"
+		ruleDecap   = "GUE from a live peer to this host's address and tunnel port is decapsulated to the kernel"
+		ruleGUEBad  = "GUE from a live peer with an invalid GUE header is dropped"
 		ruleOther   = "not a lookup candidate: kernel, byte for byte"
 		ruleBad     = "malformed: kernel, byte for byte"
 		ruleTAP     = "kernel rx goes to the NIC unchanged"
@@ -286,30 +302,37 @@ func Cases() []Case {
 	g = gueFrame(netip.MustParseAddr("198.18.0.99"), s.Port, gue4, inner4, false)
 	nic("gue-other-address", g, wantKernel(g), "GUE to another address is not ours: kernel")
 
+	g = gueFrameFrom(netip.MustParseAddr("198.18.0.66"), mac(0x66), s.Addr, s.Port, gue4, inner4, false)
+	nic("gue-unknown-source", g, wantDrop("unknown_source"), "GUE from an address that is no live peer's is dropped")
+
+	innerSSH := ipPacket(seg{k: key(session.TCP, client4, 40014, s.Addr, 22), flags: fSYN, seq: 77}.frame())
+	g = gueFrame(s.Addr, s.Port, gue4, innerSSH, false)
+	nic("gue-inner-not-vip", g, wantDrop("inner_not_vip"), "GUE from a live peer whose inner packet is not to a VIP (a SYN to the host's SSH port) is dropped")
+
 	g = gueFrame(s.Addr, s.Port+1, gue4, inner4, false)
 	nic("gue-wrong-port", g, wantKernel(g), "UDP to our address on another port is not a tunnel: kernel")
 
 	g = gueFrame(s.Addr, s.Port, [4]byte{0x40, gueProtoIPv4, 0, 0}, inner4, false)
-	nic("gue-version-1", g, wantKernel(g), "GUE version 1: kernel")
+	nic("gue-version-1", g, wantDrop("malformed"), ruleGUEBad+" (version 1)")
 
 	g = gueFrame(s.Addr, s.Port, [4]byte{0x20, gueProtoIPv4, 0, 0}, inner4, false)
-	nic("gue-control", g, wantKernel(g), "GUE control message (C=1): kernel")
+	nic("gue-control", g, wantDrop("malformed"), ruleGUEBad+" (control message, C=1)")
 
 	g = gueFrame(s.Addr, s.Port, [4]byte{0x01, gueProtoIPv4, 0, 0}, append([]byte{0, 0, 0, 0}, inner4...), false)
-	nic("gue-hlen-1", g, wantKernel(g), "GUE with optional fields (Hlen 1): kernel")
+	nic("gue-hlen-1", g, wantDrop("malformed"), ruleGUEBad+" (optional fields, Hlen 1)")
 
 	g = gueFrame(s.Addr, s.Port, [4]byte{0, gueProtoIPv4, 0x80, 0x00}, inner4, false)
-	nic("gue-flags", g, wantKernel(g), "GUE flags not zero: kernel")
+	nic("gue-flags", g, wantDrop("malformed"), ruleGUEBad+" (flags not zero)")
 
 	innerUDP := ipPacket(seg{k: S5, payload: dnsQuery}.frame())[20:]
 	g = gueFrame(s.Addr, s.Port, [4]byte{0, 17, 0, 0}, innerUDP, false)
-	nic("gue-proto-17", g, wantKernel(g), "GUE protocol 17 is not an IP packet: kernel")
+	nic("gue-proto-17", g, wantDrop("malformed"), ruleGUEBad+" (protocol 17 is not an IP packet)")
 
 	g = gueFrame(s.Addr, s.Port, gue4, inner4[:30], false)
-	nic("gue-inner-truncated", g, wantKernel(g), "inner IPv4 total length beyond the datagram: kernel")
+	nic("gue-inner-truncated", g, wantDrop("inner_malformed"), "inner IPv4 total length beyond the datagram: dropped")
 
 	g = gueFrame(s.Addr, s.Port, gue4, inner6, false)
-	nic("gue-inner-family-mismatch", g, wantKernel(g), "GUE protocol 4 with an IPv6 inner packet: kernel")
+	nic("gue-inner-family-mismatch", g, wantDrop("inner_malformed"), "GUE protocol 4 with an IPv6 inner packet: dropped")
 
 	g = gueFrame(s.Addr, s.Port, [4]byte{0, gueProtoIPv4, 0, 0}, nil, false)
 	g = append(g[:offIP+20+8], 0x00, gueProtoIPv4) // a 2-byte UDP payload
@@ -317,7 +340,7 @@ func Cases() []Case {
 	binary.BigEndian.PutUint16(g[offUDPLen:], 8+2)
 	fixIPv4Checksum(g, offIP)
 	g = pad60(g)
-	nic("gue-short", g, wantKernel(g), "UDP to the tunnel port too short for a GUE header: kernel")
+	nic("gue-short", g, wantDrop("malformed"), "UDP to the tunnel port too short for a GUE header: dropped")
 
 	// Other protocols.
 	arpReq := serialize(ethLayer(layers.EthernetBroadcast, RouterMAC, layers.EthernetTypeARP), &layers.ARP{

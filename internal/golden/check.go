@@ -78,7 +78,9 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 //   - the UDP source port is in [SrcPortMin, SrcPortMax] and the same for every frame of
 //     one session;
 //   - frames from one input port keep their relative order on each output port (frames
-//     from the two input ports may interleave on the NIC port).
+//     from the two input ports may interleave on the NIC port);
+//   - Drop cases leave nothing on either port (their input, seen on a port, is named as
+//     such; the counters they move are the caller's to compare with WantCounters).
 //
 // A frame that differs from every expectation is paired, when it is close enough, with
 // the expectation it resembles most, and the differences are reported field by field.
@@ -123,7 +125,7 @@ func checkPort(cases []Case, port Port, out [][]byte) []Problem {
 	byKey := map[string][]*slot{}
 	for i := range cases {
 		w := cases[i].Want
-		if w.Out() != port {
+		if w.Out() != port || w.Kind == Drop {
 			continue
 		}
 		s := &slot{c: &cases[i], idx: i, pos: -1}
@@ -289,6 +291,8 @@ func identify(cases []Case, port Port, f []byte) (*Case, string) {
 	for i := range cases {
 		c := &cases[i]
 		switch {
+		case bytes.Equal(f, c.Frame) && c.Want.Kind == Drop:
+			return c, fmt.Sprintf("this is the unchanged input of case %s, which must be dropped (%s)", c.Name, c.Why)
 		case bytes.Equal(f, c.Frame) && c.Want.Kind != ToKernel && c.Want.Kind != ToNIC:
 			return c, fmt.Sprintf("this is the unchanged input of case %s, which wants %s on the %s port (%s)",
 				c.Name, c.Want.Kind, c.Want.Out(), c.Why)

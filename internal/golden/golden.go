@@ -15,8 +15,11 @@
 // The rules the vectors encode (the data plane's contract):
 //
 //	NIC rx:
-//	  IPv4 UDP to Self.Addr:Self.Port, GUE 00 {04|29} 0000, valid inner IP of that
-//	    version                                        -> Decap -> kernel port
+//	  IPv4 UDP to Self.Addr:Self.Port from a live peer (Peers[].Addr), GUE 00 {04|29}
+//	    0000, valid inner IP of that version, TCP/UDP to a VIP (or an ICMP error about
+//	    a VIP flow, see gue.go)                        -> Decap -> kernel port
+//	  the same from another source, with an invalid GUE header or inner packet, or an
+//	    inner packet to another destination            -> Drop, counted by reason
 //	  TCP SYN without ACK                               -> kernel port, unchanged
 //	  TCP/UDP to a VIP (IPv4: IHL 5, not a fragment; IPv6: next header TCP/UDP),
 //	    owner a live peer                               -> Encap -> NIC port
@@ -191,9 +194,25 @@ type Want struct {
 	// More are further output frames after Frame, in order, compared as Frame is (the
 	// MTU budget's fragments: Frame carries the first).
 	More [][]byte
+	// Counter is, for Drop, the data plane's refusal counter that the frame moves by
+	// one (GUE: the reason label of homing_lcore_gue_refused_total); "" for the drops
+	// of the MTU budget, counted in its own counters.
+	Counter string
 }
 
-// Out is the output port of the verdict.
+// WantCounters sums the Counter of the Drop cases of cs: what the refusal counters must
+// have moved by after a run of cs's NIC inputs.
+func WantCounters(cs []Case) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, c := range cs {
+		if c.Want.Kind == Drop && c.Want.Counter != "" {
+			m[c.Want.Counter]++
+		}
+	}
+	return m
+}
+
+// Out is the output port of the verdict (Drop: none; PortKernel is returned).
 func (w Want) Out() Port {
 	if w.Kind == Encap || w.Kind == ToNIC || w.Kind == Reply || w.Kind == Rewrite {
 		return PortNIC

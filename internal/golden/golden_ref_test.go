@@ -59,6 +59,9 @@ func (p *refPipeline) run(nicIn, kernelIn [][]byte, kernelFirst bool) (nicOut, k
 	var encaps [][]byte
 	for _, f := range nicIn {
 		out, toNIC := p.nicRx(f)
+		if out == nil {
+			continue // dropped
+		}
 		if toNIC {
 			encaps = append(encaps, out)
 		} else {
@@ -75,7 +78,8 @@ func (p *refPipeline) run(nicIn, kernelIn [][]byte, kernelFirst bool) (nicOut, k
 	return append(encaps, passed...), kernelOut
 }
 
-// nicRx returns the output frame and whether it goes to the NIC (else to the kernel).
+// nicRx returns the output frame and whether it goes to the NIC (else to the kernel);
+// nil: dropped.
 func (p *refPipeline) nicRx(f []byte) ([]byte, bool) {
 	same := append([]byte(nil), f...)
 	if len(f) < 14 {
@@ -103,16 +107,22 @@ func (p *refPipeline) nicRx(f []byte) ([]byte, bool) {
 		src, _ := netip.AddrFromSlice(l3[12:16])
 		dst, _ := netip.AddrFromSlice(l3[16:20])
 		k = session.Key{Src: src, Dst: dst, Proto: l3[9]}
-		if k.Proto == session.UDP && [4]byte(l3[16:20]) == p.self.addr {
-			if inner, ok := p.gue(l4); ok {
-				out := append([]byte(nil), f[:12]...)
-				if inner[0]>>4 == 4 {
-					out = append(out, 0x08, 0x00)
-				} else {
-					out = append(out, 0x86, 0xdd)
-				}
-				return append(out, inner...), false
+		if k.Proto == session.UDP && [4]byte(l3[16:20]) == p.self.addr && len(l4) >= 8 &&
+			be.Uint16(l4[2:]) == p.self.port {
+			if !p.peerAddr(src) {
+				return nil, false
 			}
+			inner, ok := p.gue(l4)
+			if !ok || !p.innerOK(inner) {
+				return nil, false
+			}
+			out := append([]byte(nil), f[:12]...)
+			if inner[0]>>4 == 4 {
+				out = append(out, 0x08, 0x00)
+			} else {
+				out = append(out, 0x86, 0xdd)
+			}
+			return append(out, inner...), false
 		}
 	case 0x86dd:
 		if len(l3) < 40 || l3[0]>>4 != 6 {
@@ -157,6 +167,61 @@ func (p *refPipeline) nicRx(f []byte) ([]byte, bool) {
 		return same, false
 	}
 	return p.encap(peer, k, l3[:ipLen]), true
+}
+
+// peerAddr: a is a live peer's tunnel address.
+func (p *refPipeline) peerAddr(a netip.Addr) bool {
+	for _, h := range p.peers {
+		if netip.AddrFrom4(h.addr) == a {
+			return true
+		}
+	}
+	return false
+}
+
+// innerOK: what a peer tunnels, TCP/UDP to a VIP (IPv4 without options; a fragment only
+// up to its protocol and destination) or an ICMP error about a VIP flow.
+func (p *refPipeline) innerOK(in []byte) bool {
+	be := binary.BigEndian
+	var proto byte
+	var dst netip.Addr
+	var l4 []byte
+	frag := false
+	if in[0]>>4 == 4 {
+		n := int(be.Uint16(in[2:]))
+		if in[0]&0x0f != 5 {
+			return false
+		}
+		proto, dst, l4 = in[9], netip.AddrFrom4([4]byte(in[16:20])), in[20:n]
+		frag = be.Uint16(in[6:])&0x3fff != 0
+	} else {
+		proto, dst, l4 = in[6], netip.AddrFrom16([16]byte(in[24:40])), in[40:40+int(be.Uint16(in[4:]))]
+	}
+	if !p.vips[dst] {
+		return false
+	}
+	switch proto {
+	case session.TCP:
+		return frag || len(l4) >= 20 && int(l4[12]>>4)*4 >= 20 && int(l4[12]>>4)*4 <= len(l4)
+	case session.UDP:
+		return frag || len(l4) >= 8
+	case 1, 58:
+		if frag || len(l4) < 8 {
+			return false
+		}
+		q := l4[8:]
+		if proto == 1 {
+			if (l4[0] != 3 && l4[0] != 11 && l4[0] != 12) || len(q) < 20 || q[0]>>4 != 4 {
+				return false
+			}
+			qhl := int(q[0]&0x0f) * 4
+			return qhl >= 20 && len(q) >= qhl+4 && (q[9] == 6 || q[9] == 17) &&
+				be.Uint16(q[6:])&0x1fff == 0 && netip.AddrFrom4([4]byte(q[12:16])) == dst
+		}
+		return l4[0] >= 1 && l4[0] <= 4 && len(q) >= 44 && q[0]>>4 == 6 && (q[6] == 6 || q[6] == 17) &&
+			netip.AddrFrom16([16]byte(q[8:24])) == dst
+	}
+	return false
 }
 
 // gue validates a GUE payload and returns its inner packet.

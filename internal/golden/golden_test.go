@@ -316,7 +316,16 @@ func TestMutationsFail(t *testing.T) {
 			moved := kernel[i]
 			kernel = append(kernel[:i:i], kernel[i+1:]...)
 			return nic, append(kernel, moved)
-		}, []string{"1 problem(s)", "s1-syn: order: want before s3-owned-here (at 0), their order on the nic input, got position 39"}},
+		}, []string{"1 problem(s)", "s1-syn: order: want before s3-owned-here (at 0), their order on the nic input, got position 31"}},
+		{"a refused frame delivered", func(t *testing.T, nic, kernel [][]byte) ([][]byte, [][]byte) {
+			for _, c := range Cases() {
+				if c.Name == "gue-unknown-source" {
+					return nic, append(kernel, c.Frame)
+				}
+			}
+			t.Fatal("no case gue-unknown-source")
+			return nil, nil
+		}, []string{"2 problem(s)", "this is the unchanged input of case gue-unknown-source, which must be dropped", "frame count: want 32, got 33"}},
 		{"swapped encapsulations", func(t *testing.T, nic, kernel [][]byte) ([][]byte, [][]byte) {
 			i, j := posOf(t, nic, "s1-data-1"), posOf(t, nic, "s2-data")
 			nic[i], nic[j] = nic[j], nic[i]

@@ -44,7 +44,7 @@ const (
 // Kinds of the MTU budget scenario.
 const (
 	Reply   Kind = iota + 16 // NIC rx -> rewritten into an ICMP error to the sender -> NIC port
-	Drop                     // NIC rx -> nothing
+	Drop                     // NIC rx -> nothing (GUE refusals too: Want.Counter)
 	Rewrite                  // kernel rx -> changed as Want.Frame says -> NIC port
 )
 

@@ -43,8 +43,9 @@ const (
 	// Serve: BenchmarkCost/serve/v4, per session (the peer that answers).
 	serveNsPerSession = 75.0
 	// Memory per IPv4 session at capacity = sessions: the table (docs/PERFORMANCE.md
-	// Memory, 37.2 B) and the ownership map (TestOwnerMapMemory, 33.3 B).
-	tableBytesPerSession = 37.2
+	// Memory, 27.4 B since the in-bucket layout) and the ownership map
+	// (TestOwnerMapMemory, 33.3 B).
+	tableBytesPerSession = 27.4
 	mapBytesPerSession   = 33.3
 )
 

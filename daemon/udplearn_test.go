@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/homing-dev/homing/config"
+	"github.com/homing-dev/homing/session"
+)
+
+// fakeLearn is the lcores' rings: the reports the next drain returns, and the ticks.
+type fakeLearn struct {
+	next  []session.Key
+	ticks int
+}
+
+func (f *fakeLearn) DrainLearned(dst []session.Key) []session.Key {
+	dst = append(dst, f.next...)
+	f.next = nil
+	return dst
+}
+
+func (f *fakeLearn) LearnTick() { f.ticks++ }
+
+func udpFlow(sport, dport uint16) session.Key {
+	return session.Key{Src: netip.MustParseAddr("198.18.100.2"), Dst: netip.MustParseAddr("198.19.255.1"),
+		SrcPort: sport, DstPort: dport, Proto: session.UDP}
+}
+
+// TestUDPLearner: a reported flow is claimed once; reported again it is refreshed
+// without a claim (nothing gossiped) unless another host claimed it since; a flow not
+// reported for its port's idle timeout is deleted if it is still this host's; each
+// sweep starts a refresh tick.
+func TestUDPLearner(t *testing.T) {
+	src := &fakeLearn{}
+	l := newUDPLearner(src, 1, []config.UDPSession{{Port: 443, IdleTimeout: 10 * time.Second}, {Port: 4433, IdleTimeout: 2 * time.Second}})
+	owners := map[session.Key]uint16{}
+	var claims, deletes []session.Key
+	l.owner = func(k session.Key) (session.Owner, bool) {
+		h, ok := owners[k]
+		return session.Owner{Host: h}, ok
+	}
+	l.claim = func(k session.Key) error {
+		claims = append(claims, k)
+		owners[k] = 1
+		return nil
+	}
+	l.delete = func(k session.Key) error {
+		deletes = append(deletes, k)
+		delete(owners, k)
+		return nil
+	}
+	l.onErr = func(op string, k session.Key, err error) { t.Errorf("%s %v: %v", op, k, err) }
+	t0 := time.Unix(1000, 0)
+	a, b, c, plain := udpFlow(50000, 443), udpFlow(50001, 4433), udpFlow(50002, 443), udpFlow(50003, 53)
+	src.next = []session.Key{a, b, plain}
+	l.poll(t0)
+	if !slices.Equal(claims, []session.Key{a, b}) {
+		t.Fatalf("claims %v", claims)
+	}
+	// Refreshes: a and b again, nothing claimed; c is new.
+	src.next = []session.Key{a, b, c}
+	l.poll(t0.Add(time.Second))
+	if st := l.Stats(); !slices.Equal(claims, []session.Key{a, b, c}) || st.Refreshed != 2 || st.Learned != 3 || st.Flows != 3 {
+		t.Fatalf("claims %v stats %+v", claims, st)
+	}
+	// Another host claims c; this host answers it again: claimed back.
+	owners[c] = 2
+	src.next = []session.Key{c}
+	l.poll(t0.Add(2 * time.Second))
+	if len(claims) != 4 || claims[3] != c {
+		t.Fatalf("c not claimed back: %v", claims)
+	}
+	// At 3.5 s b (2 s idle timeout, last seen at 1 s) has expired; a (10 s) has not.
+	l.sweep(t0.Add(3500 * time.Millisecond))
+	if !slices.Equal(deletes, []session.Key{b}) || src.ticks != 1 {
+		t.Fatalf("deletes %v ticks %d", deletes, src.ticks)
+	}
+	// c is claimed by host 2 again before it idles out: forgotten without a delete.
+	owners[c] = 2
+	l.sweep(t0.Add(13 * time.Second))
+	if st := l.Stats(); !slices.Equal(deletes, []session.Key{b, a}) || st.Expired != 3 || st.Flows != 0 {
+		t.Fatalf("deletes %v stats %+v", deletes, st)
+	}
+	// A failed claim is counted and reported.
+	l.claim = func(session.Key) error { return errors.New("queue full") }
+	var failed int
+	l.onErr = func(string, session.Key, error) { failed++ }
+	src.next = []session.Key{udpFlow(50004, 443)}
+	l.poll(t0.Add(14 * time.Second))
+	if st := l.Stats(); st.Errors != 1 || failed != 1 {
+		t.Fatalf("failed claim: %+v", st)
+	}
+}
+
+func TestRefreshEvery(t *testing.T) {
+	for _, tc := range []struct {
+		idle []time.Duration
+		want time.Duration
+	}{
+		{[]time.Duration{30 * time.Second}, 5 * time.Second},
+		{[]time.Duration{30 * time.Second, 2 * time.Second}, 500 * time.Millisecond},
+		{[]time.Duration{time.Second}, 250 * time.Millisecond},
+		{nil, 5 * time.Second},
+	} {
+		m := map[uint16]time.Duration{}
+		for i, d := range tc.idle {
+			m[uint16(i+1)] = d
+		}
+		if got := refreshEvery(m); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.idle, got, tc.want)
+		}
+	}
+}
+
+// TestUDPLearnerAdopt: flows found at start are claimed and then refreshed like
+// reported ones.
+func TestUDPLearnerAdopt(t *testing.T) {
+	src := &fakeLearn{}
+	l := newUDPLearner(src, 1, []config.UDPSession{{Port: 443, IdleTimeout: 10 * time.Second}})
+	var claims []session.Key
+	l.claim = func(k session.Key) error { claims = append(claims, k); return nil }
+	a := udpFlow(50000, 443)
+	l.adopt([]session.Key{a}, time.Unix(1000, 0))
+	src.next = []session.Key{a}
+	l.poll(time.Unix(1001, 0))
+	if st := l.Stats(); !slices.Equal(claims, []session.Key{a}) || st.Learned != 1 || st.Refreshed != 1 || l.src != src {
+		t.Fatalf("claims %v stats %+v", claims, st)
+	}
+}

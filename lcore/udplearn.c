@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * UDP session learning on the kernel side of the pipeline (see udplearn.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_branch_prediction.h>
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "pipeline.h"
+#include "udplearn.h"
+
+struct homing_udp_lcore *
+homing_udp_lcore_create(uint32_t ring_size, uint32_t filter_size)
+{
+	struct homing_udp_lcore *u;
+
+	if (ring_size > HOMING_LEARN_RING_MAX || (ring_size & (ring_size - 1)) != 0 ||
+	    (ring_size != 0 && (filter_size == 0 || filter_size > HOMING_LEARN_FILTER_MAX ||
+				(filter_size & (filter_size - 1)) != 0)))
+		return NULL;
+	u = aligned_alloc(RTE_CACHE_LINE_SIZE, sizeof(*u));
+	if (u == NULL)
+		return NULL;
+	memset(u, 0, sizeof(*u));
+	u->tick = 1;
+	if (ring_size == 0)
+		return u;
+	u->ring = calloc(ring_size, sizeof(*u->ring));
+	u->filter = calloc(filter_size, sizeof(*u->filter));
+	if (u->ring == NULL || u->filter == NULL) {
+		homing_udp_lcore_free(u);
+		return NULL;
+	}
+	u->ring_mask = ring_size - 1;
+	u->filter_mask = filter_size - 1;
+	return u;
+}
+
+void
+homing_udp_lcore_free(struct homing_udp_lcore *u)
+{
+	if (u == NULL)
+		return;
+	free(u->ring);
+	free(u->filter);
+	free(u);
+}
+
+static inline int
+port_set(const uint8_t *bitmap, uint16_t port_be)
+{
+	uint16_t p = rte_be_to_cpu_16(port_be);
+	return (bitmap[p >> 3] >> (p & 7)) & 1;
+}
+
+static inline int
+is_vip4(const struct homing_dp *dp, uint32_t a)
+{
+	for (unsigned i = 0; i < dp->n_vip4; i++)
+		if ((a & dp->vip4[i].mask) == dp->vip4[i].net)
+			return 1;
+	return 0;
+}
+
+static inline int
+is_vip6(const struct homing_dp *dp, const uint8_t *a)
+{
+	for (unsigned i = 0; i < dp->n_vip6; i++) {
+		const struct homing_vip6 *v = &dp->vip6[i];
+		unsigned b;
+		for (b = 0; b < 16; b++)
+			if ((a[b] & v->mask[b]) != v->net[b])
+				break;
+		if (b == 16)
+			return 1;
+	}
+	return 0;
+}
+
+/* Puts rec on the ring unless the filter says it was reported in this tick. */
+static inline void
+report(struct homing_udp_lcore *u, const struct homing_learn_rec *rec, uint32_t hash)
+{
+	struct homing_learn_slot *s = &u->filter[hash & u->filter_mask];
+	uint32_t tick = u->tick;
+	uint64_t head = u->head;
+
+	if (s->hash == hash && s->tick == tick)
+		return;
+	if (unlikely(head - __atomic_load_n(&u->tail, __ATOMIC_ACQUIRE) > u->ring_mask)) {
+		u->stats.ring_full++;
+		return; /* the filter is left as it was: the next packet tries again */
+	}
+	u->ring[head & u->ring_mask] = *rec;
+	__atomic_store_n(&u->head, head + 1, __ATOMIC_RELEASE);
+	s->hash = hash;
+	s->tick = tick;
+	u->stats.reported++;
+}
+
+/* The flow of one kernel packet, if it is UDP from a VIP session port: 1 with rec set. */
+static inline int
+flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_learn_rec *rec)
+{
+	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
+	uint32_t len = rte_pktmbuf_data_len(m);
+	const struct rte_udp_hdr *udp;
+	uint16_t et;
+
+	if (len < RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(*udp))
+		return 0;
+	et = ((const struct rte_ether_hdr *)d)->ether_type;
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + RTE_ETHER_HDR_LEN);
+		uint32_t hl = (ip->version_ihl & 0xf) * 4u;
+		if ((ip->version_ihl >> 4) != 4 || ip->next_proto_id != IPPROTO_UDP || hl < sizeof(*ip) ||
+		    RTE_ETHER_HDR_LEN + hl + sizeof(*udp) > len ||
+		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)))
+			return 0;
+		udp = (const struct rte_udp_hdr *)((const uint8_t *)ip + hl);
+		if (!port_set(dp->udp_sess, udp->src_port) || !is_vip4(dp, ip->src_addr))
+			return 0;
+		rec->af = 4;
+		memset(&rec->k4, 0, sizeof(rec->k4));
+		rec->k4.src = ip->dst_addr;
+		rec->k4.dst = ip->src_addr;
+		rec->k4.sport = udp->dst_port;
+		rec->k4.dport = udp->src_port;
+		rec->k4.proto = IPPROTO_UDP;
+		return 1;
+	}
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + RTE_ETHER_HDR_LEN);
+		if (len < RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) || (d[RTE_ETHER_HDR_LEN] >> 4) != 6 ||
+		    ip->proto != IPPROTO_UDP)
+			return 0;
+		udp = (const struct rte_udp_hdr *)(ip + 1);
+		if (!port_set(dp->udp_sess, udp->src_port) || !is_vip6(dp, ip->src_addr))
+			return 0;
+		rec->af = 6;
+		memset(&rec->k6, 0, sizeof(rec->k6));
+		memcpy(rec->k6.src, ip->dst_addr, 16);
+		memcpy(rec->k6.dst, ip->src_addr, 16);
+		rec->k6.sport = udp->dst_port;
+		rec->k6.dport = udp->src_port;
+		rec->k6.proto = IPPROTO_UDP;
+		return 1;
+	}
+	return 0;
+}
+
+void
+homing_udp_learn_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct homing_dp *dp = lc->dp;
+	struct homing_udp_lcore *u = lc->udp;
+	struct homing_learn_rec rec;
+
+	for (uint16_t i = 0; i < n; i++) {
+		if (!flow_of(dp, pkts[i], &rec))
+			continue;
+		report(u, &rec, rec.af == 4 ? homing_table_hash4(&rec.k4) : homing_table_hash6(&rec.k6));
+	}
+}
+
+uint32_t
+homing_udp_learn_drain(struct homing_udp_lcore *u, struct homing_learn_rec *out, uint32_t max)
+{
+	uint64_t tail = u->tail, head = __atomic_load_n(&u->head, __ATOMIC_ACQUIRE);
+	uint32_t n = 0;
+
+	if (u->ring == NULL)
+		return 0;
+	while (tail != head && n < max)
+		out[n++] = u->ring[tail++ & u->ring_mask];
+	__atomic_store_n(&u->tail, tail, __ATOMIC_RELEASE);
+	return n;
+}
+
+void
+homing_dp_set_quic_cid(struct homing_dp *dp, uint16_t port)
+{
+	dp->udp_cid[port >> 3] |= (uint8_t)(1u << (port & 7));
+}

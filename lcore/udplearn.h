@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * UDP session learning and QUIC connection-ID routing, the lcore side.
+ *
+ * Learning: every packet the kernel sends passes the lcore (TAP rx -> NIC tx). A UDP
+ * packet from a VIP's UDP session port to a client proves that this host serves that
+ * flow. The lcore reports the flow (client -> VIP key) on its own ring, which Go drains
+ * in batches, claims and gossips. A small direct-mapped filter of recently reported
+ * flows keeps a live flow from flooding the ring: a flow is reported again only once per
+ * "tick", a number Go advances every refresh period, which is how Go learns that a flow
+ * is still alive (it expires flows not reported for their port's idle timeout).
+ *
+ *     kernel (TAP rx)  --> homing_udp_learn_burst --> ring (SPSC) --> Go: drain, claim
+ *                           filter: (hash, tick)                      tick++, sweep
+ *
+ * The ring is single producer (the lcore) and single consumer (Go, one goroutine):
+ * head is written by the lcore only, tail by Go only, with release/acquire ordering.
+ *
+ * QUIC connection IDs (docs/PROTOCOL.md, "QUIC connection IDs"): on a UDP session port
+ * declared with quic_cid, a packet of an unknown flow whose destination connection ID
+ * carries a host id is sent to that host (or the local kernel if it is this host's),
+ * when that host is live, instead of waiting in the park: a client that migrated or was
+ * rebound to a new address reaches the server that holds its connection.
+ */
+#ifndef HOMING_UDPLEARN_H
+#define HOMING_UDPLEARN_H
+
+#include <stdint.h>
+#include <rte_common.h>
+
+#include "homing_table.h" /* table/homing_table.h (generate.go) */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct homing_lcore;
+struct homing_dp;
+struct rte_mbuf;
+
+/* Largest ring (records) and filter (slots). */
+#define HOMING_LEARN_RING_MAX (1u << 16)
+#define HOMING_LEARN_FILTER_MAX (1u << 16)
+
+/* QUIC connection-ID layout (version 1): the first two bytes of a server-issued CID are
+ * 01hhhhhh hhhhhhrr: layout version 1 in the top two bits, the 12-bit host id, two random
+ * bits; the rest is random. CIDs are at least HOMING_QUIC_CID_MIN bytes long. */
+#define HOMING_QUIC_CID_MIN 8
+#define HOMING_QUIC_CID_MAX 20
+#define HOMING_QUIC_CID_VERSION 1
+/* Smallest short-header packet with a CID of HOMING_QUIC_CID_MIN bytes: the header
+ * protection sample (RFC 9001 5.4.2) needs 4 + 16 bytes after the packet number's
+ * offset (1 + CID). */
+#define HOMING_QUIC_SHORT_MIN (1 + HOMING_QUIC_CID_MIN + 4 + 16)
+
+/* One learned flow: the client -> VIP key of its family. */
+struct homing_learn_rec {
+	uint8_t af; /* 4 or 6 */
+	uint8_t pad[3];
+	union {
+		struct homing_key4 k4;
+		struct homing_key6 k6;
+	};
+};
+
+struct homing_learn_slot {
+	uint32_t hash;
+	uint32_t tick; /* 0: empty (ticks start at 1) */
+};
+
+/* Counters of one lcore's UDP learning and CID routing. */
+struct homing_udp_stats {
+	uint64_t reported;     /* flows put on the ring (new, or again in a new tick) */
+	uint64_t ring_full;    /* flows not reported: the ring was full (reported later) */
+	uint64_t cid_redirect; /* unknown flows sent to the live peer named by their DCID */
+	uint64_t cid_local;    /* unknown flows whose DCID names this host: to the kernel */
+	uint64_t cid_not_live; /* unknown flows whose DCID names a host without a template */
+};
+
+/* One lcore's learning state and counters. */
+struct homing_udp_lcore {
+	/* producer side (the lcore) */
+	uint64_t head __rte_cache_aligned;
+	struct homing_udp_stats stats;
+	/* consumer side (Go) */
+	uint64_t tail __rte_cache_aligned;
+	volatile uint32_t tick; /* written by Go, >= 1 */
+	/* fixed */
+	uint32_t ring_mask;     /* ring size - 1; ring NULL: learning off */
+	uint32_t filter_mask;
+	struct homing_learn_rec *ring;
+	struct homing_learn_slot *filter;
+} __rte_cache_aligned;
+
+/* Allocates an lcore's learning state: ring of ring_size records and a filter of
+ * filter_size slots (powers of two, up to the maxima; ring_size 0: no learning, CID
+ * counters only). Returns NULL on a bad size or no memory. */
+struct homing_udp_lcore *homing_udp_lcore_create(uint32_t ring_size, uint32_t filter_size);
+void homing_udp_lcore_free(struct homing_udp_lcore *u);
+
+/* Reports the flows of the kernel's UDP packets from a VIP session port (lc->udp must be
+ * set with a ring). Packets are not changed. */
+void homing_udp_learn_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
+
+/* Consumer: copies up to max records from u's ring to out, returns how many. */
+uint32_t homing_udp_learn_drain(struct homing_udp_lcore *u, struct homing_learn_rec *out, uint32_t max);
+
+/* Declares port (host order) a QUIC port whose servers encode host ids in their CIDs
+ * (needs homing_dp_add_udp_port(dp, port, 1) too). Before the lcores start. */
+void homing_dp_set_quic_cid(struct homing_dp *dp, uint16_t port);
+
+/* The host id in the destination connection ID of a QUIC packet (UDP payload p of len
+ * bytes) routable by it: a short-header packet of at least HOMING_QUIC_SHORT_MIN bytes,
+ * or a long-header Handshake packet (v1, v2, drafts) whose DCID is 8..20 bytes long and
+ * fits; the CID's layout version must be 1. Initial and 0-RTT packets carry a DCID the
+ * client chose, Retry and Version Negotiation are a server's: 0 for them, as for
+ * anything else. */
+uint16_t homing_quic_dcid_host(const uint8_t *p, uint32_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HOMING_UDPLEARN_H */
