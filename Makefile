@@ -5,7 +5,8 @@
 #   make deb     bin/homing_<version>_amd64.deb (tools/deb, nfpm)
 #   make test    deps + build + vet/staticcheck/gofmt + the whole test suite (root tests included)
 #   make bench   one table: data plane (Mpps ratios measured side by side, the naive design's row), table writes and memory,
-#                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md
+#                gossip convergence (homing, bare multicast, memberlist; root), see docs/PERFORMANCE.md;
+#                gossip at scale: apply and join rows, the 4-32 host growth sweep, per-record costs (docs/SCALING.md)
 #   make bench-callgrind  the pipeline's instructions per packet (valgrind; BENCH_SESSIONS=1048576 for 1M)
 #   make generate  rebuild the committed eBPF objects with Debian's clang, and lcore's copy of the table header
 #   make generate-check  regenerate them and fail if they differ from what is committed
@@ -95,6 +96,9 @@ bench: deps memberlist-node
 	@mkdir -p bin
 	$(GO) build -o bin/homing-bench ./cmd/homing-bench
 	bin/homing-bench $(BENCH_ARGS)
+	@# Per-record costs of gossip (docs/SCALING.md): process/thread CPU time.
+	$(GO) test -run '^$$' -bench 'BenchmarkCost' -benchtime 5x -count 3 ./gossip/
+	CI=true $(GO) test -run '^$$' -bench 'BenchmarkWriteCPU' -benchtime 4000x -count 3 ./table/
 
 BENCH_SESSIONS ?= 65536
 # Built, not `go run`: go run strips the symbol table, and callgrind's --toggle-collect

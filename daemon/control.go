@@ -104,7 +104,7 @@ func (d *Daemon) startControl() (err error) {
 		c.node, err = gossip.New(gossip.Config{
 			HostID: cfg.Host.ID, Addr: cfg.Host.Address, MAC: d.MAC, TunnelPort: cfg.Tunnel.Port, Domain: cfg.Host.Domain,
 			Group: cfg.Gossip.Group, Port: cfg.Gossip.Port, Interface: cfg.Gossip.Interface, TTL: cfg.Gossip.TTL,
-			Keys: keys, Insecure: cfg.Gossip.Insecure, MaxDatagram: cfg.Gossip.MaxDatagram, FlushDelay: cfg.Gossip.FlushDelay, FixedFlush: cfg.Gossip.Flush == "fixed", SizeHint: min(cfg.Table.Capacity4+cfg.Table.Capacity6, maxSizeHint),
+			Keys: keys, Insecure: cfg.Gossip.Insecure, MaxDatagram: cfg.Gossip.MaxDatagram, FlushDelay: cfg.Gossip.FlushDelay, FixedFlush: cfg.Gossip.Flush == "fixed", SizeHint: min(cfg.Table.Capacity4, maxSizeHint), SizeHint6: min(cfg.Table.Capacity6, maxSizeHint),
 			MaxRate: cfg.Gossip.MaxRate, HeartbeatInterval: cfg.Gossip.HeartbeatInterval, DownAfter: cfg.Gossip.DownAfter,
 			Grace: cfg.Gossip.Grace, Linger: cfg.Gossip.Linger, DiscoveryFile: cfg.Gossip.DiscoveryFile, Logger: d.Log.With("part", "gossip"),
 			OnConverge: d.onConverge, Clock: d.clock,
@@ -217,6 +217,8 @@ func nackRing(n int) int {
 	return n
 }
 
-// maxSizeHint caps the sessions the gossip ownership map is allocated for at start
-// (~135 B each: 570 MB at the cap); a larger table's map grows beyond it as needed.
-const maxSizeHint = 1 << 22
+// maxSizeHint caps the sessions of each family the gossip ownership map is allocated
+// for at start (~33 B per IPv4 session, 58 per IPv6: 560 MB and 970 MB at the cap); a
+// larger table's map grows beyond it as needed, doubling at once (a stall of the
+// receiver while it rehashes).
+const maxSizeHint = 1 << 24

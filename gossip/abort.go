@@ -15,7 +15,7 @@ func (n *Node) LocalAbort(k session.Key) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e, ok := n.owners[k]
+	e, ok := n.owners.get(k)
 	if !ok || e.owner.Host != n.cfg.HostID {
 		return nil
 	}

@@ -17,17 +17,29 @@ func (n *Node) digestLocked(host uint16) *wire.Digest {
 
 // putLocked sets k's entry in the ownership map and keeps the digests. n.mu is held.
 func (n *Node) putLocked(k session.Key, e entry) {
-	if old, ok := n.owners[k]; ok {
+	var r mref
+	n.owners.ref(k, &r)
+	n.putRefLocked(k, &r, e)
+}
+
+// putRefLocked is putLocked with k's ref r. n.mu is held.
+func (n *Node) putRefLocked(k session.Key, r *mref, e entry) {
+	if old, ok := n.owners.putRef(r, e); ok {
 		n.digestLocked(old.owner.Host).Remove(k, old.owner.Epoch)
 	}
-	n.owners[k] = e
 	n.digestLocked(e.owner.Host).Add(k, e.owner.Epoch)
 }
 
 // delLocked removes k from the ownership map and keeps the digests. n.mu is held.
 func (n *Node) delLocked(k session.Key) {
-	if old, ok := n.owners[k]; ok {
-		delete(n.owners, k)
+	var r mref
+	n.owners.ref(k, &r)
+	n.delRefLocked(k, &r)
+}
+
+// delRefLocked is delLocked with k's ref r. n.mu is held.
+func (n *Node) delRefLocked(k session.Key, r *mref) {
+	if old, ok := n.owners.delRef(r); ok {
 		n.digestLocked(old.owner.Host).Remove(k, old.owner.Epoch)
 	}
 }

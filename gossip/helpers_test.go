@@ -39,3 +39,9 @@ func testHeartbeat() wire.Heartbeat {
 		TunnelPort: 6080, Domain: "pop1-a",
 	}
 }
+
+// ownerOf is k's owner in the map (zero if absent).
+func (n *Node) ownerOf(k session.Key) session.Owner {
+	e, _ := n.owners.get(k)
+	return e.owner
+}

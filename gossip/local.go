@@ -49,7 +49,7 @@ func (n *Node) LocalDelete(k session.Key) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e, ok := n.owners[k]
+	e, ok := n.owners.get(k)
 	if !ok || e.owner.Host != n.cfg.HostID {
 		return nil
 	}
@@ -123,7 +123,7 @@ func (n *Node) linger(ctx context.Context) {
 				continue // cancelled by LocalAdd, or superseded
 			}
 			delete(n.lingering, it.key)
-			if e, ok := n.owners[it.key]; ok && e.owner.Host == n.cfg.HostID {
+			if e, ok := n.owners.get(it.key); ok && e.owner.Host == n.cfg.HostID {
 				_ = n.deleteLocalLocked(it.key) // overflow is counted
 			}
 		}

@@ -37,14 +37,14 @@ func TestLocalUpdateAfterNewerClaim(t *testing.T) {
 	if err := n.LocalAdd(k); err != nil { // queued for the sender, not written yet
 		t.Fatal(err)
 	}
-	local := n.owners[k].owner
+	local := n.ownerOf(k)
 	newer := session.Owner{Host: 2, Epoch: local.Epoch + 1}
 	n.applyRecords(wire.Header{Type: wire.TypeRecords, Sender: 2, Incarnation: 7}, []wire.Record{{Op: wire.OpAdd, Key: k, Owner: newer}}, false)
 	n.mu.Lock()
 	n.applyLocalLocked(nil) // the sender's turn
 	n.mu.Unlock()
-	if got, ok := tbl[k]; !ok || got != newer || n.owners[k].owner != newer {
-		t.Fatalf("table %+v (%v), map %+v; want the newer claim %+v", got, ok, n.owners[k].owner, newer)
+	if got, ok := tbl[k]; !ok || got != newer || n.ownerOf(k) != newer {
+		t.Fatalf("table %+v (%v), map %+v; want the newer claim %+v", got, ok, n.ownerOf(k), newer)
 	}
 	// A local delete queued after: the table follows the map (the key is gone only if
 	// this host still owned it; here host 2 does, so it stays).

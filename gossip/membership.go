@@ -44,6 +44,7 @@ type peerState struct {
 	lastRepair   time.Time // start of the last repair
 	digestMiss   int       // consecutive heartbeats whose digest disagreed
 	digestMissAt time.Time // the first of them
+	announced    uint32    // sessions the peer's last heartbeat digest counted (sizes a repair's snapshot)
 
 	// NACK (nack.go).
 	missing map[uint64]struct{} // sequence numbers missed in inc, not yet recovered
@@ -69,6 +70,7 @@ func (n *Node) heartbeatLocked(h wire.Header, hb *wire.Heartbeat, now time.Time)
 	}
 	p.lastHB = now
 	if hb.HasDigest {
+		p.announced = hb.Digest.Count
 		n.compareDigestLocked(h, p, hb.Digest)
 	}
 	if p.state == peerUp && p.info.equal(info) {
@@ -188,15 +190,17 @@ func (n *Node) checkPeers(now time.Time) {
 	}
 	n.mu.Lock()
 	var ups []session.Update
-	for k, e := range n.owners {
+	for k, e := range n.owners.all() {
 		if due[hostInc{e.owner.Host, e.inc}] {
 			n.delLocked(k)
 			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
 		}
 	}
+	// Counted before the table changes: whoever sees the sessions gone from the table
+	// (TestPeerDownAndGrace) sees them counted.
+	add(&n.stats.GraceDrops, len(ups))
 	n.applyLocked(ups)
 	n.mu.Unlock()
-	add(&n.stats.GraceDrops, len(ups))
 	if len(ups) > 0 {
 		n.log.Info("gossip dropped sessions of departed peer", "sessions", len(ups))
 	}

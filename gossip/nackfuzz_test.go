@@ -54,10 +54,10 @@ func FuzzNackClient(f *testing.F) {
 		n.peersMu.Unlock()
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if e, ok := n.owners[key4(3)]; !ok || e.owner.Host != 5 {
+		if e, ok := n.owners.get(key4(3)); !ok || e.owner.Host != 5 {
 			t.Fatal("another owner's entry changed")
 		}
-		for k, e := range n.owners {
+		for k, e := range n.owners.all() {
 			if e.owner.Host != 2 && e.owner.Host != 5 {
 				t.Fatalf("entry %v of host %d", k, e.owner.Host)
 			}

@@ -130,7 +130,21 @@ func (n *Node) applyRecords(h wire.Header, recs []wire.Record, recovered bool) {
 	ups := n.updBuf[:0]
 	tr := n.tracks[h.Sender]
 	nt := n.nackTracks[h.Sender]
-	for _, r := range recs {
+	// Pack and hash every key first, touching its place in the map: the cache misses
+	// of a datagram's records overlap instead of coming one after the other.
+	refs := n.refBuf[:0]
+	var sink uint64
+	for i := range recs {
+		refs = append(refs, mref{})
+		n.owners.ref(recs[i].Key, &refs[i])
+		sink += refs[i].touch()
+	}
+	for i := range refs {
+		sink += refs[i].touchSlot()
+	}
+	n.refBuf, n.sink = refs, sink
+	for i, r := range recs {
+		ref := &refs[i]
 		if r.Owner.Host != h.Sender {
 			inc(&n.stats.ForeignRecords)
 			continue
@@ -145,26 +159,26 @@ func (n *Node) applyRecords(h wire.Header, recs []wire.Record, recovered bool) {
 		if nt != nil {
 			nt.touch(r.Key, h.Seq)
 		}
-		cur, ok := n.owners[r.Key]
+		cur, ok := n.owners.getRef(ref)
 		switch r.Op {
 		case wire.OpAdd:
 			if ok && cur.owner == r.Owner {
 				cur.inc = h.Incarnation // idempotent repeat; the claim now lives in this incarnation
-				n.owners[r.Key] = cur
+				n.owners.putRef(ref, cur)
 				continue
 			}
 			if ok && !wins(r.Owner, cur.owner) {
 				inc(&n.stats.StaleRecords)
 				continue
 			}
-			n.putLocked(r.Key, entry{owner: r.Owner, inc: h.Incarnation})
+			n.putRefLocked(r.Key, ref, entry{owner: r.Owner, inc: h.Incarnation})
 			ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
 		case wire.OpDelete:
 			if !ok || cur.owner.Host != r.Owner.Host {
 				inc(&n.stats.StaleRecords)
 				continue
 			}
-			n.delLocked(r.Key)
+			n.delRefLocked(r.Key, ref)
 			ups = append(ups, session.Update{Key: r.Key, Owner: cur.owner, Delete: true})
 		}
 	}

@@ -152,6 +152,7 @@ type repairJob struct {
 	id   uint16
 	addr netip.AddrPort
 	inc  uint64
+	hint int // the sessions the peer's last heartbeat counted: the snapshot's expected size
 }
 
 // repairer is the goroutine that starts repairs: for each peer that is up and needs
@@ -196,7 +197,7 @@ func (n *Node) dueRepairs(now time.Time) ([]repairJob, []nackJob) {
 		n.mu.Lock()
 		n.tracks[id] = &repairTrack{keys: make(map[session.Key]uint64)}
 		n.mu.Unlock()
-		jobs = append(jobs, repairJob{id: id, addr: netip.AddrPortFrom(p.info.Addr, n.cfg.RepairPort), inc: p.inc})
+		jobs = append(jobs, repairJob{id: id, addr: netip.AddrPortFrom(p.info.Addr, n.cfg.RepairPort), inc: p.inc, hint: int(p.announced)})
 	}
 	return jobs, nacks
 }
@@ -364,7 +365,9 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 		return nil, err
 	}
 
-	snap := &snapshot{}
+	// Sized from the peer's own count (bounded by the cap): a 1M-session snapshot
+	// grown by append copied and zeroed 80 MB several times.
+	snap := &snapshot{recs: make([]wire.Record, 0, min(job.hint, n.cfg.RepairMaxRecords)+wire.MaxFrameLen/wire.RecordAdd4Len)}
 	for i := uint32(0); ; i++ {
 		d, err := rs.read(wire.MaxFrameLen, wire.TypeRepairResponse)
 		if err != nil {
@@ -398,8 +401,12 @@ func (n *Node) fetch(ctx context.Context, job repairJob) (*snapshot, error) {
 	}
 }
 
-// reconcileChunk bounds the updates of one Table.Apply during a reconcile.
-const reconcileChunk = 8192
+// reconcileChunk bounds the updates of one Table.Apply during a reconcile;
+// reconcileBatch is the snapshot records whose keys are touched together.
+const (
+	reconcileChunk = 8192
+	reconcileBatch = 64
+)
 
 // reconcile applies a peer's snapshot (see the comment at the top of this file).
 func (n *Node) reconcile(job repairJob, snap *snapshot) error {
@@ -411,8 +418,6 @@ func (n *Node) reconcile(job repairJob, snap *snapshot) error {
 	}
 	n.mu.Lock()
 	tr := n.tracks[job.id]
-	n.repGen++
-	gen := n.repGen
 	var ups []session.Update
 	flush := func(force bool) {
 		if len(ups) >= reconcileChunk || (force && len(ups) > 0) {
@@ -420,38 +425,54 @@ func (n *Node) reconcile(job repairJob, snap *snapshot) error {
 			ups = ups[:0]
 		}
 	}
+	// The entries the snapshot lists are marked (entry.listed) until the scan below,
+	// which removes the peer's unmarked ones and clears every mark.
 	applied, stale := 0, 0
-	for _, r := range snap.recs {
-		if tr.after(r.Key, snap.seq) {
-			continue // the peer's multicast since the snapshot is newer
+	var refs [reconcileBatch]mref
+	for at := 0; at < len(snap.recs); at += reconcileBatch {
+		recs := snap.recs[at:min(at+reconcileBatch, len(snap.recs))]
+		// As applyRecords: pack, hash and touch a batch of keys first.
+		var sink uint64
+		for i := range recs {
+			n.owners.ref(recs[i].Key, &refs[i])
+			sink += refs[i].touch()
 		}
-		cur, ok := n.owners[r.Key]
-		if ok && cur.owner == r.Owner {
-			cur.inc, cur.rep = job.inc, gen
-			n.owners[r.Key] = cur
-			continue
+		for i := range recs {
+			sink += refs[i].touchSlot()
 		}
-		if ok && !wins(r.Owner, cur.owner) {
-			stale++
-			continue
-		}
-		n.putLocked(r.Key, entry{owner: r.Owner, inc: job.inc, rep: gen})
-		ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
-		applied++
-		flush(false)
-	}
-	removed := 0
-	if !snap.truncated {
-		for k, e := range n.owners {
-			if e.owner.Host != job.id || e.rep == gen || tr.after(k, snap.seq) {
+		n.sink = sink
+		for i, r := range recs {
+			ref := &refs[i]
+			if tr.after(r.Key, snap.seq) {
+				continue // the peer's multicast since the snapshot is newer
+			}
+			cur, ok := n.owners.getRef(ref)
+			if ok && cur.owner == r.Owner {
+				cur.inc, cur.listed = job.inc, true
+				n.owners.putRef(ref, cur)
 				continue
 			}
-			n.delLocked(k)
-			ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
-			removed++
+			if ok && !wins(r.Owner, cur.owner) {
+				stale++
+				continue
+			}
+			n.putRefLocked(r.Key, ref, entry{owner: r.Owner, inc: job.inc, listed: true})
+			ups = append(ups, session.Update{Key: r.Key, Owner: r.Owner})
+			applied++
 			flush(false)
 		}
 	}
+	removed := 0
+	n.owners.sweepListed(job.id, func(k session.Key, e entry) bool {
+		if snap.truncated || tr.after(k, snap.seq) {
+			return false
+		}
+		n.digestLocked(e.owner.Host).Remove(k, e.owner.Epoch)
+		ups = append(ups, session.Update{Key: k, Owner: e.owner, Delete: true})
+		removed++
+		flush(false)
+		return true
+	})
 	flush(true)
 	n.mu.Unlock()
 	if snap.seq > p.highest && snap.seq > p.covered {

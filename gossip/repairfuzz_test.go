@@ -81,7 +81,7 @@ func FuzzRepairClient(f *testing.F) {
 		}
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if e, ok := n.owners[key4(3)]; !ok || e.owner.Host != 5 {
+		if e, ok := n.owners.get(key4(3)); !ok || e.owner.Host != 5 {
 			t.Fatal("another owner's entry changed")
 		}
 		for h, d := range n.digests {
@@ -92,9 +92,9 @@ func FuzzRepairClient(f *testing.F) {
 	})
 }
 
-func digestOfEntries(m map[session.Key]entry, host uint16) wire.Digest {
+func digestOfEntries(m *ownerMap, host uint16) wire.Digest {
 	var d wire.Digest
-	for k, e := range m {
+	for k, e := range m.all() {
 		if e.owner.Host == host {
 			d.Add(k, e.owner.Epoch)
 		}

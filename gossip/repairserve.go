@@ -247,9 +247,9 @@ func (n *Node) answerFull(d wire.Datagram, from uint16, nonce [wire.NonceLen]byt
 	n.sendMu.Lock()
 	seq := n.seq
 	n.sendMu.Unlock()
-	recs := make([]wire.Record, 0, min(limit, 1024))
+	recs := make([]wire.Record, 0, min(limit, int(n.digestLocked(n.cfg.HostID).Count)+1))
 	truncated := false
-	for k, e := range n.owners {
+	for k, e := range n.owners.all() {
 		if e.owner.Host != n.cfg.HostID {
 			continue
 		}

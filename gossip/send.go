@@ -326,7 +326,7 @@ func (n *Node) applyLocalLocked(spare []session.Update) []session.Update {
 	}
 	n.localUpd = spare[:0]
 	for i, u := range ups {
-		if e, ok := n.owners[u.Key]; ok {
+		if e, ok := n.owners.get(u.Key); ok {
 			ups[i] = session.Update{Key: u.Key, Owner: e.owner}
 		} else {
 			ups[i] = session.Update{Key: u.Key, Owner: u.Owner, Delete: true}

@@ -130,6 +130,13 @@ func runGossip(ctx context.Context, o options) (gossipResult, error) {
 	if len(failed) > 0 {
 		err = errors.Join(err, fmt.Errorf("gossip: %s", strings.Join(failed, "; ")))
 	}
+	if o.scale.growth != "" && err == nil && slices.Contains(opts.Systems, gossipbench.Homing) {
+		g, gerr := runGrowth(ctx, o)
+		res.rows = append(res.rows, g.rows...)
+		res.title += "\n" + g.title
+		res.notes = append(res.notes, g.notes...)
+		err = gerr
+	}
 	return res, err
 }
 

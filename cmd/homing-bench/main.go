@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +65,14 @@ type options struct {
 	memberlistBin string        // the gossip benchmark's memberlist node (its own module)
 	gossipEnv     string        // comma-separated KEY=VALUE for the gossip nodes' environment
 	gossipRates   string        // comma-separated sessions per second (empty: the defaults)
+	scale         scaleOptions  // gossip at scale (issue 20): apply rows, growth sweep
+}
+
+// scaleOptions are the gossip-at-scale rows' (apply.go, growth.go).
+type scaleOptions struct {
+	apply      int    // sessions of the gossip apply and join rows (0: none)
+	growth     string // comma-separated host counts of the growth sweep (empty: none)
+	growthRate int    // its total sessions per second
 }
 
 func main() {
@@ -99,13 +108,29 @@ func main() {
 	flag.StringVar(&o.gossipRates, "gossip-rates", "", "gossip benchmark: sessions per second, comma-separated (default 1000,10000,50000)")
 	flag.StringVar(&o.gossipDump, "gossip-dump", "", "gossip benchmark: directory to write each run's per-session delays to")
 	flag.StringVar(&o.memberlistBin, "memberlist-node", "bin/homing-bench-memberlist", "gossip benchmark: the memberlist node program, built from internal/gossipbench/memberlist (make bench builds it)")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
+	flag.IntVar(&o.scale.apply, "apply", 1<<20, "sessions of the gossip apply rows: receive -> ownership map + table, and a joining host's repair (0: skip)")
+	flag.StringVar(&o.scale.growth, "gossip-growth", "4,8,16,32", "gossip benchmark: host counts of the growth sweep (homing only, one announcer; empty: none)")
+	flag.IntVar(&o.scale.growthRate, "gossip-growth-rate", 10000, "gossip benchmark: sessions per second of the growth sweep, in all")
 	flag.Parse()
 	o.smoke = *smoke
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "homing-bench:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.clock != "thread" && o.clock != "wall" {
 		fmt.Fprintf(os.Stderr, "homing-bench: -clock %q: want thread or wall\n", o.clock)
 		os.Exit(2)
 	}
 	if *smoke {
+		o.scale.growth, o.scale.growthRate, o.scale.apply = "3", 1000, 1<<14
 		o.sessions, o.big, o.packets, o.warmup, o.windows, o.rounds, o.huge, o.churn = 1<<16, 0, 100_000, 20_000, 2, 1, false, 200*time.Millisecond
 		o.bareCG = false
 	}
@@ -511,6 +536,13 @@ func run(ctx context.Context, o options) error {
 			rows = append(rows, []string{"naive design's rte_hash memory per session (heap growth)", fmt.Sprint(f.n),
 				fmt.Sprintf("%.1f B", float64(f.naive.HeapBytes())/float64(f.n)), "-", "-", "-"})
 		}
+	}
+	if o.scale.apply > 0 {
+		ar, err := applyRows(o.scale.apply)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, ar...)
 	}
 	if o.churn > 0 {
 		cr, err := churn(mainFx, port, lcores[0], cpu1, o)

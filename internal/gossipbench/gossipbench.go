@@ -44,7 +44,8 @@ const (
 	Multicast  = "multicast"
 )
 
-// Peers is the number of peers every announcement must reach.
+// Peers is the number of peers every announcement must reach by default
+// (Options.Hosts).
 const Peers = 4
 
 // MemberlistPort is the memberlist members' UDP and TCP port.
@@ -82,6 +83,9 @@ type Options struct {
 	// experiments on where the tail comes from; HMG_GB_TRACE=<dir> has every node
 	// write a runtime execution trace, <system>-<id>.trace, for go tool trace).
 	Env []string
+	// Hosts is the number of hosts, the announcer included (default 1 + Peers, at
+	// most 254): every announcement must reach the Hosts-1 others.
+	Hosts int
 	// Log receives a line per run as it completes (nil: nothing).
 	Log io.Writer
 	// Dump, if set, is a directory where each run writes its delays,
@@ -109,7 +113,7 @@ type Row struct {
 	// Elapsed is the wall time of the run, node start to stop.
 	Elapsed time.Duration
 	// AnnouncerCPU and PeerCPU are the CPU time (user and system) of the announcer's
-	// process (pacing included) and of the 4 peers' together, start to stop.
+	// process (pacing included) and of the peers' together, start to stop.
 	AnnouncerCPU, PeerCPU time.Duration
 }
 
@@ -134,6 +138,12 @@ func (o *Options) defaults() error {
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
+	}
+	if o.Hosts == 0 {
+		o.Hosts = 1 + Peers
+	}
+	if o.Hosts < 2 || o.Hosts > 254 {
+		return fmt.Errorf("hosts %d: want 2..254", o.Hosts)
 	}
 	if len(o.Command) == 0 {
 		exe, err := os.Executable()
@@ -168,7 +178,7 @@ func Run(ctx context.Context, o Options) (rows []Row, err error) {
 	if err := removeStale(); err != nil {
 		return nil, err
 	}
-	l, err := newLab(1 + Peers)
+	l, err := newLab(o.Hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +207,7 @@ func Run(ctx context.Context, o Options) (rows []Row, err error) {
 	return rows, nil
 }
 
-// runOnce starts the 5 nodes of sys, announces count sessions from base at rate, and
+// runOnce starts the o.Hosts nodes of sys, announces count sessions from base at rate, and
 // measures.
 func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, count int) (row Row, err error) {
 	const startTimeout = 10 * time.Second
@@ -235,7 +245,7 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 	if _, err := ann.expect(ctx, startTimeout, "ready"); err != nil {
 		return row, err
 	}
-	peers := make([]*proc, Peers)
+	peers := make([]*proc, o.Hosts-1)
 	for i := range peers {
 		if peers[i], err = launch(i + 2); err != nil {
 			return row, err
@@ -247,7 +257,7 @@ func runOnce(ctx context.Context, l *lab, o Options, sys string, rate, base, cou
 		}
 	}
 	for _, p := range procs {
-		if err := p.send(command{op: "wait", args: []int64{Peers, int64(startTimeout)}}); err != nil {
+		if err := p.send(command{op: "wait", args: []int64{int64(o.Hosts - 1), int64(startTimeout)}}); err != nil {
 			return row, err
 		}
 	}
