@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -192,41 +194,175 @@ func gueRefused(t *testing.T, ctx context.Context, l *Lab, n int) map[string]uin
 	return m
 }
 
-func rejected(t *testing.T, ctx context.Context, l *Lab, n int) uint64 {
+// rejects is host n's gossip reject counters by reason.
+func rejects(t *testing.T, ctx context.Context, l *Lab, n int) map[string]uint64 {
 	t.Helper()
 	st, err := l.Stats(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum uint64
-	for _, v := range st.Reject {
-		sum += v
+	return maps.Clone(st.Reject)
+}
+
+// gossipCounters is host n's gossip counters; it fails the test if one this file
+// reads is missing.
+func gossipCounters(t *testing.T, ctx context.Context, l *Lab, n int) map[string]uint64 {
+	t.Helper()
+	st, err := l.Stats(ctx, n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sum
+	for _, k := range []string{"datagrams_received", "heartbeats_received", "sequence_gaps"} {
+		if _, ok := st.Gossip[k]; !ok {
+			t.Fatalf("h%d's stats have no gossip counter %s", n, k)
+		}
+	}
+	return st.Gossip
+}
+
+// checkRejects compares the reject counters' growth from before to after with want:
+// each reason of want exactly, and with exact also every other reason at 0. It returns
+// the growth as "reason n, ..." for the log.
+func checkRejects(t *testing.T, who string, before, after, want map[string]uint64, exact bool) string {
+	t.Helper()
+	var parts []string
+	for _, r := range sortedKeysU(after) {
+		d := after[r] - before[r]
+		if d != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, d))
+		}
+		if w, ok := want[r]; ok && d != w || !ok && exact && d != 0 {
+			t.Errorf("%s: gossip rejected %s moved by %d, want %d", who, r, d, w)
+		}
+	}
+	for r, w := range want {
+		if _, ok := after[r]; !ok && w != 0 {
+			t.Errorf("%s: no gossip reject counter %s (want %d)", who, r, w)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// hostileReplayWindow is gossip.replay_window in TestHostilePOP: short, so that the
+// datagrams the rogue captures while the connections open are outside it when it replays
+// them to the restarted h3 a few seconds later.
+const hostileReplayWindow = 2 * time.Second
+
+// gossipCapture keeps the valid heartbeats and records datagrams a multicast socket on
+// the POP LAN receives, until stop (at most max of them).
+type gossipCapture struct {
+	mu  sync.Mutex
+	on  bool
+	got []wire.Datagram
+	max int
+}
+
+// captureGossip starts capturing from mc; it reads until mc is closed.
+func captureGossip(mc *gossip.MulticastConn, max int) *gossipCapture {
+	c := &gossipCapture{on: true, max: max}
+	go func() {
+		buf := make([]byte, wire.MaxDatagramLen)
+		for {
+			n, _, err := mc.Recv(buf)
+			if err != nil {
+				return
+			}
+			d := wire.Datagram(buf[:n])
+			if d.Validate(0) != nil || d.Type() != wire.TypeHeartbeat && d.Type() != wire.TypeRecords {
+				continue
+			}
+			c.mu.Lock()
+			if c.on && len(c.got) < c.max {
+				c.got = append(c.got, append(wire.Datagram(nil), d...))
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// stop ends the capture and returns what it kept, in order of arrival.
+func (c *gossipCapture) stop() []wire.Datagram {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = false
+	return c.got
+}
+
+// blockGossip makes the kernel of namespace ns drop the gossip datagrams from the
+// addresses from (an nftables input rule; a homingd's gossip socket is in its host's
+// kernel, behind the TAP); unblockGossip removes the rule.
+func blockGossip(t *testing.T, ns string, from ...netip.Addr) {
+	t.Helper()
+	var srcs []string
+	for _, a := range from {
+		srcs = append(srcs, a.String())
+	}
+	script := fmt.Sprintf(`add table ip hlabblock
+add chain ip hlabblock in { type filter hook input priority 0; policy accept; }
+add rule ip hlabblock in ip saddr { %s } udp dport %d counter drop
+`, strings.Join(srcs, ", "), GossipPort)
+	if err := runIn(script, "ip", "netns", "exec", ns, "nft", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func unblockGossip(t *testing.T, ns string) {
+	t.Helper()
+	if err := run("ip", "netns", "exec", ns, "nft", "delete", "table", "ip", "hlabblock"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sealHeartbeat is a heartbeat datagram sealed by s, as hb.Host would send it.
+func sealHeartbeat(s *wire.Sealer, hb wire.Heartbeat, seq uint64) wire.Datagram {
+	body := wire.AppendHeartbeat(nil, &hb)
+	d := make(wire.Datagram, wire.HeaderLen+len(body)+wire.TagLen)
+	copy(d[wire.HeaderLen:], body)
+	s.Seal(d, wire.Header{Type: wire.TypeHeartbeat, Sender: hb.Host, Incarnation: hb.Incarnation, Seq: seq,
+		Timestamp: time.Now().UnixNano()})
+	return d
 }
 
 // TestHostilePOP: while 60 connections run through a POP of 3 hosts, an attacker on the
-// Internet (the client namespace) and a rogue host on the POP LAN without the key try
-// what issue 14 found open. GUE to h1 carrying a SYN to a host-only port (the repair
-// port; inner source the client), a router advertisement, an ICMP redirect of the
-// client's route, UDP to the gossip group: from the client's and the rogue's own
-// addresses, and with h2's address forged (from the rogue on the LAN, and from the
-// client through the router). Forged heartbeats (a wrong key, claiming h2). A repair-
-// listener flood from the rogue while h3 restarts and repairs from its peers. Then h1 is
-// drained.
+// Internet (the client namespace) and a rogue host on the POP LAN try what issue 14
+// found open.
 //
-// Nothing has an effect: no SYN-ACK reaches the client, h1's TAP keeps no global IPv6
-// address and no IPv6 default route, h1's route to the client is unchanged, no gossip
-// socket sees a datagram it did not before (each host rejects exactly the forged
-// heartbeats), h3's repairs succeed during the flood; each refusal moves its counter by
-// exactly what was sent (unknown_source for strangers, inner_not_vip and inner_proto for
-// a forged peer address); no connection is reset, through the attack and the drain.
+//  1. GUE to h1 carrying a SYN to a host-only port (the repair port; inner source the
+//     client), a router advertisement, an ICMP redirect of the client's route, UDP to
+//     the gossip group: from the client's and the rogue's own addresses, and with h2's
+//     address forged (from the rogue on the LAN, and from the client through the
+//     router).
+//  2. Forged heartbeats claiming h2: without the key (a wrong key), and with the POP's
+//     key (a keyed rogue): from the rogue's own address and MAC with incarnation 2^63
+//     and with one 1 s ahead (within gossip.max_clock_skew), and with h2's own address
+//     and MAC and incarnation 2^63.
+//  3. Replays to a restarted receiver: the rogue captures the hosts' gossip while the
+//     connections open; h3 is killed and restarted (gossip.replay_window is 2 s here)
+//     and, before it hears its peers (their gossip is held back from it until then), the
+//     rogue replays every captured datagram to the group, seconds old. At the same time
+//     a repair-listener flood from the rogue hits h1 and h2, from which h3 repairs.
+//  4. h1 is drained.
+//
+// Nothing has an effect. No SYN-ACK reaches the client, h1's TAP keeps no global IPv6
+// address and no IPv6 default route, h1's route to the client is unchanged; GUE
+// refusals move by exactly what was sent (unknown_source for strangers, inner_not_vip
+// and inner_proto for a forged peer address). Every host refuses exactly the forged
+// heartbeats, nothing else reaches a gossip socket: auth for the wrong key, id_conflict
+// for the keyed rogue's address (alarmed in the log), future_incarnation for 2^63 from
+// h2's own address; h2 keeps its address, MAC and incarnation and stays up on every
+// host, and no table changes. The restarted h3 refuses every replayed datagram of h1
+// and h2 as outside_window (h1 and h2 as replays of each other, their own as own),
+// learns no peer and no session from them, and counts no sequence gap; its repairs
+// succeed during the flood. No connection is reset, through the attacks and the drain.
 func TestHostilePOP(t *testing.T) {
 	requireFaultLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	l := faultLab(t, ctx, 3, nil)
+	l := faultLab(t, ctx, 3, func(t *testing.T, _ int, toml string) string {
+		return setKey(t, toml, "gossip", "replay_window", fmt.Sprintf("%q", hostileReplayWindow.String()))
+	})
 	hosts := l.Hosts()
 	rogue := netip.MustParseAddr("198.18.0.250")
 	rogueNS, err := l.AddSpy(rogue)
@@ -235,16 +371,37 @@ func TestHostilePOP(t *testing.T) {
 	}
 	cli := l.NS("cli")
 	h1, peer := HostAddr(1), HostAddr(2)
+	// The rogue listens to the gossip group from the start, and captures while the
+	// connections open (records) and heartbeats flow.
+	var mc *gossip.MulticastConn
+	var rogueMAC net.HardwareAddr
+	if err := InNS(rogueNS, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		rogueMAC = ifi.HardwareAddr
+		mc, err = gossip.ListenMulticast(gossip.MulticastConfig{Group: netip.AddrPortFrom(l.group(), GossipPort), Interface: "eth0"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	capture := captureGossip(mc, 300)
 	fleet := openFleet(t, ctx, l, 60, true)
+	if err := sleep(ctx, 500*time.Millisecond); err != nil { // heartbeats: 5 a host
+		t.Fatal(err)
+	}
+	captured, capturedAt := capture.stop(), time.Now()
 	setup := time.Since(t0)
 
 	// Before.
 	tap1 := l.Host(1).NS
 	route0 := inNS(t, tap1, "ip", "route", "get", ClientAddr.String())
 	refused0 := map[int]map[string]uint64{}
-	rejects0 := map[int]uint64{}
+	rejects0 := map[int]map[string]uint64{}
 	for _, n := range hosts {
-		refused0[n], rejects0[n] = gueRefused(t, ctx, l, n), rejected(t, ctx, l, n)
+		refused0[n], rejects0[n] = gueRefused(t, ctx, l, n), rejects(t, ctx, l, n)
 	}
 	stop := make(chan struct{})
 	synAcks := synAckWatch(t, cli, ClientAddr, h1, GossipPort, stop)
@@ -273,7 +430,17 @@ func TestHostilePOP(t *testing.T) {
 		"inner_proto":    2 * reps, // the router advertisement and the redirect
 	}
 
-	// 2. Forged heartbeats from the rogue: a wrong key, claiming h2.
+	// 2. Forged heartbeats from the rogue claiming h2: a wrong key; then the POP's key.
+	st2, err := l.Status(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables0 := map[int]map[string]uint16{}
+	for _, n := range hosts {
+		if tables0[n], err = l.Sessions(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
 	wrongKey := make([]byte, 32)
 	for i := range wrongKey {
 		wrongKey[i] = byte(i*5 + 3)
@@ -283,19 +450,6 @@ func TestHostilePOP(t *testing.T) {
 		t.Fatal(err)
 	}
 	forger := wire.NewSealer(ring)
-	st2, err := l.Status(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mc *gossip.MulticastConn
-	if err := InNS(rogueNS, func() error {
-		var err error
-		mc, err = gossip.ListenMulticast(gossip.MulticastConfig{Group: netip.AddrPortFrom(l.group(), GossipPort), Interface: "eth0"})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer mc.Close()
 	const forged = 3
 	for i := 0; i < forged; i++ {
 		body := wire.AppendRecord(nil, wire.Record{Op: wire.OpAdd, Key: session.Key{Src: ClientAddr, Dst: l.VIPAddr(),
@@ -306,6 +460,59 @@ func TestHostilePOP(t *testing.T) {
 			Timestamp: time.Now().UnixNano()})
 		if err := mc.Send(d); err != nil {
 			t.Fatal(err)
+		}
+	}
+	// The keyed rogue (a host of the POP gone bad, or a stolen key): h2's heartbeat as
+	// captured, with the rogue's address and MAC, or h2's own, and a huge incarnation.
+	keyRing, err := wire.LoadKeyFile(l.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer := wire.NewSealer(keyRing)
+	var hb2 wire.Heartbeat
+	for _, d := range captured {
+		if d.Sender() == 2 && d.Type() == wire.TypeHeartbeat && d.Incarnation() == st2.Incarnation {
+			if hb2, err = wire.ParseHeartbeat(d.Body()); err != nil {
+				t.Fatalf("a captured heartbeat of h2: %v", err)
+			}
+		}
+	}
+	if hb2.Host != 2 {
+		t.Fatalf("the rogue captured no heartbeat of h2 (%d datagrams)", len(captured))
+	}
+	hb2.HasDigest = false
+	impostor := func(inc uint64, own bool) wire.Heartbeat {
+		hb := hb2
+		hb.Incarnation = inc
+		if !own {
+			hb.Addr, hb.AltAddr, hb.MAC = rogue, netip.Addr{}, rogueMAC
+		}
+		return hb
+	}
+	ahead := uint64(time.Now().Add(time.Second).UnixNano())
+	keyed := []struct {
+		what   string
+		hb     wire.Heartbeat
+		reason string
+	}{
+		{"h2's id from the rogue's address and MAC, incarnation 2^63", impostor(1<<63, false), "id_conflict"},
+		{"h2's id from the rogue's address and MAC, incarnation 1 s ahead", impostor(ahead, false), "id_conflict"},
+		{"h2's id, address and MAC, incarnation 2^63", impostor(1<<63, true), "future_incarnation"},
+	}
+	wantRejects := map[int]map[string]uint64{}
+	for _, n := range hosts {
+		wantRejects[n] = map[string]uint64{"auth": forged}
+	}
+	for i, k := range keyed {
+		if err := mc.Send(sealHeartbeat(sealer, k.hb, uint64(1<<40+i))); err != nil {
+			t.Fatalf("send %s: %v", k.what, err)
+		}
+		for _, n := range hosts {
+			if n == 2 {
+				wantRejects[n]["own"]++ // its own id: ignored
+			} else {
+				wantRejects[n][k.reason]++
+			}
 		}
 	}
 	if err := sleep(ctx, time.Second); err != nil {
@@ -331,6 +538,27 @@ func TestHostilePOP(t *testing.T) {
 	if r := inNS(t, tap1, "ip", "route", "get", ClientAddr.String()); r != route0 {
 		t.Errorf("h1's route to the client changed:\nbefore %s\nafter  %s", route0, r)
 	}
+	checkPeer2 := func(when string) {
+		t.Helper()
+		for _, n := range hosts {
+			if n == 2 {
+				continue
+			}
+			ps, err := l.Peers(ctx, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) != len(hosts)-1 {
+				t.Errorf("h%d has %d peers %s, want %d", n, len(ps), when, len(hosts)-1)
+			}
+			for _, p := range ps {
+				if p.ID == 2 && (p.Address != peer.String() || p.MAC != st2.MAC || !p.Up || p.Incarnation != st2.Incarnation) {
+					t.Errorf("h%d %s: peer 2 at %s %s, up %v, incarnation %d; want %s %s, up, incarnation %d", n, when,
+						p.Address, p.MAC, p.Up, p.Incarnation, peer, st2.MAC, st2.Incarnation)
+				}
+			}
+		}
+	}
 	for _, n := range hosts {
 		got := gueRefused(t, ctx, l, n)
 		var parts []string
@@ -346,25 +574,26 @@ func TestHostilePOP(t *testing.T) {
 			}
 		}
 		t.Logf("h%d GUE refused: %s", n, strings.Join(parts, ", "))
-		if d := rejected(t, ctx, l, n) - rejects0[n]; d != forged {
-			t.Errorf("h%d rejected %d gossip datagrams, want the %d forged heartbeats (nothing else from outside)", n, d, forged)
-		}
-		ps, err := l.Peers(ctx, n)
+		// Nothing else from outside reaches a gossip socket: every reason checked.
+		t.Logf("h%d gossip rejected (the forged heartbeats): %s", n,
+			checkRejects(t, fmt.Sprintf("h%d", n), rejects0[n], rejects(t, ctx, l, n), wantRejects[n], true))
+		tab, err := l.Sessions(ctx, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ps) != len(hosts)-1 {
-			t.Errorf("h%d has %d peers after the attack, want %d", n, len(ps), len(hosts)-1)
+		if k, d := TableDiff(tab, tables0[n], 5); k > 0 {
+			t.Errorf("h%d's table changed with the forged heartbeats (%d entries): %v", n, k, d)
 		}
-		for _, p := range ps {
-			if p.ID == 2 && p.Address != peer.String() {
-				t.Errorf("h%d: peer 2 at %s", n, p.Address)
+		if n != 2 {
+			if b, err := os.ReadFile(l.Host(n).LogFile); err != nil || !strings.Contains(string(b), "gossip host id claimed from another address or MAC") {
+				t.Errorf("h%d logged no alarm about h2's id claimed (%v)", n, err)
 			}
 		}
 	}
+	checkPeer2("after the forged heartbeats")
 
-	// 3. A repair-listener flood of h1 and h2 from the rogue while h3 restarts: h3's
-	// repairs from its peers succeed.
+	// 3. h3 restarts, with a repair-listener flood of h1 and h2 (from which it repairs)
+	// from the rogue, and the captured gossip replayed to it.
 	stat3, err := l.Stats(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -396,9 +625,112 @@ func TestHostilePOP(t *testing.T) {
 	if err := l.Kill(3); err != nil {
 		t.Fatal(err)
 	}
+	// h1's and h2's gossip is held back from h3 until the replays are counted, so that
+	// the replayed datagrams are the first of their senders h3 sees: it holds no state
+	// for them. (h3 stays in the ECMP route: every connection it receives is its own,
+	// which it lists at start, so learning its peers late resets nothing.)
+	ns3 := l.Host(3).NS
+	blockGossip(t, ns3, h1, peer)
+	blocked := true
+	defer func() {
+		if blocked {
+			unblockGossip(t, ns3)
+		}
+	}()
 	if err := l.Restart(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
+	// The rogue's probe: garbage to the group until h3's gossip socket counts one
+	// (its data plane and socket are up). h1 and h2 count each.
+	garbage := make([]byte, 64)
+	probes := uint64(0)
+	for end := time.Now().Add(10 * time.Second); ; {
+		if err := mc.Send(garbage); err != nil {
+			t.Fatal(err)
+		}
+		probes++
+		if rejects(t, ctx, l, 3)["bad_magic"] > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("h3's gossip socket saw none of %d probes in 10 s", probes)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heartbeats := map[uint16]int{}
+	for _, d := range captured {
+		if d.Type() == wire.TypeHeartbeat {
+			heartbeats[d.Sender()]++
+		}
+	}
+	if heartbeats[1] == 0 || heartbeats[2] == 0 {
+		t.Fatalf("the rogue captured %d datagrams, heartbeats by host %v: none of h1 or h2 to replay", len(captured), heartbeats)
+	}
+	if err := sleep(ctx, time.Until(capturedAt.Add(hostileReplayWindow+time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	rejects1 := map[int]map[string]uint64{1: rejects(t, ctx, l, 1), 2: rejects(t, ctx, l, 2), 3: rejects(t, ctx, l, 3)}
+	received3 := gossipCounters(t, ctx, l, 3)["datagrams_received"]
+	bySender := map[uint16]uint64{}
+	oldest := time.Now()
+	for _, d := range captured {
+		ts := time.Unix(0, d.Timestamp())
+		if time.Since(ts) <= hostileReplayWindow {
+			t.Fatalf("a captured datagram of h%d is %v old, inside the replay window", d.Sender(), time.Since(ts))
+		}
+		if ts.Before(oldest) {
+			oldest = ts
+		}
+		if err := mc.Send(d); err != nil {
+			t.Fatal(err)
+		}
+		bySender[d.Sender()]++
+		time.Sleep(time.Millisecond)
+	}
+	replayWant := map[int]map[string]uint64{
+		1: {"own": bySender[1], "replay": bySender[2] + bySender[3], "outside_window": 0},
+		2: {"own": bySender[2], "replay": bySender[1] + bySender[3], "outside_window": 0},
+		3: {"own": bySender[3], "replay": 0, "outside_window": bySender[1] + bySender[2]},
+	}
+	t.Logf("replayed %d datagrams captured %v to %v before (h1 %d, h2 %d, h3's previous run %d; heartbeats %d, %d, %d)", len(captured),
+		time.Since(capturedAt).Round(time.Millisecond), time.Since(oldest).Round(time.Millisecond), bySender[1], bySender[2], bySender[3],
+		heartbeats[1], heartbeats[2], heartbeats[3])
+	// Until h3 has received them all (refused or not).
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		if g := gossipCounters(t, ctx, l, 3); g["datagrams_received"] >= received3+uint64(len(captured)) {
+			break
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hb := gossipCounters(t, ctx, l, 3)["heartbeats_received"]; hb != 0 {
+		t.Errorf("the restarted h3 accepted %d of the replayed heartbeats", hb)
+	}
+	ps3, err := l.Peers(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps3) != 0 {
+		t.Errorf("the restarted h3 learnt peers from the replays: %+v", ps3)
+	}
+	tab3, err := l.Sessions(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	learnt := 0
+	for _, o := range tab3 {
+		if o != 3 {
+			learnt++
+		}
+	}
+	if learnt != 0 {
+		t.Errorf("the restarted h3 learnt %d sessions of its peers from the replays", learnt)
+	}
+	unblockGossip(t, ns3)
+	blocked = false
 	if err := l.WaitPeers(ctx, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -418,6 +750,10 @@ func TestHostilePOP(t *testing.T) {
 	}
 	floodStop()
 	flooders.Wait()
+	for _, n := range hosts {
+		t.Logf("h%d gossip rejected (the replays): %s", n, checkRejects(t, fmt.Sprintf("h%d (replays)", n), rejects1[n],
+			rejects(t, ctx, l, n), replayWant[n], false))
+	}
 	strangers := gossipSum(t, ctx, l, []int{1, 2}, "repair_refused_stranger")["repair_refused_stranger"] - strangers0
 	t.Logf("repair flood: %d connections of the rogue accepted and closed (stranger refusals on h1, h2: %d); h3 restarted: "+
 		"%d repairs completed, %d failed (the killed process had %d, %d)", accepted.Load(), strangers, completed, failed,
@@ -435,6 +771,10 @@ func TestHostilePOP(t *testing.T) {
 	}
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	checkPeer2("after the drain")
+	if g := gossipCounters(t, ctx, l, 3)["sequence_gaps"]; g != 0 {
+		t.Errorf("the restarted h3 counted %d sequence gaps (replays taken as its peers' datagrams)", g)
 	}
 	c := fleet.Counts()
 	t.Logf("connections: %d alive, %d stalled, %d reset, %d failed, %d exchanges; setup %v, test %v",
