@@ -127,12 +127,3 @@ hdpdk_remote_launch(void *fn, void *arg, unsigned int lcore)
 {
 	return rte_eal_remote_launch((lcore_function_t *)fn, arg, lcore);
 }
-
-/* Used by the package's tests (cgo is not allowed in _test.go files): stores the lcore id
- * it runs on into *(unsigned *)arg and returns 42. */
-int
-hdpdk_selftest_lcore(void *arg)
-{
-	*(volatile unsigned *)arg = rte_lcore_id();
-	return 42;
-}

@@ -1,8 +1,20 @@
+//go:build harness
+
 package dpdk
 
 /*
 #include <stdlib.h>
-int hdpdk_selftest_lcore(void *arg);
+#include <rte_lcore.h>
+
+// Stores the lcore id it runs on into *(unsigned *)arg and returns 42 (for the
+// package's tests: cgo is not allowed in _test.go files). Not static: Go takes its
+// address. Defined in this one file's preamble only.
+int
+hdpdk_selftest_lcore(void *arg)
+{
+	*(volatile unsigned *)arg = rte_lcore_id();
+	return 42;
+}
 */
 import "C"
 

@@ -1,3 +1,5 @@
+//go:build harness
+
 /* SPDX-License-Identifier: Apache-2.0
  *
  * Data-plane benchmark loops (make bench): the pipeline next to a bare rx->tx loop with the

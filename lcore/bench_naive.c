@@ -1,3 +1,5 @@
+//go:build harness
+
 /* SPDX-License-Identifier: Apache-2.0
  *
  * The naive reference design for make bench: what a competent, straightforward DPDK

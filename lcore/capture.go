@@ -455,13 +455,6 @@ func (d *DataPlane) StartCapture(cfg CaptureConfig) (*Capture, error) {
 	return d.arm(cfg, d.lcores, true)
 }
 
-// StartCapture arms a capture on the runner (tests: Run then goes through it).
-func (f *Frames) StartCapture(d *DataPlane, cfg CaptureConfig) (*Capture, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.arm(cfg, []*C.struct_homing_lcore{f.lc}, false)
-}
-
 func (d *DataPlane) arm(cfg CaptureConfig, lcores []*C.struct_homing_lcore, sync bool) (*Capture, error) {
 	if d.capture != nil {
 		return nil, ErrCaptureBusy

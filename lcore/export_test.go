@@ -1,3 +1,5 @@
+//go:build harness
+
 package lcore
 
 // SetFastPaths is setFastPaths for the external tests.

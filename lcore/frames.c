@@ -1,3 +1,5 @@
+//go:build harness
+
 /* SPDX-License-Identifier: Apache-2.0
  *
  * Runs raw frames through the poll loop's bursts (homing_nic_burst, homing_tap_burst: the

@@ -138,31 +138,6 @@ func tick(u *C.struct_homing_udp_lcore) {
 	atomic.StoreUint32(p, t)
 }
 
-// SetLearn gives the runner a learning ring of ring records (a power of two), for
-// RunKernel's UDP packets; call it once, before Run.
-func (f *Frames) SetLearn(ring int) error {
-	u, err := newUDPLcore(ring)
-	if err != nil {
-		return err
-	}
-	C.homing_udp_lcore_free(f.lc.udp)
-	f.lc.udp = u
-	return nil
-}
-
-// Learned drains the runner's learning ring.
-func (f *Frames) Learned() []session.Key {
-	buf := (*C.struct_homing_learn_rec)(C.calloc(drainBatch, C.sizeof_struct_homing_learn_rec))
-	defer C.free(unsafe.Pointer(buf))
-	return drain(f.lc.udp, buf, drainBatch, nil)
-}
-
-// LearnTick advances the runner's refresh tick.
-func (f *Frames) LearnTick() { tick(f.lc.udp) }
-
-// UDPStats returns the runner's learning and CID counters.
-func (f *Frames) UDPStats() UDPStats { return udpStatsOf(f.lc.udp) }
-
 // QUICDCIDHost is the data plane's reading of a QUIC packet (a UDP payload): the host
 // id in its destination connection ID if the packet is routable by it, else 0 (see
 // homing_quic_dcid_host). For tests and the fuzzer.

@@ -1,3 +1,5 @@
+//go:build harness
+
 package table
 
 // Test harness (see table_selftest.h): compiled into the package because _test.go files

@@ -1,3 +1,5 @@
+//go:build harness
+
 /* SPDX-License-Identifier: Apache-2.0
  *
  * Test harness for the ownership table: see table_selftest.h.

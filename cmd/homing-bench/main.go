@@ -1,3 +1,5 @@
+//go:build harness
+
 // Command homing-bench measures the data plane and the gossip (make bench), and prints
 // one table of both. Every data-plane rate is a ratio to a bare rx→tx loop with the same
 // traffic generator on the same PMD, measured in the same run, because this kind of
