@@ -18,6 +18,11 @@ import (
 // was reported again (the lcores report a live flow once per refresh tick: nothing is
 // gossiped), and deletes (gossips the delete of) a flow not reported for its port's
 // idle_timeout. Goroutine "udp learner" (udpLearner.run), ended by ctl.cancel.
+//
+// On a port with a cid_len, a report may carry the server's connection ID: the lcores
+// put its key (session.CIDKey) right after the flow's. The learner claims the CID like a
+// flow and ties it to that flow: the CID is deleted when its flow expires (the CIDs a
+// server chose in its handshake live as long as the flow that carried the handshake).
 
 // learnSource is the data plane as the learner sees it (lcore.DataPlane).
 type learnSource interface {
@@ -60,13 +65,15 @@ type udpLearner struct {
 	onErr  func(op string, k session.Key, err error)
 
 	buf   []session.Key
-	mu    sync.Mutex // protects flows and st
+	mu    sync.Mutex // protects flows, cids and st
 	flows map[session.Key]time.Time
+	cids  map[session.Key]session.Key // learnt CID -> the flow it came with
 	st    UDPLearnStats
 }
 
 func newUDPLearner(src learnSource, self uint16, ports []config.UDPSession) *udpLearner {
-	l := &udpLearner{src: src, self: self, idle: map[uint16]time.Duration{}, flows: map[session.Key]time.Time{}}
+	l := &udpLearner{src: src, self: self, idle: map[uint16]time.Duration{}, flows: map[session.Key]time.Time{},
+		cids: map[session.Key]session.Key{}}
 	for _, p := range ports {
 		l.idle[p.Port] = p.IdleTimeout
 	}
@@ -76,10 +83,17 @@ func newUDPLearner(src learnSource, self uint16, ports []config.UDPSession) *udp
 // poll drains the lcores' reports and applies them at now.
 func (l *udpLearner) poll(now time.Time) {
 	l.buf = l.src.DrainLearned(l.buf[:0])
+	var prev session.Key // the last flow
 	for _, k := range l.buf {
 		if _, ok := l.idle[k.DstPort]; !ok || !k.Valid() {
+			prev = session.Key{}
 			continue // not a session port (the lcores report only those)
 		}
+		if k.Proto == session.QUICCID {
+			l.cid(k, prev)
+			continue
+		}
+		prev = k
 		l.mu.Lock()
 		_, known := l.flows[k]
 		l.flows[k] = now
@@ -98,6 +112,28 @@ func (l *udpLearner) poll(now time.Time) {
 		}
 		l.count(func(s *UDPLearnStats) { s.Learned++ })
 	}
+}
+
+// cid applies a reported server CID k that came with flow (a zero flow: none, ignored).
+func (l *udpLearner) cid(k, flow session.Key) {
+	if flow.Proto == 0 || flow.DstPort != k.DstPort {
+		return
+	}
+	l.mu.Lock()
+	_, known := l.cids[k]
+	l.cids[k] = flow
+	l.mu.Unlock()
+	if known {
+		if o, ok := l.ownerOf(k); !ok || o == l.self {
+			return
+		}
+	}
+	if err := l.claim(k); err != nil {
+		l.count(func(s *UDPLearnStats) { s.Errors++ })
+		l.onErr("claim", k, err)
+		return
+	}
+	l.count(func(s *UDPLearnStats) { s.CIDLearned++ })
 }
 
 func (l *udpLearner) ownerOf(k session.Key) (uint16, bool) {
@@ -127,9 +163,21 @@ func (l *udpLearner) sweep(now time.Time) {
 			delete(l.flows, k)
 		}
 	}
+	nflows := len(idle)
+	// The CIDs of the expired flows expire with them.
+	for c, f := range l.cids {
+		if _, live := l.flows[f]; !live {
+			idle = append(idle, c)
+			delete(l.cids, c)
+		}
+	}
 	l.mu.Unlock()
-	for _, k := range idle {
-		l.count(func(s *UDPLearnStats) { s.Expired++ })
+	for i, k := range idle {
+		if i < nflows {
+			l.count(func(s *UDPLearnStats) { s.Expired++ })
+		} else {
+			l.count(func(s *UDPLearnStats) { s.CIDExpired++ })
+		}
 		if o, ok := l.ownerOf(k); !ok || o != l.self {
 			continue
 		}
@@ -160,6 +208,7 @@ func (l *udpLearner) Stats() UDPLearnStats {
 	defer l.mu.Unlock()
 	s := l.st
 	s.Flows = uint64(len(l.flows))
+	s.CIDs = uint64(len(l.cids))
 	return s
 }
 
