@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,8 +22,11 @@ import (
 //
 // On a port with a cid_len, a report may carry the server's connection ID: the lcores
 // put its key (session.CIDKey) right after the flow's. The learner claims the CID like a
-// flow and ties it to that flow: the CID is deleted when its flow expires (the CIDs a
-// server chose in its handshake live as long as the flow that carried the handshake).
+// flow and ties it to that flow: the CID is deleted when its flow expires. The CIDs come
+// from the server's handshake packets and from the DCIDs of its clients' packets that
+// this host's kernel gets (the CIDs issued later, which clients switch to); a flow
+// keeps at most maxCIDsPerFlow CIDs, the oldest are deleted first (a client that sends
+// many DCIDs cannot fill the table).
 
 // learnSource is the data plane as the learner sees it (lcore.DataPlane).
 type learnSource interface {
@@ -64,16 +68,21 @@ type udpLearner struct {
 	delete func(session.Key) error
 	onErr  func(op string, k session.Key, err error)
 
-	buf   []session.Key
-	mu    sync.Mutex // protects flows, cids and st
-	flows map[session.Key]time.Time
-	cids  map[session.Key]session.Key // learnt CID -> the flow it came with
-	st    UDPLearnStats
+	buf    []session.Key
+	mu     sync.Mutex // protects flows, cids and st
+	flows  map[session.Key]time.Time
+	cids   map[session.Key]session.Key   // learnt CID -> the flow it came with
+	byFlow map[session.Key][]session.Key // a flow's CIDs, oldest first
+	st     UDPLearnStats
 }
+
+// maxCIDsPerFlow is the most CIDs a flow keeps: a connection uses one at a time, and
+// a server offers a few more (quic-go: 4, the client's active_connection_id_limit).
+const maxCIDsPerFlow = 8
 
 func newUDPLearner(src learnSource, self uint16, ports []config.UDPSession) *udpLearner {
 	l := &udpLearner{src: src, self: self, idle: map[uint16]time.Duration{}, flows: map[session.Key]time.Time{},
-		cids: map[session.Key]session.Key{}}
+		cids: map[session.Key]session.Key{}, byFlow: map[session.Key][]session.Key{}}
 	for _, p := range ports {
 		l.idle[p.Port] = p.IdleTimeout
 	}
@@ -114,15 +123,33 @@ func (l *udpLearner) poll(now time.Time) {
 	}
 }
 
-// cid applies a reported server CID k that came with flow (a zero flow: none, ignored).
+// cid applies a reported CID k that came with flow (a zero flow: none, ignored).
 func (l *udpLearner) cid(k, flow session.Key) {
 	if flow.Proto == 0 || flow.DstPort != k.DstPort {
 		return
 	}
+	var evict []session.Key
 	l.mu.Lock()
-	_, known := l.cids[k]
-	l.cids[k] = flow
+	old, known := l.cids[k]
+	if !known || old != flow {
+		if known {
+			l.byFlow[old] = slices.DeleteFunc(l.byFlow[old], func(c session.Key) bool { return c == k })
+		}
+		l.cids[k] = flow
+		l.byFlow[flow] = append(l.byFlow[flow], k)
+		if n := len(l.byFlow[flow]) - maxCIDsPerFlow; n > 0 {
+			evict = slices.Clone(l.byFlow[flow][:n])
+			l.byFlow[flow] = slices.Delete(l.byFlow[flow], 0, n)
+			for _, c := range evict {
+				delete(l.cids, c)
+			}
+		}
+	}
 	l.mu.Unlock()
+	for _, c := range evict {
+		l.count(func(s *UDPLearnStats) { s.CIDExpired++ })
+		l.drop(c)
+	}
 	if known {
 		if o, ok := l.ownerOf(k); !ok || o == l.self {
 			return
@@ -134,6 +161,17 @@ func (l *udpLearner) cid(k, flow session.Key) {
 		return
 	}
 	l.count(func(s *UDPLearnStats) { s.CIDLearned++ })
+}
+
+// drop deletes k if this host still owns it.
+func (l *udpLearner) drop(k session.Key) {
+	if o, ok := l.ownerOf(k); !ok || o != l.self {
+		return
+	}
+	if err := l.delete(k); err != nil {
+		l.count(func(s *UDPLearnStats) { s.Errors++ })
+		l.onErr("expire", k, err)
+	}
 }
 
 func (l *udpLearner) ownerOf(k session.Key) (uint16, bool) {
@@ -169,6 +207,7 @@ func (l *udpLearner) sweep(now time.Time) {
 		if _, live := l.flows[f]; !live {
 			idle = append(idle, c)
 			delete(l.cids, c)
+			delete(l.byFlow, f)
 		}
 	}
 	l.mu.Unlock()

@@ -205,4 +205,29 @@ func TestUDPLearnerCID(t *testing.T) {
 	if st := l.Stats(); st.Expired != 2 || st.CIDExpired != 2 || st.CIDs != 0 || st.Flows != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+	// A CID reported with a new flow (the client rebound; its packets reach this host)
+	// moves to it: the old flow's expiry leaves it.
+	c, d := udpFlow(50010, 443), udpFlow(50011, 443)
+	cc := cid(5, 443)
+	src.next = []session.Key{c, cc}
+	l.poll(t0.Add(20 * time.Second))
+	src.next = []session.Key{d, cc}
+	l.poll(t0.Add(25 * time.Second))
+	l.sweep(t0.Add(32 * time.Second)) // c (last seen at 20 s) expires, d (25 s) not
+	if slices.Contains(deletes, cc) || l.Stats().CIDs != 1 {
+		t.Fatalf("a moved CID expired with its old flow: deletes %v, %+v", deletes, l.Stats())
+	}
+	// A flow keeps at most maxCIDsPerFlow CIDs: the oldest go first (deleted).
+	deletes = nil
+	src.next = []session.Key{d}
+	for i := range maxCIDsPerFlow + 2 {
+		src.next = append(src.next, cid(byte(10+i), 443))
+	}
+	l.poll(t0.Add(33 * time.Second))
+	if want := []session.Key{cc, cid(10, 443), cid(11, 443)}; !slices.Equal(deletes, want) {
+		t.Fatalf("evicted %v, want %v", deletes, want)
+	}
+	if st := l.Stats(); st.CIDs != maxCIDsPerFlow {
+		t.Fatalf("%d CIDs kept, want %d", st.CIDs, maxCIDsPerFlow)
+	}
 }

@@ -1505,8 +1505,10 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 	n_loc = acc >> 16;
 
 	/* Final pass in arrival order, so that each output keeps the input order. Bursts
-	 * that all go one way (IPv4 lookups only) skip it. */
+	 * that all go one way (IPv4 lookups only) skip it. Clients' QUIC packets given to
+	 * this host's kernel teach their DCIDs on cid_len ports (udplearn.h). */
 	uint32_t nloop = n;
+	const int learn_client = lc->udp != NULL && lc->udp->ring != NULL && dp->n_quic_len != 0;
 	if (n_red == n) {
 		memcpy(nic_out, pkts, n * sizeof(*pkts));
 		nn = n;
@@ -1516,6 +1518,9 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 		st->cls_local += n;
 		nt = n;
 		nloop = 0;
+		if (unlikely(learn_client))
+			for (j = 0; j < n; j++)
+				homing_udp_learn_client(lc, pkts[j]);
 	}
 	for (i = 0; i < nloop; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -1527,12 +1532,16 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 		}
 		if (act == A_TAP) {
 			cnt[bm[i].cls]++;
+			if (unlikely(learn_client) && bm[i].cls == CLS(cls_local))
+				homing_udp_learn_client(lc, m);
 			tap_out[nt++] = m;
 			continue;
 		}
 		if (act == A_DECAP4) {
 			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
 			st->cls_decap++;
+			if (unlikely(learn_client))
+				homing_udp_learn_client(lc, m);
 			tap_out[nt++] = m;
 			continue;
 		}
@@ -1540,6 +1549,8 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 		case A_DECAP6:
 			decap(m, sizeof(struct rte_ipv6_hdr), &bm[i]);
 			st->cls_decap++;
+			if (unlikely(learn_client))
+				homing_udp_learn_client(lc, m);
 			tap_out[nt++] = m;
 			break;
 		case A_DROP:

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"slices"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"testing"
 
 	"github.com/homing-dev/homing/internal/golden"
@@ -276,4 +279,89 @@ func FuzzQUICLearntCID(f *testing.F) {
 			t.Fatalf("%x, DCID of %d: %x, want %x", p, w, got, ref)
 		}
 	})
+}
+
+// gueFrom is frame's IP packet tunnelled to this host by peer 2 (GUE, IPv4 outer,
+// inner IPv4).
+func gueFrom(t *testing.T, frame []byte) []byte {
+	t.Helper()
+	p := golden.Peers[0]
+	eth := &layers.Ethernet{SrcMAC: p.MAC, DstMAC: golden.Self.MAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: p.Addr.AsSlice(), DstIP: golden.Self.Addr.AsSlice()}
+	udp := &layers.UDP{SrcPort: 51000, DstPort: layers.UDPPort(golden.Self.Port)}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(append([]byte{0, 4, 0, 0}, frame[14:]...))); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	b[14+20+6], b[14+20+7] = 0, 0 // no UDP checksum, as homing sends
+	return b
+}
+
+// TestQUICLearnClientDCID: on a port with a CID length, the DCID of a client's packet
+// that this host's kernel gets as its own (a table hit owned here, a GUE packet from a
+// peer, a packet routed here by a learnt CID) is reported with its flow: the CIDs a
+// server issues after its handshake are learnt when clients use them. Packets of
+// unknown flows, of flows owned elsewhere, of another port, or without a DCID of the
+// length report nothing.
+func TestQUICLearnClientDCID(t *testing.T) {
+	e := setup(t)
+	own, peer := udpKey(46200, quicPort), udpKey(46201, quicPort)
+	ownOther := udpKey(46202, 4433)
+	selfCID := []byte{0, 0, 0, 1}
+	ups := []session.Update{
+		{Key: own, Owner: session.Owner{Host: golden.Self.ID, Epoch: 1}},
+		{Key: peer, Owner: session.Owner{Host: 2, Epoch: 1}},
+		{Key: ownOther, Owner: session.Owner{Host: golden.Self.ID, Epoch: 1}},
+		{Key: cidKey(t, selfCID, quicPort), Owner: session.Owner{Host: golden.Self.ID, Epoch: 1}},
+	}
+	if _, err := e.tbl.ApplyBatch(ups); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for i := range ups {
+			ups[i].Delete = true
+		}
+		_, _ = e.tbl.ApplyBatch(ups)
+	}()
+	f := e.dp.NewFrames(e.pool)
+	defer f.Close()
+	if err := f.SetLearn(64); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c, d := []byte{0xa1, 0xa2, 0xa3, 0xa4}, []byte{0xb1, 0xb2, 0xb3, 0xb4}, []byte{0xc1, 0xc2, 0xc3, 0xc4}, []byte{0xd1, 0xd2, 0xd3, 0xd4}
+	tunnelled := udpKey(46203, quicPort) // unknown here: its owner's peer sent it
+	routed := udpKey(46204, quicPort)    // unknown flow, DCID learnt here
+	in := [][]byte{
+		udpFrame(own, quicShortCID(a, 60)),                     // reported
+		udpFrame(own, quicShortCID(a, 60)),                     // same tick: filtered
+		udpFrame(own, quicLong(0xe0, 1, 4, b, 60)),             // Handshake: reported
+		udpFrame(own, quicShortCID(c, 24)),                     // one byte short: nothing
+		udpFrame(peer, quicShortCID(c, 60)),                    // redirected: nothing
+		udpFrame(udpKey(46205, quicPort), quicShortCID(c, 60)), // unknown flow: nothing
+		udpFrame(ownOther, quicShortCID(c, 60)),                // port without a length
+		gueFrom(t, udpFrame(tunnelled, quicShortCID(d, 60))),   // decapsulated: reported
+		udpFrame(routed, quicShortCID(selfCID, 60)),            // routed here by a CID: reported
+		udpFrame(own, quicLong(0xc0, 1, 4, c, 1200)),           // Initial: to the kernel unlooked-up: nothing
+	}
+	out, err := f.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("%d outputs for %d frames", len(out), len(in))
+	}
+	want := []session.Key{own, cidKey(t, a, quicPort), own, cidKey(t, b, quicPort), tunnelled, cidKey(t, d, quicPort),
+		routed, cidKey(t, selfCID, quicPort)}
+	if got := f.Learned(); !slices.Equal(got, want) {
+		t.Fatalf("learned\n%v\nwant\n%v", got, want)
+	}
+	if st := f.UDPStats(); st.CIDClient != 4 || st.CIDHitLocal != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := e.pool.InUse(); n != 0 {
+		t.Fatalf("%d mbufs leaked", n)
+	}
 }

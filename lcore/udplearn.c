@@ -252,3 +252,82 @@ homing_quic_cid_len(const struct homing_dp *dp, uint16_t port_be)
 			return dp->quic_len[i].len;
 	return 0;
 }
+
+/* A client's packet this host's kernel receives (frame m: Ethernet, IP, UDP) on a port
+ * with a cid_len: its DCID (homing_quic_dcid) with its flow, in rec. 1 if found. */
+static inline int
+client_dcid(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_learn_rec *rec)
+{
+	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *), *end, *p, *cid;
+	uint32_t len = rte_pktmbuf_data_len(m);
+	const struct rte_udp_hdr *udp;
+	uint16_t et;
+	uint8_t want;
+
+	if (len < RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(*udp))
+		return 0;
+	et = ((const struct rte_ether_hdr *)d)->ether_type;
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + RTE_ETHER_HDR_LEN);
+		uint32_t hl = (ip->version_ihl & 0xf) * 4u;
+		if ((ip->version_ihl >> 4) != 4 || ip->next_proto_id != IPPROTO_UDP || hl < sizeof(*ip) ||
+		    RTE_ETHER_HDR_LEN + hl + sizeof(*udp) > len ||
+		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)))
+			return 0;
+		udp = (const struct rte_udp_hdr *)((const uint8_t *)ip + hl);
+		if (!port_set(dp->udp_scid, udp->dst_port) || !is_vip4(dp, ip->dst_addr))
+			return 0;
+		rec->af = 4;
+		memset(&rec->k4, 0, sizeof(rec->k4));
+		rec->k4.src = ip->src_addr;
+		rec->k4.dst = ip->dst_addr;
+		rec->k4.sport = udp->src_port;
+		rec->k4.dport = udp->dst_port;
+		rec->k4.proto = IPPROTO_UDP;
+		end = (const uint8_t *)ip + rte_be_to_cpu_16(ip->total_length);
+	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + RTE_ETHER_HDR_LEN);
+		if (len < RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) || (d[RTE_ETHER_HDR_LEN] >> 4) != 6 ||
+		    ip->proto != IPPROTO_UDP)
+			return 0;
+		udp = (const struct rte_udp_hdr *)(ip + 1);
+		if (!port_set(dp->udp_scid, udp->dst_port) || !is_vip6(dp, ip->dst_addr))
+			return 0;
+		rec->af = 6;
+		memset(&rec->k6, 0, sizeof(rec->k6));
+		memcpy(rec->k6.src, ip->src_addr, 16);
+		memcpy(rec->k6.dst, ip->dst_addr, 16);
+		rec->k6.sport = udp->src_port;
+		rec->k6.dport = udp->dst_port;
+		rec->k6.proto = IPPROTO_UDP;
+		end = (const uint8_t *)(ip + 1) + rte_be_to_cpu_16(ip->payload_len);
+	} else {
+		return 0;
+	}
+	end = RTE_MIN(end, d + len);
+	if ((const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len) < end)
+		end = (const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len);
+	p = (const uint8_t *)(udp + 1);
+	if (end <= p)
+		return 0;
+	want = homing_quic_cid_len(dp, udp->dst_port);
+	cid = homing_quic_dcid(p, (uint32_t)(end - p), want);
+	if (cid == NULL)
+		return 0;
+	memcpy(rec->cid, cid, want);
+	rec->cid_len = want;
+	return 1;
+}
+
+void
+homing_udp_learn_client(struct homing_lcore *lc, struct rte_mbuf *m)
+{
+	struct homing_udp_lcore *u = lc->udp;
+	struct homing_learn_rec rec;
+	struct homing_key6 ck;
+
+	if (!client_dcid(lc->dp, m, &rec))
+		return;
+	homing_cid_key(&ck, rec.cid, rec.cid_len, rec.af == 4 ? rec.k4.dport : rec.k6.dport);
+	u->stats.cid_client += report(u, &rec, homing_table_hash6(&ck));
+}

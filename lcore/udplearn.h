@@ -97,6 +97,7 @@ struct homing_udp_stats {
 	uint64_t cid_hit_redirect; /* unknown flows routed by a learnt CID: to a peer */
 	uint64_t cid_hit_local;    /* ... to this host */
 	uint64_t cid_miss;         /* unknown flows with a DCID of cid_len, not in the table */
+	uint64_t cid_client;       /* reports carrying a client's DCID (cid_len ports) */
 };
 
 /* One lcore's learning state and counters. */
@@ -123,6 +124,13 @@ void homing_udp_lcore_free(struct homing_udp_lcore *u);
 /* Reports the flows of the kernel's UDP packets from a VIP session port (lc->udp must be
  * set with a ring). Packets are not changed. */
 void homing_udp_learn_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
+
+/* Reports the DCID of a client's QUIC packet that this host's kernel is given as its own
+ * (a table hit owned here, routed here by a CID, or decapsulated: m is the frame the
+ * kernel gets) on a port with a cid_len, with its flow: the CIDs a server issues after
+ * its handshake (NEW_CONNECTION_ID frames, encrypted) are learnt when its clients use
+ * them. lc->udp must be set with a ring. */
+void homing_udp_learn_client(struct homing_lcore *lc, struct rte_mbuf *m);
 
 /* Consumer: copies up to max records from u's ring to out, returns how many. */
 uint32_t homing_udp_learn_drain(struct homing_udp_lcore *u, struct homing_learn_rec *out, uint32_t max);

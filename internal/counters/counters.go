@@ -151,6 +151,7 @@ type UDP struct {
 	CIDHitRedir uint64 `c:"cid_hit_redirect" metric:"quic_learnt_cid_routed_total{to=redirect}" help:"Packets of unknown flows on cid_len ports, by what the lookup of their DCID as a learnt server CID found: redirect (a peer's), local (this host's), miss (no host learnt it: parked or to the kernel)."`
 	CIDHitLocal uint64 `c:"cid_hit_local" metric:"quic_learnt_cid_routed_total{to=local}"`
 	CIDMiss     uint64 `c:"cid_miss" metric:"quic_learnt_cid_routed_total{to=miss}"`
+	CIDClient   uint64 `c:"cid_client" metric:"quic_client_cid_reported_total" help:"Reports of the DCIDs of clients' QUIC packets given to this host's kernel on cid_len ports (table hits owned here, decapsulated, routed here by a CID)."`
 }
 
 // Add sums two counter sets.
