@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/config"
+	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -229,5 +230,19 @@ func TestUDPLearnerCID(t *testing.T) {
 	}
 	if st := l.Stats(); st.CIDs != maxCIDsPerFlow {
 		t.Fatalf("%d CIDs kept, want %d", st.CIDs, maxCIDsPerFlow)
+	}
+}
+
+// TestSessionView: homingctl sessions shows flows as addresses and a learnt QUIC CID as
+// its hex and VIP port.
+func TestSessionView(t *testing.T) {
+	ow := session.Owner{Host: 2, Epoch: 7}
+	if got, want := sessionView(udpFlow(50000, 443), ow), (ctl.Session{Proto: "udp", Client: "198.18.100.2:50000",
+		VIP: "198.19.255.1:443", Owner: 2, Epoch: 7}); got != want {
+		t.Errorf("flow: %+v, want %+v", got, want)
+	}
+	k, _ := session.CIDKey([]byte{0xc1, 0xd2, 0xe3, 0xf4}, 8443)
+	if got, want := sessionView(k, ow), (ctl.Session{Proto: "quic-cid", Client: "c1d2e3f4", VIP: ":8443", Owner: 2, Epoch: 7}); got != want {
+		t.Errorf("CID: %+v, want %+v", got, want)
 	}
 }
