@@ -242,6 +242,10 @@ type UDPSession struct {
 	// QUICCID: the port's QUIC servers encode their host id in the connection IDs they
 	// issue (quiccid): an unknown flow goes to the live host its DCID names.
 	QUICCID bool
+	// CIDLen: the length of the connection IDs the port's QUIC servers issue, learnt
+	// from their handshake packets so that a packet of an unknown flow whose DCID is one
+	// goes to the host that learnt it (session.MinCIDLen..MaxCIDLen; 0: off).
+	CIDLen int
 	// IdleTimeout: a learned flow of this port that the kernel has not answered for this
 	// long is deleted (gossiped).
 	IdleTimeout time.Duration
@@ -253,6 +257,8 @@ const (
 	DefaultUDPIdleTimeout = 30 * time.Second
 	MinUDPIdleTimeout     = time.Second
 	MaxUDPIdleTimeout     = 24 * time.Hour
+	// MaxCIDLenPorts is the most udp_sessions with a cid_len (lcore.MaxCIDLenPorts).
+	MaxCIDLenPorts = 16
 )
 
 // Table sizes the ownership tables.

@@ -93,6 +93,7 @@ type fileUDP struct {
 	Port        int     `toml:"port"`
 	QUIC        *bool   `toml:"quic"`
 	QUICCID     *bool   `toml:"quic_cid"`
+	CIDLen      int     `toml:"cid_len"`
 	IdleTimeout *string `toml:"idle_timeout"`
 }
 

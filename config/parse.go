@@ -694,6 +694,7 @@ func (c *checker) sessions(cfg *Config, sessions []fileSession) {
 
 func (c *checker) udpSessions(cfg *Config, ports []fileUDP) {
 	seen := map[int]int{}
+	cidPorts := 0
 	for i, u := range ports {
 		key := fmt.Sprintf("udp_sessions[%d]", i)
 		if u.Port == 0 {
@@ -713,6 +714,19 @@ func (c *checker) udpSessions(cfg *Config, ports []fileUDP) {
 			IdleTimeout: DefaultUDPIdleTimeout}
 		if us.QUICCID && !us.QUIC {
 			c.fail(ErrConflict, key+".quic_cid", "needs quic = true (connection IDs are QUIC's)")
+		}
+		if u.CIDLen != 0 {
+			us.CIDLen = u.CIDLen
+			switch {
+			case u.CIDLen < session.MinCIDLen || u.CIDLen > session.MaxCIDLen:
+				c.fail(ErrInvalid, key+".cid_len", "must be 0 (off) or %d..%d, got %d", session.MinCIDLen, session.MaxCIDLen, u.CIDLen)
+			case !us.QUIC:
+				c.fail(ErrConflict, key+".cid_len", "needs quic = true (connection IDs are QUIC's)")
+			default:
+				if cidPorts++; cidPorts > MaxCIDLenPorts {
+					c.fail(ErrInvalid, key+".cid_len", "at most %d udp_sessions may have a cid_len", MaxCIDLenPorts)
+				}
+			}
 		}
 		if u.IdleTimeout != nil {
 			if d := c.duration(key+".idle_timeout", *u.IdleTimeout); d != 0 {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -28,6 +29,26 @@ func TestUDPSessions(t *testing.T) {
 	c = mustParse(t, minimal+"\n[[udp_sessions]]\nport = 443\nquic = true\nquic_cid = true\nidle_timeout = \"2m\"\n")
 	if want := []UDPSession{{Port: 443, QUIC: true, QUICCID: true, IdleTimeout: 2 * time.Minute}}; !reflect.DeepEqual(c.UDPSessions, want) {
 		t.Fatalf("udp_sessions %+v, want %+v", c.UDPSessions, want)
+	}
+	c = mustParse(t, minimal+"\n[[udp_sessions]]\nport = 8443\nquic = true\ncid_len = 4\n")
+	if want := []UDPSession{{Port: 8443, QUIC: true, CIDLen: 4, IdleTimeout: DefaultUDPIdleTimeout}}; !reflect.DeepEqual(c.UDPSessions, want) {
+		t.Fatalf("udp_sessions %+v, want %+v", c.UDPSessions, want)
+	}
+	many := ""
+	for p := 1; p <= MaxCIDLenPorts+1; p++ {
+		many += fmt.Sprintf("\n[[udp_sessions]]\nport = %d\nquic = true\ncid_len = 20\n", p)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"\n[[udp_sessions]]\nport = 443\ncid_len = 4\n", "t.toml: udp_sessions[0].cid_len: needs quic = true (connection IDs are QUIC's)"},
+		{"\n[[udp_sessions]]\nport = 443\nquic = true\ncid_len = 3\n", "t.toml: udp_sessions[0].cid_len: must be 0 (off) or 4..20, got 3"},
+		{"\n[[udp_sessions]]\nport = 443\nquic = true\ncid_len = 21\n", "t.toml: udp_sessions[0].cid_len: must be 0 (off) or 4..20, got 21"},
+		{"\n[[udp_sessions]]\nport = 443\nquic = true\ncid_len = -1\n", "t.toml: udp_sessions[0].cid_len: must be 0 (off) or 4..20, got -1"},
+		{many, "t.toml: udp_sessions[16].cid_len: at most 16 udp_sessions may have a cid_len"},
+	} {
+		_, err := Parse([]byte(minimal+tc.src), "t.toml")
+		if err == nil || !containsLine(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.src, err, tc.want)
+		}
 	}
 	for _, tc := range []struct{ src, want string }{
 		{"\n[[udp_sessions]]\nport = 443\nquic_cid = true\n", "t.toml: udp_sessions[0].quic_cid: needs quic = true (connection IDs are QUIC's)"},

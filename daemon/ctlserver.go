@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -204,6 +205,20 @@ func (o *ops) lookup(a ctl.LookupArgs) (ctl.Lookup, error) {
 	return r, nil
 }
 
+// sessionView is one row of homingctl sessions. A learnt QUIC connection ID
+// (session.CIDKey) shows as proto quic-cid, the CID in hex as the client and the VIP port.
+func sessionView(k session.Key, ow session.Owner) ctl.Session {
+	s := ctl.Session{Proto: "tcp", Client: netip.AddrPortFrom(k.Src, k.SrcPort).String(),
+		VIP: netip.AddrPortFrom(k.Dst, k.DstPort).String(), Owner: ow.Host, Epoch: ow.Epoch}
+	if k.Proto == session.UDP {
+		s.Proto = "udp"
+	}
+	if cid, ok := k.CID(); ok {
+		s.Proto, s.Client, s.VIP = "quic-cid", hex.EncodeToString(cid), fmt.Sprintf(":%d", k.DstPort)
+	}
+	return s
+}
+
 func (o *ops) sessions(a ctl.SessionsArgs) (ctl.Sessions, error) {
 	var vipAddr netip.Addr
 	var vipPort uint16
@@ -230,12 +245,7 @@ func (o *ops) sessions(a ctl.SessionsArgs) (ctl.Sessions, error) {
 		}
 		res.Matched++
 		if limit < 0 || len(res.Sessions) < limit {
-			proto := "tcp"
-			if k.Proto == session.UDP {
-				proto = "udp"
-			}
-			res.Sessions = append(res.Sessions, ctl.Session{Proto: proto, Client: netip.AddrPortFrom(k.Src, k.SrcPort).String(),
-				VIP: netip.AddrPortFrom(k.Dst, k.DstPort).String(), Owner: ow.Host, Epoch: ow.Epoch})
+			res.Sessions = append(res.Sessions, sessionView(k, ow))
 		}
 		return true
 	})

@@ -274,7 +274,7 @@ func (d *Daemon) teardown() error {
 func udpPorts(us []config.UDPSession) []lcore.UDPPort {
 	out := make([]lcore.UDPPort, 0, len(us))
 	for _, u := range us {
-		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC, CID: u.QUICCID})
+		out = append(out, lcore.UDPPort{Port: u.Port, QUIC: u.QUIC, CID: u.QUICCID, CIDLen: u.CIDLen})
 	}
 	return out
 }

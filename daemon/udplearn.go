@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,14 @@ import (
 // was reported again (the lcores report a live flow once per refresh tick: nothing is
 // gossiped), and deletes (gossips the delete of) a flow not reported for its port's
 // idle_timeout. Goroutine "udp learner" (udpLearner.run), ended by ctl.cancel.
+//
+// On a port with a cid_len, a report may carry the server's connection ID: the lcores
+// put its key (session.CIDKey) right after the flow's. The learner claims the CID like a
+// flow and ties it to that flow: the CID is deleted when its flow expires. The CIDs come
+// from the server's handshake packets and from the DCIDs of its clients' packets that
+// this host's kernel gets (the CIDs issued later, which clients switch to); a flow
+// keeps at most maxCIDsPerFlow CIDs, the oldest are deleted first (a client that sends
+// many DCIDs cannot fill the table).
 
 // learnSource is the data plane as the learner sees it (lcore.DataPlane).
 type learnSource interface {
@@ -59,14 +68,21 @@ type udpLearner struct {
 	delete func(session.Key) error
 	onErr  func(op string, k session.Key, err error)
 
-	buf   []session.Key
-	mu    sync.Mutex // protects flows and st
-	flows map[session.Key]time.Time
-	st    UDPLearnStats
+	buf    []session.Key
+	mu     sync.Mutex // protects flows, cids and st
+	flows  map[session.Key]time.Time
+	cids   map[session.Key]session.Key   // learnt CID -> the flow it came with
+	byFlow map[session.Key][]session.Key // a flow's CIDs, oldest first
+	st     UDPLearnStats
 }
 
+// maxCIDsPerFlow is the most CIDs a flow keeps: a connection uses one at a time, and
+// a server offers a few more (quic-go: 4, the client's active_connection_id_limit).
+const maxCIDsPerFlow = 8
+
 func newUDPLearner(src learnSource, self uint16, ports []config.UDPSession) *udpLearner {
-	l := &udpLearner{src: src, self: self, idle: map[uint16]time.Duration{}, flows: map[session.Key]time.Time{}}
+	l := &udpLearner{src: src, self: self, idle: map[uint16]time.Duration{}, flows: map[session.Key]time.Time{},
+		cids: map[session.Key]session.Key{}, byFlow: map[session.Key][]session.Key{}}
 	for _, p := range ports {
 		l.idle[p.Port] = p.IdleTimeout
 	}
@@ -76,10 +92,17 @@ func newUDPLearner(src learnSource, self uint16, ports []config.UDPSession) *udp
 // poll drains the lcores' reports and applies them at now.
 func (l *udpLearner) poll(now time.Time) {
 	l.buf = l.src.DrainLearned(l.buf[:0])
+	var prev session.Key // the last flow
 	for _, k := range l.buf {
 		if _, ok := l.idle[k.DstPort]; !ok || !k.Valid() {
+			prev = session.Key{}
 			continue // not a session port (the lcores report only those)
 		}
+		if k.Proto == session.QUICCID {
+			l.cid(k, prev)
+			continue
+		}
+		prev = k
 		l.mu.Lock()
 		_, known := l.flows[k]
 		l.flows[k] = now
@@ -97,6 +120,57 @@ func (l *udpLearner) poll(now time.Time) {
 			continue
 		}
 		l.count(func(s *UDPLearnStats) { s.Learned++ })
+	}
+}
+
+// cid applies a reported CID k that came with flow (a zero flow: none, ignored).
+func (l *udpLearner) cid(k, flow session.Key) {
+	if flow.Proto == 0 || flow.DstPort != k.DstPort {
+		return
+	}
+	var evict []session.Key
+	l.mu.Lock()
+	old, known := l.cids[k]
+	if !known || old != flow {
+		if known {
+			l.byFlow[old] = slices.DeleteFunc(l.byFlow[old], func(c session.Key) bool { return c == k })
+		}
+		l.cids[k] = flow
+		l.byFlow[flow] = append(l.byFlow[flow], k)
+		if n := len(l.byFlow[flow]) - maxCIDsPerFlow; n > 0 {
+			evict = slices.Clone(l.byFlow[flow][:n])
+			l.byFlow[flow] = slices.Delete(l.byFlow[flow], 0, n)
+			for _, c := range evict {
+				delete(l.cids, c)
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range evict {
+		l.count(func(s *UDPLearnStats) { s.CIDExpired++ })
+		l.drop(c)
+	}
+	if known {
+		if o, ok := l.ownerOf(k); !ok || o == l.self {
+			return
+		}
+	}
+	if err := l.claim(k); err != nil {
+		l.count(func(s *UDPLearnStats) { s.Errors++ })
+		l.onErr("claim", k, err)
+		return
+	}
+	l.count(func(s *UDPLearnStats) { s.CIDLearned++ })
+}
+
+// drop deletes k if this host still owns it.
+func (l *udpLearner) drop(k session.Key) {
+	if o, ok := l.ownerOf(k); !ok || o != l.self {
+		return
+	}
+	if err := l.delete(k); err != nil {
+		l.count(func(s *UDPLearnStats) { s.Errors++ })
+		l.onErr("expire", k, err)
 	}
 }
 
@@ -127,9 +201,22 @@ func (l *udpLearner) sweep(now time.Time) {
 			delete(l.flows, k)
 		}
 	}
+	nflows := len(idle)
+	// The CIDs of the expired flows expire with them.
+	for c, f := range l.cids {
+		if _, live := l.flows[f]; !live {
+			idle = append(idle, c)
+			delete(l.cids, c)
+			delete(l.byFlow, f)
+		}
+	}
 	l.mu.Unlock()
-	for _, k := range idle {
-		l.count(func(s *UDPLearnStats) { s.Expired++ })
+	for i, k := range idle {
+		if i < nflows {
+			l.count(func(s *UDPLearnStats) { s.Expired++ })
+		} else {
+			l.count(func(s *UDPLearnStats) { s.CIDExpired++ })
+		}
 		if o, ok := l.ownerOf(k); !ok || o != l.self {
 			continue
 		}
@@ -160,6 +247,7 @@ func (l *udpLearner) Stats() UDPLearnStats {
 	defer l.mu.Unlock()
 	s := l.st
 	s.Flows = uint64(len(l.flows))
+	s.CIDs = uint64(len(l.cids))
 	return s
 }
 

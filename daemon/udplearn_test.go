@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/homing-dev/homing/config"
+	"github.com/homing-dev/homing/ctl"
 	"github.com/homing-dev/homing/session"
 )
 
@@ -129,5 +130,119 @@ func TestUDPLearnerAdopt(t *testing.T) {
 	l.poll(time.Unix(1001, 0))
 	if st := l.Stats(); !slices.Equal(claims, []session.Key{a}) || st.Learned != 1 || st.Refreshed != 1 || l.src != src {
 		t.Fatalf("claims %v stats %+v", claims, st)
+	}
+}
+
+// TestUDPLearnerCID: a server CID reported after its flow is claimed once and tied to
+// that flow; reported again it claims nothing; it is deleted when its flow expires (not
+// before, and not if another host took it since); a CID without a flow before it in the
+// report, or of another port, is ignored.
+func TestUDPLearnerCID(t *testing.T) {
+	src := &fakeLearn{}
+	l := newUDPLearner(src, 1, []config.UDPSession{{Port: 443, IdleTimeout: 10 * time.Second}, {Port: 4433, IdleTimeout: 2 * time.Second}})
+	owners := map[session.Key]uint16{}
+	var claims, deletes []session.Key
+	l.owner = func(k session.Key) (session.Owner, bool) {
+		h, ok := owners[k]
+		return session.Owner{Host: h}, ok
+	}
+	l.claim = func(k session.Key) error {
+		claims = append(claims, k)
+		owners[k] = 1
+		return nil
+	}
+	l.delete = func(k session.Key) error {
+		deletes = append(deletes, k)
+		delete(owners, k)
+		return nil
+	}
+	l.onErr = func(op string, k session.Key, err error) { t.Errorf("%s %v: %v", op, k, err) }
+	cid := func(b byte, port uint16) session.Key {
+		k, ok := session.CIDKey([]byte{b, b, b, b}, port)
+		if !ok {
+			t.Fatal("CIDKey")
+		}
+		return k
+	}
+	t0 := time.Unix(1000, 0)
+	a, b := udpFlow(50000, 443), udpFlow(50001, 4433)
+	ca, cb, orphan, other := cid(1, 443), cid(2, 4433), cid(3, 443), cid(4, 443)
+	src.next = []session.Key{orphan, a, ca, b, cb, udpFlow(50002, 53), other}
+	l.poll(t0)
+	if !slices.Equal(claims, []session.Key{a, ca, b, cb}) {
+		t.Fatalf("claims %v", claims)
+	}
+	if st := l.Stats(); st.Learned != 2 || st.CIDLearned != 2 || st.CIDs != 2 || st.Flows != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Reported again with its flow: nothing claimed.
+	src.next = []session.Key{a, ca}
+	l.poll(t0.Add(time.Second))
+	if len(claims) != 4 {
+		t.Fatalf("claims %v", claims)
+	}
+	// Another host took cb: at 3.5 s b expires (2 s), and cb with it, forgotten without
+	// a delete; a and ca stay.
+	owners[cb] = 2
+	l.sweep(t0.Add(3500 * time.Millisecond))
+	if !slices.Equal(deletes, []session.Key{b}) {
+		t.Fatalf("deletes %v", deletes)
+	}
+	if st := l.Stats(); st.Expired != 1 || st.CIDExpired != 1 || st.CIDs != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// a refreshed alone (short headers) keeps ca alive; at 12 s (a last seen at 1.5 s)
+	// both expire and are deleted.
+	src.next = []session.Key{a}
+	l.poll(t0.Add(1500 * time.Millisecond))
+	l.sweep(t0.Add(11 * time.Second))
+	if len(deletes) != 1 {
+		t.Fatalf("deleted early: %v", deletes)
+	}
+	l.sweep(t0.Add(12 * time.Second))
+	if !slices.Equal(deletes, []session.Key{b, a, ca}) {
+		t.Fatalf("deletes %v", deletes)
+	}
+	if st := l.Stats(); st.Expired != 2 || st.CIDExpired != 2 || st.CIDs != 0 || st.Flows != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A CID reported with a new flow (the client rebound; its packets reach this host)
+	// moves to it: the old flow's expiry leaves it.
+	c, d := udpFlow(50010, 443), udpFlow(50011, 443)
+	cc := cid(5, 443)
+	src.next = []session.Key{c, cc}
+	l.poll(t0.Add(20 * time.Second))
+	src.next = []session.Key{d, cc}
+	l.poll(t0.Add(25 * time.Second))
+	l.sweep(t0.Add(32 * time.Second)) // c (last seen at 20 s) expires, d (25 s) not
+	if slices.Contains(deletes, cc) || l.Stats().CIDs != 1 {
+		t.Fatalf("a moved CID expired with its old flow: deletes %v, %+v", deletes, l.Stats())
+	}
+	// A flow keeps at most maxCIDsPerFlow CIDs: the oldest go first (deleted).
+	deletes = nil
+	src.next = []session.Key{d}
+	for i := range maxCIDsPerFlow + 2 {
+		src.next = append(src.next, cid(byte(10+i), 443))
+	}
+	l.poll(t0.Add(33 * time.Second))
+	if want := []session.Key{cc, cid(10, 443), cid(11, 443)}; !slices.Equal(deletes, want) {
+		t.Fatalf("evicted %v, want %v", deletes, want)
+	}
+	if st := l.Stats(); st.CIDs != maxCIDsPerFlow {
+		t.Fatalf("%d CIDs kept, want %d", st.CIDs, maxCIDsPerFlow)
+	}
+}
+
+// TestSessionView: homingctl sessions shows flows as addresses and a learnt QUIC CID as
+// its hex and VIP port.
+func TestSessionView(t *testing.T) {
+	ow := session.Owner{Host: 2, Epoch: 7}
+	if got, want := sessionView(udpFlow(50000, 443), ow), (ctl.Session{Proto: "udp", Client: "198.18.100.2:50000",
+		VIP: "198.19.255.1:443", Owner: 2, Epoch: 7}); got != want {
+		t.Errorf("flow: %+v, want %+v", got, want)
+	}
+	k, _ := session.CIDKey([]byte{0xc1, 0xd2, 0xe3, 0xf4}, 8443)
+	if got, want := sessionView(k, ow), (ctl.Session{Proto: "quic-cid", Client: "c1d2e3f4", VIP: ":8443", Owner: 2, Epoch: 7}); got != want {
+		t.Errorf("CID: %+v, want %+v", got, want)
 	}
 }

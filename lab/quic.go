@@ -35,6 +35,15 @@ import (
 // QUICPort is the VIP's UDP port of the QUIC echo service.
 const QUICPort = 443
 
+// QUICRandomPort is the VIP's UDP port of a second QUIC echo service on every host whose
+// connection IDs are quic-go's own, random, of QUICRandomCIDLen bytes (no host id in
+// them: homing learns them, cid_len).
+const QUICRandomPort = 8443
+
+// QUICRandomCIDLen is quic-go's default connection ID length (protocol.
+// DefaultConnectionIDLength in v0.65.0), that of QUICRandomPort's server.
+const QUICRandomCIDLen = 4
+
 // QUICEnv names the environment variable that carries the host id to the echo service:
 // set, the service runs the QUIC echo server too.
 const QUICEnv = "HOMING_LAB_QUIC_HOST"
@@ -66,9 +75,9 @@ func selfSigned() (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-// ListenQUIC starts the QUIC echo server on addr for host id host (its CIDs carry it):
-// every stream of every connection is echoed back. It returns once it listens; the
-// server runs until the process ends.
+// ListenQUIC starts the QUIC echo server on addr for host id host (its CIDs carry it;
+// 0: quic-go's random CIDs of QUICRandomCIDLen bytes): every stream of every connection
+// is echoed back. It returns once it listens; the server runs until the process ends.
 func ListenQUIC(addr netip.AddrPort, host uint16) error {
 	cert, err := selfSigned()
 	if err != nil {
@@ -79,6 +88,9 @@ func ListenQUIC(addr netip.AddrPort, host uint16) error {
 		return err
 	}
 	tr := &quic.Transport{Conn: uc, ConnectionIDGenerator: quiccid.Generator{Host: host}}
+	if host == 0 {
+		tr = &quic.Transport{Conn: uc, ConnectionIDLength: QUICRandomCIDLen}
+	}
 	ln, err := tr.Listen(&tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{quicALPN}}, quicConfig())
 	if err != nil {
 		uc.Close()
@@ -107,8 +119,8 @@ func ListenQUIC(addr netip.AddrPort, host uint16) error {
 	return nil
 }
 
-// serveQUICFromEnv starts the QUIC echo server on the echo service's VIP if QUICEnv
-// names this host's id.
+// serveQUICFromEnv starts the QUIC echo servers on the echo service's VIP if QUICEnv
+// names this host's id: host-id CIDs on QUICPort, random ones on QUICRandomPort.
 func serveQUICFromEnv(addr string) error {
 	v := os.Getenv(QUICEnv)
 	if v == "" {
@@ -122,7 +134,10 @@ func serveQUICFromEnv(addr string) error {
 	if err != nil {
 		return err
 	}
-	return ListenQUIC(netip.AddrPortFrom(ap.Addr(), QUICPort), uint16(id))
+	if err := ListenQUIC(netip.AddrPortFrom(ap.Addr(), QUICPort), uint16(id)); err != nil {
+		return err
+	}
+	return ListenQUIC(netip.AddrPortFrom(ap.Addr(), QUICRandomPort), 0)
 }
 
 // rebindConn is a UDP socket whose local port can be changed under the QUIC transport

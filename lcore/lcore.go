@@ -26,6 +26,7 @@ import (
 	"unsafe"
 
 	"github.com/homing-dev/homing/dpdk"
+	"github.com/homing-dev/homing/session"
 )
 
 // MaxHosts bounds host ids: 1..MaxHosts-1.
@@ -83,7 +84,15 @@ type UDPPort struct {
 	// issue (docs/PROTOCOL.md): a packet of an unknown flow goes to the live host its
 	// destination CID names instead of waiting in the park. Needs QUIC.
 	CID bool
+	// CIDLen: the length of the CIDs the port's QUIC servers issue (session.MinCIDLen..
+	// MaxCIDLen; 0: off). The SCIDs of their long-header packets are reported with the
+	// flow (DrainLearned), and a packet of an unknown flow whose DCID is a learnt CID
+	// goes to its owner. Needs QUIC; at most MaxCIDLenPorts ports.
+	CIDLen int
 }
+
+// MaxCIDLenPorts is the most UDPPorts with a CIDLen.
+const MaxCIDLenPorts = C.HOMING_QUIC_LEN_PORTS
 
 // Tunnel overheads: outer IP, UDP and GUE headers.
 const (
@@ -177,6 +186,11 @@ func New(c Config) (*DataPlane, error) {
 		C.homing_dp_add_udp_port(dp, C.uint16_t(u.Port), C.int(q))
 		if u.CID && u.QUIC {
 			C.homing_dp_set_quic_cid(dp, C.uint16_t(u.Port))
+		}
+		if u.CIDLen != 0 && (!u.QUIC || C.homing_dp_set_quic_cid_len(dp, C.uint16_t(u.Port), C.uint8_t(u.CIDLen)) != 0) {
+			d.Close()
+			return nil, fmt.Errorf("lcore: UDP port %d: CID length %d: needs QUIC, %d..%d, at most %d ports",
+				u.Port, u.CIDLen, session.MinCIDLen, session.MaxCIDLen, MaxCIDLenPorts)
 		}
 	}
 	if err := setBudget(dp, c); err != nil {

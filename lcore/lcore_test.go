@@ -82,15 +82,22 @@ func setup(t testing.TB) *env {
 
 // goldenUDPPorts are the golden data plane's UDP session ports (no golden case uses
 // them; the fuzzers' seeds do).
-var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true, CID: true}}
+var goldenUDPPorts = []lcore.UDPPort{{Port: 4433}, {Port: 443, QUIC: true, CID: true}, {Port: 4434, QUIC: true, CIDLen: 4}}
 
 // udpSeeds are fuzz seeds for the UDP session and QUIC classification.
 func udpSeeds() [][]byte {
 	return [][]byte{udpFrame(udpKey(41000, 443), quicV1Initial), udpFrame(udpKey(41001, 443), quicV2Initial),
 		udpFrame(udpKey(41002, 443), quicShort), udpFrame(udpKey(41003, 4433), []byte("session")),
 		udpFrame(udpKey(41004, 53), []byte("plain")), udpFrame(udpKey(41005, 443), quicShortCID(cidFor(2), 40)),
-		udpFrame(udpKey(41006, 443), quicShortCID(cidFor(1), 40)), udpFrame(udpKey(41007, 443), quicLong(0xe0, 1, 8, cidFor(2), 60))}
+		udpFrame(udpKey(41006, 443), quicShortCID(cidFor(1), 40)), udpFrame(udpKey(41007, 443), quicLong(0xe0, 1, 8, cidFor(2), 60)),
+		// learnt CIDs (port 4434, 4 bytes: fuzzCIDs)
+		udpFrame(udpKey(41008, 4434), quicShortCID(fuzzCIDs[0], 40)), udpFrame(udpKey(41009, 4434), quicShortCID(fuzzCIDs[1], 25)),
+		udpFrame(udpKey(41010, 4434), quicLong(0xe0, 1, 4, fuzzCIDs[0], 30)), udpFrame(udpKey(41011, 4434), quicShortCID([]byte{9, 9, 9, 9}, 40))}
 }
+
+// fuzzCIDs are learnt CIDs on port 4434 that FuzzClassifier puts in the table: owned by
+// peer 2 and by this host.
+var fuzzCIDs = [][]byte{{0xc1, 0xd2, 0xe3, 0xf4}, {0, 0, 0, 1}}
 
 // newGoldenDP builds a data plane for the golden scenario on tbl, with the GUE
 // scenario's IPv6 tunnel addresses (golden.Self6; golden.Peer6, peer 2's Alt), which no
@@ -300,6 +307,21 @@ func FuzzClassifier(f *testing.F) {
 	for _, c := range append(golden.ICMPCases(), golden.GUECases()...) {
 		f.Add(c.Frame)
 	}
+	e := setup(f)
+	var ups []session.Update
+	for i, o := range []uint16{2, golden.Self.ID} {
+		k, _ := session.CIDKey(fuzzCIDs[i], 4434)
+		ups = append(ups, session.Update{Key: k, Owner: session.Owner{Host: o, Epoch: 1}})
+	}
+	if _, err := e.tbl.ApplyBatch(ups); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() {
+		for i := range ups {
+			ups[i].Delete = true
+		}
+		_, _ = e.tbl.ApplyBatch(ups)
+	})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) > 2000 {
 			return

@@ -1195,6 +1195,28 @@ too_big(struct homing_lcore *lc, struct rte_mbuf *m, const struct burst_meta *b,
 	return A_DROP;
 }
 
+/* The UDP payload of a looked-up UDP packet (not an ICMP error about a UDP flow, whose
+ * key is the quoted flow's): within the UDP length, the IP length and the first segment.
+ * NULL if there is none. */
+static inline const uint8_t *
+udp_payload(const struct rte_mbuf *m, const struct burst_meta *b, uint32_t af, uint32_t *plen)
+{
+	const uint32_t l3 = af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr);
+	const uint32_t off = ETH_LEN + l3 + sizeof(struct rte_udp_hdr);
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
+	uint32_t len, ulen;
+
+	if (ip[af == 4 ? 9 : 6] != IPPROTO_UDP)
+		return NULL;
+	ulen = ((uint32_t)ip[l3 + 4] << 8) | ip[l3 + 5];
+	len = RTE_MIN(ETH_LEN + l3 + ulen, (uint32_t)ETH_LEN + b->ip_len);
+	len = RTE_MIN(len, (uint32_t)rte_pktmbuf_data_len(m));
+	if (ulen < sizeof(struct rte_udp_hdr) || len <= off)
+		return NULL;
+	*plen = len - off;
+	return rte_pktmbuf_mtod_offset(m, const uint8_t *, off);
+}
+
 /* An unknown flow on a QUIC port with host-id CIDs (dp->udp_cid): if its destination
  * CID names this host or a live peer, it goes there (decide(), as a table hit would):
  * returns 1 with *r decide()'s result. Otherwise 0 (parked or to the kernel as usual). */
@@ -1203,22 +1225,14 @@ cid_route(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, uin
 	  uint32_t hash, uint32_t *r)
 {
 	const struct homing_dp *dp = lc->dp;
-	const uint32_t l3 = af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr);
-	const uint32_t off = ETH_LEN + l3 + sizeof(struct rte_udp_hdr);
-	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *, ETH_LEN);
-	uint32_t len, ulen;
+	const uint8_t *p;
+	uint32_t len;
 	uint16_t h;
 
-	/* Not an ICMP error about the flow (its key is the quoted flow's). */
-	if (ip[af == 4 ? 9 : 6] != IPPROTO_UDP)
+	p = udp_payload(m, b, af, &len);
+	if (p == NULL)
 		return 0;
-	/* The UDP payload: within the UDP length, the IP length and the first segment. */
-	ulen = ((uint32_t)ip[l3 + 4] << 8) | ip[l3 + 5];
-	len = RTE_MIN(ETH_LEN + l3 + ulen, (uint32_t)ETH_LEN + b->ip_len);
-	len = RTE_MIN(len, (uint32_t)rte_pktmbuf_data_len(m));
-	if (ulen < sizeof(struct rte_udp_hdr) || len <= off)
-		return 0;
-	h = homing_quic_dcid_host(rte_pktmbuf_mtod_offset(m, const uint8_t *, off), len - off);
+	h = homing_quic_dcid_host(p, len);
 	if (h == 0 || h >= HOMING_MAX_HOSTS)
 		return 0;
 	if (h != dp->self_id && !dp->tmpl[h].valid) {
@@ -1230,6 +1244,43 @@ cid_route(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, uin
 	if (lc->udp != NULL) {
 		lc->udp->stats.cid_local += *r == DECIDED_LOCAL;
 		lc->udp->stats.cid_redirect += *r == DECIDED_REDIRECT;
+	}
+	return 1;
+}
+
+/* An unknown flow on a QUIC port with a cid_len (dp->udp_scid): its DCID is looked up
+ * as a learnt server CID (one table lookup); if some host learnt it, the packet goes
+ * there as a table hit would: returns 1 with *r decide()'s result. Otherwise 0. */
+static inline int
+cid_lookup(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, uint32_t af,
+	   uint32_t hash, uint16_t dport, uint32_t *r)
+{
+	const struct homing_dp *dp = lc->dp;
+	const uint8_t *p, *cid, *cand;
+	struct homing_key6 k;
+	uint32_t len, h;
+	uint64_t val;
+	uint8_t want;
+
+	p = udp_payload(m, b, af, &len);
+	if (p == NULL)
+		return 0;
+	want = homing_quic_cid_len(dp, dport);
+	cid = homing_quic_dcid(p, len, want);
+	if (cid == NULL)
+		return 0;
+	homing_cid_key(&k, cid, want, dport);
+	h = homing_table_hash6(&k);
+	homing_table_stage6(dp->table, &h, sizeof(h), 1, &cand);
+	if (!homing_table_finish6(dp->table, &k, h, cand, &val)) {
+		if (lc->udp != NULL)
+			lc->udp->stats.cid_miss++;
+		return 0;
+	}
+	*r = decide(dp, &lc->stats, m, b, val, hash);
+	if (lc->udp != NULL) {
+		lc->udp->stats.cid_hit_local += *r == DECIDED_LOCAL;
+		lc->udp->stats.cid_hit_redirect += *r == DECIDED_REDIRECT;
 	}
 	return 1;
 }
@@ -1256,6 +1307,11 @@ miss(struct homing_lcore *lc, struct rte_mbuf *m, struct burst_meta *b, const vo
 	if (udp && port_in(dp->udp_cid, dport)) {
 		uint32_t r;
 		if (cid_route(lc, m, b, af, hash, &r))
+			return r;
+	}
+	if (udp && port_in(dp->udp_scid, dport)) {
+		uint32_t r;
+		if (cid_lookup(lc, m, b, af, hash, dport, &r))
 			return r;
 	}
 	b->cls = CLS(cls_miss);
@@ -1449,8 +1505,10 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 	n_loc = acc >> 16;
 
 	/* Final pass in arrival order, so that each output keeps the input order. Bursts
-	 * that all go one way (IPv4 lookups only) skip it. */
+	 * that all go one way (IPv4 lookups only) skip it. Clients' QUIC packets given to
+	 * this host's kernel teach their DCIDs on cid_len ports (udplearn.h). */
 	uint32_t nloop = n;
+	const int learn_client = lc->udp != NULL && lc->udp->ring != NULL && dp->n_quic_len != 0;
 	if (n_red == n) {
 		memcpy(nic_out, pkts, n * sizeof(*pkts));
 		nn = n;
@@ -1460,6 +1518,9 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 		st->cls_local += n;
 		nt = n;
 		nloop = 0;
+		if (unlikely(learn_client))
+			for (j = 0; j < n; j++)
+				homing_udp_learn_client(lc, pkts[j]);
 	}
 	for (i = 0; i < nloop; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -1471,12 +1532,16 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 		}
 		if (act == A_TAP) {
 			cnt[bm[i].cls]++;
+			if (unlikely(learn_client) && bm[i].cls == CLS(cls_local))
+				homing_udp_learn_client(lc, m);
 			tap_out[nt++] = m;
 			continue;
 		}
 		if (act == A_DECAP4) {
 			decap(m, sizeof(struct rte_ipv4_hdr), &bm[i]);
 			st->cls_decap++;
+			if (unlikely(learn_client))
+				homing_udp_learn_client(lc, m);
 			tap_out[nt++] = m;
 			continue;
 		}
@@ -1484,6 +1549,8 @@ process_nic_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n,
 		case A_DECAP6:
 			decap(m, sizeof(struct rte_ipv6_hdr), &bm[i]);
 			st->cls_decap++;
+			if (unlikely(learn_client))
+				homing_udp_learn_client(lc, m);
 			tap_out[nt++] = m;
 			break;
 		case A_DROP:

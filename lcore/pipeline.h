@@ -218,6 +218,11 @@ struct homing_dp {
 	/* QUIC ports whose servers encode host ids in their CIDs: an unknown flow goes to
 	 * the live host its destination CID names (udplearn.h). */
 	uint8_t udp_cid[HOMING_PORT_BITMAP];
+	/* QUIC ports whose servers' CIDs are learnt (cid_len): udp_scid marks them, quic_len
+	 * has their lengths (udplearn.h). */
+	uint8_t udp_scid[HOMING_PORT_BITMAP];
+	uint32_t n_quic_len;
+	struct homing_quic_len quic_len[HOMING_QUIC_LEN_PORTS];
 };
 
 /* A parked packet and what it needs to be looked up again. */

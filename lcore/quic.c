@@ -5,6 +5,7 @@
  * length is checked before it is read.
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "udplearn.h"
 
@@ -49,4 +50,73 @@ homing_quic_dcid_host(const uint8_t *p, uint32_t len)
 	if (dcil < HOMING_QUIC_CID_MIN || dcil > HOMING_QUIC_CID_MAX || 6 + dcil > len)
 		return 0;
 	return cid_host(p + 6);
+}
+
+/* The long-header type numbers of version ver: Initial and Handshake. */
+static inline void
+long_types(uint32_t ver, uint32_t *initial, uint32_t *handshake)
+{
+	*initial = ver == QUIC_V2 ? 1u : 0u;
+	*handshake = ver == QUIC_V2 ? 3u : 2u;
+}
+
+const uint8_t *
+homing_quic_scid(const uint8_t *p, uint32_t len, uint32_t want)
+{
+	uint32_t ver, type, ini, hs, dcil;
+
+	/* Long header: flags (1), version (4), DCID length (1), DCID, SCID length (1), SCID. */
+	if (len < 7 || (p[0] & 0x80) == 0 || want == 0)
+		return NULL;
+	ver = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4];
+	if (ver == 0) /* Version Negotiation: its SCID is the client's */
+		return NULL;
+	type = (p[0] >> 4) & 3;
+	long_types(ver, &ini, &hs);
+	if (type != ini && type != hs) /* 0-RTT is a client's; Retry's SCID is not used after */
+		return NULL;
+	dcil = p[5];
+	if (dcil > HOMING_QUIC_CID_MAX || 7 + dcil + want > len || p[6 + dcil] != want)
+		return NULL;
+	return p + 7 + dcil;
+}
+
+const uint8_t *
+homing_quic_dcid(const uint8_t *p, uint32_t len, uint32_t want)
+{
+	uint32_t ver, ini, hs;
+
+	if (len < 1 || want == 0)
+		return NULL;
+	if ((p[0] & 0x80) == 0) {
+		/* Short header: the DCID's length is the server's: want. */
+		if ((p[0] & 0x40) == 0 || len < 1 + want + 4 + 16)
+			return NULL;
+		return p + 1;
+	}
+	if (len < 6)
+		return NULL;
+	ver = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4];
+	if (ver == 0)
+		return NULL;
+	long_types(ver, &ini, &hs);
+	/* Handshake only: an Initial's or 0-RTT's DCID is the client's choice. */
+	if (((p[0] >> 4) & 3) != hs || p[5] != want || 6 + want > len)
+		return NULL;
+	return p + 6;
+}
+
+void
+homing_cid_key(struct homing_key6 *k, const uint8_t *cid, uint32_t len, uint16_t port_be)
+{
+	uint32_t i;
+
+	memset(k, 0, sizeof(*k));
+	for (i = 0; i < len && i < 16; i++)
+		k->src[i] = cid[i];
+	for (; i < len; i++)
+		k->dst[i - 16] = cid[i];
+	k->dst[4] = (uint8_t)len;
+	k->dport = port_be;
+	k->proto = HOMING_CID_PROTO;
 }

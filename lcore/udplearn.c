@@ -84,8 +84,8 @@ is_vip6(const struct homing_dp *dp, const uint8_t *a)
 	return 0;
 }
 
-/* Puts rec on the ring unless the filter says it was reported in this tick. */
-static inline void
+/* Puts rec on the ring unless the filter says it was reported in this tick: 1 if put. */
+static inline int
 report(struct homing_udp_lcore *u, const struct homing_learn_rec *rec, uint32_t hash)
 {
 	struct homing_learn_slot *s = &u->filter[hash & u->filter_mask];
@@ -93,16 +93,41 @@ report(struct homing_udp_lcore *u, const struct homing_learn_rec *rec, uint32_t 
 	uint64_t head = u->head;
 
 	if (s->hash == hash && s->tick == tick)
-		return;
+		return 0;
 	if (unlikely(head - __atomic_load_n(&u->tail, __ATOMIC_ACQUIRE) > u->ring_mask)) {
 		u->stats.ring_full++;
-		return; /* the filter is left as it was: the next packet tries again */
+		return 0; /* the filter is left as it was: the next packet tries again */
 	}
 	u->ring[head & u->ring_mask] = *rec;
 	__atomic_store_n(&u->head, head + 1, __ATOMIC_RELEASE);
 	s->hash = hash;
 	s->tick = tick;
 	u->stats.reported++;
+	return 1;
+}
+
+/* On a port with a cid_len, copies the server's SCID of the QUIC packet in the UDP
+ * datagram udp (ending at end) to rec. */
+static inline void
+scid_of(const struct homing_dp *dp, const struct rte_udp_hdr *udp, const uint8_t *end,
+	struct homing_learn_rec *rec)
+{
+	const uint8_t *p = (const uint8_t *)(udp + 1), *cid;
+	uint8_t want;
+
+	rec->cid_len = 0;
+	if (likely(!port_set(dp->udp_scid, udp->src_port)))
+		return;
+	if ((const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len) < end)
+		end = (const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len);
+	if (end <= p)
+		return;
+	want = homing_quic_cid_len(dp, udp->src_port);
+	cid = homing_quic_scid(p, (uint32_t)(end - p), want);
+	if (cid == NULL)
+		return;
+	memcpy(rec->cid, cid, want);
+	rec->cid_len = want;
 }
 
 /* The flow of one kernel packet, if it is UDP from a VIP session port: 1 with rec set. */
@@ -112,6 +137,7 @@ flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_lear
 	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
 	uint32_t len = rte_pktmbuf_data_len(m);
 	const struct rte_udp_hdr *udp;
+	const uint8_t *end;
 	uint16_t et;
 
 	if (len < RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(*udp))
@@ -134,6 +160,8 @@ flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_lear
 		rec->k4.sport = udp->dst_port;
 		rec->k4.dport = udp->src_port;
 		rec->k4.proto = IPPROTO_UDP;
+		end = (const uint8_t *)ip + rte_be_to_cpu_16(ip->total_length);
+		scid_of(dp, udp, RTE_MIN(end, d + len), rec);
 		return 1;
 	}
 	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
@@ -151,6 +179,8 @@ flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_lear
 		rec->k6.sport = udp->dst_port;
 		rec->k6.dport = udp->src_port;
 		rec->k6.proto = IPPROTO_UDP;
+		end = (const uint8_t *)(ip + 1) + rte_be_to_cpu_16(ip->payload_len);
+		scid_of(dp, udp, RTE_MIN(end, d + len), rec);
 		return 1;
 	}
 	return 0;
@@ -166,6 +196,14 @@ homing_udp_learn_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t
 	for (uint16_t i = 0; i < n; i++) {
 		if (!flow_of(dp, pkts[i], &rec))
 			continue;
+		if (rec.cid_len != 0) {
+			/* Filtered as the CID, apart from the flow's own reports. */
+			struct homing_key6 ck;
+			homing_cid_key(&ck, rec.cid, rec.cid_len,
+				       rec.af == 4 ? rec.k4.dport : rec.k6.dport);
+			u->stats.cid_learn += report(u, &rec, homing_table_hash6(&ck));
+			continue;
+		}
 		report(u, &rec, rec.af == 4 ? homing_table_hash4(&rec.k4) : homing_table_hash6(&rec.k6));
 	}
 }
@@ -188,4 +226,108 @@ void
 homing_dp_set_quic_cid(struct homing_dp *dp, uint16_t port)
 {
 	dp->udp_cid[port >> 3] |= (uint8_t)(1u << (port & 7));
+}
+
+int
+homing_dp_set_quic_cid_len(struct homing_dp *dp, uint16_t port, uint8_t len)
+{
+	if (len < HOMING_CID_KEY_MIN || len > HOMING_QUIC_CID_MAX || dp->n_quic_len >= HOMING_QUIC_LEN_PORTS)
+		return -1;
+	dp->quic_len[dp->n_quic_len].port = port;
+	dp->quic_len[dp->n_quic_len].len = len;
+	dp->n_quic_len++;
+	dp->udp_scid[port >> 3] |= (uint8_t)(1u << (port & 7));
+	return 0;
+}
+
+uint8_t
+homing_quic_cid_len(const struct homing_dp *dp, uint16_t port_be)
+{
+	uint16_t port = rte_be_to_cpu_16(port_be);
+
+	if (!port_set(dp->udp_scid, port_be))
+		return 0;
+	for (uint32_t i = 0; i < dp->n_quic_len; i++)
+		if (dp->quic_len[i].port == port)
+			return dp->quic_len[i].len;
+	return 0;
+}
+
+/* A client's packet this host's kernel receives (frame m: Ethernet, IP, UDP) on a port
+ * with a cid_len: its DCID (homing_quic_dcid) with its flow, in rec. 1 if found. */
+static inline int
+client_dcid(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_learn_rec *rec)
+{
+	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *), *end, *p, *cid;
+	uint32_t len = rte_pktmbuf_data_len(m);
+	const struct rte_udp_hdr *udp;
+	uint16_t et;
+	uint8_t want;
+
+	if (len < RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(*udp))
+		return 0;
+	et = ((const struct rte_ether_hdr *)d)->ether_type;
+	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + RTE_ETHER_HDR_LEN);
+		uint32_t hl = (ip->version_ihl & 0xf) * 4u;
+		if ((ip->version_ihl >> 4) != 4 || ip->next_proto_id != IPPROTO_UDP || hl < sizeof(*ip) ||
+		    RTE_ETHER_HDR_LEN + hl + sizeof(*udp) > len ||
+		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)))
+			return 0;
+		udp = (const struct rte_udp_hdr *)((const uint8_t *)ip + hl);
+		if (!port_set(dp->udp_scid, udp->dst_port) || !is_vip4(dp, ip->dst_addr))
+			return 0;
+		rec->af = 4;
+		memset(&rec->k4, 0, sizeof(rec->k4));
+		rec->k4.src = ip->src_addr;
+		rec->k4.dst = ip->dst_addr;
+		rec->k4.sport = udp->src_port;
+		rec->k4.dport = udp->dst_port;
+		rec->k4.proto = IPPROTO_UDP;
+		end = (const uint8_t *)ip + rte_be_to_cpu_16(ip->total_length);
+	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + RTE_ETHER_HDR_LEN);
+		if (len < RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) || (d[RTE_ETHER_HDR_LEN] >> 4) != 6 ||
+		    ip->proto != IPPROTO_UDP)
+			return 0;
+		udp = (const struct rte_udp_hdr *)(ip + 1);
+		if (!port_set(dp->udp_scid, udp->dst_port) || !is_vip6(dp, ip->dst_addr))
+			return 0;
+		rec->af = 6;
+		memset(&rec->k6, 0, sizeof(rec->k6));
+		memcpy(rec->k6.src, ip->src_addr, 16);
+		memcpy(rec->k6.dst, ip->dst_addr, 16);
+		rec->k6.sport = udp->src_port;
+		rec->k6.dport = udp->dst_port;
+		rec->k6.proto = IPPROTO_UDP;
+		end = (const uint8_t *)(ip + 1) + rte_be_to_cpu_16(ip->payload_len);
+	} else {
+		return 0;
+	}
+	end = RTE_MIN(end, d + len);
+	if ((const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len) < end)
+		end = (const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len);
+	p = (const uint8_t *)(udp + 1);
+	if (end <= p)
+		return 0;
+	want = homing_quic_cid_len(dp, udp->dst_port);
+	cid = homing_quic_dcid(p, (uint32_t)(end - p), want);
+	if (cid == NULL)
+		return 0;
+	memcpy(rec->cid, cid, want);
+	rec->cid_len = want;
+	return 1;
+}
+
+void
+homing_udp_learn_client(struct homing_lcore *lc, struct rte_mbuf *m)
+{
+	struct homing_udp_lcore *u = lc->udp;
+	struct homing_learn_rec rec;
+	struct homing_key6 ck;
+
+	if (!client_dcid(lc->dp, m, &rec))
+		return;
+	homing_cid_key(&ck, rec.cid, rec.cid_len, rec.af == 4 ? rec.k4.dport : rec.k6.dport);
+	u->stats.cid_client += report(u, &rec, homing_table_hash6(&ck));
 }

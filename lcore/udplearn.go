@@ -8,6 +8,7 @@ package lcore
 import "C"
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,6 +85,13 @@ func drain(u *C.struct_homing_udp_lcore, buf *C.struct_homing_learn_rec, max int
 		recs := unsafe.Slice(buf, n)
 		for i := range recs {
 			dst = append(dst, recKey(&recs[i]))
+			if recs[i].cid_len != 0 {
+				// The server CID, right after its flow (udpLearner ties them).
+				cid := unsafe.Slice((*byte)(unsafe.Pointer(&recs[i].cid[0])), int(recs[i].cid_len))
+				if k, ok := session.CIDKey(cid, dst[len(dst)-1].DstPort); ok {
+					dst = append(dst, k)
+				}
+			}
 		}
 		if n < max {
 			return dst
@@ -105,7 +113,8 @@ func recKey(r *C.struct_homing_learn_rec) session.Key {
 const drainBatch = 256
 
 // DrainLearned appends the flows the lcores reported since the last call to dst (one
-// caller at a time: each ring has one consumer).
+// caller at a time: each ring has one consumer). A report with a server connection ID
+// (UDPPort.CIDLen) appends the flow, then the CID's key (session.CIDKey).
 func (d *DataPlane) DrainLearned(dst []session.Key) []session.Key {
 	buf := (*C.struct_homing_learn_rec)(C.calloc(drainBatch, C.sizeof_struct_homing_learn_rec))
 	defer C.free(unsafe.Pointer(buf))
@@ -152,3 +161,39 @@ func QUICDCIDHost(p []byte) uint16 {
 
 // QUICShortMin is the shortest short-header packet the data plane routes by its DCID.
 const QUICShortMin = C.HOMING_QUIC_SHORT_MIN
+
+// QUICSCID is the data plane's reading of a server's QUIC packet (a UDP payload) on a
+// port whose CIDs are want bytes long: the SCID it learns, or nil (see homing_quic_scid).
+// For tests and the fuzzer.
+func QUICSCID(p []byte, want int) []byte {
+	return quicCID(p, want, true)
+}
+
+// QUICDCID is the data plane's reading of a client's QUIC packet on such a port: the
+// DCID it looks up as a learnt CID, or nil (see homing_quic_dcid).
+func QUICDCID(p []byte, want int) []byte {
+	return quicCID(p, want, false)
+}
+
+func quicCID(p []byte, want int, server bool) []byte {
+	if want < 0 || want > C.HOMING_QUIC_CID_MAX {
+		return nil
+	}
+	c := C.CBytes(append([]byte{0}, p...)) // never empty
+	defer C.free(c)
+	b := (*C.uint8_t)(unsafe.Add(c, 1))
+	var r *C.uint8_t
+	if server {
+		r = C.homing_quic_scid(b, C.uint32_t(len(p)), C.uint32_t(want))
+	} else {
+		r = C.homing_quic_dcid(b, C.uint32_t(len(p)), C.uint32_t(want))
+	}
+	if r == nil {
+		return nil
+	}
+	off := uintptr(unsafe.Pointer(r)) - uintptr(unsafe.Pointer(b))
+	if off+uintptr(want) > uintptr(len(p)) {
+		panic(fmt.Sprintf("lcore: CID at %d+%d past a packet of %d bytes", off, want, len(p)))
+	}
+	return bytes.Clone(p[off : off+uintptr(want)])
+}

@@ -53,14 +53,32 @@ struct rte_mbuf;
  * offset (1 + CID). */
 #define HOMING_QUIC_SHORT_MIN (1 + HOMING_QUIC_CID_MIN + 4 + 16)
 
-/* One learned flow: the client -> VIP key of its family. */
+/* Learnt server connection IDs (docs/PROTOCOL.md, "QUIC connection IDs"): on a QUIC
+ * port declared with cid_len, the SCID of the server's long-header packets (Initial,
+ * Handshake) of that length is reported with the flow; Go stores it as a key of its own
+ * (homing_cid_key) tied to the flow. A packet of an unknown flow on that port is looked
+ * up by its DCID's key: a short header's first cid_len bytes, or a Handshake packet's
+ * DCID of that length. Ports with a cid_len: at most HOMING_QUIC_LEN_PORTS. */
+#define HOMING_QUIC_LEN_PORTS 16
+#define HOMING_CID_PROTO 253 /* session.QUICCID: experimental (RFC 3692) */
+#define HOMING_CID_KEY_MIN 4 /* session.MinCIDLen */
+
+struct homing_quic_len {
+	uint16_t port; /* host order */
+	uint8_t len;   /* the servers' CID length, HOMING_CID_KEY_MIN..HOMING_QUIC_CID_MAX */
+};
+
+/* One learned flow: the client -> VIP key of its family, and the server's CID if the
+ * packet carried one (cid_len != 0). 64 bytes. */
 struct homing_learn_rec {
 	uint8_t af; /* 4 or 6 */
-	uint8_t pad[3];
+	uint8_t cid_len;
+	uint8_t pad[2];
 	union {
 		struct homing_key4 k4;
 		struct homing_key6 k6;
 	};
+	uint8_t cid[HOMING_QUIC_CID_MAX];
 };
 
 struct homing_learn_slot {
@@ -75,6 +93,11 @@ struct homing_udp_stats {
 	uint64_t cid_redirect; /* unknown flows sent to the live peer named by their DCID */
 	uint64_t cid_local;    /* unknown flows whose DCID names this host: to the kernel */
 	uint64_t cid_not_live; /* unknown flows whose DCID names a host without a template */
+	uint64_t cid_learn;    /* reports carrying a server CID (cid_len ports) */
+	uint64_t cid_hit_redirect; /* unknown flows routed by a learnt CID: to a peer */
+	uint64_t cid_hit_local;    /* ... to this host */
+	uint64_t cid_miss;         /* unknown flows with a DCID of cid_len, not in the table */
+	uint64_t cid_client;       /* reports carrying a client's DCID (cid_len ports) */
 };
 
 /* One lcore's learning state and counters. */
@@ -102,12 +125,41 @@ void homing_udp_lcore_free(struct homing_udp_lcore *u);
  * set with a ring). Packets are not changed. */
 void homing_udp_learn_burst(struct homing_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
 
+/* Reports the DCID of a client's QUIC packet that this host's kernel is given as its own
+ * (a table hit owned here, routed here by a CID, or decapsulated: m is the frame the
+ * kernel gets) on a port with a cid_len, with its flow: the CIDs a server issues after
+ * its handshake (NEW_CONNECTION_ID frames, encrypted) are learnt when its clients use
+ * them. lc->udp must be set with a ring. */
+void homing_udp_learn_client(struct homing_lcore *lc, struct rte_mbuf *m);
+
 /* Consumer: copies up to max records from u's ring to out, returns how many. */
 uint32_t homing_udp_learn_drain(struct homing_udp_lcore *u, struct homing_learn_rec *out, uint32_t max);
 
 /* Declares port (host order) a QUIC port whose servers encode host ids in their CIDs
  * (needs homing_dp_add_udp_port(dp, port, 1) too). Before the lcores start. */
 void homing_dp_set_quic_cid(struct homing_dp *dp, uint16_t port);
+
+/* Declares port (host order) a QUIC port whose servers issue CIDs of len bytes, learnt
+ * from their long-header packets (see HOMING_QUIC_LEN_PORTS). Before the lcores start.
+ * Returns 0, or -1 if len is out of range or the ports are full. */
+int homing_dp_set_quic_cid_len(struct homing_dp *dp, uint16_t port, uint8_t len);
+
+/* The CID length of port (network order) declared by homing_dp_set_quic_cid_len, or 0. */
+uint8_t homing_quic_cid_len(const struct homing_dp *dp, uint16_t port_be);
+
+/* The key of connection ID cid (len bytes) on VIP port port_be (session.CIDKey). */
+void homing_cid_key(struct homing_key6 *k, const uint8_t *cid, uint32_t len, uint16_t port_be);
+
+/* The server-chosen SCID of a long-header packet a server sends (UDP payload p of len
+ * bytes): Initial or Handshake (v1, v2, drafts) with an SCID of exactly want bytes:
+ * returns a pointer to it, else NULL (Retry, Version Negotiation, 0-RTT, other length,
+ * cut). */
+const uint8_t *homing_quic_scid(const uint8_t *p, uint32_t len, uint32_t want);
+
+/* The DCID of a client's packet that may be looked up as a learnt CID: a short header of
+ * at least 1 + want + 4 + 16 bytes (its first want bytes after the first), or a
+ * Handshake packet whose DCID is want bytes and fits. NULL for anything else. */
+const uint8_t *homing_quic_dcid(const uint8_t *p, uint32_t len, uint32_t want);
 
 /* The host id in the destination connection ID of a QUIC packet (UDP payload p of len
  * bytes) routable by it: a short-header packet of at least HOMING_QUIC_SHORT_MIN bytes,

@@ -11,6 +11,9 @@ import (
 const (
 	TCP uint8 = 6
 	UDP uint8 = 17
+	// QUICCID marks a QUIC connection ID stored as a key (CIDKey): 253, an experimental
+	// protocol number (RFC 3692), never a real packet's.
+	QUICCID uint8 = 253
 )
 
 // Key is a session in the client→VIP direction. Src is the client, Dst the VIP.
@@ -26,8 +29,13 @@ type Key struct {
 // Is4 reports whether k is an IPv4 session.
 func (k Key) Is4() bool { return k.Src.Is4() }
 
-// Valid reports whether k can be stored: same-family unmapped addresses, TCP or UDP.
+// Valid reports whether k can be stored: same-family unmapped addresses, TCP or UDP;
+// or a connection-ID key as CIDKey makes it.
 func (k Key) Valid() bool {
+	if k.Proto == QUICCID {
+		_, ok := k.CID()
+		return ok
+	}
 	if !k.Src.IsValid() || !k.Dst.IsValid() || k.Src.Is4In6() || k.Dst.Is4In6() {
 		return false
 	}
@@ -43,6 +51,11 @@ func (k Key) String() string {
 	case TCP:
 	case UDP:
 		p = "udp"
+	case QUICCID:
+		if cid, ok := k.CID(); ok {
+			return fmt.Sprintf("quic-cid %x -> :%d", cid, k.DstPort)
+		}
+		p = "quic-cid"
 	default:
 		p = fmt.Sprintf("proto%d", k.Proto)
 	}
@@ -69,4 +82,53 @@ type Update struct {
 	Key    Key
 	Owner  Owner
 	Delete bool
+}
+
+// QUIC connection-ID keys (docs/PROTOCOL.md, "QUIC connection IDs"): a connection ID
+// that a server chose, learnt on a VIP's UDP port, is stored, gossiped and expired as a
+// session key of its own, IPv6 family, proto QUICCID:
+//
+//	Src      CID bytes 0..15, zero-padded
+//	Dst      CID bytes 16..19, zero-padded, then the CID's length (byte 4), then zeros
+//	SrcPort  0
+//	DstPort  the VIP port
+//
+// The length makes the mapping exact: two CIDs that differ only by trailing zero bytes
+// are different keys. CIDs are MinCIDLen..MaxCIDLen bytes.
+const (
+	MinCIDLen = 4
+	MaxCIDLen = 20
+)
+
+// CIDKey is the key of connection ID cid on VIP port port; false if cid's length is
+// out of MinCIDLen..MaxCIDLen.
+func CIDKey(cid []byte, port uint16) (Key, bool) {
+	if len(cid) < MinCIDLen || len(cid) > MaxCIDLen {
+		return Key{}, false
+	}
+	var s, d [16]byte
+	n := copy(s[:], cid)
+	copy(d[:4], cid[n:])
+	d[4] = byte(len(cid))
+	return Key{Src: netip.AddrFrom16(s), Dst: netip.AddrFrom16(d), DstPort: port, Proto: QUICCID}, true
+}
+
+// CID returns the connection ID of a key made by CIDKey; false if k is not one (any
+// other proto, family, port or padding).
+func (k Key) CID() ([]byte, bool) {
+	if k.Proto != QUICCID || !k.Src.Is6() || !k.Dst.Is6() || k.Src.Zone() != "" || k.Dst.Zone() != "" || k.SrcPort != 0 {
+		return nil, false
+	}
+	s, d := k.Src.As16(), k.Dst.As16()
+	n := int(d[4])
+	if n < MinCIDLen || n > MaxCIDLen {
+		return nil, false
+	}
+	cid := append(s[:], d[:4]...)
+	for _, b := range append(cid[n:], d[5:]...) {
+		if b != 0 {
+			return nil, false
+		}
+	}
+	return cid[:n], true
 }

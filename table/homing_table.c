@@ -50,10 +50,11 @@ _Static_assert(sizeof(struct homing_stash4) == 24, "homing_stash4 is a key and a
 static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct homing_table *names[256];
 
+/* TCP, UDP, and in IPv6 keys 253: a QUIC connection ID (session.CIDKey). */
 static int
-valid_proto(uint8_t p)
+valid_proto(uint8_t p, uint32_t klen)
 {
-	return p == 6 || p == 17;
+	return p == 6 || p == 17 || (p == 253 && klen == sizeof(struct homing_key6));
 }
 
 static int
@@ -61,7 +62,7 @@ key_valid(const void *k, uint32_t klen)
 {
 	const uint8_t *b = k;
 
-	return valid_proto(b[klen - 4]) && (b[klen - 3] | b[klen - 2] | b[klen - 1]) == 0;
+	return valid_proto(b[klen - 4], klen) && (b[klen - 3] | b[klen - 2] | b[klen - 1]) == 0;
 }
 
 static uint32_t

@@ -62,7 +62,8 @@
  * deleted IPv6 slot back: once the free slots run out, IPv6 adds wait up to
  * reclaim_wait_us (once per batch) and then fail with -ENOSPC. Go offline and unregister
  * before the table is freed. Bursts have up to HOMING_TABLE_LOOKUP_MAX keys. Keys looked
- * up must have protocol 6 or 17 (an all-zero IPv4 key would match an empty entry).
+ * up must have protocol 6 or 17, or 253 in IPv6 (a QUIC connection ID: session.CIDKey)
+ * (an all-zero IPv4 key would match an empty entry).
  *
  * Keys are in network byte order, in the client -> VIP direction of the 5-tuple.
  */
@@ -92,7 +93,7 @@ struct homing_key4 {
 	uint32_t dst;   /* VIP */
 	uint16_t sport; /* client port */
 	uint16_t dport; /* VIP port */
-	uint8_t proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	uint8_t proto;  /* IPPROTO_TCP or IPPROTO_UDP (IPv6: or 253, a QUIC CID) */
 	uint8_t pad[3];
 } __attribute__((packed, aligned(4)));
 

@@ -65,6 +65,16 @@ func FuzzRecords(f *testing.F) {
 		{Op: OpAdd, Key: key6(5), Owner: session.Owner{Host: 2, Epoch: 7}},
 		{Op: OpDelete, Key: key6(6), Owner: session.Owner{Host: fuzzSender}},
 	}, fuzzSender, fuzzTimestamp))
+	// QUIC connection IDs (session.CIDKey), full and compact, with a flow between.
+	cid1, _ := session.CIDKey([]byte{0xc1, 0xd2, 0xe3, 0xf4}, 443)
+	cid2, _ := session.CIDKey(bytes.Repeat([]byte{0xff}, 20), 443)
+	f.Add(AppendRecord(nil, Record{Op: OpAdd, Key: cid1, Owner: session.Owner{Host: 2, Epoch: 7}}))
+	f.Add(AppendRecords(nil, []Record{
+		{Op: OpAdd, Key: key6(1), Owner: session.Owner{Host: fuzzSender, Epoch: base + 1}},
+		{Op: OpAdd, Key: cid1, Owner: session.Owner{Host: fuzzSender, Epoch: base + 1}},
+		{Op: OpAdd, Key: cid2, Owner: session.Owner{Host: fuzzSender, Epoch: base + 2}},
+		{Op: OpDelete, Key: cid1, Owner: session.Owner{Host: fuzzSender}},
+	}, fuzzSender, fuzzTimestamp))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		recs, err := ParseRecords(nil, body, fuzzSender, fuzzTimestamp)
 		if err != nil {

@@ -147,6 +147,11 @@ type UDP struct {
 	CIDRedirect uint64 `c:"cid_redirect" metric:"quic_cid_routed_total{to=redirect}" help:"Packets of unknown flows on quic_cid ports, by where their DCID's host id sent them: redirect (a live peer), local (this host), not_live (the host named had no template: parked or to the kernel)."`
 	CIDLocal    uint64 `c:"cid_local" metric:"quic_cid_routed_total{to=local}"`
 	CIDNotLive  uint64 `c:"cid_not_live" metric:"quic_cid_routed_total{to=not_live}"`
+	CIDLearn    uint64 `c:"cid_learn" metric:"quic_cid_reported_total" help:"Reports of UDP flows on cid_len ports that carried the server's connection ID (from its long-header packets)."`
+	CIDHitRedir uint64 `c:"cid_hit_redirect" metric:"quic_learnt_cid_routed_total{to=redirect}" help:"Packets of unknown flows on cid_len ports, by what the lookup of their DCID as a learnt server CID found: redirect (a peer's), local (this host's), miss (no host learnt it: parked or to the kernel)."`
+	CIDHitLocal uint64 `c:"cid_hit_local" metric:"quic_learnt_cid_routed_total{to=local}"`
+	CIDMiss     uint64 `c:"cid_miss" metric:"quic_learnt_cid_routed_total{to=miss}"`
+	CIDClient   uint64 `c:"cid_client" metric:"quic_client_cid_reported_total" help:"Reports of the DCIDs of clients' QUIC packets given to this host's kernel on cid_len ports (table hits owned here, decapsulated, routed here by a CID)."`
 }
 
 // Add sums two counter sets.
@@ -159,6 +164,10 @@ type UDPLearn struct {
 	Expired   uint64 `metric:"expired_flows_total" help:"UDP flows deleted after their port's idle_timeout without an answer from this host."`
 	Errors    uint64 `metric:"errors_total" help:"UDP flow claims or deletes that failed (gossip queue full, table errors)."`
 	Flows     uint64 `metric:"flows" help:"UDP flows claimed by this host now."`
+	// QUIC server connection IDs learnt on cid_len ports (tied to their flows).
+	CIDLearned uint64 `metric:"quic_cids_learned_total" help:"QUIC server connection IDs (cid_len ports) claimed by this host and gossiped."`
+	CIDExpired uint64 `metric:"quic_cids_expired_total" help:"QUIC server connection IDs deleted because the flow they came with expired."`
+	CIDs       uint64 `metric:"quic_cids" help:"QUIC server connection IDs claimed by this host now."`
 }
 
 // GUERefused is the GUE refusals by reason (the reason label of
