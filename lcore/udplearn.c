@@ -130,9 +130,14 @@ scid_of(const struct homing_dp *dp, const struct rte_udp_hdr *udp, const uint8_t
 	rec->cid_len = want;
 }
 
-/* The flow of one kernel packet, if it is UDP from a VIP session port: 1 with rec set. */
+/* The client->VIP flow of an IPv4 or IPv6 UDP packet (not a later fragment) between a
+ * VIP port in ports and a client: from the VIP (served != 0: the kernel's answer, the VIP
+ * and its port are the source) or to it (served == 0). 1 with rec's key set (cid_len
+ * untouched), *udpp its UDP header and *endp the end of its datagram within the mbuf. */
 static inline int
-flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_learn_rec *rec)
+udp_vip_flow(const struct homing_dp *dp, const struct rte_mbuf *m, const uint8_t *ports,
+	     int served, struct homing_learn_rec *rec, const struct rte_udp_hdr **udpp,
+	     const uint8_t **endp)
 {
 	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
 	uint32_t len = rte_pktmbuf_data_len(m);
@@ -151,39 +156,53 @@ flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_lear
 		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)))
 			return 0;
 		udp = (const struct rte_udp_hdr *)((const uint8_t *)ip + hl);
-		if (!port_set(dp->udp_sess, udp->src_port) || !is_vip4(dp, ip->src_addr))
+		if (!port_set(ports, served ? udp->src_port : udp->dst_port) ||
+		    !is_vip4(dp, served ? ip->src_addr : ip->dst_addr))
 			return 0;
 		rec->af = 4;
 		memset(&rec->k4, 0, sizeof(rec->k4));
-		rec->k4.src = ip->dst_addr;
-		rec->k4.dst = ip->src_addr;
-		rec->k4.sport = udp->dst_port;
-		rec->k4.dport = udp->src_port;
+		rec->k4.src = served ? ip->dst_addr : ip->src_addr;
+		rec->k4.dst = served ? ip->src_addr : ip->dst_addr;
+		rec->k4.sport = served ? udp->dst_port : udp->src_port;
+		rec->k4.dport = served ? udp->src_port : udp->dst_port;
 		rec->k4.proto = IPPROTO_UDP;
 		end = (const uint8_t *)ip + rte_be_to_cpu_16(ip->total_length);
-		scid_of(dp, udp, RTE_MIN(end, d + len), rec);
-		return 1;
-	}
-	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
+	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
 		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + RTE_ETHER_HDR_LEN);
 		if (len < RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) || (d[RTE_ETHER_HDR_LEN] >> 4) != 6 ||
 		    ip->proto != IPPROTO_UDP)
 			return 0;
 		udp = (const struct rte_udp_hdr *)(ip + 1);
-		if (!port_set(dp->udp_sess, udp->src_port) || !is_vip6(dp, ip->src_addr))
+		if (!port_set(ports, served ? udp->src_port : udp->dst_port) ||
+		    !is_vip6(dp, served ? ip->src_addr : ip->dst_addr))
 			return 0;
 		rec->af = 6;
 		memset(&rec->k6, 0, sizeof(rec->k6));
-		memcpy(rec->k6.src, ip->dst_addr, 16);
-		memcpy(rec->k6.dst, ip->src_addr, 16);
-		rec->k6.sport = udp->dst_port;
-		rec->k6.dport = udp->src_port;
+		memcpy(rec->k6.src, served ? ip->dst_addr : ip->src_addr, 16);
+		memcpy(rec->k6.dst, served ? ip->src_addr : ip->dst_addr, 16);
+		rec->k6.sport = served ? udp->dst_port : udp->src_port;
+		rec->k6.dport = served ? udp->src_port : udp->dst_port;
 		rec->k6.proto = IPPROTO_UDP;
 		end = (const uint8_t *)(ip + 1) + rte_be_to_cpu_16(ip->payload_len);
-		scid_of(dp, udp, RTE_MIN(end, d + len), rec);
-		return 1;
+	} else {
+		return 0;
 	}
-	return 0;
+	*udpp = udp;
+	*endp = RTE_MIN(end, d + len);
+	return 1;
+}
+
+/* The flow of one kernel packet, if it is UDP from a VIP session port: 1 with rec set. */
+static inline int
+flow_of(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_learn_rec *rec)
+{
+	const struct rte_udp_hdr *udp;
+	const uint8_t *end;
+
+	if (!udp_vip_flow(dp, m, dp->udp_sess, 1, rec, &udp, &end))
+		return 0;
+	scid_of(dp, udp, end, rec);
+	return 1;
 }
 
 void
@@ -258,53 +277,12 @@ homing_quic_cid_len(const struct homing_dp *dp, uint16_t port_be)
 static inline int
 client_dcid(const struct homing_dp *dp, const struct rte_mbuf *m, struct homing_learn_rec *rec)
 {
-	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *), *end, *p, *cid;
-	uint32_t len = rte_pktmbuf_data_len(m);
+	const uint8_t *end, *p, *cid;
 	const struct rte_udp_hdr *udp;
-	uint16_t et;
 	uint8_t want;
 
-	if (len < RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(*udp))
+	if (!udp_vip_flow(dp, m, dp->udp_scid, 0, rec, &udp, &end))
 		return 0;
-	et = ((const struct rte_ether_hdr *)d)->ether_type;
-	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
-		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + RTE_ETHER_HDR_LEN);
-		uint32_t hl = (ip->version_ihl & 0xf) * 4u;
-		if ((ip->version_ihl >> 4) != 4 || ip->next_proto_id != IPPROTO_UDP || hl < sizeof(*ip) ||
-		    RTE_ETHER_HDR_LEN + hl + sizeof(*udp) > len ||
-		    (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)))
-			return 0;
-		udp = (const struct rte_udp_hdr *)((const uint8_t *)ip + hl);
-		if (!port_set(dp->udp_scid, udp->dst_port) || !is_vip4(dp, ip->dst_addr))
-			return 0;
-		rec->af = 4;
-		memset(&rec->k4, 0, sizeof(rec->k4));
-		rec->k4.src = ip->src_addr;
-		rec->k4.dst = ip->dst_addr;
-		rec->k4.sport = udp->src_port;
-		rec->k4.dport = udp->dst_port;
-		rec->k4.proto = IPPROTO_UDP;
-		end = (const uint8_t *)ip + rte_be_to_cpu_16(ip->total_length);
-	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
-		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(d + RTE_ETHER_HDR_LEN);
-		if (len < RTE_ETHER_HDR_LEN + sizeof(*ip) + sizeof(*udp) || (d[RTE_ETHER_HDR_LEN] >> 4) != 6 ||
-		    ip->proto != IPPROTO_UDP)
-			return 0;
-		udp = (const struct rte_udp_hdr *)(ip + 1);
-		if (!port_set(dp->udp_scid, udp->dst_port) || !is_vip6(dp, ip->dst_addr))
-			return 0;
-		rec->af = 6;
-		memset(&rec->k6, 0, sizeof(rec->k6));
-		memcpy(rec->k6.src, ip->src_addr, 16);
-		memcpy(rec->k6.dst, ip->dst_addr, 16);
-		rec->k6.sport = udp->src_port;
-		rec->k6.dport = udp->dst_port;
-		rec->k6.proto = IPPROTO_UDP;
-		end = (const uint8_t *)(ip + 1) + rte_be_to_cpu_16(ip->payload_len);
-	} else {
-		return 0;
-	}
-	end = RTE_MIN(end, d + len);
 	if ((const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len) < end)
 		end = (const uint8_t *)udp + rte_be_to_cpu_16(udp->dgram_len);
 	p = (const uint8_t *)(udp + 1);
