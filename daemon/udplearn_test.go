@@ -31,60 +31,74 @@ func udpFlow(sport, dport uint16) session.Key {
 		SrcPort: sport, DstPort: dport, Proto: session.UDP}
 }
 
+// learnerRecord is what a test learner (newRecordingLearner) did: the ownership it
+// claimed as host 1 (owners, which a test may change as another host), its claims and
+// deletes in order.
+type learnerRecord struct {
+	owners          map[session.Key]uint16
+	claims, deletes []session.Key
+}
+
+// newRecordingLearner returns a learner of ports 443 (idle 10 s) and 4433 (idle 2 s) as
+// host 1 on a fake source, recording into rec; an error fails the test.
+func newRecordingLearner(t *testing.T) (*fakeLearn, *udpLearner, *learnerRecord) {
+	src := &fakeLearn{}
+	l := newUDPLearner(src, 1, []config.UDPSession{{Port: 443, IdleTimeout: 10 * time.Second}, {Port: 4433, IdleTimeout: 2 * time.Second}})
+	rec := &learnerRecord{owners: map[session.Key]uint16{}}
+	l.owner = func(k session.Key) (session.Owner, bool) {
+		h, ok := rec.owners[k]
+		return session.Owner{Host: h}, ok
+	}
+	l.claim = func(k session.Key) error {
+		rec.claims = append(rec.claims, k)
+		rec.owners[k] = 1
+		return nil
+	}
+	l.delete = func(k session.Key) error {
+		rec.deletes = append(rec.deletes, k)
+		delete(rec.owners, k)
+		return nil
+	}
+	l.onErr = func(op string, k session.Key, err error) { t.Errorf("%s %v: %v", op, k, err) }
+	return src, l, rec
+}
+
 // TestUDPLearner: a reported flow is claimed once; reported again it is refreshed
 // without a claim (nothing gossiped) unless another host claimed it since; a flow not
 // reported for its port's idle timeout is deleted if it is still this host's; each
 // sweep starts a refresh tick.
 func TestUDPLearner(t *testing.T) {
-	src := &fakeLearn{}
-	l := newUDPLearner(src, 1, []config.UDPSession{{Port: 443, IdleTimeout: 10 * time.Second}, {Port: 4433, IdleTimeout: 2 * time.Second}})
-	owners := map[session.Key]uint16{}
-	var claims, deletes []session.Key
-	l.owner = func(k session.Key) (session.Owner, bool) {
-		h, ok := owners[k]
-		return session.Owner{Host: h}, ok
-	}
-	l.claim = func(k session.Key) error {
-		claims = append(claims, k)
-		owners[k] = 1
-		return nil
-	}
-	l.delete = func(k session.Key) error {
-		deletes = append(deletes, k)
-		delete(owners, k)
-		return nil
-	}
-	l.onErr = func(op string, k session.Key, err error) { t.Errorf("%s %v: %v", op, k, err) }
+	src, l, rec := newRecordingLearner(t)
 	t0 := time.Unix(1000, 0)
 	a, b, c, plain := udpFlow(50000, 443), udpFlow(50001, 4433), udpFlow(50002, 443), udpFlow(50003, 53)
 	src.next = []session.Key{a, b, plain}
 	l.poll(t0)
-	if !slices.Equal(claims, []session.Key{a, b}) {
-		t.Fatalf("claims %v", claims)
+	if !slices.Equal(rec.claims, []session.Key{a, b}) {
+		t.Fatalf("rec.claims %v", rec.claims)
 	}
 	// Refreshes: a and b again, nothing claimed; c is new.
 	src.next = []session.Key{a, b, c}
 	l.poll(t0.Add(time.Second))
-	if st := l.Stats(); !slices.Equal(claims, []session.Key{a, b, c}) || st.Refreshed != 2 || st.Learned != 3 || st.Flows != 3 {
-		t.Fatalf("claims %v stats %+v", claims, st)
+	if st := l.Stats(); !slices.Equal(rec.claims, []session.Key{a, b, c}) || st.Refreshed != 2 || st.Learned != 3 || st.Flows != 3 {
+		t.Fatalf("rec.claims %v stats %+v", rec.claims, st)
 	}
-	// Another host claims c; this host answers it again: claimed back.
-	owners[c] = 2
+	// Another host rec.claims c; this host answers it again: claimed back.
+	rec.owners[c] = 2
 	src.next = []session.Key{c}
 	l.poll(t0.Add(2 * time.Second))
-	if len(claims) != 4 || claims[3] != c {
-		t.Fatalf("c not claimed back: %v", claims)
+	if len(rec.claims) != 4 || rec.claims[3] != c {
+		t.Fatalf("c not claimed back: %v", rec.claims)
 	}
 	// At 3.5 s b (2 s idle timeout, last seen at 1 s) has expired; a (10 s) has not.
 	l.sweep(t0.Add(3500 * time.Millisecond))
-	if !slices.Equal(deletes, []session.Key{b}) || src.ticks != 1 {
-		t.Fatalf("deletes %v ticks %d", deletes, src.ticks)
+	if !slices.Equal(rec.deletes, []session.Key{b}) || src.ticks != 1 {
+		t.Fatalf("rec.deletes %v ticks %d", rec.deletes, src.ticks)
 	}
 	// c is claimed by host 2 again before it idles out: forgotten without a delete.
-	owners[c] = 2
+	rec.owners[c] = 2
 	l.sweep(t0.Add(13 * time.Second))
-	if st := l.Stats(); !slices.Equal(deletes, []session.Key{b, a}) || st.Expired != 3 || st.Flows != 0 {
-		t.Fatalf("deletes %v stats %+v", deletes, st)
+	if st := l.Stats(); !slices.Equal(rec.deletes, []session.Key{b, a}) || st.Expired != 3 || st.Flows != 0 {
+		t.Fatalf("rec.deletes %v stats %+v", rec.deletes, st)
 	}
 	// A failed claim is counted and reported.
 	l.claim = func(session.Key) error { return errors.New("queue full") }
@@ -138,25 +152,7 @@ func TestUDPLearnerAdopt(t *testing.T) {
 // before, and not if another host took it since); a CID without a flow before it in the
 // report, or of another port, is ignored.
 func TestUDPLearnerCID(t *testing.T) {
-	src := &fakeLearn{}
-	l := newUDPLearner(src, 1, []config.UDPSession{{Port: 443, IdleTimeout: 10 * time.Second}, {Port: 4433, IdleTimeout: 2 * time.Second}})
-	owners := map[session.Key]uint16{}
-	var claims, deletes []session.Key
-	l.owner = func(k session.Key) (session.Owner, bool) {
-		h, ok := owners[k]
-		return session.Owner{Host: h}, ok
-	}
-	l.claim = func(k session.Key) error {
-		claims = append(claims, k)
-		owners[k] = 1
-		return nil
-	}
-	l.delete = func(k session.Key) error {
-		deletes = append(deletes, k)
-		delete(owners, k)
-		return nil
-	}
-	l.onErr = func(op string, k session.Key, err error) { t.Errorf("%s %v: %v", op, k, err) }
+	src, l, rec := newRecordingLearner(t)
 	cid := func(b byte, port uint16) session.Key {
 		k, ok := session.CIDKey([]byte{b, b, b, b}, port)
 		if !ok {
@@ -169,8 +165,8 @@ func TestUDPLearnerCID(t *testing.T) {
 	ca, cb, orphan, other := cid(1, 443), cid(2, 4433), cid(3, 443), cid(4, 443)
 	src.next = []session.Key{orphan, a, ca, b, cb, udpFlow(50002, 53), other}
 	l.poll(t0)
-	if !slices.Equal(claims, []session.Key{a, ca, b, cb}) {
-		t.Fatalf("claims %v", claims)
+	if !slices.Equal(rec.claims, []session.Key{a, ca, b, cb}) {
+		t.Fatalf("rec.claims %v", rec.claims)
 	}
 	if st := l.Stats(); st.Learned != 2 || st.CIDLearned != 2 || st.CIDs != 2 || st.Flows != 2 {
 		t.Fatalf("stats %+v", st)
@@ -178,15 +174,15 @@ func TestUDPLearnerCID(t *testing.T) {
 	// Reported again with its flow: nothing claimed.
 	src.next = []session.Key{a, ca}
 	l.poll(t0.Add(time.Second))
-	if len(claims) != 4 {
-		t.Fatalf("claims %v", claims)
+	if len(rec.claims) != 4 {
+		t.Fatalf("rec.claims %v", rec.claims)
 	}
 	// Another host took cb: at 3.5 s b expires (2 s), and cb with it, forgotten without
 	// a delete; a and ca stay.
-	owners[cb] = 2
+	rec.owners[cb] = 2
 	l.sweep(t0.Add(3500 * time.Millisecond))
-	if !slices.Equal(deletes, []session.Key{b}) {
-		t.Fatalf("deletes %v", deletes)
+	if !slices.Equal(rec.deletes, []session.Key{b}) {
+		t.Fatalf("rec.deletes %v", rec.deletes)
 	}
 	if st := l.Stats(); st.Expired != 1 || st.CIDExpired != 1 || st.CIDs != 1 {
 		t.Fatalf("stats %+v", st)
@@ -196,12 +192,12 @@ func TestUDPLearnerCID(t *testing.T) {
 	src.next = []session.Key{a}
 	l.poll(t0.Add(1500 * time.Millisecond))
 	l.sweep(t0.Add(11 * time.Second))
-	if len(deletes) != 1 {
-		t.Fatalf("deleted early: %v", deletes)
+	if len(rec.deletes) != 1 {
+		t.Fatalf("deleted early: %v", rec.deletes)
 	}
 	l.sweep(t0.Add(12 * time.Second))
-	if !slices.Equal(deletes, []session.Key{b, a, ca}) {
-		t.Fatalf("deletes %v", deletes)
+	if !slices.Equal(rec.deletes, []session.Key{b, a, ca}) {
+		t.Fatalf("rec.deletes %v", rec.deletes)
 	}
 	if st := l.Stats(); st.Expired != 2 || st.CIDExpired != 2 || st.CIDs != 0 || st.Flows != 0 {
 		t.Fatalf("stats %+v", st)
@@ -215,18 +211,18 @@ func TestUDPLearnerCID(t *testing.T) {
 	src.next = []session.Key{d, cc}
 	l.poll(t0.Add(25 * time.Second))
 	l.sweep(t0.Add(32 * time.Second)) // c (last seen at 20 s) expires, d (25 s) not
-	if slices.Contains(deletes, cc) || l.Stats().CIDs != 1 {
-		t.Fatalf("a moved CID expired with its old flow: deletes %v, %+v", deletes, l.Stats())
+	if slices.Contains(rec.deletes, cc) || l.Stats().CIDs != 1 {
+		t.Fatalf("a moved CID expired with its old flow: rec.deletes %v, %+v", rec.deletes, l.Stats())
 	}
 	// A flow keeps at most maxCIDsPerFlow CIDs: the oldest go first (deleted).
-	deletes = nil
+	rec.deletes = nil
 	src.next = []session.Key{d}
 	for i := range maxCIDsPerFlow + 2 {
 		src.next = append(src.next, cid(byte(10+i), 443))
 	}
 	l.poll(t0.Add(33 * time.Second))
-	if want := []session.Key{cc, cid(10, 443), cid(11, 443)}; !slices.Equal(deletes, want) {
-		t.Fatalf("evicted %v, want %v", deletes, want)
+	if want := []session.Key{cc, cid(10, 443), cid(11, 443)}; !slices.Equal(rec.deletes, want) {
+		t.Fatalf("evicted %v, want %v", rec.deletes, want)
 	}
 	if st := l.Stats(); st.CIDs != maxCIDsPerFlow {
 		t.Fatalf("%d CIDs kept, want %d", st.CIDs, maxCIDsPerFlow)
