@@ -146,23 +146,7 @@ func sumGUERefused(st lcore.Stats) uint64 {
 // run sends the NIC-side golden frames through the pipeline without ports.
 func run(t testing.TB, e *env, frames [][]byte) (nic, kernel [][]byte, st lcore.Stats) {
 	t.Helper()
-	f := e.dp.NewFrames(e.pool)
-	defer f.Close()
-	out, err := f.Run(frames)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range out {
-		if o.ToNIC {
-			nic = append(nic, o.Data)
-		} else {
-			kernel = append(kernel, o.Data)
-		}
-	}
-	if n := e.pool.InUse(); n != 0 {
-		t.Fatalf("%d mbufs leaked", n)
-	}
-	return nic, kernel, f.Stats()
+	return runSide(t, e, e.dp, false, frames)
 }
 
 // TestGoldenFrames checks every NIC-side golden case through the classifier, lookup and

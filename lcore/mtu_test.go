@@ -39,7 +39,7 @@ func newMTUDP(t *testing.T, tbl *table.Table, rate, burst int) *lcore.DataPlane 
 	return dp
 }
 
-func runSide(t *testing.T, e *env, dp *lcore.DataPlane, kernelSide bool, frames [][]byte) (nic, kernel [][]byte, st lcore.Stats) {
+func runSide(t testing.TB, e *env, dp *lcore.DataPlane, kernelSide bool, frames [][]byte) (nic, kernel [][]byte, st lcore.Stats) {
 	t.Helper()
 	f := dp.NewFrames(e.pool)
 	defer f.Close()
